@@ -1,0 +1,226 @@
+//! Plain data exchanged between the engine and providers.
+
+use crate::SecretValue;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The identity of a key at its source, e.g. an AWS access key id. Not secret.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct KeyId(pub String);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a provider needs to find an identity: the source-specific annotations of a
+/// SealedSecret (without the prefix), e.g. `account` and `username` for AWS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Provider name (`aws`, `azure`, `gcp` or a plugin name).
+    pub source: String,
+    /// Identity annotations, key without prefix.
+    pub params: BTreeMap<String, String>,
+    /// The key currently referenced by the manifest, if any.
+    pub current_key: Option<KeyId>,
+}
+
+impl Target {
+    /// A parameter by annotation name, or a [`ProviderError::MissingParameter`].
+    pub fn param(&self, name: &'static str) -> ProviderResult<&str> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| ProviderError::MissingParameter {
+                provider: self.source.clone(),
+                name,
+            })
+    }
+}
+
+/// Static facts about a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Keys an identity may hold at once (2 for AWS IAM users, 10 for GCP service accounts).
+    pub max_keys_per_identity: Option<u32>,
+    /// Whether a key can be disabled before it is deleted.
+    pub can_disable: bool,
+    /// Whether a new key needs time before it works everywhere.
+    pub needs_propagation: bool,
+}
+
+/// Status of a key at its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Exists but cannot authenticate.
+    Inactive,
+    /// Past its expiry date.
+    Expired,
+}
+
+/// A key that exists at the source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    /// Key id.
+    pub id: KeyId,
+    /// Creation time reported by the source.
+    pub created: Option<DateTime<Utc>>,
+    /// Status.
+    pub status: KeyStatus,
+    /// Last authentication with this key, where the source reports it.
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+/// A freshly minted credential. `fields` are the provider output fields that
+/// `keyMappings` refers to (e.g. `AccessKeyId`, `SecretAccessKey`).
+#[derive(Clone, Debug)]
+pub struct Minted {
+    /// The new key id.
+    pub key_id: KeyId,
+    /// Creation time reported by the source.
+    pub created: DateTime<Utc>,
+    /// Output fields by name; every value is secret-typed, even non-secret ones.
+    pub fields: BTreeMap<String, SecretValue>,
+    /// Who the source saw as the caller (for the audit trail), e.g. an STS ARN.
+    pub operator: Option<String>,
+}
+
+/// How to revoke an old key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Revoke {
+    /// Delete the key.
+    Delete,
+    /// Disable it (delete on a later run); falls back to delete where unsupported.
+    Disable,
+}
+
+/// Errors a provider reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The annotation names a source this build does not include.
+    #[error("source `{name}` is not compiled into this build (enable cargo feature `{feature}`)")]
+    NotCompiledIn {
+        /// Source name.
+        name: String,
+        /// Cargo feature that adds it.
+        feature: &'static str,
+    },
+    /// The annotation names a source nobody provides.
+    #[error(
+        "unknown source `{name}`: not built in and no plugin `secret-manager-provider-{name}` on PATH"
+    )]
+    UnknownSource {
+        /// Source name.
+        name: String,
+    },
+    /// A required identity annotation is missing.
+    #[error("{provider}: missing parameter `{name}`")]
+    MissingParameter {
+        /// Provider.
+        provider: String,
+        /// Annotation name without prefix.
+        name: &'static str,
+    },
+    /// The identity already holds the maximum number of keys and none may be freed.
+    #[error("{provider}: {identity} already has {count} keys (the limit); {hint}")]
+    KeyLimit {
+        /// Provider.
+        provider: String,
+        /// Identity.
+        identity: String,
+        /// Keys present.
+        count: usize,
+        /// What the operator can do.
+        hint: String,
+    },
+    /// The caller lacks a permission.
+    #[error("{provider}: access denied for {operation}: {message}")]
+    AccessDenied {
+        /// Provider.
+        provider: String,
+        /// Operation.
+        operation: &'static str,
+        /// Message from the source (never contains secrets).
+        message: String,
+    },
+    /// The identity does not exist at the source.
+    #[error("{provider}: {what} not found")]
+    NotFound {
+        /// Provider.
+        provider: String,
+        /// What was missing.
+        what: String,
+    },
+    /// Throttling, 5xx, timeouts, connection failures.
+    #[error("{provider}: transient failure during {operation}: {message}")]
+    Transient {
+        /// Provider.
+        provider: String,
+        /// Operation.
+        operation: &'static str,
+        /// Message.
+        message: String,
+    },
+    /// Anything else the source rejected.
+    #[error("{provider}: {operation} failed: {message}")]
+    Permanent {
+        /// Provider.
+        provider: String,
+        /// Operation.
+        operation: &'static str,
+        /// Message.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether retrying the same call may succeed (throttling, 5xx, timeouts).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Transient { .. })
+    }
+}
+
+/// Result alias for provider calls.
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_errors_are_retryable() {
+        let t = ProviderError::Transient {
+            provider: "aws".into(),
+            operation: "CreateAccessKey",
+            message: "Throttling".into(),
+        };
+        let p = ProviderError::AccessDenied {
+            provider: "aws".into(),
+            operation: "CreateAccessKey",
+            message: "no".into(),
+        };
+        assert!(t.is_retryable());
+        assert!(!p.is_retryable());
+    }
+
+    #[test]
+    fn missing_param_names_provider_and_param() {
+        let t = Target {
+            source: "aws".into(),
+            params: BTreeMap::new(),
+            current_key: None,
+        };
+        let e = t.param("username").unwrap_err();
+        assert_eq!(e.to_string(), "aws: missing parameter `username`");
+    }
+}

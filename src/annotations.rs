@@ -1,0 +1,232 @@
+//! Our annotations on `spec.template.metadata.annotations` (DESIGN §6 table).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Default annotation prefix; configurable in `.secret-manager.yaml`.
+pub const ANNOTATION_PREFIX: &str = "secret-manager/";
+
+/// Annotation (without prefix) naming the credential source.
+pub const SOURCE: &str = "source";
+/// Annotation (without prefix) holding the creation time (RFC 3339).
+pub const CREATE_DATE: &str = "createDate";
+/// Annotation (without prefix) mapping provider fields to `encryptedData` keys.
+pub const KEY_MAPPINGS: &str = "keyMappings";
+/// Outer annotation (without prefix) with the sealing certificate's SHA-256 fingerprint.
+pub const SEALED_WITH: &str = "sealedWith";
+
+/// Sources built into this tool.
+pub const BUILTIN_SOURCES: &[&str] = &["aws", "azure", "gcp"];
+
+/// The annotation (without prefix) that holds the key id for `source`.
+pub fn key_id_annotation(source: &str) -> &'static str {
+    if source == "aws" {
+        "accessKeyId"
+    } else {
+        "keyId"
+    }
+}
+
+/// Identity annotations each built-in source requires (besides key id and the common ones).
+pub fn identity_annotations(source: &str) -> &'static [&'static str] {
+    match source {
+        "aws" => &["account", "username"],
+        "azure" => &["tenantId", "applicationObjectId", "clientId"],
+        "gcp" => &["project", "serviceAccount"],
+        _ => &[],
+    }
+}
+
+/// Provider output fields each built-in source offers to `keyMappings`.
+pub fn output_fields(source: &str) -> Option<&'static [&'static str]> {
+    match source {
+        "aws" => Some(&["AccessKeyId", "SecretAccessKey"]),
+        "azure" => Some(&["ClientId", "ClientSecret", "TenantId", "KeyId"]),
+        "gcp" => Some(&["KeyFileJson", "KeyId", "ClientEmail"]),
+        _ => None,
+    }
+}
+
+/// One `secretKey:ProviderField` pair of `keyMappings`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyMapping {
+    /// Key in `encryptedData`.
+    pub secret_key: String,
+    /// Provider output field.
+    pub field: String,
+}
+
+/// Whether `k` is a valid Kubernetes Secret data key (`[-._a-zA-Z0-9]+`).
+pub fn is_valid_secret_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Parses `[secretKey:ProviderField,...]`.
+pub fn parse_key_mappings(s: &str) -> Result<Vec<KeyMapping>, String> {
+    let inner = s
+        .trim()
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(|| format!("`{s}` is not of the form [secretKey:ProviderField,...]"))?;
+    let mut out: Vec<KeyMapping> = Vec::new();
+    for part in inner.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("`{s}` has an empty entry"));
+        }
+        let (k, f) = part.split_once(':').ok_or_else(|| {
+            format!("entry `{part}` has no `:` (expected secretKey:ProviderField)")
+        })?;
+        let (k, f) = (k.trim(), f.trim());
+        if !is_valid_secret_key(k) {
+            return Err(format!(
+                "`{k}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)"
+            ));
+        }
+        if f.is_empty() || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("`{f}` is not a valid provider field name"));
+        }
+        if out.iter().any(|m| m.secret_key == k) {
+            return Err(format!("secret key `{k}` is mapped twice"));
+        }
+        out.push(KeyMapping {
+            secret_key: k.to_owned(),
+            field: f.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// Parses an RFC 3339 timestamp such as `2026-08-01T10:00:00Z`.
+pub fn parse_create_date(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("`{s}` is not an RFC 3339 timestamp ({e}); write e.g. 2026-08-01T10:00:00Z")
+        })
+}
+
+/// The managed view of a SealedSecret: our annotations with the prefix stripped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Managed {
+    /// `source` value.
+    pub source: String,
+    /// The key id annotation (`accessKeyId` for aws, `keyId` otherwise).
+    pub key_id: Option<String>,
+    /// Raw `createDate`.
+    pub create_date_raw: Option<String>,
+    /// Raw `keyMappings`.
+    pub key_mappings_raw: Option<String>,
+    /// Every annotation under the prefix, prefix stripped (including the ones above).
+    pub all: BTreeMap<String, String>,
+}
+
+impl Managed {
+    /// Extracts our annotations; `None` when there is no `source` annotation.
+    pub fn from_annotations(annotations: &BTreeMap<String, String>, prefix: &str) -> Option<Self> {
+        let all: BTreeMap<String, String> = annotations
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+            .collect();
+        let source = all.get(SOURCE)?.trim().to_owned();
+        Some(Managed {
+            key_id: all
+                .get(key_id_annotation(&source))
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            create_date_raw: all.get(CREATE_DATE).cloned(),
+            key_mappings_raw: all.get(KEY_MAPPINGS).cloned(),
+            source,
+            all,
+        })
+    }
+
+    /// `createDate` parsed, `None` when absent.
+    pub fn create_date(&self) -> Option<Result<DateTime<Utc>, String>> {
+        self.create_date_raw.as_deref().map(parse_create_date)
+    }
+
+    /// `keyMappings` parsed, `None` when absent.
+    pub fn key_mappings(&self) -> Option<Result<Vec<KeyMapping>, String>> {
+        self.key_mappings_raw.as_deref().map(parse_key_mappings)
+    }
+
+    /// Identity parameters: every annotation except the bookkeeping ones.
+    pub fn params(&self) -> BTreeMap<String, String> {
+        let key_id = key_id_annotation(&self.source);
+        self.all
+            .iter()
+            .filter(|(k, _)| ![SOURCE, CREATE_DATE, KEY_MAPPINGS, key_id].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_mappings_from_the_seed() {
+        let m = parse_key_mappings("[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]")
+            .unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].secret_key, "secretAccessKey");
+        assert_eq!(m[1].field, "SecretAccessKey");
+        assert_eq!(parse_key_mappings("[ a : B , c.d:E ]").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn key_mappings_errors_say_what_is_wrong() {
+        assert!(
+            parse_key_mappings("a:B")
+                .unwrap_err()
+                .contains("not of the form")
+        );
+        assert!(
+            parse_key_mappings("[a:B,]")
+                .unwrap_err()
+                .contains("empty entry")
+        );
+        assert!(parse_key_mappings("[aB]").unwrap_err().contains("no `:`"));
+        assert!(
+            parse_key_mappings("[a:B,a:C]")
+                .unwrap_err()
+                .contains("mapped twice")
+        );
+        assert!(
+            parse_key_mappings("[a/b:C]")
+                .unwrap_err()
+                .contains("not a valid Secret key")
+        );
+    }
+
+    #[test]
+    fn create_date_is_rfc3339() {
+        assert!(parse_create_date("2026-08-01T10:00:00Z").is_ok());
+        assert!(parse_create_date("2026-08-01T12:00:00+02:00").is_ok());
+        assert!(
+            parse_create_date("2026-08-01")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
+    }
+
+    #[test]
+    fn managed_strips_prefix_and_picks_key_id() {
+        let mut a = BTreeMap::new();
+        a.insert("secret-manager/source".into(), "aws".into());
+        a.insert("secret-manager/accessKeyId".into(), "AKIAEXAMPLE".into());
+        a.insert("secret-manager/username".into(), "bot".into());
+        a.insert("other/x".into(), "y".into());
+        let m = Managed::from_annotations(&a, ANNOTATION_PREFIX).unwrap();
+        assert_eq!(m.key_id.as_deref(), Some("AKIAEXAMPLE"));
+        assert_eq!(m.params().keys().collect::<Vec<_>>(), vec!["username"]);
+        a.remove("secret-manager/source");
+        assert!(Managed::from_annotations(&a, ANNOTATION_PREFIX).is_none());
+    }
+}

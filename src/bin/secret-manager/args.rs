@@ -1,0 +1,118 @@
+//! Global flags and the subcommand list.
+
+use crate::commands::{lint::LintArgs, list::ListArgs};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Keeps the credentials inside Bitnami SealedSecrets fresh across a GitOps fleet.
+///
+/// secret-manager reads a GitOps config repo, finds the SealedSecrets annotated with
+/// `secret-manager/source` (and friends), and reports which credentials are old.
+/// See docs/guide.md for the annotation format and the rotation model.
+#[derive(Debug, Parser)]
+#[command(name = "secret-manager", version, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  secret-manager --repo ./config list --older-than 90d\n  secret-manager list --source aws --cluster aws.eu-central-1.dev1 -o json\n  secret-manager lint --max-age 180d"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Root of the GitOps config repo.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = ".",
+        env = "SECRET_MANAGER_REPO"
+    )]
+    pub repo: PathBuf,
+    /// Output format for results (logs go to stderr).
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Log format on stderr: human text or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Answer yes to confirmation prompts.
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// Never prompt; fail where a prompt would be needed and --yes is absent.
+    #[arg(long, global = true)]
+    pub non_interactive: bool,
+}
+
+/// Result formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people, fitted to the terminal ($COLUMNS, else 120).
+    Table,
+    /// Like table, with every column in full (file:line, whole key ids); may be wider.
+    Wide,
+    /// A JSON array.
+    Json,
+    /// A YAML sequence.
+    Yaml,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List annotated SealedSecrets, oldest first.
+    ///
+    /// By default only managed secrets (those with a `secret-manager/source` annotation) are
+    /// shown; `--all` adds unmanaged SealedSecrets. Files that cannot be parsed are reported on
+    /// stderr and skipped. STATE is `due` when older than the policy's maxAge
+    /// (.secret-manager.yaml, default 90d), `ok` when younger, `invalid` when the annotations
+    /// cannot drive a rotation (run `lint`), `unmanaged` without a source.
+    /// `-o wide` adds FILE:LINE; `-o json` rows also carry scope, createDate, file, line and document.
+    List(ListArgs),
+    /// Check every managed SealedSecret: required annotations per source present and
+    /// well-formed, createDate parseable, keyMappings keys present in encryptedData and naming
+    /// known provider fields, a known source, a resolvable namespace for strict and
+    /// namespace-wide scope, an unambiguous cluster, and optionally a maximum age.
+    /// Unparseable files that mention SealedSecret are findings too.
+    ///
+    /// Exit status: 0 when clean, 3 when there are findings (so a PR pipeline can gate on it).
+    Lint(LintArgs),
+}
+
+/// Selection shared by list, rotate and delete.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only credentials older than DUR (e.g. 90d, 12h, 2w). Unknown age counts as old.
+    #[arg(long, value_name = "DUR")]
+    pub older_than: Option<String>,
+    /// Only this source (aws, azure, gcp, or a plugin name); repeatable.
+    #[arg(long = "source", value_name = "S")]
+    pub sources: Vec<String>,
+    /// Only this cluster id (cloud.region.name); repeatable. Shared manifests match every cluster.
+    #[arg(long = "cluster", value_name = "C")]
+    pub clusters: Vec<String>,
+    /// Only this namespace.
+    #[arg(long, value_name = "N")]
+    pub namespace: Option<String>,
+    /// Only names matching this glob (e.g. 'cloudprovider-*').
+    #[arg(long, value_name = "GLOB")]
+    pub name: Option<String>,
+}

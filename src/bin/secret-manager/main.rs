@@ -1,0 +1,22 @@
+//! The `secret-manager` command line: parse, run one subcommand, map the result to an exit code.
+
+mod args;
+mod commands;
+mod exit;
+mod output;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = args::Cli::parse();
+    output::init_logging(&cli.global);
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = exit::code_for(&err);
+            eprintln!("error: {err:#}");
+            code
+        }
+    };
+    std::process::ExitCode::from(code)
+}

@@ -1,0 +1,258 @@
+//! `.secret-manager.yaml` at the repo root: annotation prefix, policies, pointer naming.
+//!
+//! Parsed as [`RawConfig`] (exactly what the file says, unknown keys rejected) and then
+//! validated into [`Config`] (durations parsed, defaults filled in).
+
+use crate::duration::parse_chrono;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// File name of the repo configuration.
+pub const CONFIG_FILE: &str = ".secret-manager.yaml";
+
+/// Errors reading configuration or inventory files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML or has unexpected keys/types.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A value is well-formed YAML but not acceptable.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// Offending field.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// Result alias.
+pub type ConfigResult<T> = Result<T, ConfigError>;
+
+/// Deserializes `src` with serde-saphyr and turns its error into a [`ConfigError::Parse`].
+pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(path: &Path, src: &str) -> ConfigResult<T> {
+    let src = crate::manifest::yaml::strip_bom(src);
+    serde_saphyr::from_str::<T>(src).map_err(|e| {
+        let line = e.location().map_or(0, |l| l.line() as usize);
+        // The library's Display includes a source snippet; keep only the first line.
+        let msg = e.to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_owned();
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: first,
+        }
+    })
+}
+
+/// Revoke mode for old keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevokeMode {
+    /// Delete the old key.
+    Delete,
+    /// Disable it first, delete on a later run.
+    Disable,
+}
+
+/// `policy:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPolicy {
+    /// Rotate when older than this (`90d`).
+    pub max_age: Option<String>,
+    /// Grace period between publish and revoke (`1h`).
+    pub revoke_after: Option<String>,
+    /// `delete` or `disable`.
+    pub revoke_mode: Option<RevokeMode>,
+}
+
+/// `pointers:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawPointers {
+    /// Branch name pattern; `{id}` is the cluster id.
+    pub branch: Option<String>,
+    /// Tag name pattern; `{id}` is the cluster id, `{name}` its last segment.
+    pub tag: Option<String>,
+}
+
+/// `.secret-manager.yaml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    /// Annotation prefix, default `secret-manager/`.
+    pub annotation_prefix: Option<String>,
+    /// Default policies.
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// Cluster pointer naming.
+    #[serde(default)]
+    pub pointers: RawPointers,
+    /// Branch that holds the source of truth, default `main`.
+    pub main_branch: Option<String>,
+    /// Remote that holds main (the dev remote), default `origin`.
+    pub main_remote: Option<String>,
+}
+
+/// Validated configuration with defaults applied.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Annotation prefix, ends with `/`.
+    pub annotation_prefix: String,
+    /// Rotation policy age.
+    pub max_age: chrono::Duration,
+    /// Grace period between publish and revoke.
+    pub revoke_after: chrono::Duration,
+    /// Revoke mode.
+    pub revoke_mode: RevokeMode,
+    /// Branch pointer pattern.
+    pub branch_pattern: String,
+    /// Tag pointer pattern.
+    pub tag_pattern: String,
+    /// Main branch name.
+    pub main_branch: String,
+    /// Remote holding main.
+    pub main_remote: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("annotation_prefix", &self.annotation_prefix)
+            .field("max_age", &self.max_age)
+            .field("revoke_mode", &self.revoke_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        RawConfig::default()
+            .validate(Path::new(CONFIG_FILE))
+            .expect("defaults are valid")
+    }
+}
+
+impl RawConfig {
+    /// Applies defaults and checks values.
+    pub fn validate(self, path: &Path) -> ConfigResult<Config> {
+        let dur = |field: &str, v: Option<String>, default: &str| {
+            parse_chrono(v.as_deref().unwrap_or(default)).map_err(|message| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let prefix = self
+            .annotation_prefix
+            .unwrap_or_else(|| crate::annotations::ANNOTATION_PREFIX.to_owned());
+        if !prefix.ends_with('/') || prefix.len() < 2 || prefix.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "annotationPrefix".into(),
+                message: format!(
+                    "`{prefix}` must be a DNS-style prefix ending in `/`, e.g. secret-manager/"
+                ),
+            });
+        }
+        let branch = self
+            .pointers
+            .branch
+            .unwrap_or_else(|| "cluster/{id}".into());
+        let tag = self.pointers.tag.unwrap_or_else(|| "tag/{name}".into());
+        for (field, p) in [("pointers.branch", &branch), ("pointers.tag", &tag)] {
+            if !p.contains("{id}") && !p.contains("{name}") {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: field.into(),
+                    message: format!("`{p}` must contain {{id}} or {{name}}"),
+                });
+            }
+        }
+        Ok(Config {
+            annotation_prefix: prefix,
+            max_age: dur("policy.maxAge", self.policy.max_age, "90d")?,
+            revoke_after: dur("policy.revokeAfter", self.policy.revoke_after, "1h")?,
+            revoke_mode: self.policy.revoke_mode.unwrap_or(RevokeMode::Delete),
+            branch_pattern: branch,
+            tag_pattern: tag,
+            main_branch: self.main_branch.unwrap_or_else(|| "main".into()),
+            main_remote: self.main_remote.unwrap_or_else(|| "origin".into()),
+        })
+    }
+}
+
+impl Config {
+    /// Loads `<repo>/.secret-manager.yaml`, or the defaults when the file is absent.
+    pub fn load(repo: &Path) -> ConfigResult<Config> {
+        let path = repo.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(src) => from_yaml::<Option<RawConfig>>(Path::new(CONFIG_FILE), &src)?
+                .unwrap_or_default()
+                .validate(Path::new(CONFIG_FILE)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> ConfigResult<Config> {
+        from_yaml::<Option<RawConfig>>(Path::new(CONFIG_FILE), src)?
+            .unwrap_or_default()
+            .validate(Path::new(CONFIG_FILE))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.annotation_prefix, "secret-manager/");
+        assert_eq!(c.max_age, chrono::Duration::days(90));
+        assert_eq!(c.revoke_after, chrono::Duration::hours(1));
+        assert_eq!(c.branch_pattern, "cluster/{id}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let e = parse("policy:\n  maxAge: 30d\n  maxAgee: 1d\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(".secret-manager.yaml:3:"), "{e}");
+        assert!(e.contains("maxAgee"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_field() {
+        let e = parse("policy:\n  maxAge: soon\n").unwrap_err().to_string();
+        assert!(e.contains("policy.maxAge"), "{e}");
+        assert!(e.contains("e.g. 90d"), "{e}");
+    }
+}

@@ -1,0 +1,82 @@
+//! secret-manager: keeps the credentials inside Bitnami SealedSecrets fresh across a GitOps fleet.
+//!
+//! The library is organised the way a rotation flows: [`scan`] finds annotated
+//! SealedSecrets in a config repo, [`inventory`] knows the clusters, [`list`] and [`lint`]
+//! report on them. The provider contract lives in the `secret-manager-provider` crate and
+//! is re-exported as [`provider`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod annotations;
+pub mod config;
+pub mod duration;
+pub mod inventory;
+pub mod lint;
+pub mod list;
+pub mod manifest;
+pub mod scan;
+pub mod seal;
+
+pub use secret_manager_provider as provider;
+
+use std::path::{Path, PathBuf};
+
+/// An opened config repo: its configuration and cluster inventory.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// Repo root.
+    pub root: PathBuf,
+    /// `.secret-manager.yaml`, or defaults.
+    pub config: config::Config,
+    /// `cluster-values/`.
+    pub inventory: inventory::Inventory,
+}
+
+impl Repo {
+    /// Opens `root`: reads the configuration and the inventory.
+    pub fn open(root: &Path) -> config::ConfigResult<Repo> {
+        let meta = std::fs::metadata(root).map_err(|source| config::ConfigError::Read {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(config::ConfigError::Invalid {
+                path: root.to_path_buf(),
+                field: "--repo".into(),
+                message: "not a directory; pass the root of the GitOps config repo".into(),
+            });
+        }
+        let config = config::Config::load(root)?;
+        let inventory = inventory::Inventory::load(root, &config)?;
+        Ok(Repo {
+            root: root.to_path_buf(),
+            config,
+            inventory,
+        })
+    }
+
+    /// Scans the repo for SealedSecrets.
+    pub fn scan(&self) -> scan::ScanReport {
+        scan::scan(
+            &self.root,
+            &scan::ScanOptions {
+                prefix: self.config.annotation_prefix.clone(),
+                cluster_ids: self.inventory.ids().map(str::to_owned).collect(),
+                threads: 0,
+            },
+        )
+    }
+}
+
+/// Whether a provider plugin `secret-manager-provider-<name>` is on PATH.
+pub fn plugin_exists(name: &str) -> bool {
+    #[cfg(feature = "exec")]
+    {
+        secret_manager_exec::find_plugin(name).is_some()
+    }
+    #[cfg(not(feature = "exec"))]
+    {
+        let _ = name;
+        false
+    }
+}

@@ -1,0 +1,242 @@
+//! `lint`: checks that every managed SealedSecret can be rotated (for PR pipelines).
+
+use crate::annotations::{self, Managed};
+use crate::scan::{Attribution, DiagnosticKind, Found, ScanReport};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One problem found by `lint`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Repo-relative file.
+    pub file: String,
+    /// 1-based line (document start, or the error line).
+    pub line: usize,
+    /// Stable rule id, e.g. `missing-annotation`.
+    pub rule: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.rule, self.message
+        )
+    }
+}
+
+/// Lint settings.
+pub struct LintOptions<'a> {
+    /// Annotation prefix, for messages.
+    pub prefix: &'a str,
+    /// Reference time for `max_age`.
+    pub now: DateTime<Utc>,
+    /// Flag secrets older than this.
+    pub max_age: Option<chrono::Duration>,
+    /// Whether a non-builtin source has a provider (plugin on PATH).
+    pub plugin_exists: &'a dyn Fn(&str) -> bool,
+}
+
+fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
+    let is_guid = |v: &str| {
+        let parts: Vec<&str> = v.split('-').collect();
+        parts.len() == 5
+            && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+            && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+    };
+    let ok = match (source, name) {
+        ("aws", "account") => value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()),
+        ("aws", "accessKeyId") => {
+            value.len() >= 16
+                && value.len() <= 128
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        }
+        ("aws", "username") => {
+            !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        }
+        ("azure", "tenantId" | "applicationObjectId" | "clientId" | "keyId") => is_guid(value),
+        ("gcp", "project") => {
+            (6..=30).contains(&value.len())
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        }
+        ("gcp", "serviceAccount") => value.contains('@') && value.ends_with(".gserviceaccount.com"),
+        ("gcp", "keyId") => value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+        _ => !value.trim().is_empty(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        let hint = match (source, name) {
+            ("aws", "account") => "a 12-digit AWS account id",
+            ("aws", "accessKeyId") => "an access key id like AKIA followed by 16 letters/digits",
+            ("aws", "username") => "an IAM user name",
+            ("azure", _) => "a GUID like 00000000-0000-0000-0000-000000000000",
+            ("gcp", "project") => "a GCP project id (6-30 lowercase letters, digits, `-`)",
+            ("gcp", "serviceAccount") => {
+                "a service account email (...@<project>.iam.gserviceaccount.com)"
+            }
+            ("gcp", "keyId") => "a 40-hex-digit key id",
+            _ => "a non-empty value",
+        };
+        Err(format!("`{value}` is not {hint}"))
+    }
+}
+
+fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Finding>) {
+    let mut push = |rule, message: String| {
+        out.push(Finding {
+            file: f.file.to_string_lossy().into_owned(),
+            line: f.doc.line,
+            rule,
+            message,
+        })
+    };
+    let p = o.prefix;
+    let builtin = annotations::BUILTIN_SOURCES.contains(&m.source.as_str());
+    if !builtin && !(o.plugin_exists)(&m.source) {
+        push(
+            "unknown-source",
+            format!(
+                "{p}source `{}` is not built in (aws, azure, gcp) and no plugin `secret-manager-provider-{}` is on PATH",
+                m.source, m.source
+            ),
+        );
+    }
+    let key_id_name = annotations::key_id_annotation(&m.source);
+    let mut required: Vec<&str> = vec![
+        annotations::CREATE_DATE,
+        annotations::KEY_MAPPINGS,
+        key_id_name,
+    ];
+    required.extend(annotations::identity_annotations(&m.source));
+    for name in required {
+        match m.all.get(name) {
+            None => push(
+                "missing-annotation",
+                format!("{p}{name} is missing (source {})", m.source),
+            ),
+            Some(v) if name != annotations::CREATE_DATE && name != annotations::KEY_MAPPINGS => {
+                if let Err(e) = well_formed(&m.source, name, v.trim()) {
+                    push("malformed-annotation", format!("{p}{name}: {e}"));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    match m.create_date() {
+        Some(Err(e)) => push("malformed-annotation", format!("{p}createDate: {e}")),
+        Some(Ok(d)) => {
+            if d > o.now + chrono::Duration::minutes(5) {
+                push(
+                    "malformed-annotation",
+                    format!("{p}createDate {} is in the future", d.to_rfc3339()),
+                );
+            } else if let Some(max) = o.max_age {
+                let age = o.now - d;
+                if age > max {
+                    push(
+                        "max-age",
+                        format!(
+                            "credential is {} days old (policy: rotate after {} days); run `secret-manager rotate`",
+                            age.num_days(),
+                            max.num_days()
+                        ),
+                    );
+                }
+            }
+        }
+        None => {}
+    }
+    if let Some(r) = m.key_mappings() {
+        match r {
+            Err(e) => push("malformed-annotation", format!("{p}keyMappings: {e}")),
+            Ok(maps) => {
+                for km in &maps {
+                    if !f.doc.encrypted_keys.contains(&km.secret_key) {
+                        push(
+                            "key-mapping-missing-data",
+                            format!(
+                                "{p}keyMappings maps `{}` but spec.encryptedData has no key `{}`",
+                                km.secret_key, km.secret_key
+                            ),
+                        );
+                    }
+                    if let Some(fields) = annotations::output_fields(&m.source) {
+                        if !fields.contains(&km.field.as_str()) {
+                            push(
+                                "unknown-field",
+                                format!(
+                                    "{p}keyMappings: `{}` is not an output field of {} (one of: {})",
+                                    km.field,
+                                    m.source,
+                                    fields.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lints every SealedSecret in `report`; findings sorted by file and line.
+pub fn lint(report: &ScanReport, o: &LintOptions<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for d in &report.diagnostics {
+        if d.kind == DiagnosticKind::Error {
+            out.push(Finding {
+                file: d.file.to_string_lossy().into_owned(),
+                line: d.line,
+                rule: "unreadable-file",
+                message: d.message.clone(),
+            });
+        }
+    }
+    for f in &report.secrets {
+        let Some(m) = &f.managed else { continue };
+        let mut push = |rule, message: String| {
+            out.push(Finding {
+                file: f.file.to_string_lossy().into_owned(),
+                line: f.doc.line,
+                rule,
+                message,
+            })
+        };
+        if f.doc.name.is_none() {
+            push("missing-name", "metadata.name is missing".into());
+        }
+        if f.doc.scope.needs_namespace() && f.namespace.is_none() {
+            push(
+                "unresolved-namespace",
+                format!(
+                    "{} scope needs a namespace: set metadata.namespace or `namespace:` in the enclosing kustomization.yaml",
+                    f.doc.scope
+                ),
+            );
+        }
+        if let Attribution::Ambiguous(ids) = &f.attribution {
+            push(
+                "ambiguous-cluster",
+                format!(
+                    "path names several clusters ({}); move the file under one cluster",
+                    ids.join(", ")
+                ),
+            );
+        }
+        lint_managed(f, m, o, &mut out);
+    }
+    out.sort_by(|a, b| (&a.file, a.line, a.rule).cmp(&(&b.file, b.line, b.rule)));
+    out
+}

@@ -1,0 +1,204 @@
+//! `list`: filters over the scan and the rows users see (DESIGN §10).
+
+use crate::annotations::Managed;
+use crate::scan::Found;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Lifecycle state of a SealedSecret as `list` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// No `source` annotation: not managed by this tool.
+    Unmanaged,
+    /// Managed, but its annotations cannot drive a rotation (see `lint`).
+    Invalid,
+    /// Older than the policy's maximum age.
+    Due,
+    /// Managed and younger than the policy's maximum age.
+    Ok,
+}
+
+impl State {
+    /// Lowercase name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unmanaged => "unmanaged",
+            State::Invalid => "invalid",
+            State::Due => "due",
+            State::Ok => "ok",
+        }
+    }
+}
+
+/// Selection shared by list, rotate and delete.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only secrets older than this (unknown age counts as old).
+    pub older_than: Option<chrono::Duration>,
+    /// Only these sources (any, when empty).
+    pub sources: Vec<String>,
+    /// Only these clusters (any, when empty); shared manifests match every cluster.
+    pub clusters: Vec<String>,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only names matching this glob.
+    pub name: Option<globset::GlobMatcher>,
+    /// Include unmanaged SealedSecrets.
+    pub include_unmanaged: bool,
+}
+
+/// One row of `list` (JSON field names are part of the interface).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListRow {
+    /// Cluster id, `(shared)` or `(ambiguous)`.
+    pub cluster: String,
+    /// Effective namespace (empty when unresolved).
+    pub namespace: String,
+    /// Outer metadata name.
+    pub name: String,
+    /// `strict`, `namespace-wide` or `cluster-wide`.
+    pub scope: String,
+    /// Source annotation (empty for unmanaged).
+    pub source: String,
+    /// Current key id (empty when unknown).
+    pub key_id: String,
+    /// RFC 3339 creation date, when known.
+    pub create_date: Option<String>,
+    /// Whole days since creation, when known.
+    pub age_days: Option<i64>,
+    /// Repo-relative file.
+    pub file: String,
+    /// 1-based line of the document start.
+    pub line: usize,
+    /// Zero-based document index in the file.
+    pub document: usize,
+    /// Lifecycle state.
+    pub state: State,
+}
+
+fn parsed_date(m: &Managed) -> Option<DateTime<Utc>> {
+    m.create_date().and_then(Result::ok)
+}
+
+/// Whether the secret has what a rotation needs: a key id, a date, valid mappings, a
+/// sealing label, and one cluster (or shared).
+fn rotatable(f: &Found, m: &Managed) -> bool {
+    m.key_id.is_some()
+        && parsed_date(m).is_some()
+        && m.key_mappings().is_some_and(|r| r.is_ok())
+        && (f.namespace.is_some() || !f.doc.scope.needs_namespace())
+        && f.doc.name.is_some()
+        && !matches!(f.attribution, crate::scan::Attribution::Ambiguous(_))
+}
+
+/// The state of `f` at `now` under `max_age`.
+pub fn state_of(f: &Found, now: DateTime<Utc>, max_age: chrono::Duration) -> State {
+    match &f.managed {
+        None => State::Unmanaged,
+        Some(m) if !rotatable(f, m) => State::Invalid,
+        Some(m) => match parsed_date(m) {
+            Some(d) if now - d < max_age => State::Ok,
+            _ => State::Due,
+        },
+    }
+}
+
+impl Filter {
+    /// Whether `f` is selected at `now`.
+    pub fn matches(&self, f: &Found, now: DateTime<Utc>) -> bool {
+        let Some(m) = &f.managed else {
+            return self.include_unmanaged
+                && self.sources.is_empty()
+                && self.older_than.is_none()
+                && self.common(f);
+        };
+        if !self.sources.is_empty() && !self.sources.iter().any(|s| *s == m.source) {
+            return false;
+        }
+        if let Some(min) = self.older_than {
+            // Unknown or unparseable age counts as old: it needs attention.
+            if parsed_date(m).is_some_and(|d| now - d < min) {
+                return false;
+            }
+        }
+        self.common(f)
+    }
+
+    fn common(&self, f: &Found) -> bool {
+        if !self.clusters.is_empty() {
+            let ok = match &f.attribution {
+                crate::scan::Attribution::Cluster(c) => self.clusters.contains(c),
+                crate::scan::Attribution::Shared => true,
+                crate::scan::Attribution::Ambiguous(v) => {
+                    v.iter().any(|c| self.clusters.contains(c))
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(ns) = &self.namespace {
+            if f.namespace.as_deref() != Some(ns.as_str()) {
+                return false;
+            }
+        }
+        if let Some(g) = &self.name {
+            if !f.doc.name.as_deref().is_some_and(|n| g.is_match(n)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Builds the rows for the selected secrets, oldest first (unknown age first).
+pub fn rows(
+    found: &[Found],
+    filter: &Filter,
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+) -> Vec<ListRow> {
+    let mut selected: Vec<(Option<DateTime<Utc>>, ListRow)> = found
+        .iter()
+        .filter(|f| filter.matches(f, now))
+        .map(|f| {
+            let date = f.managed.as_ref().and_then(parsed_date);
+            let row = ListRow {
+                cluster: f.attribution.label(),
+                namespace: f.namespace.clone().unwrap_or_default(),
+                name: f.doc.name.clone().unwrap_or_default(),
+                scope: f.doc.scope.as_str().to_owned(),
+                source: f
+                    .managed
+                    .as_ref()
+                    .map(|m| m.source.clone())
+                    .unwrap_or_default(),
+                key_id: f
+                    .managed
+                    .as_ref()
+                    .and_then(|m| m.key_id.clone())
+                    .unwrap_or_default(),
+                create_date: date.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                age_days: date.map(|d| (now - d).num_days()),
+                file: f.file.to_string_lossy().into_owned(),
+                line: f.doc.line,
+                document: f.doc.doc_index,
+                state: state_of(f, now, max_age),
+            };
+            (date, row)
+        })
+        .collect();
+    selected.sort_by(|(da, a), (db, b)| {
+        // Managed before unmanaged, then oldest first, then by location.
+        (a.source.is_empty(), da.is_some(), da, &a.file, a.line).cmp(&(
+            b.source.is_empty(),
+            db.is_some(),
+            db,
+            &b.file,
+            b.line,
+        ))
+    });
+    selected.into_iter().map(|(_, r)| r).collect()
+}

@@ -1,0 +1,361 @@
+//! Walks a GitOps repo and finds every SealedSecret (DESIGN §3).
+//!
+//! The walk honours `.gitignore` (also outside a git work tree), skips `.git` and hidden
+//! directories, and reads `*.yaml`, `*.yml` and `*.json` files in parallel. A file is only
+//! parsed when its bytes contain `SealedSecret`, so the cost on a large fleet is close to a
+//! `grep` of the tree. A file that cannot be read or parsed becomes a [`Diagnostic`] and the
+//! scan goes on; Helm-templated files are reported as skipped and never edited.
+
+mod kustomize;
+
+use crate::annotations::Managed;
+use crate::manifest::SealedSecretDoc;
+use crate::manifest::yaml::parse_documents;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+/// Which cluster a manifest belongs to (DESIGN §3 "Attribution").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "clusters")]
+pub enum Attribution {
+    /// No cluster id in the path: shared by every cluster that includes it.
+    Shared,
+    /// Exactly one cluster id in the path.
+    Cluster(String),
+    /// Several different cluster ids in the path: an error.
+    Ambiguous(Vec<String>),
+}
+
+impl Attribution {
+    /// The cluster id, or `None` for shared and ambiguous manifests.
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            Attribution::Cluster(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Short text for tables: the id, `(shared)` or `(ambiguous)`.
+    pub fn label(&self) -> String {
+        match self {
+            Attribution::Cluster(c) => c.clone(),
+            Attribution::Shared => "(shared)".into(),
+            Attribution::Ambiguous(_) => "(ambiguous)".into(),
+        }
+    }
+}
+
+/// Where the effective namespace came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NamespaceOrigin {
+    /// Outer `metadata.namespace`.
+    Metadata,
+    /// `namespace:` of the enclosing kustomization file (repo-relative path).
+    Kustomization(PathBuf),
+    /// Not resolvable.
+    Unresolved,
+}
+
+/// One SealedSecret found in the repo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Repo-relative path with `/` separators.
+    pub file: PathBuf,
+    /// The document.
+    pub doc: SealedSecretDoc,
+    /// The namespace the controller will see.
+    pub namespace: Option<String>,
+    /// Where [`Found::namespace`] came from.
+    pub namespace_origin: NamespaceOrigin,
+    /// Cluster attribution.
+    pub attribution: Attribution,
+    /// Our annotations, when the secret is managed (has a `source`).
+    pub managed: Option<Managed>,
+}
+
+/// Severity of a [`Diagnostic`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiagnosticKind {
+    /// The file mentions SealedSecret but could not be read or parsed.
+    Error,
+    /// The file was deliberately skipped (Helm template).
+    Skipped,
+}
+
+/// A per-file problem found while scanning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// Repo-relative path.
+    pub file: PathBuf,
+    /// 1-based line, 0 when not applicable.
+    pub line: usize,
+    /// Error or skipped.
+    pub kind: DiagnosticKind,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// What a scan found.
+#[derive(Clone, Debug, Default)]
+pub struct ScanReport {
+    /// SealedSecrets, sorted by file then document.
+    pub secrets: Vec<Found>,
+    /// Per-file problems, sorted by file.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Number of candidate files looked at.
+    pub files_seen: usize,
+}
+
+/// Scan settings.
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    /// Annotation prefix (`secret-manager/`).
+    pub prefix: String,
+    /// Known cluster ids, for attribution.
+    pub cluster_ids: BTreeSet<String>,
+    /// Worker threads, 0 = one per core.
+    pub threads: usize,
+}
+
+const NEEDLE: &[u8] = b"SealedSecret";
+
+enum FileOutcome {
+    Docs(PathBuf, Vec<SealedSecretDoc>),
+    Diag(Diagnostic),
+}
+
+fn rel_path(repo: &Path, path: &Path) -> PathBuf {
+    let rel = path.strip_prefix(repo).unwrap_or(path);
+    // Stable, platform-independent output: always `/`.
+    PathBuf::from(
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
+}
+
+fn is_candidate(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Whether the text looks like a Helm/Go template rather than plain YAML.
+fn is_templated(text: &str) -> Option<usize> {
+    let pos = memchr::memmem::find(text.as_bytes(), b"{{")?;
+    Some(text[..pos].bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+/// Reads and parses one file. `None` when it does not mention SealedSecret.
+fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
+    let rel = rel_path(repo, path);
+    let diag = |line: usize, kind, message: String| {
+        Some(FileOutcome::Diag(Diagnostic {
+            file: rel.clone(),
+            line,
+            kind,
+            message,
+        }))
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return diag(0, DiagnosticKind::Error, format!("cannot read file: {e}")),
+    };
+    memchr::memmem::find(&bytes, NEEDLE)?;
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            return diag(
+                line,
+                DiagnosticKind::Error,
+                "not valid UTF-8; re-save the file as UTF-8".into(),
+            );
+        }
+    };
+    if let Some(line) = is_templated(text) {
+        return diag(
+            line,
+            DiagnosticKind::Skipped,
+            "Helm/Go template (`{{`): not plain YAML, never edited; manage the rendered value instead".into(),
+        );
+    }
+    let docs = match parse_documents(text) {
+        Ok(d) => d,
+        Err(e) => {
+            return diag(
+                e.line,
+                DiagnosticKind::Error,
+                format!(
+                    "YAML syntax error at column {}: {}; fix the file (nothing in it is read or edited until then)",
+                    e.col, e.message
+                ),
+            );
+        }
+    };
+    let found: Vec<SealedSecretDoc> = docs
+        .iter()
+        .filter_map(SealedSecretDoc::from_document)
+        .collect();
+    Some(FileOutcome::Docs(rel, found))
+}
+
+/// Which cluster ids appear as path segments (a segment equal to the id, or the id plus a
+/// YAML/JSON extension, as in `values/<id>.yaml`).
+pub fn attribute(rel: &Path, cluster_ids: &BTreeSet<String>) -> Attribution {
+    let mut hits: Vec<String> = Vec::new();
+    for seg in rel.iter().filter_map(|s| s.to_str()) {
+        let stem = seg
+            .strip_suffix(".yaml")
+            .or_else(|| seg.strip_suffix(".yml"))
+            .or_else(|| seg.strip_suffix(".json"))
+            .unwrap_or(seg);
+        for cand in [seg, stem] {
+            if cluster_ids.contains(cand) && !hits.iter().any(|h| h == cand) {
+                hits.push(cand.to_owned());
+            }
+        }
+    }
+    match hits.len() {
+        0 => Attribution::Shared,
+        1 => Attribution::Cluster(hits.remove(0)),
+        _ => Attribution::Ambiguous(hits),
+    }
+}
+
+/// Scans `repo` for SealedSecrets.
+pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
+    let (tx, rx) = mpsc::channel::<FileOutcome>();
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let walker = ignore::WalkBuilder::new(repo)
+        .hidden(true)
+        .git_ignore(true)
+        .git_global(false)
+        .git_exclude(false)
+        .require_git(false)
+        .parents(false)
+        .threads(opts.threads)
+        .build_parallel();
+    walker.run(|| {
+        let tx = tx.clone();
+        let seen = &seen;
+        Box::new(move |entry| {
+            let Ok(entry) = entry else {
+                return ignore::WalkState::Continue;
+            };
+            if entry.file_type().is_some_and(|t| t.is_file()) && is_candidate(entry.path()) {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(out) = scan_file(repo, entry.path()) {
+                    let _ = tx.send(out);
+                }
+            }
+            ignore::WalkState::Continue
+        })
+    });
+    drop(tx);
+
+    let mut report = ScanReport {
+        files_seen: seen.into_inner(),
+        ..ScanReport::default()
+    };
+    let mut kustomizations = kustomize::Resolver::new(repo);
+    for out in rx {
+        match out {
+            FileOutcome::Diag(d) => report.diagnostics.push(d),
+            FileOutcome::Docs(rel, docs) => {
+                let attribution = attribute(&rel, &opts.cluster_ids);
+                for doc in docs {
+                    let (namespace, namespace_origin) = match &doc.namespace {
+                        Some(ns) => (Some(ns.clone()), NamespaceOrigin::Metadata),
+                        None => match kustomizations.namespace_for(&rel) {
+                            Ok(Some((ns, k))) => (Some(ns), NamespaceOrigin::Kustomization(k)),
+                            Ok(None) => (None, NamespaceOrigin::Unresolved),
+                            Err(d) => {
+                                report.diagnostics.push(d);
+                                (None, NamespaceOrigin::Unresolved)
+                            }
+                        },
+                    };
+                    report.secrets.push(Found {
+                        managed: Managed::from_annotations(&doc.template_annotations, &opts.prefix),
+                        file: rel.clone(),
+                        attribution: attribution.clone(),
+                        namespace,
+                        namespace_origin,
+                        doc,
+                    });
+                }
+            }
+        }
+    }
+    report
+        .secrets
+        .sort_by(|a, b| (&a.file, a.doc.doc_index).cmp(&(&b.file, b.doc.doc_index)));
+    report
+        .diagnostics
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report.diagnostics.dedup();
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> BTreeSet<String> {
+        ["aws.eu-central-1.dev1", "gcp.europe-west1.dev2"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn attribution_by_segment_or_values_file() {
+        let ids = ids();
+        assert_eq!(
+            attribute(
+                Path::new("apps/x/overlays/aws.eu-central-1.dev1/s.yaml"),
+                &ids
+            ),
+            Attribution::Cluster("aws.eu-central-1.dev1".into())
+        );
+        assert_eq!(
+            attribute(Path::new("apps/x/values/gcp.europe-west1.dev2.yaml"), &ids),
+            Attribution::Cluster("gcp.europe-west1.dev2".into())
+        );
+        assert_eq!(
+            attribute(Path::new("apps/x/base/s.yaml"), &ids),
+            Attribution::Shared
+        );
+        assert!(matches!(
+            attribute(Path::new("aws.eu-central-1.dev1/gcp.europe-west1.dev2.yaml"), &ids),
+            Attribution::Ambiguous(v) if v.len() == 2
+        ));
+    }
+
+    #[test]
+    fn templated_detection_reports_line() {
+        assert_eq!(is_templated("a: 1\nb: {{ .Values.x }}\n"), Some(2));
+        assert_eq!(is_templated("a: 1\n"), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! `secret-manager lint` as a PR pipeline runs it.
+
+use crate::common::{run_in, snapshot_tree, temp_repo, testdata};
+
+#[test]
+fn example_repo_is_clean() {
+    let r = run_in(&["--repo", testdata("example-repo").to_str().unwrap(), "lint"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("0 finding(s)"), "{}", r.stderr);
+}
+
+#[test]
+fn max_age_policy_flags_old_credentials() {
+    let r = run_in(&[
+        "--repo",
+        testdata("example-repo").to_str().unwrap(),
+        "lint",
+        "--max-age",
+        "180d",
+    ]);
+    assert_eq!(r.code, 3);
+    insta::assert_snapshot!(r.stdout);
+}
+
+#[test]
+fn bad_corpus_findings_and_nothing_written() {
+    let dir = temp_repo("lint/bad-repo");
+    let before = snapshot_tree(dir.path());
+    let r = run_in(&[
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "lint",
+        "--max-age",
+        "365d",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+    // good.yaml has no finding; every other file has at least one.
+    assert!(!r.stdout.contains("good.yaml"));
+    for e in std::fs::read_dir(dir.path().join("apps/lint/overlays/aws.eu-west-1.a")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name != "good.yaml" {
+            assert!(r.stdout.contains(&name), "no finding for {name}");
+        }
+    }
+    assert_eq!(snapshot_tree(dir.path()), before, "lint must not write");
+    let j = run_in(&["--repo", dir.path().to_str().unwrap(), "lint", "-o", "json"]);
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&j.stdout).unwrap();
+    assert!(findings.iter().all(|f| f["file"].is_string()
+        && f["line"].as_u64().unwrap() >= 1
+        && f["rule"].is_string()));
+}
+
+#[test]
+fn plugin_on_path_makes_a_source_known() {
+    let dir = temp_repo("lint/bad-repo");
+    let bin = tempfile::tempdir().unwrap();
+    let plugin = bin.path().join("secret-manager-provider-vault");
+    std::fs::write(&plugin, "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let r = crate::common::run_cmd(crate::common::cmd().env("PATH", path).args([
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "lint",
+    ]));
+    assert!(!r.stdout.contains("unknown-source"), "{}", r.stdout);
+    let r = run_in(&["--repo", dir.path().to_str().unwrap(), "lint"]);
+    assert!(r.stdout.contains("unknown-source"), "{}", r.stdout);
+}

@@ -1,0 +1,191 @@
+//! `secret-manager list` as users run it.
+
+use crate::common::{run_in, testdata};
+
+fn example() -> String {
+    testdata("example-repo").to_string_lossy().into_owned()
+}
+
+#[test]
+fn table_older_than_90d() {
+    let r = run_in(&["--repo", &example(), "list", "--older-than", "90d"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for line in r.stdout.lines() {
+        assert!(
+            line.chars().count() <= 120,
+            "line wider than 120 columns: {line}"
+        );
+    }
+    insta::assert_snapshot!(r.stdout);
+    assert!(
+        r.stderr
+            .contains("note: skipped applications/service1/chart/templates/sealedsecret.yaml:5"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn json_rows_carry_the_documented_fields() {
+    let r = run_in(&["--repo", &example(), "list", "--all", "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 14);
+    for row in &rows {
+        for field in [
+            "cluster",
+            "namespace",
+            "name",
+            "scope",
+            "source",
+            "keyId",
+            "createDate",
+            "ageDays",
+            "file",
+            "line",
+            "state",
+        ] {
+            assert!(row.get(field).is_some(), "missing {field} in {row}");
+        }
+    }
+    // Oldest managed first, unmanaged last.
+    let ages: Vec<i64> = rows.iter().filter_map(|r| r["ageDays"].as_i64()).collect();
+    assert!(ages.windows(2).all(|w| w[0] >= w[1]), "{ages:?}");
+    assert_eq!(rows.last().unwrap()["state"], "unmanaged");
+    insta::assert_json_snapshot!(rows);
+}
+
+#[test]
+fn filters_combine() {
+    let r = run_in(&[
+        "--repo",
+        &example(),
+        "list",
+        "-o",
+        "json",
+        "--source",
+        "aws",
+        "--cluster",
+        "aws.eu-central-1.dev1",
+        "--name",
+        "s*-*",
+        "--namespace",
+        "service1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["s3-uploader", "sqs-consumer"]);
+    let r = run_in(&[
+        "--repo",
+        &example(),
+        "list",
+        "-o",
+        "json",
+        "--older-than",
+        "2w",
+        "--source",
+        "azure",
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 3);
+    let r = run_in(&[
+        "--repo",
+        &example(),
+        "list",
+        "-o",
+        "json",
+        "--older-than",
+        "12h",
+        "--source",
+        "gcp",
+        "--source",
+        "azure",
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 5);
+}
+
+#[test]
+fn yaml_output_parses() {
+    let r = run_in(&[
+        "--repo",
+        &example(),
+        "list",
+        "-o",
+        "yaml",
+        "--source",
+        "gcp",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Vec<std::collections::BTreeMap<String, serde_json::Value>> =
+        serde_saphyr::from_str(&r.stdout).unwrap();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0]["source"], "gcp");
+}
+
+#[test]
+fn edge_repo_json_snapshot() {
+    let dir = testdata("scan/edge-repo");
+    let r = run_in(&[
+        "--repo",
+        dir.to_str().unwrap(),
+        "list",
+        "--all",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
+    insta::assert_snapshot!("edge_repo_stderr", r.stderr);
+}
+
+#[test]
+fn usage_errors_exit_2_and_say_what_to_do() {
+    let r = run_in(&["--repo", &example(), "list", "--older-than", "ninety"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("--older-than: `ninety` is not a duration"),
+        "{}",
+        r.stderr
+    );
+    let r = run_in(&["--repo", &example(), "list", "--cluster", "aws.nowhere.x"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no such cluster"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("aws.eu-central-1.dev1"),
+        "lists known clusters: {}",
+        r.stderr
+    );
+    let r = run_in(&["--repo", "/nonexistent/repo", "list"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("/nonexistent/repo"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_config_names_file_and_line() {
+    let dir = crate::common::temp_repo("example-repo");
+    std::fs::write(
+        dir.path().join(".secret-manager.yaml"),
+        "policy:\n  maxAge: 90d\n  colour: blue\n",
+    )
+    .unwrap();
+    let r = run_in(&["--repo", dir.path().to_str().unwrap(), "list"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(".secret-manager.yaml:3:"), "{}", r.stderr);
+    assert!(r.stderr.contains("colour"), "{}", r.stderr);
+}
+
+#[test]
+fn help_explains_states_and_formats() {
+    let r = run_in(&["list", "--help"]);
+    assert_eq!(r.code, 0);
+    for needle in ["--older-than", "due", "unmanaged", "-o wide", "90d"] {
+        assert!(
+            r.stdout.contains(needle),
+            "--help lacks {needle}:\n{}",
+            r.stdout
+        );
+    }
+}
