@@ -126,7 +126,7 @@ pub fn generate(root: &Path, o: &FleetOptions) -> Result<(), String> {
         let id = &clusters[n % clusters.len()];
         let (rel, body) = match n % 4 {
             0 => (
-                format!("applications/{app}/values/{id}.yaml"),
+                format!("applications/{app}/values/{n}/{id}.yaml"),
                 format!(
                     "replicas: {}\nimage: registry.example.com/{app}:1.{}.0\nresources:\n  requests: {{cpu: 100m, memory: 128Mi}}\n",
                     n % 5 + 1,
