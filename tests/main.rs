@@ -4,6 +4,7 @@ mod common;
 
 mod cli_lint;
 mod cli_list;
+mod edit;
 mod scan;
 mod seal;
 

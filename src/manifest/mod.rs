@@ -1,5 +1,6 @@
 //! SealedSecret documents: the model read out of YAML (and, later, format-preserving edits).
 
+pub mod edit;
 pub mod yaml;
 
 use serde::Serialize;
