@@ -21,6 +21,31 @@ pub use secret_manager_provider as provider;
 
 use std::path::{Path, PathBuf};
 
+/// Errors resolving clusters and their certificates.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// No such cluster in `cluster-values/`.
+    #[error("no cluster `{id}` in cluster-values/ (known: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    UnknownCluster {
+        /// Requested id.
+        id: String,
+        /// Known ids.
+        known: Vec<String>,
+    },
+    /// The cluster has no `sealingCert`.
+    #[error("cluster `{id}` has no secretManager.sealingCert in {}; add one or pass --cert", file.display())]
+    NoSealingCert {
+        /// Cluster.
+        id: String,
+        /// Inventory file.
+        file: PathBuf,
+    },
+    /// Loading or validating the certificate failed.
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+}
+
 /// An opened config repo: its configuration and cluster inventory.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -53,6 +78,33 @@ impl Repo {
             config,
             inventory,
         })
+    }
+
+    /// The validated sealing certificate of cluster `id` (from its `sealingCert`).
+    pub async fn sealing_cert(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<seal::SealingCert, RepoError> {
+        let cluster = self
+            .inventory
+            .get(id)
+            .ok_or_else(|| RepoError::UnknownCluster {
+                id: id.to_owned(),
+                known: self.inventory.ids().map(str::to_owned).collect(),
+            })?;
+        let spec = cluster
+            .sealing_cert
+            .as_deref()
+            .ok_or_else(|| RepoError::NoSealingCert {
+                id: id.to_owned(),
+                file: cluster.file.clone(),
+            })?;
+        let source = seal::CertSource::parse(spec, &self.root)?;
+        let origin = format!("cluster {id}: sealingCert {spec}");
+        Ok(source
+            .load(&origin, cluster.kube_context.as_deref(), now)
+            .await?)
     }
 
     /// Scans the repo for SealedSecrets.

@@ -172,18 +172,18 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
                             ),
                         );
                     }
-                    if let Some(fields) = annotations::output_fields(&m.source) {
-                        if !fields.contains(&km.field.as_str()) {
-                            push(
-                                "unknown-field",
-                                format!(
-                                    "{p}keyMappings: `{}` is not an output field of {} (one of: {})",
-                                    km.field,
-                                    m.source,
-                                    fields.join(", ")
-                                ),
-                            );
-                        }
+                    if let Some(fields) = annotations::output_fields(&m.source)
+                        && !fields.contains(&km.field.as_str())
+                    {
+                        push(
+                            "unknown-field",
+                            format!(
+                                "{p}keyMappings: `{}` is not an output field of {} (one of: {})",
+                                km.field,
+                                m.source,
+                                fields.join(", ")
+                            ),
+                        );
                     }
                 }
             }

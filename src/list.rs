@@ -114,7 +114,7 @@ impl Filter {
                 && self.older_than.is_none()
                 && self.common(f);
         };
-        if !self.sources.is_empty() && !self.sources.iter().any(|s| *s == m.source) {
+        if !self.sources.is_empty() && !self.sources.contains(&m.source) {
             return false;
         }
         if let Some(min) = self.older_than {
@@ -139,15 +139,15 @@ impl Filter {
                 return false;
             }
         }
-        if let Some(ns) = &self.namespace {
-            if f.namespace.as_deref() != Some(ns.as_str()) {
-                return false;
-            }
+        if let Some(ns) = &self.namespace
+            && f.namespace.as_deref() != Some(ns.as_str())
+        {
+            return false;
         }
-        if let Some(g) = &self.name {
-            if !f.doc.name.as_deref().is_some_and(|n| g.is_match(n)) {
-                return false;
-            }
+        if let Some(g) = &self.name
+            && !f.doc.name.as_deref().is_some_and(|n| g.is_match(n))
+        {
+            return false;
         }
         true
     }

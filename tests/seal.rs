@@ -1,11 +1,10 @@
 //! kubeseal compatibility: everything sealed decrypts with the TEST-ONLY private keys,
 //! the label binds the scope, and bad certificates are refused.
 
-use crate::common::{testdata, unseal};
+use crate::common::{encrypted_data, testdata, unseal};
 use rand::SeedableRng;
 use secret_manager::Repo;
 use secret_manager::manifest::Scope;
-use secret_manager::manifest::yaml::parse_documents;
 use secret_manager::seal::{SealError, SealingCert, label, seal_value};
 
 fn now() -> chrono::DateTime<chrono::Utc> {
@@ -15,25 +14,6 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 fn cert(cluster: &str) -> SealingCert {
     let p = testdata(&format!("example-repo/tooling/sealing-certs/{cluster}.pem"));
     SealingCert::parse(&std::fs::read(&p).unwrap(), cluster, now()).unwrap()
-}
-
-/// `spec.encryptedData` of document `index` in `file`.
-fn encrypted_data(file: &std::path::Path, index: usize) -> Vec<(String, String)> {
-    let src = std::fs::read_to_string(file).unwrap();
-    let docs = parse_documents(&src).unwrap();
-    let root = docs[index].root.as_ref().unwrap();
-    root.path(&["spec", "encryptedData"])
-        .unwrap()
-        .entries()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().unwrap().to_owned(),
-                v.as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -434,7 +434,7 @@ fn plan_new_annotations(
     let eol = line_ending(src, meta.span.start);
     let base = indent_of(src, last_k);
     // Indentation step of the file: this mapping's indentation over its nesting depth.
-    let step = if depth > 0 && base >= depth && base % depth == 0 {
+    let step = if depth > 0 && base >= depth && base.is_multiple_of(depth) {
         base / depth
     } else {
         2
@@ -603,14 +603,13 @@ fn verify(old: &str, new: &str, splices: &[Splice], edit: &Edit) -> EditResult<(
             }
             continue;
         }
-        let is_edited = |p: &Vec<String>| expected.iter().any(|(e, _)| e == p);
-        // An inserted annotations mapping replaces nothing; an empty `{}` marker may vanish.
+        // Leaves that may differ: the edited paths themselves, and the `{}` marker of an
+        // empty mapping that an edited key was inserted into.
+        let may_differ = |p: &Vec<String>, v: &str| {
+            expected.iter().any(|(e, _)| e == p || (v == "{}" && e.starts_with(p)))
+        };
         let strip = |l: Vec<(Vec<String>, String)>| -> Vec<(Vec<String>, String)> {
-            l.into_iter()
-                .filter(|(p, v)| {
-                    !is_edited(p) && !(v == "{}" && expected.iter().any(|(e, _)| e.starts_with(p)))
-                })
-                .collect()
+            l.into_iter().filter(|(p, v)| !may_differ(p, v)).collect()
         };
         if strip(la) != strip(lb.clone()) {
             return fail(format!("document {i} changed outside the edited keys"));
@@ -704,9 +703,15 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(contents)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file().set_permissions(meta.permissions())?;
-    }
+    let perms = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions(),
+        // A new file: the usual 0644 rather than the temp file's private 0600.
+        #[cfg(unix)]
+        Err(_) => std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        #[cfg(not(unix))]
+        Err(_) => tmp.as_file().metadata()?.permissions(),
+    };
+    tmp.as_file().set_permissions(perms)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -1,6 +1,7 @@
 //! SealedSecret documents: the model read out of YAML (and, later, format-preserving edits).
 
 pub mod edit;
+pub mod render;
 pub mod yaml;
 
 use serde::Serialize;

@@ -243,6 +243,15 @@ pub fn attribute(rel: &Path, cluster_ids: &BTreeSet<String>) -> Attribution {
     }
 }
 
+/// The namespace the nearest enclosing kustomization gives `rel` (a path relative to
+/// `repo`), with that kustomization's path.
+pub fn kustomization_namespace(
+    repo: &Path,
+    rel: &Path,
+) -> Result<Option<(String, PathBuf)>, Diagnostic> {
+    kustomize::Resolver::new(repo).namespace_for(rel)
+}
+
 /// Scans `repo` for SealedSecrets.
 pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
     let (tx, rx) = mpsc::channel::<FileOutcome>();

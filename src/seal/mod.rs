@@ -5,6 +5,14 @@
 //! key. Output: `u16be(len(rsa)) ‖ rsa ‖ gcm`, standard base64 — byte-for-byte the format of
 //! sealed-secrets' `HybridEncrypt`. The RNG is injected so tests can be deterministic.
 
+mod input;
+pub mod ops;
+mod source;
+
+pub use input::{InputError, Plaintext, SecretManifest, parse_secret_manifest};
+
+pub use source::CertSource;
+
 use crate::manifest::Scope;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};

@@ -129,3 +129,38 @@ pub mod unseal {
             .map_err(|e| format!("gcm: {e}"))
     }
 }
+
+/// `spec.encryptedData` of document `index` in `file`, in source order.
+pub fn encrypted_data(file: &Path, index: usize) -> Vec<(String, String)> {
+    let src = std::fs::read_to_string(file).unwrap();
+    let docs = secret_manager::manifest::yaml::parse_documents(&src).unwrap();
+    let root = docs[index].root.as_ref().unwrap();
+    root.path(&["spec", "encryptedData"])
+        .unwrap()
+        .entries()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Decrypts `key` of document `index` in `file` with `cluster`'s TEST-ONLY key.
+pub fn decrypt_value(
+    file: &Path,
+    index: usize,
+    cluster: &str,
+    label: &str,
+    key: &str,
+) -> Result<Vec<u8>, String> {
+    let data = encrypted_data(file, index);
+    let (_, v) = data
+        .iter()
+        .find(|(k, _)| k == key)
+        .ok_or_else(|| format!("no key {key}"))?;
+    unseal::decrypt(&unseal::key(cluster), label, v)
+}

@@ -1,6 +1,6 @@
 //! Global flags and the subcommand list.
 
-use crate::commands::{lint::LintArgs, list::ListArgs};
+use crate::commands::{lint::LintArgs, list::ListArgs, seal::SealArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -95,6 +95,24 @@ pub enum Command {
     ///
     /// Exit status: 0 when clean, 3 when there are findings (so a PR pipeline can gate on it).
     Lint(LintArgs),
+    /// Seal values into a new SealedSecret, or into an existing one (kubeseal-compatible).
+    ///
+    /// Values come from --from-literal / --from-file, or from a Kubernetes Secret manifest
+    /// (YAML or JSON) on stdin, as with kubeseal; the manifest's labels and annotations are
+    /// copied into the template, without kubectl's last-applied-configuration and without
+    /// ownerReferences. The certificate comes from the cluster's sealingCert, or --cert.
+    /// The certificate's SHA-256 fingerprint is recorded in the outer annotation
+    /// secret-manager/sealedWith.
+    ///
+    /// --merge-into FILE changes only the given keys of the SealedSecret in FILE (picked by
+    /// --name when the file holds several), keeps its scope, never re-seals the other values,
+    /// and leaves every other byte of the file as it was.
+    ///
+    /// Examples:
+    ///   kubectl create secret generic db -n app --from-literal=password=... --dry-run=client -o yaml \
+    ///     | secret-manager seal --cluster aws.eu-central-1.dev1 -w db-sealed.yaml
+    ///   secret-manager seal --from-file password=./pw.txt --merge-into overlays/aws.eu-central-1.dev1/db.yaml
+    Seal(SealArgs),
 }
 
 /// Selection shared by list, rotate and delete.

@@ -11,16 +11,13 @@ pub const LINT_FINDINGS: u8 = 3;
 
 /// Maps an error to its exit code.
 pub fn code_for(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause
-            .downcast_ref::<secret_manager::config::ConfigError>()
-            .is_some()
-            || cause.downcast_ref::<UsageError>().is_some()
-        {
-            return USAGE;
-        }
-    }
-    INTERNAL
+    let usage = err.chain().any(|cause| {
+        cause.is::<secret_manager::config::ConfigError>()
+            || cause.is::<secret_manager::RepoError>()
+            || cause.is::<secret_manager::seal::SealError>()
+            || cause.is::<UsageError>()
+    });
+    if usage { USAGE } else { INTERNAL }
 }
 
 /// A problem with the arguments that clap cannot see (e.g. a bad duration).

@@ -10,7 +10,12 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();
     output::init_logging(&cli.global);
-    let code = match commands::run(cli) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(err) => {
             let code = exit::code_for(&err);

@@ -2,6 +2,7 @@
 
 pub mod lint;
 pub mod list;
+pub mod seal;
 
 use crate::args::{Cli, Command, FilterArgs, GlobalArgs};
 use crate::exit::UsageError;
@@ -26,7 +27,7 @@ fn now() -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// Runs the parsed command line; returns the exit code.
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut ctx = Ctx {
         global: cli.global,
         now: now()?,
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::List(a) => list::cmd_list(&mut ctx, a),
         Command::Lint(a) => lint::cmd_lint(&mut ctx, a),
+        Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
     }
 }
 

@@ -1,0 +1,552 @@
+//! `secret-manager seal`: new SealedSecrets, --merge-into, certificate sources.
+
+use crate::common::{
+    Run, cmd, decrypt_value, encrypted_data, run_cmd, snapshot_tree, temp_repo, testdata,
+};
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+const DEV1: &str = "aws.eu-central-1.dev1";
+
+fn seal(repo: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut c = cmd();
+    c.current_dir(repo)
+        .arg("--repo")
+        .arg(repo)
+        .arg("seal")
+        .args(args);
+    match stdin {
+        None => run_cmd(c.stdin(Stdio::null())),
+        Some(input) => {
+            let mut child = c
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8(out.stdout).unwrap(),
+                stderr: String::from_utf8(out.stderr).unwrap(),
+            }
+        }
+    }
+}
+
+/// A unified diff with the given ciphertexts replaced by `<sealed:KEY>`.
+fn redacted_diff(old: &str, new: &str, redact: &[(String, String)]) -> String {
+    let mut new = new.to_string();
+    for (k, v) in redact {
+        new = new.replace(v, &format!("<sealed:{k}>"));
+    }
+    similar::TextDiff::from_lines(old, &new)
+        .unified_diff()
+        .context_radius(1)
+        .to_string()
+}
+
+const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: app\n  labels: {team: a}\n  annotations:\n    kubectl.kubernetes.io/last-applied-configuration: '{\"stringData\":{\"password\":\"s3cr3t-pw\"}}'\n    note: kept\n  ownerReferences: [{apiVersion: v1, kind: X, name: y, uid: z}]\n  creationTimestamp: null\ntype: Opaque\nstringData:\n  password: s3cr3t-pw\ndata:\n  token: dG9rZW4tdmFsdWU=\n";
+
+#[test]
+fn new_secret_from_stdin_in_every_scope_decrypts() {
+    let dir = temp_repo("example-repo");
+    for (scope, label) in [
+        ("strict", "app/db"),
+        ("namespace-wide", "app"),
+        ("cluster-wide", ""),
+    ] {
+        let out = dir.path().join(format!("db-{scope}.yaml"));
+        let r = seal(
+            dir.path(),
+            &[
+                "--cluster",
+                DEV1,
+                "--scope",
+                scope,
+                "-w",
+                out.to_str().unwrap(),
+            ],
+            Some(SECRET),
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(!text.contains("creationTimestamp"), "{text}");
+        assert!(!text.contains("last-applied"), "{text}");
+        assert!(!text.contains("ownerReferences"), "{text}");
+        assert!(!text.contains("s3cr3t-pw") && !r.stderr.contains("s3cr3t-pw"));
+        assert!(
+            text.contains("note: kept") && text.contains("team: a"),
+            "{text}"
+        );
+        assert_eq!(
+            decrypt_value(&out, 0, DEV1, label, "password").unwrap(),
+            b"s3cr3t-pw"
+        );
+        assert_eq!(
+            decrypt_value(&out, 0, DEV1, label, "token").unwrap(),
+            b"token-value"
+        );
+        // A wrong label does not open strict or namespace-wide values.
+        if !label.is_empty() {
+            assert!(decrypt_value(&out, 0, DEV1, "other/db", "password").is_err());
+        }
+        // The scanner reads the scope back.
+        let report = secret_manager::Repo::open(dir.path()).unwrap().scan();
+        let found = report
+            .secrets
+            .iter()
+            .find(|f| f.file.to_str() == Some(&format!("db-{scope}.yaml")))
+            .unwrap();
+        assert_eq!(found.doc.scope.as_str(), scope);
+        assert_eq!(
+            found.doc.outer_annotations["secret-manager/sealedWith"].len(),
+            64,
+            "fingerprint recorded"
+        );
+    }
+}
+
+#[test]
+fn write_refuses_to_overwrite_and_json_input_works() {
+    let dir = temp_repo("example-repo");
+    let out = dir.path().join("x.yaml");
+    std::fs::write(&out, "keep me\n").unwrap();
+    let json = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"j","namespace":"n"},"data":{"k":"aGk="}}"#;
+    let r = seal(
+        dir.path(),
+        &["--cluster", DEV1, "-w", out.to_str().unwrap()],
+        Some(json),
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("exists; use --merge-into"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me\n");
+    let r = seal(dir.path(), &["--cluster", DEV1, "-w", "-"], Some(json));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\n")
+    );
+}
+
+#[test]
+fn merge_into_golden_diff_changes_only_the_given_key() {
+    let dir = temp_repo("example-repo");
+    let rel = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
+    let file = dir.path().join(rel);
+    let before = std::fs::read_to_string(&file).unwrap();
+    let old_data = encrypted_data(&file, 0);
+    let secret_file = dir.path().join("new-secret.txt");
+    std::fs::write(&secret_file, "NEW-SECRET-ACCESS-KEY").unwrap();
+    let r = seal(
+        dir.path(),
+        &[
+            "--from-file",
+            &format!("secretAccessKey={}", secret_file.display()),
+            "--merge-into",
+            rel,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("with cluster aws.eu-central-1.dev1"),
+        "cluster inferred from the path: {}",
+        r.stderr
+    );
+    let after = std::fs::read_to_string(&file).unwrap();
+    let new_data = encrypted_data(&file, 0);
+    assert_eq!(new_data[0], old_data[0], "accessKeyId is not re-sealed");
+    assert_ne!(new_data[1], old_data[1]);
+    let label = "external-dns/cloudprovider-dns-access";
+    assert_eq!(
+        decrypt_value(&file, 0, DEV1, label, "secretAccessKey").unwrap(),
+        b"NEW-SECRET-ACCESS-KEY"
+    );
+    let fp = secret_manager::seal::SealingCert::parse(
+        &std::fs::read(testdata(&format!(
+            "example-repo/tooling/sealing-certs/{DEV1}.pem"
+        )))
+        .unwrap(),
+        "t",
+        secret_manager::annotations::parse_create_date(crate::common::NOW).unwrap(),
+    )
+    .unwrap()
+    .fingerprint;
+    let diff = redacted_diff(
+        &before,
+        &after.replace(&fp, "<fingerprint>"),
+        &[("secretAccessKey".into(), new_data[1].1.clone())],
+    );
+    let diff: String = diff
+        .lines()
+        .map(|l| {
+            if l.starts_with("-    secretAccessKey: ") {
+                "-    secretAccessKey: <old ciphertext>"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(diff);
+}
+
+#[test]
+fn merge_into_multi_document_json_and_kustomization_namespace() {
+    let dir = temp_repo("example-repo");
+    // Multi-document YAML: only the named document changes.
+    let rel = "applications/service1/state/overlays/aws.eu-central-1.dev1/secrets.yaml";
+    let file = dir.path().join(rel);
+    let before = std::fs::read_to_string(&file).unwrap();
+    let r = seal(
+        dir.path(),
+        &[
+            "--from-literal",
+            "AWS_SECRET_ACCESS_KEY=rotated",
+            "--merge-into",
+            rel,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2, "two SealedSecrets: needs --name");
+    assert!(
+        r.stderr
+            .contains("pick one with --name (s3-uploader, sqs-consumer)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        before,
+        "nothing written"
+    );
+    let r = seal(
+        dir.path(),
+        &[
+            "--name",
+            "sqs-consumer",
+            "--from-literal",
+            "AWS_SECRET_ACCESS_KEY=rotated",
+            "--merge-into",
+            rel,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        encrypted_data(&file, 1),
+        crate::common::encrypted_data(&testdata(&format!("example-repo/{rel}")), 1)
+    );
+    assert_eq!(
+        decrypt_value(
+            &file,
+            2,
+            DEV1,
+            "service1/sqs-consumer",
+            "AWS_SECRET_ACCESS_KEY"
+        )
+        .unwrap(),
+        b"rotated"
+    );
+    let after = std::fs::read_to_string(&file).unwrap();
+    let changed: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
+    assert_eq!(changed.len(), 3, "{changed:#?}"); // the value + `annotations:` + sealedWith
+
+    // kubeseal JSON output stays JSON; namespace-wide label kept.
+    let rel = "applications/service2/state/overlays/gcp.europe-west1.dev2/sealed-db.json";
+    let r = seal(
+        dir.path(),
+        &[
+            "--from-literal",
+            "email=new@example-dev2.iam.gserviceaccount.com",
+            "--merge-into",
+            rel,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(rel)).unwrap()).unwrap();
+    assert_eq!(
+        v["metadata"]["annotations"]["sealedsecrets.bitnami.com/namespace-wide"],
+        "true"
+    );
+    assert!(v["metadata"]["annotations"]["secret-manager/sealedWith"].is_string());
+    assert_eq!(
+        decrypt_value(
+            &dir.path().join(rel),
+            0,
+            "gcp.europe-west1.dev2",
+            "service2",
+            "email"
+        )
+        .unwrap(),
+        b"new@example-dev2.iam.gserviceaccount.com"
+    );
+
+    // No metadata.namespace, CRLF: the label namespace comes from kustomization.yaml.
+    let rel =
+        "applications/root/cert-manager/state/overlays/aws.eu-central-1.dev1/dns-credentials.yaml";
+    let r = seal(
+        dir.path(),
+        &[
+            "--from-literal",
+            "secret-access-key=crlf",
+            "--merge-into",
+            rel,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(dir.path().join(rel)).unwrap();
+    assert_eq!(
+        text.matches('\n').count(),
+        text.matches("\r\n").count(),
+        "still CRLF only"
+    );
+    assert_eq!(
+        decrypt_value(
+            &dir.path().join(rel),
+            0,
+            DEV1,
+            "cert-manager/route53-credentials",
+            "secret-access-key"
+        )
+        .unwrap(),
+        b"crlf"
+    );
+}
+
+#[test]
+fn bad_certificates_and_inputs_fail_cleanly_without_writing() {
+    let dir = temp_repo("example-repo");
+    let before = snapshot_tree(dir.path());
+    let rel = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
+    for (cert, needle) in [
+        ("expired.pem", "certificate is not valid"),
+        ("rsa1024.pem", "1024 bits"),
+        ("ec-p256.pem", "not RSA"),
+        ("garbage.pem", "not an X.509 certificate"),
+    ] {
+        let p = testdata(&format!("keys/bad/{cert}"));
+        let r = seal(
+            dir.path(),
+            &[
+                "--cert",
+                p.to_str().unwrap(),
+                "--from-literal",
+                "secretAccessKey=x",
+                "--merge-into",
+                rel,
+            ],
+            None,
+        );
+        assert_eq!(r.code, 2, "{cert}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(needle) && r.stderr.contains(cert),
+            "{cert}: {}",
+            r.stderr
+        );
+    }
+    let r = seal(
+        dir.path(),
+        &[
+            "--cluster",
+            "gcp.us-central1.pr1",
+            "--namespace",
+            "a",
+            "--name",
+            "b",
+            "--from-literal",
+            "k=v",
+            "-w",
+            "-",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("gcp.us-central1.pr1 has no secretManager.sealingCert")
+            || r.stderr
+                .contains("`gcp.us-central1.pr1` has no secretManager.sealingCert"),
+        "{}",
+        r.stderr
+    );
+    let r = seal(
+        dir.path(),
+        &["--cluster", DEV1, "-w", "-"],
+        Some("kind: Secret\nstringData:\n  password: \"unterminated-hunter2\n"),
+    );
+    assert_eq!(r.code, 2);
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+    let r = seal(
+        dir.path(),
+        &[
+            "--cluster",
+            DEV1,
+            "--from-literal",
+            "k=v",
+            "--name",
+            "n",
+            "-w",
+            "-",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2, "strict without namespace");
+    assert!(
+        r.stderr
+            .contains("--namespace is required for strict scope"),
+        "{}",
+        r.stderr
+    );
+    let r = seal(
+        dir.path(),
+        &[
+            "--cluster",
+            DEV1,
+            "--scope",
+            "cluster-wide",
+            "--from-literal",
+            "k=v",
+            "--merge-into",
+            rel,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("keeps the existing scope"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        snapshot_tree(dir.path()),
+        before,
+        "nothing written on any failure"
+    );
+}
+
+#[test]
+fn controller_and_url_certificate_sources() {
+    let dir = temp_repo("example-repo");
+    let pem = std::fs::read(testdata(&format!(
+        "example-repo/tooling/sealing-certs/{DEV1}.pem"
+    )))
+    .unwrap();
+    // controller://: a fake kubectl on PATH that checks its arguments.
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("kubectl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"--context dev1 get --raw /api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:/proxy/v1/cert.pem\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            testdata(&format!("example-repo/tooling/sealing-certs/{DEV1}.pem")).display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let inv = dir.path().join(format!("cluster-values/{DEV1}.yaml"));
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        &format!("sealingCert: tooling/sealing-certs/{DEV1}.pem"),
+        "sealingCert: controller://kube-system/sealed-secrets-controller",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let r = run_cmd(cmd().env("PATH", &path).stdin(Stdio::null()).args([
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "seal",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "a",
+        "--name",
+        "b",
+        "--from-literal",
+        "k=v",
+        "-w",
+        "-",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("kind: SealedSecret"));
+
+    // https/http-loopback URL: a one-shot local server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf).unwrap();
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            pem.len()
+        )
+        .unwrap();
+        s.write_all(&pem).unwrap();
+    });
+    let url = format!("http://127.0.0.1:{port}/v1/cert.pem");
+    let r = seal(
+        dir.path(),
+        &[
+            "--cert",
+            &url,
+            "--namespace",
+            "a",
+            "--name",
+            "b",
+            "--from-literal",
+            "k=v",
+            "-w",
+            "-",
+        ],
+        None,
+    );
+    server.join().unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = seal(
+        dir.path(),
+        &[
+            "--cert",
+            "http://certs.example.com/c.pem",
+            "--namespace",
+            "a",
+            "--name",
+            "b",
+            "--from-literal",
+            "k=v",
+            "-w",
+            "-",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("only allowed to a loopback address"),
+        "{}",
+        r.stderr
+    );
+}
