@@ -10,6 +10,7 @@
 pub mod annotations;
 pub mod config;
 pub mod duration;
+pub mod gitops;
 pub mod inventory;
 pub mod lint;
 pub mod list;

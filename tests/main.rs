@@ -6,6 +6,7 @@ mod cli_lint;
 mod cli_list;
 mod cli_seal;
 mod edit;
+mod gitops;
 mod scan;
 mod seal;
 

@@ -606,7 +606,9 @@ fn verify(old: &str, new: &str, splices: &[Splice], edit: &Edit) -> EditResult<(
         // Leaves that may differ: the edited paths themselves, and the `{}` marker of an
         // empty mapping that an edited key was inserted into.
         let may_differ = |p: &Vec<String>, v: &str| {
-            expected.iter().any(|(e, _)| e == p || (v == "{}" && e.starts_with(p)))
+            expected
+                .iter()
+                .any(|(e, _)| e == p || (v == "{}" && e.starts_with(p)))
         };
         let strip = |l: Vec<(Vec<String>, String)>| -> Vec<(Vec<String>, String)> {
             l.into_iter().filter(|(p, v)| !may_differ(p, v)).collect()

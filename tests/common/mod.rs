@@ -164,3 +164,149 @@ pub fn decrypt_value(
         .ok_or_else(|| format!("no key {key}"))?;
     unseal::decrypt(&unseal::key(cluster), label, v)
 }
+
+/// A fleet of real git repositories: `dev.git` (main + dev pointers) and `prod.git`
+/// (prod pointers) as bare remotes, and `work`, a clone made the way users make one.
+pub struct GitFleet {
+    pub root: tempfile::TempDir,
+}
+
+/// Runs git in `dir` with a fixed identity; panics with stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test Operator")
+        .env("GIT_AUTHOR_EMAIL", "operator@example.com")
+        .env("GIT_COMMITTER_NAME", "Test Operator")
+        .env("GIT_COMMITTER_EMAIL", "operator@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl GitFleet {
+    /// The example repo on main, every cluster's pointer at main's first commit.
+    pub fn new() -> GitFleet {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for bare in ["dev.git", "prod.git"] {
+            git(
+                r,
+                &["init", "--quiet", "--bare", "--initial-branch=main", bare],
+            );
+        }
+        let seed = r.join("seed");
+        copy_dir(&testdata("example-repo"), &seed);
+        git(&seed, &["init", "--quiet", "--initial-branch=main"]);
+        git(&seed, &["add", "-A"]);
+        git(&seed, &["commit", "--quiet", "-m", "Initial fleet"]);
+        git(
+            &seed,
+            &[
+                "remote",
+                "add",
+                "origin",
+                r.join("dev.git").to_str().unwrap(),
+            ],
+        );
+        git(
+            &seed,
+            &[
+                "remote",
+                "add",
+                "prod",
+                r.join("prod.git").to_str().unwrap(),
+            ],
+        );
+        git(&seed, &["push", "--quiet", "origin", "main"]);
+        let repo = secret_manager::Repo::open(&seed).unwrap();
+        for c in &repo.inventory.clusters {
+            let refname = secret_manager::gitops::pointer_ref(c);
+            git(
+                &seed,
+                &["push", "--quiet", &c.remote, &format!("HEAD:{refname}")],
+            );
+        }
+        let fleet = GitFleet { root };
+        fleet.clone_as("work");
+        fleet
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    /// A fresh clone of dev with the prod remote added and an identity configured.
+    pub fn clone_as(&self, name: &str) -> PathBuf {
+        let dir = self.path(name);
+        git(
+            self.root.path(),
+            &[
+                "clone",
+                "--quiet",
+                self.path("dev.git").to_str().unwrap(),
+                name,
+            ],
+        );
+        git(
+            &dir,
+            &[
+                "remote",
+                "add",
+                "prod",
+                self.path("prod.git").to_str().unwrap(),
+            ],
+        );
+        git(&dir, &["config", "user.name", "Test Operator"]);
+        git(&dir, &["config", "user.email", "operator@example.com"]);
+        dir
+    }
+
+    /// Commits `content` to `rel` in clone `dir` and pushes main; returns the commit.
+    pub fn commit_main(&self, dir: &Path, rel: &str, content: &str, msg: &str) -> String {
+        git(dir, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "--quiet", "-m", msg]);
+        git(dir, &["push", "--quiet", "origin", "main"]);
+        git(dir, &["rev-parse", "HEAD"])
+    }
+
+    /// Where `refname` points on bare remote `remote` (`dev` or `prod`).
+    pub fn remote_ref(&self, remote: &str, refname: &str) -> Option<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(self.path(&format!("{remote}.git")))
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{refname}^{{commit}}"),
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    }
+
+    /// File content at `rev` in bare remote `remote`.
+    pub fn show(&self, remote: &str, rev: &str, path: &str) -> String {
+        git(
+            &self.path(&format!("{remote}.git")),
+            &["show", &format!("{rev}:{path}")],
+        )
+    }
+}

@@ -1,6 +1,6 @@
 //! Global flags and the subcommand list.
 
-use crate::commands::{lint::LintArgs, list::ListArgs, seal::SealArgs};
+use crate::commands::{cluster::ClusterArgs, lint::LintArgs, list::ListArgs, seal::SealArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -113,6 +113,12 @@ pub enum Command {
     ///     | secret-manager seal --cluster aws.eu-central-1.dev1 -w db-sealed.yaml
     ///   secret-manager seal --from-file password=./pw.txt --merge-into overlays/aws.eu-central-1.dev1/db.yaml
     Seal(SealArgs),
+    /// Cluster pointers: status, promote (fast-forward), reconcile (after a hot-fix).
+    ///
+    /// Each cluster follows main through a branch `cluster/<id>` (moved fast-forward only)
+    /// or a tag `tag/<name>` (moved with a lease), on the remote its cluster-values entry
+    /// names. Nothing is ever force-pushed.
+    Cluster(ClusterArgs),
 }
 
 /// Selection shared by list, rotate and delete.

@@ -8,6 +8,8 @@ pub const INTERNAL: u8 = 1;
 pub const USAGE: u8 = 2;
 /// `lint` found problems.
 pub const LINT_FINDINGS: u8 = 3;
+/// A git/publish step failed (remote unreachable, rejected, diverged); nothing was forced.
+pub const PUBLISH: u8 = 12;
 
 /// Maps an error to its exit code.
 pub fn code_for(err: &anyhow::Error) -> u8 {
@@ -17,7 +19,16 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             || cause.is::<secret_manager::seal::SealError>()
             || cause.is::<UsageError>()
     });
-    if usage { USAGE } else { INTERNAL }
+    if usage {
+        return USAGE;
+    }
+    if err.chain().any(|c| {
+        c.is::<secret_manager::gitops::PublishError>()
+            || c.is::<secret_manager::gitops::git::GitError>()
+    }) {
+        return PUBLISH;
+    }
+    INTERNAL
 }
 
 /// A problem with the arguments that clap cannot see (e.g. a bad duration).

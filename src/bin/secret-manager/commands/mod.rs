@@ -1,5 +1,6 @@
 //! One file per subcommand; each turns its args into library types and calls the library.
 
+pub mod cluster;
 pub mod lint;
 pub mod list;
 pub mod seal;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::List(a) => list::cmd_list(&mut ctx, a),
         Command::Lint(a) => lint::cmd_lint(&mut ctx, a),
         Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
+        Command::Cluster(a) => cluster::cmd_cluster(&mut ctx, a).await,
     }
 }
 
@@ -98,4 +100,24 @@ pub fn report_diagnostics(ctx: &Ctx, report: &secret_manager::scan::ScanReport) 
             secret_manager::scan::DiagnosticKind::Skipped => eprintln!("note: skipped {d}"),
         }
     }
+}
+
+/// Asks before a change: `--yes` answers yes; without a TTY (or with --non-interactive)
+/// there is nobody to ask, so the command fails and says to pass `--yes`.
+pub fn confirm(ctx: &Ctx, plan: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if ctx.global.yes {
+        return Ok(true);
+    }
+    if ctx.global.non_interactive || !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!(
+            "{plan}\nconfirmation needed: pass --yes to proceed without a prompt"
+        ))
+        .into());
+    }
+    eprint!("{plan}\nProceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
 }
