@@ -2,9 +2,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod retry;
 mod secret;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
+pub use retry::{RetryPolicy, retryable};
 pub use secret::SecretValue;
 pub use types::*;
 

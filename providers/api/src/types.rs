@@ -27,6 +27,10 @@ pub struct Target {
     pub params: BTreeMap<String, String>,
     /// The key currently referenced by the manifest, if any.
     pub current_key: Option<KeyId>,
+    /// Every key of this identity that any manifest in the repo references (or that a
+    /// staged rotation still needs). A provider must never delete one of these to make
+    /// room for a new key.
+    pub referenced: Vec<KeyId>,
 }
 
 impl Target {
@@ -219,6 +223,7 @@ mod tests {
             source: "aws".into(),
             params: BTreeMap::new(),
             current_key: None,
+            referenced: Vec::new(),
         };
         let e = t.param("username").unwrap_err();
         assert_eq!(e.to_string(), "aws: missing parameter `username`");

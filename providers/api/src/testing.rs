@@ -1,0 +1,83 @@
+//! The conformance suite every provider runs against its (fake or real) endpoint.
+//!
+//! preflight → keys → mint → verify → keys → revoke → revoke again (idempotent) → keys.
+//! It panics with a message naming the step that broke the contract.
+
+use crate::{KeyStatus, Provider, Revoke, Target};
+
+/// Runs the suite for `target` and returns the ids seen, for extra assertions.
+pub async fn conformance(p: &dyn Provider, target: &Target) {
+    let name = p.name();
+    p.preflight(target)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: preflight failed: {e}"));
+    let before = p
+        .keys(target)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: keys failed: {e}"));
+    let minted = p
+        .mint(target)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: mint failed: {e}"));
+    assert!(
+        !before.iter().any(|k| k.id == minted.key_id),
+        "{name}: mint returned an existing key id {}",
+        minted.key_id
+    );
+    assert!(
+        !minted.fields.is_empty(),
+        "{name}: mint returned no output fields"
+    );
+    let debug = format!("{minted:?}");
+    // Key ids are not secret (they are annotations); every other field value is.
+    for (field, v) in &minted.fields {
+        if v.expose() == minted.key_id.0 || v.len() < 8 {
+            continue;
+        }
+        assert!(
+            !debug.contains(v.expose()),
+            "{name}: Debug of Minted shows the value of {field}"
+        );
+    }
+    p.verify(&minted)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: verify failed: {e}"));
+    let during = p
+        .keys(target)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: keys failed: {e}"));
+    let k = during
+        .iter()
+        .find(|k| k.id == minted.key_id)
+        .unwrap_or_else(|| panic!("{name}: minted key {} not listed by keys", minted.key_id));
+    assert_eq!(
+        k.status,
+        KeyStatus::Active,
+        "{name}: minted key is not active"
+    );
+    assert_eq!(
+        during.len(),
+        before.len() + 1,
+        "{name}: mint changed other keys"
+    );
+    p.revoke(target, &minted.key_id, Revoke::Delete)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: revoke failed: {e}"));
+    p.revoke(target, &minted.key_id, Revoke::Delete)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: revoke is not idempotent: {e}"));
+    let after = p
+        .keys(target)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: keys failed: {e}"));
+    assert!(
+        !after.iter().any(|k| k.id == minted.key_id),
+        "{name}: revoked key {} still listed",
+        minted.key_id
+    );
+    assert_eq!(
+        after.iter().map(|k| &k.id).collect::<Vec<_>>(),
+        before.iter().map(|k| &k.id).collect::<Vec<_>>(),
+        "{name}: keys after revoke differ from before mint"
+    );
+}

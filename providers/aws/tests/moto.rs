@@ -1,0 +1,378 @@
+//! The AWS provider against a real `moto_server` through the real SDK.
+//!
+//! `scripts/test` installs moto into `target/venv`; `MOTO_SERVER` overrides the path.
+
+use secret_manager_aws::AwsProvider;
+use secret_manager_aws::api::{
+    KeyId, KeyStatus, Provider, ProviderError, RetryPolicy, Revoke, Target,
+};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_bin() -> String {
+    std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/venv/bin/moto_server"
+        )
+        .to_owned()
+    })
+}
+
+/// Starts moto on a free loopback port and waits until it answers.
+fn moto() -> Moto {
+    let bin = moto_bin();
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "moto_server not found at {bin}: run scripts/test (it installs moto[server] into target/venv) or set MOTO_SERVER"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Moto {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("moto_server did not start on port {port}");
+}
+
+async fn sdk_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await
+}
+
+async fn create_user(url: &str, user: &str) {
+    let iam = aws_sdk_iam::Client::new(&sdk_config(url).await);
+    iam.create_user().user_name(user).send().await.unwrap();
+}
+
+fn target(user: &str) -> Target {
+    let mut params = BTreeMap::new();
+    params.insert("username".to_owned(), user.to_owned());
+    params.insert("account".to_owned(), "123456789012".to_owned());
+    Target {
+        source: "aws".into(),
+        params,
+        current_key: None,
+        referenced: Vec::new(),
+    }
+}
+
+async fn provider(url: &str) -> AwsProvider {
+    let mut p = AwsProvider::from_config(sdk_config(url).await);
+    p.verify_policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+    };
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_against_moto() {
+    let m = moto();
+    create_user(&m.url, "external-dns-dev1").await;
+    let p = provider(&m.url).await;
+    secret_manager_provider::testing::conformance(&p, &target("external-dns-dev1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_key_limit_frees_only_an_unreferenced_inactive_key() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let p = provider(&m.url).await;
+    let mut t = target("bot");
+    let k1 = p.mint(&t).await.unwrap().key_id;
+    let k2 = p.mint(&t).await.unwrap().key_id;
+    // Both referenced by manifests: nothing may be deleted.
+    t.referenced = vec![k1.clone(), k2.clone()];
+    let err = p.mint(&t).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::KeyLimit { count: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&k1.0) && err.to_string().contains(&k2.0),
+        "{err}"
+    );
+    assert_eq!(p.keys(&t).await.unwrap().len(), 2, "nothing changed");
+    // k2 is unreferenced and Inactive: it may go.
+    p.revoke(&t, &k2, Revoke::Disable).await.unwrap();
+    assert_eq!(
+        p.keys(&t)
+            .await
+            .unwrap()
+            .iter()
+            .find(|k| k.id == k2)
+            .unwrap()
+            .status,
+        KeyStatus::Inactive
+    );
+    t.referenced = vec![k1.clone()];
+    t.current_key = Some(k1.clone());
+    let k3 = p.mint(&t).await.unwrap().key_id;
+    let ids: Vec<KeyId> = p
+        .keys(&t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert!(
+        ids.contains(&k1) && ids.contains(&k3) && !ids.contains(&k2),
+        "{ids:?}"
+    );
+}
+
+/// A loopback proxy in front of moto that answers the first `fail` requests with an IAM
+/// error (`code`, HTTP `status`) and forwards the rest.
+async fn faulty_proxy(
+    upstream: String,
+    fail: usize,
+    status: u16,
+    code: &'static str,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    let up = upstream.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let n = seen2.fetch_add(1, Ordering::SeqCst);
+            let up = up.clone();
+            tokio::spawn(async move {
+                // Read one request (headers + Content-Length body).
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                let header_end = loop {
+                    let k = s.read(&mut tmp).await.unwrap_or(0);
+                    if k == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&tmp[..k]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < header_end + len {
+                    let k = s.read(&mut tmp).await.unwrap_or(0);
+                    if k == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&tmp[..k]);
+                }
+                if n < fail {
+                    let body = format!(
+                        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>injected {code}</Message></Error><RequestId>r{n}</RequestId></ErrorResponse>"
+                    );
+                    let resp = format!(
+                        "HTTP/1.1 {status} Error\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    return;
+                }
+                // Forward with Connection: close so one request maps to one connection.
+                let head = head.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                let mut u = tokio::net::TcpStream::connect(&up).await.unwrap();
+                u.write_all(head.as_bytes()).await.unwrap();
+                u.write_all(&buf[header_end..]).await.unwrap();
+                let mut resp = Vec::new();
+                let _ = u.read_to_end(&mut resp).await;
+                let _ = s.write_all(&resp).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retryable_and_the_shared_policy_retries_it() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let (url, seen) = faulty_proxy(m.url.clone(), 3, 400, "Throttling").await;
+    let p = provider(&url).await;
+    let t = target("bot");
+    let policy = RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    };
+    let keys = policy.run("keys", || p.keys(&t)).await.unwrap();
+    assert!(keys.is_empty());
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        4,
+        "three throttled attempts, then success"
+    );
+    // Without retries the same error surfaces as retryable.
+    let (url, _) = faulty_proxy(m.url.clone(), 1, 400, "Throttling").await;
+    let err = provider(&url).await.keys(&t).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_is_reported_clearly_and_not_retried() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let (url, seen) = faulty_proxy(m.url.clone(), 100, 403, "AccessDenied").await;
+    let p = provider(&url).await;
+    let policy = RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    };
+    let t = target("bot");
+    let err = policy
+        .run("preflight", || p.preflight(&t))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProviderError::AccessDenied {
+                operation: "GetUser",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "aws: access denied for GetUser: AccessDenied: injected AccessDenied"
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "permanent errors are not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_user_and_parameters() {
+    let m = moto();
+    let p = provider(&m.url).await;
+    let err = p.preflight(&target("nobody")).await.unwrap_err();
+    assert!(matches!(err, ProviderError::NotFound { .. }), "{err}");
+    let mut t = target("x");
+    t.params.remove("username");
+    assert_eq!(
+        p.mint(&t).await.unwrap_err().to_string(),
+        "aws: missing parameter `username`"
+    );
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every provider operation at TRACE level (the SDK's own logs included): no secret value
+/// may appear in the captured logs or in any error string.
+#[tokio::test(flavor = "current_thread")]
+async fn no_secret_in_trace_logs_or_errors() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let cap = Capture::default();
+    let sink = cap.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let p = provider(&m.url).await;
+    let mut t = target("bot");
+    p.preflight(&t).await.unwrap();
+    let m1 = p.mint(&t).await.unwrap();
+    p.verify(&m1).await.unwrap();
+    let m2 = p.mint(&t).await.unwrap();
+    t.referenced = vec![m1.key_id.clone(), m2.key_id.clone()];
+    let mut errors = vec![p.mint(&t).await.unwrap_err().to_string()];
+    p.keys(&t).await.unwrap();
+    p.revoke(&t, &m2.key_id, Revoke::Disable).await.unwrap();
+    p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
+    p.revoke(&t, &m1.key_id, Revoke::Delete).await.unwrap();
+    // Verifying a deleted key fails: its error must not quote the secret either.
+    let mut strict = provider(&m.url).await;
+    strict.verify_policy.max_attempts = 1;
+    if let Err(e) = strict.verify(&m1).await {
+        errors.push(e.to_string());
+    }
+    errors.push(format!("{m1:?} {m2:?}"));
+    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.len() > 1000,
+        "TRACE capture looks empty ({} bytes)",
+        logs.len()
+    );
+    for m in [&m1, &m2] {
+        let secret = m.fields["SecretAccessKey"].expose();
+        assert!(
+            !logs.contains(secret),
+            "secret access key found in TRACE logs"
+        );
+        for e in &errors {
+            assert!(!e.contains(secret), "secret access key found in: {e}");
+        }
+    }
+}
