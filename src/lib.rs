@@ -12,9 +12,11 @@ pub mod config;
 pub mod duration;
 pub mod gitops;
 pub mod inventory;
+pub mod keys;
 pub mod lint;
 pub mod list;
 pub mod manifest;
+pub mod providers;
 pub mod scan;
 pub mod seal;
 

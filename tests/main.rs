@@ -4,6 +4,7 @@ mod common;
 
 mod cli_lint;
 mod cli_list;
+mod cli_providers;
 mod cli_seal;
 mod edit;
 mod gitops;

@@ -310,3 +310,104 @@ impl GitFleet {
         )
     }
 }
+
+/// A running `moto_server` on a free loopback port; killed on drop.
+pub struct Moto {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/venv/bin/moto_server").to_owned()
+        });
+        assert!(
+            Path::new(&bin).exists(),
+            "moto_server not found at {bin}: run scripts/test or set MOTO_SERVER"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Moto {
+                    child,
+                    url: format!("http://127.0.0.1:{port}"),
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("moto_server did not start");
+    }
+
+    /// Sets the AWS environment of `c` to this moto (test credentials only).
+    pub fn env<'a>(&self, c: &'a mut Command) -> &'a mut Command {
+        c.env("AWS_ENDPOINT_URL", &self.url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+    }
+
+    /// Calls an IAM Query API action directly (moto does not check signatures).
+    pub fn iam(&self, params: &[(&str, &str)]) -> String {
+        use std::io::{Read, Write};
+        let mut body = String::from("Version=2010-05-08");
+        for (k, v) in params {
+            body.push_str(&format!("&{k}={v}"));
+        }
+        let host = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20261121/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 200"),
+            "moto IAM call {params:?} failed: {out}"
+        );
+        out
+    }
+
+    /// Access key ids moto holds for `user`.
+    pub fn key_ids(&self, user: &str) -> Vec<String> {
+        let out = self.iam(&[("Action", "ListAccessKeys"), ("UserName", user)]);
+        out.split("<AccessKeyId>")
+            .skip(1)
+            .filter_map(|s| s.split('<').next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Puts testdata/plugins first on PATH of `c`, with the demo plugin's state in `state`.
+pub fn with_demo_plugin<'a>(c: &'a mut Command, state: &Path) -> &'a mut Command {
+    let path = format!(
+        "{}:{}",
+        testdata("plugins").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.env("PATH", path).env("DEMO_PROVIDER_STATE", state)
+}

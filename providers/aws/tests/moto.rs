@@ -65,6 +65,8 @@ fn moto() -> Moto {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("moto_server did not start on port {port}");
 }
 

@@ -11,6 +11,9 @@ pub const PLUGIN_PREFIX: &str = "secret-manager-provider-";
 // Re-exported so users of this crate see the contract it implements.
 pub use secret_manager_provider as api;
 
+mod plugin;
+pub use plugin::{ExecProvider, PROTOCOL_VERSION};
+
 use std::path::{Path, PathBuf};
 
 /// Finds the executable `secret-manager-provider-<name>` in the directories of `path_var`

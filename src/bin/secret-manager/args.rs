@@ -1,6 +1,9 @@
 //! Global flags and the subcommand list.
 
-use crate::commands::{cluster::ClusterArgs, lint::LintArgs, list::ListArgs, seal::SealArgs};
+use crate::commands::{
+    cluster::ClusterArgs, create::CreateArgs, keys::KeysArgs, lint::LintArgs, list::ListArgs,
+    seal::SealArgs,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -119,6 +122,27 @@ pub enum Command {
     /// or a tag `tag/<name>` (moved with a lease), on the remote its cluster-values entry
     /// names. Nothing is ever force-pushed.
     Cluster(ClusterArgs),
+    /// Keys that exist at the source for every managed identity, and who references them.
+    ///
+    /// For each identity (e.g. an AWS IAM user) the selected manifests point at, lists the
+    /// keys the source has: created, status, last used, and ROLE — `current` (a manifest
+    /// references it), `orphan` (nothing does) — plus `missing` rows for keys a manifest
+    /// references that no longer exist. This is where you see orphans and the two-key squeeze
+    /// before a rotation. Exit 10 when a source could not be queried.
+    Keys(KeysArgs),
+    /// Mint a new credential, seal it for a cluster and write a new annotated SealedSecret
+    /// (the seed's bootstrap step "create secrets").
+    ///
+    /// Checks certificate, provider and permissions first; if anything fails after the key
+    /// was minted, the new key is deleted again so nothing is left orphaned.
+    ///
+    /// Example:
+    ///   secret-manager create --source aws --cluster aws.eu-central-1.dev1 \
+    ///     --namespace external-dns --name cloudprovider-dns-access \
+    ///     --key-mappings "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]" \
+    ///     --param username=external-dns-dev1 --param account=111111111111 \
+    ///     -w applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml
+    Create(CreateArgs),
 }
 
 /// Selection shared by list, rotate and delete.

@@ -8,6 +8,8 @@ pub const INTERNAL: u8 = 1;
 pub const USAGE: u8 = 2;
 /// `lint` found problems.
 pub const LINT_FINDINGS: u8 = 3;
+/// A source could not be queried or failed its preflight; nothing was changed.
+pub const PREFLIGHT: u8 = 10;
 /// A git/publish step failed (remote unreachable, rejected, diverged); nothing was forced.
 pub const PUBLISH: u8 = 12;
 

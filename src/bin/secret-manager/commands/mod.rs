@@ -1,6 +1,8 @@
 //! One file per subcommand; each turns its args into library types and calls the library.
 
 pub mod cluster;
+pub mod create;
+pub mod keys;
 pub mod lint;
 pub mod list;
 pub mod seal;
@@ -39,6 +41,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Lint(a) => lint::cmd_lint(&mut ctx, a),
         Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
         Command::Cluster(a) => cluster::cmd_cluster(&mut ctx, a).await,
+        Command::Keys(a) => keys::cmd_keys(&mut ctx, a).await,
+        Command::Create(a) => create::cmd_create(&mut ctx, a).await,
     }
 }
 

@@ -1,0 +1,199 @@
+//! `keys`: what exists at the source for every managed identity, next to what the repo
+//! references — how an operator sees orphans and the two-key squeeze before a rotation.
+
+use crate::list::Filter;
+use crate::provider::{KeyId, KeyStatus, Target};
+use crate::providers::Providers;
+use crate::scan::Found;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Manifests that share one identity at one source.
+#[derive(Debug, Clone)]
+pub struct Identity<'a> {
+    /// Source name.
+    pub source: String,
+    /// Display form, e.g. `123456789012/external-dns-bot`.
+    pub identity: String,
+    /// What the provider needs.
+    pub target: Target,
+    /// Manifests holding a key of this identity.
+    pub manifests: Vec<&'a Found>,
+}
+
+/// The display identity of a source's parameters.
+pub fn identity_label(source: &str, params: &BTreeMap<String, String>) -> String {
+    let g = |k: &str| params.get(k).map(String::as_str).unwrap_or("?");
+    match source {
+        "aws" => format!("{}/{}", g("account"), g("username")),
+        "azure" => format!("{}/{}", g("tenantId"), g("applicationObjectId")),
+        "gcp" => g("serviceAccount").to_owned(),
+        _ => params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// Groups the selected managed secrets by (source, identity).
+pub fn identities<'a>(
+    found: &'a [Found],
+    filter: &Filter,
+    now: DateTime<Utc>,
+) -> Vec<Identity<'a>> {
+    let mut groups: BTreeMap<(String, String), Identity<'a>> = BTreeMap::new();
+    for f in found.iter().filter(|f| filter.matches(f, now)) {
+        let Some(m) = &f.managed else { continue };
+        let params = m.params();
+        let label = identity_label(&m.source, &params);
+        let g = groups
+            .entry((m.source.clone(), label.clone()))
+            .or_insert_with(|| Identity {
+                source: m.source.clone(),
+                identity: label,
+                target: Target {
+                    source: m.source.clone(),
+                    params,
+                    current_key: None,
+                    referenced: Vec::new(),
+                },
+                manifests: Vec::new(),
+            });
+        if let Some(k) = &m.key_id {
+            let k = KeyId(k.clone());
+            if !g.target.referenced.contains(&k) {
+                g.target.referenced.push(k);
+            }
+        }
+        g.manifests.push(f);
+    }
+    groups
+        .into_values()
+        .map(|mut g| {
+            if g.target.referenced.len() == 1 {
+                g.target.current_key = g.target.referenced.first().cloned();
+            }
+            g
+        })
+        .collect()
+}
+
+/// One row of `keys` (JSON field names are part of the interface).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRow {
+    /// Source.
+    pub source: String,
+    /// Identity label.
+    pub identity: String,
+    /// Key id.
+    pub key_id: String,
+    /// Created at the source.
+    pub created: Option<String>,
+    /// `active`, `inactive`, `expired`, or `missing` (referenced but absent at the source).
+    pub status: String,
+    /// Last use, where the source reports it.
+    pub last_used: Option<String>,
+    /// `current` (referenced by a manifest), `pending` (part of a staged rotation) or
+    /// `orphan` (nothing references it).
+    pub role: String,
+    /// `file:line` of every manifest referencing the key.
+    pub referenced_by: Vec<String>,
+}
+
+/// A failure to list one identity's keys.
+#[derive(Debug)]
+pub struct KeysFailure {
+    /// Source.
+    pub source: String,
+    /// Identity.
+    pub identity: String,
+    /// Error text.
+    pub error: String,
+}
+
+fn ts(d: Option<DateTime<Utc>>) -> Option<String> {
+    d.map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// Lists keys for every identity, at most `concurrency` provider calls at a time.
+pub async fn key_rows(
+    providers: &Providers,
+    ids: &[Identity<'_>],
+    concurrency: usize,
+) -> (Vec<KeyRow>, Vec<KeysFailure>) {
+    use futures::stream::{self, StreamExt};
+    let policy = crate::provider::RetryPolicy::default();
+    let results: Vec<_> = stream::iter(ids.iter().map(|id| {
+        let policy = &policy;
+        async move {
+            let p = providers.get(&id.source).await?;
+            policy.run("keys", || p.keys(&id.target)).await
+        }
+    }))
+    .buffered(concurrency.max(1))
+    .collect()
+    .await;
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (id, res) in ids.iter().zip(results) {
+        let keys = match res {
+            Ok(k) => k,
+            Err(e) => {
+                failures.push(KeysFailure {
+                    source: id.source.clone(),
+                    identity: id.identity.clone(),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let refs = |k: &str| -> Vec<String> {
+            id.manifests
+                .iter()
+                .filter(|f| f.managed.as_ref().and_then(|m| m.key_id.as_deref()) == Some(k))
+                .map(|f| format!("{}:{}", f.file.display(), f.doc.line))
+                .collect()
+        };
+        for k in &keys {
+            let referenced_by = refs(&k.id.0);
+            rows.push(KeyRow {
+                source: id.source.clone(),
+                identity: id.identity.clone(),
+                key_id: k.id.0.clone(),
+                created: ts(k.created),
+                status: match k.status {
+                    KeyStatus::Active => "active",
+                    KeyStatus::Inactive => "inactive",
+                    KeyStatus::Expired => "expired",
+                }
+                .into(),
+                last_used: ts(k.last_used),
+                role: if referenced_by.is_empty() {
+                    "orphan"
+                } else {
+                    "current"
+                }
+                .into(),
+                referenced_by,
+            });
+        }
+        for r in &id.target.referenced {
+            if !keys.iter().any(|k| &k.id == r) {
+                rows.push(KeyRow {
+                    source: id.source.clone(),
+                    identity: id.identity.clone(),
+                    key_id: r.0.clone(),
+                    created: None,
+                    status: "missing".into(),
+                    last_used: None,
+                    role: "current".into(),
+                    referenced_by: refs(&r.0),
+                });
+            }
+        }
+    }
+    (rows, failures)
+}
