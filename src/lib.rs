@@ -10,6 +10,7 @@
 pub mod annotations;
 pub mod config;
 pub mod duration;
+pub mod engine;
 pub mod gitops;
 pub mod inventory;
 pub mod keys;
@@ -135,3 +136,18 @@ pub fn plugin_exists(name: &str) -> bool {
         false
     }
 }
+
+/// Test-only crash injection (cargo feature `failpoints`): when `SECRET_MANAGER_FAILPOINT`
+/// names this point, the process exits at once with code 86, as if killed there.
+#[cfg(feature = "failpoints")]
+pub fn failpoint(name: &str) {
+    if std::env::var("SECRET_MANAGER_FAILPOINT").as_deref() == Ok(name) {
+        eprintln!("failpoint {name}: exiting");
+        std::process::exit(86);
+    }
+}
+
+/// Test-only crash injection; compiled out without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn failpoint(_name: &str) {}

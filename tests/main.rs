@@ -8,6 +8,7 @@ mod cli_providers;
 mod cli_seal;
 mod edit;
 mod gitops;
+mod rotate;
 mod scan;
 mod seal;
 

@@ -154,11 +154,16 @@ impl SealingCert {
         }
         Ok(SealingCert {
             public_key,
-            fingerprint: hex::encode(Sha256::digest(&der)),
+            fingerprint: fingerprint_hex(&der),
             not_after: na,
             origin: origin.to_owned(),
         })
     }
+}
+
+/// Lowercase hex SHA-256 of `bytes` (fingerprints and stable ids).
+pub fn fingerprint_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The OAEP label for a scope: `ns/name`, `ns`, or empty (sealed-secrets `EncryptionLabel`).

@@ -1,5 +1,6 @@
 //! Global flags and the subcommand list.
 
+use crate::commands::rotate::RotateArgs;
 use crate::commands::{
     cluster::ClusterArgs, create::CreateArgs, keys::KeysArgs, lint::LintArgs, list::ListArgs,
     seal::SealArgs,
@@ -143,6 +144,25 @@ pub enum Command {
     ///     --param username=external-dns-dev1 --param account=111111111111 \
     ///     -w applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml
     Create(CreateArgs),
+    /// Rotate credentials with zero downtime: stage, publish, revoke (seed §6).
+    ///
+    /// Each run is a closed loop, safe to run every hour: it first finishes rotations
+    /// recorded in .secret-manager/rotations/ (publishes staged ones, revokes old keys whose
+    /// gates passed), deletes keys an interrupted run minted but never committed, then stages
+    /// new rotations for the selected secrets. Without --older-than every selected secret is
+    /// rotated now; with it, only the older ones. A credential shared by several manifests is
+    /// always rotated everywhere at once.
+    ///
+    /// Stage: preflight, mint, verify the new key, seal it for each cluster, rewrite only
+    /// the mapped values and our annotations, record the rotation, commit to main.
+    /// Publish: move each cluster's pointer (fast-forward, or a hot-fix when main holds
+    /// unrelated changes). Revoke: once every pointer has the change and --revoke-after has
+    /// passed, delete (or disable) the old key.
+    ///
+    /// Without --yes it prints the plan and asks; without a terminal it needs --yes.
+    /// Exit codes: 0 ok or nothing due, 10 preflight, 11 mint, 12 publish, 13 revoke failed.
+    #[command(visible_alias = "update")]
+    Rotate(RotateArgs),
 }
 
 /// Selection shared by list, rotate and delete.

@@ -10,8 +10,12 @@ pub const USAGE: u8 = 2;
 pub const LINT_FINDINGS: u8 = 3;
 /// A source could not be queried or failed its preflight; nothing was changed.
 pub const PREFLIGHT: u8 = 10;
+/// Minting, verifying or staging a new key failed; nothing was published for it.
+pub const MINT: u8 = 11;
 /// A git/publish step failed (remote unreachable, rejected, diverged); nothing was forced.
 pub const PUBLISH: u8 = 12;
+/// Revoking an old key failed; the new key is live and the old one still works.
+pub const REVOKE: u8 = 13;
 
 /// Maps an error to its exit code.
 pub fn code_for(err: &anyhow::Error) -> u8 {

@@ -5,6 +5,7 @@ pub mod create;
 pub mod keys;
 pub mod lint;
 pub mod list;
+pub mod rotate;
 pub mod seal;
 
 use crate::args::{Cli, Command, FilterArgs, GlobalArgs};
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
         Command::Cluster(a) => cluster::cmd_cluster(&mut ctx, a).await,
         Command::Keys(a) => keys::cmd_keys(&mut ctx, a).await,
+        Command::Rotate(a) => rotate::cmd_rotate(&mut ctx, a).await,
         Command::Create(a) => create::cmd_create(&mut ctx, a).await,
     }
 }

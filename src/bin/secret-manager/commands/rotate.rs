@@ -1,0 +1,158 @@
+//! `secret-manager rotate` (alias `update`).
+
+use super::{Ctx, build_filter, confirm, open_repo};
+use crate::args::FilterArgs;
+use crate::exit::{self, UsageError};
+use crate::output::{Fit, Table, table_width, write_structured};
+use clap::Args;
+use secret_manager::config::RevokeMode;
+use secret_manager::engine::{Phase, RotateOptions, RotateReport, rotate};
+
+/// Arguments of `rotate` (help text lives on `Command::Rotate`).
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print the plan (what is minted, which files change, which pointers move, which keys
+    /// are revoked and when) and change nothing anywhere.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Grace period between publishing the new key and revoking the old one
+    /// (default: policy.revokeAfter, 1h).
+    #[arg(long, value_name = "DUR")]
+    pub revoke_after: Option<String>,
+    /// `delete` the old key, or `disable` it (default: policy.revokeMode).
+    #[arg(long, value_enum)]
+    pub revoke_mode: Option<RevokeModeArg>,
+}
+
+/// `--revoke-mode` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RevokeModeArg {
+    /// Delete the old key.
+    Delete,
+    /// Disable it.
+    Disable,
+}
+
+fn render(ctx: &mut Ctx, report: &RotateReport) -> anyhow::Result<()> {
+    if write_structured(&mut *ctx.out, ctx.global.output, report)? {
+        return Ok(());
+    }
+    if report.steps.is_empty() {
+        writeln!(
+            ctx.out,
+            "nothing to do: no selected credential is due and no rotation is in flight"
+        )?;
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        ("ACTION", Fit::Fixed),
+        ("SOURCE", Fit::Fixed),
+        ("IDENTITY", Fit::Right(16)),
+        ("OLD KEY", Fit::Right(10)),
+        ("NEW KEY", Fit::Right(10)),
+        ("CLUSTERS", Fit::Right(14)),
+        ("DONE", Fit::Fixed),
+        ("DETAIL", Fit::Right(20)),
+    ]);
+    for s in &report.steps {
+        t.row(vec![
+            s.action.clone(),
+            s.source.clone(),
+            s.identity.clone(),
+            s.old_key_id.clone().unwrap_or_else(|| "-".into()),
+            s.new_key_id.clone().unwrap_or_else(|| "-".into()),
+            s.clusters.join(","),
+            if s.done { "yes" } else { "no" }.into(),
+            s.detail.clone(),
+        ]);
+    }
+    let wide = ctx.global.output == crate::args::Format::Wide;
+    t.render(&mut *ctx.out, if wide { usize::MAX } else { table_width() })?;
+    Ok(())
+}
+
+/// Runs `rotate`.
+pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs) -> anyhow::Result<u8> {
+    let repo = open_repo(ctx)?;
+    let filter = build_filter(&args.filter, &repo)?;
+    let revoke_after = match &args.revoke_after {
+        Some(d) => secret_manager::duration::parse_chrono(d)
+            .map_err(|e| UsageError(format!("--revoke-after: {e}")))?,
+        None => repo.config.revoke_after,
+    };
+    let revoke_mode = match args.revoke_mode {
+        Some(RevokeModeArg::Delete) => RevokeMode::Delete,
+        Some(RevokeModeArg::Disable) => RevokeMode::Disable,
+        None => repo.config.revoke_mode,
+    };
+    let providers = secret_manager::providers::Providers::default();
+    let mut opts = RotateOptions {
+        filter,
+        revoke_after,
+        revoke_mode,
+        dry_run: true,
+        now: ctx.now,
+    };
+    if !args.dry_run && !ctx.global.yes {
+        // Show the plan and ask (seed §5.3: "confirm that the operator wants to continue").
+        let plan = rotate(&ctx.global.repo, &providers, &opts).await?;
+        if plan
+            .steps
+            .iter()
+            .all(|s| s.action == "skip" || s.action == "wait")
+            && plan.failures.is_empty()
+        {
+            render(ctx, &plan)?;
+            return Ok(exit::OK);
+        }
+        render(ctx, &plan)?;
+        if !confirm(ctx, "rotate: carry out the plan above?")? {
+            return Ok(exit::USAGE);
+        }
+    }
+    opts.dry_run = args.dry_run;
+    let report = rotate(&ctx.global.repo, &providers, &opts).await?;
+    render(ctx, &report)?;
+    for f in &report.failures {
+        eprintln!(
+            "error: {:?} failed for {} {}: {}",
+            f.phase, f.source, f.identity, f.error
+        );
+    }
+    let count = |a: &str| {
+        report
+            .steps
+            .iter()
+            .filter(|s| s.done && s.action == a)
+            .count()
+    };
+    if !ctx.global.quiet {
+        eprintln!(
+            "rotate{}: {} staged, {} published, {} revoked, {} orphan(s) cleaned, {} failed",
+            if args.dry_run { " (dry run)" } else { "" },
+            count("stage"),
+            count("publish"),
+            count("revoke"),
+            count("cleanup"),
+            report.failures.len()
+        );
+    }
+    tracing::info!(
+        staged = count("stage"),
+        published = count("publish"),
+        revoked = count("revoke"),
+        failed = report.failures.len(),
+        "rotate run finished"
+    );
+    Ok(match report.failures.iter().map(|f| f.phase).max() {
+        None => exit::OK,
+        Some(Phase::Preflight) => exit::PREFLIGHT,
+        Some(Phase::Mint) => exit::MINT,
+        Some(Phase::Publish) => exit::PUBLISH,
+        Some(Phase::Revoke) => exit::REVOKE,
+    })
+}
+
+use std::io::Write as _;

@@ -1,0 +1,944 @@
+//! The three-phase rotation engine (DESIGN §7): `due → staged → published → revoked`.
+//!
+//! Every run is a closed loop: it first advances rotations already recorded in git
+//! (publish what is staged, revoke what is published and past its gates), cleans up keys
+//! minted by a run that died before committing them, and then stages new rotations for the
+//! selected secrets. All commits are made in a temporary worktree at the remote main; the
+//! user's checkout is never touched.
+//!
+//! Safety rules, in order of importance:
+//! * an old key is revoked only after every cluster's pointer contains the new ciphertext
+//!   and the grace period has passed;
+//! * a key minted but never committed is recorded as a local intent first, so the next run
+//!   can find and delete it;
+//! * one rotation in flight per credential: a record blocks a second one;
+//! * a failure in one credential does not stop the others.
+
+pub mod record;
+
+use crate::annotations::{CREATE_DATE, SEALED_WITH, key_id_annotation};
+use crate::config::RevokeMode;
+use crate::gitops::git::{Git, GitError};
+use crate::gitops::{Fleet, PublishError};
+use crate::keys::identity_label;
+use crate::list::{Filter, State, state_of};
+use crate::manifest::edit::{Edit, apply, write_atomic};
+use crate::provider::{KeyId, Minted, Provider, RetryPolicy, Revoke, Target};
+use crate::providers::Providers;
+use crate::scan::{Attribution, Found};
+use crate::seal::{SealingCert, label, seal_value};
+use chrono::{DateTime, SecondsFormat, Utc};
+use record::{RecordManifest, RotationRecord, load_records};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The phase a failure happened in (drives the exit code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Checks before anything changed.
+    Preflight,
+    /// Minting, verifying, sealing or committing the new key.
+    Mint,
+    /// Moving cluster pointers.
+    Publish,
+    /// Deleting the old key.
+    Revoke,
+}
+
+/// Errors that stop the whole run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Configuration problem.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Git problem before any rotation could start.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// Publishing machinery problem before any rotation could start.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// Settings of one run.
+#[derive(Clone, Debug)]
+pub struct RotateOptions {
+    /// Which secrets.
+    pub filter: Filter,
+    /// Grace period between publish and revoke.
+    pub revoke_after: chrono::Duration,
+    /// Delete or disable old keys.
+    pub revoke_mode: RevokeMode,
+    /// Plan only.
+    pub dry_run: bool,
+    /// The reference time.
+    pub now: DateTime<Utc>,
+}
+
+/// One line of the plan or the summary.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// `stage`, `publish`, `revoke`, `wait`, `skip`, `cleanup`.
+    pub action: String,
+    /// Source.
+    pub source: String,
+    /// Identity label.
+    pub identity: String,
+    /// Key being replaced.
+    pub old_key_id: Option<String>,
+    /// New key (known after minting).
+    pub new_key_id: Option<String>,
+    /// Clusters involved.
+    pub clusters: Vec<String>,
+    /// Files changed.
+    pub files: Vec<String>,
+    /// Human explanation.
+    pub detail: String,
+    /// Whether it happened (false in a dry run or when it failed).
+    pub done: bool,
+}
+
+/// A failure of one credential.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// Phase.
+    pub phase: Phase,
+    /// Source.
+    pub source: String,
+    /// Identity.
+    pub identity: String,
+    /// Error text (never contains secret values).
+    pub error: String,
+}
+
+/// What a run did (or would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RotateReport {
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Failures, one per credential.
+    pub failures: Vec<Failure>,
+}
+
+/// A credential to rotate: one identity's current key and every manifest holding it.
+struct Group<'a> {
+    source: String,
+    identity: String,
+    target: Target,
+    old_key: String,
+    manifests: Vec<&'a Found>,
+    expanded: bool,
+}
+
+fn ts(d: DateTime<Utc>) -> String {
+    d.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Local intents (`<git-common-dir>/secret-manager/intents`): written before minting,
+/// removed once the new key is committed. Never committed, never secret.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Intent {
+    source: String,
+    identity: String,
+    params: BTreeMap<String, String>,
+    started_at: DateTime<Utc>,
+}
+
+fn intents_dir(git: &Git) -> Result<PathBuf, GitError> {
+    let common = git.run(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
+    Ok(PathBuf::from(common.trim()).join("secret-manager/intents"))
+}
+
+struct Ctx<'a> {
+    user: &'a Git,
+    fleet: Fleet<'a>,
+    wt: Git,
+    providers: &'a Providers,
+    opts: &'a RotateOptions,
+    prefix: String,
+    certs: BTreeMap<String, Result<SealingCert, String>>,
+    report: RotateReport,
+    policy: RetryPolicy,
+}
+
+impl Ctx<'_> {
+    fn fail(&mut self, phase: Phase, source: &str, identity: &str, error: impl std::fmt::Display) {
+        tracing::error!(phase = ?phase, source, identity, error = %error, "rotation failed");
+        self.report.failures.push(Failure {
+            phase,
+            source: source.into(),
+            identity: identity.into(),
+            error: error.to_string(),
+        });
+    }
+
+    fn step(&mut self, s: Step) {
+        tracing::info!(action = %s.action, source = %s.source, identity = %s.identity, done = s.done, detail = %s.detail, "step");
+        self.report.steps.push(s);
+    }
+
+    /// Commits `paths` in the worktree and pushes main, rebasing on a concurrent writer.
+    fn commit_and_push(&self, paths: &[String], message: &str) -> Result<String, PublishError> {
+        let commit = self.wt.commit_paths(paths, message)?;
+        let wt = &self.wt;
+        self.fleet.push_main_with_retry(commit, |new_main| {
+            // Replay our commit on top of what the other writer pushed.
+            wt.run(&["rebase", "--quiet", new_main])
+                .map_err(PublishError::from)?;
+            Ok(wt.resolve("HEAD")?.expect("HEAD after rebase"))
+        })
+    }
+
+    async fn cert(&mut self, repo: &crate::Repo, cluster: &str) -> Result<SealingCert, String> {
+        if !self.certs.contains_key(cluster) {
+            let c = repo
+                .sealing_cert(cluster, self.opts.now)
+                .await
+                .map_err(|e| e.to_string());
+            self.certs.insert(cluster.to_owned(), c);
+        }
+        self.certs[cluster].clone()
+    }
+}
+
+fn trailers(action: &str, rec: &RotationRecord) -> String {
+    let mut t = format!(
+        "Secret-Manager-Action: {action}\nSecret-Manager-Rotation: {}\nSecret-Manager-Source: {}\nSecret-Manager-Identity: {}\n",
+        rec.id, rec.source, rec.identity
+    );
+    for m in &rec.manifests {
+        t.push_str(&format!(
+            "Secret-Manager-Secret: {}/{} {}#{}\n",
+            m.cluster, m.secret, m.file, m.document
+        ));
+    }
+    for c in rec.clusters() {
+        t.push_str(&format!("Secret-Manager-Cluster: {c}\n"));
+    }
+    t.push_str(&format!(
+        "Secret-Manager-Old-Key: {}\nSecret-Manager-New-Key: {}\n",
+        rec.old_key_id, rec.new_key_id
+    ));
+    if let Some(op) = &rec.operator {
+        t.push_str(&format!("Secret-Manager-Operator: {op}\n"));
+    }
+    t
+}
+
+fn target_of(rec: &RotationRecord) -> Target {
+    Target {
+        source: rec.source.clone(),
+        params: rec.params.clone(),
+        current_key: Some(KeyId(rec.new_key_id.clone())),
+        referenced: vec![KeyId(rec.old_key_id.clone()), KeyId(rec.new_key_id.clone())],
+    }
+}
+
+/// Runs one closed-loop pass over the repo cloned at `clone`.
+pub async fn rotate(
+    clone: &Path,
+    providers: &Providers,
+    opts: &RotateOptions,
+) -> Result<RotateReport, EngineError> {
+    let repo = crate::Repo::open(clone)?;
+    let user = Git::new(clone);
+    let fleet = Fleet::new(&repo);
+    fleet.fetch()?;
+    let main = fleet.main_tracking();
+    let worktree = user.temp_worktree(&main)?;
+    let wt_repo = crate::Repo::open(worktree.git.dir())?;
+    let mut ctx = Ctx {
+        user: &user,
+        fleet,
+        wt: worktree.git.clone(),
+        providers,
+        opts,
+        prefix: wt_repo.config.annotation_prefix.clone(),
+        certs: BTreeMap::new(),
+        report: RotateReport::default(),
+        policy: RetryPolicy::default(),
+    };
+    let records = load_records(worktree.git.dir())?;
+    cleanup_orphans(&mut ctx, &wt_repo, &records).await;
+    for rec in records.clone() {
+        advance(&mut ctx, rec).await;
+    }
+    stage_new(&mut ctx, &wt_repo, &records).await;
+    Ok(ctx.report)
+}
+
+/// Phase 0: keys minted by a run that died before committing them.
+async fn cleanup_orphans(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRecord]) {
+    let Ok(dir) = intents_dir(ctx.user) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let report = repo.scan();
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(intent) = std::fs::read_to_string(&path)
+            .map_err(drop)
+            .and_then(|s| serde_json::from_str::<Intent>(&s).map_err(drop))
+        else {
+            continue;
+        };
+        let mut referenced: BTreeSet<String> = report
+            .secrets
+            .iter()
+            .filter_map(|f| f.managed.as_ref())
+            .filter(|m| {
+                m.source == intent.source
+                    && identity_label(&m.source, &m.params()) == intent.identity
+            })
+            .filter_map(|m| m.key_id.clone())
+            .collect();
+        for r in records
+            .iter()
+            .filter(|r| r.source == intent.source && r.identity == intent.identity)
+        {
+            referenced.insert(r.old_key_id.clone());
+            referenced.insert(r.new_key_id.clone());
+        }
+        let target = Target {
+            source: intent.source.clone(),
+            params: intent.params.clone(),
+            current_key: None,
+            referenced: referenced.iter().cloned().map(KeyId).collect(),
+        };
+        let orphans: Vec<KeyId> = match ctx.providers.get(&intent.source).await {
+            Ok(p) => match ctx.policy.run("keys", || p.keys(&target)).await {
+                Ok(keys) => keys
+                    .into_iter()
+                    .filter(|k| !referenced.contains(&k.id.0))
+                    .filter(|k| {
+                        k.created
+                            .is_none_or(|c| c >= intent.started_at - chrono::Duration::minutes(5))
+                    })
+                    .map(|k| k.id)
+                    .collect(),
+                Err(e) => {
+                    ctx.fail(
+                        Phase::Preflight,
+                        &intent.source,
+                        &intent.identity,
+                        format!("orphan check: {e}"),
+                    );
+                    continue;
+                }
+            },
+            Err(e) => {
+                ctx.fail(Phase::Preflight, &intent.source, &intent.identity, e);
+                continue;
+            }
+        };
+        let mut all_ok = true;
+        for k in &orphans {
+            let done = if ctx.opts.dry_run {
+                false
+            } else {
+                let p = ctx
+                    .providers
+                    .get(&intent.source)
+                    .await
+                    .expect("loaded above");
+                match ctx
+                    .policy
+                    .run("revoke", || p.revoke(&target, k, Revoke::Delete))
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        all_ok = false;
+                        ctx.fail(
+                            Phase::Revoke,
+                            &intent.source,
+                            &intent.identity,
+                            format!("orphan {k}: {e}"),
+                        );
+                        false
+                    }
+                }
+            };
+            ctx.step(Step {
+                action: "cleanup".into(),
+                source: intent.source.clone(),
+                identity: intent.identity.clone(),
+                old_key_id: Some(k.0.clone()),
+                new_key_id: None,
+                clusters: vec![],
+                files: vec![],
+                detail: "delete a key minted by an interrupted run and never committed".into(),
+                done,
+            });
+        }
+        if all_ok && !ctx.opts.dry_run {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Phases 2 and 3 for a recorded rotation.
+async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
+    let clusters = rec.clusters();
+    let step = |action: &str, clusters: Vec<String>, detail: String, done: bool| Step {
+        action: action.into(),
+        source: rec.source.clone(),
+        identity: rec.identity.clone(),
+        old_key_id: Some(rec.old_key_id.clone()),
+        new_key_id: Some(rec.new_key_id.clone()),
+        clusters,
+        files: rec.manifests.iter().map(|m| m.file.clone()).collect(),
+        detail,
+        done,
+    };
+    // Publish: every cluster whose pointer lacks the staged change.
+    let pending: Vec<String> = clusters
+        .iter()
+        .filter(|c| !rec.published_at.contains_key(*c))
+        .cloned()
+        .collect();
+    if !pending.is_empty() {
+        let staged = match ctx.wt.run(&[
+            "log",
+            "--diff-filter=A",
+            "--format=%H",
+            "-1",
+            "--",
+            &rec.path(),
+        ]) {
+            Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            other => {
+                ctx.fail(
+                    Phase::Publish,
+                    &rec.source,
+                    &rec.identity,
+                    format!(
+                        "cannot find the staging commit of {}: {other:?}",
+                        rec.path()
+                    ),
+                );
+                return;
+            }
+        };
+        if ctx.opts.dry_run {
+            let s = step(
+                "publish",
+                pending,
+                format!("move the pointers to include {}", &staged[..12]),
+                false,
+            );
+            ctx.step(s);
+            return;
+        }
+        let mut newly = Vec::new();
+        for c in &pending {
+            match ctx.fleet.publish(c, &staged) {
+                Ok(out) => {
+                    rec.published_at.insert(c.clone(), ctx.opts.now);
+                    newly.push(c.clone());
+                    let s = step(
+                        "publish",
+                        vec![c.clone()],
+                        format!("{:?} {} -> {}", out.mode, &out.from[..12], &out.to[..12]),
+                        true,
+                    );
+                    ctx.step(s);
+                }
+                Err(e) => ctx.fail(
+                    Phase::Publish,
+                    &rec.source,
+                    &rec.identity,
+                    format!("cluster {c}: {e}"),
+                ),
+            }
+        }
+        if !newly.is_empty() {
+            if let Err(e) = std::fs::write(ctx.wt.dir().join(rec.path()), rec.to_yaml()) {
+                ctx.fail(Phase::Publish, &rec.source, &rec.identity, e);
+                return;
+            }
+            let msg = format!(
+                "secret-manager: published rotation {} to {}\n\n{}",
+                rec.id,
+                newly.join(", "),
+                trailers("publish", &rec)
+            );
+            if let Err(e) = ctx.commit_and_push(&[rec.path()], &msg) {
+                ctx.fail(Phase::Publish, &rec.source, &rec.identity, e);
+                return;
+            }
+        }
+        if !rec.fully_published() {
+            return;
+        }
+    }
+    // Revoke: gates — published everywhere (above) and the grace period.
+    let last = rec
+        .published_at
+        .values()
+        .max()
+        .copied()
+        .unwrap_or(rec.staged_at);
+    let due = last + ctx.opts.revoke_after;
+    if ctx.opts.now < due {
+        let s = step(
+            "wait",
+            clusters,
+            format!("grace period: revoke the old key after {}", ts(due)),
+            false,
+        );
+        ctx.step(s);
+        return;
+    }
+    if ctx.opts.dry_run {
+        let s = step(
+            "revoke",
+            clusters,
+            format!(
+                "{} the old key",
+                if ctx.opts.revoke_mode == RevokeMode::Disable {
+                    "disable"
+                } else {
+                    "delete"
+                }
+            ),
+            false,
+        );
+        ctx.step(s);
+        return;
+    }
+    let how = match ctx.opts.revoke_mode {
+        RevokeMode::Delete => Revoke::Delete,
+        RevokeMode::Disable => Revoke::Disable,
+    };
+    let target = target_of(&rec);
+    let p = match ctx.providers.get(&rec.source).await {
+        Ok(p) => p,
+        Err(e) => return ctx.fail(Phase::Revoke, &rec.source, &rec.identity, e),
+    };
+    let old = KeyId(rec.old_key_id.clone());
+    if let Err(e) = ctx
+        .policy
+        .run("revoke", || p.revoke(&target, &old, how))
+        .await
+    {
+        return ctx.fail(Phase::Revoke, &rec.source, &rec.identity, e);
+    }
+    let path = rec.path();
+    let _ = std::fs::remove_file(ctx.wt.dir().join(&path));
+    let mut published = String::new();
+    for (c, t) in &rec.published_at {
+        published.push_str(&format!("Secret-Manager-Published: {c} {}\n", ts(*t)));
+    }
+    let msg = format!(
+        "secret-manager: revoked old key of {} ({})\n\n{}{published}",
+        rec.identity,
+        rec.source,
+        trailers("revoke", &rec)
+    );
+    match ctx.commit_and_push(&[path], &msg) {
+        Ok(_) => {
+            let verb = if how == Revoke::Delete {
+                "deleted"
+            } else {
+                "disabled"
+            };
+            let s = step(
+                "revoke",
+                clusters,
+                format!("{verb} old key {}", rec.old_key_id),
+                true,
+            );
+            ctx.step(s);
+        }
+        // The key is revoked; the record stays and the next run revokes again (idempotent)
+        // and retries the commit.
+        Err(e) => ctx.fail(
+            Phase::Revoke,
+            &rec.source,
+            &rec.identity,
+            format!("old key revoked, but recording it failed: {e}"),
+        ),
+    }
+}
+
+/// Phase 1 for every selected credential without a rotation in flight.
+async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRecord]) {
+    let report = repo.scan();
+    let groups = plan_groups(ctx, &report.secrets, records);
+    for g in groups {
+        stage_one(ctx, repo, g).await;
+    }
+}
+
+/// A managed manifest and the key id it holds.
+type Member<'a> = (&'a Found, Option<&'a str>);
+
+fn plan_groups<'a>(
+    ctx: &mut Ctx<'_>,
+    found: &'a [Found],
+    records: &[RotationRecord],
+) -> Vec<Group<'a>> {
+    let opts = ctx.opts;
+    // Every managed manifest by (source, identity), computed once.
+    let mut by_identity: BTreeMap<(String, String), Vec<Member<'a>>> = BTreeMap::new();
+    for f in found {
+        if let Some(m) = &f.managed {
+            by_identity
+                .entry((m.source.clone(), identity_label(&m.source, &m.params())))
+                .or_default()
+                .push((f, m.key_id.as_deref()));
+        }
+    }
+    let mut groups: BTreeMap<(String, String, String), Group<'a>> = BTreeMap::new();
+    for ((source, identity), members) in &by_identity {
+        for (f, key) in members {
+            if !opts.filter.matches(f, opts.now) {
+                continue;
+            }
+            if state_of(f, opts.now, chrono::Duration::zero()) == State::Invalid {
+                ctx.step(Step {
+                    action: "skip".into(),
+                    source: source.clone(),
+                    identity: identity.clone(),
+                    old_key_id: key.map(str::to_owned),
+                    new_key_id: None,
+                    clusters: vec![f.attribution.label()],
+                    files: vec![f.file.display().to_string()],
+                    detail: "annotations cannot drive a rotation; run `secret-manager lint`".into(),
+                    done: false,
+                });
+                continue;
+            }
+            let key = key.unwrap_or_default().to_owned();
+            if groups.contains_key(&(source.clone(), identity.clone(), key.clone())) {
+                continue;
+            }
+            // A filter never rotates a shared credential partially: every manifest holding
+            // the key joins, and every key of the identity a manifest references is protected.
+            let manifests: Vec<&'a Found> = members
+                .iter()
+                .filter(|(_, k)| *k == Some(key.as_str()))
+                .map(|(f, _)| *f)
+                .collect();
+            let expanded = manifests.iter().any(|f| !opts.filter.matches(f, opts.now));
+            let referenced: BTreeSet<KeyId> = members
+                .iter()
+                .filter_map(|(_, k)| k.map(|k| KeyId(k.to_owned())))
+                .collect();
+            groups.insert(
+                (source.clone(), identity.clone(), key.clone()),
+                Group {
+                    source: source.clone(),
+                    identity: identity.clone(),
+                    target: Target {
+                        source: source.clone(),
+                        params: f.managed.as_ref().expect("managed").params(),
+                        current_key: Some(KeyId(key.clone())),
+                        referenced: referenced.into_iter().collect(),
+                    },
+                    old_key: key,
+                    manifests,
+                    expanded,
+                },
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for g in groups.into_values() {
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.source == g.source && r.identity == g.identity)
+        {
+            ctx.step(Step {
+                action: "skip".into(),
+                source: g.source.clone(),
+                identity: g.identity.clone(),
+                old_key_id: Some(g.old_key.clone()),
+                new_key_id: Some(r.new_key_id.clone()),
+                clusters: r.clusters(),
+                files: vec![],
+                detail: format!("rotation {} is in flight", r.id),
+                done: false,
+            });
+            continue;
+        }
+        if let Some(f) = g
+            .manifests
+            .iter()
+            .find(|f| !matches!(f.attribution, Attribution::Cluster(_)))
+        {
+            ctx.fail(
+                Phase::Preflight,
+                &g.source.clone(),
+                &g.identity.clone(),
+                format!(
+                    "{} is not under one cluster's path: cannot choose a sealing certificate",
+                    f.file.display()
+                ),
+            );
+            continue;
+        }
+        out.push(g);
+    }
+    out
+}
+
+fn clusters_of(g: &Group<'_>) -> Vec<String> {
+    let mut c: Vec<String> = g
+        .manifests
+        .iter()
+        .filter_map(|f| f.attribution.cluster().map(str::to_owned))
+        .collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+async fn stage_one(ctx: &mut Ctx<'_>, repo: &crate::Repo, g: Group<'_>) {
+    let clusters = clusters_of(&g);
+    let files: Vec<String> = g
+        .manifests
+        .iter()
+        .map(|f| f.file.display().to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut plan = Step {
+        action: "stage".into(),
+        source: g.source.clone(),
+        identity: g.identity.clone(),
+        old_key_id: Some(g.old_key.clone()),
+        new_key_id: None,
+        clusters: clusters.clone(),
+        files: files.clone(),
+        detail: format!(
+            "mint a new key, seal it into {} manifest(s){}, publish to {}, then revoke the old key after {}",
+            g.manifests.len(),
+            if g.expanded {
+                " (expanded: every manifest holding this key)"
+            } else {
+                ""
+            },
+            clusters.join(", "),
+            humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default())
+        ),
+        done: false,
+    };
+    // Preflight: provider, permissions, certificates — no side effects.
+    let p: Arc<dyn Provider> = match ctx.providers.get(&g.source).await {
+        Ok(p) => p,
+        Err(e) => return ctx.fail(Phase::Preflight, &g.source, &g.identity, e),
+    };
+    for c in &clusters {
+        if let Err(e) = ctx.cert(repo, c).await {
+            return ctx.fail(Phase::Preflight, &g.source, &g.identity, e);
+        }
+    }
+    if ctx.opts.dry_run {
+        return ctx.step(plan);
+    }
+    if let Err(e) = ctx.policy.run("preflight", || p.preflight(&g.target)).await {
+        return ctx.fail(Phase::Preflight, &g.source, &g.identity, e);
+    }
+    // Intent before mint: if we die between mint and commit, the next run cleans up.
+    let intent_path = match intents_dir(ctx.user) {
+        Ok(dir) => {
+            let _ = std::fs::create_dir_all(&dir);
+            let id = format!(
+                "{}-{}",
+                g.source,
+                crate::seal::fingerprint_hex(g.identity.as_bytes())
+            );
+            let path = dir.join(format!("{id}.json"));
+            let intent = Intent {
+                source: g.source.clone(),
+                identity: g.identity.clone(),
+                params: g.target.params.clone(),
+                started_at: ctx.opts.now.min(Utc::now()),
+            };
+            if let Err(e) =
+                std::fs::write(&path, serde_json::to_vec(&intent).expect("serializable"))
+            {
+                return ctx.fail(
+                    Phase::Mint,
+                    &g.source,
+                    &g.identity,
+                    format!("cannot write the local intent: {e}"),
+                );
+            }
+            path
+        }
+        Err(e) => return ctx.fail(Phase::Mint, &g.source, &g.identity, e),
+    };
+    crate::failpoint("before-mint");
+    let minted = match p.mint(&g.target).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_file(&intent_path);
+            return ctx.fail(Phase::Mint, &g.source, &g.identity, e);
+        }
+    };
+    crate::failpoint("after-mint");
+    let staged = stage_commit(ctx, repo, &g, &minted, &clusters).await;
+    let rec = match staged {
+        Ok(rec) => rec,
+        Err((e, committed)) => {
+            if !committed {
+                // Not in git: nothing references the new key. Delete it now.
+                let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
+                if ctx
+                    .policy
+                    .run("revoke", || {
+                        p.revoke(&g.target, &minted.key_id, Revoke::Delete)
+                    })
+                    .await
+                    .is_ok()
+                {
+                    let _ = std::fs::remove_file(&intent_path);
+                }
+            }
+            return ctx.fail(Phase::Mint, &g.source, &g.identity, e);
+        }
+    };
+    let _ = std::fs::remove_file(&intent_path);
+    plan.new_key_id = Some(rec.new_key_id.clone());
+    plan.done = true;
+    ctx.step(plan);
+    crate::failpoint("after-stage");
+    advance(ctx, rec).await;
+}
+
+/// Verifies, seals, edits, records and commits; the error says whether the commit landed.
+async fn stage_commit(
+    ctx: &mut Ctx<'_>,
+    repo: &crate::Repo,
+    g: &Group<'_>,
+    minted: &Minted,
+    clusters: &[String],
+) -> Result<RotationRecord, (String, bool)> {
+    let p = ctx
+        .providers
+        .get(&g.source)
+        .await
+        .map_err(|e| (e.to_string(), false))?;
+    p.verify(minted)
+        .await
+        .map_err(|e| (format!("the new key does not work: {e}"), false))?;
+    let mut rng = rand::rngs::OsRng;
+    let mut manifests = Vec::new();
+    let mut paths = Vec::new();
+    for f in &g.manifests {
+        let m = f.managed.as_ref().expect("managed");
+        let mappings = m.key_mappings().and_then(Result::ok).unwrap_or_default();
+        let cluster = f.attribution.cluster().expect("checked in plan").to_owned();
+        let cert = ctx.cert(repo, &cluster).await.map_err(|e| (e, false))?;
+        let l = label(f.doc.scope, f.namespace.as_deref(), f.doc.name.as_deref())
+            .map_err(|e| (e.to_string(), false))?;
+        let mut edit = Edit {
+            doc_index: f.doc.doc_index,
+            ..Edit::default()
+        };
+        for km in &mappings {
+            let v = minted.fields.get(&km.field).ok_or_else(|| {
+                (
+                    format!("{} returned no field {}", g.source, km.field),
+                    false,
+                )
+            })?;
+            let ct = seal_value(&mut rng, &cert, &l, v.expose().as_bytes())
+                .map_err(|e| (e.to_string(), false))?;
+            edit.encrypted.insert(km.secret_key.clone(), ct);
+        }
+        edit.template_annotations.insert(
+            format!("{}{}", ctx.prefix, key_id_annotation(&g.source)),
+            minted.key_id.0.clone(),
+        );
+        edit.template_annotations
+            .insert(format!("{}{CREATE_DATE}", ctx.prefix), ts(minted.created));
+        edit.outer_annotations.insert(
+            format!("{}{SEALED_WITH}", ctx.prefix),
+            cert.fingerprint.clone(),
+        );
+        let path = ctx.wt.dir().join(&f.file);
+        // Several documents of one file: edit the file as it is now.
+        let src = std::fs::read_to_string(&path)
+            .map_err(|e| (format!("{}: {e}", f.file.display()), false))?;
+        let out = apply(&src, &edit).map_err(|e| (format!("{}: {e}", f.file.display()), false))?;
+        write_atomic(&path, out.as_bytes())
+            .map_err(|e| (format!("{}: {e}", f.file.display()), false))?;
+        let file = f.file.display().to_string();
+        if !paths.contains(&file) {
+            paths.push(file.clone());
+        }
+        manifests.push(RecordManifest {
+            file,
+            document: f.doc.doc_index,
+            cluster,
+            secret: format!(
+                "{}/{}",
+                f.namespace.as_deref().unwrap_or("-"),
+                f.doc.name.as_deref().unwrap_or("-")
+            ),
+        });
+    }
+    let rec = RotationRecord {
+        version: 1,
+        id: format!(
+            "{}-{}-{}",
+            g.source,
+            minted.created.format("%Y%m%dT%H%M%SZ"),
+            &crate::seal::fingerprint_hex(format!("{}{}", g.identity, minted.key_id).as_bytes())
+                [..8]
+        ),
+        source: g.source.clone(),
+        identity: g.identity.clone(),
+        params: g.target.params.clone(),
+        old_key_id: g.old_key.clone(),
+        new_key_id: minted.key_id.0.clone(),
+        staged_at: ctx.opts.now,
+        manifests,
+        published_at: BTreeMap::new(),
+        operator: minted.operator.clone(),
+    };
+    let rec_path = ctx.wt.dir().join(rec.path());
+    std::fs::create_dir_all(rec_path.parent().expect("has parent"))
+        .map_err(|e| (e.to_string(), false))?;
+    std::fs::write(&rec_path, rec.to_yaml()).map_err(|e| (e.to_string(), false))?;
+    paths.push(rec.path());
+    let msg = format!(
+        "secret-manager: stage rotation of {} ({}) for {}\n\n{}",
+        g.identity,
+        g.source,
+        clusters.join(", "),
+        trailers("stage", &rec)
+    );
+    crate::failpoint("before-commit");
+    match ctx.commit_and_push(&paths, &msg) {
+        Ok(_) => Ok(rec),
+        Err(e) => {
+            // Did it land anyway (e.g. the connection died after the remote accepted it)?
+            let landed = ctx.fleet.fetch().is_ok()
+                && ctx
+                    .fleet
+                    .git()
+                    .resolve(&ctx.fleet.main_tracking())
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| {
+                        ctx.wt
+                            .run(&["cat-file", "-e", &format!("{m}:{}", rec.path())])
+                            .is_ok()
+                    });
+            Err((format!("committing the staged rotation: {e}"), landed))
+        }
+    }
+}

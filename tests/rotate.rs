@@ -1,0 +1,291 @@
+//! End-to-end rotations: the real binary, dev/prod bare remotes, moto as AWS.
+
+use crate::common::{GitFleet, Moto, Run, cmd, decrypt_value, git, run_cmd};
+
+const DEV1: &str = "aws.eu-central-1.dev1";
+const REL: &str =
+    "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/route53.yaml";
+const LABEL: &str = "external-dns/route53";
+const USER: &str = "external-dns-dev1";
+
+/// A fleet whose dev1 cluster holds a real (moto) AWS key in `REL`, published.
+fn setup() -> (GitFleet, Moto, String) {
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    moto.iam(&[("Action", "CreateUser"), ("UserName", USER)]);
+    let work = f.path("work");
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "create",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "external-dns",
+        "--name",
+        "route53",
+        "--key-mappings",
+        "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+        "--param",
+        &format!("username={USER}"),
+        "--param",
+        "account=123456789012",
+        "-w",
+        work.join(REL).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    git(&work, &["add", "-A"]);
+    git(
+        &work,
+        &["commit", "--quiet", "-m", "Add route53 credentials"],
+    );
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/cluster/{DEV1}"),
+        ],
+    );
+    let old = moto.key_ids(USER);
+    assert_eq!(old.len(), 1);
+    (f, moto, old[0].clone())
+}
+
+fn rotate(f: &GitFleet, moto: &Moto, now: &str, extra: &[&str]) -> Run {
+    let work = f.path("work");
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_NOW", now)
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
+    c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+    ]);
+    c.args(extra);
+    run_cmd(&mut c)
+}
+
+fn refs(f: &GitFleet) -> String {
+    format!(
+        "{}\n{}",
+        git(&f.path("dev.git"), &["for-each-ref"]),
+        git(&f.path("prod.git"), &["for-each-ref"])
+    )
+}
+
+fn main_file(f: &GitFleet, rel: &str) -> String {
+    f.show("dev", "main", rel)
+}
+
+fn check_rotated(f: &GitFleet, moto: &Moto, old: &str, before: &str) {
+    let keys = moto.key_ids(USER);
+    assert_eq!(keys.len(), 1, "old key revoked, new key kept: {keys:?}");
+    assert_ne!(keys[0], old);
+    // The manifest on main decrypts to the new key.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("m.yaml");
+    let after = main_file(f, REL);
+    std::fs::write(&file, &after).unwrap();
+    let id = decrypt_value(&file, 0, DEV1, LABEL, "accessKeyId").unwrap();
+    assert_eq!(String::from_utf8(id).unwrap(), keys[0]);
+    assert_eq!(
+        decrypt_value(&file, 0, DEV1, LABEL, "secretAccessKey")
+            .unwrap()
+            .len(),
+        40
+    );
+    // Only the rotated values and our annotations changed.
+    let changed: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
+    for l in &changed {
+        let t = l.trim_start();
+        assert!(
+            [
+                "accessKeyId: ",
+                "secretAccessKey: ",
+                "secret-manager/accessKeyId: ",
+                "secret-manager/createDate: ",
+                "secret-manager/sealedWith: "
+            ]
+            .iter()
+            .any(|p| t.starts_with(p)),
+            "unexpected change: {l}"
+        );
+    }
+    assert_eq!(after.lines().count(), before.lines().count());
+    // The cluster pointer has exactly main's version of the file; no record is left.
+    assert_eq!(
+        f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL),
+        after
+    );
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(!ls.contains(".secret-manager/rotations/"), "{ls}");
+}
+
+#[test]
+fn rotate_with_zero_grace_stages_publishes_and_revokes_in_one_run() {
+    let (f, moto, old) = setup();
+    let before = main_file(&f, REL);
+    let first_main = f.remote_ref("dev", "refs/heads/main").unwrap();
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:00:00Z",
+        &["--yes", "--revoke-after", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("1 staged, 1 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    check_rotated(&f, &moto, &old, &before);
+    // No other file changed on main.
+    let changed = git(
+        &f.path("dev.git"),
+        &["diff", "--name-only", &first_main, "main"],
+    );
+    assert_eq!(changed, REL);
+    // Commits carry the audit trailers.
+    let log = git(
+        &f.path("dev.git"),
+        &["log", "--format=%B", &format!("{first_main}..main")],
+    );
+    for t in [
+        "Secret-Manager-Action: stage",
+        "Secret-Manager-Action: publish",
+        "Secret-Manager-Action: revoke",
+        &format!("Secret-Manager-Old-Key: {old}"),
+    ] {
+        assert!(log.contains(t), "missing trailer {t}:\n{log}");
+    }
+    // A second run with --older-than is a no-op: nothing due, no ref moves, no key change.
+    let refs_before = refs(&f);
+    let keys_before = moto.key_ids(USER);
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T13:00:00Z",
+        &["--yes", "--older-than", "90d"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("nothing to do"), "{}", r.stdout);
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), keys_before);
+}
+
+#[test]
+fn default_grace_revokes_on_a_later_run() {
+    let (f, moto, old) = setup();
+    let before = main_file(&f, REL);
+    let r = rotate(&f, &moto, "2026-11-21T12:00:00Z", &["--yes"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("1 staged, 1 published, 0 revoked"),
+        "{}",
+        r.stderr
+    );
+    let keys = moto.key_ids(USER);
+    assert_eq!(keys.len(), 2, "both keys live during the grace period");
+    assert!(keys.contains(&old));
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(
+        ls.contains(".secret-manager/rotations/"),
+        "record committed: {ls}"
+    );
+    // 30 minutes later: still waiting, nothing changes.
+    let r = rotate(&f, &moto, "2026-11-21T12:30:00Z", &["--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("wait"), "{}", r.stdout);
+    assert_eq!(moto.key_ids(USER).len(), 2);
+    // Two hours later (a fresh CronJob run): the old key goes.
+    let r = rotate(&f, &moto, "2026-11-21T14:00:00Z", &["--yes"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("0 staged, 0 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    check_rotated(&f, &moto, &old, &before);
+}
+
+#[test]
+fn dry_run_changes_nothing_anywhere() {
+    let (f, moto, old) = setup();
+    let refs_before = refs(&f);
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:00:00Z",
+        &["--dry-run", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{plan}");
+    assert_eq!(steps[0]["action"], "stage");
+    assert_eq!(steps[0]["oldKeyId"], old.as_str());
+    assert_eq!(steps[0]["files"][0], REL);
+    assert_eq!(steps[0]["done"], false);
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), vec![old]);
+    // Without --yes and without a terminal: the plan, then a refusal.
+    let r = rotate(&f, &moto, "2026-11-21T12:00:00Z", &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("pass --yes"), "{}", r.stderr);
+    assert_eq!(refs(&f), refs_before);
+}
+
+#[test]
+fn a_failing_source_leaves_everything_working() {
+    let (f, moto, old) = setup();
+    let refs_before = refs(&f);
+    let work = f.path("work");
+    // Point IAM at a dead endpoint: preflight fails, nothing is minted or published.
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9");
+    c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 10, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("Preflight failed for aws 123456789012/external-dns-dev1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), vec![old]);
+}
