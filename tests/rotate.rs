@@ -289,3 +289,210 @@ fn a_failing_source_leaves_everything_working() {
     assert_eq!(refs(&f), refs_before);
     assert_eq!(moto.key_ids(USER), vec![old]);
 }
+
+const PROD1: &str = "aws.us-east-1.prod1";
+const PROD_REL: &str =
+    "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/route53.yaml";
+
+#[test]
+fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    // prod1 holds the same key, sealed with prod1's certificate (values via the TEST-ONLY key).
+    let dev_file = work.join(REL);
+    let id = String::from_utf8(decrypt_value(&dev_file, 0, DEV1, LABEL, "accessKeyId").unwrap())
+        .unwrap();
+    let secret =
+        String::from_utf8(decrypt_value(&dev_file, 0, DEV1, LABEL, "secretAccessKey").unwrap())
+            .unwrap();
+    let text = std::fs::read_to_string(&dev_file).unwrap();
+    let created = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret-manager/createDate: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let r = run_cmd(cmd().args([
+        "--repo",
+        work.to_str().unwrap(),
+        "seal",
+        "--cluster",
+        PROD1,
+        "--namespace",
+        "external-dns",
+        "--name",
+        "route53",
+        "--from-literal",
+        &format!("accessKeyId={id}"),
+        "--from-literal",
+        &format!("secretAccessKey={secret}"),
+        "--annotation",
+        "secret-manager/source=aws",
+        "--annotation",
+        &format!("secret-manager/accessKeyId={id}"),
+        "--annotation",
+        "secret-manager/account=123456789012",
+        "--annotation",
+        &format!("secret-manager/username={USER}"),
+        "--annotation",
+        &format!("secret-manager/createDate={created}"),
+        "--annotation",
+        "secret-manager/keyMappings=[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+        "-w",
+        work.join(PROD_REL).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    git(&work, &["add", "-A"]);
+    git(
+        &work,
+        &["commit", "--quiet", "-m", "prod1 uses the same DNS user"],
+    );
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/cluster/{DEV1}"),
+        ],
+    );
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "prod",
+            &format!("HEAD:refs/heads/cluster/{PROD1}"),
+        ],
+    );
+
+    // The prod remote refuses pushes for now.
+    let hook = f.path("prod.git/hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'prod is frozen' >&2\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Selecting only dev1 still rotates the credential everywhere it is used.
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:00:00Z",
+        &["--yes", "--revoke-after", "0s", "-o", "json"],
+    );
+    assert_eq!(
+        r.code, 12,
+        "publish to prod failed: {}\n{}",
+        r.stdout, r.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let stage = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "stage")
+        .unwrap();
+    assert!(
+        stage["detail"].as_str().unwrap().contains("expanded"),
+        "{stage}"
+    );
+    assert_eq!(stage["clusters"], serde_json::json!([DEV1, PROD1]));
+    assert!(r.stderr.contains("prod is frozen"), "{}", r.stderr);
+    let keys = moto.key_ids(USER);
+    assert_eq!(
+        keys.len(),
+        2,
+        "minted once; the old key must survive while prod lacks the new one"
+    );
+    assert!(keys.contains(&old));
+    let new = keys.iter().find(|k| **k != old).unwrap().clone();
+    assert_eq!(
+        f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL),
+        main_file(&f, REL),
+        "dev1 got it"
+    );
+
+    // Prod opens again: the next run publishes to prod1, then revokes.
+    std::fs::remove_file(&hook).unwrap();
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:10:00Z",
+        &["--yes", "--revoke-after", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("0 staged, 1 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(moto.key_ids(USER), vec![new.clone()]);
+    // Each cluster's manifest decrypts with its own key to the one new key id.
+    let tmp = tempfile::tempdir().unwrap();
+    for (cluster, rel) in [(DEV1, REL), (PROD1, PROD_REL)] {
+        let ptr = format!("refs/heads/cluster/{cluster}");
+        let remote = if cluster == DEV1 { "dev" } else { "prod" };
+        let file = tmp.path().join(format!("{cluster}.yaml"));
+        std::fs::write(&file, f.show(remote, &ptr, rel)).unwrap();
+        assert_eq!(
+            String::from_utf8(decrypt_value(&file, 0, cluster, LABEL, "accessKeyId").unwrap())
+                .unwrap(),
+            new
+        );
+    }
+}
+
+/// Kill the process at every phase boundary; the next run must converge: exactly one key
+/// at the source (the one the manifest holds, and it works), no orphan, no record left,
+/// the change published once.
+#[cfg(feature = "failpoints")]
+#[test]
+fn every_crash_point_converges_on_the_next_run() {
+    for point in ["before-mint", "after-mint", "before-commit", "after-stage"] {
+        let (f, moto, old) = setup();
+        let before = main_file(&f, REL);
+        let work = f.path("work");
+        let mut c = cmd();
+        moto.env(&mut c).env("SECRET_MANAGER_FAILPOINT", point);
+        c.args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--name",
+            "route53",
+            "--revoke-after",
+            "0s",
+        ]);
+        let r = run_cmd(&mut c);
+        assert_eq!(r.code, 86, "{point}: {}", r.stderr);
+        assert!(
+            moto.key_ids(USER).contains(&old),
+            "{point}: the old key survives a crash"
+        );
+        let r = rotate(
+            &f,
+            &moto,
+            "2026-11-21T12:05:00Z",
+            &["--yes", "--revoke-after", "0s"],
+        );
+        assert_eq!(r.code, 0, "{point}: {}\n{}", r.stdout, r.stderr);
+        if point == "after-mint" || point == "before-commit" {
+            assert!(
+                r.stderr.contains("1 orphan(s) cleaned"),
+                "{point}: {}",
+                r.stderr
+            );
+        }
+        check_rotated(&f, &moto, &old, &before);
+        let publishes = git(&f.path("dev.git"), &["log", "--format=%s", "main"])
+            .lines()
+            .filter(|l| l.contains("published rotation"))
+            .count();
+        assert_eq!(publishes, 1, "{point}: published exactly once");
+    }
+}
