@@ -153,7 +153,8 @@ fn rotate_with_zero_grace_stages_publishes_and_revokes_in_one_run() {
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("1 staged, 1 published, 1 revoked"),
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 1 revoked"),
         "{}",
         r.stderr
     );
@@ -199,7 +200,8 @@ fn default_grace_revokes_on_a_later_run() {
     let r = rotate(&f, &moto, "2026-11-21T12:00:00Z", &["--yes"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("1 staged, 1 published, 0 revoked"),
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
         "{}",
         r.stderr
     );
@@ -223,7 +225,8 @@ fn default_grace_revokes_on_a_later_run() {
     let r = rotate(&f, &moto, "2026-11-21T14:00:00Z", &["--yes"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("0 staged, 0 published, 1 revoked"),
+        r.stderr
+            .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
         "{}",
         r.stderr
     );
@@ -422,7 +425,8 @@ fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved()
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("0 staged, 1 published, 1 revoked"),
+        r.stderr
+            .contains("0 staged, 0 deleted, 1 published, 1 revoked"),
         "{}",
         r.stderr
     );
@@ -495,4 +499,61 @@ fn every_crash_point_converges_on_the_next_run() {
             .count();
         assert_eq!(publishes, 1, "{point}: published exactly once");
     }
+}
+
+#[test]
+fn delete_removes_the_manifest_publishes_and_then_revokes_the_key() {
+    let (f, moto, _old) = setup();
+    let work = f.path("work");
+    let first_main = f.remote_ref("dev", "refs/heads/main").unwrap();
+    let base = || {
+        let mut c = cmd();
+        moto.env(&mut c);
+        c.args(["--repo", work.to_str().unwrap(), "--yes", "delete"]);
+        c
+    };
+    // Never without a selection.
+    let r = run_cmd(&mut base());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("never deletes everything"),
+        "{}",
+        r.stderr
+    );
+    let r = run_cmd(base().args([
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+        "--revoke-after",
+        "0s",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("1 deleted, 1 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        moto.key_ids(USER).is_empty(),
+        "the deleted secret's key is revoked"
+    );
+    let changed = git(
+        &f.path("dev.git"),
+        &["diff", "--name-status", &first_main, "main"],
+    );
+    assert_eq!(changed, format!("D\t{REL}"));
+    let ptr = git(
+        &f.path("dev.git"),
+        &[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            &format!("refs/heads/cluster/{DEV1}"),
+        ],
+    );
+    assert!(
+        !ptr.contains("route53.yaml"),
+        "the cluster no longer has it"
+    );
 }

@@ -74,6 +74,8 @@ pub struct RotateOptions {
     pub revoke_mode: RevokeMode,
     /// Plan only.
     pub dry_run: bool,
+    /// Delete the selected SealedSecrets (and then their keys) instead of rotating.
+    pub delete: bool,
     /// The reference time.
     pub now: DateTime<Utc>,
 }
@@ -232,12 +234,35 @@ fn trailers(action: &str, rec: &RotationRecord) -> String {
 }
 
 fn target_of(rec: &RotationRecord) -> Target {
+    let mut referenced = vec![KeyId(rec.old_key_id.clone())];
+    if !rec.new_key_id.is_empty() {
+        referenced.push(KeyId(rec.new_key_id.clone()));
+    }
     Target {
         source: rec.source.clone(),
         params: rec.params.clone(),
-        current_key: Some(KeyId(rec.new_key_id.clone())),
-        referenced: vec![KeyId(rec.old_key_id.clone()), KeyId(rec.new_key_id.clone())],
+        current_key: (!rec.new_key_id.is_empty()).then(|| KeyId(rec.new_key_id.clone())),
+        referenced,
     }
+}
+
+/// Manifests on main that still hold `key` of the record's identity.
+fn still_referenced(ctx: &Ctx<'_>, rec: &RotationRecord) -> Vec<String> {
+    let Ok(repo) = crate::Repo::open(ctx.wt.dir()) else {
+        return vec![];
+    };
+    repo.scan()
+        .secrets
+        .iter()
+        .filter(|f| {
+            f.managed.as_ref().is_some_and(|m| {
+                m.source == rec.source
+                    && m.key_id.as_deref() == Some(rec.old_key_id.as_str())
+                    && identity_label(&m.source, &m.params()) == rec.identity
+            })
+        })
+        .map(|f| format!("{}:{}", f.file.display(), f.doc.line))
+        .collect()
 }
 
 /// Runs one closed-loop pass over the repo cloned at `clone`.
@@ -269,7 +294,11 @@ pub async fn rotate(
     for rec in records.clone() {
         advance(&mut ctx, rec).await;
     }
-    stage_new(&mut ctx, &wt_repo, &records).await;
+    if opts.delete {
+        delete_selected(&mut ctx, &wt_repo, &records).await;
+    } else {
+        stage_new(&mut ctx, &wt_repo, &records).await;
+    }
     Ok(ctx.report)
 }
 
@@ -393,7 +422,7 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
         source: rec.source.clone(),
         identity: rec.identity.clone(),
         old_key_id: Some(rec.old_key_id.clone()),
-        new_key_id: Some(rec.new_key_id.clone()),
+        new_key_id: (!rec.new_key_id.is_empty()).then(|| rec.new_key_id.clone()),
         clusters,
         files: rec.manifests.iter().map(|m| m.file.clone()).collect(),
         detail,
@@ -519,6 +548,31 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
         RevokeMode::Delete => Revoke::Delete,
         RevokeMode::Disable => Revoke::Disable,
     };
+    let users = if rec.is_delete() {
+        still_referenced(ctx, &rec)
+    } else {
+        vec![]
+    };
+    if !users.is_empty() {
+        // Other manifests still use the key: keep it, close the record.
+        let path = rec.path();
+        let _ = std::fs::remove_file(ctx.wt.dir().join(&path));
+        let msg = format!(
+            "secret-manager: deleted {} (key kept: still used)\n\n{}",
+            rec.identity,
+            trailers("revoke-skipped", &rec)
+        );
+        if let Err(e) = ctx.commit_and_push(&[path], &msg) {
+            return ctx.fail(Phase::Revoke, &rec.source, &rec.identity, e);
+        }
+        let s = step(
+            "skip",
+            clusters,
+            format!("old key kept: still used by {}", users.join(", ")),
+            true,
+        );
+        return ctx.step(s);
+    }
     let target = target_of(&rec);
     let p = match ctx.providers.get(&rec.source).await {
         Ok(p) => p,
@@ -908,6 +962,7 @@ async fn stage_commit(
         manifests,
         published_at: BTreeMap::new(),
         operator: minted.operator.clone(),
+        kind: "rotate".into(),
     };
     let rec_path = ctx.wt.dir().join(rec.path());
     std::fs::create_dir_all(rec_path.parent().expect("has parent"))
@@ -940,5 +995,168 @@ async fn stage_commit(
                     });
             Err((format!("committing the staged rotation: {e}"), landed))
         }
+    }
+}
+
+/// `delete`: remove the selected documents, commit, publish; the key goes after the gates.
+async fn delete_selected(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRecord]) {
+    let report = repo.scan();
+    let opts = ctx.opts;
+    let selected: Vec<&Found> = report
+        .secrets
+        .iter()
+        .filter(|f| f.managed.is_some() && opts.filter.matches(f, opts.now))
+        .collect();
+    // One record per credential (source, identity, key).
+    let mut by_key: BTreeMap<(String, String, String), Vec<&Found>> = BTreeMap::new();
+    for f in selected {
+        let m = f.managed.as_ref().expect("managed");
+        by_key
+            .entry((
+                m.source.clone(),
+                identity_label(&m.source, &m.params()),
+                m.key_id.clone().unwrap_or_default(),
+            ))
+            .or_default()
+            .push(f);
+    }
+    for ((source, identity, key), manifests) in by_key {
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.source == source && r.identity == identity)
+        {
+            ctx.step(Step {
+                action: "skip".into(),
+                source,
+                identity,
+                old_key_id: Some(key),
+                new_key_id: None,
+                clusters: r.clusters(),
+                files: vec![],
+                detail: format!("rotation {} is in flight; delete after it finishes", r.id),
+                done: false,
+            });
+            continue;
+        }
+        if let Some(f) = manifests.iter().find(|f| f.attribution.cluster().is_none()) {
+            ctx.fail(
+                Phase::Preflight,
+                &source,
+                &identity,
+                format!("{} is not under one cluster's path", f.file.display()),
+            );
+            continue;
+        }
+        let mut clusters: Vec<String> = manifests
+            .iter()
+            .filter_map(|f| f.attribution.cluster().map(str::to_owned))
+            .collect();
+        clusters.sort();
+        clusters.dedup();
+        let files: Vec<String> = manifests
+            .iter()
+            .map(|f| f.file.display().to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut step = Step {
+            action: "delete".into(),
+            source: source.clone(),
+            identity: identity.clone(),
+            old_key_id: Some(key.clone()),
+            new_key_id: None,
+            clusters: clusters.clone(),
+            files: files.clone(),
+            detail: format!(
+                "remove {} SealedSecret document(s), publish to {}, then revoke the key if nothing else uses it",
+                manifests.len(),
+                clusters.join(", ")
+            ),
+            done: false,
+        };
+        if opts.dry_run {
+            ctx.step(step);
+            continue;
+        }
+        // Remove documents, highest index first so earlier indices stay valid.
+        let mut ordered = manifests.clone();
+        ordered.sort_by(|a, b| (&b.file, b.doc.doc_index).cmp(&(&a.file, a.doc.doc_index)));
+        let mut failed = None;
+        for f in &ordered {
+            let path = ctx.wt.dir().join(&f.file);
+            let result = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|src| {
+                    crate::manifest::edit::remove_document(&src, f.doc.doc_index)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|out| match out {
+                    Some(text) => write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string()),
+                    None => std::fs::remove_file(&path).map_err(|e| e.to_string()),
+                });
+            if let Err(e) = result {
+                failed = Some(format!("{}: {e}", f.file.display()));
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
+            ctx.fail(Phase::Mint, &source, &identity, e);
+            continue;
+        }
+        let m0 = manifests[0].managed.as_ref().expect("managed");
+        let rec = RotationRecord {
+            version: 1,
+            id: format!(
+                "delete-{}-{}",
+                opts.now.format("%Y%m%dT%H%M%SZ"),
+                &crate::seal::fingerprint_hex(format!("{identity}{key}").as_bytes())[..8]
+            ),
+            kind: "delete".into(),
+            source: source.clone(),
+            identity: identity.clone(),
+            params: m0.params(),
+            old_key_id: key.clone(),
+            new_key_id: String::new(),
+            staged_at: opts.now,
+            manifests: manifests
+                .iter()
+                .map(|f| RecordManifest {
+                    file: f.file.display().to_string(),
+                    document: f.doc.doc_index,
+                    cluster: f.attribution.cluster().expect("checked").to_owned(),
+                    secret: format!(
+                        "{}/{}",
+                        f.namespace.as_deref().unwrap_or("-"),
+                        f.doc.name.as_deref().unwrap_or("-")
+                    ),
+                })
+                .collect(),
+            published_at: BTreeMap::new(),
+            operator: None,
+        };
+        let rec_path = ctx.wt.dir().join(rec.path());
+        let _ = std::fs::create_dir_all(rec_path.parent().expect("parent"));
+        if let Err(e) = std::fs::write(&rec_path, rec.to_yaml()) {
+            ctx.fail(Phase::Mint, &source, &identity, e);
+            continue;
+        }
+        let mut paths = files.clone();
+        paths.push(rec.path());
+        let msg = format!(
+            "secret-manager: delete {} ({}) from {}\n\n{}",
+            identity,
+            source,
+            clusters.join(", "),
+            trailers("delete", &rec)
+        );
+        if let Err(e) = ctx.commit_and_push(&paths, &msg) {
+            let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
+            ctx.fail(Phase::Mint, &source, &identity, e);
+            continue;
+        }
+        step.done = true;
+        ctx.step(step);
+        advance(ctx, rec).await;
     }
 }

@@ -36,6 +36,9 @@ pub struct RotationRecord {
     pub version: u32,
     /// Rotation id (also the file name).
     pub id: String,
+    /// `rotate` (a new key replaces the old) or `delete` (the manifests are removed).
+    #[serde(default = "default_kind")]
+    pub kind: String,
     /// Source.
     pub source: String,
     /// Identity label.
@@ -44,7 +47,8 @@ pub struct RotationRecord {
     pub params: BTreeMap<String, String>,
     /// The key being replaced.
     pub old_key_id: String,
-    /// The new key.
+    /// The new key (empty for a deletion).
+    #[serde(default)]
     pub new_key_id: String,
     /// When the new key was staged.
     pub staged_at: DateTime<Utc>,
@@ -58,7 +62,16 @@ pub struct RotationRecord {
     pub operator: Option<String>,
 }
 
+fn default_kind() -> String {
+    "rotate".into()
+}
+
 impl RotationRecord {
+    /// Whether this record removes manifests instead of rotating a key.
+    pub fn is_delete(&self) -> bool {
+        self.kind == "delete"
+    }
+
     /// Repo-relative path of this record.
     pub fn path(&self) -> String {
         format!("{RECORDS_DIR}/{}.yaml", self.id)

@@ -692,6 +692,67 @@ pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
     Ok(out)
 }
 
+/// Removes document `doc_index` from `src` (its `---` marker and body, up to the next
+/// document). Returns `None` when it was the only document (delete the file instead).
+/// Verified: every other document keeps every value; bytes outside the removed range
+/// are unchanged.
+pub fn remove_document(src: &str, doc_index: usize) -> EditResult<Option<String>> {
+    let docs = parse_documents(src).map_err(|e| EditError::Parse {
+        line: e.line,
+        message: e.message,
+    })?;
+    if doc_index >= docs.len() {
+        return Err(EditError::NoDocument(doc_index));
+    }
+    let non_empty = docs.iter().filter(|d| d.root.is_some()).count();
+    if non_empty <= 1 && docs[doc_index].root.is_some() {
+        return Ok(None);
+    }
+    // A document runs from its start (its `---`, or its first node) to the next document's
+    // start. For the first document the start is where its content begins, so leading
+    // comments and a BOM stay with the file.
+    let start = if doc_index == 0 {
+        line_start(src, docs[0].start)
+    } else {
+        line_start(src, docs[doc_index].start)
+    };
+    let end = docs
+        .get(doc_index + 1)
+        .map_or(src.len(), |d| line_start(src, d.start));
+    let mut start = start;
+    if doc_index == 0 {
+        // Keep a BOM.
+        if src[start..].starts_with('\u{feff}') {
+            start += '\u{feff}'.len_utf8();
+        }
+    }
+    let mut out = String::with_capacity(src.len());
+    out.push_str(&src[..start]);
+    let rest = &src[end..];
+    // Removing the first document: the next one's `---` may stay as is (valid YAML).
+    out.push_str(rest);
+    // Verify: the remaining documents are exactly the others.
+    let nd = parse_documents(&out)
+        .map_err(|e| EditError::Verification(format!("result does not parse: {e}")))?;
+    let expect: Vec<_> = docs
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| *i != doc_index && d.root.is_some())
+        .map(|(_, d)| doc_leaves(d))
+        .collect();
+    let got: Vec<_> = nd
+        .iter()
+        .filter(|d| d.root.is_some())
+        .map(doc_leaves)
+        .collect();
+    if expect != got {
+        return Err(EditError::Verification(
+            "removing the document changed another one".into(),
+        ));
+    }
+    Ok(Some(out))
+}
+
 /// Writes `contents` to `path` atomically: a temp file in the same directory, fsync,
 /// rename over the original. Keeps the original file's permissions.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
@@ -866,6 +927,29 @@ mod tests {
             apply(src, &enc("k", "n")),
             Err(EditError::MissingParent { .. })
         ));
+    }
+
+    #[test]
+    fn removes_one_document_and_keeps_the_rest_byte_for_byte() {
+        let src = "# head\na: 1\n---\n# mid\nb: 2\n---\nc: 3\n";
+        assert_eq!(
+            remove_document(src, 1).unwrap().unwrap(),
+            "# head\na: 1\n---\nc: 3\n"
+        );
+        assert_eq!(
+            remove_document(src, 2).unwrap().unwrap(),
+            "# head\na: 1\n---\n# mid\nb: 2\n"
+        );
+        assert_eq!(
+            remove_document(src, 0).unwrap().unwrap(),
+            "# head\n---\n# mid\nb: 2\n---\nc: 3\n"
+        );
+        assert_eq!(remove_document("a: 1\n", 0).unwrap(), None);
+        let crlf = src.replace('\n', "\r\n");
+        assert_eq!(
+            remove_document(&crlf, 1).unwrap().unwrap(),
+            "# head\r\na: 1\r\n---\r\nc: 3\r\n"
+        );
     }
 
     #[test]

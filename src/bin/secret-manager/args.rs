@@ -163,6 +163,13 @@ pub enum Command {
     /// Exit codes: 0 ok or nothing due, 10 preflight, 11 mint, 12 publish, 13 revoke failed.
     #[command(visible_alias = "update")]
     Rotate(RotateArgs),
+    /// Remove SealedSecrets from the repo, publish, then revoke their keys (seed §6).
+    ///
+    /// Removes only the selected documents (other documents of a multi-document file stay
+    /// byte for byte), commits, publishes to each cluster like a rotation, and after the
+    /// grace period revokes the key at the source — unless another manifest still uses it,
+    /// in which case the key is kept. Needs at least one selection flag.
+    Delete(RotateArgs),
 }
 
 /// Selection shared by list, rotate and delete.

@@ -43,7 +43,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
         Command::Cluster(a) => cluster::cmd_cluster(&mut ctx, a).await,
         Command::Keys(a) => keys::cmd_keys(&mut ctx, a).await,
-        Command::Rotate(a) => rotate::cmd_rotate(&mut ctx, a).await,
+        Command::Rotate(a) => rotate::cmd_rotate(&mut ctx, a, false).await,
+        Command::Delete(a) => rotate::cmd_rotate(&mut ctx, a, true).await,
         Command::Create(a) => create::cmd_create(&mut ctx, a).await,
     }
 }

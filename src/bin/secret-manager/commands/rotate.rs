@@ -73,9 +73,18 @@ fn render(ctx: &mut Ctx, report: &RotateReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `rotate`.
-pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs) -> anyhow::Result<u8> {
+/// Runs `rotate`, or `delete` when `delete` is set.
+pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs, delete: bool) -> anyhow::Result<u8> {
     let repo = open_repo(ctx)?;
+    let f = &args.filter;
+    if delete
+        && f.sources.is_empty()
+        && f.clusters.is_empty()
+        && f.namespace.is_none()
+        && f.name.is_none()
+    {
+        return Err(UsageError("delete needs a selection (--name, --cluster, --namespace or --source); it never deletes everything".into()).into());
+    }
     let filter = build_filter(&args.filter, &repo)?;
     let revoke_after = match &args.revoke_after {
         Some(d) => secret_manager::duration::parse_chrono(d)
@@ -93,6 +102,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs) -> anyhow::Result<u8> 
         revoke_after,
         revoke_mode,
         dry_run: true,
+        delete,
         now: ctx.now,
     };
     if !args.dry_run && !ctx.global.yes {
@@ -108,7 +118,14 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs) -> anyhow::Result<u8> 
             return Ok(exit::OK);
         }
         render(ctx, &plan)?;
-        if !confirm(ctx, "rotate: carry out the plan above?")? {
+        if !confirm(
+            ctx,
+            if delete {
+                "delete: carry out the plan above?"
+            } else {
+                "rotate: carry out the plan above?"
+            },
+        )? {
             return Ok(exit::USAGE);
         }
     }
@@ -130,9 +147,11 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs) -> anyhow::Result<u8> 
     };
     if !ctx.global.quiet {
         eprintln!(
-            "rotate{}: {} staged, {} published, {} revoked, {} orphan(s) cleaned, {} failed",
+            "{}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} failed",
+            if delete { "delete" } else { "rotate" },
             if args.dry_run { " (dry run)" } else { "" },
             count("stage"),
+            count("delete"),
             count("publish"),
             count("revoke"),
             count("cleanup"),
