@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod annotations;
+pub mod audit;
 pub mod config;
 pub mod duration;
 pub mod engine;

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod audit;
 mod cli_lint;
 mod cli_list;
 mod cli_providers;

@@ -2,14 +2,14 @@
 
 use crate::common::{GitFleet, Moto, Run, cmd, decrypt_value, git, run_cmd};
 
-const DEV1: &str = "aws.eu-central-1.dev1";
-const REL: &str =
+pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
+pub(crate) const REL: &str =
     "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/route53.yaml";
-const LABEL: &str = "external-dns/route53";
-const USER: &str = "external-dns-dev1";
+pub(crate) const LABEL: &str = "external-dns/route53";
+pub(crate) const USER: &str = "external-dns-dev1";
 
 /// A fleet whose dev1 cluster holds a real (moto) AWS key in `REL`, published.
-fn setup() -> (GitFleet, Moto, String) {
+pub(crate) fn setup() -> (GitFleet, Moto, String) {
     let f = GitFleet::new();
     let moto = Moto::start();
     moto.iam(&[("Action", "CreateUser"), ("UserName", USER)]);
@@ -56,7 +56,7 @@ fn setup() -> (GitFleet, Moto, String) {
     (f, moto, old[0].clone())
 }
 
-fn rotate(f: &GitFleet, moto: &Moto, now: &str, extra: &[&str]) -> Run {
+pub(crate) fn rotate(f: &GitFleet, moto: &Moto, now: &str, extra: &[&str]) -> Run {
     let work = f.path("work");
     let mut c = cmd();
     moto.env(&mut c)

@@ -494,8 +494,15 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
                 ctx.fail(Phase::Publish, &rec.source, &rec.identity, e);
                 return;
             }
+            let mut published = String::new();
+            for c in &newly {
+                published.push_str(&format!(
+                    "Secret-Manager-Published: {c} {}\n",
+                    ts(rec.published_at[c])
+                ));
+            }
             let msg = format!(
-                "secret-manager: published rotation {} to {}\n\n{}",
+                "secret-manager: published rotation {} to {}\n\n{}{published}",
                 rec.id,
                 newly.join(", "),
                 trailers("publish", &rec)
@@ -593,7 +600,12 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
         published.push_str(&format!("Secret-Manager-Published: {c} {}\n", ts(*t)));
     }
     let msg = format!(
-        "secret-manager: revoked old key of {} ({})\n\n{}{published}",
+        "secret-manager: revoked {} key of {} ({})\n\n{}{published}",
+        if rec.is_delete() {
+            "the deleted secret's"
+        } else {
+            "old"
+        },
         rec.identity,
         rec.source,
         trailers("revoke", &rec)

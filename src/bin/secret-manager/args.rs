@@ -1,5 +1,6 @@
 //! Global flags and the subcommand list.
 
+use crate::commands::audit::AuditArgs;
 use crate::commands::rotate::RotateArgs;
 use crate::commands::{
     cluster::ClusterArgs, create::CreateArgs, keys::KeysArgs, lint::LintArgs, list::ListArgs,
@@ -170,6 +171,9 @@ pub enum Command {
     /// grace period revokes the key at the source — unless another manifest still uses it,
     /// in which case the key is kept. Needs at least one selection flag.
     Delete(RotateArgs),
+    /// The audit trail: `audit export [--since T] [--until T] [--cluster C] [--source S]
+    /// [--format jsonl|csv]`.
+    Audit(AuditArgs),
 }
 
 /// Selection shared by list, rotate and delete.

@@ -1,5 +1,6 @@
 //! One file per subcommand; each turns its args into library types and calls the library.
 
+pub mod audit;
 pub mod cluster;
 pub mod create;
 pub mod keys;
@@ -45,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Keys(a) => keys::cmd_keys(&mut ctx, a).await,
         Command::Rotate(a) => rotate::cmd_rotate(&mut ctx, a, false).await,
         Command::Delete(a) => rotate::cmd_rotate(&mut ctx, a, true).await,
+        Command::Audit(a) => audit::cmd_audit(&mut ctx, a).await,
         Command::Create(a) => create::cmd_create(&mut ctx, a).await,
     }
 }

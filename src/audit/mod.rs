@@ -1,0 +1,399 @@
+//! `audit export`: who rotated what and when, rebuilt from git (DESIGN §9).
+//!
+//! Every commit the tool makes carries `Secret-Manager-*` trailers. The export walks main
+//! and every cluster pointer (deduplicated by commit), turns each tool commit into one
+//! record per action and secret, and adds `manual` records for commits without our
+//! trailers that changed a key id annotation by hand — so an auditor sees those too.
+//! Records hold key ids and names, never secret values. Schema: docs/audit.md.
+
+use crate::gitops::git::{Git, GitResult};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Version of the record schema (the `schemaVersion` field).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One audit record (JSON field names and CSV columns are part of the interface).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Commit time (committer date, RFC 3339).
+    pub time: String,
+    /// `stage`, `publish`, `revoke`, `revoke-skipped`, `delete`, `merge-hotfix`,
+    /// `reconcile`, or `manual`.
+    pub action: String,
+    /// Cluster id.
+    pub cluster: String,
+    /// Namespace of the secret.
+    pub namespace: String,
+    /// Name of the secret.
+    pub name: String,
+    /// Repo-relative file.
+    pub file: String,
+    /// Source.
+    pub source: String,
+    /// Key replaced or revoked.
+    pub old_key_id: String,
+    /// Key introduced.
+    pub new_key_id: String,
+    /// Rotation id.
+    pub rotation_id: String,
+    /// Commit id.
+    pub commit: String,
+    /// Cloud caller identity the provider saw (e.g. an STS ARN).
+    pub operator: String,
+    /// Git author (`Name <email>`).
+    pub git_author: String,
+    /// For `publish`: when the cluster's pointer received the change.
+    pub published_at: String,
+}
+
+/// Export settings.
+#[derive(Clone, Debug, Default)]
+pub struct AuditOptions {
+    /// `git log --since`.
+    pub since: Option<String>,
+    /// `git log --until`.
+    pub until: Option<String>,
+    /// Only this cluster.
+    pub cluster: Option<String>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Annotation prefix, for manual-change detection.
+    pub prefix: String,
+    /// Known cluster ids, for attributing manual changes.
+    pub cluster_ids: std::collections::BTreeSet<String>,
+}
+
+const FIELD: char = '\u{1f}';
+const RECORD: char = '\u{1e}';
+
+struct Commit {
+    id: String,
+    time: String,
+    author: String,
+    body: String,
+}
+
+fn log(git: &Git, refs: &[String], o: &AuditOptions, extra: &[&str]) -> GitResult<String> {
+    let mut args: Vec<String> = vec![
+        "log".into(),
+        "--no-color".into(),
+        // The separator leads each record: with -p the patch follows the message.
+        "--format=%x1e%H%x1f%cI%x1f%an <%ae>%x1f%B".into(),
+    ];
+    if let Some(s) = &o.since {
+        args.push(format!("--since={s}"));
+    }
+    if let Some(u) = &o.until {
+        args.push(format!("--until={u}"));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(refs.iter().cloned());
+    args.push("--".into());
+    git.run(&args)
+}
+
+fn commits(out: &str) -> Vec<Commit> {
+    out.split(RECORD)
+        .filter_map(|rec| {
+            let rec = rec.trim_start_matches('\n');
+            let mut f = rec.splitn(4, FIELD);
+            Some(Commit {
+                id: f.next()?.trim().to_owned(),
+                time: f.next()?.to_owned(),
+                author: f.next()?.to_owned(),
+                body: f.next().unwrap_or_default().to_owned(),
+            })
+            .filter(|c| c.id.len() >= 40)
+        })
+        .collect()
+}
+
+/// `Secret-Manager-*` trailers of a message, in order (key without the prefix).
+fn trailers(body: &str) -> Vec<(String, String)> {
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("Secret-Manager-")?;
+            let (k, v) = rest.split_once(": ")?;
+            Some((k.to_owned(), v.trim().to_owned()))
+        })
+        .collect()
+}
+
+fn records_of(c: &Commit, t: &[(String, String)]) -> Vec<AuditRecord> {
+    let get = |k: &str| {
+        t.iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let all = |k: &str| {
+        t.iter()
+            .filter(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let action = get("Action");
+    let base = AuditRecord {
+        schema_version: SCHEMA_VERSION,
+        time: c.time.clone(),
+        action: action.clone(),
+        source: get("Source"),
+        old_key_id: get("Old-Key"),
+        new_key_id: get("New-Key"),
+        rotation_id: get("Rotation"),
+        commit: c.id.clone(),
+        operator: get("Operator"),
+        git_author: c.author.clone(),
+        ..AuditRecord::default()
+    };
+    let published: BTreeMap<String, String> = all("Published")
+        .into_iter()
+        .filter_map(|v| v.split_once(' ').map(|(c, t)| (c.to_owned(), t.to_owned())))
+        .collect();
+    let secrets = all("Secret");
+    if secrets.is_empty() {
+        // Pointer maintenance (merge-hotfix, reconcile): one record per cluster.
+        return all("Cluster")
+            .into_iter()
+            .map(|cluster| AuditRecord {
+                cluster,
+                ..base.clone()
+            })
+            .collect();
+    }
+    let mut out = Vec::new();
+    for s in secrets {
+        // `<cluster>/<namespace>/<name> <file>#<document>`
+        let (who, loc) = s.split_once(' ').unwrap_or((s.as_str(), ""));
+        let mut parts = who.splitn(3, '/');
+        let cluster = parts.next().unwrap_or_default().to_owned();
+        let namespace = parts.next().unwrap_or_default().to_owned();
+        let name = parts.next().unwrap_or_default().to_owned();
+        let file = loc.rsplit_once('#').map_or(loc, |(f, _)| f).to_owned();
+        if action == "publish" && !published.contains_key(&cluster) {
+            continue;
+        }
+        out.push(AuditRecord {
+            published_at: published.get(&cluster).cloned().unwrap_or_default(),
+            cluster,
+            namespace,
+            name,
+            file,
+            ..base.clone()
+        });
+    }
+    out
+}
+
+/// Hand edits of key id annotations in commits without our trailers.
+fn manual_records(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec<AuditRecord>> {
+    let pattern = format!("{}(accessKeyId|keyId)", regex_escape(&o.prefix));
+    let out = log(
+        git,
+        refs,
+        o,
+        &[
+            "--extended-regexp",
+            &format!("-G{pattern}"),
+            "-p",
+            "--unified=0",
+            "--no-renames",
+        ],
+    )?;
+    let mut records = Vec::new();
+    for c in commits(&out) {
+        if trailers(&c.body).iter().any(|(k, _)| k == "Action") {
+            continue;
+        }
+        // `c.body` holds the message followed by the patch.
+        let mut file = String::new();
+        let mut old = BTreeMap::<String, String>::new();
+        let mut new = BTreeMap::<String, String>::new();
+        let mut flush =
+            |file: &str, old: &mut BTreeMap<String, String>, new: &mut BTreeMap<String, String>| {
+                if file.is_empty() || (old.is_empty() && new.is_empty()) {
+                    return;
+                }
+                let cluster = crate::scan::attribute(std::path::Path::new(file), &o.cluster_ids)
+                    .cluster()
+                    .unwrap_or_default()
+                    .to_owned();
+                let source = if old.contains_key("accessKeyId") || new.contains_key("accessKeyId") {
+                    "aws"
+                } else {
+                    ""
+                };
+                records.push(AuditRecord {
+                    schema_version: SCHEMA_VERSION,
+                    time: c.time.clone(),
+                    action: "manual".into(),
+                    cluster,
+                    file: file.to_owned(),
+                    source: source.into(),
+                    old_key_id: old.values().next().cloned().unwrap_or_default(),
+                    new_key_id: new.values().next().cloned().unwrap_or_default(),
+                    commit: c.id.clone(),
+                    git_author: c.author.clone(),
+                    ..AuditRecord::default()
+                });
+                old.clear();
+                new.clear();
+            };
+        for line in c.body.lines() {
+            if let Some(f) = line.strip_prefix("+++ b/") {
+                flush(&file, &mut old, &mut new);
+                file = f.to_owned();
+            } else if line.starts_with("+++ /dev/null") {
+                flush(&file, &mut old, &mut new);
+                file.clear();
+            } else if let Some(f) = line.strip_prefix("--- a/") {
+                if file.is_empty() {
+                    file = f.to_owned();
+                }
+            } else if let Some(rest) = line.strip_prefix('-').or_else(|| line.strip_prefix('+')) {
+                let adding = line.starts_with('+');
+                let t = rest.trim().trim_start_matches('"');
+                for kind in ["accessKeyId", "keyId"] {
+                    let key = format!("{}{kind}", o.prefix);
+                    if let Some(v) = t.strip_prefix(&key) {
+                        let v = v
+                            .trim_start_matches('"')
+                            .trim_start_matches(':')
+                            .trim()
+                            .trim_matches(['"', '\'', ','])
+                            .to_owned();
+                        if adding {
+                            new.insert(kind.into(), v)
+                        } else {
+                            old.insert(kind.into(), v)
+                        };
+                    }
+                }
+            }
+        }
+        flush(&file, &mut old, &mut new);
+    }
+    Ok(records)
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '-' || c == '_' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// Rebuilds the audit history from `refs` (main and the pointers) of the clone at `git`.
+pub fn export(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec<AuditRecord>> {
+    let out = log(
+        git,
+        refs,
+        o,
+        &["--grep=^Secret-Manager-Action: ", "--extended-regexp"],
+    )?;
+    // A hot-fix is a `cherry-pick -x` copy of a tool commit: its trailers repeat the
+    // original's. The hot-fix shows up as its own merge-hotfix and publish records.
+    let mut records: Vec<AuditRecord> = commits(&out)
+        .iter()
+        .filter(|c| !c.body.contains("(cherry picked from commit "))
+        .flat_map(|c| records_of(c, &trailers(&c.body)))
+        .collect();
+    records.extend(manual_records(git, refs, o)?);
+    records.retain(|r| {
+        o.cluster.as_deref().is_none_or(|c| r.cluster == c)
+            && o.source.as_deref().is_none_or(|s| r.source == s)
+    });
+    // History order (oldest first, parents before children), not clock order: commits made
+    // within the same second stay in the order they happened.
+    let mut args: Vec<String> = vec!["rev-list".into(), "--topo-order".into(), "--reverse".into()];
+    args.extend(refs.iter().cloned());
+    args.push("--".into());
+    let order: std::collections::HashMap<String, usize> = git
+        .run(&args)?
+        .lines()
+        .enumerate()
+        .map(|(i, c)| (c.to_owned(), i))
+        .collect();
+    records.sort_by_key(|r| {
+        (
+            order.get(&r.commit).copied().unwrap_or(usize::MAX),
+            r.action.clone(),
+            r.cluster.clone(),
+            r.file.clone(),
+        )
+    });
+    records.dedup();
+    Ok(records)
+}
+
+/// Writes records as CSV with a header row (same columns as the JSON fields).
+pub fn write_csv<W: std::io::Write>(w: W, records: &[AuditRecord]) -> csv::Result<()> {
+    let mut wr = csv::Writer::from_writer(w);
+    for r in records {
+        wr.serialize(r)?;
+    }
+    if records.is_empty() {
+        wr.write_record([
+            "schemaVersion",
+            "time",
+            "action",
+            "cluster",
+            "namespace",
+            "name",
+            "file",
+            "source",
+            "oldKeyId",
+            "newKeyId",
+            "rotationId",
+            "commit",
+            "operator",
+            "gitAuthor",
+            "publishedAt",
+        ])?;
+    }
+    wr.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_become_one_record_per_secret() {
+        let c = Commit {
+            id: "a".repeat(40),
+            time: "2026-11-21T12:00:00+00:00".into(),
+            author: "Op <op@example.com>".into(),
+            body: "secret-manager: stage\n\nSecret-Manager-Action: stage\nSecret-Manager-Rotation: r1\nSecret-Manager-Source: aws\nSecret-Manager-Secret: c1/ns/n1 a/b.yaml#0\nSecret-Manager-Secret: c2/ns/n1 c/d.yaml#1\nSecret-Manager-Old-Key: K1\nSecret-Manager-New-Key: K2\nSecret-Manager-Operator: arn:x\n".into(),
+        };
+        let r = records_of(&c, &trailers(&c.body));
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (
+                r[1].cluster.as_str(),
+                r[1].namespace.as_str(),
+                r[1].name.as_str(),
+                r[1].file.as_str()
+            ),
+            ("c2", "ns", "n1", "c/d.yaml")
+        );
+        assert_eq!(
+            (
+                r[0].old_key_id.as_str(),
+                r[0].new_key_id.as_str(),
+                r[0].operator.as_str()
+            ),
+            ("K1", "K2", "arn:x")
+        );
+    }
+}
