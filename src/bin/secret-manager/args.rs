@@ -56,6 +56,18 @@ pub struct GlobalArgs {
     /// Never prompt; fail where a prompt would be needed and --yes is absent.
     #[arg(long, global = true)]
     pub non_interactive: bool,
+    /// Clone the config repo from URL first (into --repo if given, else a temporary
+    /// directory), e.g. in a CronJob pod. Credentials come from git's own configuration
+    /// (SSH key via GIT_SSH_COMMAND, or an HTTPS credential helper), never from the URL.
+    #[arg(long, global = true, value_name = "URL", env = "SECRET_MANAGER_CLONE")]
+    pub clone: Option<String>,
+    /// Branch to clone (with --clone).
+    #[arg(long, global = true, value_name = "BRANCH", default_value = "main")]
+    pub clone_branch: String,
+    /// Add a remote to the clone, as NAME=URL (e.g. prod=git@git.example.com:ops/config-prod.git);
+    /// repeatable. The dev remote is the clone's origin.
+    #[arg(long = "clone-remote", global = true, value_name = "NAME=URL")]
+    pub clone_remotes: Vec<String>,
 }
 
 /// Result formats.

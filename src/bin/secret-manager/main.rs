@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(err) => {
             let code = exit::code_for(&err);
-            eprintln!("error: {err:#}");
+            crate::output::say(crate::output::Level::Error, &format!("{err:#}"));
             code
         }
     };

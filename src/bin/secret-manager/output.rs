@@ -10,6 +10,8 @@ pub fn init_logging(g: &GlobalArgs) {
         "error"
     } else {
         match g.verbose {
+            // Structured logs are for machines (a CronJob): one event per phase by default.
+            0 if g.log_format == LogFormat::Json => "info",
             0 => "warn",
             1 => "info",
             2 => "debug",
@@ -25,10 +27,46 @@ pub fn init_logging(g: &GlobalArgs) {
             std::env::var_os("NO_COLOR").is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         );
+    JSON_LOGS.store(
+        g.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let _ = match g.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.without_time().with_target(false).try_init(),
     };
+}
+
+/// Whether stderr carries JSON logs (then every message must be a JSON event).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Severity of a [`say`] message.
+#[derive(Clone, Copy)]
+pub enum Level {
+    /// Progress and summaries.
+    Info,
+    /// Something was skipped or needs attention.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// A message for the operator on stderr: plain text, or a JSON log event with
+/// `--log-format json` so that a CronJob's logs stay machine-readable.
+pub fn say(level: Level, msg: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        match level {
+            Level::Info => tracing::info!("{msg}"),
+            Level::Warn => tracing::warn!("{msg}"),
+            Level::Error => tracing::error!("{msg}"),
+        }
+    } else {
+        match level {
+            Level::Info => eprintln!("{msg}"),
+            Level::Warn => eprintln!("warning: {msg}"),
+            Level::Error => eprintln!("error: {msg}"),
+        }
+    }
 }
 
 /// Writes `rows` as JSON or YAML; returns false for table format (caller renders).

@@ -57,7 +57,10 @@ pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
     let repo = open_repo(ctx)?;
     let fleet = Fleet::new(&repo);
     if let Err(e) = fleet.fetch() {
-        eprintln!("warning: could not fetch the remotes ({e}); exporting from local refs");
+        crate::output::say(
+            crate::output::Level::Warn,
+            &format!("could not fetch the remotes ({e}); exporting from local refs"),
+        );
     }
     let mut refs = vec![fleet.main_tracking()];
     for c in &repo.inventory.clusters {
@@ -87,10 +90,13 @@ pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
         AuditFormat::Csv => write_csv(&mut *ctx.out, &records)?,
     }
     if !ctx.global.quiet {
-        eprintln!(
-            "{} audit record(s) from {} ref(s)",
-            records.len(),
-            refs.len()
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "{} audit record(s) from {} ref(s)",
+                records.len(),
+                refs.len()
+            ),
         );
     }
     Ok(exit::OK)

@@ -120,7 +120,10 @@ pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8
                 short(&to)
             );
             if from == to {
-                eprintln!("{}: already at {}; nothing to do", c.id, short(&to));
+                crate::output::say(
+                    crate::output::Level::Info,
+                    &format!("{}: already at {}; nothing to do", c.id, short(&to)),
+                );
                 return Ok(exit::OK);
             }
             if a.dry_run {
@@ -150,10 +153,13 @@ pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8
             })?;
             let main = fleet.main_tracking();
             if fleet.git().is_ancestor(&p, &main)? {
-                eprintln!(
-                    "{}: {} is on main; nothing to reconcile (use `cluster promote` to move it forward)",
-                    c.id,
-                    short(&p)
+                crate::output::say(
+                    crate::output::Level::Info,
+                    &format!(
+                        "{}: {} is on main; nothing to reconcile (use `cluster promote` to move it forward)",
+                        c.id,
+                        short(&p)
+                    ),
                 );
                 return Ok(exit::OK);
             }
@@ -182,7 +188,10 @@ pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8
                         short(&out.to)
                     )?;
                 }
-                None => eprintln!("{}: nothing to reconcile", c.id),
+                None => crate::output::say(
+                    crate::output::Level::Info,
+                    &format!("{}: nothing to reconcile", c.id),
+                ),
             }
             Ok(exit::OK)
         }

@@ -167,26 +167,35 @@ pub async fn cmd_create(ctx: &mut Ctx, args: &CreateArgs) -> anyhow::Result<u8> 
             .revoke(&target, &minted.key_id, Revoke::Delete)
             .await
         {
-            Ok(()) => eprintln!(
-                "rolled back: deleted the new key {} at {}",
-                minted.key_id, args.source
+            Ok(()) => crate::output::say(
+                crate::output::Level::Info,
+                &format!(
+                    "rolled back: deleted the new key {} at {}",
+                    minted.key_id, args.source
+                ),
             ),
-            Err(r) => eprintln!(
-                "warning: could not delete the new key {} at {} ({r}); delete it by hand",
-                minted.key_id, args.source
+            Err(r) => crate::output::say(
+                crate::output::Level::Info,
+                &format!(
+                    "warning: could not delete the new key {} at {} ({r}); delete it by hand",
+                    minted.key_id, args.source
+                ),
             ),
         }
         return Err(e);
     }
     if !ctx.global.quiet {
-        eprintln!(
-            "created {}/{} with new {} key {} sealed for {} -> {}",
-            args.namespace,
-            args.name,
-            args.source,
-            minted.key_id,
-            args.cluster,
-            args.write.display()
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "created {}/{} with new {} key {} sealed for {} -> {}",
+                args.namespace,
+                args.name,
+                args.source,
+                minted.key_id,
+                args.cluster,
+                args.write.display()
+            ),
         );
     }
     Ok(exit::OK)

@@ -26,7 +26,10 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
     let providers = secret_manager::providers::Providers::default();
     let (rows, failures) = secret_manager::keys::key_rows(&providers, &ids, args.concurrency).await;
     for f in &failures {
-        eprintln!("error: {} {}: {}", f.source, f.identity, f.error);
+        crate::output::say(
+            crate::output::Level::Error,
+            &format!("{} {}: {}", f.source, f.identity, f.error),
+        );
     }
     if !write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
         let mut t = Table::new(&[

@@ -46,11 +46,14 @@ pub fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> anyhow::Result<u8> {
     if !ctx.global.quiet {
         let files: std::collections::BTreeSet<&str> =
             findings.iter().map(|f| f.file.as_str()).collect();
-        eprintln!(
-            "{} finding(s) in {} file(s); {} managed SealedSecret(s) checked",
-            findings.len(),
-            files.len(),
-            managed
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "{} finding(s) in {} file(s); {} managed SealedSecret(s) checked",
+                findings.len(),
+                files.len(),
+                managed
+            ),
         );
     }
     Ok(if findings.is_empty() {

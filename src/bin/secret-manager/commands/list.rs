@@ -29,9 +29,12 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
     }
     if rows.is_empty() {
         if !ctx.global.quiet {
-            eprintln!(
-                "no matching SealedSecrets ({} files scanned)",
-                report.files_seen
+            crate::output::say(
+                crate::output::Level::Info,
+                &format!(
+                    "no matching SealedSecrets ({} files scanned)",
+                    report.files_seen
+                ),
             );
         }
         return Ok(exit::OK);

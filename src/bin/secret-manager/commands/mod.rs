@@ -20,6 +20,68 @@ pub struct Ctx {
     pub global: GlobalArgs,
     pub now: DateTime<Utc>,
     pub out: Box<dyn std::io::Write>,
+    /// Keeps a `--clone` into a temporary directory alive for the run.
+    _clone_dir: Option<tempfile::TempDir>,
+}
+
+/// Refuses URLs that carry a password or token: it would end up in argv and logs.
+fn check_clone_url(url: &str) -> anyhow::Result<()> {
+    if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
+        let authority = rest.split('/').next().unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if userinfo.contains(':') || url.starts_with("http") {
+                return Err(UsageError(
+                    "--clone URL must not contain credentials; use an SSH key (GIT_SSH_COMMAND) or an HTTPS credential helper (docs/cronjob.md)".into(),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--clone`: clone the config repo (and add remotes) before the command runs.
+fn clone_repo(global: &mut GlobalArgs) -> anyhow::Result<Option<tempfile::TempDir>> {
+    let Some(url) = global.clone.clone() else {
+        return Ok(None);
+    };
+    check_clone_url(&url)?;
+    let (dir, keep) = if global.repo == std::path::Path::new(".") {
+        let t = tempfile::Builder::new()
+            .prefix("secret-manager-clone-")
+            .tempdir()?;
+        (t.path().join("repo"), Some(t))
+    } else {
+        (global.repo.clone(), None)
+    };
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        return Err(UsageError(format!("--clone: {} is not empty", dir.display())).into());
+    }
+    let parent = dir.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let git = secret_manager::gitops::git::Git::new(parent);
+    tracing::info!(branch = %global.clone_branch, "cloning the config repo");
+    git.run(&[
+        std::ffi::OsStr::new("clone"),
+        std::ffi::OsStr::new("--quiet"),
+        std::ffi::OsStr::new("--branch"),
+        std::ffi::OsStr::new(&global.clone_branch),
+        std::ffi::OsStr::new(&url),
+        dir.as_os_str(),
+    ])
+    .context("--clone")?;
+    let repo_git = secret_manager::gitops::git::Git::new(&dir);
+    for r in &global.clone_remotes {
+        let (name, url) = r
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--clone-remote: expected NAME=URL, got `{r}`")))?;
+        check_clone_url(url)?;
+        repo_git
+            .run(&["remote", "add", name, url])
+            .context("--clone-remote")?;
+    }
+    global.repo = dir;
+    Ok(keep)
 }
 
 /// The reference time: `SECRET_MANAGER_NOW` (RFC 3339, for reproducible runs) or the clock.
@@ -33,10 +95,13 @@ fn now() -> anyhow::Result<DateTime<Utc>> {
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let mut global = cli.global;
+    let clone_dir = clone_repo(&mut global)?;
     let mut ctx = Ctx {
-        global: cli.global,
+        global,
         now: now()?,
         out: Box::new(std::io::stdout().lock()),
+        _clone_dir: clone_dir,
     };
     match &cli.command {
         Command::List(a) => list::cmd_list(&mut ctx, a),
@@ -105,8 +170,12 @@ pub fn report_diagnostics(ctx: &Ctx, report: &secret_manager::scan::ScanReport) 
     }
     for d in &report.diagnostics {
         match d.kind {
-            secret_manager::scan::DiagnosticKind::Error => eprintln!("warning: {d}"),
-            secret_manager::scan::DiagnosticKind::Skipped => eprintln!("note: skipped {d}"),
+            secret_manager::scan::DiagnosticKind::Error => {
+                crate::output::say(crate::output::Level::Warn, &format!("{d}"))
+            }
+            secret_manager::scan::DiagnosticKind::Skipped => {
+                crate::output::say(crate::output::Level::Info, &format!("note: skipped {d}"))
+            }
         }
     }
 }

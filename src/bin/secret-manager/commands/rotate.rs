@@ -133,9 +133,12 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs, delete: bool) -> anyho
     let report = rotate(&ctx.global.repo, &providers, &opts).await?;
     render(ctx, &report)?;
     for f in &report.failures {
-        eprintln!(
-            "error: {:?} failed for {} {}: {}",
-            f.phase, f.source, f.identity, f.error
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "error: {:?} failed for {} {}: {}",
+                f.phase, f.source, f.identity, f.error
+            ),
         );
     }
     let count = |a: &str| {
@@ -146,16 +149,19 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs, delete: bool) -> anyho
             .count()
     };
     if !ctx.global.quiet {
-        eprintln!(
-            "{}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} failed",
-            if delete { "delete" } else { "rotate" },
-            if args.dry_run { " (dry run)" } else { "" },
-            count("stage"),
-            count("delete"),
-            count("publish"),
-            count("revoke"),
-            count("cleanup"),
-            report.failures.len()
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "{}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} failed",
+                if delete { "delete" } else { "rotate" },
+                if args.dry_run { " (dry run)" } else { "" },
+                count("stage"),
+                count("delete"),
+                count("publish"),
+                count("revoke"),
+                count("cleanup"),
+                report.failures.len()
+            ),
         );
     }
     tracing::info!(

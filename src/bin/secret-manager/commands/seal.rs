@@ -256,16 +256,19 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("writing {}", out.display()))?;
     }
     if !ctx.global.quiet {
-        eprintln!(
-            "sealed {} value(s) for {}/{name} ({scope}) with {origin} (sha256 {}…){}",
-            values.len(),
-            namespace.as_deref().unwrap_or("*"),
-            &cert.fingerprint[..12],
-            if out == Path::new("-") {
-                String::new()
-            } else {
-                format!(" -> {}", out.display())
-            }
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "sealed {} value(s) for {}/{name} ({scope}) with {origin} (sha256 {}…){}",
+                values.len(),
+                namespace.as_deref().unwrap_or("*"),
+                &cert.fingerprint[..12],
+                if out == Path::new("-") {
+                    String::new()
+                } else {
+                    format!(" -> {}", out.display())
+                }
+            ),
         );
     }
     Ok(exit::OK)
@@ -339,14 +342,17 @@ async fn merge(
     secret_manager::manifest::edit::write_atomic(file, out.as_bytes())
         .with_context(|| format!("writing {}", file.display()))?;
     if !ctx.global.quiet {
-        eprintln!(
-            "sealed {} value(s) into {} ({}/{}, {}) with {origin} (sha256 {}…)",
-            values.len(),
-            file.display(),
-            namespace.as_deref().unwrap_or("*"),
-            doc.name.as_deref().unwrap_or("?"),
-            doc.scope,
-            &cert.fingerprint[..12]
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "sealed {} value(s) into {} ({}/{}, {}) with {origin} (sha256 {}…)",
+                values.len(),
+                file.display(),
+                namespace.as_deref().unwrap_or("*"),
+                doc.name.as_deref().unwrap_or("?"),
+                doc.scope,
+                &cert.fingerprint[..12]
+            ),
         );
     }
     Ok(exit::OK)
