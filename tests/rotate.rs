@@ -557,3 +557,95 @@ fn delete_removes_the_manifest_publishes_and_then_revokes_the_key() {
         "the cluster no longer has it"
     );
 }
+
+/// SIGKILL the real binary at a spread of moments (fresh clone each time, as CronJob pods
+/// do). After every kill, main's manifest must reference a key that exists; after a final
+/// clean run exactly one key exists — the manifest's, and it works — and no record is left.
+#[test]
+fn sigkill_at_random_moments_converges() {
+    let (f, moto, _) = setup();
+    let run = |now: &str| {
+        let dest = tempfile::tempdir().unwrap();
+        let mut c = cmd();
+        moto.env(&mut c)
+            .env("SECRET_MANAGER_NOW", now)
+            .env("GIT_AUTHOR_NAME", "cron")
+            .env("GIT_AUTHOR_EMAIL", "cron@example.com")
+            .env("GIT_COMMITTER_NAME", "cron")
+            .env("GIT_COMMITTER_EMAIL", "cron@example.com")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .args([
+                &format!("--clone={}", f.path("dev.git").display()),
+                &format!("--clone-remote=prod={}", f.path("prod.git").display()),
+                &format!("--repo={}", dest.path().join("r").display()),
+                "--yes",
+                "rotate",
+                "--source=aws",
+                "--name=route53",
+                "--revoke-after=0s",
+            ]);
+        (c, dest)
+    };
+    let manifest_key = || {
+        let text = f.show("dev", "main", REL);
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("secret-manager/accessKeyId: "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned()
+    };
+    // Time one complete run, then kill at 5 %, 10 %, ... 45 % of that duration (later
+    // runs are shorter: they also finish what killed runs left), so the kills spread over
+    // every phase whatever the machine's speed.
+    let (mut c, _dest) = run("2026-11-21T12:00:00Z");
+    let t = std::time::Instant::now();
+    assert!(c.status().unwrap().success());
+    let full = t.elapsed().as_millis() as u64;
+    let mut killed = 0;
+    for (i, delay) in (1..=9u64).map(|k| full * k / 20).enumerate() {
+        let (mut c, _dest) = run(&format!("2026-11-2{}T12:00:00Z", 1 + i % 8));
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let still_running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        killed += usize::from(still_running);
+        let keys = moto.key_ids(USER);
+        assert!(
+            keys.contains(&manifest_key()),
+            "after a kill at {delay} ms main references a missing key: {keys:?}"
+        );
+    }
+    assert!(
+        killed >= 4,
+        "only {killed} of 9 kills (run time {full} ms) hit a running process"
+    );
+    let (mut c, _dest) = run("2026-11-30T12:00:00Z");
+    let status = c.status().unwrap();
+    assert!(status.success(), "final run: {status}");
+    // Records left by killed runs are finished by the final run; it may also stage a new
+    // rotation, which it finishes itself (grace 0s).
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(!ls.contains(".secret-manager/rotations/"), "{ls}");
+    let keys = moto.key_ids(USER);
+    assert_eq!(
+        keys,
+        vec![manifest_key()],
+        "exactly the manifest's key, no orphan"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("m.yaml");
+    std::fs::write(&p, f.show("dev", "main", REL)).unwrap();
+    let id = decrypt_value(&p, 0, DEV1, LABEL, "accessKeyId").unwrap();
+    assert_eq!(String::from_utf8(id).unwrap(), keys[0]);
+    assert_eq!(
+        f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL),
+        f.show("dev", "main", REL),
+        "published"
+    );
+}

@@ -34,6 +34,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Unreferenced keys younger than this are never treated as orphans: they may belong to a
+/// run that is still between mint and commit.
+pub const ORPHAN_MIN_AGE: chrono::Duration = chrono::Duration::hours(1);
+
 /// The phase a failure happened in (drives the exit code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,8 +67,11 @@ pub enum EngineError {
     Publish(#[from] PublishError),
 }
 
+/// Called after every step (for progress displays); must be cheap.
+pub type StepObserver = std::sync::Arc<dyn Fn(&Step) + Send + Sync>;
+
 /// Settings of one run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RotateOptions {
     /// Which secrets.
     pub filter: Filter,
@@ -78,6 +85,19 @@ pub struct RotateOptions {
     pub delete: bool,
     /// The reference time.
     pub now: DateTime<Utc>,
+    /// Progress callback.
+    pub observer: Option<StepObserver>,
+}
+
+impl std::fmt::Debug for RotateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotateOptions")
+            .field("filter", &self.filter)
+            .field("revoke_after", &self.revoke_after)
+            .field("dry_run", &self.dry_run)
+            .field("delete", &self.delete)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One line of the plan or the summary.
@@ -181,6 +201,9 @@ impl Ctx<'_> {
     }
 
     fn step(&mut self, s: Step) {
+        if let Some(o) = &self.opts.observer {
+            o(&s);
+        }
         tracing::info!(action = %s.action, source = %s.source, identity = %s.identity, done = s.done, detail = %s.detail, "step");
         self.report.steps.push(s);
     }
@@ -845,6 +868,47 @@ async fn stage_one(ctx: &mut Ctx<'_>, repo: &crate::Repo, g: Group<'_>) {
         }
         Err(e) => return ctx.fail(Phase::Mint, &g.source, &g.identity, e),
     };
+    // Orphans seen from the provider: a pod that died between mint and commit leaves no
+    // local intent behind (CronJob pods clone fresh). A key of this identity that nothing
+    // references, created after the manifests' current key and more than ORPHAN_MIN_AGE
+    // ago, can only come from such an attempt. (Younger ones may belong to a run still in
+    // progress elsewhere and are left alone; on AWS they then block the second key slot
+    // until they are old enough, with a clear KeyLimit error.) "Never used" is no signal:
+    // verify itself uses the new key.
+    let current_created = g
+        .manifests
+        .iter()
+        .filter_map(|f| f.managed.as_ref()?.create_date()?.ok())
+        .max();
+    if let (Some(since), Ok(keys)) = (
+        current_created,
+        ctx.policy.run("keys", || p.keys(&g.target)).await,
+    ) {
+        for k in keys {
+            let orphan = !g.target.referenced.contains(&k.id)
+                && k.created
+                    .is_some_and(|c| c > since && ctx.opts.now - c >= ORPHAN_MIN_AGE);
+            if !orphan {
+                continue;
+            }
+            let done = ctx
+                .policy
+                .run("revoke", || p.revoke(&g.target, &k.id, Revoke::Delete))
+                .await
+                .is_ok();
+            ctx.step(Step {
+                action: "cleanup".into(),
+                source: g.source.clone(),
+                identity: g.identity.clone(),
+                old_key_id: Some(k.id.0.clone()),
+                new_key_id: None,
+                clusters: clusters.clone(),
+                files: vec![],
+                detail: "delete an unreferenced key left by an interrupted rotation".into(),
+                done,
+            });
+        }
+    }
     crate::failpoint("before-mint");
     let minted = match p.mint(&g.target).await {
         Ok(m) => m,

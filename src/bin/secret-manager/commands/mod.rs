@@ -26,16 +26,15 @@ pub struct Ctx {
 
 /// Refuses URLs that carry a password or token: it would end up in argv and logs.
 fn check_clone_url(url: &str) -> anyhow::Result<()> {
-    if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
-        let authority = rest.split('/').next().unwrap_or_default();
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if userinfo.contains(':') || url.starts_with("http") {
-                return Err(UsageError(
-                    "--clone URL must not contain credentials; use an SSH key (GIT_SSH_COMMAND) or an HTTPS credential helper (docs/cronjob.md)".into(),
-                )
-                .into());
-            }
-        }
+    let authority = url
+        .split_once("://")
+        .map(|(_, r)| r.split('/').next().unwrap_or_default());
+    let userinfo = authority.and_then(|a| a.rsplit_once('@')).map(|(u, _)| u);
+    if userinfo.is_some_and(|u| u.contains(':') || url.starts_with("http")) {
+        return Err(UsageError(
+            "--clone URL must not contain credentials; use an SSH key (GIT_SSH_COMMAND) or an HTTPS credential helper (docs/cronjob.md)".into(),
+        )
+        .into());
     }
     Ok(())
 }

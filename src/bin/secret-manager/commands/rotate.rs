@@ -104,6 +104,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs, delete: bool) -> anyho
         dry_run: true,
         delete,
         now: ctx.now,
+        observer: None,
     };
     if !args.dry_run && !ctx.global.yes {
         // Show the plan and ask (seed §5.3: "confirm that the operator wants to continue").
@@ -130,7 +131,33 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs, delete: bool) -> anyho
         }
     }
     opts.dry_run = args.dry_run;
+    // Progress on a terminal (text logs only): a spinner naming the step just done.
+    let spinner = (std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && ctx.global.log_format == crate::args::LogFormat::Text
+        && !ctx.global.quiet)
+        .then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            pb.set_message(if delete { "deleting…" } else { "rotating…" });
+            pb
+        });
+    if let Some(pb) = &spinner {
+        let pb = pb.clone();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        opts.observer = Some(std::sync::Arc::new(
+            move |s: &secret_manager::engine::Step| {
+                let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                pb.set_message(format!(
+                    "step {i}: {} {} {}",
+                    s.action, s.source, s.identity
+                ));
+            },
+        ));
+    }
     let report = rotate(&ctx.global.repo, &providers, &opts).await?;
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
     render(ctx, &report)?;
     for f in &report.failures {
         crate::output::say(
