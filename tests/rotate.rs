@@ -649,3 +649,84 @@ fn sigkill_at_random_moments_converges() {
         "published"
     );
 }
+
+#[test]
+fn require_synced_waits_for_the_controller() {
+    let (f, moto, old) = setup();
+    let bin = tempfile::tempdir().unwrap();
+    let state = bin.path().join("sealedsecret.json");
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"--context dev1 get sealedsecret route53 -n external-dns -o json\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = |key: &str, synced: &str| {
+        serde_json::json!({
+            "metadata": {"generation": 2},
+            "spec": {"template": {"metadata": {"annotations": {"secret-manager/accessKeyId": key}}}},
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Synced", "status": synced}]}
+        })
+        .to_string()
+    };
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let run = |now: &str| {
+        let work = f.path("work");
+        let mut c = cmd();
+        moto.env(&mut c)
+            .env("PATH", &path)
+            .env("SECRET_MANAGER_NOW", now);
+        c.args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--name",
+            "route53",
+            "--revoke-after",
+            "0s",
+            "--require-synced",
+        ]);
+        run_cmd(&mut c)
+    };
+    // The controller has not picked up the new key yet: stage and publish, keep the old key.
+    std::fs::write(&state, status(&old, "True")).unwrap();
+    let r = run("2026-11-21T12:00:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(moto.key_ids(USER).len(), 2);
+    let new = moto.key_ids(USER).into_iter().find(|k| *k != old).unwrap();
+    // New key, but not Synced yet: still waiting.
+    std::fs::write(&state, status(&new, "False")).unwrap();
+    let r = run("2026-11-21T12:10:00Z");
+    assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    assert!(r.stdout.contains("wait"), "{}", r.stdout);
+    assert_eq!(moto.key_ids(USER).len(), 2);
+    // Synced: the old key goes.
+    std::fs::write(&state, status(&new, "True")).unwrap();
+    let r = run("2026-11-21T12:20:00Z");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(moto.key_ids(USER), vec![new]);
+}

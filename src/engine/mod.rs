@@ -85,6 +85,11 @@ pub struct RotateOptions {
     pub delete: bool,
     /// The reference time.
     pub now: DateTime<Utc>,
+    /// Gate: revoke only when each cluster's SealedSecret shows the new key id with
+    /// `Synced=True` at its current generation (checked with kubectl).
+    pub require_synced: bool,
+    /// Gate: revoke only when the source reports no use of the old key since publish.
+    pub require_old_key_unused: bool,
     /// Progress callback.
     pub observer: Option<StepObserver>,
 }
@@ -554,6 +559,11 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
             format!("grace period: revoke the old key after {}", ts(due)),
             false,
         );
+        ctx.step(s);
+        return;
+    }
+    if let Some(reason) = gates_closed(ctx, &rec, last).await {
+        let s = step("wait", clusters, reason, false);
         ctx.step(s);
         return;
     }
@@ -1234,5 +1244,146 @@ async fn delete_selected(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[Rotat
         step.done = true;
         ctx.step(step);
         advance(ctx, rec).await;
+    }
+}
+
+/// Whether a key last used at `last_used` has been idle since `published`.
+pub fn unused_since(last_used: Option<DateTime<Utc>>, published: DateTime<Utc>) -> bool {
+    last_used.is_none_or(|u| u < published)
+}
+
+/// Checks one cluster's SealedSecret with `kubectl get sealedsecret -o json`: the template
+/// holds `key_id` under `key_annotation`, and `Synced=True` at the current generation.
+fn synced(json: &serde_json::Value, key_annotation: &str, key_id: &str) -> Result<(), String> {
+    let ann = &json["spec"]["template"]["metadata"]["annotations"][key_annotation];
+    if ann.as_str() != Some(key_id) {
+        return Err(format!(
+            "the cluster still has key {}",
+            ann.as_str().unwrap_or("?")
+        ));
+    }
+    let generation = json["metadata"]["generation"].as_i64();
+    let observed = json["status"]["observedGeneration"].as_i64();
+    if generation.is_some() && observed.is_some() && generation != observed {
+        return Err(format!(
+            "controller saw generation {observed:?}, current is {generation:?}"
+        ));
+    }
+    let ok = json["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Synced" && c["status"] == "True")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("not Synced=True yet".into())
+    }
+}
+
+/// The optional gates (DESIGN §7); `Some(reason)` keeps the old key for now.
+async fn gates_closed(
+    ctx: &Ctx<'_>,
+    rec: &RotationRecord,
+    published: DateTime<Utc>,
+) -> Option<String> {
+    if ctx.opts.require_synced && !rec.is_delete() {
+        let repo = crate::Repo::open(ctx.wt.dir()).ok()?;
+        let key_annotation = format!("{}{}", ctx.prefix, key_id_annotation(&rec.source));
+        for m in &rec.manifests {
+            let (ns, name) = m.secret.split_once('/').unwrap_or(("", ""));
+            let mut cmd = tokio::process::Command::new("kubectl");
+            if let Some(c) = repo
+                .inventory
+                .get(&m.cluster)
+                .and_then(|c| c.kube_context.as_deref())
+            {
+                cmd.arg("--context").arg(c);
+            }
+            cmd.args(["get", "sealedsecret", name, "-n", ns, "-o", "json"])
+                .kill_on_drop(true);
+            let out = match tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+                .await
+            {
+                Ok(Ok(o)) if o.status.success() => o.stdout,
+                Ok(Ok(o)) => {
+                    return Some(format!(
+                        "{}: kubectl failed: {}",
+                        m.cluster,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ));
+                }
+                Ok(Err(e)) => return Some(format!("{}: cannot run kubectl: {e}", m.cluster)),
+                Err(_) => return Some(format!("{}: kubectl timed out", m.cluster)),
+            };
+            let json: serde_json::Value = match serde_json::from_slice(&out) {
+                Ok(j) => j,
+                Err(e) => return Some(format!("{}: kubectl output is not JSON: {e}", m.cluster)),
+            };
+            if let Err(why) = synced(&json, &key_annotation, &rec.new_key_id) {
+                return Some(format!("waiting for {} {}/{}: {why}", m.cluster, ns, name));
+            }
+        }
+    }
+    if ctx.opts.require_old_key_unused {
+        let p = ctx.providers.get(&rec.source).await.ok()?;
+        let target = target_of(rec);
+        match ctx.policy.run("keys", || p.keys(&target)).await {
+            Ok(keys) => {
+                if let Some(k) = keys.iter().find(|k| k.id.0 == rec.old_key_id) {
+                    if !unused_since(k.last_used, published) {
+                        return Some(format!(
+                            "the old key was used at {} after publish; waiting until it is idle",
+                            k.last_used.map(ts).unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            Err(e) => return Some(format!("cannot check the old key's last use: {e}")),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    #[test]
+    fn synced_gate_reads_the_controller_status() {
+        let ok = serde_json::json!({
+            "metadata": {"generation": 3},
+            "spec": {"template": {"metadata": {"annotations": {"secret-manager/accessKeyId": "NEW"}}}},
+            "status": {"observedGeneration": 3, "conditions": [{"type": "Synced", "status": "True"}]}
+        });
+        assert!(synced(&ok, "secret-manager/accessKeyId", "NEW").is_ok());
+        assert!(
+            synced(&ok, "secret-manager/accessKeyId", "OTHER")
+                .unwrap_err()
+                .contains("still has key NEW")
+        );
+        let mut stale = ok.clone();
+        stale["status"]["observedGeneration"] = 2.into();
+        assert!(
+            synced(&stale, "secret-manager/accessKeyId", "NEW")
+                .unwrap_err()
+                .contains("generation")
+        );
+        let mut failing = ok.clone();
+        failing["status"]["conditions"][0]["status"] = "False".into();
+        assert!(synced(&failing, "secret-manager/accessKeyId", "NEW").is_err());
+    }
+
+    #[test]
+    fn unused_gate() {
+        let t = |s: &str| crate::annotations::parse_create_date(s).unwrap();
+        assert!(unused_since(None, t("2026-11-21T12:00:00Z")));
+        assert!(unused_since(
+            Some(t("2026-11-21T11:00:00Z")),
+            t("2026-11-21T12:00:00Z")
+        ));
+        assert!(!unused_since(
+            Some(t("2026-11-21T12:30:00Z")),
+            t("2026-11-21T12:00:00Z")
+        ));
     }
 }

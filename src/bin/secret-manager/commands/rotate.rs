@@ -24,6 +24,14 @@ pub struct RotateArgs {
     /// `delete` the old key, or `disable` it (default: policy.revokeMode).
     #[arg(long, value_enum)]
     pub revoke_mode: Option<RevokeModeArg>,
+    /// Also wait until each cluster's SealedSecret shows the new key id with Synced=True at
+    /// its current generation (kubectl, using the cluster's kubeContext).
+    #[arg(long)]
+    pub require_synced: bool,
+    /// Also wait until the source reports no use of the old key since publish (AWS:
+    /// GetAccessKeyLastUsed).
+    #[arg(long)]
+    pub require_old_key_unused: bool,
 }
 
 /// `--revoke-mode` values.
@@ -104,6 +112,8 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs, delete: bool) -> anyho
         dry_run: true,
         delete,
         now: ctx.now,
+        require_synced: args.require_synced,
+        require_old_key_unused: args.require_old_key_unused,
         observer: None,
     };
     if !args.dry_run && !ctx.global.yes {
