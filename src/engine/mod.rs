@@ -1329,13 +1329,13 @@ async fn gates_closed(
         let target = target_of(rec);
         match ctx.policy.run("keys", || p.keys(&target)).await {
             Ok(keys) => {
-                if let Some(k) = keys.iter().find(|k| k.id.0 == rec.old_key_id) {
-                    if !unused_since(k.last_used, published) {
-                        return Some(format!(
-                            "the old key was used at {} after publish; waiting until it is idle",
-                            k.last_used.map(ts).unwrap_or_default()
-                        ));
-                    }
+                if let Some(k) = keys.iter().find(|k| k.id.0 == rec.old_key_id)
+                    && !unused_since(k.last_used, published)
+                {
+                    return Some(format!(
+                        "the old key was used at {} after publish; waiting until it is idle",
+                        k.last_used.map(ts).unwrap_or_default()
+                    ));
                 }
             }
             Err(e) => return Some(format!("cannot check the old key's last use: {e}")),
