@@ -219,8 +219,12 @@ impl Ctx<'_> {
         let wt = &self.wt;
         self.fleet.push_main_with_retry(commit, |new_main| {
             // Replay our commit on top of what the other writer pushed.
-            wt.run(&["rebase", "--quiet", new_main])
-                .map_err(PublishError::from)?;
+            if let Err(e) = wt.run(&["rebase", "--quiet", new_main]) {
+                // Leave the worktree usable: a conflicting concurrent change is reported,
+                // never half-applied.
+                let _ = wt.run(&["rebase", "--abort"]);
+                return Err(e.into());
+            }
             Ok(wt.resolve("HEAD")?.expect("HEAD after rebase"))
         })
     }
@@ -465,6 +469,8 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
     if !pending.is_empty() {
         let staged = match ctx.wt.run(&[
             "log",
+            // The staging commit itself, not a hot-fix copy reachable through a merge.
+            "--first-parent",
             "--diff-filter=A",
             "--format=%H",
             "-1",

@@ -445,13 +445,20 @@ impl<'a> Fleet<'a> {
         }
     }
 
-    /// `change` cherry-picked onto `base` in a temporary worktree.
-    fn hotfix(&self, c: &Cluster, base: &str, change: &str) -> PublishResult<Oid> {
+    /// Runs `git <args>` in a temporary worktree at `base` and returns the new HEAD. On
+    /// failure the operation is aborted (`git <abort>`) and reported as a conflict.
+    fn in_worktree(
+        &self,
+        c: &Cluster,
+        base: &str,
+        args: &[&str],
+        abort: &[&str],
+    ) -> PublishResult<Oid> {
         let wt = self.git.temp_worktree(base)?;
-        match wt.git.run(&["cherry-pick", "-x", "--allow-empty", change]) {
+        match wt.git.run(args) {
             Ok(_) => Ok(wt.git.resolve("HEAD")?.expect("HEAD")),
             Err(GitError::Failed { stderr, .. }) => {
-                let _ = wt.git.run(&["cherry-pick", "--abort"]);
+                let _ = wt.git.run(abort);
                 Err(PublishError::Conflict {
                     cluster: c.id.clone(),
                     base: base.to_owned(),
@@ -462,7 +469,17 @@ impl<'a> Fleet<'a> {
         }
     }
 
-    /// A non-fast-forward merge of `other` into `into`, built in a temporary worktree.
+    /// `change` cherry-picked onto `base` (a hot-fix).
+    fn hotfix(&self, c: &Cluster, base: &str, change: &str) -> PublishResult<Oid> {
+        self.in_worktree(
+            c,
+            base,
+            &["cherry-pick", "-x", "--allow-empty", change],
+            &["cherry-pick", "--abort"],
+        )
+    }
+
+    /// A non-fast-forward merge of `other` into `into`.
     fn merge_commit(
         &self,
         into: &str,
@@ -470,22 +487,12 @@ impl<'a> Fleet<'a> {
         message: &str,
         c: &Cluster,
     ) -> PublishResult<Oid> {
-        let wt = self.git.temp_worktree(into)?;
-        match wt
-            .git
-            .run(&["merge", "--no-ff", "--no-edit", "-m", message, other])
-        {
-            Ok(_) => Ok(wt.git.resolve("HEAD")?.expect("HEAD")),
-            Err(GitError::Failed { stderr, .. }) => {
-                let _ = wt.git.run(&["merge", "--abort"]);
-                Err(PublishError::Conflict {
-                    cluster: c.id.clone(),
-                    base: into.to_owned(),
-                    detail: stderr,
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.in_worktree(
+            c,
+            into,
+            &["merge", "--no-ff", "--no-edit", "-m", message, other],
+            &["merge", "--abort"],
+        )
     }
 
     /// What [`Fleet::promote`] would do: (from, to).
