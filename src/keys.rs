@@ -119,9 +119,11 @@ fn ts(d: Option<DateTime<Utc>>) -> Option<String> {
 }
 
 /// Lists keys for every identity, at most `concurrency` provider calls at a time.
+/// `records` are the rotations in flight: their old and new keys get the role `pending`.
 pub async fn key_rows(
     providers: &Providers,
     ids: &[Identity<'_>],
+    records: &[crate::engine::record::RotationRecord],
     concurrency: usize,
 ) -> (Vec<KeyRow>, Vec<KeysFailure>) {
     use futures::stream::{self, StreamExt};
@@ -171,7 +173,13 @@ pub async fn key_rows(
                 }
                 .into(),
                 last_used: ts(k.last_used),
-                role: if referenced_by.is_empty() {
+                role: if records.iter().any(|r| {
+                    r.source == id.source
+                        && r.identity == id.identity
+                        && (r.old_key_id == k.id.0 || r.new_key_id == k.id.0)
+                }) {
+                    "pending"
+                } else if referenced_by.is_empty() {
                     "orphan"
                 } else {
                     "current"

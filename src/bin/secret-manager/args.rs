@@ -140,7 +140,8 @@ pub enum Command {
     ///
     /// For each identity (e.g. an AWS IAM user) the selected manifests point at, lists the
     /// keys the source has: created, status, last used, and ROLE — `current` (a manifest
-    /// references it), `orphan` (nothing does) — plus `missing` rows for keys a manifest
+    /// references it), `pending` (the old or new key of a rotation in flight), `orphan`
+    /// (nothing references it) — plus `missing` rows for keys a manifest
     /// references that no longer exist. This is where you see orphans and the two-key squeeze
     /// before a rotation. Exit 10 when a source could not be queried.
     Keys(KeysArgs),

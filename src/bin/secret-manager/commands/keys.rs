@@ -24,7 +24,9 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
     report_diagnostics(ctx, &report);
     let ids = secret_manager::keys::identities(&report.secrets, &filter, ctx.now);
     let providers = secret_manager::providers::Providers::default();
-    let (rows, failures) = secret_manager::keys::key_rows(&providers, &ids, args.concurrency).await;
+    let records = secret_manager::engine::record::load_records(&repo.root)?;
+    let (rows, failures) =
+        secret_manager::keys::key_rows(&providers, &ids, &records, args.concurrency).await;
     for f in &failures {
         crate::output::say(
             crate::output::Level::Error,
