@@ -377,15 +377,35 @@ impl<'a> Fleet<'a> {
         unreachable!("the loop returns on the last attempt")
     }
 
-    /// Publishes `change` (a single-parent commit reachable from main) to cluster `id`.
-    pub fn publish(&self, id: &str, change: &str) -> PublishResult<PublishOutcome> {
-        let c = self.cluster(id);
+    /// Fetches, then returns the pointer of `c` (which must exist) and main.
+    fn fetched(&self, c: &Cluster) -> PublishResult<(Oid, Oid)> {
         self.fetch()?;
         let p = self.require_pointer(c)?;
         let main = self
             .git
             .resolve(&self.main_tracking())?
             .expect("main fetched");
+        Ok((p, main))
+    }
+
+    /// Merges `other` into main with a merge commit and pushes it, rebuilding the merge on
+    /// top of whatever a concurrent writer pushed. Returns the merge that landed.
+    fn merge_into_main(
+        &self,
+        c: &Cluster,
+        main: &str,
+        other: &str,
+        message: &str,
+    ) -> PublishResult<Oid> {
+        self.push_main_with_retry(self.merge_commit(main, other, message, c)?, |new_main| {
+            self.merge_commit(new_main, other, message, c)
+        })
+    }
+
+    /// Publishes `change` (a single-parent commit reachable from main) to cluster `id`.
+    pub fn publish(&self, id: &str, change: &str) -> PublishResult<PublishOutcome> {
+        let c = self.cluster(id);
+        let (p, main) = self.fetched(c)?;
         let change = self
             .git
             .resolve(change)?
@@ -419,10 +439,7 @@ impl<'a> Fleet<'a> {
             "Merge hot-fix for {} into {}\n\nSecret-Manager-Action: merge-hotfix\nSecret-Manager-Cluster: {}\n",
             c.id, self.main_branch, c.id
         );
-        let merged_main = self.push_main_with_retry(
-            self.merge_commit(&main, &hotfix, &merge_msg, c)?,
-            |new_main| self.merge_commit(new_main, &hotfix, &merge_msg, c),
-        )?;
+        let merged_main = self.merge_into_main(c, &main, &hotfix, &merge_msg)?;
         debug_assert!(self.git.is_ancestor(&hotfix, &merged_main)?);
         self.move_pointer(c, &p, &hotfix)?;
         Ok(outcome(PublishMode::Hotfix, hotfix))
@@ -549,12 +566,7 @@ impl<'a> Fleet<'a> {
     /// when the pointer had not diverged.
     pub fn reconcile(&self, id: &str) -> PublishResult<Option<PublishOutcome>> {
         let c = self.cluster(id);
-        self.fetch()?;
-        let p = self.require_pointer(c)?;
-        let main = self
-            .git
-            .resolve(&self.main_tracking())?
-            .expect("main fetched");
+        let (p, main) = self.fetched(c)?;
         if self.git.is_ancestor(&p, &main)? {
             return Ok(None);
         }
@@ -564,10 +576,7 @@ impl<'a> Fleet<'a> {
             self.main_branch,
             c.id
         );
-        let merged = self
-            .push_main_with_retry(self.merge_commit(&main, &p, &msg, c)?, |new_main| {
-                self.merge_commit(new_main, &p, &msg, c)
-            })?;
+        let merged = self.merge_into_main(c, &main, &p, &msg)?;
         self.move_pointer(c, &p, &merged)?;
         Ok(Some(PublishOutcome {
             cluster: c.id.clone(),
