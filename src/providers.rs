@@ -29,7 +29,14 @@ async fn create(source: &str) -> ProviderResult<Arc<dyn Provider>> {
             name: source.into(),
             feature: "aws",
         }),
-        "azure" | "gcp" => Err(ProviderError::Permanent {
+        #[cfg(feature = "azure")]
+        "azure" => Ok(Arc::new(secret_manager_azure::AzureProvider::from_env()?)),
+        #[cfg(not(feature = "azure"))]
+        "azure" => Err(ProviderError::NotCompiledIn {
+            name: source.into(),
+            feature: "azure",
+        }),
+        "gcp" => Err(ProviderError::Permanent {
             provider: source.into(),
             operation: "load",
             message: format!("the {source} provider is not implemented in this build yet"),

@@ -1,0 +1,183 @@
+//! The explicit credential chain: workload identity → managed identity → client secret →
+//! developer tools (Azure CLI, Azure Developer CLI).
+//!
+//! azure_identity 1.x has no `DefaultAzureCredential`; the chain is built here so the order
+//! is ours and documented, and a link is only added when its configuration is present
+//! (except managed identity, which has no configuration off App Service and is probed
+//! with a short timeout).
+
+use crate::AzureEndpoints;
+use crate::api::{ProviderError, ProviderResult};
+use async_trait::async_trait;
+use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How long the managed-identity link may take before the chain moves on (IMDS does not
+/// answer off Azure; App Service's `IDENTITY_ENDPOINT` is not limited).
+pub const IMDS_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Link {
+    name: &'static str,
+    credential: Arc<dyn TokenCredential>,
+    timeout: Option<Duration>,
+}
+
+/// Tries each credential in order; the first that returns a token is used from then on.
+pub struct CredentialChain {
+    links: Vec<Link>,
+    chosen: AtomicUsize,
+}
+
+impl std::fmt::Debug for CredentialChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialChain")
+            .field("links", &self.names())
+            .finish()
+    }
+}
+
+impl CredentialChain {
+    /// The names of the links, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.links.iter().map(|l| l.name).collect()
+    }
+}
+
+const NONE: usize = usize::MAX;
+
+#[async_trait]
+impl TokenCredential for CredentialChain {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let chosen = self.chosen.load(Ordering::Relaxed);
+        if chosen != NONE {
+            return self.links[chosen]
+                .credential
+                .get_token(scopes, options)
+                .await;
+        }
+        let mut failures = Vec::new();
+        for (i, link) in self.links.iter().enumerate() {
+            let attempt = link.credential.get_token(scopes, options.clone());
+            let result = match link.timeout {
+                Some(t) => match tokio::time::timeout(t, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        failures.push(format!("{}: no answer within {t:?}", link.name));
+                        continue;
+                    }
+                },
+                None => attempt.await,
+            };
+            match result {
+                Ok(token) => {
+                    tracing::debug!(credential = link.name, "azure credential chain: using");
+                    self.chosen.store(i, Ordering::Relaxed);
+                    return Ok(token);
+                }
+                Err(e) => failures.push(format!("{}: {e}", link.name)),
+            }
+        }
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            format!(
+                "no Azure credential worked (tried in order: {}). Configure workload identity (AZURE_FEDERATED_TOKEN_FILE), a managed identity, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, or sign in with `az login`",
+                failures.join("; ")
+            ),
+        ))
+    }
+}
+
+fn env(k: &str) -> Option<String> {
+    // The process environment, empty values treated as unset.
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+fn build_error(what: &str, e: azure_core::Error) -> ProviderError {
+    ProviderError::Permanent {
+        provider: crate::NAME.into(),
+        operation: "credentials",
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// Builds the chain from the environment, the way the Azure SDKs document their variables.
+pub fn credential_chain(endpoints: &AzureEndpoints) -> ProviderResult<Arc<CredentialChain>> {
+    credential_chain_from(endpoints, env)
+}
+
+/// [`credential_chain`] with the variables the chain itself reads taken from `env`
+/// (azure_identity's workload and managed identity credentials still read the process
+/// environment for their own settings).
+pub fn credential_chain_from(
+    endpoints: &AzureEndpoints,
+    env: impl Fn(&str) -> Option<String>,
+) -> ProviderResult<Arc<CredentialChain>> {
+    let env = |k: &str| env(k).filter(|v| !v.is_empty());
+    let mut links = Vec::new();
+    if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        let options = azure_identity::WorkloadIdentityCredentialOptions {
+            credential_options: azure_identity::ClientAssertionCredentialOptions {
+                client_options: endpoints.client_options(),
+            },
+            ..Default::default()
+        };
+        links.push(Link {
+            name: "workload identity",
+            credential: azure_identity::WorkloadIdentityCredential::new(Some(options))
+                .map_err(|e| build_error("workload identity", e))?,
+            timeout: None,
+        });
+    }
+    let mi_options = azure_identity::ManagedIdentityCredentialOptions {
+        user_assigned_id: env("AZURE_CLIENT_ID").map(azure_identity::UserAssignedId::ClientId),
+        client_options: endpoints.client_options(),
+    };
+    match azure_identity::ManagedIdentityCredential::new(Some(mi_options)) {
+        Ok(c) => links.push(Link {
+            name: "managed identity",
+            credential: c,
+            timeout: env("IDENTITY_ENDPOINT")
+                .is_none()
+                .then_some(IMDS_PROBE_TIMEOUT),
+        }),
+        Err(e) => tracing::debug!("managed identity unavailable: {e}"),
+    }
+    if let (Some(tenant), Some(client), Some(secret)) = (
+        env("AZURE_TENANT_ID"),
+        env("AZURE_CLIENT_ID"),
+        env("AZURE_CLIENT_SECRET"),
+    ) {
+        let options = azure_identity::ClientSecretCredentialOptions {
+            client_options: endpoints.client_options(),
+        };
+        links.push(Link {
+            name: "client secret",
+            credential: azure_identity::ClientSecretCredential::new(
+                &tenant,
+                client,
+                Secret::new(secret),
+                Some(options),
+            )
+            .map_err(|e| build_error("client secret", e))?,
+            timeout: None,
+        });
+    }
+    match azure_identity::DeveloperToolsCredential::new(None) {
+        Ok(c) => links.push(Link {
+            name: "developer tools",
+            credential: c,
+            timeout: None,
+        }),
+        Err(e) => tracing::debug!("developer tools credential unavailable: {e}"),
+    }
+    Ok(Arc::new(CredentialChain {
+        links,
+        chosen: AtomicUsize::new(NONE),
+    }))
+}

@@ -1,0 +1,431 @@
+//! A fake GCP IAM Admin API (v1) for service-account keys, with the real REST shapes:
+//!
+//! * `GET    /v1/projects/{p}/serviceAccounts/{email}/keys[?keyTypes=USER_MANAGED]`
+//! * `POST   /v1/projects/{p}/serviceAccounts/{email}/keys` — the new key with
+//!   `privateKeyData` (base64 of a JSON key file); 400 `FAILED_PRECONDITION` at 10
+//!   user-managed keys.
+//! * `GET    /v1/projects/{p}/serviceAccounts/{email}/keys/{id}`
+//! * `POST   /v1/projects/{p}/serviceAccounts/{email}/keys/{id}:disable` (and `:enable`)
+//! * `DELETE /v1/projects/{p}/serviceAccounts/{email}/keys/{id}`
+//! * errors as `{"error": {"code", "message", "status", "details"}}`: 401
+//!   `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`, 404 `NOT_FOUND`, 429 `RESOURCE_EXHAUSTED`.
+//!
+//! Callers authenticate with a self-signed JWT (what `google-cloud-auth` makes from a
+//! service-account key file): the fake checks the RS256 signature against the public key
+//! of the key named by `kid`, that the key exists, is enabled and belongs to `iss`.
+
+use crate::server::{Reply, Request, TestServer};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::signature::Verifier;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// User-managed keys a service account may hold.
+pub const MAX_KEYS: usize = 10;
+/// The service account secret-manager itself runs as.
+pub const ADMIN_EMAIL: &str = "secret-manager@ops-project.iam.gserviceaccount.com";
+
+/// A key of a service account.
+#[derive(Clone)]
+pub struct Key {
+    /// 40 hex characters.
+    pub id: String,
+    /// Public half, to check JWTs; `None` for keys seeded without material.
+    pub public: Option<RsaPublicKey>,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Disabled.
+    pub disabled: bool,
+    /// `USER_MANAGED` or `SYSTEM_MANAGED`.
+    pub user_managed: bool,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A service account.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceAccount {
+    /// Project id.
+    pub project: String,
+    /// Keys, including one Google-managed key.
+    pub keys: Vec<Key>,
+    /// May administer keys of every account (the role secret-manager needs).
+    pub admin: bool,
+}
+
+/// Everything the fake knows.
+#[derive(Debug, Default)]
+pub struct IamState {
+    /// Accounts by email.
+    pub accounts: BTreeMap<String, ServiceAccount>,
+    /// The next N calls answer 429.
+    pub throttle: u32,
+    /// Admin calls answer 403.
+    pub deny: bool,
+    /// The next N authentications with a key younger than a minute answer 401.
+    pub unpropagated: u32,
+    /// `METHOD path` of every request.
+    pub log: Vec<String>,
+}
+
+/// A running fake.
+#[derive(Debug)]
+pub struct FakeIam {
+    /// The HTTPS server.
+    pub server: TestServer,
+    /// Shared state.
+    pub state: Arc<Mutex<IamState>>,
+    admin_key: String,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn error(code: u16, status: &str, message: &str, reason: Option<(&str, &str)>) -> Reply {
+    let details = match reason {
+        Some((reason, permission)) => json!([{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason, "domain": "iam.googleapis.com",
+            "metadata": {"permission": permission}}]),
+        None => json!([]),
+    };
+    Reply::json(
+        code,
+        json!({"error": {"code": code, "message": message, "status": status, "details": details}}),
+    )
+}
+
+fn key_json(name_prefix: &str, k: &Key) -> Value {
+    json!({
+        "name": format!("{name_prefix}/keys/{}", k.id),
+        "validAfterTime": ts(k.created),
+        "validBeforeTime": if k.user_managed { "9999-12-31T23:59:59Z".to_string() } else { ts(k.created + Duration::days(14)) },
+        "keyAlgorithm": "KEY_ALG_RSA_2048",
+        "keyOrigin": "GOOGLE_PROVIDED",
+        "keyType": if k.user_managed { "USER_MANAGED" } else { "SYSTEM_MANAGED" },
+        "disabled": k.disabled,
+    })
+}
+
+fn key_id() -> String {
+    hex40(rand::random::<[u8; 20]>())
+}
+
+fn hex40(b: [u8; 20]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A JSON key file in the format Google issues.
+fn key_file(project: &str, email: &str, id: &str, private: &RsaPrivateKey) -> String {
+    let pem = private.to_pkcs8_pem(LineEnding::LF).expect("pkcs8");
+    json!({
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": id,
+        "private_key": pem.as_str(),
+        "client_email": email,
+        "client_id": "100000000000000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "client_x509_cert_url": format!("https://www.googleapis.com/robot/v1/metadata/x509/{}", email.replace('@', "%40")),
+        "universe_domain": "googleapis.com",
+    })
+    .to_string()
+}
+
+impl IamState {
+    /// Adds a service account (with its Google-managed key).
+    pub fn add_account(&mut self, project: &str, email: &str) {
+        self.accounts.insert(
+            email.into(),
+            ServiceAccount {
+                project: project.into(),
+                keys: vec![Key {
+                    id: key_id(),
+                    public: None,
+                    created: Utc::now() - Duration::days(3),
+                    disabled: false,
+                    user_managed: false,
+                }],
+                admin: false,
+            },
+        );
+    }
+
+    /// Seeds a user-managed key without usable material; returns its id.
+    pub fn seed_key(&mut self, email: &str, age: Duration, disabled: bool) -> String {
+        let id = key_id();
+        self.accounts
+            .get_mut(email)
+            .expect("account")
+            .keys
+            .push(Key {
+                id: id.clone(),
+                public: None,
+                created: Utc::now() - age,
+                disabled,
+                user_managed: true,
+            });
+        id
+    }
+
+    /// Ids of the user-managed keys of `email`.
+    pub fn user_keys(&self, email: &str) -> Vec<String> {
+        self.accounts
+            .get(email)
+            .map(|a| {
+                a.keys
+                    .iter()
+                    .filter(|k| k.user_managed)
+                    .map(|k| k.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `email`'s key `id` is disabled.
+    pub fn is_disabled(&self, email: &str, id: &str) -> Option<bool> {
+        self.accounts
+            .get(email)?
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .map(|k| k.disabled)
+    }
+
+    /// The email of the caller, or the error reply.
+    fn authenticate(&mut self, r: &Request) -> Result<String, Reply> {
+        let unauth = || {
+            error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+                None,
+            )
+        };
+        let token = r.bearer().ok_or_else(unauth)?;
+        let mut parts = token.split('.');
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(unauth());
+        };
+        let decode = |p: &str| -> Option<Value> {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()
+        };
+        let (Some(header), Some(claims)) = (decode(h), decode(c)) else {
+            return Err(unauth());
+        };
+        let (Some(kid), Some(iss)) = (header["kid"].as_str(), claims["iss"].as_str()) else {
+            return Err(unauth());
+        };
+        if header["alg"] != "RS256" || claims["sub"].as_str() != Some(iss) {
+            return Err(unauth());
+        }
+        let now = Utc::now().timestamp();
+        if claims["exp"].as_i64().is_none_or(|e| e < now) {
+            return Err(unauth());
+        }
+        let account = self.accounts.get(iss).ok_or_else(unauth)?;
+        let key = account
+            .keys
+            .iter()
+            .find(|k| k.id == kid)
+            .ok_or_else(unauth)?;
+        let public = key.public.clone().ok_or_else(unauth)?;
+        if key.disabled {
+            return Err(unauth());
+        }
+        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| unauth())?;
+        let sig = Signature::try_from(sig.as_slice()).map_err(|_| unauth())?;
+        VerifyingKey::<Sha256>::new(public)
+            .verify(format!("{h}.{c}").as_bytes(), &sig)
+            .map_err(|_| unauth())?;
+        if Utc::now() - key.created < Duration::minutes(1) && self.unpropagated > 0 {
+            self.unpropagated -= 1;
+            return Err(unauth());
+        }
+        Ok(iss.to_owned())
+    }
+
+    fn handle(&mut self, r: Request) -> Reply {
+        self.log.push(format!("{} {}", r.method, r.path));
+        let caller = match self.authenticate(&r) {
+            Ok(c) => c,
+            Err(reply) => return reply,
+        };
+        if self.throttle > 0 {
+            self.throttle -= 1;
+            return error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Service account key requests' and limit 'Service account key requests per minute' of service 'iam.googleapis.com'.",
+                None,
+            );
+        }
+        // /v1/projects/{p}/serviceAccounts/{email}/keys[/{id}[:verb]]
+        let Some(rest) = r.path.strip_prefix("/v1/projects/") else {
+            return error(404, "NOT_FOUND", "Requested entity was not found.", None);
+        };
+        let segs: Vec<&str> = rest.split('/').collect();
+        let (project, email, key) = match segs.as_slice() {
+            [p, "serviceAccounts", e, "keys"] => (*p, *e, None),
+            [p, "serviceAccounts", e, "keys", k] => (*p, *e, Some(*k)),
+            _ => return error(404, "NOT_FOUND", "Requested entity was not found.", None),
+        };
+        let (key, verb) =
+            match key.map(|k| k.split_once(':').map_or((k, None), |(k, v)| (k, Some(v)))) {
+                Some((k, v)) => (Some(k), v),
+                None => (None, None),
+            };
+        let permission = match (r.method.as_str(), key, verb) {
+            ("GET", None, None) => "iam.serviceAccountKeys.list",
+            ("POST", None, None) => "iam.serviceAccountKeys.create",
+            ("GET", Some(_), None) => "iam.serviceAccountKeys.get",
+            ("POST", Some(_), Some("disable")) => "iam.serviceAccountKeys.disable",
+            ("POST", Some(_), Some("enable")) => "iam.serviceAccountKeys.enable",
+            ("DELETE", Some(_), None) => "iam.serviceAccountKeys.delete",
+            _ => return error(404, "NOT_FOUND", "Requested entity was not found.", None),
+        };
+        let caller_is_admin = self.accounts.get(&caller).is_some_and(|a| a.admin);
+        let resource = format!("projects/{project}/serviceAccounts/{email}");
+        if !caller_is_admin || self.deny {
+            return error(
+                403,
+                "PERMISSION_DENIED",
+                &format!("Permission '{permission}' denied on resource (or it may not exist)."),
+                Some(("IAM_PERMISSION_DENIED", permission)),
+            );
+        }
+        let Some(account) = self
+            .accounts
+            .get_mut(email)
+            .filter(|a| project == "-" || a.project == project)
+        else {
+            return error(
+                404,
+                "NOT_FOUND",
+                &format!("Service account {resource} does not exist."),
+                None,
+            );
+        };
+        let prefix = format!("projects/{}/serviceAccounts/{email}", account.project);
+        match (r.method.as_str(), key, verb) {
+            ("GET", None, None) => {
+                let only_user = r.query.get("keyTypes").map(String::as_str) == Some("USER_MANAGED");
+                let keys: Vec<Value> = account
+                    .keys
+                    .iter()
+                    .filter(|k| !only_user || k.user_managed)
+                    .map(|k| key_json(&prefix, k))
+                    .collect();
+                Reply::json(200, json!({"keys": keys}))
+            }
+            ("POST", None, None) => {
+                if account.keys.iter().filter(|k| k.user_managed).count() >= MAX_KEYS {
+                    return error(
+                        400,
+                        "FAILED_PRECONDITION",
+                        "Precondition check failed.",
+                        None,
+                    );
+                }
+                let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa");
+                let k = Key {
+                    id: key_id(),
+                    public: Some(private.to_public_key()),
+                    created: Utc::now(),
+                    disabled: false,
+                    user_managed: true,
+                };
+                let file = key_file(&account.project, email, &k.id, &private);
+                let mut out = key_json(&prefix, &k);
+                out["privateKeyType"] = json!("TYPE_GOOGLE_CREDENTIALS_FILE");
+                out["privateKeyData"] = json!(STANDARD.encode(file));
+                account.keys.push(k);
+                Reply::json(200, out)
+            }
+            (method, Some(id), verb) => {
+                let Some(pos) = account.keys.iter().position(|k| k.id == id) else {
+                    return error(
+                        404,
+                        "NOT_FOUND",
+                        &format!("Service account key {prefix}/keys/{id} does not exist."),
+                        None,
+                    );
+                };
+                match (method, verb) {
+                    ("GET", None) => Reply::json(200, key_json(&prefix, &account.keys[pos])),
+                    ("POST", Some("disable")) => {
+                        account.keys[pos].disabled = true;
+                        Reply::json(200, json!({}))
+                    }
+                    ("POST", Some("enable")) => {
+                        account.keys[pos].disabled = false;
+                        Reply::json(200, json!({}))
+                    }
+                    ("DELETE", None) => {
+                        account.keys.remove(pos);
+                        Reply::json(200, json!({}))
+                    }
+                    _ => error(404, "NOT_FOUND", "Requested entity was not found.", None),
+                }
+            }
+            _ => error(404, "NOT_FOUND", "Requested entity was not found.", None),
+        }
+    }
+}
+
+impl FakeIam {
+    /// Starts the fake with the admin account secret-manager runs as.
+    pub async fn start() -> FakeIam {
+        let mut st = IamState::default();
+        st.add_account("ops-project", ADMIN_EMAIL);
+        let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("rsa");
+        let id = key_id();
+        let admin = st.accounts.get_mut(ADMIN_EMAIL).expect("admin");
+        admin.admin = true;
+        admin.keys.push(Key {
+            id: id.clone(),
+            public: Some(private.to_public_key()),
+            created: Utc::now() - Duration::days(30),
+            disabled: false,
+            user_managed: true,
+        });
+        let admin_key = key_file("ops-project", ADMIN_EMAIL, &id, &private);
+        let state = Arc::new(Mutex::new(st));
+        let s = state.clone();
+        let server = TestServer::start(move |r| s.lock().expect("iam state").handle(r)).await;
+        FakeIam {
+            server,
+            state,
+            admin_key,
+        }
+    }
+
+    /// Locks the state.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, IamState> {
+        self.state.lock().expect("iam state")
+    }
+
+    /// The admin's JSON key file (TEST-ONLY), for ADC (`GOOGLE_APPLICATION_CREDENTIALS`).
+    pub fn admin_key_json(&self) -> &str {
+        &self.admin_key
+    }
+}

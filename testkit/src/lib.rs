@@ -1,0 +1,13 @@
+//! Test-only fakes for secret-manager's cloud providers.
+//!
+//! Each fake is a real HTTPS server on a loopback port, with its own throwaway CA, that
+//! follows the REST shapes of the service it stands in for (paths, JSON bodies, status
+//! codes, error envelopes, limits). The provider crates reach them through their real
+//! client and auth crates by endpoint override; nothing here is linked into the product.
+#![forbid(unsafe_code)]
+
+pub mod graph;
+pub mod iam;
+pub mod server;
+
+pub use server::{Reply, Request, TestServer};
