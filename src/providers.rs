@@ -36,10 +36,12 @@ async fn create(source: &str) -> ProviderResult<Arc<dyn Provider>> {
             name: source.into(),
             feature: "azure",
         }),
-        "gcp" => Err(ProviderError::Permanent {
-            provider: source.into(),
-            operation: "load",
-            message: format!("the {source} provider is not implemented in this build yet"),
+        #[cfg(feature = "gcp")]
+        "gcp" => Ok(Arc::new(secret_manager_gcp::GcpProvider::from_env().await?)),
+        #[cfg(not(feature = "gcp"))]
+        "gcp" => Err(ProviderError::NotCompiledIn {
+            name: source.into(),
+            feature: "gcp",
         }),
         #[cfg(feature = "exec")]
         other => secret_manager_exec::ExecProvider::find(other)

@@ -7,6 +7,7 @@ mod cli_lint;
 mod cli_list;
 mod cli_providers;
 mod cli_seal;
+mod cloud;
 mod deploy;
 mod edit;
 mod gitops;

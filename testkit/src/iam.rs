@@ -85,7 +85,8 @@ pub struct IamState {
 /// A running fake.
 #[derive(Debug)]
 pub struct FakeIam {
-    /// The HTTPS server.
+    /// The server (plain HTTP: the google-cloud-* clients build their own HTTP client, so
+    /// they cannot be handed the test CA).
     pub server: TestServer,
     /// Shared state.
     pub state: Arc<Mutex<IamState>>,
@@ -328,7 +329,11 @@ impl IamState {
         let prefix = format!("projects/{}/serviceAccounts/{email}", account.project);
         match (r.method.as_str(), key, verb) {
             ("GET", None, None) => {
-                let only_user = r.query.get("keyTypes").map(String::as_str) == Some("USER_MANAGED");
+                // Enum query parameters arrive by name or by number (gRPC transcoding).
+                let only_user = matches!(
+                    r.query.get("keyTypes").map(String::as_str),
+                    Some("USER_MANAGED" | "1")
+                );
                 let keys: Vec<Value> = account
                     .keys
                     .iter()
@@ -411,7 +416,7 @@ impl FakeIam {
         let admin_key = key_file("ops-project", ADMIN_EMAIL, &id, &private);
         let state = Arc::new(Mutex::new(st));
         let s = state.clone();
-        let server = TestServer::start(move |r| s.lock().expect("iam state").handle(r)).await;
+        let server = TestServer::start_http(move |r| s.lock().expect("iam state").handle(r)).await;
         FakeIam {
             server,
             state,

@@ -140,9 +140,29 @@ fn decode(s: &str) -> String {
 impl TestServer {
     /// Starts serving `handler` over HTTPS on a free loopback port (needs a tokio runtime).
     pub async fn start(handler: impl Fn(Request) -> Reply + Send + Sync + 'static) -> TestServer {
+        Self::start_with(handler, true).await
+    }
+
+    /// The same over plain HTTP, for clients that cannot be given an extra CA (the
+    /// google-cloud-* clients build their own reqwest client); `ca_pem` is then empty.
+    pub async fn start_http(
+        handler: impl Fn(Request) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        Self::start_with(handler, false).await
+    }
+
+    async fn start_with(
+        handler: impl Fn(Request) -> Reply + Send + Sync + 'static,
+        tls: bool,
+    ) -> TestServer {
         let handler: Handler = Arc::new(handler);
-        let (config, ca_pem) = tls_config();
-        let acceptor = TlsAcceptor::from(config);
+        let (config, ca_pem) = if tls {
+            let (c, pem) = tls_config();
+            (Some(c), pem)
+        } else {
+            (None, String::new())
+        };
+        let acceptor = config.map(TlsAcceptor::from);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
@@ -153,9 +173,6 @@ impl TestServer {
                 let acceptor = acceptor.clone();
                 let handler = handler.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
                         async move {
@@ -203,15 +220,28 @@ impl TestServer {
                             )
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .http1_only()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let builder = builder.http1_only();
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(tcp).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                    }
                 });
             }
         });
         TestServer {
-            url: format!("https://127.0.0.1:{}", addr.port()),
+            url: format!(
+                "{}://127.0.0.1:{}",
+                if tls { "https" } else { "http" },
+                addr.port()
+            ),
             ca_pem,
             task,
         }

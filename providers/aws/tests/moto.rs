@@ -342,6 +342,9 @@ async fn no_secret_in_trace_logs_or_errors() {
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests in this binary may have hit callsites before this subscriber existed,
+    // caching "not interested"; re-evaluate so every callsite reaches the capture.
+    tracing::callsite::rebuild_interest_cache();
     let p = provider(&m.url).await;
     let mut t = target("bot");
     p.preflight(&t).await.unwrap();

@@ -1,72 +1,14 @@
 //! The Azure provider against a fake Entra ID + Microsoft Graph (HTTPS on loopback, real
 //! REST shapes), through the real azure_identity credentials and reqwest.
 
+mod common;
+use common::*;
+
 use secret_manager_azure::api::testing::conformance;
-use secret_manager_azure::api::{
-    KeyId, KeyStatus, Provider, ProviderError, RetryPolicy, Revoke, Target,
-};
-use secret_manager_azure::{AzureEndpoints, AzureProvider, credential_chain_from};
-use secret_manager_testkit::graph::{ADMIN_CLIENT_ID, ADMIN_SECRET, FakeGraph, TENANT};
+use secret_manager_azure::api::{KeyId, KeyStatus, Provider, ProviderError, Revoke};
+use secret_manager_azure::{AzureProvider, credential_chain_from};
+use secret_manager_testkit::graph::{ADMIN_CLIENT_ID, TENANT};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-const APP_ID: &str = "6a1f2c3d-0000-4000-8000-00000000a001";
-
-fn endpoints(g: &FakeGraph) -> AzureEndpoints {
-    let ca = reqwest::Certificate::from_pem(g.server.ca_pem.as_bytes()).unwrap();
-    AzureEndpoints {
-        graph_url: g.graph_url(),
-        authority_host: g.server.url.clone(),
-        http: reqwest::Client::builder()
-            .tls_certs_merge([ca])
-            .build()
-            .unwrap(),
-    }
-}
-
-/// The admin signs in with a client secret through azure_identity (the chain's third link).
-fn provider(g: &FakeGraph) -> AzureProvider {
-    let ep = endpoints(g);
-    let vars: BTreeMap<&str, &str> = [
-        ("AZURE_TENANT_ID", TENANT),
-        ("AZURE_CLIENT_ID", ADMIN_CLIENT_ID),
-        ("AZURE_CLIENT_SECRET", ADMIN_SECRET),
-    ]
-    .into();
-    let chain = credential_chain_from(&ep, |k| vars.get(k).map(|v| v.to_string())).unwrap();
-    let mut p = AzureProvider::new(chain, ep);
-    p.verify_policy = fast(12);
-    p
-}
-
-fn fast(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-    }
-}
-
-fn target(object_id: &str) -> Target {
-    Target {
-        source: "azure".into(),
-        params: [
-            ("tenantId".to_string(), TENANT.to_string()),
-            ("applicationObjectId".to_string(), object_id.to_string()),
-            ("clientId".to_string(), APP_ID.to_string()),
-        ]
-        .into(),
-        current_key: None,
-        referenced: Vec::new(),
-    }
-}
-
-async fn setup() -> (FakeGraph, String) {
-    let g = FakeGraph::start().await;
-    let id = g.state().add_app(APP_ID, "payments-api");
-    (g, id)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_against_fake_graph() {
@@ -230,69 +172,4 @@ async fn a_wrong_admin_secret_names_every_credential_tried() {
     assert!(text.contains("AADSTS7000215"), "{text}");
     assert!(text.contains("az login"), "{text}");
     assert!(!text.contains("not-the-secret"), "{text}");
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every provider operation at TRACE level (azure_core's and reqwest's logs included): no
-/// secret — neither the admin's client secret nor a minted one — may appear in the
-/// captured logs or in any error string.
-#[tokio::test(flavor = "current_thread")]
-async fn no_secret_in_trace_logs_or_errors() {
-    let cap = Capture::default();
-    let sink = cap.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let (g, id) = setup().await;
-    let p = provider(&g);
-    let t = target(&id);
-    p.preflight(&t).await.unwrap();
-    let m1 = p.mint(&t).await.unwrap();
-    g.state().unpropagated = 1;
-    p.verify(&m1).await.unwrap();
-    let m2 = p.mint(&t).await.unwrap();
-    p.keys(&t).await.unwrap();
-    let mut errors = Vec::new();
-    g.state().throttle = 1;
-    errors.push(p.mint(&t).await.unwrap_err().to_string());
-    p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
-    p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
-    let mut strict = provider(&g);
-    strict.verify_policy = fast(1);
-    errors.push(strict.verify(&m2).await.unwrap_err().to_string());
-    p.revoke(&t, &m1.key_id, Revoke::Delete).await.unwrap();
-    drop(_guard);
-    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("TRACE") || logs.contains("DEBUG"),
-        "logging was captured"
-    );
-    let secrets = [
-        ADMIN_SECRET.to_string(),
-        m1.fields["ClientSecret"].expose().to_string(),
-        m2.fields["ClientSecret"].expose().to_string(),
-    ];
-    for s in &secrets {
-        assert!(
-            !logs.contains(s.as_str()),
-            "a secret appears in the TRACE logs"
-        );
-        for e in &errors {
-            assert!(!e.contains(s.as_str()), "a secret appears in an error: {e}");
-        }
-    }
 }

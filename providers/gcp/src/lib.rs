@@ -2,8 +2,402 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// Re-exported so users of this crate see the contract it implements.
+pub use secret_manager_provider as api;
+
+use api::{
+    Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
+    RetryPolicy, Revoke, SecretValue, Target,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_iam_admin_v1::client::Iam;
+use google_cloud_iam_admin_v1::model::list_service_account_keys_request::KeyType;
+use google_cloud_iam_admin_v1::model::{ServiceAccountKeyAlgorithm, ServiceAccountPrivateKeyType};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 /// The value of the `source` annotation this crate serves.
 pub const NAME: &str = "gcp";
 
-// Re-exported so users of this crate see the contract it implements.
-pub use secret_manager_provider as api;
+/// User-managed keys a service account may hold at once.
+pub const MAX_KEYS: u32 = 10;
+
+/// Overrides the IAM endpoint (tests, private service connect): e.g. `http://127.0.0.1:8085`.
+pub const ENDPOINT_ENV: &str = "SECRET_MANAGER_GCP_IAM_ENDPOINT";
+
+/// GCP service-account keys through the IAM Admin API (`google-cloud-iam-admin-v1`).
+///
+/// Credentials are Application Default Credentials from `google-cloud-auth`
+/// (`GOOGLE_APPLICATION_CREDENTIALS`, the gcloud ADC file, GKE workload identity / the
+/// metadata server). The client library's own retries are off: the engine applies the
+/// shared [`RetryPolicy`].
+pub struct GcpProvider {
+    iam: Iam,
+    endpoint: Option<String>,
+    /// How long `verify` waits for a new key to propagate (Google documents up to 60 s).
+    pub verify_policy: RetryPolicy,
+}
+
+impl std::fmt::Debug for GcpProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcpProvider")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn permanent(operation: &'static str, message: String) -> ProviderError {
+    ProviderError::Permanent {
+        provider: NAME.into(),
+        operation,
+        message,
+    }
+}
+
+/// Maps a client-library error to a [`ProviderError`].
+fn classify(
+    operation: &'static str,
+    what: &str,
+    e: &google_cloud_gax::error::Error,
+) -> ProviderError {
+    let provider = NAME.to_owned();
+    // The error's Display names the RPC status and message; it never carries key material
+    // (request bodies hold none, and failed responses have no privateKeyData).
+    let message = match e.status() {
+        Some(s) => format!("{:?}: {}", s.code, s.message),
+        None => e.to_string(),
+    };
+    if let Some(s) = e.status() {
+        return match s.code {
+            Code::ResourceExhausted
+            | Code::Unavailable
+            | Code::Internal
+            | Code::DeadlineExceeded
+            | Code::Aborted => ProviderError::Transient {
+                provider,
+                operation,
+                message,
+            },
+            Code::PermissionDenied | Code::Unauthenticated => ProviderError::AccessDenied {
+                provider,
+                operation,
+                message: format!(
+                    "{message} (the caller needs roles/iam.serviceAccountKeyAdmin on {what})"
+                ),
+            },
+            Code::NotFound => ProviderError::NotFound {
+                provider,
+                what: what.to_owned(),
+            },
+            _ => ProviderError::Permanent {
+                provider,
+                operation,
+                message,
+            },
+        };
+    }
+    if e.is_timeout() || e.is_io() || e.is_transport() || e.is_exhausted() {
+        ProviderError::Transient {
+            provider,
+            operation,
+            message,
+        }
+    } else if e.is_authentication() {
+        ProviderError::AccessDenied {
+            provider,
+            operation,
+            message: format!(
+                "{message} (no usable Application Default Credentials: set GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or use GKE workload identity)"
+            ),
+        }
+    } else if let Some(code) = e.http_status_code().filter(|c| *c == 429 || *c >= 500) {
+        ProviderError::Transient {
+            provider,
+            operation,
+            message: format!("HTTP {code}: {message}"),
+        }
+    } else {
+        ProviderError::Permanent {
+            provider,
+            operation,
+            message,
+        }
+    }
+}
+
+fn to_utc(
+    t: Option<&google_cloud_iam_admin_v1::model::ServiceAccountKey>,
+) -> Option<DateTime<Utc>> {
+    let ts = t?.valid_after_time.as_ref()?;
+    DateTime::from_timestamp(ts.seconds(), ts.nanos().max(0) as u32)
+}
+
+fn account(t: &Target) -> ProviderResult<(String, &str)> {
+    let project = t.param("project")?;
+    let email = t.param("serviceAccount")?;
+    Ok((format!("projects/{project}/serviceAccounts/{email}"), email))
+}
+
+/// The last path segment of a key's resource name: its id.
+fn key_id(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+async fn client(
+    endpoint: Option<&str>,
+    credentials: Option<google_cloud_auth::credentials::Credentials>,
+) -> ProviderResult<Iam> {
+    // No `.with_tracing()`: its DEBUG spans record the client itself, and the TRACE leak
+    // test found private-key material in them. The provider logs its own calls instead.
+    let mut b = Iam::builder().with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
+    if let Some(e) = endpoint {
+        b = b.with_endpoint(e);
+    }
+    if let Some(c) = credentials {
+        b = b.with_credentials(c);
+    }
+    b.build().await.map_err(|e| ProviderError::AccessDenied {
+        provider: NAME.into(),
+        operation: "credentials",
+        message: format!(
+            "cannot set up the IAM client: {e} (set GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or use GKE workload identity)"
+        ),
+    })
+}
+
+impl GcpProvider {
+    /// Application Default Credentials; the endpoint from `SECRET_MANAGER_GCP_IAM_ENDPOINT`.
+    pub async fn from_env() -> ProviderResult<Self> {
+        let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
+        Self::new(endpoint, None).await
+    }
+
+    /// A provider against `endpoint` (default: `https://iam.googleapis.com`) with
+    /// `credentials` (default: Application Default Credentials).
+    pub async fn new(
+        endpoint: Option<String>,
+        credentials: Option<google_cloud_auth::credentials::Credentials>,
+    ) -> ProviderResult<Self> {
+        Ok(GcpProvider {
+            iam: client(endpoint.as_deref(), credentials).await?,
+            endpoint,
+            verify_policy: RetryPolicy {
+                max_attempts: 12,
+                base_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(8),
+            },
+        })
+    }
+
+    async fn list(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
+        let (name, _) = account(t)?;
+        tracing::debug!(account = %name, "ListServiceAccountKeys");
+        let out = self
+            .iam
+            .list_service_account_keys()
+            .set_name(&name)
+            .set_key_types([KeyType::UserManaged])
+            .send()
+            .await
+            .map_err(|e| classify("ListServiceAccountKeys", &name, &e))?;
+        let now = Utc::now();
+        let mut keys: Vec<KeyInfo> = out
+            .keys
+            .iter()
+            .map(|k| {
+                let expired = k
+                    .valid_before_time
+                    .as_ref()
+                    .and_then(|t| DateTime::from_timestamp(t.seconds(), 0))
+                    .is_some_and(|t| t < now);
+                KeyInfo {
+                    id: KeyId(key_id(&k.name).to_owned()),
+                    created: to_utc(Some(k)),
+                    status: if k.disabled {
+                        KeyStatus::Inactive
+                    } else if expired {
+                        KeyStatus::Expired
+                    } else {
+                        KeyStatus::Active
+                    },
+                    last_used: None,
+                }
+            })
+            .collect();
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl Provider for GcpProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            max_keys_per_identity: Some(MAX_KEYS),
+            can_disable: true,
+            needs_propagation: true,
+        }
+    }
+
+    async fn preflight(&self, t: &Target) -> ProviderResult<()> {
+        self.list(t).await.map(drop)
+    }
+
+    async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
+        self.list(t).await
+    }
+
+    async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
+        let (name, email) = account(t)?;
+        let existing = self.list(t).await?;
+        if existing.len() as u32 >= MAX_KEYS {
+            // The API reports no last use, so only a disabled key nobody references is freed.
+            let free = existing.iter().find(|k| {
+                !t.referenced.contains(&k.id)
+                    && t.current_key.as_ref() != Some(&k.id)
+                    && k.status != KeyStatus::Active
+            });
+            let Some(free) = free else {
+                return Err(ProviderError::KeyLimit {
+                    provider: NAME.into(),
+                    identity: format!("service account {email}"),
+                    count: existing.len(),
+                    hint: "every key is enabled or referenced by a manifest; disable or delete an unused key (`secret-manager keys --source gcp` shows which are orphans)".into(),
+                });
+            };
+            tracing::info!(account = email, key = %free.id, "deleting an unreferenced, disabled key to make room");
+            self.revoke(t, &free.id, Revoke::Delete).await?;
+        }
+        tracing::debug!(account = %name, "CreateServiceAccountKey");
+        let key = self
+            .iam
+            .create_service_account_key()
+            .set_name(&name)
+            .set_private_key_type(ServiceAccountPrivateKeyType::TypeGoogleCredentialsFile)
+            .set_key_algorithm(ServiceAccountKeyAlgorithm::KeyAlgRsa2048)
+            .send()
+            .await
+            .map_err(|e| match classify("CreateServiceAccountKey", &name, &e) {
+                // IAM answers FAILED_PRECONDITION when the account is at its key limit
+                // (a key created concurrently since the list above).
+                ProviderError::Permanent { message, .. }
+                    if e.status()
+                        .is_some_and(|s| s.code == Code::FailedPrecondition) =>
+                {
+                    ProviderError::KeyLimit {
+                        provider: NAME.into(),
+                        identity: format!("service account {email}"),
+                        count: MAX_KEYS as usize,
+                        hint: format!("IAM refused a new key ({message})"),
+                    }
+                }
+                other => other,
+            })?;
+        // Never Debug-print `key`: its Debug shows the private key. Only these fields are read.
+        let id = key_id(&key.name).to_owned();
+        let created = to_utc(Some(&key)).unwrap_or_else(Utc::now);
+        let file = String::from_utf8(key.private_key_data.to_vec())
+            .map(SecretValue::new)
+            .map_err(|_| {
+                permanent(
+                    "CreateServiceAccountKey",
+                    "privateKeyData is not a JSON key file".into(),
+                )
+            })?;
+        drop(key);
+        let mut fields = BTreeMap::new();
+        fields.insert("KeyFileJson".to_owned(), file);
+        fields.insert("KeyId".to_owned(), SecretValue::new(id.clone()));
+        fields.insert("ClientEmail".to_owned(), SecretValue::new(email));
+        Ok(Minted {
+            key_id: KeyId(id),
+            created,
+            fields,
+            operator: None,
+        })
+    }
+
+    async fn verify(&self, m: &Minted) -> ProviderResult<()> {
+        let file = m
+            .fields
+            .get("KeyFileJson")
+            .ok_or_else(|| permanent("verify", "minted credential lacks KeyFileJson".into()))?;
+        let json: serde_json::Value = serde_json::from_str(file.expose())
+            .map_err(|_| permanent("verify", "the key file is not JSON".into()))?;
+        let email = json["client_email"].as_str().unwrap_or_default().to_owned();
+        let project = json["project_id"].as_str().unwrap_or("-").to_owned();
+        let credentials = google_cloud_auth::credentials::service_account::Builder::new(json)
+            .build()
+            .map_err(|e| permanent("verify", format!("the new key is not usable: {e}")))?;
+        let as_new_key = client(self.endpoint.as_deref(), Some(credentials)).await?;
+        let name = format!(
+            "projects/{project}/serviceAccounts/{email}/keys/{}",
+            m.key_id
+        );
+        // Authenticating as the account itself: 200, or 403 when the account may not read
+        // its own keys, both prove the key works; 401 means IAM has not propagated it yet.
+        self.verify_policy
+            .run("authenticate with the new key", || async {
+                tracing::debug!(key = %name, "GetServiceAccountKey as the new key");
+                match as_new_key
+                    .get_service_account_key()
+                    .set_name(&name)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.status().is_some_and(|s| s.code == Code::PermissionDenied) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(match classify("verify", &name, &e) {
+                        ProviderError::AccessDenied {
+                            provider,
+                            operation,
+                            message,
+                        } => ProviderError::Transient {
+                            provider,
+                            operation,
+                            message,
+                        },
+                        other => other,
+                    }),
+                }
+            })
+            .await
+    }
+
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+        let (name, _) = account(t)?;
+        let key_name = format!("{name}/keys/{key}");
+        tracing::debug!(key = %key_name, ?how, "revoke");
+        let result = match how {
+            Revoke::Delete => self
+                .iam
+                .delete_service_account_key()
+                .set_name(&key_name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("DeleteServiceAccountKey", &key_name, &e)),
+            Revoke::Disable => self
+                .iam
+                .disable_service_account_key()
+                .set_name(&key_name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("DisableServiceAccountKey", &key_name, &e)),
+        };
+        match result {
+            // Idempotent: an absent key is already revoked.
+            Err(ProviderError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+}

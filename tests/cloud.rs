@@ -1,0 +1,282 @@
+//! Azure and GCP end to end: the real binary, dev/prod bare remotes, and the testkit's
+//! fake Entra ID + Graph (HTTPS) and fake IAM Admin API, reached the way an operator's
+//! environment would point at them (managed identity endpoint, ADC key file, endpoint
+//! and CA overrides). No secret may reach stdout or stderr.
+
+use crate::common::{GitFleet, Run, cmd, decrypt_value, git, run_cmd};
+use secret_manager_testkit::graph::{FakeGraph, IDENTITY_HEADER, TENANT};
+use secret_manager_testkit::iam::FakeIam;
+use std::path::Path;
+use std::process::Command;
+
+const AZ_CLUSTER: &str = "azure.westeurope.prod2";
+const AZ_REL: &str =
+    "applications/root/payments/state/overlays/azure.westeurope.prod2/payments-sp.yaml";
+const APP_ID: &str = "6a1f2c3d-0000-4000-8000-00000000a001";
+const GCP_CLUSTER: &str = "gcp.europe-west1.dev2";
+const GCP_REL: &str =
+    "applications/root/external-dns/state/overlays/gcp.europe-west1.dev2/clouddns-sa.yaml";
+const EMAIL: &str = "external-dns@dns-dev2.iam.gserviceaccount.com";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pointer(f: &GitFleet, cluster: &str) -> (String, String) {
+    let repo = secret_manager::Repo::open(&f.path("work")).unwrap();
+    let c = repo
+        .inventory
+        .clusters
+        .iter()
+        .find(|c| c.id == cluster)
+        .unwrap();
+    let remote = if c.remote == "prod" { "prod" } else { "dev" };
+    (remote.to_owned(), secret_manager::gitops::pointer_ref(c))
+}
+
+/// Commits and publishes what `create` wrote, the way an operator bootstraps a secret.
+fn commit_and_publish(f: &GitFleet, cluster: &str) {
+    let work = f.path("work");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "Add credentials"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    let repo = secret_manager::Repo::open(&work).unwrap();
+    let c = repo
+        .inventory
+        .clusters
+        .iter()
+        .find(|c| c.id == cluster)
+        .unwrap();
+    let refname = secret_manager::gitops::pointer_ref(c);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "--force",
+            &c.remote,
+            &format!("HEAD:{refname}"),
+        ],
+    );
+}
+
+fn no_secret(r: &Run, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !r.stdout.contains(s) && !r.stderr.contains(s),
+            "a secret reached the output"
+        );
+    }
+}
+
+fn azure_env<'a>(c: &'a mut Command, g: &FakeGraph, ca: &Path) -> &'a mut Command {
+    c.env("SECRET_MANAGER_AZURE_GRAPH_URL", g.graph_url())
+        .env("AZURE_AUTHORITY_HOST", &g.server.url)
+        .env("SSL_CERT_FILE", ca)
+        .env("IDENTITY_ENDPOINT", format!("{}/msi/token", g.server.url))
+        .env("IDENTITY_HEADER", IDENTITY_HEADER)
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com")
+}
+
+#[test]
+fn azure_create_rotate_and_keys_through_managed_identity() {
+    let rt = runtime();
+    let g = rt.block_on(FakeGraph::start());
+    let object_id = g.state().add_app(APP_ID, "payments-api");
+    let f = GitFleet::new();
+    let work = f.path("work");
+    let ca = f.path("fake-ca.pem");
+    std::fs::write(&ca, &g.server.ca_pem).unwrap();
+    let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "create",
+        "--source",
+        "azure",
+        "--cluster",
+        AZ_CLUSTER,
+        "--namespace",
+        "payments",
+        "--name",
+        "payments-sp",
+        "--key-mappings",
+        "[AZURE_CLIENT_ID:ClientId,AZURE_CLIENT_SECRET:ClientSecret,AZURE_TENANT_ID:TenantId]",
+        "--param",
+        &format!("tenantId={TENANT}"),
+        "--param",
+        &format!("applicationObjectId={object_id}"),
+        "--param",
+        &format!("clientId={APP_ID}"),
+        "-w",
+        work.join(AZ_REL).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let old = g.state().key_ids(&object_id);
+    assert_eq!(old.len(), 1);
+    commit_and_publish(&f, AZ_CLUSTER);
+
+    let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--source",
+        "azure",
+        "--cluster",
+        AZ_CLUSTER,
+        "--name",
+        "payments-sp",
+        "--yes",
+        "--revoke-after",
+        "0s",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let now = g.state().key_ids(&object_id);
+    assert_eq!(now.len(), 1, "old password removed, new one kept: {now:?}");
+    assert_ne!(now, old);
+    let secret = g.state().apps[&object_id].passwords[0].secret.clone();
+    no_secret(&r, &[&secret]);
+    // main and the cluster's pointer hold the new secret, sealed for that cluster.
+    let (remote, refname) = pointer(&f, AZ_CLUSTER);
+    let on_pointer = f.show(&remote, &refname, AZ_REL);
+    assert_eq!(on_pointer, f.show("dev", "main", AZ_REL));
+    let file = f.path("m.yaml");
+    std::fs::write(&file, &on_pointer).unwrap();
+    let label = "payments/payments-sp";
+    let got = decrypt_value(&file, 0, AZ_CLUSTER, label, "AZURE_CLIENT_SECRET").unwrap();
+    assert_eq!(String::from_utf8(got).unwrap(), secret);
+    let key_line = on_pointer
+        .lines()
+        .find(|l| l.trim_start().starts_with("secret-manager/keyId:"))
+        .unwrap();
+    assert!(key_line.contains(&now[0]), "{key_line}");
+    // The managed identity signed in; the new secret was verified by signing in with it.
+    let log = g.state().log.clone();
+    assert!(log.iter().any(|l| l == "GET /msi/token"), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.ends_with("/oauth2/v2.0/token")),
+        "{log:?}"
+    );
+
+    // `keys` reads the checkout: bring it up to what the rotation pushed.
+    git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+    let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "keys",
+        "--source",
+        "azure",
+        "--name",
+        "payments-sp",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["keyId"], now[0].as_str());
+    assert_eq!(rows[0]["role"], "current");
+}
+
+#[test]
+fn gcp_create_rotate_through_adc_key_file_and_disable_mode() {
+    let rt = runtime();
+    let iam = rt.block_on(FakeIam::start());
+    iam.state().add_account("dns-dev2", EMAIL);
+    let f = GitFleet::new();
+    let work = f.path("work");
+    // ADC from a key file (TEST-ONLY, the fake's admin account), outside the repo.
+    let adc = f.path("adc.json");
+    std::fs::write(&adc, iam.admin_key_json()).unwrap();
+    let env = |c: &mut Command| {
+        c.env("GOOGLE_APPLICATION_CREDENTIALS", &adc)
+            .env("SECRET_MANAGER_GCP_IAM_ENDPOINT", &iam.server.url)
+            .env("GIT_AUTHOR_NAME", "Rotator")
+            .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
+    };
+    let mut c = cmd();
+    env(&mut c);
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "create",
+        "--source",
+        "gcp",
+        "--cluster",
+        GCP_CLUSTER,
+        "--namespace",
+        "external-dns",
+        "--name",
+        "clouddns-sa",
+        "--key-mappings",
+        "[credentials.json:KeyFileJson]",
+        "--param",
+        "project=dns-dev2",
+        "--param",
+        &format!("serviceAccount={EMAIL}"),
+        "-w",
+        work.join(GCP_REL).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let old = iam.state().user_keys(EMAIL);
+    assert_eq!(old.len(), 1);
+    commit_and_publish(&f, GCP_CLUSTER);
+
+    let mut c = cmd();
+    env(&mut c);
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--source",
+        "gcp",
+        "--cluster",
+        GCP_CLUSTER,
+        "--name",
+        "clouddns-sa",
+        "--yes",
+        "--revoke-after",
+        "0s",
+        "--revoke-mode",
+        "disable",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let keys = iam.state().user_keys(EMAIL);
+    assert_eq!(
+        keys.len(),
+        2,
+        "disable keeps the old key, disabled: {keys:?}"
+    );
+    assert_eq!(iam.state().is_disabled(EMAIL, &old[0]), Some(true));
+    let new = keys.iter().find(|k| **k != old[0]).unwrap().clone();
+    assert_eq!(iam.state().is_disabled(EMAIL, &new), Some(false));
+    let (remote, refname) = pointer(&f, GCP_CLUSTER);
+    let on_pointer = f.show(&remote, &refname, GCP_REL);
+    assert_eq!(on_pointer, f.show("dev", "main", GCP_REL));
+    let file = f.path("m.yaml");
+    std::fs::write(&file, &on_pointer).unwrap();
+    let json = decrypt_value(
+        &file,
+        0,
+        GCP_CLUSTER,
+        "external-dns/clouddns-sa",
+        "credentials.json",
+    )
+    .unwrap();
+    let key: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(key["private_key_id"], new.as_str());
+    assert_eq!(key["client_email"], EMAIL);
+    let pem_line = key["private_key"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    no_secret(&r, &[&pem_line]);
+}
