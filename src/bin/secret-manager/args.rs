@@ -157,6 +157,11 @@ pub enum Command {
     ///     --key-mappings "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]" \
     ///     --param username=external-dns-dev1 --param account=111111111111 \
     ///     -w applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml
+    ///
+    /// --param per source: aws username, account; azure tenantId, applicationObjectId
+    /// (the object id, not the appId), clientId; gcp project, serviceAccount (email).
+    /// Output fields for --key-mappings: aws AccessKeyId, SecretAccessKey; azure ClientId,
+    /// ClientSecret, TenantId, KeyId; gcp KeyFileJson, KeyId, ClientEmail.
     Create(CreateArgs),
     /// Rotate credentials with zero downtime: stage, publish, revoke (seed §6).
     ///
