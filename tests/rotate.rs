@@ -746,3 +746,154 @@ fn require_synced_waits_for_the_controller() {
     );
     assert_eq!(moto.key_ids(USER), vec![new]);
 }
+
+/// Many credentials in one run: provider calls run in parallel, but git sees one stage
+/// commit, one pointer move per cluster, one publish commit and one revoke commit — and the
+/// audit trail still has a record per secret and phase.
+#[test]
+fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cluster() {
+    const PROD1: &str = "aws.us-east-1.prod1";
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    let work = f.path("work");
+    let secrets: Vec<(String, &str, String)> = (0..4)
+        .map(|i| {
+            let cluster = if i % 2 == 0 { DEV1 } else { PROD1 };
+            let rel = format!("applications/root/batch/state/overlays/{cluster}/bot-{i}.yaml");
+            (format!("bot-{i}"), cluster, rel)
+        })
+        .collect();
+    for (user, cluster, rel) in &secrets {
+        moto.iam(&[("Action", "CreateUser"), ("UserName", user)]);
+        let r = run_cmd(moto.env(&mut cmd()).args([
+            "--repo",
+            work.to_str().unwrap(),
+            "create",
+            "--source",
+            "aws",
+            "--cluster",
+            cluster,
+            "--namespace",
+            "batch",
+            "--name",
+            user,
+            "--key-mappings",
+            "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+            "--param",
+            &format!("username={user}"),
+            "--param",
+            "account=123456789012",
+            "-w",
+            work.join(rel).to_str().unwrap(),
+        ]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "Add batch credentials"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/cluster/{DEV1}"),
+        ],
+    );
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "prod",
+            &format!("HEAD:refs/heads/cluster/{PROD1}"),
+        ],
+    );
+    let old: Vec<String> = secrets
+        .iter()
+        .map(|(u, ..)| moto.key_ids(u)[0].clone())
+        .collect();
+    let main_before = git(&f.path("dev.git"), &["rev-parse", "main"]);
+
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_NOW", "2026-11-21T12:00:00Z")
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--namespace",
+        "batch",
+        "--yes",
+        "--revoke-after",
+        "0s",
+        "--concurrency",
+        "3",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("4 staged, 0 deleted, 4 published, 4 revoked"),
+        "{}",
+        r.stderr
+    );
+    for ((user, ..), old) in secrets.iter().zip(&old) {
+        let keys = moto.key_ids(user);
+        assert_eq!(keys.len(), 1, "{user}: {keys:?}");
+        assert_ne!(&keys[0], old);
+    }
+    // main: exactly stage, publish, revoke.
+    let subjects = git(
+        &f.path("dev.git"),
+        &["log", "--format=%s", &format!("{main_before}..main")],
+    );
+    let subjects: Vec<&str> = subjects.lines().collect();
+    assert_eq!(
+        subjects,
+        [
+            "secret-manager: revoked the old keys of 4 rotations",
+            &format!("secret-manager: published 4 rotations to {DEV1}, {PROD1}") as &str,
+            &format!("secret-manager: stage rotation of 4 credentials for {DEV1}, {PROD1}"),
+        ]
+    );
+    // Each pointer moved once, to the stage commit (a fast-forward).
+    let stage = git(&f.path("dev.git"), &["rev-parse", "main~2"]);
+    assert_eq!(
+        git(
+            &f.path("dev.git"),
+            &["rev-parse", &format!("refs/heads/cluster/{DEV1}")]
+        ),
+        stage
+    );
+    assert_eq!(
+        git(
+            &f.path("prod.git"),
+            &["rev-parse", &format!("refs/heads/cluster/{PROD1}")]
+        ),
+        stage
+    );
+    // Every manifest decrypts to its own new key.
+    for (user, cluster, rel) in &secrets {
+        let file = f.path("m.yaml");
+        std::fs::write(&file, f.show("dev", "main", rel)).unwrap();
+        let id = decrypt_value(&file, 0, cluster, &format!("batch/{user}"), "accessKeyId").unwrap();
+        assert_eq!(String::from_utf8(id).unwrap(), moto.key_ids(user)[0]);
+    }
+    // The audit trail splits the batch commits back into one record per secret and phase.
+    git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+    let r = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "audit", "export"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for action in ["stage", "publish", "revoke"] {
+        let n = r
+            .stdout
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("\"action\":\"{action}\""))
+                    && l.contains("\"namespace\":\"batch\"")
+            })
+            .count();
+        assert_eq!(n, 4, "{action} records:\n{}", r.stdout);
+    }
+}

@@ -70,6 +70,7 @@ pub struct AuditOptions {
 const FIELD: char = '\u{1f}';
 const RECORD: char = '\u{1e}';
 
+#[derive(Default)]
 struct Commit {
     id: String,
     time: String,
@@ -121,6 +122,18 @@ fn trailers(body: &str) -> Vec<(String, String)> {
             Some((k.to_owned(), v.trim().to_owned()))
         })
         .collect()
+}
+
+/// Splits trailers into per-rotation blocks, each starting at an `Action` trailer.
+fn blocks(t: Vec<(String, String)>) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = Vec::new();
+    for (k, v) in t {
+        if k == "Action" || out.is_empty() {
+            out.push(Vec::new());
+        }
+        out.last_mut().expect("pushed").push((k, v));
+    }
+    out
 }
 
 fn records_of(c: &Commit, t: &[(String, String)]) -> Vec<AuditRecord> {
@@ -305,7 +318,14 @@ pub fn export(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec<Aud
     let mut records: Vec<AuditRecord> = commits(&out)
         .iter()
         .filter(|c| !c.body.contains("(cherry picked from commit "))
-        .flat_map(|c| records_of(c, &trailers(&c.body)))
+        .flat_map(|c| {
+            // A batch commit carries one trailer block per rotation, each opened by
+            // `Secret-Manager-Action`.
+            blocks(trailers(&c.body))
+                .into_iter()
+                .flat_map(|t| records_of(c, &t))
+                .collect::<Vec<_>>()
+        })
         .collect();
     records.extend(manual_records(git, refs, o)?);
     records.retain(|r| {
@@ -367,6 +387,31 @@ pub fn write_csv<W: std::io::Write>(w: W, records: &[AuditRecord]) -> csv::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_commit_splits_into_one_block_per_rotation() {
+        let body = "secret-manager: stage rotation of 2 credentials\n\nSecret-Manager-Action: stage\nSecret-Manager-Rotation: r1\nSecret-Manager-Source: aws\nSecret-Manager-Secret: c1/ns/a a.yaml#0\nSecret-Manager-Old-Key: K1\nSecret-Manager-New-Key: K2\nSecret-Manager-Action: stage\nSecret-Manager-Rotation: r2\nSecret-Manager-Source: aws\nSecret-Manager-Secret: c2/ns/b b.yaml#0\nSecret-Manager-Old-Key: K3\nSecret-Manager-New-Key: K4\n";
+        let c = Commit {
+            body: body.into(),
+            ..Commit::default()
+        };
+        let recs: Vec<AuditRecord> = blocks(trailers(&c.body))
+            .into_iter()
+            .flat_map(|t| records_of(&c, &t))
+            .collect();
+        let got: Vec<(&str, &str, &str, &str)> = recs
+            .iter()
+            .map(|r| {
+                (
+                    r.rotation_id.as_str(),
+                    r.cluster.as_str(),
+                    r.old_key_id.as_str(),
+                    r.new_key_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("r1", "c1", "K1", "K2"), ("r2", "c2", "K3", "K4")]);
+    }
 
     #[test]
     fn trailers_become_one_record_per_secret() {

@@ -28,6 +28,7 @@ use crate::providers::Providers;
 use crate::scan::{Attribution, Found};
 use crate::seal::{SealingCert, label, seal_value};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
 use record::{RecordManifest, RotationRecord, load_records};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,9 +91,14 @@ pub struct RotateOptions {
     pub require_synced: bool,
     /// Gate: revoke only when the source reports no use of the old key since publish.
     pub require_old_key_unused: bool,
+    /// Credentials whose provider calls run at once (at least 1).
+    pub concurrency: usize,
     /// Progress callback.
     pub observer: Option<StepObserver>,
 }
+
+/// Default of `--concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 8;
 
 impl std::fmt::Debug for RotateOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -323,9 +329,7 @@ pub async fn rotate(
     };
     let records = load_records(worktree.git.dir())?;
     cleanup_orphans(&mut ctx, &wt_repo, &records).await;
-    for rec in records.clone() {
-        advance(&mut ctx, rec).await;
-    }
+    advance_all(&mut ctx, records.clone()).await;
     if opts.delete {
         delete_selected(&mut ctx, &wt_repo, &records).await;
     } else {
@@ -467,29 +471,9 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
         .cloned()
         .collect();
     if !pending.is_empty() {
-        let staged = match ctx.wt.run(&[
-            "log",
-            // The staging commit itself, not a hot-fix copy reachable through a merge.
-            "--first-parent",
-            "--diff-filter=A",
-            "--format=%H",
-            "-1",
-            "--",
-            &rec.path(),
-        ]) {
-            Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
-            other => {
-                ctx.fail(
-                    Phase::Publish,
-                    &rec.source,
-                    &rec.identity,
-                    format!(
-                        "cannot find the staging commit of {}: {other:?}",
-                        rec.path()
-                    ),
-                );
-                return;
-            }
+        let staged = match staging_commit(&ctx.wt, &rec) {
+            Ok(s) => s,
+            Err(e) => return ctx.fail(Phase::Publish, &rec.source, &rec.identity, e),
         };
         if ctx.opts.dry_run {
             let s = step(
@@ -675,13 +659,768 @@ async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
     }
 }
 
-/// Phase 1 for every selected credential without a rotation in flight.
+/// The commit that added `rec`'s record on main's first-parent line (not a hot-fix copy
+/// reachable through a merge).
+fn staging_commit(wt: &Git, rec: &RotationRecord) -> Result<String, String> {
+    match wt.run(&[
+        "log",
+        "--first-parent",
+        "--diff-filter=A",
+        "--format=%H",
+        "-1",
+        "--",
+        &rec.path(),
+    ]) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        other => Err(format!(
+            "cannot find the staging commit of {}: {other:?}",
+            rec.path()
+        )),
+    }
+}
+
+fn rec_step(
+    rec: &RotationRecord,
+    action: &str,
+    clusters: Vec<String>,
+    detail: String,
+    done: bool,
+) -> Step {
+    Step {
+        action: action.into(),
+        source: rec.source.clone(),
+        identity: rec.identity.clone(),
+        old_key_id: Some(rec.old_key_id.clone()),
+        new_key_id: (!rec.new_key_id.is_empty()).then(|| rec.new_key_id.clone()),
+        clusters,
+        files: rec.manifests.iter().map(|m| m.file.clone()).collect(),
+        detail,
+        done,
+    }
+}
+
+/// A commit message for several records: a summary line, then each record's trailer
+/// block (each starts with `Secret-Manager-Action`, which is how audit splits them).
+fn batch_message(summary: &str, blocks: &[String]) -> String {
+    format!("{summary}\n\n{}", blocks.concat())
+}
+
+fn published_lines(rec: &RotationRecord, clusters: &[String]) -> String {
+    clusters
+        .iter()
+        .filter_map(|c| rec.published_at.get(c).map(|t| (c, t)))
+        .map(|(c, t)| format!("Secret-Manager-Published: {c} {}\n", ts(*t)))
+        .collect()
+}
+
+/// Advances every record: the dry-run plan and deletions one by one (a deletion may keep
+/// its key), rotations in a batch — one pointer move per cluster, one commit per phase,
+/// provider calls `concurrency` at a time.
+async fn advance_all(ctx: &mut Ctx<'_>, recs: Vec<RotationRecord>) {
+    let (single, batch): (Vec<_>, Vec<_>) = recs
+        .into_iter()
+        .partition(|r| ctx.opts.dry_run || r.is_delete());
+    for rec in single {
+        advance(ctx, rec).await;
+    }
+    if !batch.is_empty() {
+        advance_batch(ctx, batch).await;
+    }
+}
+
+async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
+    let now = ctx.opts.now;
+    // Publish: per cluster, each distinct staging commit once (a batch staged together
+    // shares one commit, so one pointer move per cluster).
+    let mut blocked = vec![false; batch.len()];
+    let mut by_cluster: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+    for (i, rec) in batch.iter().enumerate() {
+        let pending: Vec<String> = rec
+            .clusters()
+            .into_iter()
+            .filter(|c| !rec.published_at.contains_key(c))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        match staging_commit(&ctx.wt, rec) {
+            Ok(sha) => {
+                for c in pending {
+                    by_cluster.entry(c).or_default().push((sha.clone(), i));
+                }
+            }
+            Err(e) => {
+                blocked[i] = true;
+                ctx.fail(Phase::Publish, &rec.source, &rec.identity, e);
+            }
+        }
+    }
+    let mut newly: Vec<Vec<(String, String)>> = vec![Vec::new(); batch.len()];
+    for (c, list) in &by_cluster {
+        let mut commits: Vec<&String> = Vec::new();
+        for (sha, _) in list {
+            if !commits.contains(&sha) {
+                commits.push(sha);
+            }
+        }
+        for sha in commits {
+            let members: Vec<usize> = list
+                .iter()
+                .filter(|(s, _)| s == sha)
+                .map(|(_, i)| *i)
+                .collect();
+            match ctx.fleet.publish(c, sha) {
+                Ok(out) => {
+                    let detail = format!("{:?} {} -> {}", out.mode, &out.from[..12], &out.to[..12]);
+                    for i in members {
+                        batch[i].published_at.insert(c.clone(), now);
+                        newly[i].push((c.clone(), detail.clone()));
+                    }
+                }
+                Err(e) => {
+                    for i in members {
+                        blocked[i] = true;
+                        let r = &batch[i];
+                        ctx.fail(
+                            Phase::Publish,
+                            &r.source,
+                            &r.identity,
+                            format!("cluster {c}: {e}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Record the publications in one commit.
+    let changed: Vec<usize> = (0..batch.len()).filter(|i| !newly[*i].is_empty()).collect();
+    if !changed.is_empty() {
+        let mut paths = Vec::new();
+        let mut blocks = Vec::new();
+        let mut clusters = BTreeSet::new();
+        for &i in &changed {
+            let rec = &batch[i];
+            if let Err(e) = std::fs::write(ctx.wt.dir().join(rec.path()), rec.to_yaml()) {
+                let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
+                for &j in &changed {
+                    ctx.fail(Phase::Publish, &batch[j].source, &batch[j].identity, &e);
+                }
+                return;
+            }
+            let names: Vec<String> = newly[i].iter().map(|(c, _)| c.clone()).collect();
+            blocks.push(format!(
+                "{}{}",
+                trailers("publish", rec),
+                published_lines(rec, &names)
+            ));
+            clusters.extend(names);
+            paths.push(rec.path());
+        }
+        let clusters: Vec<String> = clusters.into_iter().collect();
+        let msg = if changed.len() == 1 {
+            format!(
+                "secret-manager: published rotation {} to {}\n\n{}",
+                batch[changed[0]].id,
+                clusters.join(", "),
+                blocks[0]
+            )
+        } else {
+            batch_message(
+                &format!(
+                    "secret-manager: published {} rotations to {}",
+                    changed.len(),
+                    clusters.join(", ")
+                ),
+                &blocks,
+            )
+        };
+        if let Err(e) = ctx.commit_and_push(&paths, &msg) {
+            for &i in &changed {
+                ctx.fail(Phase::Publish, &batch[i].source, &batch[i].identity, &e);
+            }
+            return;
+        }
+        for &i in &changed {
+            for (c, detail) in &newly[i] {
+                let s = rec_step(&batch[i], "publish", vec![c.clone()], detail.clone(), true);
+                ctx.step(s);
+            }
+        }
+    }
+    // Revoke: gates per record, provider calls in parallel, one commit.
+    let mut due = Vec::new();
+    for (i, rec) in batch.iter().enumerate() {
+        if blocked[i] || !rec.fully_published() {
+            continue;
+        }
+        let last = rec
+            .published_at
+            .values()
+            .max()
+            .copied()
+            .unwrap_or(rec.staged_at);
+        let after = last + ctx.opts.revoke_after;
+        if now < after {
+            let s = rec_step(
+                rec,
+                "wait",
+                rec.clusters(),
+                format!("grace period: revoke the old key after {}", ts(after)),
+                false,
+            );
+            ctx.step(s);
+            continue;
+        }
+        if let Some(reason) = gates_closed(ctx, rec, last).await {
+            let s = rec_step(rec, "wait", rec.clusters(), reason, false);
+            ctx.step(s);
+            continue;
+        }
+        due.push(i);
+    }
+    if due.is_empty() {
+        return;
+    }
+    let how = match ctx.opts.revoke_mode {
+        RevokeMode::Delete => Revoke::Delete,
+        RevokeMode::Disable => Revoke::Disable,
+    };
+    let (providers, policy) = (ctx.providers, ctx.policy);
+    let results: Vec<(usize, Result<(), String>)> = futures::stream::iter(due)
+        .map(|i| {
+            let rec = &batch[i];
+            async move {
+                let result = match providers.get(&rec.source).await {
+                    Ok(p) => {
+                        let target = target_of(rec);
+                        let old = KeyId(rec.old_key_id.clone());
+                        policy
+                            .run("revoke", || p.revoke(&target, &old, how))
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                (i, result)
+            }
+        })
+        .buffered(ctx.opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut revoked = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(()) => revoked.push(i),
+            Err(e) => ctx.fail(Phase::Revoke, &batch[i].source, &batch[i].identity, e),
+        }
+    }
+    if revoked.is_empty() {
+        return;
+    }
+    let mut paths = Vec::new();
+    let mut blocks = Vec::new();
+    for &i in &revoked {
+        let rec = &batch[i];
+        let _ = std::fs::remove_file(ctx.wt.dir().join(rec.path()));
+        paths.push(rec.path());
+        blocks.push(format!(
+            "{}{}",
+            trailers("revoke", rec),
+            published_lines(rec, &rec.clusters())
+        ));
+    }
+    let msg = if revoked.len() == 1 {
+        let rec = &batch[revoked[0]];
+        format!(
+            "secret-manager: revoked old key of {} ({})\n\n{}",
+            rec.identity, rec.source, blocks[0]
+        )
+    } else {
+        batch_message(
+            &format!(
+                "secret-manager: revoked the old keys of {} rotations",
+                revoked.len()
+            ),
+            &blocks,
+        )
+    };
+    let verb = if how == Revoke::Delete {
+        "deleted"
+    } else {
+        "disabled"
+    };
+    match ctx.commit_and_push(&paths, &msg) {
+        Ok(_) => {
+            for &i in &revoked {
+                let rec = &batch[i];
+                let s = rec_step(
+                    rec,
+                    "revoke",
+                    rec.clusters(),
+                    format!("{verb} old key {}", rec.old_key_id),
+                    true,
+                );
+                ctx.step(s);
+            }
+        }
+        // The keys are revoked; the records stay and the next run revokes again
+        // (idempotent) and retries the commit.
+        Err(e) => {
+            let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
+            for &i in &revoked {
+                ctx.fail(
+                    Phase::Revoke,
+                    &batch[i].source,
+                    &batch[i].identity,
+                    format!("old key revoked, but recording it failed: {e}"),
+                );
+            }
+        }
+    }
+}
+
+/// The plan line of a credential.
+fn plan_step(ctx: &Ctx<'_>, g: &Group<'_>, clusters: &[String]) -> Step {
+    let files: Vec<String> = g
+        .manifests
+        .iter()
+        .map(|f| f.file.display().to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Step {
+        action: "stage".into(),
+        source: g.source.clone(),
+        identity: g.identity.clone(),
+        old_key_id: Some(g.old_key.clone()),
+        new_key_id: None,
+        clusters: clusters.to_vec(),
+        files,
+        detail: format!(
+            "mint a new key, seal it into {} manifest(s){}, publish to {}, then revoke the old key after {}",
+            g.manifests.len(),
+            if g.expanded {
+                " (expanded: every manifest holding this key)"
+            } else {
+                ""
+            },
+            clusters.join(", "),
+            humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default())
+        ),
+        done: false,
+    }
+}
+
+/// A credential after its provider work: the new key (verified) and its local intent.
+struct Prepared<'a> {
+    g: Group<'a>,
+    p: Arc<dyn Provider>,
+    clusters: Vec<String>,
+    cleanup: Vec<Step>,
+    result: Result<(Minted, PathBuf), (Phase, String)>,
+}
+
+/// Provider work of one credential, run `concurrency` at a time: preflight, local intent,
+/// cleanup of orphans an interrupted run left at the source, mint, verify.
+async fn prepare<'a>(
+    g: Group<'a>,
+    p: Arc<dyn Provider>,
+    clusters: Vec<String>,
+    policy: RetryPolicy,
+    now: DateTime<Utc>,
+    dir: &Path,
+) -> Prepared<'a> {
+    let mut cleanup = Vec::new();
+    let result = async {
+        policy
+            .run("preflight", || p.preflight(&g.target))
+            .await
+            .map_err(|e| (Phase::Preflight, e.to_string()))?;
+        // Intent before mint: if we die between mint and commit, the next run cleans up.
+        let id = format!(
+            "{}-{}",
+            g.source,
+            crate::seal::fingerprint_hex(g.identity.as_bytes())
+        );
+        let intent_path = dir.join(format!("{id}.json"));
+        let intent = Intent {
+            source: g.source.clone(),
+            identity: g.identity.clone(),
+            params: g.target.params.clone(),
+            started_at: now.min(Utc::now()),
+        };
+        std::fs::write(
+            &intent_path,
+            serde_json::to_vec(&intent).expect("serializable"),
+        )
+        .map_err(|e| (Phase::Mint, format!("cannot write the local intent: {e}")))?;
+        // Orphans seen from the provider: a pod that died between mint and commit leaves
+        // no local intent behind (CronJob pods clone fresh). A key of this identity that
+        // nothing references, created after the manifests' current key and more than
+        // ORPHAN_MIN_AGE ago, can only come from such an attempt. (Younger ones may belong
+        // to a run still in progress elsewhere and are left alone; on AWS they then block
+        // the second key slot until they are old enough, with a clear KeyLimit error.)
+        // "Never used" is no signal: verify itself uses the new key.
+        let current_created = g
+            .manifests
+            .iter()
+            .filter_map(|f| f.managed.as_ref()?.create_date()?.ok())
+            .max();
+        if let (Some(since), Ok(keys)) = (
+            current_created,
+            policy.run("keys", || p.keys(&g.target)).await,
+        ) {
+            for k in keys {
+                let orphan = !g.target.referenced.contains(&k.id)
+                    && k.created
+                        .is_some_and(|c| c > since && now - c >= ORPHAN_MIN_AGE);
+                if !orphan {
+                    continue;
+                }
+                let done = policy
+                    .run("revoke", || p.revoke(&g.target, &k.id, Revoke::Delete))
+                    .await
+                    .is_ok();
+                cleanup.push(Step {
+                    action: "cleanup".into(),
+                    source: g.source.clone(),
+                    identity: g.identity.clone(),
+                    old_key_id: Some(k.id.0.clone()),
+                    new_key_id: None,
+                    clusters: clusters.clone(),
+                    files: vec![],
+                    detail: "delete an unreferenced key left by an interrupted rotation".into(),
+                    done,
+                });
+            }
+        }
+        crate::failpoint("before-mint");
+        let minted = match p.mint(&g.target).await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_file(&intent_path);
+                return Err((Phase::Mint, e.to_string()));
+            }
+        };
+        crate::failpoint("after-mint");
+        if let Err(e) = p.verify(&minted).await {
+            // Not in git: nothing references the new key. Delete it now.
+            if policy
+                .run("revoke", || {
+                    p.revoke(&g.target, &minted.key_id, Revoke::Delete)
+                })
+                .await
+                .is_ok()
+            {
+                let _ = std::fs::remove_file(&intent_path);
+            }
+            return Err((Phase::Mint, format!("the new key does not work: {e}")));
+        }
+        Ok((minted, intent_path))
+    }
+    .await;
+    Prepared {
+        g,
+        p,
+        clusters,
+        cleanup,
+        result,
+    }
+}
+
+/// Phase 1 for every selected credential without a rotation in flight: provider work in
+/// parallel, sealing and editing in order, one commit and push for all, then publish and
+/// revoke as a batch.
 async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRecord]) {
     let report = repo.scan();
     let groups = plan_groups(ctx, &report.secrets, records);
+    // Preflight without side effects: provider, certificates.
+    let mut ready = Vec::new();
     for g in groups {
-        stage_one(ctx, repo, g).await;
+        let clusters = clusters_of(&g);
+        let p: Arc<dyn Provider> = match ctx.providers.get(&g.source).await {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.fail(Phase::Preflight, &g.source, &g.identity, e);
+                continue;
+            }
+        };
+        let mut cert_error = None;
+        for c in &clusters {
+            if let Err(e) = ctx.cert(repo, c).await {
+                cert_error = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = cert_error {
+            ctx.fail(Phase::Preflight, &g.source, &g.identity, e);
+            continue;
+        }
+        if ctx.opts.dry_run {
+            let s = plan_step(ctx, &g, &clusters);
+            ctx.step(s);
+            continue;
+        }
+        ready.push((g, p, clusters));
     }
+    if ready.is_empty() {
+        return;
+    }
+    let dir = match intents_dir(ctx.user) {
+        Ok(d) => d,
+        Err(e) => {
+            for (g, _, _) in &ready {
+                ctx.fail(Phase::Mint, &g.source, &g.identity, &e);
+            }
+            return;
+        }
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let (policy, now) = (ctx.policy, ctx.opts.now);
+    let prepared: Vec<Prepared<'_>> = futures::stream::iter(ready)
+        .map(|(g, p, clusters)| prepare(g, p, clusters, policy, now, &dir))
+        .buffered(ctx.opts.concurrency.max(1))
+        .collect()
+        .await;
+    // Seal and edit, credential by credential (several may share a file).
+    let mut staged: Vec<(RotationRecord, PathBuf, Step, Arc<dyn Provider>, Target)> = Vec::new();
+    let mut paths: Vec<String> = Vec::new();
+    for pr in prepared {
+        for s in pr.cleanup {
+            ctx.step(s);
+        }
+        let (minted, intent) = match pr.result {
+            Ok(x) => x,
+            Err((phase, e)) => {
+                ctx.fail(phase, &pr.g.source, &pr.g.identity, e);
+                continue;
+            }
+        };
+        match seal_group(ctx, repo, &pr.g, &minted).await {
+            Ok((rec, files)) => {
+                for f in files {
+                    if !paths.contains(&f) {
+                        paths.push(f);
+                    }
+                }
+                paths.push(rec.path());
+                let mut plan = plan_step(ctx, &pr.g, &pr.clusters);
+                plan.new_key_id = Some(rec.new_key_id.clone());
+                plan.done = true;
+                staged.push((rec, intent, plan, pr.p, pr.g.target.clone()));
+            }
+            Err(e) => {
+                if policy
+                    .run("revoke", || {
+                        pr.p.revoke(&pr.g.target, &minted.key_id, Revoke::Delete)
+                    })
+                    .await
+                    .is_ok()
+                {
+                    let _ = std::fs::remove_file(&intent);
+                }
+                ctx.fail(Phase::Mint, &pr.g.source, &pr.g.identity, e);
+            }
+        }
+    }
+    if staged.is_empty() {
+        return;
+    }
+    let mut clusters = BTreeSet::new();
+    let blocks: Vec<String> = staged
+        .iter()
+        .map(|(rec, ..)| {
+            clusters.extend(rec.clusters());
+            trailers("stage", rec)
+        })
+        .collect();
+    let clusters: Vec<String> = clusters.into_iter().collect();
+    let msg = if staged.len() == 1 {
+        let rec = &staged[0].0;
+        format!(
+            "secret-manager: stage rotation of {} ({}) for {}\n\n{}",
+            rec.identity,
+            rec.source,
+            clusters.join(", "),
+            blocks[0]
+        )
+    } else {
+        batch_message(
+            &format!(
+                "secret-manager: stage rotation of {} credentials for {}",
+                staged.len(),
+                clusters.join(", ")
+            ),
+            &blocks,
+        )
+    };
+    crate::failpoint("before-commit");
+    if let Err(e) = ctx.commit_and_push(&paths, &msg) {
+        // Did it land anyway (e.g. the connection died after the remote accepted it)?
+        let first = staged[0].0.path();
+        let landed = ctx.fleet.fetch().is_ok()
+            && ctx
+                .fleet
+                .git()
+                .resolve(&ctx.fleet.main_tracking())
+                .ok()
+                .flatten()
+                .is_some_and(|m| {
+                    ctx.wt
+                        .run(&["cat-file", "-e", &format!("{m}:{first}")])
+                        .is_ok()
+                });
+        if !landed {
+            // Not in git: nothing references the new keys. Delete them now.
+            let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
+            let _: Vec<()> = futures::stream::iter(&staged)
+                .map(|(rec, intent, _, p, target)| async move {
+                    let key = KeyId(rec.new_key_id.clone());
+                    if policy
+                        .run("revoke", || p.revoke(target, &key, Revoke::Delete))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = std::fs::remove_file(intent);
+                    }
+                })
+                .buffered(ctx.opts.concurrency.max(1))
+                .collect()
+                .await;
+        }
+        for (rec, ..) in &staged {
+            ctx.fail(
+                Phase::Mint,
+                &rec.source,
+                &rec.identity,
+                format!("committing the staged rotation: {e}"),
+            );
+        }
+        return;
+    }
+    let mut recs = Vec::new();
+    for (rec, intent, plan, ..) in staged {
+        let _ = std::fs::remove_file(&intent);
+        ctx.step(plan);
+        recs.push(rec);
+    }
+    crate::failpoint("after-stage");
+    advance_batch(ctx, recs).await;
+}
+
+/// Seals the new key for each manifest of `g`, edits the files and writes the rotation
+/// record — all or nothing: the files are written only when every edit succeeded.
+async fn seal_group(
+    ctx: &mut Ctx<'_>,
+    repo: &crate::Repo,
+    g: &Group<'_>,
+    minted: &Minted,
+) -> Result<(RotationRecord, Vec<String>), String> {
+    let mut rng = rand::rngs::OsRng;
+    let mut manifests = Vec::new();
+    // New contents by path; several documents of one file are edited one after another.
+    let mut contents: BTreeMap<String, String> = BTreeMap::new();
+    let mut originals: BTreeMap<String, String> = BTreeMap::new();
+    for f in &g.manifests {
+        let m = f.managed.as_ref().expect("managed");
+        let mappings = m.key_mappings().and_then(Result::ok).unwrap_or_default();
+        let cluster = f.attribution.cluster().expect("checked in plan").to_owned();
+        let cert = ctx.cert(repo, &cluster).await?;
+        let l = label(f.doc.scope, f.namespace.as_deref(), f.doc.name.as_deref())
+            .map_err(|e| e.to_string())?;
+        let mut edit = Edit {
+            doc_index: f.doc.doc_index,
+            ..Edit::default()
+        };
+        for km in &mappings {
+            let v = minted
+                .fields
+                .get(&km.field)
+                .ok_or_else(|| format!("{} returned no field {}", g.source, km.field))?;
+            let ct = seal_value(&mut rng, &cert, &l, v.expose().as_bytes())
+                .map_err(|e| e.to_string())?;
+            edit.encrypted.insert(km.secret_key.clone(), ct);
+        }
+        edit.template_annotations.insert(
+            format!("{}{}", ctx.prefix, key_id_annotation(&g.source)),
+            minted.key_id.0.clone(),
+        );
+        edit.template_annotations
+            .insert(format!("{}{CREATE_DATE}", ctx.prefix), ts(minted.created));
+        edit.outer_annotations.insert(
+            format!("{}{SEALED_WITH}", ctx.prefix),
+            cert.fingerprint.clone(),
+        );
+        let file = f.file.display().to_string();
+        let src = match contents.get(&file) {
+            Some(s) => s.clone(),
+            None => {
+                let s = std::fs::read_to_string(ctx.wt.dir().join(&f.file))
+                    .map_err(|e| format!("{file}: {e}"))?;
+                originals.insert(file.clone(), s.clone());
+                s
+            }
+        };
+        let out = apply(&src, &edit).map_err(|e| format!("{file}: {e}"))?;
+        contents.insert(file.clone(), out);
+        manifests.push(RecordManifest {
+            file,
+            document: f.doc.doc_index,
+            cluster,
+            secret: format!(
+                "{}/{}",
+                f.namespace.as_deref().unwrap_or("-"),
+                f.doc.name.as_deref().unwrap_or("-")
+            ),
+        });
+    }
+    let rec = RotationRecord {
+        version: 1,
+        id: format!(
+            "{}-{}-{}",
+            g.source,
+            minted.created.format("%Y%m%dT%H%M%SZ"),
+            &crate::seal::fingerprint_hex(format!("{}{}", g.identity, minted.key_id).as_bytes())
+                [..8]
+        ),
+        source: g.source.clone(),
+        identity: g.identity.clone(),
+        params: g.target.params.clone(),
+        old_key_id: g.old_key.clone(),
+        new_key_id: minted.key_id.0.clone(),
+        staged_at: ctx.opts.now,
+        manifests,
+        published_at: BTreeMap::new(),
+        operator: minted.operator.clone(),
+        kind: "rotate".into(),
+    };
+    let rec_path = ctx.wt.dir().join(rec.path());
+    std::fs::create_dir_all(rec_path.parent().expect("has parent")).map_err(|e| e.to_string())?;
+    // Write everything; on a failure undo what this credential wrote.
+    let mut written: Vec<String> = Vec::new();
+    let mut result = Ok(());
+    for (file, text) in &contents {
+        if let Err(e) = write_atomic(&ctx.wt.dir().join(file), text.as_bytes()) {
+            result = Err(format!("{file}: {e}"));
+            break;
+        }
+        written.push(file.clone());
+    }
+    if result.is_ok()
+        && let Err(e) = std::fs::write(&rec_path, rec.to_yaml())
+    {
+        result = Err(e.to_string());
+    }
+    if let Err(e) = result {
+        // Back to what the file held before this credential (earlier credentials of the
+        // same batch may have edited it too).
+        for f in &written {
+            let _ = write_atomic(&ctx.wt.dir().join(f), originals[f].as_bytes());
+        }
+        let _ = std::fs::remove_file(&rec_path);
+        return Err(e);
+    }
+    Ok((rec, contents.into_keys().collect()))
 }
 
 /// A managed manifest and the key id it holds.
@@ -806,288 +1545,6 @@ fn clusters_of(g: &Group<'_>) -> Vec<String> {
     c.sort();
     c.dedup();
     c
-}
-
-async fn stage_one(ctx: &mut Ctx<'_>, repo: &crate::Repo, g: Group<'_>) {
-    let clusters = clusters_of(&g);
-    let files: Vec<String> = g
-        .manifests
-        .iter()
-        .map(|f| f.file.display().to_string())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut plan = Step {
-        action: "stage".into(),
-        source: g.source.clone(),
-        identity: g.identity.clone(),
-        old_key_id: Some(g.old_key.clone()),
-        new_key_id: None,
-        clusters: clusters.clone(),
-        files: files.clone(),
-        detail: format!(
-            "mint a new key, seal it into {} manifest(s){}, publish to {}, then revoke the old key after {}",
-            g.manifests.len(),
-            if g.expanded {
-                " (expanded: every manifest holding this key)"
-            } else {
-                ""
-            },
-            clusters.join(", "),
-            humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default())
-        ),
-        done: false,
-    };
-    // Preflight: provider, permissions, certificates — no side effects.
-    let p: Arc<dyn Provider> = match ctx.providers.get(&g.source).await {
-        Ok(p) => p,
-        Err(e) => return ctx.fail(Phase::Preflight, &g.source, &g.identity, e),
-    };
-    for c in &clusters {
-        if let Err(e) = ctx.cert(repo, c).await {
-            return ctx.fail(Phase::Preflight, &g.source, &g.identity, e);
-        }
-    }
-    if ctx.opts.dry_run {
-        return ctx.step(plan);
-    }
-    if let Err(e) = ctx.policy.run("preflight", || p.preflight(&g.target)).await {
-        return ctx.fail(Phase::Preflight, &g.source, &g.identity, e);
-    }
-    // Intent before mint: if we die between mint and commit, the next run cleans up.
-    let intent_path = match intents_dir(ctx.user) {
-        Ok(dir) => {
-            let _ = std::fs::create_dir_all(&dir);
-            let id = format!(
-                "{}-{}",
-                g.source,
-                crate::seal::fingerprint_hex(g.identity.as_bytes())
-            );
-            let path = dir.join(format!("{id}.json"));
-            let intent = Intent {
-                source: g.source.clone(),
-                identity: g.identity.clone(),
-                params: g.target.params.clone(),
-                started_at: ctx.opts.now.min(Utc::now()),
-            };
-            if let Err(e) =
-                std::fs::write(&path, serde_json::to_vec(&intent).expect("serializable"))
-            {
-                return ctx.fail(
-                    Phase::Mint,
-                    &g.source,
-                    &g.identity,
-                    format!("cannot write the local intent: {e}"),
-                );
-            }
-            path
-        }
-        Err(e) => return ctx.fail(Phase::Mint, &g.source, &g.identity, e),
-    };
-    // Orphans seen from the provider: a pod that died between mint and commit leaves no
-    // local intent behind (CronJob pods clone fresh). A key of this identity that nothing
-    // references, created after the manifests' current key and more than ORPHAN_MIN_AGE
-    // ago, can only come from such an attempt. (Younger ones may belong to a run still in
-    // progress elsewhere and are left alone; on AWS they then block the second key slot
-    // until they are old enough, with a clear KeyLimit error.) "Never used" is no signal:
-    // verify itself uses the new key.
-    let current_created = g
-        .manifests
-        .iter()
-        .filter_map(|f| f.managed.as_ref()?.create_date()?.ok())
-        .max();
-    if let (Some(since), Ok(keys)) = (
-        current_created,
-        ctx.policy.run("keys", || p.keys(&g.target)).await,
-    ) {
-        for k in keys {
-            let orphan = !g.target.referenced.contains(&k.id)
-                && k.created
-                    .is_some_and(|c| c > since && ctx.opts.now - c >= ORPHAN_MIN_AGE);
-            if !orphan {
-                continue;
-            }
-            let done = ctx
-                .policy
-                .run("revoke", || p.revoke(&g.target, &k.id, Revoke::Delete))
-                .await
-                .is_ok();
-            ctx.step(Step {
-                action: "cleanup".into(),
-                source: g.source.clone(),
-                identity: g.identity.clone(),
-                old_key_id: Some(k.id.0.clone()),
-                new_key_id: None,
-                clusters: clusters.clone(),
-                files: vec![],
-                detail: "delete an unreferenced key left by an interrupted rotation".into(),
-                done,
-            });
-        }
-    }
-    crate::failpoint("before-mint");
-    let minted = match p.mint(&g.target).await {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = std::fs::remove_file(&intent_path);
-            return ctx.fail(Phase::Mint, &g.source, &g.identity, e);
-        }
-    };
-    crate::failpoint("after-mint");
-    let staged = stage_commit(ctx, repo, &g, &minted, &clusters).await;
-    let rec = match staged {
-        Ok(rec) => rec,
-        Err((e, committed)) => {
-            if !committed {
-                // Not in git: nothing references the new key. Delete it now.
-                let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
-                if ctx
-                    .policy
-                    .run("revoke", || {
-                        p.revoke(&g.target, &minted.key_id, Revoke::Delete)
-                    })
-                    .await
-                    .is_ok()
-                {
-                    let _ = std::fs::remove_file(&intent_path);
-                }
-            }
-            return ctx.fail(Phase::Mint, &g.source, &g.identity, e);
-        }
-    };
-    let _ = std::fs::remove_file(&intent_path);
-    plan.new_key_id = Some(rec.new_key_id.clone());
-    plan.done = true;
-    ctx.step(plan);
-    crate::failpoint("after-stage");
-    advance(ctx, rec).await;
-}
-
-/// Verifies, seals, edits, records and commits; the error says whether the commit landed.
-async fn stage_commit(
-    ctx: &mut Ctx<'_>,
-    repo: &crate::Repo,
-    g: &Group<'_>,
-    minted: &Minted,
-    clusters: &[String],
-) -> Result<RotationRecord, (String, bool)> {
-    let p = ctx
-        .providers
-        .get(&g.source)
-        .await
-        .map_err(|e| (e.to_string(), false))?;
-    p.verify(minted)
-        .await
-        .map_err(|e| (format!("the new key does not work: {e}"), false))?;
-    let mut rng = rand::rngs::OsRng;
-    let mut manifests = Vec::new();
-    let mut paths = Vec::new();
-    for f in &g.manifests {
-        let m = f.managed.as_ref().expect("managed");
-        let mappings = m.key_mappings().and_then(Result::ok).unwrap_or_default();
-        let cluster = f.attribution.cluster().expect("checked in plan").to_owned();
-        let cert = ctx.cert(repo, &cluster).await.map_err(|e| (e, false))?;
-        let l = label(f.doc.scope, f.namespace.as_deref(), f.doc.name.as_deref())
-            .map_err(|e| (e.to_string(), false))?;
-        let mut edit = Edit {
-            doc_index: f.doc.doc_index,
-            ..Edit::default()
-        };
-        for km in &mappings {
-            let v = minted.fields.get(&km.field).ok_or_else(|| {
-                (
-                    format!("{} returned no field {}", g.source, km.field),
-                    false,
-                )
-            })?;
-            let ct = seal_value(&mut rng, &cert, &l, v.expose().as_bytes())
-                .map_err(|e| (e.to_string(), false))?;
-            edit.encrypted.insert(km.secret_key.clone(), ct);
-        }
-        edit.template_annotations.insert(
-            format!("{}{}", ctx.prefix, key_id_annotation(&g.source)),
-            minted.key_id.0.clone(),
-        );
-        edit.template_annotations
-            .insert(format!("{}{CREATE_DATE}", ctx.prefix), ts(minted.created));
-        edit.outer_annotations.insert(
-            format!("{}{SEALED_WITH}", ctx.prefix),
-            cert.fingerprint.clone(),
-        );
-        let path = ctx.wt.dir().join(&f.file);
-        // Several documents of one file: edit the file as it is now.
-        let src = std::fs::read_to_string(&path)
-            .map_err(|e| (format!("{}: {e}", f.file.display()), false))?;
-        let out = apply(&src, &edit).map_err(|e| (format!("{}: {e}", f.file.display()), false))?;
-        write_atomic(&path, out.as_bytes())
-            .map_err(|e| (format!("{}: {e}", f.file.display()), false))?;
-        let file = f.file.display().to_string();
-        if !paths.contains(&file) {
-            paths.push(file.clone());
-        }
-        manifests.push(RecordManifest {
-            file,
-            document: f.doc.doc_index,
-            cluster,
-            secret: format!(
-                "{}/{}",
-                f.namespace.as_deref().unwrap_or("-"),
-                f.doc.name.as_deref().unwrap_or("-")
-            ),
-        });
-    }
-    let rec = RotationRecord {
-        version: 1,
-        id: format!(
-            "{}-{}-{}",
-            g.source,
-            minted.created.format("%Y%m%dT%H%M%SZ"),
-            &crate::seal::fingerprint_hex(format!("{}{}", g.identity, minted.key_id).as_bytes())
-                [..8]
-        ),
-        source: g.source.clone(),
-        identity: g.identity.clone(),
-        params: g.target.params.clone(),
-        old_key_id: g.old_key.clone(),
-        new_key_id: minted.key_id.0.clone(),
-        staged_at: ctx.opts.now,
-        manifests,
-        published_at: BTreeMap::new(),
-        operator: minted.operator.clone(),
-        kind: "rotate".into(),
-    };
-    let rec_path = ctx.wt.dir().join(rec.path());
-    std::fs::create_dir_all(rec_path.parent().expect("has parent"))
-        .map_err(|e| (e.to_string(), false))?;
-    std::fs::write(&rec_path, rec.to_yaml()).map_err(|e| (e.to_string(), false))?;
-    paths.push(rec.path());
-    let msg = format!(
-        "secret-manager: stage rotation of {} ({}) for {}\n\n{}",
-        g.identity,
-        g.source,
-        clusters.join(", "),
-        trailers("stage", &rec)
-    );
-    crate::failpoint("before-commit");
-    match ctx.commit_and_push(&paths, &msg) {
-        Ok(_) => Ok(rec),
-        Err(e) => {
-            // Did it land anyway (e.g. the connection died after the remote accepted it)?
-            let landed = ctx.fleet.fetch().is_ok()
-                && ctx
-                    .fleet
-                    .git()
-                    .resolve(&ctx.fleet.main_tracking())
-                    .ok()
-                    .flatten()
-                    .is_some_and(|m| {
-                        ctx.wt
-                            .run(&["cat-file", "-e", &format!("{m}:{}", rec.path())])
-                            .is_ok()
-                    });
-            Err((format!("committing the staged rotation: {e}"), landed))
-        }
-    }
 }
 
 /// `delete`: remove the selected documents, commit, publish; the key goes after the gates.

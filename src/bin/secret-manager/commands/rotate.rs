@@ -32,6 +32,12 @@ pub struct RotateArgs {
     /// GetAccessKeyLastUsed).
     #[arg(long)]
     pub require_old_key_unused: bool,
+    /// Credentials whose provider calls (preflight, mint, verify, revoke) run at once.
+    /// Git work is batched regardless: one commit and push per phase, one pointer move
+    /// per cluster. Lower it when a source throttles.
+    #[arg(long, default_value_t = secret_manager::engine::DEFAULT_CONCURRENCY as u16,
+          value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
 }
 
 /// `--revoke-mode` values.
@@ -114,6 +120,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RotateArgs, delete: bool) -> anyho
         now: ctx.now,
         require_synced: args.require_synced,
         require_old_key_unused: args.require_old_key_unused,
+        concurrency: usize::from(args.concurrency),
         observer: None,
     };
     if !args.dry_run && !ctx.global.yes {
