@@ -468,7 +468,14 @@ fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved()
 #[cfg(feature = "failpoints")]
 #[test]
 fn every_crash_point_converges_on_the_next_run() {
-    for point in ["before-mint", "after-mint", "before-commit", "after-stage"] {
+    for point in [
+        "before-mint",
+        "after-mint",
+        "before-commit",
+        "after-stage",
+        "after-publish",
+        "after-revoke",
+    ] {
         let (f, moto, old) = setup();
         let before = main_file(&f, REL);
         let work = f.path("work");
@@ -490,9 +497,10 @@ fn every_crash_point_converges_on_the_next_run() {
         ]);
         let r = run_cmd(&mut c);
         assert_eq!(r.code, 86, "{point}: {}", r.stderr);
-        assert!(
+        assert_eq!(
             moto.key_ids(USER).contains(&old),
-            "{point}: the old key survives a crash"
+            point != "after-revoke",
+            "{point}: the old key survives every crash before its revocation"
         );
         let r = rotate(
             &f,
@@ -895,5 +903,107 @@ fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cl
             })
             .count();
         assert_eq!(n, 4, "{action} records:\n{}", r.stdout);
+    }
+}
+
+/// A crash while several credentials are minted in parallel: whatever was minted before
+/// the crash is an orphan the next run deletes; every identity ends with exactly the key
+/// its manifest holds.
+#[test]
+fn a_crash_in_a_parallel_batch_converges() {
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    let work = f.path("work");
+    let users: Vec<String> = (0..3).map(|i| format!("par-{i}")).collect();
+    for u in &users {
+        moto.iam(&[("Action", "CreateUser"), ("UserName", u)]);
+        let rel = format!("applications/root/par/state/overlays/{DEV1}/{u}.yaml");
+        let r = run_cmd(moto.env(&mut cmd()).args([
+            "--repo",
+            work.to_str().unwrap(),
+            "create",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--namespace",
+            "par",
+            "--name",
+            u,
+            "--key-mappings",
+            "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+            "--param",
+            &format!("username={u}"),
+            "--param",
+            "account=123456789012",
+            "-w",
+            work.join(&rel).to_str().unwrap(),
+        ]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "Add par credentials"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    git(
+        &work,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/cluster/{DEV1}"),
+        ],
+    );
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_FAILPOINT", "after-mint");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--namespace",
+        "par",
+        "--revoke-after",
+        "0s",
+        "--concurrency",
+        "3",
+    ]));
+    assert_eq!(r.code, 86, "{}", r.stderr);
+    let minted: usize = users.iter().map(|u| moto.key_ids(u).len()).sum();
+    assert!(
+        minted >= 4,
+        "at least one new key exists after the crash: {minted}"
+    );
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_NOW", "2026-11-21T12:05:00Z");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--namespace",
+        "par",
+        "--revoke-after",
+        "0s",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("3 staged"), "{}", r.stderr);
+    for u in &users {
+        let keys = moto.key_ids(u);
+        assert_eq!(
+            keys.len(),
+            1,
+            "{u}: exactly one key after convergence: {keys:?}"
+        );
+        let rel = format!("applications/root/par/state/overlays/{DEV1}/{u}.yaml");
+        let file = f.path("m.yaml");
+        std::fs::write(&file, f.show("dev", "main", &rel)).unwrap();
+        let id = decrypt_value(&file, 0, DEV1, &format!("par/{u}"), "accessKeyId").unwrap();
+        assert_eq!(
+            String::from_utf8(id).unwrap(),
+            keys[0],
+            "{u}: the manifest holds it"
+        );
     }
 }

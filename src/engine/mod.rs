@@ -679,6 +679,32 @@ fn staging_commit(wt: &Git, rec: &RotationRecord) -> Result<String, String> {
     }
 }
 
+/// The staging commit of every record file on main, in one `git log` (a per-record
+/// lookup costs a git process and a history walk each — seconds for a thousand records).
+fn staging_commits(wt: &Git) -> Result<BTreeMap<String, String>, String> {
+    let out = wt
+        .run(&[
+            "log",
+            "--first-parent",
+            "--diff-filter=A",
+            "--format=%x1e%H",
+            "--name-only",
+            "--",
+            record::RECORDS_DIR,
+        ])
+        .map_err(|e| format!("cannot list the staging commits of the rotation records: {e}"))?;
+    let mut map = BTreeMap::new();
+    for entry in out.split('\x1e').filter(|e| !e.trim().is_empty()) {
+        let mut lines = entry.lines().map(str::trim).filter(|l| !l.is_empty());
+        let Some(sha) = lines.next() else { continue };
+        for path in lines {
+            // Newest first: the most recent commit that added the path wins.
+            map.entry(path.to_owned()).or_insert_with(|| sha.to_owned());
+        }
+    }
+    Ok(map)
+}
+
 fn rec_step(
     rec: &RotationRecord,
     action: &str,
@@ -734,6 +760,7 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
     // shares one commit, so one pointer move per cluster).
     let mut blocked = vec![false; batch.len()];
     let mut by_cluster: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
+    let mut commits: Option<Result<BTreeMap<String, String>, String>> = None;
     for (i, rec) in batch.iter().enumerate() {
         let pending: Vec<String> = rec
             .clusters()
@@ -743,7 +770,14 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
         if pending.is_empty() {
             continue;
         }
-        match staging_commit(&ctx.wt, rec) {
+        let found = match commits.get_or_insert_with(|| staging_commits(&ctx.wt)) {
+            Ok(map) => map
+                .get(&rec.path())
+                .cloned()
+                .ok_or_else(|| format!("cannot find the staging commit of {}", rec.path())),
+            Err(e) => Err(e.clone()),
+        };
+        match found {
             Ok(sha) => {
                 for c in pending {
                     by_cluster.entry(c).or_default().push((sha.clone(), i));
@@ -792,6 +826,7 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
             }
         }
     }
+    crate::failpoint("after-publish");
     // Record the publications in one commit.
     let changed: Vec<usize> = (0..batch.len()).filter(|i| !newly[*i].is_empty()).collect();
     if !changed.is_empty() {
@@ -917,6 +952,7 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
     if revoked.is_empty() {
         return;
     }
+    crate::failpoint("after-revoke");
     let mut paths = Vec::new();
     let mut blocks = Vec::new();
     for &i in &revoked {

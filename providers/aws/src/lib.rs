@@ -30,6 +30,8 @@ pub const MAX_KEYS: u32 = 2;
 pub struct AwsProvider {
     config: aws_config::SdkConfig,
     iam: aws_sdk_iam::Client,
+    /// The caller's ARN, asked once per run (it is the same for every credential).
+    caller: tokio::sync::OnceCell<Option<String>>,
     /// How long `verify` waits for a new key to propagate.
     pub verify_policy: RetryPolicy,
 }
@@ -65,6 +67,7 @@ impl AwsProvider {
         };
         AwsProvider {
             iam: aws_sdk_iam::Client::new(&config),
+            caller: tokio::sync::OnceCell::new(),
             config,
             verify_policy: RetryPolicy {
                 max_attempts: 12,
@@ -75,12 +78,17 @@ impl AwsProvider {
     }
 
     async fn caller(&self) -> Option<String> {
-        let sts = aws_sdk_sts::Client::new(&self.config);
-        sts.get_caller_identity()
-            .send()
+        self.caller
+            .get_or_init(|| async {
+                let sts = aws_sdk_sts::Client::new(&self.config);
+                sts.get_caller_identity()
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|o| o.arn().map(str::to_owned))
+            })
             .await
-            .ok()
-            .and_then(|o| o.arn().map(str::to_owned))
+            .clone()
     }
 }
 
@@ -229,8 +237,16 @@ impl Provider for AwsProvider {
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
         let user = t.param("username")?;
-        let existing = self.keys(t).await?;
-        if existing.len() as u32 >= MAX_KEYS {
+        // Last-use data (one call per key) only matters when a slot must be freed.
+        let listed = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| classify("ListAccessKeys", &e))?;
+        if listed.access_key_metadata().len() as u32 >= MAX_KEYS {
+            let existing = self.keys(t).await?;
             // Free a slot only with a key nobody references that is inactive or never used.
             let free = existing.iter().find(|k| {
                 !t.referenced.contains(&k.id)
