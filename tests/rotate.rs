@@ -1007,3 +1007,49 @@ fn a_crash_in_a_parallel_batch_converges() {
         );
     }
 }
+
+/// Deleting one of two manifests that hold the same key: the manifest goes, the key stays
+/// (the other manifest still uses it), and the record is closed.
+#[test]
+fn delete_keeps_a_key_another_manifest_still_uses() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    let twin = REL.replace(DEV1, "aws.us-east-1.prod1");
+    std::fs::create_dir_all(work.join(&twin).parent().unwrap()).unwrap();
+    std::fs::copy(work.join(REL), work.join(&twin)).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "Same key for prod1"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    let mut c = cmd();
+    moto.env(&mut c);
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "delete",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+        "--revoke-after",
+        "0s",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("old key kept: still used"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(moto.key_ids(USER), vec![old], "the shared key survives");
+    let subject = git(&f.path("dev.git"), &["log", "-1", "--format=%s", "main"]);
+    assert!(subject.contains("(key kept: still used)"), "{subject}");
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(
+        !ls.contains(".secret-manager/rotations/"),
+        "record closed: {ls}"
+    );
+    assert!(!ls.contains(REL) && ls.contains(&twin), "{ls}");
+}

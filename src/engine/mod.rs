@@ -329,7 +329,7 @@ pub async fn rotate(
     };
     let records = load_records(worktree.git.dir())?;
     cleanup_orphans(&mut ctx, &wt_repo, &records).await;
-    advance_all(&mut ctx, records.clone()).await;
+    advance_batch(&mut ctx, records.clone()).await;
     if opts.delete {
         delete_selected(&mut ctx, &wt_repo, &records).await;
     } else {
@@ -450,235 +450,6 @@ async fn cleanup_orphans(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[Rotat
     }
 }
 
-/// Phases 2 and 3 for a recorded rotation.
-async fn advance(ctx: &mut Ctx<'_>, mut rec: RotationRecord) {
-    let clusters = rec.clusters();
-    let step = |action: &str, clusters: Vec<String>, detail: String, done: bool| Step {
-        action: action.into(),
-        source: rec.source.clone(),
-        identity: rec.identity.clone(),
-        old_key_id: Some(rec.old_key_id.clone()),
-        new_key_id: (!rec.new_key_id.is_empty()).then(|| rec.new_key_id.clone()),
-        clusters,
-        files: rec.manifests.iter().map(|m| m.file.clone()).collect(),
-        detail,
-        done,
-    };
-    // Publish: every cluster whose pointer lacks the staged change.
-    let pending: Vec<String> = clusters
-        .iter()
-        .filter(|c| !rec.published_at.contains_key(*c))
-        .cloned()
-        .collect();
-    if !pending.is_empty() {
-        let staged = match staging_commit(&ctx.wt, &rec) {
-            Ok(s) => s,
-            Err(e) => return ctx.fail(Phase::Publish, &rec.source, &rec.identity, e),
-        };
-        if ctx.opts.dry_run {
-            let s = step(
-                "publish",
-                pending,
-                format!("move the pointers to include {}", &staged[..12]),
-                false,
-            );
-            ctx.step(s);
-            return;
-        }
-        let mut newly = Vec::new();
-        for c in &pending {
-            match ctx.fleet.publish(c, &staged) {
-                Ok(out) => {
-                    rec.published_at.insert(c.clone(), ctx.opts.now);
-                    newly.push(c.clone());
-                    let s = step(
-                        "publish",
-                        vec![c.clone()],
-                        format!("{:?} {} -> {}", out.mode, &out.from[..12], &out.to[..12]),
-                        true,
-                    );
-                    ctx.step(s);
-                }
-                Err(e) => ctx.fail(
-                    Phase::Publish,
-                    &rec.source,
-                    &rec.identity,
-                    format!("cluster {c}: {e}"),
-                ),
-            }
-        }
-        if !newly.is_empty() {
-            if let Err(e) = std::fs::write(ctx.wt.dir().join(rec.path()), rec.to_yaml()) {
-                ctx.fail(Phase::Publish, &rec.source, &rec.identity, e);
-                return;
-            }
-            let mut published = String::new();
-            for c in &newly {
-                published.push_str(&format!(
-                    "Secret-Manager-Published: {c} {}\n",
-                    ts(rec.published_at[c])
-                ));
-            }
-            let msg = format!(
-                "secret-manager: published rotation {} to {}\n\n{}{published}",
-                rec.id,
-                newly.join(", "),
-                trailers("publish", &rec)
-            );
-            if let Err(e) = ctx.commit_and_push(&[rec.path()], &msg) {
-                ctx.fail(Phase::Publish, &rec.source, &rec.identity, e);
-                return;
-            }
-        }
-        if !rec.fully_published() {
-            return;
-        }
-    }
-    // Revoke: gates — published everywhere (above) and the grace period.
-    let last = rec
-        .published_at
-        .values()
-        .max()
-        .copied()
-        .unwrap_or(rec.staged_at);
-    let due = last + ctx.opts.revoke_after;
-    if ctx.opts.now < due {
-        let s = step(
-            "wait",
-            clusters,
-            format!("grace period: revoke the old key after {}", ts(due)),
-            false,
-        );
-        ctx.step(s);
-        return;
-    }
-    if let Some(reason) = gates_closed(ctx, &rec, last).await {
-        let s = step("wait", clusters, reason, false);
-        ctx.step(s);
-        return;
-    }
-    if ctx.opts.dry_run {
-        let s = step(
-            "revoke",
-            clusters,
-            format!(
-                "{} the old key",
-                if ctx.opts.revoke_mode == RevokeMode::Disable {
-                    "disable"
-                } else {
-                    "delete"
-                }
-            ),
-            false,
-        );
-        ctx.step(s);
-        return;
-    }
-    let how = match ctx.opts.revoke_mode {
-        RevokeMode::Delete => Revoke::Delete,
-        RevokeMode::Disable => Revoke::Disable,
-    };
-    let users = if rec.is_delete() {
-        still_referenced(ctx, &rec)
-    } else {
-        vec![]
-    };
-    if !users.is_empty() {
-        // Other manifests still use the key: keep it, close the record.
-        let path = rec.path();
-        let _ = std::fs::remove_file(ctx.wt.dir().join(&path));
-        let msg = format!(
-            "secret-manager: deleted {} (key kept: still used)\n\n{}",
-            rec.identity,
-            trailers("revoke-skipped", &rec)
-        );
-        if let Err(e) = ctx.commit_and_push(&[path], &msg) {
-            return ctx.fail(Phase::Revoke, &rec.source, &rec.identity, e);
-        }
-        let s = step(
-            "skip",
-            clusters,
-            format!("old key kept: still used by {}", users.join(", ")),
-            true,
-        );
-        return ctx.step(s);
-    }
-    let target = target_of(&rec);
-    let p = match ctx.providers.get(&rec.source).await {
-        Ok(p) => p,
-        Err(e) => return ctx.fail(Phase::Revoke, &rec.source, &rec.identity, e),
-    };
-    let old = KeyId(rec.old_key_id.clone());
-    if let Err(e) = ctx
-        .policy
-        .run("revoke", || p.revoke(&target, &old, how))
-        .await
-    {
-        return ctx.fail(Phase::Revoke, &rec.source, &rec.identity, e);
-    }
-    let path = rec.path();
-    let _ = std::fs::remove_file(ctx.wt.dir().join(&path));
-    let mut published = String::new();
-    for (c, t) in &rec.published_at {
-        published.push_str(&format!("Secret-Manager-Published: {c} {}\n", ts(*t)));
-    }
-    let msg = format!(
-        "secret-manager: revoked {} key of {} ({})\n\n{}{published}",
-        if rec.is_delete() {
-            "the deleted secret's"
-        } else {
-            "old"
-        },
-        rec.identity,
-        rec.source,
-        trailers("revoke", &rec)
-    );
-    match ctx.commit_and_push(&[path], &msg) {
-        Ok(_) => {
-            let verb = if how == Revoke::Delete {
-                "deleted"
-            } else {
-                "disabled"
-            };
-            let s = step(
-                "revoke",
-                clusters,
-                format!("{verb} old key {}", rec.old_key_id),
-                true,
-            );
-            ctx.step(s);
-        }
-        // The key is revoked; the record stays and the next run revokes again (idempotent)
-        // and retries the commit.
-        Err(e) => ctx.fail(
-            Phase::Revoke,
-            &rec.source,
-            &rec.identity,
-            format!("old key revoked, but recording it failed: {e}"),
-        ),
-    }
-}
-
-/// The commit that added `rec`'s record on main's first-parent line (not a hot-fix copy
-/// reachable through a merge).
-fn staging_commit(wt: &Git, rec: &RotationRecord) -> Result<String, String> {
-    match wt.run(&[
-        "log",
-        "--first-parent",
-        "--diff-filter=A",
-        "--format=%H",
-        "-1",
-        "--",
-        &rec.path(),
-    ]) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        other => Err(format!(
-            "cannot find the staging commit of {}: {other:?}",
-            rec.path()
-        )),
-    }
-}
-
 /// The staging commit of every record file on main, in one `git log` (a per-record
 /// lookup costs a git process and a history walk each — seconds for a thousand records).
 fn staging_commits(wt: &Git) -> Result<BTreeMap<String, String>, String> {
@@ -739,22 +510,13 @@ fn published_lines(rec: &RotationRecord, clusters: &[String]) -> String {
         .collect()
 }
 
-/// Advances every record: the dry-run plan and deletions one by one (a deletion may keep
-/// its key), rotations in a batch — one pointer move per cluster, one commit per phase,
-/// provider calls `concurrency` at a time.
-async fn advance_all(ctx: &mut Ctx<'_>, recs: Vec<RotationRecord>) {
-    let (single, batch): (Vec<_>, Vec<_>) = recs
-        .into_iter()
-        .partition(|r| ctx.opts.dry_run || r.is_delete());
-    for rec in single {
-        advance(ctx, rec).await;
-    }
-    if !batch.is_empty() {
-        advance_batch(ctx, batch).await;
-    }
-}
-
+/// Advances every record as one batch: one pointer move per cluster and distinct staging
+/// commit, one commit per phase, provider calls `concurrency` at a time. In a dry run it
+/// only reports what it would do.
 async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
+    if batch.is_empty() {
+        return;
+    }
     let now = ctx.opts.now;
     // Publish: per cluster, each distinct staging commit once (a batch staged together
     // shares one commit, so one pointer move per cluster).
@@ -778,6 +540,17 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
             Err(e) => Err(e.clone()),
         };
         match found {
+            Ok(sha) if ctx.opts.dry_run => {
+                blocked[i] = true;
+                let s = rec_step(
+                    rec,
+                    "publish",
+                    pending,
+                    format!("move the pointers to include {}", &sha[..12]),
+                    false,
+                );
+                ctx.step(s);
+            }
             Ok(sha) => {
                 for c in pending {
                     by_cluster.entry(c).or_default().push((sha.clone(), i));
@@ -883,7 +656,12 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
         }
     }
     // Revoke: gates per record, provider calls in parallel, one commit.
+    let how = match ctx.opts.revoke_mode {
+        RevokeMode::Delete => Revoke::Delete,
+        RevokeMode::Disable => Revoke::Disable,
+    };
     let mut due = Vec::new();
+    let mut kept: Vec<(usize, Vec<String>)> = Vec::new();
     for (i, rec) in batch.iter().enumerate() {
         if blocked[i] || !rec.fully_published() {
             continue;
@@ -911,15 +689,34 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
             ctx.step(s);
             continue;
         }
+        if ctx.opts.dry_run {
+            let verb = match how {
+                Revoke::Delete => "delete",
+                Revoke::Disable => "disable",
+            };
+            let s = rec_step(
+                rec,
+                "revoke",
+                rec.clusters(),
+                format!("{verb} the old key"),
+                false,
+            );
+            ctx.step(s);
+            continue;
+        }
+        if rec.is_delete() {
+            // Other manifests still use the key: keep it, close the record.
+            let users = still_referenced(ctx, rec);
+            if !users.is_empty() {
+                kept.push((i, users));
+                continue;
+            }
+        }
         due.push(i);
     }
-    if due.is_empty() {
+    if due.is_empty() && kept.is_empty() {
         return;
     }
-    let how = match ctx.opts.revoke_mode {
-        RevokeMode::Delete => Revoke::Delete,
-        RevokeMode::Disable => Revoke::Disable,
-    };
     let (providers, policy) = (ctx.providers, ctx.policy);
     let results: Vec<(usize, Result<(), String>)> = futures::stream::iter(due)
         .map(|i| {
@@ -949,7 +746,7 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
             Err(e) => ctx.fail(Phase::Revoke, &batch[i].source, &batch[i].identity, e),
         }
     }
-    if revoked.is_empty() {
+    if revoked.is_empty() && kept.is_empty() {
         return;
     }
     crate::failpoint("after-revoke");
@@ -965,20 +762,47 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
             published_lines(rec, &rec.clusters())
         ));
     }
-    let msg = if revoked.len() == 1 {
-        let rec = &batch[revoked[0]];
-        format!(
-            "secret-manager: revoked old key of {} ({})\n\n{}",
-            rec.identity, rec.source, blocks[0]
-        )
-    } else {
-        batch_message(
-            &format!(
-                "secret-manager: revoked the old keys of {} rotations",
-                revoked.len()
-            ),
-            &blocks,
-        )
+    for (i, _) in &kept {
+        let rec = &batch[*i];
+        let _ = std::fs::remove_file(ctx.wt.dir().join(rec.path()));
+        paths.push(rec.path());
+        blocks.push(trailers("revoke-skipped", rec));
+    }
+    let msg = match (revoked.as_slice(), kept.as_slice()) {
+        ([i], []) => {
+            let rec = &batch[*i];
+            format!(
+                "secret-manager: revoked {} key of {} ({})\n\n{}",
+                if rec.is_delete() {
+                    "the deleted secret's"
+                } else {
+                    "old"
+                },
+                rec.identity,
+                rec.source,
+                blocks[0]
+            )
+        }
+        ([], [(i, _)]) => format!(
+            "secret-manager: deleted {} (key kept: still used)\n\n{}",
+            batch[*i].identity, blocks[0]
+        ),
+        _ => {
+            let mut parts = Vec::new();
+            if !revoked.is_empty() {
+                parts.push(format!(
+                    "revoked the old keys of {} rotations",
+                    revoked.len()
+                ));
+            }
+            if !kept.is_empty() {
+                parts.push(format!(
+                    "kept {} still-used key(s) of deleted secrets",
+                    kept.len()
+                ));
+            }
+            batch_message(&format!("secret-manager: {}", parts.join(" and ")), &blocks)
+        }
     };
     let verb = if how == Revoke::Delete {
         "deleted"
@@ -998,6 +822,17 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
                 );
                 ctx.step(s);
             }
+            for (i, users) in &kept {
+                let rec = &batch[*i];
+                let s = rec_step(
+                    rec,
+                    "skip",
+                    rec.clusters(),
+                    format!("old key kept: still used by {}", users.join(", ")),
+                    true,
+                );
+                ctx.step(s);
+            }
         }
         // The keys are revoked; the records stay and the next run revokes again
         // (idempotent) and retries the commit.
@@ -1010,6 +845,9 @@ async fn advance_batch(ctx: &mut Ctx<'_>, mut batch: Vec<RotationRecord>) {
                     &batch[i].identity,
                     format!("old key revoked, but recording it failed: {e}"),
                 );
+            }
+            for (i, _) in &kept {
+                ctx.fail(Phase::Revoke, &batch[*i].source, &batch[*i].identity, &e);
             }
         }
     }
@@ -1164,6 +1002,15 @@ async fn prepare<'a>(
     }
 }
 
+/// A credential sealed and written, waiting for the batch commit.
+struct Staged {
+    rec: RotationRecord,
+    intent: PathBuf,
+    plan: Step,
+    p: Arc<dyn Provider>,
+    target: Target,
+}
+
 /// Phase 1 for every selected credential without a rotation in flight: provider work in
 /// parallel, sealing and editing in order, one commit and push for all, then publish and
 /// revoke as a batch.
@@ -1219,7 +1066,7 @@ async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRec
         .collect()
         .await;
     // Seal and edit, credential by credential (several may share a file).
-    let mut staged: Vec<(RotationRecord, PathBuf, Step, Arc<dyn Provider>, Target)> = Vec::new();
+    let mut staged: Vec<Staged> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
     for pr in prepared {
         for s in pr.cleanup {
@@ -1243,7 +1090,13 @@ async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRec
                 let mut plan = plan_step(ctx, &pr.g, &pr.clusters);
                 plan.new_key_id = Some(rec.new_key_id.clone());
                 plan.done = true;
-                staged.push((rec, intent, plan, pr.p, pr.g.target.clone()));
+                staged.push(Staged {
+                    rec,
+                    intent,
+                    plan,
+                    p: pr.p,
+                    target: pr.g.target.clone(),
+                });
             }
             Err(e) => {
                 if policy
@@ -1265,14 +1118,14 @@ async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRec
     let mut clusters = BTreeSet::new();
     let blocks: Vec<String> = staged
         .iter()
-        .map(|(rec, ..)| {
+        .map(|Staged { rec, .. }| {
             clusters.extend(rec.clusters());
             trailers("stage", rec)
         })
         .collect();
     let clusters: Vec<String> = clusters.into_iter().collect();
     let msg = if staged.len() == 1 {
-        let rec = &staged[0].0;
+        let rec = &staged[0].rec;
         format!(
             "secret-manager: stage rotation of {} ({}) for {}\n\n{}",
             rec.identity,
@@ -1293,7 +1146,7 @@ async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRec
     crate::failpoint("before-commit");
     if let Err(e) = ctx.commit_and_push(&paths, &msg) {
         // Did it land anyway (e.g. the connection died after the remote accepted it)?
-        let first = staged[0].0.path();
+        let first = staged[0].rec.path();
         let landed = ctx.fleet.fetch().is_ok()
             && ctx
                 .fleet
@@ -1310,21 +1163,29 @@ async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRec
             // Not in git: nothing references the new keys. Delete them now.
             let _ = ctx.wt.run(&["reset", "--quiet", "--hard", "HEAD"]);
             let _: Vec<()> = futures::stream::iter(&staged)
-                .map(|(rec, intent, _, p, target)| async move {
-                    let key = KeyId(rec.new_key_id.clone());
-                    if policy
-                        .run("revoke", || p.revoke(target, &key, Revoke::Delete))
-                        .await
-                        .is_ok()
-                    {
-                        let _ = std::fs::remove_file(intent);
-                    }
-                })
+                .map(
+                    |Staged {
+                         rec,
+                         intent,
+                         p,
+                         target,
+                         ..
+                     }| async move {
+                        let key = KeyId(rec.new_key_id.clone());
+                        if policy
+                            .run("revoke", || p.revoke(target, &key, Revoke::Delete))
+                            .await
+                            .is_ok()
+                        {
+                            let _ = std::fs::remove_file(intent);
+                        }
+                    },
+                )
                 .buffered(ctx.opts.concurrency.max(1))
                 .collect()
                 .await;
         }
-        for (rec, ..) in &staged {
+        for Staged { rec, .. } in &staged {
             ctx.fail(
                 Phase::Mint,
                 &rec.source,
@@ -1335,7 +1196,10 @@ async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRec
         return;
     }
     let mut recs = Vec::new();
-    for (rec, intent, plan, ..) in staged {
+    for Staged {
+        rec, intent, plan, ..
+    } in staged
+    {
         let _ = std::fs::remove_file(&intent);
         ctx.step(plan);
         recs.push(rec);
@@ -1592,6 +1456,7 @@ async fn delete_selected(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[Rotat
         .iter()
         .filter(|f| f.managed.is_some() && opts.filter.matches(f, opts.now))
         .collect();
+    let mut deleted = Vec::new();
     // One record per credential (source, identity, key).
     let mut by_key: BTreeMap<(String, String, String), Vec<&Found>> = BTreeMap::new();
     for f in selected {
@@ -1742,8 +1607,9 @@ async fn delete_selected(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[Rotat
         }
         step.done = true;
         ctx.step(step);
-        advance(ctx, rec).await;
+        deleted.push(rec);
     }
+    advance_batch(ctx, deleted).await;
 }
 
 /// Whether a key last used at `last_used` has been idle since `published`.
