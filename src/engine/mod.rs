@@ -911,10 +911,12 @@ async fn prepare<'a>(
             .await
             .map_err(|e| (Phase::Preflight, e.to_string()))?;
         // Intent before mint: if we die between mint and commit, the next run cleans up.
+        // Per credential, not per identity: two keys of one identity (two manifests that
+        // drifted apart) may be minted in the same batch.
         let id = format!(
             "{}-{}",
             g.source,
-            crate::seal::fingerprint_hex(g.identity.as_bytes())
+            crate::seal::fingerprint_hex(format!("{}\n{}", g.identity, g.old_key).as_bytes())
         );
         let intent_path = dir.join(format!("{id}.json"));
         let intent = Intent {
