@@ -68,7 +68,8 @@ pub enum EngineError {
     Publish(#[from] PublishError),
 }
 
-/// Called after every step (for progress displays); must be cheap.
+/// Called after every step (for progress displays), and with `minted` progress events
+/// that are not in the report while a batch's provider calls run; must be cheap.
 pub type StepObserver = std::sync::Arc<dyn Fn(&Step) + Send + Sync>;
 
 /// Settings of one run.
@@ -900,10 +901,11 @@ async fn prepare<'a>(
     g: Group<'a>,
     p: Arc<dyn Provider>,
     clusters: Vec<String>,
+    opts: &RotateOptions,
     policy: RetryPolicy,
-    now: DateTime<Utc>,
     dir: &Path,
 ) -> Prepared<'a> {
+    let now = opts.now;
     let mut cleanup = Vec::new();
     let result = async {
         policy
@@ -992,6 +994,20 @@ async fn prepare<'a>(
             }
             return Err((Phase::Mint, format!("the new key does not work: {e}")));
         }
+        // Progress only (not part of the report): the batch's steps come after its commit.
+        if let Some(o) = &opts.observer {
+            o(&Step {
+                action: "minted".into(),
+                source: g.source.clone(),
+                identity: g.identity.clone(),
+                old_key_id: Some(g.old_key.clone()),
+                new_key_id: Some(minted.key_id.0.clone()),
+                clusters: clusters.clone(),
+                files: vec![],
+                detail: "new key minted and verified".into(),
+                done: true,
+            });
+        }
         Ok((minted, intent_path))
     }
     .await;
@@ -1061,9 +1077,9 @@ async fn stage_new(ctx: &mut Ctx<'_>, repo: &crate::Repo, records: &[RotationRec
         }
     };
     let _ = std::fs::create_dir_all(&dir);
-    let (policy, now) = (ctx.policy, ctx.opts.now);
+    let (policy, opts) = (ctx.policy, ctx.opts);
     let prepared: Vec<Prepared<'_>> = futures::stream::iter(ready)
-        .map(|(g, p, clusters)| prepare(g, p, clusters, policy, now, &dir))
+        .map(|(g, p, clusters)| prepare(g, p, clusters, opts, policy, &dir))
         .buffered(ctx.opts.concurrency.max(1))
         .collect()
         .await;
