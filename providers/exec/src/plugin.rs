@@ -180,6 +180,8 @@ impl ExecProvider {
                 )
             })?
             .map_err(|e| self.err(operation, "permanent", e.to_string()))?;
+        // Operation and exit status only: stdout may hold secrets, stderr is free-form.
+        tracing::debug!(plugin = %self.program.display(), operation, status = %out.status, stdout_bytes = out.stdout.len(), "plugin call");
         let stdout = Zeroizing::new(out.stdout);
         let resp: Option<WireResponse> = serde_json::from_slice(&stdout).ok();
         match resp {
