@@ -9,5 +9,7 @@
 pub mod graph;
 pub mod iam;
 pub mod server;
+pub mod trace;
 
 pub use server::{Reply, Request, TestServer};
+pub use trace::TraceCapture;

@@ -316,35 +316,13 @@ async fn missing_user_and_parameters() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Every provider operation at TRACE level (the SDK's own logs included): no secret value
 /// may appear in the captured logs or in any error string.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_in_trace_logs_or_errors() {
     let m = moto();
     create_user(&m.url, "bot").await;
-    let cap = Capture::default();
-    let sink = cap.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests in this binary may have hit callsites before this subscriber existed,
-    // caching "not interested"; re-evaluate so every callsite reaches the capture.
-    tracing::callsite::rebuild_interest_cache();
+    let cap = secret_manager_testkit::TraceCapture::start();
     let p = provider(&m.url).await;
     let mut t = target("bot");
     p.preflight(&t).await.unwrap();
@@ -364,7 +342,7 @@ async fn no_secret_in_trace_logs_or_errors() {
         errors.push(e.to_string());
     }
     errors.push(format!("{m1:?} {m2:?}"));
-    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let logs = cap.finish();
     assert!(
         logs.len() > 1000,
         "TRACE capture looks empty ({} bytes)",

@@ -6,36 +6,13 @@ use common::*;
 
 use secret_manager_azure::api::{Provider, Revoke};
 use secret_manager_testkit::graph::ADMIN_SECRET;
-use std::sync::Arc;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every provider operation at TRACE level (azure_core's and reqwest's logs included): no
 /// secret — neither the admin's client secret nor a minted one — may appear in the
 /// captured logs or in any error string.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_in_trace_logs_or_errors() {
-    let cap = Capture::default();
-    let sink = cap.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests in this binary may have hit callsites before this subscriber existed,
-    // caching "not interested"; re-evaluate so every callsite reaches the capture.
-    tracing::callsite::rebuild_interest_cache();
+    let cap = secret_manager_testkit::TraceCapture::start();
     let (g, id) = setup().await;
     let p = provider(&g);
     let t = target(&id);
@@ -54,8 +31,7 @@ async fn no_secret_in_trace_logs_or_errors() {
     strict.verify_policy = fast(1);
     errors.push(strict.verify(&m2).await.unwrap_err().to_string());
     p.revoke(&t, &m1.key_id, Revoke::Delete).await.unwrap();
-    drop(_guard);
-    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let logs = cap.finish();
     assert!(logs.contains("addPassword"), "logging was captured: {logs}");
     let secrets = [
         ADMIN_SECRET.to_string(),

@@ -3,31 +3,11 @@
 
 use secret_manager_exec::ExecProvider;
 use secret_manager_exec::api::{Provider, Revoke, Target};
-use std::sync::Arc;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every plugin operation at TRACE level: no minted secret in the logs or in an error.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_in_trace_logs_or_errors() {
-    let cap = Capture::default();
-    let sink = cap.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let cap = secret_manager_testkit::TraceCapture::start();
     let dir = tempfile::tempdir().unwrap();
     std::env::set_current_dir(dir.path()).unwrap();
     let plugin = std::path::PathBuf::from(concat!(
@@ -55,8 +35,7 @@ async fn no_secret_in_trace_logs_or_errors() {
         p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
         p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
     }
-    drop(_guard);
-    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let logs = cap.finish();
     assert!(logs.contains("demo"), "logging was captured: {logs}");
     let mut checked = 0;
     for m in &minted {

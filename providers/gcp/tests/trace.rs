@@ -5,35 +5,12 @@ mod common;
 use common::*;
 
 use secret_manager_gcp::api::{Provider, Revoke};
-use std::sync::Arc;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every provider operation at TRACE level (the client library's logs included): no part
 /// of a private key — the admin's or a minted one — may appear in the logs or errors.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_in_trace_logs_or_errors() {
-    let cap = Capture::default();
-    let sink = cap.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests in this binary may have hit callsites before this subscriber existed,
-    // caching "not interested"; re-evaluate so every callsite reaches the capture.
-    tracing::callsite::rebuild_interest_cache();
+    let cap = secret_manager_testkit::TraceCapture::start();
     let f = setup().await;
     let p = provider(&f).await;
     let t = target();
@@ -53,8 +30,7 @@ async fn no_secret_in_trace_logs_or_errors() {
     p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
     p.revoke(&t, &m1.key_id, Revoke::Delete).await.unwrap();
     errors.push(format!("{m1:?}"));
-    drop(_guard);
-    let logs = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    let logs = cap.finish();
     assert!(
         logs.contains("CreateServiceAccountKey"),
         "logging was captured: {logs}"
