@@ -192,6 +192,23 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, ProviderError::Transient { .. })
     }
+
+    /// For `verify`: a source rejecting a brand-new key is propagation, not a verdict, so
+    /// `AccessDenied` becomes retryable; every other error is unchanged.
+    pub fn denied_as_propagation(self) -> Self {
+        match self {
+            ProviderError::AccessDenied {
+                provider,
+                operation,
+                message,
+            } => ProviderError::Transient {
+                provider,
+                operation,
+                message,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Result alias for provider calls.
@@ -215,6 +232,7 @@ mod tests {
         };
         assert!(t.is_retryable());
         assert!(!p.is_retryable());
+        assert!(p.denied_as_propagation().is_retryable());
     }
 
     #[test]

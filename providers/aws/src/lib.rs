@@ -327,18 +327,7 @@ impl Provider for AwsProvider {
             .run("GetCallerIdentity", || async {
                 match sts.get_caller_identity().send().await {
                     Ok(_) => Ok(()),
-                    Err(e) => Err(match classify("GetCallerIdentity", &e) {
-                        ProviderError::AccessDenied {
-                            provider,
-                            operation,
-                            message,
-                        } => ProviderError::Transient {
-                            provider,
-                            operation,
-                            message,
-                        },
-                        other => other,
-                    }),
+                    Err(e) => Err(classify("GetCallerIdentity", &e).denied_as_propagation()),
                 }
             })
             .await

@@ -355,18 +355,7 @@ impl Provider for GcpProvider {
                     Err(e) if e.status().is_some_and(|s| s.code == Code::PermissionDenied) => {
                         Ok(())
                     }
-                    Err(e) => Err(match classify("verify", &name, &e) {
-                        ProviderError::AccessDenied {
-                            provider,
-                            operation,
-                            message,
-                        } => ProviderError::Transient {
-                            provider,
-                            operation,
-                            message,
-                        },
-                        other => other,
-                    }),
+                    Err(e) => Err(classify("verify", &name, &e).denied_as_propagation()),
                 }
             })
             .await
