@@ -1,5 +1,7 @@
 //! End-to-end rotations: the real binary, dev/prod bare remotes, moto as AWS.
 
+use std::path::Path;
+
 use crate::common::{GitFleet, Moto, Run, cmd, decrypt_value, git, run_cmd};
 
 pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
@@ -8,12 +10,16 @@ pub(crate) const REL: &str =
 pub(crate) const LABEL: &str = "external-dns/route53";
 pub(crate) const USER: &str = "external-dns-dev1";
 
-/// A fleet whose dev1 cluster holds a real (moto) AWS key in `REL`, published.
-pub(crate) fn setup() -> (GitFleet, Moto, String) {
-    let f = GitFleet::new();
-    let moto = Moto::start();
-    moto.iam(&[("Action", "CreateUser"), ("UserName", USER)]);
-    let work = f.path("work");
+/// `create` for an AWS IAM user (which must exist at moto): writes `rel` in `work`.
+fn create_aws(
+    moto: &Moto,
+    work: &Path,
+    cluster: &str,
+    namespace: &str,
+    user: &str,
+    name: &str,
+    rel: &str,
+) {
     let r = run_cmd(moto.env(&mut cmd()).args([
         "--repo",
         work.to_str().unwrap(),
@@ -21,21 +27,30 @@ pub(crate) fn setup() -> (GitFleet, Moto, String) {
         "--source",
         "aws",
         "--cluster",
-        DEV1,
+        cluster,
         "--namespace",
-        "external-dns",
+        namespace,
         "--name",
-        "route53",
+        name,
         "--key-mappings",
         "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
         "--param",
-        &format!("username={USER}"),
+        &format!("username={user}"),
         "--param",
         "account=123456789012",
         "-w",
-        work.join(REL).to_str().unwrap(),
+        work.join(rel).to_str().unwrap(),
     ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// A fleet whose dev1 cluster holds a real (moto) AWS key in `REL`, published.
+pub(crate) fn setup() -> (GitFleet, Moto, String) {
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    moto.iam(&[("Action", "CreateUser"), ("UserName", USER)]);
+    let work = f.path("work");
+    create_aws(&moto, &work, DEV1, "external-dns", USER, "route53", REL);
     git(&work, &["add", "-A"]);
     git(
         &work,
@@ -773,28 +788,7 @@ fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cl
         .collect();
     for (user, cluster, rel) in &secrets {
         moto.iam(&[("Action", "CreateUser"), ("UserName", user)]);
-        let r = run_cmd(moto.env(&mut cmd()).args([
-            "--repo",
-            work.to_str().unwrap(),
-            "create",
-            "--source",
-            "aws",
-            "--cluster",
-            cluster,
-            "--namespace",
-            "batch",
-            "--name",
-            user,
-            "--key-mappings",
-            "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
-            "--param",
-            &format!("username={user}"),
-            "--param",
-            "account=123456789012",
-            "-w",
-            work.join(rel).to_str().unwrap(),
-        ]));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        create_aws(&moto, &work, cluster, "batch", user, user, rel);
     }
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "--quiet", "-m", "Add batch credentials"]);
@@ -918,28 +912,7 @@ fn a_crash_in_a_parallel_batch_converges() {
     for u in &users {
         moto.iam(&[("Action", "CreateUser"), ("UserName", u)]);
         let rel = format!("applications/root/par/state/overlays/{DEV1}/{u}.yaml");
-        let r = run_cmd(moto.env(&mut cmd()).args([
-            "--repo",
-            work.to_str().unwrap(),
-            "create",
-            "--source",
-            "aws",
-            "--cluster",
-            DEV1,
-            "--namespace",
-            "par",
-            "--name",
-            u,
-            "--key-mappings",
-            "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
-            "--param",
-            &format!("username={u}"),
-            "--param",
-            "account=123456789012",
-            "-w",
-            work.join(&rel).to_str().unwrap(),
-        ]));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        create_aws(&moto, &work, DEV1, "par", u, u, &rel);
     }
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "--quiet", "-m", "Add par credentials"]);
