@@ -38,32 +38,6 @@ fn pointer(f: &GitFleet, cluster: &str) -> (String, String) {
     (remote.to_owned(), secret_manager::gitops::pointer_ref(c))
 }
 
-/// Commits and publishes what `create` wrote, the way an operator bootstraps a secret.
-fn commit_and_publish(f: &GitFleet, cluster: &str) {
-    let work = f.path("work");
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "--quiet", "-m", "Add credentials"]);
-    git(&work, &["push", "--quiet", "origin", "main"]);
-    let repo = secret_manager::Repo::open(&work).unwrap();
-    let c = repo
-        .inventory
-        .clusters
-        .iter()
-        .find(|c| c.id == cluster)
-        .unwrap();
-    let refname = secret_manager::gitops::pointer_ref(c);
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            "--force",
-            &c.remote,
-            &format!("HEAD:{refname}"),
-        ],
-    );
-}
-
 fn no_secret(r: &Run, secrets: &[&str]) {
     for s in secrets {
         assert!(
@@ -118,7 +92,7 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let old = g.state().key_ids(&object_id);
     assert_eq!(old.len(), 1);
-    commit_and_publish(&f, AZ_CLUSTER);
+    f.commit_and_publish("Add credentials", &[AZ_CLUSTER]);
 
     let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
         "--repo",
@@ -225,7 +199,7 @@ fn gcp_create_rotate_through_adc_key_file_and_disable_mode() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let old = iam.state().user_keys(EMAIL);
     assert_eq!(old.len(), 1);
-    commit_and_publish(&f, GCP_CLUSTER);
+    f.commit_and_publish("Add credentials", &[GCP_CLUSTER]);
 
     let mut c = cmd();
     env(&mut c);

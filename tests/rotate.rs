@@ -51,21 +51,7 @@ pub(crate) fn setup() -> (GitFleet, Moto, String) {
     moto.iam(&[("Action", "CreateUser"), ("UserName", USER)]);
     let work = f.path("work");
     create_aws(&moto, &work, DEV1, "external-dns", USER, "route53", REL);
-    git(&work, &["add", "-A"]);
-    git(
-        &work,
-        &["commit", "--quiet", "-m", "Add route53 credentials"],
-    );
-    git(&work, &["push", "--quiet", "origin", "main"]);
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            "origin",
-            &format!("HEAD:refs/heads/cluster/{DEV1}"),
-        ],
-    );
+    f.commit_and_publish("Add route53 credentials", &[DEV1]);
     let old = moto.key_ids(USER);
     assert_eq!(old.len(), 1);
     (f, moto, old[0].clone())
@@ -376,30 +362,7 @@ fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved()
         work.join(PROD_REL).to_str().unwrap(),
     ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    git(&work, &["add", "-A"]);
-    git(
-        &work,
-        &["commit", "--quiet", "-m", "prod1 uses the same DNS user"],
-    );
-    git(&work, &["push", "--quiet", "origin", "main"]);
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            "origin",
-            &format!("HEAD:refs/heads/cluster/{DEV1}"),
-        ],
-    );
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            "prod",
-            &format!("HEAD:refs/heads/cluster/{PROD1}"),
-        ],
-    );
+    f.commit_and_publish("prod1 uses the same DNS user", &[DEV1, PROD1]);
 
     // The prod remote refuses pushes for now.
     let hook = f.path("prod.git/hooks/pre-receive");
@@ -790,27 +753,7 @@ fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cl
         moto.iam(&[("Action", "CreateUser"), ("UserName", user)]);
         create_aws(&moto, &work, cluster, "batch", user, user, rel);
     }
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "--quiet", "-m", "Add batch credentials"]);
-    git(&work, &["push", "--quiet", "origin", "main"]);
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            "origin",
-            &format!("HEAD:refs/heads/cluster/{DEV1}"),
-        ],
-    );
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            "prod",
-            &format!("HEAD:refs/heads/cluster/{PROD1}"),
-        ],
-    );
+    f.commit_and_publish("Add batch credentials", &[DEV1, PROD1]);
     let old: Vec<String> = secrets
         .iter()
         .map(|(u, ..)| moto.key_ids(u)[0].clone())
@@ -914,18 +857,7 @@ fn a_crash_in_a_parallel_batch_converges() {
         let rel = format!("applications/root/par/state/overlays/{DEV1}/{u}.yaml");
         create_aws(&moto, &work, DEV1, "par", u, u, &rel);
     }
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "--quiet", "-m", "Add par credentials"]);
-    git(&work, &["push", "--quiet", "origin", "main"]);
-    git(
-        &work,
-        &[
-            "push",
-            "--quiet",
-            "origin",
-            &format!("HEAD:refs/heads/cluster/{DEV1}"),
-        ],
-    );
+    f.commit_and_publish("Add par credentials", &[DEV1]);
     let mut c = cmd();
     moto.env(&mut c)
         .env("SECRET_MANAGER_FAILPOINT", "after-mint");

@@ -246,6 +246,35 @@ impl GitFleet {
         self.root.path().join(rel)
     }
 
+    /// Commits everything in `work`, pushes main, and moves each cluster's pointer (on
+    /// its own remote) to that commit — the way an operator bootstraps new secrets.
+    pub fn commit_and_publish(&self, message: &str, clusters: &[&str]) {
+        let work = self.path("work");
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "--quiet", "-m", message]);
+        git(&work, &["push", "--quiet", "origin", "main"]);
+        let repo = secret_manager::Repo::open(&work).unwrap();
+        for id in clusters {
+            let c = repo
+                .inventory
+                .clusters
+                .iter()
+                .find(|c| c.id == *id)
+                .unwrap();
+            let refname = secret_manager::gitops::pointer_ref(c);
+            git(
+                &work,
+                &[
+                    "push",
+                    "--quiet",
+                    "--force",
+                    &c.remote,
+                    &format!("HEAD:{refname}"),
+                ],
+            );
+        }
+    }
+
     /// A fresh clone of dev with the prod remote added and an identity configured.
     pub fn clone_as(&self, name: &str) -> PathBuf {
         let dir = self.path(name);
