@@ -101,6 +101,45 @@ pub struct RawPointers {
     pub tag: Option<String>,
 }
 
+/// `claims:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawClaims {
+    /// How long a run holds a credential before another run may consider it dead (`10m`).
+    pub lease: Option<String>,
+    /// Ref namespace of claims on the main remote (`refs/secret-manager/claims/`).
+    pub ref_prefix: Option<String>,
+}
+
+/// One AWS account's role, as written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AwsAccount {
+    /// Role to assume for this account's users.
+    pub role_arn: String,
+    /// External id the role's trust policy requires, if any (not secret).
+    pub external_id: Option<String>,
+}
+
+/// `providers.aws:` as written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AwsSettings {
+    /// Account id → role to assume for it. Accounts not listed use the ambient
+    /// credentials, which must belong to that account.
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, AwsAccount>,
+}
+
+/// `providers:` as written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProviderSettings {
+    /// AWS.
+    #[serde(default)]
+    pub aws: AwsSettings,
+}
+
 /// `.secret-manager.yaml` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -117,6 +156,12 @@ pub struct RawConfig {
     pub main_branch: Option<String>,
     /// Remote that holds main (the dev remote), default `origin`.
     pub main_remote: Option<String>,
+    /// Claims on credentials.
+    #[serde(default)]
+    pub claims: RawClaims,
+    /// Per-provider settings.
+    #[serde(default)]
+    pub providers: ProviderSettings,
 }
 
 /// Validated configuration with defaults applied.
@@ -138,6 +183,12 @@ pub struct Config {
     pub main_branch: String,
     /// Remote holding main.
     pub main_remote: String,
+    /// Lease of a claim.
+    pub claim_lease: chrono::Duration,
+    /// Ref namespace of claims, ends with `/`.
+    pub claim_ref_prefix: String,
+    /// Per-provider settings.
+    pub providers: ProviderSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -194,8 +245,55 @@ impl RawConfig {
                 });
             }
         }
+        let claim_lease = dur("claims.lease", self.claims.lease, "10m")?;
+        if claim_lease < chrono::Duration::minutes(1) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "claims.lease".into(),
+                message: "must be at least 1m: a run renews its claims before they run out, and a lease shorter than one provider call would expire mid-call".into(),
+            });
+        }
+        let claim_ref_prefix = self
+            .claims
+            .ref_prefix
+            .unwrap_or_else(|| crate::journal::CLAIMS_REF_PREFIX.to_owned());
+        if !claim_ref_prefix.starts_with("refs/")
+            || !claim_ref_prefix.ends_with('/')
+            || claim_ref_prefix.contains(char::is_whitespace)
+            || claim_ref_prefix.contains("..")
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "claims.refPrefix".into(),
+                message: format!(
+                    "`{claim_ref_prefix}` must be a ref namespace like refs/secret-manager/claims/ (starting with refs/, ending with /)"
+                ),
+            });
+        }
+        for (account, a) in &self.providers.aws.accounts {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: format!("providers.aws.accounts.{account}"),
+                    message: "an AWS account id is 12 digits (quote it: \"012345678901\")".into(),
+                });
+            }
+            if !a.role_arn.starts_with("arn:aws") || !a.role_arn.contains(":role/") {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: format!("providers.aws.accounts.{account}.roleArn"),
+                    message: format!(
+                        "`{}` is not a role ARN (arn:aws:iam::<account>:role/<name>)",
+                        a.role_arn
+                    ),
+                });
+            }
+        }
         Ok(Config {
             annotation_prefix: prefix,
+            claim_lease,
+            claim_ref_prefix,
+            providers: self.providers,
             max_age: dur("policy.maxAge", self.policy.max_age, "90d")?,
             revoke_after: dur("policy.revokeAfter", self.policy.revoke_after, "1h")?,
             revoke_mode: self.policy.revoke_mode.unwrap_or(RevokeMode::Delete),
@@ -247,6 +345,35 @@ mod tests {
             .to_string();
         assert!(e.starts_with(".secret-manager.yaml:3:"), "{e}");
         assert!(e.contains("maxAgee"), "{e}");
+    }
+
+    #[test]
+    fn claims_and_aws_accounts_are_validated() {
+        let c = parse("claims:\n  lease: 5m\nproviders:\n  aws:\n    accounts:\n      \"111111111111\": {roleArn: \"arn:aws:iam::111111111111:role/sm\", externalId: x}\n").unwrap();
+        assert_eq!(c.claim_lease, chrono::Duration::minutes(5));
+        assert_eq!(c.claim_ref_prefix, "refs/secret-manager/claims/");
+        assert_eq!(
+            c.providers.aws.accounts["111111111111"]
+                .external_id
+                .as_deref(),
+            Some("x")
+        );
+        let e = parse("claims:\n  lease: 5s\n").unwrap_err().to_string();
+        assert!(e.contains("claims.lease"), "{e}");
+        let e = parse(
+            "providers:\n  aws:\n    accounts:\n      \"1111\": {roleArn: arn:aws:iam::1:role/x}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("12 digits"), "{e}");
+        let e = parse("providers:\n  aws:\n    acounts: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("acounts"), "{e}");
+        let e = parse("claims:\n  refPrefix: secret-manager/\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("claims.refPrefix"), "{e}");
     }
 
     #[test]

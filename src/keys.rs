@@ -96,8 +96,11 @@ pub struct KeyRow {
     pub status: String,
     /// Last use, where the source reports it.
     pub last_used: Option<String>,
-    /// `current` (referenced by a manifest), `pending` (part of a staged rotation) or
-    /// `orphan` (nothing references it).
+    /// `current` (referenced by a manifest), `pending` (the old or new key of a rotation
+    /// in flight), `claimed` (minted under a live claim: a run is staging it), `orphan`
+    /// (minted under an expired claim and never committed: the next `rotate` deletes it),
+    /// or `foreign` (referenced by nothing and not minted by secret-manager: it is never
+    /// deleted by the tool).
     pub role: String,
     /// `file:line` of every manifest referencing the key.
     pub referenced_by: Vec<String>,
@@ -118,22 +121,41 @@ fn ts(d: Option<DateTime<Utc>>) -> Option<String> {
     d.map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
+/// The role of an unreferenced key: which claim (if any) explains it.
+fn unreferenced_role(
+    id: &Identity<'_>,
+    k: &crate::provider::KeyInfo,
+    claims: &[crate::journal::Claim],
+    now: DateTime<Utc>,
+) -> &'static str {
+    let refs: std::collections::BTreeSet<String> =
+        id.target.referenced.iter().map(|k| k.0.clone()).collect();
+    let claim = claims
+        .iter()
+        .filter(|c| c.source == id.source && c.identity == id.identity)
+        .find(|c| c.owns(k, &refs));
+    match claim {
+        Some(c) if c.expired(now) => "orphan",
+        Some(_) => "claimed",
+        None => "foreign",
+    }
+}
+
 /// Lists keys for every identity, at most `concurrency` provider calls at a time.
-/// `records` are the rotations in flight: their old and new keys get the role `pending`.
+/// `records` are the rotations in flight: their old and new keys get the role `pending`;
+/// `claims` (read from the main remote) tell a key a run minted from a foreign one.
 pub async fn key_rows(
     providers: &Providers,
     ids: &[Identity<'_>],
-    records: &[crate::engine::record::RotationRecord],
+    records: &[crate::journal::RotationRecord],
+    claims: &[crate::journal::Claim],
+    now: DateTime<Utc>,
     concurrency: usize,
 ) -> (Vec<KeyRow>, Vec<KeysFailure>) {
     use futures::stream::{self, StreamExt};
-    let policy = crate::provider::RetryPolicy::default();
-    let results: Vec<_> = stream::iter(ids.iter().map(|id| {
-        let policy = &policy;
-        async move {
-            let p = providers.get(&id.source).await?;
-            policy.run("keys", || p.keys(&id.target)).await
-        }
+    let results: Vec<_> = stream::iter(ids.iter().map(|id| async move {
+        let p = providers.get(&id.source).await?;
+        p.keys(&id.target).await
     }))
     .buffered(concurrency.max(1))
     .collect()
@@ -180,7 +202,7 @@ pub async fn key_rows(
                 }) {
                     "pending"
                 } else if referenced_by.is_empty() {
-                    "orphan"
+                    unreferenced_role(id, k, claims, now)
                 } else {
                     "current"
                 }

@@ -10,10 +10,12 @@
 pub mod annotations;
 pub mod audit;
 pub mod config;
+pub mod create;
 pub mod duration;
 pub mod engine;
 pub mod gitops;
 pub mod inventory;
+pub mod journal;
 pub mod keys;
 pub mod lint;
 pub mod list;
@@ -138,13 +140,30 @@ pub fn plugin_exists(name: &str) -> bool {
     }
 }
 
-/// Test-only crash injection (cargo feature `failpoints`): when `SECRET_MANAGER_FAILPOINT`
-/// names this point, the process exits at once with code 86, as if killed there.
+#[cfg(feature = "failpoints")]
+tokio::task_local! {
+    /// In-process crash injection: the failpoint that [`failpoint`] turns into a panic
+    /// for the future run inside `FAILPOINT.scope(..)`.
+    pub static FAILPOINT: String;
+}
+
+/// The panic payload of an in-process failpoint.
+#[cfg(feature = "failpoints")]
+#[derive(Debug)]
+pub struct Crash(pub String);
+
+/// Test-only crash injection (cargo feature `failpoints`). When `SECRET_MANAGER_FAILPOINT`
+/// names this point, the process exits at once with code 86, as if killed there. Inside a
+/// [`FAILPOINT`] scope naming it, the run panics with [`Crash`]: no cleanup code runs,
+/// as when a pod is killed (only destructors, which a kill would skip too).
 #[cfg(feature = "failpoints")]
 pub fn failpoint(name: &str) {
     if std::env::var("SECRET_MANAGER_FAILPOINT").as_deref() == Ok(name) {
         eprintln!("failpoint {name}: exiting");
         std::process::exit(86);
+    }
+    if FAILPOINT.try_with(|f| f == name).unwrap_or(false) {
+        std::panic::panic_any(Crash(name.to_owned()));
     }
 }
 

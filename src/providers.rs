@@ -1,29 +1,108 @@
 //! Picking a provider by the `source` annotation: one registration point.
 //!
 //! Built-in sources are cargo features (all on by default); any other name is an external
-//! plugin `secret-manager-provider-<name>` on PATH.
+//! plugin `secret-manager-provider-<name>` on PATH. [`Providers::with`] puts any
+//! implementation under a name — how tests hand the engine an in-memory source. Every
+//! provider handed out is wrapped in [`Retrying`], the one place its calls are retried.
 
-use crate::provider::{Provider, ProviderError, ProviderResult};
+use crate::config::ProviderSettings;
+use crate::provider::{Provider, ProviderError, ProviderResult, RetryPolicy, Retrying};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// Providers by source name, created on first use and shared for the run.
-#[derive(Default)]
 pub struct Providers {
+    settings: ProviderSettings,
+    session: String,
+    policy: RetryPolicy,
+    injected: HashMap<String, Arc<dyn Provider>>,
     cache: Mutex<HashMap<String, Arc<dyn Provider>>>,
 }
 
 impl std::fmt::Debug for Providers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Providers").finish_non_exhaustive()
+        f.debug_struct("Providers")
+            .field("injected", &self.injected.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
-async fn create(source: &str) -> ProviderResult<Arc<dyn Provider>> {
+impl Default for Providers {
+    fn default() -> Self {
+        Providers::builtin(ProviderSettings::default(), "secret-manager")
+    }
+}
+
+impl Providers {
+    /// The built-in providers (and plugins on PATH), configured by `settings` (from
+    /// `.secret-manager.yaml`). `session` names this run where a source records the
+    /// caller's session (AWS: the AssumeRole session name, seen in CloudTrail).
+    pub fn builtin(settings: ProviderSettings, session: &str) -> Providers {
+        Providers {
+            settings,
+            session: session.to_owned(),
+            policy: RetryPolicy::default(),
+            injected: HashMap::new(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Serves `provider` for source `name`, instead of (or in addition to) the built-ins.
+    pub fn with(mut self, name: &str, provider: Arc<dyn Provider>) -> Providers {
+        self.injected.insert(name.to_owned(), provider);
+        self
+    }
+
+    /// Retries provider calls with `policy` instead of the default.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Providers {
+        self.policy = policy;
+        self
+    }
+
+    /// The provider for `source`, wrapped in the retry layer.
+    pub async fn get(&self, source: &str) -> ProviderResult<Arc<dyn Provider>> {
+        let mut cache = self.cache.lock().await;
+        if let Some(p) = cache.get(source) {
+            return Ok(p.clone());
+        }
+        let inner = match self.injected.get(source) {
+            Some(p) => p.clone(),
+            None => create(source, &self.settings, &self.session).await?,
+        };
+        let p: Arc<dyn Provider> = Arc::new(Retrying::new(inner, self.policy));
+        cache.insert(source.to_owned(), p.clone());
+        Ok(p)
+    }
+}
+
+#[allow(unused_variables)]
+async fn create(
+    source: &str,
+    settings: &ProviderSettings,
+    session: &str,
+) -> ProviderResult<Arc<dyn Provider>> {
     match source {
         #[cfg(feature = "aws")]
-        "aws" => Ok(Arc::new(secret_manager_aws::AwsProvider::from_env().await)),
+        "aws" => {
+            let accounts = settings
+                .aws
+                .accounts
+                .iter()
+                .map(|(id, a)| {
+                    (
+                        id.clone(),
+                        secret_manager_aws::AccountRole {
+                            role_arn: a.role_arn.clone(),
+                            external_id: a.external_id.clone(),
+                        },
+                    )
+                })
+                .collect();
+            Ok(Arc::new(
+                secret_manager_aws::AwsProvider::from_env_with(accounts, session).await,
+            ))
+        }
         #[cfg(not(feature = "aws"))]
         "aws" => Err(ProviderError::NotCompiledIn {
             name: source.into(),
@@ -52,18 +131,5 @@ async fn create(source: &str) -> ProviderResult<Arc<dyn Provider>> {
             name: other.into(),
             feature: "exec",
         }),
-    }
-}
-
-impl Providers {
-    /// The provider for `source`.
-    pub async fn get(&self, source: &str) -> ProviderResult<Arc<dyn Provider>> {
-        let mut cache = self.cache.lock().await;
-        if let Some(p) = cache.get(source) {
-            return Ok(p.clone());
-        }
-        let p = create(source).await?;
-        cache.insert(source.to_owned(), p.clone());
-        Ok(p)
     }
 }

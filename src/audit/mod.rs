@@ -1,4 +1,4 @@
-//! `audit export`: who rotated what and when, rebuilt from git (DESIGN §9).
+//! `audit export`: who rotated what and when, rebuilt from git.
 //!
 //! Every commit the tool makes carries `Secret-Manager-*` trailers. The export walks main
 //! and every cluster pointer (deduplicated by commit), turns each tool commit into one
@@ -7,6 +7,7 @@
 //! Records hold key ids and names, never secret values. Schema: docs/audit.md.
 
 use crate::gitops::git::{Git, GitResult};
+use crate::journal::trailers::{self, TrailerAction, TrailerBlock};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -21,8 +22,8 @@ pub struct AuditRecord {
     pub schema_version: u32,
     /// Commit time (committer date, RFC 3339).
     pub time: String,
-    /// `stage`, `publish`, `revoke`, `revoke-skipped`, `delete`, `merge-hotfix`,
-    /// `reconcile`, or `manual`.
+    /// `claim`, `stage`, `publish`, `revoke`, `delete-disabled`, `revoke-skipped`,
+    /// `delete`, `cleanup`, `undo`, `abandon`, `merge-hotfix`, `reconcile`, or `manual`.
     pub action: String,
     /// Cluster id.
     pub cluster: String,
@@ -48,6 +49,12 @@ pub struct AuditRecord {
     pub git_author: String,
     /// For `publish`: when the cluster's pointer received the change.
     pub published_at: String,
+    /// The run that acted (for `cleanup` and `abandon`: the run that died).
+    pub run: String,
+    /// The identity at the source (e.g. `123456789012/external-dns-bot`).
+    pub identity: String,
+    /// Why, for events that need a reason (cleanup, undo, abandon, kept keys).
+    pub detail: String,
 }
 
 /// Export settings.
@@ -113,91 +120,71 @@ fn commits(out: &str) -> Vec<Commit> {
         .collect()
 }
 
-/// `Secret-Manager-*` trailers of a message, in order (key without the prefix).
-fn trailers(body: &str) -> Vec<(String, String)> {
-    body.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("Secret-Manager-")?;
-            let (k, v) = rest.split_once(": ")?;
-            Some((k.to_owned(), v.trim().to_owned()))
-        })
-        .collect()
-}
-
-/// Splits trailers into per-rotation blocks, each starting at an `Action` trailer.
-fn blocks(t: Vec<(String, String)>) -> Vec<Vec<(String, String)>> {
-    let mut out: Vec<Vec<(String, String)>> = Vec::new();
-    for (k, v) in t {
-        if k == "Action" || out.is_empty() {
-            out.push(Vec::new());
-        }
-        out.last_mut().expect("pushed").push((k, v));
-    }
-    out
-}
-
-fn records_of(c: &Commit, t: &[(String, String)]) -> Vec<AuditRecord> {
-    let get = |k: &str| {
-        t.iter()
-            .find(|(a, _)| a == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let all = |k: &str| {
-        t.iter()
-            .filter(|(a, _)| a == k)
-            .map(|(_, v)| v.clone())
-            .collect::<Vec<_>>()
-    };
-    let action = get("Action");
+fn records_of(c: &Commit, t: &TrailerBlock) -> Vec<AuditRecord> {
     let base = AuditRecord {
         schema_version: SCHEMA_VERSION,
         time: c.time.clone(),
-        action: action.clone(),
-        source: get("Source"),
-        old_key_id: get("Old-Key"),
-        new_key_id: get("New-Key"),
-        rotation_id: get("Rotation"),
+        action: t.action.as_str().to_owned(),
+        source: t.source.clone().unwrap_or_default(),
+        old_key_id: t.old_key.clone().unwrap_or_default(),
+        new_key_id: t.new_key.clone().unwrap_or_default(),
+        rotation_id: t.rotation.clone().unwrap_or_default(),
         commit: c.id.clone(),
-        operator: get("Operator"),
+        operator: t.operator.clone().unwrap_or_default(),
         git_author: c.author.clone(),
+        run: t.run.clone().unwrap_or_default(),
+        identity: t.identity.clone().unwrap_or_default(),
+        detail: t.reason.clone().unwrap_or_default(),
         ..AuditRecord::default()
     };
-    let published: BTreeMap<String, String> = all("Published")
-        .into_iter()
-        .filter_map(|v| v.split_once(' ').map(|(c, t)| (c.to_owned(), t.to_owned())))
+    let published: BTreeMap<&str, &str> = t
+        .published
+        .iter()
+        .map(|(c, t)| (c.as_str(), t.as_str()))
         .collect();
-    let secrets = all("Secret");
-    if secrets.is_empty() {
-        // Pointer maintenance (merge-hotfix, reconcile): one record per cluster.
-        return all("Cluster")
-            .into_iter()
+    if t.secrets.is_empty() {
+        // Pointer maintenance (merge-hotfix, reconcile): one record per cluster; events
+        // about an identity rather than a manifest (cleanup, undo, abandon): one record.
+        if t.clusters.is_empty() {
+            return vec![base];
+        }
+        return t
+            .clusters
+            .iter()
             .map(|cluster| AuditRecord {
-                cluster,
+                cluster: cluster.clone(),
                 ..base.clone()
             })
             .collect();
     }
     let mut out = Vec::new();
-    for s in secrets {
-        // `<cluster>/<namespace>/<name> <file>#<document>`
-        let (who, loc) = s.split_once(' ').unwrap_or((s.as_str(), ""));
-        let mut parts = who.splitn(3, '/');
-        let cluster = parts.next().unwrap_or_default().to_owned();
-        let namespace = parts.next().unwrap_or_default().to_owned();
-        let name = parts.next().unwrap_or_default().to_owned();
-        let file = loc.rsplit_once('#').map_or(loc, |(f, _)| f).to_owned();
-        if action == "publish" && !published.contains_key(&cluster) {
+    for s in &t.secrets {
+        if t.action == TrailerAction::Publish && !published.contains_key(s.cluster.as_str()) {
             continue;
         }
-        out.push(AuditRecord {
-            published_at: published.get(&cluster).cloned().unwrap_or_default(),
-            cluster,
-            namespace,
-            name,
-            file,
+        let rec = AuditRecord {
+            published_at: published
+                .get(s.cluster.as_str())
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            cluster: s.cluster.clone(),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            file: s.file.clone(),
             ..base.clone()
-        });
+        };
+        if t.action == TrailerAction::Stage
+            && let Some(claimed) = &t.claimed
+        {
+            // The claim that preceded the stage: when the run took the credential.
+            out.push(AuditRecord {
+                time: claimed.clone(),
+                action: "claim".into(),
+                new_key_id: String::new(),
+                ..rec.clone()
+            });
+        }
+        out.push(rec);
     }
     out
 }
@@ -219,7 +206,7 @@ fn manual_records(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec
     )?;
     let mut records = Vec::new();
     for c in commits(&out) {
-        if trailers(&c.body).iter().any(|(k, _)| k == "Action") {
+        if !trailers::parse(&c.body).is_empty() {
             continue;
         }
         // `c.body` holds the message followed by the patch.
@@ -321,9 +308,9 @@ pub fn export(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec<Aud
         .flat_map(|c| {
             // A batch commit carries one trailer block per rotation, each opened by
             // `Secret-Manager-Action`.
-            blocks(trailers(&c.body))
-                .into_iter()
-                .flat_map(|t| records_of(c, &t))
+            trailers::parse(&c.body)
+                .iter()
+                .flat_map(|t| records_of(c, t))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -334,7 +321,7 @@ pub fn export(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec<Aud
     });
     // History order (oldest first, parents before children), not clock order: commits made
     // within the same second stay in the order they happened.
-    let mut args: Vec<String> = vec!["rev-list".into(), "--topo-order".into(), "--reverse".into()];
+    let mut args: Vec<String> = vec!["rev-list".into(), "--date-order".into(), "--reverse".into()];
     args.extend(refs.iter().cloned());
     args.push("--".into());
     let order: std::collections::HashMap<String, usize> = git
@@ -378,6 +365,9 @@ pub fn write_csv<W: std::io::Write>(w: W, records: &[AuditRecord]) -> csv::Resul
             "operator",
             "gitAuthor",
             "publishedAt",
+            "run",
+            "identity",
+            "detail",
         ])?;
     }
     wr.flush()?;
@@ -395,9 +385,9 @@ mod tests {
             body: body.into(),
             ..Commit::default()
         };
-        let recs: Vec<AuditRecord> = blocks(trailers(&c.body))
-            .into_iter()
-            .flat_map(|t| records_of(&c, &t))
+        let recs: Vec<AuditRecord> = trailers::parse(&c.body)
+            .iter()
+            .flat_map(|t| records_of(&c, t))
             .collect();
         let got: Vec<(&str, &str, &str, &str)> = recs
             .iter()
@@ -421,7 +411,7 @@ mod tests {
             author: "Op <op@example.com>".into(),
             body: "secret-manager: stage\n\nSecret-Manager-Action: stage\nSecret-Manager-Rotation: r1\nSecret-Manager-Source: aws\nSecret-Manager-Secret: c1/ns/n1 a/b.yaml#0\nSecret-Manager-Secret: c2/ns/n1 c/d.yaml#1\nSecret-Manager-Old-Key: K1\nSecret-Manager-New-Key: K2\nSecret-Manager-Operator: arn:x\n".into(),
         };
-        let r = records_of(&c, &trailers(&c.body));
+        let r = records_of(&c, &trailers::parse(&c.body)[0]);
         assert_eq!(r.len(), 2);
         assert_eq!(
             (

@@ -1,4 +1,4 @@
-//! The `git` CLI as a subprocess (DESIGN §8).
+//! The `git` CLI as a subprocess.
 //!
 //! Argo CD, Kargo and jj drive git the same way: the user's SSH config, agents and
 //! credential helpers keep working, and nothing here re-implements transport or auth.
@@ -27,7 +27,8 @@ pub enum GitError {
         /// Exit code.
         code: Option<i32>,
     },
-    /// A push was rejected because the remote moved (non-fast-forward or stale lease).
+    /// A push lost a race: the remote ref moved (non-fast-forward, stale lease, or the
+    /// server's compare-and-swap failed because another push landed first).
     #[error("push of {refname} to {remote} was rejected: the remote ref moved ({stderr})")]
     Rejected {
         /// Remote.
@@ -36,6 +37,17 @@ pub enum GitError {
         refname: String,
         /// git's message.
         stderr: String,
+    },
+    /// The remote refused the push for good: a hook declined it or the credentials lack
+    /// the permission. Retrying changes nothing.
+    #[error("push of {refname} to {remote} was refused by the remote: {reason}")]
+    Refused {
+        /// Remote.
+        remote: String,
+        /// Ref being pushed.
+        refname: String,
+        /// What the remote said (hook output included).
+        reason: String,
     },
     /// Output was not what we expected.
     #[error("unexpected output from `git {args}`: {message}")]
@@ -52,6 +64,96 @@ pub type GitResult<T> = Result<T, GitError>;
 
 /// A commit id (full hex).
 pub type Oid = String;
+
+/// How a pushed ref may replace what the remote has. There is no "force".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// Plain push: only a fast-forward (or a new ref) is accepted.
+    FastForward,
+    /// Only if the ref does not exist on the remote (atomic create).
+    Absent,
+    /// Only if the ref is exactly at this commit on the remote (atomic compare-and-swap).
+    At(Oid),
+}
+
+/// One ref update of [`Git::push_refs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefUpdate {
+    /// Commit to push; `None` deletes the ref.
+    pub src: Option<Oid>,
+    /// Full ref name on the remote.
+    pub dst: String,
+    /// What the remote ref must be for the update to apply.
+    pub lease: Lease,
+}
+
+/// What happened to one ref of a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefOutcome {
+    /// The remote took it (or already had it).
+    Updated,
+    /// Someone else moved the ref first (client-side `[rejected]`, or the server's
+    /// compare-and-swap failed): fetch and try again.
+    Lost(String),
+    /// A hook or a permission refused it: final.
+    Refused(String),
+}
+
+/// Porcelain lines of `git push --porcelain`: (flag, destination ref, summary).
+fn porcelain_lines(stdout: &str) -> Vec<(char, String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let flag = parts.next()?.chars().next()?;
+            let refs = parts.next()?;
+            let summary = parts.next().unwrap_or_default();
+            let to = refs.rsplit_once(':').map(|(_, t)| t)?;
+            Some((flag, to.to_owned(), summary.to_owned()))
+        })
+        .collect()
+}
+
+/// Tells a lost race from a final refusal. Races: git's own `[rejected]` (non-fast-forward,
+/// fetch first, stale info, already exists) and the server failing to lock or
+/// compare-and-swap the ref because another push won. Everything else the server
+/// rejects — hooks, protected branches, permissions — is final.
+pub fn classify_rejection(summary: &str, stderr: &str) -> RefOutcome {
+    let reason = summary
+        .split_once('(')
+        .map_or(summary, |(_, r)| r.trim_end_matches(')'))
+        .trim()
+        .to_owned();
+    if summary.starts_with("[rejected]") {
+        return RefOutcome::Lost(reason);
+    }
+    let lower = reason.to_ascii_lowercase();
+    let raced = [
+        "failed to update ref",
+        "cannot lock ref",
+        "failed to lock",
+        "incorrect old value",
+        "reference already exists",
+        "stale info",
+    ]
+    .iter()
+    .any(|p| lower.contains(p));
+    if raced {
+        return RefOutcome::Lost(reason);
+    }
+    // The server's own words (hook output arrives as `remote: ...` lines on stderr).
+    let remote: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote: "))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    RefOutcome::Refused(if remote.is_empty() {
+        reason
+    } else {
+        format!("{reason}: {}", remote.join("; "))
+    })
+}
 
 /// A git work tree (or bare repo) driven through the CLI.
 #[derive(Clone, Debug)]
@@ -226,10 +328,17 @@ impl Git {
     }
 
     /// Pushes `oid` to `refs/heads/<branch>` on `remote` without force: git refuses a
-    /// non-fast-forward update, which we report as [`GitError::Rejected`].
+    /// non-fast-forward update. A lost race is [`GitError::Rejected`]; a hook or a missing
+    /// permission is [`GitError::Refused`].
     pub fn push_branch(&self, remote: &str, oid: &str, branch: &str) -> GitResult<()> {
-        let refname = format!("refs/heads/{branch}");
-        self.push(remote, &[format!("{oid}:{refname}")], &refname)
+        self.push_one(
+            remote,
+            RefUpdate {
+                src: Some(oid.to_owned()),
+                dst: format!("refs/heads/{branch}"),
+                lease: Lease::FastForward,
+            },
+        )
     }
 
     /// Moves `refs/tags/<tag>` on `remote` to `oid` only if it still points at `old`
@@ -241,48 +350,174 @@ impl Git {
         tag: &str,
         old: Option<&str>,
     ) -> GitResult<()> {
-        let refname = format!("refs/tags/{tag}");
-        let lease = format!("--force-with-lease={refname}:{}", old.unwrap_or(""));
-        self.push(remote, &[lease, format!("{oid}:{refname}")], &refname)
+        self.push_one(
+            remote,
+            RefUpdate {
+                src: Some(oid.to_owned()),
+                dst: format!("refs/tags/{tag}"),
+                lease: old.map_or(Lease::Absent, |o| Lease::At(o.to_owned())),
+            },
+        )
     }
 
-    fn push(&self, remote: &str, specs: &[String], refname: &str) -> GitResult<()> {
-        // Options (the lease) before the remote, refspecs after it.
-        let (opts, refspecs): (Vec<&String>, Vec<&String>) =
-            specs.iter().partition(|s| s.starts_with("--"));
-        let mut args: Vec<String> = vec!["push".into(), "--porcelain".into()];
-        args.extend(opts.into_iter().cloned());
-        args.push(remote.to_owned());
-        args.extend(refspecs.into_iter().cloned());
-        let out = self.command(&args).output().map_err(GitError::Spawn)?;
-        if out.status.success() {
-            return Ok(());
+    fn push_one(&self, remote: &str, update: RefUpdate) -> GitResult<()> {
+        let refname = update.dst.clone();
+        let mut out = self.push_refs(remote, std::slice::from_ref(&update))?;
+        match out.pop().expect("one outcome per update") {
+            RefOutcome::Updated => Ok(()),
+            RefOutcome::Lost(reason) => Err(GitError::Rejected {
+                remote: remote.to_owned(),
+                refname,
+                stderr: reason,
+            }),
+            RefOutcome::Refused(reason) => Err(GitError::Refused {
+                remote: remote.to_owned(),
+                refname,
+                reason,
+            }),
         }
+    }
+
+    /// Pushes several ref updates in one `git push` (not atomic: each ref succeeds or fails
+    /// on its own) and reports each one's outcome, in the order given. Never forces: a
+    /// branch moves fast-forward, anything else only under its lease. Fails as a whole only
+    /// when git could not talk to the remote at all.
+    pub fn push_refs(&self, remote: &str, updates: &[RefUpdate]) -> GitResult<Vec<RefOutcome>> {
+        let mut args: Vec<String> = vec!["push".into(), "--porcelain".into()];
+        for u in updates {
+            match &u.lease {
+                Lease::FastForward => {}
+                Lease::Absent => args.push(format!("--force-with-lease={}:", u.dst)),
+                Lease::At(old) => args.push(format!("--force-with-lease={}:{old}", u.dst)),
+            }
+        }
+        args.push(remote.to_owned());
+        for u in updates {
+            args.push(format!("{}:{}", u.src.as_deref().unwrap_or(""), u.dst));
+        }
+        let shown = args.join(" ");
+        tracing::debug!(target: "git", "git {shown}");
+        let out = self.command(&args).output().map_err(GitError::Spawn)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        // --porcelain reports each ref as `<flag>\t<from>:<to>\t<summary> (<reason>)`.
-        // `[rejected]` is git refusing a non-fast-forward or a stale lease (someone else
-        // moved the ref); `[remote rejected]` is the server's hooks or permissions.
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with('!'))
-            .unwrap_or_default();
-        if line.contains("[rejected]") {
-            return Err(GitError::Rejected {
-                remote: remote.to_owned(),
-                refname: refname.to_owned(),
-                stderr: line.rsplit('\t').next().unwrap_or(line).to_owned(),
+        let lines = porcelain_lines(&stdout);
+        if lines.is_empty() {
+            return Err(GitError::Failed {
+                args: shown,
+                stderr,
+                code: out.status.code(),
             });
         }
-        Err(GitError::Failed {
-            args: args.join(" "),
-            stderr: if line.is_empty() {
-                stderr
-            } else {
-                format!("{}; {stderr}", line.rsplit('\t').next().unwrap_or(line))
-            },
-            code: out.status.code(),
-        })
+        Ok(updates
+            .iter()
+            .map(|u| match lines.iter().find(|(_, to, _)| *to == u.dst) {
+                Some(('!', _, summary)) => classify_rejection(summary, &stderr),
+                Some(_) => RefOutcome::Updated,
+                // git names every ref it tried; a missing line means it never got that far.
+                None => RefOutcome::Refused(if stderr.is_empty() {
+                    "git did not report this ref".into()
+                } else {
+                    stderr.clone()
+                }),
+            })
+            .collect())
+    }
+
+    /// Stores `content` as a blob; returns its id.
+    pub fn write_blob(&self, content: &str) -> GitResult<Oid> {
+        Ok(self
+            .run_input(&["hash-object", "-w", "--stdin"], Some(content))?
+            .trim()
+            .to_owned())
+    }
+
+    /// A commit with `files` (name → blob id, one level) as its whole tree, `parents`
+    /// and `message`; returns its id. Nothing is checked out and no ref moves.
+    pub fn commit_files_tree(
+        &self,
+        files: &[(&str, &str)],
+        parents: &[&str],
+        message: &str,
+    ) -> GitResult<Oid> {
+        let listing: String = files
+            .iter()
+            .map(|(name, blob)| format!("100644 blob {blob}\t{name}\n"))
+            .collect();
+        let tree = self
+            .run_input(&["mktree"], Some(&listing))?
+            .trim()
+            .to_owned();
+        let mut args = vec!["commit-tree".to_owned(), tree];
+        for p in parents {
+            args.push("-p".into());
+            args.push((*p).to_owned());
+        }
+        args.push("-F".into());
+        args.push("-".into());
+        Ok(self.run_input(&args, Some(message))?.trim().to_owned())
+    }
+
+    /// The text of `<rev>:<path>` for each of `specs`, in one `git cat-file --batch`;
+    /// `None` where the object does not exist.
+    pub fn read_blobs(&self, specs: &[String]) -> GitResult<Vec<Option<String>>> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input: String = specs.iter().map(|s| format!("{s}\n")).collect();
+        let mut c = self.command(["cat-file", "--batch"]);
+        use std::io::Write as _;
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(GitError::Spawn)?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().map_err(GitError::Spawn)?;
+        let _ = writer.join();
+        if !out.status.success() {
+            return Err(GitError::Failed {
+                args: "cat-file --batch".into(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                code: out.status.code(),
+            });
+        }
+        // Each answer: `<oid> <type> <size>\n<content>\n`, or `<spec> missing\n`.
+        let bytes = out.stdout;
+        let mut pos = 0;
+        let mut result = Vec::with_capacity(specs.len());
+        for _ in specs {
+            let end = bytes[pos..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|i| pos + i)
+                .ok_or_else(|| GitError::Parse {
+                    args: "cat-file --batch".into(),
+                    message: "truncated output".into(),
+                })?;
+            let header = String::from_utf8_lossy(&bytes[pos..end]).into_owned();
+            pos = end + 1;
+            if header.ends_with(" missing") || header.ends_with(" ambiguous") {
+                result.push(None);
+                continue;
+            }
+            let size: usize = header
+                .rsplit(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| GitError::Parse {
+                    args: "cat-file --batch".into(),
+                    message: format!("bad header `{header}`"),
+                })?;
+            let body = bytes.get(pos..pos + size).ok_or_else(|| GitError::Parse {
+                args: "cat-file --batch".into(),
+                message: "truncated object".into(),
+            })?;
+            result.push(Some(String::from_utf8_lossy(body).into_owned()));
+            pos += size + 1;
+        }
+        Ok(result)
     }
 
     /// Adds a temporary detached worktree at `rev`; removed when the guard drops.

@@ -1,4 +1,4 @@
-//! Cluster pointers and safe publishing (DESIGN §8, seed §4).
+//! Cluster pointers and safe publishing.
 //!
 //! `main` on the dev remote is the source of truth. Each cluster follows it through a
 //! pointer: a branch `cluster/<id>` that only ever moves fast-forward, or a tag
@@ -8,23 +8,41 @@
 //! P to T is allowed only when every file changed in P..T is part of the change, belongs to
 //! another cluster, or lives under `.secret-manager/`. Otherwise the change is applied on
 //! top of P as a hot-fix commit, merged back into main first, and the pointer moves to the
-//! hot-fix (seed §4.3), so the cluster branch never diverges from main.
+//! hot-fix, so the cluster branch never diverges from main.
+//!
+//! Every push that loses a race — git's own non-fast-forward check, a stale lease, or the
+//! server's compare-and-swap — is re-read, re-decided and retried ([`RACE_RETRIES`]);
+//! only hooks and permissions end an update.
 //!
 //! All work happens in temporary worktrees; the user's checkout is never touched.
 
+pub mod batch;
+pub mod claims;
+pub mod events;
 pub mod git;
 
 use crate::inventory::{Cluster, Inventory, PointerKind};
 use crate::scan::{Attribution, attribute};
 use git::{Git, GitError, GitResult, Oid};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Directory for the tool's own state; changes under it never count as unrelated.
 pub const STATE_DIR: &str = ".secret-manager/";
 
-/// How many times a push to main is rebased and retried after a concurrent writer won.
-pub const PUSH_RETRIES: usize = 5;
+/// How many times a push that lost a race (to main, a pointer or a claim) is retried:
+/// fetch, rebase or re-decide, push again, with jittered backoff between attempts.
+pub const RACE_RETRIES: u32 = 10;
+
+/// Delay before retry `attempt` (1-based) after a lost race: uniform in
+/// `[0, min(2 s, 50 ms * 2^(attempt-1))]`, so pods that collided spread out.
+pub fn race_backoff(attempt: u32) -> std::time::Duration {
+    use rand::Rng as _;
+    let cap = 50u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(16))
+        .min(2_000);
+    std::time::Duration::from_millis(rand::thread_rng().gen_range(0..=cap))
+}
 
 /// Errors of pointer operations.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +88,9 @@ pub enum PublishError {
     /// A revision does not exist.
     #[error("unknown revision `{0}`")]
     UnknownRevision(String),
-    /// Someone else moved the ref at the same time; nothing was overwritten.
+    /// Someone else kept moving the ref while we retried; nothing was overwritten.
     #[error(
-        "cluster {cluster}: {refname} on {remote} moved while we were updating it; nothing was overwritten, run again"
+        "cluster {cluster}: {refname} on {remote} kept moving while we were updating it ({attempts} attempts); nothing was overwritten, run again"
     )]
     Raced {
         /// Cluster id.
@@ -81,6 +99,18 @@ pub enum PublishError {
         refname: String,
         /// Remote.
         remote: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The cluster's remote could not be reached when the run fetched.
+    #[error("cluster {cluster}: remote {remote} is unavailable: {reason}")]
+    RemoteUnavailable {
+        /// Cluster id.
+        cluster: String,
+        /// Remote.
+        remote: String,
+        /// Why.
+        reason: String,
     },
     /// The hot-fix could not be applied or merged without conflicts.
     #[error(
@@ -149,13 +179,20 @@ pub struct ClusterStatus {
     pub diverged: bool,
     /// Whether main holds changes for this cluster that a promote would ship.
     pub pending_unrelated: bool,
+    /// Why the row is incomplete (its remote could not be reached), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
+/// What [`Fleet::fetch`] could not reach: remote name → git's error. Clusters on these
+/// remotes cannot be published to in this run; everything else can.
+pub type Unavailable = BTreeMap<String, String>;
+
 /// The fleet's pointers, driven from one local clone.
-#[derive(Debug)]
-pub struct Fleet<'a> {
+#[derive(Debug, Clone)]
+pub struct Fleet {
     git: Git,
-    inventory: &'a Inventory,
+    inventory: Inventory,
     main_remote: String,
     main_branch: String,
 }
@@ -168,12 +205,12 @@ pub fn pointer_ref(c: &Cluster) -> String {
     }
 }
 
-impl<'a> Fleet<'a> {
+impl Fleet {
     /// A fleet driven from the clone at `repo`.
-    pub fn new(repo: &crate::Repo) -> Fleet<'_> {
+    pub fn new(repo: &crate::Repo) -> Fleet {
         Fleet {
             git: Git::new(&repo.root),
-            inventory: &repo.inventory,
+            inventory: repo.inventory.clone(),
             main_remote: repo.config.main_remote.clone(),
             main_branch: repo.config.main_branch.clone(),
         }
@@ -182,6 +219,21 @@ impl<'a> Fleet<'a> {
     /// The git handle of the local clone.
     pub fn git(&self) -> &Git {
         &self.git
+    }
+
+    /// The remote that holds main.
+    pub fn main_remote(&self) -> &str {
+        &self.main_remote
+    }
+
+    /// The main branch's name.
+    pub fn main_branch(&self) -> &str {
+        &self.main_branch
+    }
+
+    /// The clusters.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
     }
 
     /// `refs/remotes/<main_remote>/<main_branch>`.
@@ -193,44 +245,84 @@ impl<'a> Fleet<'a> {
         format!("refs/secret-manager/pointers/{}", c.id)
     }
 
-    /// Fetches main and every pointer (into private refs) from their remotes.
-    pub fn fetch(&self) -> GitResult<()> {
-        self.git.fetch(
-            &self.main_remote,
-            &[&format!(
-                "+refs/heads/{b}:refs/remotes/{r}/{b}",
-                b = self.main_branch,
-                r = self.main_remote
-            )],
-        )?;
+    /// Fetches main (which must work) and every pointer (into private refs) from their
+    /// remotes. A pointer remote that cannot be reached does not fail the fetch: it is
+    /// returned, so that only the clusters that need it fail.
+    pub fn fetch(&self) -> GitResult<Unavailable> {
+        self.fetch_main()?;
         let remotes: BTreeSet<&str> = self
             .inventory
             .clusters
             .iter()
             .map(|c| c.remote.as_str())
             .collect();
+        let mut unavailable = Unavailable::new();
         for remote in remotes {
-            let present = self.git.ls_remote_all(remote)?;
-            let mut specs = Vec::new();
-            for c in self
-                .inventory
-                .clusters
-                .iter()
-                .filter(|c| c.remote == remote)
-            {
-                if present.contains_key(&pointer_ref(c)) {
-                    specs.push(format!("+{}:{}", pointer_ref(c), Self::tracking(c)));
-                } else if self.git.resolve(&Self::tracking(c))?.is_some() {
-                    // The pointer was deleted on the remote: forget our copy.
-                    self.git.run(&["update-ref", "-d", &Self::tracking(c)])?;
-                }
-            }
-            if !specs.is_empty() {
-                let refs: Vec<&str> = specs.iter().map(String::as_str).collect();
-                self.git.fetch(remote, &refs)?;
+            if let Err(e) = self.fetch_pointers_of(remote) {
+                tracing::warn!(remote, error = %e, "remote unavailable; its clusters are skipped");
+                unavailable.insert(remote.to_owned(), e.to_string());
             }
         }
+        Ok(unavailable)
+    }
+
+    /// Fetches main from its remote into the tracking ref; returns it.
+    pub fn fetch_main(&self) -> GitResult<Oid> {
+        self.git.fetch(
+            &self.main_remote,
+            &[&format!(
+                "+refs/heads/{b}:{t}",
+                b = self.main_branch,
+                t = self.main_tracking()
+            )],
+        )?;
+        Ok(self
+            .git
+            .resolve(&self.main_tracking())?
+            .expect("main was just fetched"))
+    }
+
+    fn fetch_pointers_of(&self, remote: &str) -> GitResult<()> {
+        let present = self.git.ls_remote_all(remote)?;
+        let mut specs = Vec::new();
+        for c in self
+            .inventory
+            .clusters
+            .iter()
+            .filter(|c| c.remote == remote)
+        {
+            if present.contains_key(&pointer_ref(c)) {
+                specs.push(format!("+{}:{}", pointer_ref(c), Self::tracking(c)));
+            } else if self.git.resolve(&Self::tracking(c))?.is_some() {
+                // The pointer was deleted on the remote: forget our copy.
+                self.git.run(&["update-ref", "-d", &Self::tracking(c)])?;
+            }
+        }
+        if !specs.is_empty() {
+            let refs: Vec<&str> = specs.iter().map(String::as_str).collect();
+            self.git.fetch(remote, &refs)?;
+        }
         Ok(())
+    }
+
+    /// Fetches one cluster's pointer afresh; `None` when the ref does not exist there.
+    fn refresh_pointer(&self, c: &Cluster) -> GitResult<Option<Oid>> {
+        let present = self.git.ls_remote_all(&c.remote)?;
+        match present.get(&pointer_ref(c)) {
+            Some(_) => {
+                self.git.fetch(
+                    &c.remote,
+                    &[&format!("+{}:{}", pointer_ref(c), Self::tracking(c))],
+                )?;
+                self.pointer(c)
+            }
+            None => {
+                if self.git.resolve(&Self::tracking(c))?.is_some() {
+                    self.git.run(&["update-ref", "-d", &Self::tracking(c)])?;
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// The pointer's commit as last fetched.
@@ -266,86 +358,103 @@ impl<'a> Fleet<'a> {
             .collect())
     }
 
-    /// Status of every cluster (fetches first).
+    /// Status of every cluster (fetches first). A cluster whose remote cannot be reached
+    /// gets a row with `error` set and no commit data; the others are complete.
     pub fn status(&self) -> PublishResult<Vec<ClusterStatus>> {
-        self.fetch()?;
+        let unavailable = self.fetch()?;
         let main = self.main_tracking();
         self.inventory
             .clusters
             .iter()
             .map(|c| {
-                let commit = self.pointer(c)?;
-                let (behind, ahead, pending) = match &commit {
-                    Some(p) => {
-                        let behind = self.git.count(p, &main)?;
-                        let ahead = self.git.count(&main, p)?;
-                        let base = self.git.run(&["merge-base", p, &main])?.trim().to_owned();
-                        let pending = !self
-                            .unrelated(c, &base, &main, &BTreeSet::new())?
-                            .is_empty();
-                        (Some(behind), Some(ahead), pending)
-                    }
-                    None => (None, None, false),
-                };
-                Ok(ClusterStatus {
+                let mut row = ClusterStatus {
                     cluster: c.id.clone(),
                     pointer: c.pointer,
                     refname: pointer_ref(c),
                     remote: c.remote.clone(),
-                    commit,
-                    behind_main: behind,
-                    ahead_of_main: ahead,
-                    diverged: ahead.is_some_and(|a| a > 0),
-                    pending_unrelated: pending,
-                })
+                    commit: None,
+                    behind_main: None,
+                    ahead_of_main: None,
+                    diverged: false,
+                    pending_unrelated: false,
+                    error: unavailable
+                        .get(&c.remote)
+                        .map(|e| format!("remote {} unavailable: {e}", c.remote)),
+                };
+                if row.error.is_some() {
+                    return Ok(row);
+                }
+                row.commit = self.pointer(c)?;
+                if let Some(p) = &row.commit {
+                    let behind = self.git.count(p, &main)?;
+                    let ahead = self.git.count(&main, p)?;
+                    let base = self.git.run(&["merge-base", p, &main])?.trim().to_owned();
+                    row.pending_unrelated = !self
+                        .unrelated(c, &base, &main, &BTreeSet::new())?
+                        .is_empty();
+                    row.behind_main = Some(behind);
+                    row.ahead_of_main = Some(ahead);
+                    row.diverged = ahead > 0;
+                }
+                Ok(row)
             })
             .collect()
     }
 
     /// Moves the pointer of `c` from `old` to `new` on its remote: fast-forward for
-    /// branches, a lease for tags. Never forces.
-    fn move_pointer(&self, c: &Cluster, old: &str, new: &str) -> PublishResult<()> {
-        let raced = |e: GitError| match e {
-            GitError::Rejected { .. } => PublishError::Raced {
-                cluster: c.id.clone(),
-                refname: pointer_ref(c),
-                remote: c.remote.clone(),
-            },
-            e => PublishError::Git(e),
-        };
+    /// branches, a lease for tags. Never forces. A lost race is returned as
+    /// [`GitError::Rejected`] for the caller to re-decide.
+    fn move_pointer(&self, c: &Cluster, old: &str, new: &str) -> GitResult<()> {
         match c.pointer {
-            PointerKind::Branch => self
-                .git
-                .push_branch(&c.remote, new, &c.pointer_ref)
-                .map_err(raced)?,
-            PointerKind::Tag => self
-                .git
-                .push_tag_with_lease(&c.remote, new, &c.pointer_ref, Some(old))
-                .map_err(raced)?,
+            PointerKind::Branch => self.git.push_branch(&c.remote, new, &c.pointer_ref)?,
+            PointerKind::Tag => {
+                self.git
+                    .push_tag_with_lease(&c.remote, new, &c.pointer_ref, Some(old))?
+            }
         }
         // Keep our private tracking ref in step.
         self.git.run(&["update-ref", &Self::tracking(c), new])?;
         Ok(())
     }
 
-    fn require_pointer(&self, c: &Cluster) -> PublishResult<Oid> {
-        self.pointer(c)?
-            .ok_or_else(|| PublishError::MissingPointer {
-                cluster: c.id.clone(),
-                refname: pointer_ref(c),
-                remote: c.remote.clone(),
-            })
+    /// Runs `attempt` (which fetches what it needs, decides and pushes) until it does
+    /// not lose a race, at most [`RACE_RETRIES`] more times, backing off in between.
+    fn retry_races<T>(
+        &self,
+        c: &Cluster,
+        mut attempt: impl FnMut() -> PublishResult<T>,
+    ) -> PublishResult<T> {
+        for n in 1..=RACE_RETRIES + 1 {
+            match attempt() {
+                Err(PublishError::Git(GitError::Rejected { stderr, .. })) if n <= RACE_RETRIES => {
+                    tracing::info!(cluster = %c.id, attempt = n, reason = %stderr, "pointer moved under us; re-reading it");
+                    std::thread::sleep(race_backoff(n));
+                }
+                Err(PublishError::Git(GitError::Rejected { .. })) => {
+                    return Err(PublishError::Raced {
+                        cluster: c.id.clone(),
+                        refname: pointer_ref(c),
+                        remote: c.remote.clone(),
+                        attempts: n,
+                    });
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns on the last attempt")
     }
 
     /// Pushes `commit` (which has the current remote main as an ancestor, or is built
-    /// by `rebuild` on top of it) to main, rebasing and retrying when a concurrent writer
-    /// got there first. Returns the commit that landed.
+    /// by `rebuild` on top of it) to main. When another writer got there first — git's
+    /// own non-fast-forward check or the server's compare-and-swap — it fetches main,
+    /// calls `rebuild` with the new main and tries again, up to [`RACE_RETRIES`] times
+    /// with jittered backoff. Hooks and permissions are final. Returns what landed.
     pub fn push_main_with_retry(
         &self,
         mut commit: Oid,
         mut rebuild: impl FnMut(&str) -> PublishResult<Oid>,
     ) -> PublishResult<Oid> {
-        for attempt in 0..=PUSH_RETRIES {
+        for attempt in 1..=RACE_RETRIES + 1 {
             match self
                 .git
                 .push_branch(&self.main_remote, &commit, &self.main_branch)
@@ -355,37 +464,16 @@ impl<'a> Fleet<'a> {
                         .run(&["update-ref", &self.main_tracking(), &commit])?;
                     return Ok(commit);
                 }
-                Err(GitError::Rejected { .. }) if attempt < PUSH_RETRIES => {
-                    tracing::info!(attempt, "main moved on the remote; rebasing and retrying");
-                    self.git.fetch(
-                        &self.main_remote,
-                        &[&format!(
-                            "+refs/heads/{b}:{t}",
-                            b = self.main_branch,
-                            t = self.main_tracking()
-                        )],
-                    )?;
-                    let new_main = self
-                        .git
-                        .resolve(&self.main_tracking())?
-                        .expect("fetched main");
+                Err(GitError::Rejected { stderr, .. }) if attempt <= RACE_RETRIES => {
+                    tracing::info!(attempt, reason = %stderr, "main moved on the remote; rebasing and retrying");
+                    std::thread::sleep(race_backoff(attempt));
+                    let new_main = self.fetch_main()?;
                     commit = rebuild(&new_main)?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         unreachable!("the loop returns on the last attempt")
-    }
-
-    /// Fetches, then returns the pointer of `c` (which must exist) and main.
-    fn fetched(&self, c: &Cluster) -> PublishResult<(Oid, Oid)> {
-        self.fetch()?;
-        let p = self.require_pointer(c)?;
-        let main = self
-            .git
-            .resolve(&self.main_tracking())?
-            .expect("main fetched");
-        Ok((p, main))
     }
 
     /// Merges `other` into main with a merge commit and pushes it, rebuilding the merge on
@@ -402,47 +490,72 @@ impl<'a> Fleet<'a> {
         })
     }
 
-    /// Publishes `change` (a single-parent commit reachable from main) to cluster `id`.
+    /// Publishes `change` (a single-parent commit reachable from main) to cluster `id`:
+    /// reads the pointer afresh, then fast-forwards it, or makes a hot-fix when main holds
+    /// unrelated changes for the cluster. A pointer that moves meanwhile is re-read and the
+    /// decision made again; nothing is ever forced.
     pub fn publish(&self, id: &str, change: &str) -> PublishResult<PublishOutcome> {
         let c = self.cluster(id);
-        let (p, main) = self.fetched(c)?;
         let change = self
             .git
             .resolve(change)?
             .ok_or_else(|| PublishError::UnknownRevision(change.to_owned()))?;
+        let main = self
+            .git
+            .resolve(&self.main_tracking())?
+            .expect("main fetched");
         if !self.git.is_ancestor(&change, &main)? {
             return Err(PublishError::NotOnMain {
                 rev: change,
                 main: self.main_branch.clone(),
             });
         }
-        let outcome = |mode, to: Oid| PublishOutcome {
+        let files: BTreeSet<String> = self.git.commit_files(&change)?.into_iter().collect();
+        self.retry_races(c, || {
+            let p = self
+                .refresh_pointer(c)?
+                .ok_or_else(|| PublishError::MissingPointer {
+                    cluster: c.id.clone(),
+                    refname: pointer_ref(c),
+                    remote: c.remote.clone(),
+                })?;
+            self.publish_from(c, &p, &change, &files)
+        })
+    }
+
+    fn publish_from(
+        &self,
+        c: &Cluster,
+        p: &str,
+        change: &str,
+        files: &BTreeSet<String>,
+    ) -> PublishResult<PublishOutcome> {
+        let outcome = |mode, to: &str| PublishOutcome {
             cluster: c.id.clone(),
             mode,
-            from: p.clone(),
-            to,
+            from: p.to_owned(),
+            to: to.to_owned(),
         };
-        let files: BTreeSet<String> = self.git.commit_files(&change)?.into_iter().collect();
         // Published already when the pointer has the change itself, or (after a hot-fix,
         // which is a copy) when its tree holds every changed file as the change left it.
-        if self.git.is_ancestor(&change, &p)? || self.holds(&p, &change, &files)? {
-            return Ok(outcome(PublishMode::AlreadyPublished, p.clone()));
+        if self.git.is_ancestor(change, p)? || self.holds(p, change, files)? {
+            return Ok(outcome(PublishMode::AlreadyPublished, p));
         }
-        if self.git.is_ancestor(&p, &change)? && self.unrelated(c, &p, &change, &files)?.is_empty()
-        {
-            self.move_pointer(c, &p, &change)?;
+        if self.git.is_ancestor(p, change)? && self.unrelated(c, p, change, files)?.is_empty() {
+            self.move_pointer(c, p, change)?;
             return Ok(outcome(PublishMode::FastForward, change));
         }
         // Hot-fix: the change on top of P, merged into main, then the pointer moves to it.
-        let hotfix = self.hotfix(c, &p, &change)?;
+        let hotfix = self.hotfix(c, p, change)?;
         let merge_msg = format!(
             "Merge hot-fix for {} into {}\n\nSecret-Manager-Action: merge-hotfix\nSecret-Manager-Cluster: {}\n",
             c.id, self.main_branch, c.id
         );
+        let main = self.fetch_main()?;
         let merged_main = self.merge_into_main(c, &main, &hotfix, &merge_msg)?;
         debug_assert!(self.git.is_ancestor(&hotfix, &merged_main)?);
-        self.move_pointer(c, &p, &hotfix)?;
-        Ok(outcome(PublishMode::Hotfix, hotfix))
+        self.move_pointer(c, p, &hotfix)?;
+        Ok(outcome(PublishMode::Hotfix, &hotfix))
     }
 
     /// Whether `rev`'s tree has every one of `files` exactly as `change` left it.
@@ -512,11 +625,23 @@ impl<'a> Fleet<'a> {
         )
     }
 
+    /// Fetches main and the pointer of `c`; fails when its remote is unavailable.
+    fn fetch_for(&self, c: &Cluster) -> PublishResult<(Oid, Oid)> {
+        let main = self.fetch_main()?;
+        let p = self
+            .refresh_pointer(c)?
+            .ok_or_else(|| PublishError::MissingPointer {
+                cluster: c.id.clone(),
+                refname: pointer_ref(c),
+                remote: c.remote.clone(),
+            })?;
+        Ok((p, main))
+    }
+
     /// What [`Fleet::promote`] would do: (from, to).
     pub fn plan_promote(&self, id: &str, to: Option<&str>) -> PublishResult<(Oid, Oid)> {
         let c = self.cluster(id);
-        self.fetch()?;
-        let p = self.require_pointer(c)?;
+        let (p, _) = self.fetch_for(c)?;
         let main_ref = self.main_tracking();
         let target_rev = to.unwrap_or(&main_ref);
         let target = self
@@ -540,49 +665,54 @@ impl<'a> Fleet<'a> {
         Ok((p, target))
     }
 
-    /// Fast-forwards cluster `id` to `to` (default: main), seed §4.2.
+    /// Fast-forwards cluster `id` to `to` (default: main's head on its remote). When the
+    /// pointer moves meanwhile, the plan is made again from where it is now.
     pub fn promote(&self, id: &str, to: Option<&str>) -> PublishResult<PublishOutcome> {
-        let (p, target) = self.plan_promote(id, to)?;
         let c = self.cluster(id);
-        if p == target {
-            return Ok(PublishOutcome {
+        self.retry_races(c, || {
+            let (p, target) = self.plan_promote(id, to)?;
+            if p == target || self.git.is_ancestor(&target, &p)? {
+                return Ok(PublishOutcome {
+                    cluster: c.id.clone(),
+                    mode: PublishMode::AlreadyPublished,
+                    from: p.clone(),
+                    to: p,
+                });
+            }
+            self.move_pointer(c, &p, &target)?;
+            Ok(PublishOutcome {
                 cluster: c.id.clone(),
-                mode: PublishMode::AlreadyPublished,
+                mode: PublishMode::FastForward,
                 from: p,
                 to: target,
-            });
-        }
-        self.move_pointer(c, &p, &target)?;
-        Ok(PublishOutcome {
-            cluster: c.id.clone(),
-            mode: PublishMode::FastForward,
-            from: p,
-            to: target,
+            })
         })
     }
 
-    /// Seed §4.3: merge the cluster pointer into main (non-fast-forward), push main, then
-    /// fast-forward the pointer to the merge. Returns the new pointer commit, or `None`
-    /// when the pointer had not diverged.
+    /// After a hot-fix: merge the cluster pointer into main (non-fast-forward), push main,
+    /// then fast-forward the pointer to the merge, so the cluster is back on main's line.
+    /// Returns the new pointer commit, or `None` when the pointer had not diverged.
     pub fn reconcile(&self, id: &str) -> PublishResult<Option<PublishOutcome>> {
         let c = self.cluster(id);
-        let (p, main) = self.fetched(c)?;
-        if self.git.is_ancestor(&p, &main)? {
-            return Ok(None);
-        }
-        let msg = format!(
-            "Reconcile {} into {}\n\nSecret-Manager-Action: reconcile\nSecret-Manager-Cluster: {}\n",
-            pointer_ref(c),
-            self.main_branch,
-            c.id
-        );
-        let merged = self.merge_into_main(c, &main, &p, &msg)?;
-        self.move_pointer(c, &p, &merged)?;
-        Ok(Some(PublishOutcome {
-            cluster: c.id.clone(),
-            mode: PublishMode::FastForward,
-            from: p,
-            to: merged,
-        }))
+        self.retry_races(c, || {
+            let (p, main) = self.fetch_for(c)?;
+            if self.git.is_ancestor(&p, &main)? {
+                return Ok(None);
+            }
+            let msg = format!(
+                "Reconcile {} into {}\n\nSecret-Manager-Action: reconcile\nSecret-Manager-Cluster: {}\n",
+                pointer_ref(c),
+                self.main_branch,
+                c.id
+            );
+            let merged = self.merge_into_main(c, &main, &p, &msg)?;
+            self.move_pointer(c, &p, &merged)?;
+            Ok(Some(PublishOutcome {
+                cluster: c.id.clone(),
+                mode: PublishMode::FastForward,
+                from: p,
+                to: merged,
+            }))
+        })
     }
 }

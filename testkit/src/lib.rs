@@ -1,5 +1,7 @@
 //! Test-only fakes for secret-manager's cloud providers.
 //!
+//! [`FakeProvider`] is an in-memory source for in-process engine tests.
+//!
 //! Each fake is a real HTTPS server on a loopback port, with its own throwaway CA, that
 //! follows the REST shapes of the service it stands in for (paths, JSON bodies, status
 //! codes, error envelopes, limits). The provider crates reach them through their real
@@ -8,8 +10,10 @@
 
 pub mod graph;
 pub mod iam;
+pub mod provider;
 pub mod server;
 pub mod trace;
 
+pub use provider::{Fail, FakeKey, FakeProvider, Op};
 pub use server::{Reply, Request, TestServer};
 pub use trace::TraceCapture;

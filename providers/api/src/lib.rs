@@ -8,7 +8,7 @@ mod secret;
 pub mod testing;
 mod types;
 
-pub use retry::{RetryPolicy, retryable};
+pub use retry::{RetryPolicy, Retrying, retryable};
 pub use secret::SecretValue;
 pub use types::*;
 
@@ -38,9 +38,11 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>>;
 
     /// Creates a new key for the identity of `t` without touching existing keys (phase 1).
+    /// It never deletes a key to make room: when the identity is full it returns
+    /// [`ProviderError::KeyLimit`], and the engine decides what may be freed.
     ///
-    /// Not idempotent: every successful call creates a key, so the engine records an intent
-    /// before calling it and cleans up orphans on the next run.
+    /// Not idempotent: every successful call creates a key, so the engine claims the
+    /// credential before calling it and a later run cleans up after a run that died.
     async fn mint(&self, t: &Target) -> ProviderResult<Minted>;
 
     /// Proves that a freshly minted credential works, retrying internally while the
@@ -49,4 +51,30 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// Disables or deletes `key` (phase 3). MUST be idempotent: an absent key is `Ok`.
     async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()>;
+}
+
+/// A shared provider is a provider (so layers such as [`Retrying`] can wrap one).
+#[async_trait]
+impl<T: Provider + ?Sized> Provider for std::sync::Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    async fn preflight(&self, t: &Target) -> ProviderResult<()> {
+        (**self).preflight(t).await
+    }
+    async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
+        (**self).keys(t).await
+    }
+    async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
+        (**self).mint(t).await
+    }
+    async fn verify(&self, m: &Minted) -> ProviderResult<()> {
+        (**self).verify(m).await
+    }
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+        (**self).revoke(t, key, how).await
+    }
 }

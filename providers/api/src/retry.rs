@@ -1,10 +1,15 @@
-//! The shared retry policy: exponential backoff with full jitter, bounded.
+//! Retries: the policy (exponential backoff with full jitter, bounded) and
+//! [`Retrying`], the one layer that applies it to provider calls.
 //!
 //! Only errors whose [`ProviderError::is_retryable`] is true (throttling, 5xx, timeouts)
-//! are retried. The engine wraps provider calls in it; providers use it only inside
-//! `verify`, to wait for propagation.
+//! are retried. Providers decide what is transient (their error mapping); this layer
+//! decides how often. Providers themselves use a policy only inside `verify`, to wait for
+//! a new key to propagate.
 
-use crate::{ProviderError, ProviderResult};
+use crate::{
+    Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Target,
+};
+use async_trait::async_trait;
 use rand::Rng;
 use std::future::Future;
 use std::time::Duration;
@@ -75,6 +80,63 @@ pub fn retryable(e: &ProviderError) -> bool {
     e.is_retryable()
 }
 
+/// A provider whose calls are retried by `policy` — the only place the engine's provider
+/// calls are retried.
+///
+/// * `preflight`, `keys` and `revoke` are retried: they have no side effect or are
+///   idempotent by contract (revoking an absent key is `Ok`).
+/// * `mint` is **never** retried: every successful call creates a key, and a call that
+///   timed out may have created one. The engine claims the credential before it mints, so
+///   a key left by a failed attempt is found and cleaned up by a later run.
+/// * `verify` is passed through: the provider already waits for propagation inside it.
+#[derive(Debug)]
+pub struct Retrying<P> {
+    inner: P,
+    policy: RetryPolicy,
+}
+
+impl<P: Provider> Retrying<P> {
+    /// Wraps `inner`.
+    pub fn new(inner: P, policy: RetryPolicy) -> Self {
+        Retrying { inner, policy }
+    }
+}
+
+#[async_trait]
+impl<P: Provider> Provider for Retrying<P> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn preflight(&self, t: &Target) -> ProviderResult<()> {
+        self.policy
+            .run("preflight", || self.inner.preflight(t))
+            .await
+    }
+
+    async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
+        self.policy.run("keys", || self.inner.keys(t)).await
+    }
+
+    async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
+        self.inner.mint(t).await
+    }
+
+    async fn verify(&self, m: &Minted) -> ProviderResult<()> {
+        self.inner.verify(m).await
+    }
+
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+        self.policy
+            .run("revoke", || self.inner.revoke(t, key, how))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +195,90 @@ mod tests {
             .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[derive(Debug, Default)]
+    struct Flaky {
+        calls: std::sync::Mutex<std::collections::BTreeMap<&'static str, u32>>,
+    }
+
+    impl Flaky {
+        fn count(&self, op: &'static str) -> u32 {
+            let mut c = self.calls.lock().unwrap();
+            let n = c.entry(op).or_default();
+            *n += 1;
+            *n
+        }
+        fn calls(&self, op: &'static str) -> u32 {
+            self.calls.lock().unwrap().get(op).copied().unwrap_or(0)
+        }
+    }
+
+    #[async_trait]
+    impl Provider for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                max_keys_per_identity: None,
+                can_disable: false,
+                needs_propagation: false,
+            }
+        }
+        async fn preflight(&self, _: &Target) -> ProviderResult<()> {
+            (self.count("preflight") > 2)
+                .then_some(())
+                .ok_or_else(transient)
+        }
+        async fn keys(&self, _: &Target) -> ProviderResult<Vec<KeyInfo>> {
+            (self.count("keys") > 1)
+                .then(Vec::new)
+                .ok_or_else(transient)
+        }
+        async fn mint(&self, _: &Target) -> ProviderResult<Minted> {
+            self.count("mint");
+            Err(transient())
+        }
+        async fn verify(&self, _: &Minted) -> ProviderResult<()> {
+            self.count("verify");
+            Err(transient())
+        }
+        async fn revoke(&self, _: &Target, _: &KeyId, _: Revoke) -> ProviderResult<()> {
+            (self.count("revoke") > 1)
+                .then_some(())
+                .ok_or_else(transient)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_layer_retries_idempotent_calls_and_never_mint() {
+        let p = Retrying::new(Flaky::default(), RetryPolicy::default());
+        let t = Target {
+            source: "flaky".into(),
+            params: Default::default(),
+            current_key: None,
+            referenced: Vec::new(),
+        };
+        p.preflight(&t).await.unwrap();
+        p.keys(&t).await.unwrap();
+        p.revoke(&t, &KeyId("k".into()), Revoke::Delete)
+            .await
+            .unwrap();
+        assert!(p.mint(&t).await.unwrap_err().is_retryable());
+        let m = Minted {
+            key_id: KeyId("k".into()),
+            created: chrono::Utc::now(),
+            fields: Default::default(),
+            operator: None,
+        };
+        assert!(p.verify(&m).await.is_err());
+        let inner = &p.inner;
+        assert_eq!(inner.calls("preflight"), 3);
+        assert_eq!(inner.calls("keys"), 2);
+        assert_eq!(inner.calls("revoke"), 2);
+        assert_eq!(inner.calls("mint"), 1, "mint is never retried");
+        assert_eq!(inner.calls("verify"), 1, "verify keeps its own loop");
     }
 
     #[test]

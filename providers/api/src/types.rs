@@ -165,6 +165,15 @@ pub enum ProviderError {
         /// What was missing.
         what: String,
     },
+    /// The credentials act as someone other than the manifest names (e.g. another AWS
+    /// account): nothing may change for this identity.
+    #[error("{provider}: {message}")]
+    IdentityMismatch {
+        /// Provider.
+        provider: String,
+        /// Both identities and what to do.
+        message: String,
+    },
     /// Throttling, 5xx, timeouts, connection failures.
     #[error("{provider}: transient failure during {operation}: {message}")]
     Transient {

@@ -21,17 +21,45 @@ pub const NAME: &str = "aws";
 /// Access keys an IAM user may hold at once.
 pub const MAX_KEYS: u32 = 2;
 
+/// The role to assume for one AWS account's users (`providers.aws.accounts` in
+/// `.secret-manager.yaml`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRole {
+    /// `arn:aws:iam::<account>:role/<name>`.
+    pub role_arn: String,
+    /// External id the role's trust policy requires, if any.
+    pub external_id: Option<String>,
+}
+
+/// The caller the source sees for one account's calls.
+#[derive(Clone, Debug)]
+struct Caller {
+    arn: String,
+    account: String,
+}
+
+/// Clients for one AWS account: the ambient credentials, or a role assumed for it.
+struct Account {
+    config: aws_config::SdkConfig,
+    iam: aws_sdk_iam::Client,
+    caller: tokio::sync::OnceCell<Caller>,
+}
+
 /// AWS IAM user access keys.
 ///
 /// Credentials come from the standard chain (environment, shared profile, SSO, web
-/// identity / IRSA, container and instance metadata). Endpoints follow the standard
-/// overrides: `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_IAM`, `AWS_ENDPOINT_URL_STS`.
-/// The SDK's own retries are off: callers wrap calls in the shared [`RetryPolicy`].
+/// identity / IRSA, container and instance metadata). For an account listed in
+/// `providers.aws.accounts`, that chain's credentials assume the account's role (the
+/// session name carries the run id, so CloudTrail names the run). Every identity's
+/// `account` annotation is compared with the caller's account before anything changes.
+/// Endpoints follow the standard overrides: `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_IAM`,
+/// `AWS_ENDPOINT_URL_STS`. The SDK's own retries are off: the engine's retry layer
+/// decides.
 pub struct AwsProvider {
     config: aws_config::SdkConfig,
-    iam: aws_sdk_iam::Client,
-    /// The caller's ARN, asked once per run (it is the same for every credential).
-    caller: tokio::sync::OnceCell<Option<String>>,
+    roles: BTreeMap<String, AccountRole>,
+    session: String,
+    accounts: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<Account>>>,
     /// How long `verify` waits for a new key to propagate.
     pub verify_policy: RetryPolicy,
 }
@@ -40,18 +68,49 @@ impl std::fmt::Debug for AwsProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsProvider")
             .field("region", &self.config.region())
+            .field("roles", &self.roles.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
+/// A valid STS session name from `run` (`[\w+=,.@-]{2,64}`).
+pub fn session_name(run: &str) -> String {
+    let mut s: String = format!("secret-manager-{run}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.truncate(64);
+    s
+}
+
 impl AwsProvider {
-    /// Loads the standard AWS configuration (pinned behavior version, SDK retries off).
+    /// Loads the standard AWS configuration (pinned behavior version, SDK retries off),
+    /// with no per-account roles.
     pub async fn from_env() -> Self {
+        Self::from_env_with(BTreeMap::new(), "secret-manager").await
+    }
+
+    /// Like [`AwsProvider::from_env`], assuming `roles[account]` for those accounts;
+    /// `run` names the STS session.
+    pub async fn from_env_with(roles: BTreeMap<String, AccountRole>, run: &str) -> Self {
         let config = aws_config::defaults(aws_config::BehaviorVersion::v2026_01_12())
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .load()
             .await;
-        Self::from_config(config)
+        Self::from_config(config).with_roles(roles, run)
+    }
+
+    /// Assumes `roles[account]` for those accounts' identities; `run` names the session.
+    pub fn with_roles(mut self, roles: BTreeMap<String, AccountRole>, run: &str) -> Self {
+        self.roles = roles;
+        self.session = session_name(run);
+        self
     }
 
     /// Uses an existing SDK configuration.
@@ -66,9 +125,10 @@ impl AwsProvider {
             config
         };
         AwsProvider {
-            iam: aws_sdk_iam::Client::new(&config),
-            caller: tokio::sync::OnceCell::new(),
             config,
+            roles: BTreeMap::new(),
+            session: session_name("secret-manager"),
+            accounts: tokio::sync::Mutex::new(BTreeMap::new()),
             verify_policy: RetryPolicy {
                 max_attempts: 12,
                 base_delay: Duration::from_millis(500),
@@ -77,18 +137,58 @@ impl AwsProvider {
         }
     }
 
-    async fn caller(&self) -> Option<String> {
-        self.caller
-            .get_or_init(|| async {
-                let sts = aws_sdk_sts::Client::new(&self.config);
-                sts.get_caller_identity()
+    /// The clients for the account of `t` (built once per account).
+    async fn account(&self, t: &Target) -> ProviderResult<std::sync::Arc<Account>> {
+        let id = t.param("account")?.to_owned();
+        let mut accounts = self.accounts.lock().await;
+        if let Some(a) = accounts.get(&id) {
+            return Ok(a.clone());
+        }
+        let config = match self.roles.get(&id) {
+            Some(role) => {
+                let mut b = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
+                    .session_name(&self.session)
+                    .configure(&self.config);
+                if let Some(x) = &role.external_id {
+                    b = b.external_id(x);
+                }
+                let provider = b.build().await;
+                self.config
+                    .to_builder()
+                    .credentials_provider(
+                        aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                    )
+                    .build()
+            }
+            None => self.config.clone(),
+        };
+        let a = std::sync::Arc::new(Account {
+            iam: aws_sdk_iam::Client::new(&config),
+            config,
+            caller: tokio::sync::OnceCell::new(),
+        });
+        accounts.insert(id, a.clone());
+        Ok(a)
+    }
+
+    /// Who the account's calls run as (asked once per account per run; a failure is
+    /// not remembered, so a transient one is retried by the next call).
+    async fn caller(&self, a: &Account) -> ProviderResult<Caller> {
+        a.caller
+            .get_or_try_init(|| async {
+                let sts = aws_sdk_sts::Client::new(&a.config);
+                let o = sts
+                    .get_caller_identity()
                     .send()
                     .await
-                    .ok()
-                    .and_then(|o| o.arn().map(str::to_owned))
+                    .map_err(|e| classify("GetCallerIdentity", &e))?;
+                Ok(Caller {
+                    arn: o.arn().unwrap_or_default().to_owned(),
+                    account: o.account().unwrap_or_default().to_owned(),
+                })
             })
             .await
-            .clone()
+            .cloned()
     }
 }
 
@@ -145,6 +245,12 @@ where
                     provider,
                     what: message,
                 },
+                "LimitExceeded" => ProviderError::KeyLimit {
+                    provider,
+                    identity: "the IAM user".into(),
+                    count: MAX_KEYS as usize,
+                    hint: message,
+                },
                 _ => ProviderError::Permanent {
                     provider,
                     operation,
@@ -187,14 +293,36 @@ impl Provider for AwsProvider {
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
         let user = t.param("username")?;
-        t.param("account")?;
-        self.iam
+        let expected = t.param("account")?;
+        let a = self.account(t).await?;
+        // The credentials must act in the manifest's account: IAM user names are only
+        // unique per account, so a mismatch would mint a key for someone else's user.
+        let caller = self.caller(&a).await?;
+        if caller.account != expected {
+            let how = if self.roles.is_empty() {
+                format!(
+                    "run with credentials of account {expected}, or add providers.aws.accounts.\"{expected}\".roleArn to .secret-manager.yaml"
+                )
+            } else {
+                format!(
+                    "check providers.aws.accounts.\"{expected}\" in .secret-manager.yaml: the role must live in account {expected}"
+                )
+            };
+            return Err(ProviderError::IdentityMismatch {
+                provider: NAME.into(),
+                message: format!(
+                    "the manifest's account is {expected}, but the credentials act in account {} ({}); nothing was changed. {how}",
+                    caller.account, caller.arn
+                ),
+            });
+        }
+        a.iam
             .get_user()
             .user_name(user)
             .send()
             .await
             .map_err(|e| classify("GetUser", &e))?;
-        self.iam
+        a.iam
             .list_access_keys()
             .user_name(user)
             .send()
@@ -205,7 +333,8 @@ impl Provider for AwsProvider {
 
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
         let user = t.param("username")?;
-        let out = self
+        let a = self.account(t).await?;
+        let out = a
             .iam
             .list_access_keys()
             .user_name(user)
@@ -217,7 +346,7 @@ impl Provider for AwsProvider {
             let Some(id) = m.access_key_id() else {
                 continue;
             };
-            let last = self
+            let last = a
                 .iam
                 .get_access_key_last_used()
                 .access_key_id(id)
@@ -237,47 +366,29 @@ impl Provider for AwsProvider {
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
         let user = t.param("username")?;
-        // Last-use data (one call per key) only matters when a slot must be freed.
-        let listed = self
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(|e| classify("ListAccessKeys", &e))?;
-        if listed.access_key_metadata().len() as u32 >= MAX_KEYS {
-            let existing = self.keys(t).await?;
-            // Free a slot only with a key nobody references that is inactive or never used.
-            let free = existing.iter().find(|k| {
-                !t.referenced.contains(&k.id)
-                    && t.current_key.as_ref() != Some(&k.id)
-                    && (k.status != KeyStatus::Active || k.last_used.is_none())
-            });
-            let Some(free) = free else {
-                return Err(ProviderError::KeyLimit {
-                    provider: NAME.into(),
-                    identity: format!("IAM user {user}"),
-                    count: existing.len(),
-                    hint: format!(
-                        "keys {}: each is referenced by a manifest or active and used; finish or revoke a staged rotation, or delete an unused key by hand",
-                        existing
-                            .iter()
-                            .map(|k| k.id.0.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            };
-            tracing::info!(user, key = %free.id, "deleting an unreferenced, unused key to make room");
-            self.revoke(t, &free.id, Revoke::Delete).await?;
-        }
-        let out = self
+        let a = self.account(t).await?;
+        // No slot is freed here: the engine decides which keys may go (only keys it
+        // minted itself). A full user is IAM's LimitExceeded, mapped to KeyLimit.
+        let out = a
             .iam
             .create_access_key()
             .user_name(user)
             .send()
             .await
-            .map_err(|e| classify("CreateAccessKey", &e))?;
+            .map_err(|e| match classify("CreateAccessKey", &e) {
+                ProviderError::KeyLimit {
+                    provider,
+                    count,
+                    hint,
+                    ..
+                } => ProviderError::KeyLimit {
+                    provider,
+                    identity: format!("IAM user {user}"),
+                    count,
+                    hint,
+                },
+                other => other,
+            })?;
         let key = out.access_key().ok_or_else(|| ProviderError::Permanent {
             provider: NAME.into(),
             operation: "CreateAccessKey",
@@ -296,7 +407,7 @@ impl Provider for AwsProvider {
             key_id: KeyId(key.access_key_id().to_owned()),
             created: to_utc(key.create_date()).unwrap_or_else(Utc::now),
             fields,
-            operator: self.caller().await,
+            operator: self.caller(&a).await.ok().map(|c| c.arn),
         })
     }
 
@@ -317,6 +428,7 @@ impl Provider for AwsProvider {
             None,
             "secret-manager-verify",
         );
+        // Only the endpoint and region matter here: the credentials are the new key's.
         let conf = aws_sdk_sts::config::Builder::from(&self.config)
             .credentials_provider(creds)
             .build();
@@ -335,8 +447,9 @@ impl Provider for AwsProvider {
 
     async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
         let user = t.param("username")?;
+        let a = self.account(t).await?;
         let result = match how {
-            Revoke::Delete => self
+            Revoke::Delete => a
                 .iam
                 .delete_access_key()
                 .user_name(user)
@@ -345,7 +458,7 @@ impl Provider for AwsProvider {
                 .await
                 .map(drop)
                 .map_err(|e| classify("DeleteAccessKey", &e)),
-            Revoke::Disable => self
+            Revoke::Disable => a
                 .iam
                 .update_access_key()
                 .user_name(user)

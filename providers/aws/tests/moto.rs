@@ -3,9 +3,7 @@
 //! `scripts/test` installs moto into `target/venv`; `MOTO_SERVER` overrides the path.
 
 use secret_manager_aws::AwsProvider;
-use secret_manager_aws::api::{
-    KeyId, KeyStatus, Provider, ProviderError, RetryPolicy, Revoke, Target,
-};
+use secret_manager_aws::api::{KeyId, Provider, ProviderError, RetryPolicy, Revoke, Target};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -99,6 +97,37 @@ fn target(user: &str) -> Target {
     }
 }
 
+/// Creates `user` in `account` through a role assumed there (moto acts in the role's
+/// account for credentials it issued).
+async fn create_user_in(url: &str, user: &str, account: &str) {
+    let base = sdk_config(url).await;
+    let role =
+        aws_config::sts::AssumeRoleProvider::builder(format!("arn:aws:iam::{account}:role/setup"))
+            .session_name("setup")
+            .configure(&base)
+            .build()
+            .await;
+    let conf = base
+        .to_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(role))
+        .build();
+    aws_sdk_iam::Client::new(&conf)
+        .create_user()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn provider_with_roles(
+    url: &str,
+    roles: BTreeMap<String, secret_manager_aws::AccountRole>,
+    run: &str,
+) -> AwsProvider {
+    let p = provider(url).await;
+    p.with_roles(roles, run)
+}
+
 async fn provider(url: &str) -> AwsProvider {
     let mut p = AwsProvider::from_config(sdk_config(url).await);
     p.verify_policy = RetryPolicy {
@@ -118,40 +147,19 @@ async fn conformance_suite_against_moto() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_key_limit_frees_only_an_unreferenced_inactive_key() {
+async fn at_the_two_key_limit_mint_stops_and_deletes_nothing() {
     let m = moto();
     create_user(&m.url, "bot").await;
     let p = provider(&m.url).await;
-    let mut t = target("bot");
+    let t = target("bot");
     let k1 = p.mint(&t).await.unwrap().key_id;
     let k2 = p.mint(&t).await.unwrap().key_id;
-    // Both referenced by manifests: nothing may be deleted.
-    t.referenced = vec![k1.clone(), k2.clone()];
-    let err = p.mint(&t).await.unwrap_err();
-    assert!(
-        matches!(err, ProviderError::KeyLimit { count: 2, .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains(&k1.0) && err.to_string().contains(&k2.0),
-        "{err}"
-    );
-    assert_eq!(p.keys(&t).await.unwrap().len(), 2, "nothing changed");
-    // k2 is unreferenced and Inactive: it may go.
+    // Even an unreferenced, inactive key is not the provider's to delete: only the
+    // engine knows which keys it minted itself.
     p.revoke(&t, &k2, Revoke::Disable).await.unwrap();
-    assert_eq!(
-        p.keys(&t)
-            .await
-            .unwrap()
-            .iter()
-            .find(|k| k.id == k2)
-            .unwrap()
-            .status,
-        KeyStatus::Inactive
-    );
-    t.referenced = vec![k1.clone()];
-    t.current_key = Some(k1.clone());
-    let k3 = p.mint(&t).await.unwrap().key_id;
+    let err = p.mint(&t).await.unwrap_err();
+    assert!(matches!(err, ProviderError::KeyLimit { .. }), "{err}");
+    assert!(err.to_string().contains("IAM user bot"), "{err}");
     let ids: Vec<KeyId> = p
         .keys(&t)
         .await
@@ -159,10 +167,66 @@ async fn two_key_limit_frees_only_an_unreferenced_inactive_key() {
         .into_iter()
         .map(|k| k.id)
         .collect();
+    assert_eq!(ids.len(), 2, "nothing deleted: {ids:?}");
+    assert!(ids.contains(&k1) && ids.contains(&k2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_refuses_a_manifest_of_another_account() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let p = provider(&m.url).await;
+    let mut t = target("bot");
+    t.params.insert("account".into(), "999999999999".into());
+    let err = p.preflight(&t).await.unwrap_err();
+    let msg = err.to_string();
     assert!(
-        ids.contains(&k1) && ids.contains(&k3) && !ids.contains(&k2),
-        "{ids:?}"
+        matches!(err, ProviderError::IdentityMismatch { .. }),
+        "{msg}"
     );
+    assert!(
+        msg.contains("999999999999") && msg.contains("123456789012"),
+        "{msg}"
+    );
+    assert!(msg.contains("providers.aws.accounts"), "{msg}");
+    assert!(!err.is_retryable());
+}
+
+/// Users of two accounts in one provider: the second account's calls go through a role
+/// assumed in it (moto acts in the role's account for the assumed credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_per_account_reaches_users_of_several_accounts() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let other = "111111111111";
+    let mut roles = std::collections::BTreeMap::new();
+    roles.insert(
+        other.to_owned(),
+        secret_manager_aws::AccountRole {
+            role_arn: format!("arn:aws:iam::{other}:role/secret-manager"),
+            external_id: Some("fleet".into()),
+        },
+    );
+    let p = provider_with_roles(&m.url, roles, "20261121T120000Z-00c0ffee").await;
+    // A user of that account, created through the same assumed role.
+    let mut t2 = target("remote-bot");
+    t2.params.insert("account".into(), other.into());
+    create_user_in(&m.url, "remote-bot", other).await;
+    p.preflight(&target("bot")).await.unwrap();
+    p.preflight(&t2).await.unwrap();
+    let minted = p.mint(&t2).await.unwrap();
+    let op = minted.operator.clone().unwrap();
+    assert!(op.contains(other), "operator is the assumed role: {op}");
+    assert!(
+        op.contains("secret-manager-20261121T120000Z-00c0ffee"),
+        "session names the run: {op}"
+    );
+    let keys = p.keys(&t2).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    // The default account's user is untouched and separate.
+    assert!(p.keys(&target("bot")).await.unwrap().is_empty());
+    p.revoke(&t2, &minted.key_id, Revoke::Delete).await.unwrap();
+    assert!(p.keys(&t2).await.unwrap().is_empty());
 }
 
 /// A loopback proxy in front of moto that answers the first `fail` requests with an IAM
@@ -285,7 +349,7 @@ async fn access_denied_is_reported_clearly_and_not_retried() {
         matches!(
             err,
             ProviderError::AccessDenied {
-                operation: "GetUser",
+                operation: "GetCallerIdentity",
                 ..
             }
         ),
@@ -293,7 +357,7 @@ async fn access_denied_is_reported_clearly_and_not_retried() {
     );
     assert_eq!(
         err.to_string(),
-        "aws: access denied for GetUser: AccessDenied: injected AccessDenied"
+        "aws: access denied for GetCallerIdentity: AccessDenied: injected AccessDenied"
     );
     assert_eq!(
         seen.load(Ordering::SeqCst),

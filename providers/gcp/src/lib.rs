@@ -255,25 +255,8 @@ impl Provider for GcpProvider {
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
         let (name, email) = account(t)?;
-        let existing = self.list(t).await?;
-        if existing.len() as u32 >= MAX_KEYS {
-            // The API reports no last use, so only a disabled key nobody references is freed.
-            let free = existing.iter().find(|k| {
-                !t.referenced.contains(&k.id)
-                    && t.current_key.as_ref() != Some(&k.id)
-                    && k.status != KeyStatus::Active
-            });
-            let Some(free) = free else {
-                return Err(ProviderError::KeyLimit {
-                    provider: NAME.into(),
-                    identity: format!("service account {email}"),
-                    count: existing.len(),
-                    hint: "every key is enabled or referenced by a manifest; disable or delete an unused key (`secret-manager keys --source gcp` shows which are orphans)".into(),
-                });
-            };
-            tracing::info!(account = email, key = %free.id, "deleting an unreferenced, disabled key to make room");
-            self.revoke(t, &free.id, Revoke::Delete).await?;
-        }
+        // No slot is freed here: the engine decides which keys may go (only keys it
+        // minted itself). A full account is IAM's FAILED_PRECONDITION, mapped to KeyLimit.
         tracing::debug!(account = %name, "CreateServiceAccountKey");
         let key = self
             .iam
@@ -284,8 +267,7 @@ impl Provider for GcpProvider {
             .send()
             .await
             .map_err(|e| match classify("CreateServiceAccountKey", &name, &e) {
-                // IAM answers FAILED_PRECONDITION when the account is at its key limit
-                // (a key created concurrently since the list above).
+                // IAM answers FAILED_PRECONDITION when the account is at its key limit.
                 ProviderError::Permanent { message, .. }
                     if e.status()
                         .is_some_and(|s| s.code == Code::FailedPrecondition) =>

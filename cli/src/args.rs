@@ -1,0 +1,92 @@
+//! Flags shared by several commands. A leaf: it imports no command.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Root of the GitOps config repo.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = ".",
+        env = "SECRET_MANAGER_REPO"
+    )]
+    pub repo: PathBuf,
+    /// Output format for results (logs go to stderr).
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Log format on stderr: human text or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Answer yes to confirmation prompts.
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// Never prompt; fail where a prompt would be needed and --yes is absent.
+    #[arg(long, global = true)]
+    pub non_interactive: bool,
+    /// Clone the config repo from URL first (into --repo if given, else a temporary
+    /// directory), e.g. in a CronJob pod. Credentials come from git's own configuration
+    /// (SSH key via GIT_SSH_COMMAND, or an HTTPS credential helper), never from the URL.
+    #[arg(long, global = true, value_name = "URL", env = "SECRET_MANAGER_CLONE")]
+    pub clone: Option<String>,
+    /// Branch to clone (with --clone).
+    #[arg(long, global = true, value_name = "BRANCH", default_value = "main")]
+    pub clone_branch: String,
+    /// Add a remote to the clone, as NAME=URL (e.g. prod=git@git.example.com:ops/config-prod.git);
+    /// repeatable. The dev remote is the clone's origin.
+    #[arg(long = "clone-remote", global = true, value_name = "NAME=URL")]
+    pub clone_remotes: Vec<String>,
+}
+
+/// Result formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people, fitted to the terminal ($COLUMNS, else 120).
+    Table,
+    /// Like table, with every column in full (file:line, whole key ids); may be wider.
+    Wide,
+    /// A JSON array.
+    Json,
+    /// A YAML sequence.
+    Yaml,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Selection shared by list, keys, rotate and delete.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Selection")]
+pub struct FilterArgs {
+    /// Only credentials older than DUR (e.g. 90d, 12h, 2w). Unknown age counts as old.
+    #[arg(long, value_name = "DUR")]
+    pub older_than: Option<String>,
+    /// Only this source (aws, azure, gcp, or a plugin name); repeatable.
+    #[arg(long = "source", value_name = "S")]
+    pub sources: Vec<String>,
+    /// Only this cluster id (cloud.region.name); repeatable. Shared manifests match every cluster.
+    #[arg(long = "cluster", value_name = "C")]
+    pub clusters: Vec<String>,
+    /// Only this namespace.
+    #[arg(long, value_name = "N")]
+    pub namespace: Option<String>,
+    /// Only names matching this glob (e.g. 'cloudprovider-*').
+    #[arg(long, value_name = "GLOB")]
+    pub name: Option<String>,
+}

@@ -1,0 +1,227 @@
+//! `secret-manager cluster status|promote|reconcile`.
+
+use super::{Ctx, confirm, open_repo};
+use crate::exit::{self, UsageError};
+use crate::output::{Fit, Table, table_width, write_structured};
+use clap::{Args, Subcommand};
+use secret_manager::gitops::{Fleet, PublishMode};
+
+/// Cluster pointers: status, promote (fast-forward), reconcile (after a hot-fix).
+///
+/// Each cluster follows main through a branch `cluster/<id>` (moved fast-forward only)
+/// or a tag `tag/<name>` (moved with a lease), on the remote its cluster-values entry
+/// names. Nothing is ever force-pushed.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// Cluster pointer commands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show every cluster's pointer: ref, remote, commit, commits behind/ahead of main,
+    /// whether it diverged (a hot-fix not merged back), and whether main holds changes for
+    /// it that a promote would ship (pendingUnrelated). Fetches the remotes first; a
+    /// cluster whose remote cannot be reached gets a row marked unavailable (exit 12),
+    /// the others are shown in full.
+    Status,
+    /// Fast-forward a cluster's pointer to main, or to --to REV (a commit on main).
+    /// Refuses when the pointer has diverged; run `cluster reconcile` first.
+    Promote(PromoteArgs),
+    /// Merge a diverged cluster pointer into main (non-fast-forward), push main, then
+    /// fast-forward the pointer to the merge, so the cluster is back on main's line.
+    Reconcile(ReconcileArgs),
+}
+
+/// `cluster promote` arguments.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Cluster id (cloud.region.name).
+    pub cluster: String,
+    /// Target revision on main (default: main's head on its remote).
+    #[arg(long, value_name = "REV")]
+    pub to: Option<String>,
+    /// Print what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cluster reconcile` arguments.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Cluster id (cloud.region.name).
+    pub cluster: String,
+    /// Print what would happen; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn short(oid: &str) -> &str {
+    &oid[..oid.len().min(12)]
+}
+
+/// Runs `cluster ...`.
+pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8> {
+    let repo = open_repo(ctx)?;
+    let check = |id: &str| -> anyhow::Result<()> {
+        if repo.inventory.get(id).is_none() {
+            let known: Vec<&str> = repo.inventory.ids().collect();
+            return Err(UsageError(format!(
+                "no cluster `{id}` in cluster-values/ (known: {})",
+                known.join(", ")
+            ))
+            .into());
+        }
+        Ok(())
+    };
+    let fleet = Fleet::new(&repo);
+    match &args.command {
+        ClusterCommand::Status => {
+            let rows = fleet.status()?;
+            let code = if rows.iter().any(|r| r.error.is_some()) {
+                exit::PUBLISH
+            } else {
+                exit::OK
+            };
+            for r in rows.iter().filter(|r| r.error.is_some()) {
+                crate::output::say(
+                    crate::output::Level::Error,
+                    &format!("{}: {}", r.cluster, r.error.as_deref().unwrap_or_default()),
+                );
+            }
+            if write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
+                return Ok(code);
+            }
+            let mut t = Table::new(&[
+                ("CLUSTER", Fit::Right(14)),
+                ("POINTER", Fit::Fixed),
+                ("REF", Fit::Right(14)),
+                ("REMOTE", Fit::Fixed),
+                ("COMMIT", Fit::Fixed),
+                ("BEHIND", Fit::Fixed),
+                ("AHEAD", Fit::Fixed),
+                ("DIVERGED", Fit::Fixed),
+                ("PENDING", Fit::Fixed),
+            ]);
+            for r in &rows {
+                let n = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
+                t.row(vec![
+                    r.cluster.clone(),
+                    format!("{:?}", r.pointer).to_lowercase(),
+                    r.refname.clone(),
+                    r.remote.clone(),
+                    match (&r.error, r.commit.as_deref()) {
+                        (Some(_), _) => "(unavailable)".into(),
+                        (None, None) => "(missing)".into(),
+                        (None, Some(c)) => short(c).to_owned(),
+                    },
+                    n(r.behind_main),
+                    n(r.ahead_of_main),
+                    if r.diverged { "yes" } else { "no" }.into(),
+                    if r.pending_unrelated { "yes" } else { "no" }.into(),
+                ]);
+            }
+            t.render(&mut *ctx.out, table_width())?;
+            Ok(code)
+        }
+        ClusterCommand::Promote(a) => {
+            check(&a.cluster)?;
+            let (from, to) = fleet.plan_promote(&a.cluster, a.to.as_deref())?;
+            let c = repo.inventory.get(&a.cluster).expect("checked");
+            let n = fleet.git().count(&from, &to)?;
+            let plan = format!(
+                "promote {}: move {} on {} from {} to {} ({n} commit(s), fast-forward)",
+                c.id,
+                secret_manager::gitops::pointer_ref(c),
+                c.remote,
+                short(&from),
+                short(&to)
+            );
+            if from == to {
+                crate::output::say(
+                    crate::output::Level::Info,
+                    &format!("{}: already at {}; nothing to do", c.id, short(&to)),
+                );
+                return Ok(exit::OK);
+            }
+            if a.dry_run {
+                writeln!(ctx.out, "dry run: {plan}")?;
+                return Ok(exit::OK);
+            }
+            if !confirm(ctx, &plan)? {
+                return Ok(exit::USAGE);
+            }
+            let out = fleet.promote(&a.cluster, a.to.as_deref())?;
+            writeln!(
+                ctx.out,
+                "{}: {} -> {} ({:?})",
+                out.cluster,
+                short(&out.from),
+                short(&out.to),
+                out.mode
+            )?;
+            Ok(exit::OK)
+        }
+        ClusterCommand::Reconcile(a) => {
+            check(&a.cluster)?;
+            let c = repo.inventory.get(&a.cluster).expect("checked");
+            if let Some(e) = fleet.fetch()?.get(&c.remote) {
+                return Err(secret_manager::gitops::PublishError::RemoteUnavailable {
+                    cluster: c.id.clone(),
+                    remote: c.remote.clone(),
+                    reason: e.clone(),
+                }
+                .into());
+            }
+            let p = fleet.pointer(c)?.ok_or_else(|| {
+                UsageError(format!("{}: pointer ref is missing on {}", c.id, c.remote))
+            })?;
+            let main = fleet.main_tracking();
+            if fleet.git().is_ancestor(&p, &main)? {
+                crate::output::say(
+                    crate::output::Level::Info,
+                    &format!(
+                        "{}: {} is on main; nothing to reconcile (use `cluster promote` to move it forward)",
+                        c.id,
+                        short(&p)
+                    ),
+                );
+                return Ok(exit::OK);
+            }
+            let plan = format!(
+                "reconcile {}: merge {} ({}, {} commit(s) not on main) into main, push main, then fast-forward the pointer to the merge",
+                c.id,
+                secret_manager::gitops::pointer_ref(c),
+                short(&p),
+                fleet.git().count(&main, &p)?
+            );
+            if a.dry_run {
+                writeln!(ctx.out, "dry run: {plan}")?;
+                return Ok(exit::OK);
+            }
+            if !confirm(ctx, &plan)? {
+                return Ok(exit::USAGE);
+            }
+            match fleet.reconcile(&a.cluster)? {
+                Some(out) => {
+                    debug_assert_eq!(out.mode, PublishMode::FastForward);
+                    writeln!(
+                        ctx.out,
+                        "{}: merged into main; pointer {} -> {}",
+                        out.cluster,
+                        short(&out.from),
+                        short(&out.to)
+                    )?;
+                }
+                None => crate::output::say(
+                    crate::output::Level::Info,
+                    &format!("{}: nothing to reconcile", c.id),
+                ),
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+use std::io::Write as _;

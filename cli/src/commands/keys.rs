@@ -1,0 +1,117 @@
+//! `secret-manager keys`.
+
+use super::{Ctx, build_filter, open_repo, report_diagnostics};
+use crate::args::FilterArgs;
+use crate::exit;
+use crate::output::{Fit, Table, table_width, write_structured};
+use clap::Args;
+
+/// Keys that exist at the source for every managed identity, and who references them.
+///
+/// For each identity (e.g. an AWS IAM user) the selected manifests point at, lists the
+/// keys the source has: created, status, last used, and ROLE — `current` (a manifest
+/// references it), `pending` (the old or new key of a rotation in flight), `claimed`
+/// (minted by a run that is staging it right now), `orphan` (minted by a run that died
+/// and never committed: the next `rotate` deletes it), `foreign` (referenced by nothing
+/// and not minted by secret-manager: the tool never deletes it; if it blocks a key slot,
+/// delete it yourself once you know it is unused) — plus `missing` rows for keys a
+/// manifest references that no longer exist. Exit 10 when a source could not be queried.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Provider calls in flight at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub concurrency: usize,
+}
+
+/// The claims on the main remote (to tell keys runs minted from foreign ones); none when
+/// the remote cannot be reached (then unreferenced keys show as `foreign`).
+fn list_claims(repo: &secret_manager::Repo) -> Vec<secret_manager::journal::Claim> {
+    let fleet = secret_manager::gitops::Fleet::new(repo);
+    let refs =
+        secret_manager::gitops::claims::ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+    match refs.list() {
+        Ok(l) => l.into_iter().filter_map(|l| l.claim.ok()).collect(),
+        Err(e) => {
+            crate::output::say(
+                crate::output::Level::Warn,
+                &format!(
+                    "cannot read the claims on the main remote ({e}); unreferenced keys show as foreign"
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Runs `keys`.
+pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
+    let repo = open_repo(ctx)?;
+    let filter = build_filter(&args.filter, &repo)?;
+    let report = repo.scan();
+    report_diagnostics(ctx, &report);
+    let ids = secret_manager::keys::identities(&report.secrets, &filter, ctx.now);
+    let providers = secret_manager::providers::Providers::builtin(
+        repo.config.providers.clone(),
+        &secret_manager::journal::RunId::new(ctx.now).0,
+    );
+    let records = secret_manager::journal::load_records(&repo.root)?;
+    let claims = list_claims(&repo);
+    let (rows, failures) = secret_manager::keys::key_rows(
+        &providers,
+        &ids,
+        &records,
+        &claims,
+        ctx.now,
+        args.concurrency,
+    )
+    .await;
+    for f in &failures {
+        crate::output::say(
+            crate::output::Level::Error,
+            &format!("{} {}: {}", f.source, f.identity, f.error),
+        );
+    }
+    if !write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
+        let mut t = Table::new(&[
+            ("SOURCE", Fit::Fixed),
+            ("IDENTITY", Fit::Right(16)),
+            ("KEY ID", Fit::Right(12)),
+            ("STATUS", Fit::Fixed),
+            ("CREATED", Fit::Right(10)),
+            ("LAST USED", Fit::Right(10)),
+            ("ROLE", Fit::Fixed),
+            ("REFERENCED BY", Fit::Right(12)),
+        ]);
+        for r in &rows {
+            t.row(vec![
+                r.source.clone(),
+                r.identity.clone(),
+                r.key_id.clone(),
+                r.status.clone(),
+                r.created.clone().unwrap_or_else(|| "-".into()),
+                r.last_used.clone().unwrap_or_else(|| "never".into()),
+                r.role.clone(),
+                if r.referenced_by.is_empty() {
+                    "-".into()
+                } else {
+                    r.referenced_by.join(", ")
+                },
+            ]);
+        }
+        t.render(
+            &mut *ctx.out,
+            if ctx.global.output == crate::args::Format::Wide {
+                usize::MAX
+            } else {
+                table_width()
+            },
+        )?;
+    }
+    Ok(if failures.is_empty() {
+        exit::OK
+    } else {
+        exit::PREFLIGHT
+    })
+}

@@ -1,0 +1,236 @@
+//! The command line: [`Cli`], the subcommand list, and dispatch. One file per subcommand;
+//! each holds its `<Verb>Args` (whose doc comment is the command's help) and
+//! `cmd_<verb>`, which turns the args into library types and calls the library.
+
+pub mod audit;
+pub mod cluster;
+pub mod create;
+pub mod keys;
+pub mod lint;
+pub mod list;
+pub mod rotate;
+pub mod seal;
+
+use crate::args::{FilterArgs, GlobalArgs};
+use crate::exit::UsageError;
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use secret_manager::list::Filter;
+
+/// Keeps the credentials inside Bitnami SealedSecrets fresh across a GitOps fleet.
+///
+/// secret-manager reads a GitOps config repo, finds the SealedSecrets annotated with
+/// `secret-manager/source` (and friends), reports which credentials are old, and rotates
+/// them with zero downtime: mint a new key, seal it, publish it to each cluster's branch or
+/// tag, then revoke the old key. See docs/guide.md.
+#[derive(Debug, Parser)]
+#[command(name = "secret-manager", version, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  secret-manager --repo ./config list --older-than 90d\n  secret-manager rotate --older-than 90d --dry-run\n  secret-manager rotate --source aws --cluster aws.eu-central-1.dev1 --yes\n  secret-manager audit export --since 2026-01-01"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands; each one's help is the doc comment of its `<Verb>Args`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    List(list::ListArgs),
+    Lint(lint::LintArgs),
+    Seal(seal::SealArgs),
+    Cluster(cluster::ClusterArgs),
+    Keys(keys::KeysArgs),
+    Create(create::CreateArgs),
+    #[command(visible_alias = "update")]
+    Rotate(rotate::RotateArgs),
+    Delete(rotate::DeleteArgs),
+    Audit(audit::AuditArgs),
+}
+
+/// What every command gets: global flags, the time, and where to write results.
+pub struct Ctx {
+    pub global: GlobalArgs,
+    pub now: DateTime<Utc>,
+    pub out: Box<dyn std::io::Write>,
+    /// Keeps a `--clone` into a temporary directory alive for the run.
+    _clone_dir: Option<tempfile::TempDir>,
+}
+
+/// Refuses URLs that carry a password or token: it would end up in argv and logs.
+fn check_clone_url(url: &str) -> anyhow::Result<()> {
+    let authority = url
+        .split_once("://")
+        .map(|(_, r)| r.split('/').next().unwrap_or_default());
+    let userinfo = authority.and_then(|a| a.rsplit_once('@')).map(|(u, _)| u);
+    if userinfo.is_some_and(|u| u.contains(':') || url.starts_with("http")) {
+        return Err(UsageError(
+            "--clone URL must not contain credentials; use an SSH key (GIT_SSH_COMMAND) or an HTTPS credential helper (docs/cronjob.md)".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `--clone`: clone the config repo (and add remotes) before the command runs.
+fn clone_repo(global: &mut GlobalArgs) -> anyhow::Result<Option<tempfile::TempDir>> {
+    let Some(url) = global.clone.clone() else {
+        return Ok(None);
+    };
+    check_clone_url(&url)?;
+    let (dir, keep) = if global.repo == std::path::Path::new(".") {
+        let t = tempfile::Builder::new()
+            .prefix("secret-manager-clone-")
+            .tempdir()?;
+        (t.path().join("repo"), Some(t))
+    } else {
+        (global.repo.clone(), None)
+    };
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        return Err(UsageError(format!("--clone: {} is not empty", dir.display())).into());
+    }
+    let parent = dir.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let git = secret_manager::gitops::git::Git::new(parent);
+    tracing::info!(branch = %global.clone_branch, "cloning the config repo");
+    git.run(&[
+        std::ffi::OsStr::new("clone"),
+        std::ffi::OsStr::new("--quiet"),
+        std::ffi::OsStr::new("--branch"),
+        std::ffi::OsStr::new(&global.clone_branch),
+        std::ffi::OsStr::new(&url),
+        dir.as_os_str(),
+    ])
+    .context("--clone")?;
+    let repo_git = secret_manager::gitops::git::Git::new(&dir);
+    for r in &global.clone_remotes {
+        let (name, url) = r
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--clone-remote: expected NAME=URL, got `{r}`")))?;
+        check_clone_url(url)?;
+        repo_git
+            .run(&["remote", "add", name, url])
+            .context("--clone-remote")?;
+    }
+    global.repo = dir;
+    Ok(keep)
+}
+
+/// The reference time: `SECRET_MANAGER_NOW` (RFC 3339, for reproducible runs) or the clock.
+fn now() -> anyhow::Result<DateTime<Utc>> {
+    match std::env::var("SECRET_MANAGER_NOW") {
+        Ok(s) => secret_manager::annotations::parse_create_date(&s)
+            .map_err(|e| UsageError(format!("SECRET_MANAGER_NOW: {e}")).into()),
+        Err(_) => Ok(Utc::now()),
+    }
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let mut global = cli.global;
+    let clone_dir = clone_repo(&mut global)?;
+    let mut ctx = Ctx {
+        global,
+        now: now()?,
+        out: Box::new(std::io::stdout().lock()),
+        _clone_dir: clone_dir,
+    };
+    match &cli.command {
+        Command::List(a) => list::cmd_list(&mut ctx, a),
+        Command::Lint(a) => lint::cmd_lint(&mut ctx, a),
+        Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
+        Command::Cluster(a) => cluster::cmd_cluster(&mut ctx, a).await,
+        Command::Keys(a) => keys::cmd_keys(&mut ctx, a).await,
+        Command::Create(a) => create::cmd_create(&mut ctx, a).await,
+        Command::Rotate(a) => rotate::cmd_rotate(&mut ctx, &a.run, false).await,
+        Command::Delete(a) => rotate::cmd_rotate(&mut ctx, &a.run, true).await,
+        Command::Audit(a) => audit::cmd_audit(&mut ctx, a).await,
+    }
+}
+
+/// Opens the repo named by `--repo`.
+pub fn open_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
+    secret_manager::Repo::open(&ctx.global.repo)
+        .with_context(|| format!("cannot open config repo {}", ctx.global.repo.display()))
+}
+
+/// Turns filter flags into a validated [`Filter`].
+pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Result<Filter> {
+    let older_than = f
+        .older_than
+        .as_deref()
+        .map(secret_manager::duration::parse_chrono)
+        .transpose()
+        .map_err(|e| UsageError(format!("--older-than: {e}")))?;
+    for c in &f.clusters {
+        if repo.inventory.get(c).is_none() {
+            let known: Vec<&str> = repo.inventory.ids().collect();
+            return Err(UsageError(format!(
+                "--cluster {c}: no such cluster in cluster-values/ (known: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+            .into());
+        }
+    }
+    let name = f
+        .name
+        .as_deref()
+        .map(|g| {
+            globset::Glob::new(g)
+                .map(|g| g.compile_matcher())
+                .map_err(|e| UsageError(format!("--name: `{g}` is not a glob: {e}")))
+        })
+        .transpose()?;
+    Ok(Filter {
+        older_than,
+        sources: f.sources.clone(),
+        clusters: f.clusters.clone(),
+        namespace: f.namespace.clone(),
+        name,
+        include_unmanaged: false,
+    })
+}
+
+/// Prints scan diagnostics on stderr (unless -q).
+pub fn report_diagnostics(ctx: &Ctx, report: &secret_manager::scan::ScanReport) {
+    if ctx.global.quiet {
+        return;
+    }
+    for d in &report.diagnostics {
+        match d.kind {
+            secret_manager::scan::DiagnosticKind::Error => {
+                crate::output::say(crate::output::Level::Warn, &format!("{d}"))
+            }
+            secret_manager::scan::DiagnosticKind::Skipped => {
+                crate::output::say(crate::output::Level::Info, &format!("note: skipped {d}"))
+            }
+        }
+    }
+}
+
+/// Asks before a change: `--yes` answers yes; without a TTY (or with --non-interactive)
+/// there is nobody to ask, so the command fails and says to pass `--yes`.
+pub fn confirm(ctx: &Ctx, plan: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if ctx.global.yes {
+        return Ok(true);
+    }
+    if ctx.global.non_interactive || !std::io::stdin().is_terminal() {
+        return Err(UsageError(format!(
+            "{plan}\nconfirmation needed: pass --yes to proceed without a prompt"
+        ))
+        .into());
+    }
+    eprint!("{plan}\nProceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
+}

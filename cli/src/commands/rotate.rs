@@ -1,0 +1,310 @@
+//! `secret-manager rotate` (alias `update`) and `secret-manager delete`.
+
+use super::{Ctx, build_filter, confirm, open_repo};
+use crate::args::FilterArgs;
+use crate::exit::{self, UsageError};
+use crate::output::{Fit, Table, table_width, write_structured};
+use clap::Args;
+use secret_manager::config::RevokeMode;
+use secret_manager::engine::{Action, RotateOptions, RotateReport, Step, rotate};
+use secret_manager::journal::RunId;
+
+/// Rotate credentials with zero downtime: stage, publish, revoke.
+///
+/// Each run is a closed loop, safe to run every hour and from several pods at once: it
+/// first cleans up after runs that died (deleting only keys they minted and never
+/// committed), finishes rotations recorded in .secret-manager/rotations/ (publishes staged
+/// ones, revokes old keys whose gates passed), then stages new rotations for the selected
+/// secrets. Without --older-than every selected secret is rotated now; with it, only the
+/// older ones. A credential shared by several manifests is always rotated everywhere at
+/// once. A credential another run is working on is reported `busy` and skipped.
+///
+/// Stage: preflight (permissions, account, certificates, key slots), claim the
+/// credential on the main remote, mint, verify the new key, seal it for each cluster,
+/// rewrite only the mapped values and our annotations, record the rotation, commit to
+/// main. Publish: move each cluster's pointer (fast-forward, or a hot-fix when main holds
+/// unrelated changes). Revoke: once every pointer has the change and --revoke-after has
+/// passed (and the optional gates agree), delete (or disable) the old key.
+///
+/// Without --yes it prints the plan and asks; without a terminal it needs --yes.
+/// SIGINT/SIGTERM finish or undo the step in flight and exit 130/143.
+/// Exit codes: 0 ok, nothing due or busy; 10 preflight, 11 mint, 12 publish, 13 revoke,
+/// 14 a gate cannot be evaluated (docs/exit-codes.md).
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Remove SealedSecrets from the repo, publish, then revoke their keys.
+///
+/// Removes only the selected documents (other documents of a multi-document file stay
+/// byte for byte), commits, publishes to each cluster like a rotation, and after the
+/// grace period revokes the key at the source — unless another manifest still uses it,
+/// in which case the key is kept. Needs at least one selection flag.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Flags of `rotate` and `delete`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print the plan (what is minted, which files change, which pointers move, which keys
+    /// are revoked and when) and change nothing anywhere.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Grace period between publishing the new key and revoking the old one
+    /// (default: policy.revokeAfter, 1h).
+    #[arg(long, value_name = "DUR")]
+    pub revoke_after: Option<String>,
+    /// `delete` the old key, or `disable` it and delete it on a later run
+    /// (default: policy.revokeMode).
+    #[arg(long, value_enum)]
+    pub revoke_mode: Option<RevokeModeArg>,
+    /// Also wait until each cluster's SealedSecret shows the new key id with Synced=True at
+    /// its current generation (kubectl, using the cluster's kubeContext). kubectl that
+    /// cannot run or reach the cluster is an error (exit 14), not a wait.
+    #[arg(long)]
+    pub require_synced: bool,
+    /// Also wait until the source reports no use of the old key since publish (AWS:
+    /// GetAccessKeyLastUsed).
+    #[arg(long)]
+    pub require_old_key_unused: bool,
+    /// Credentials whose provider calls (preflight, mint, verify, revoke) run at once.
+    /// Git work is batched regardless: one commit and push per phase, one pointer move
+    /// per cluster. Lower it when a source throttles.
+    #[arg(long, default_value_t = secret_manager::engine::DEFAULT_CONCURRENCY as u16,
+          value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+}
+
+/// `--revoke-mode` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RevokeModeArg {
+    /// Delete the old key.
+    Delete,
+    /// Disable it.
+    Disable,
+}
+
+fn cells(s: &Step) -> Vec<String> {
+    vec![
+        s.action.as_str().to_owned(),
+        s.source.clone(),
+        s.identity.clone(),
+        s.old_key_id.clone().unwrap_or_else(|| "-".into()),
+        s.new_key_id.clone().unwrap_or_else(|| "-".into()),
+        if s.clusters.is_empty() {
+            "-".into()
+        } else {
+            s.clusters.join(",")
+        },
+        if s.done { "yes" } else { "no" }.into(),
+        s.detail.clone(),
+    ]
+}
+
+/// The steps as a table when it fits, else one block per step: identities, key ids and
+/// clusters are never cut, whatever the terminal's width.
+fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> anyhow::Result<()> {
+    let headers = [
+        "ACTION", "SOURCE", "IDENTITY", "OLD KEY", "NEW KEY", "CLUSTERS", "DONE", "DETAIL",
+    ];
+    let mut t = Table::new(&headers.map(|h| (h, Fit::Fixed)));
+    for s in steps {
+        t.row(cells(s));
+    }
+    if wide || t.width() <= table_width() {
+        t.render(out, usize::MAX)?;
+        return Ok(());
+    }
+    for (i, s) in steps.iter().enumerate() {
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{}  {}  {}", s.action, s.source, s.identity)?;
+        let mut line = |k: &str, v: &str| writeln!(out, "  {k:<9} {v}");
+        if let Some(k) = &s.old_key_id {
+            line("old key", k)?;
+        }
+        if let Some(k) = &s.new_key_id {
+            line("new key", k)?;
+        }
+        if !s.clusters.is_empty() {
+            line("clusters", &s.clusters.join(", "))?;
+        }
+        for f in &s.files {
+            line("file", f)?;
+        }
+        line("done", if s.done { "yes" } else { "no" })?;
+        line("detail", &s.detail)?;
+    }
+    Ok(())
+}
+
+fn render(ctx: &mut Ctx, report: &RotateReport) -> anyhow::Result<()> {
+    if write_structured(&mut *ctx.out, ctx.global.output, report)? {
+        return Ok(());
+    }
+    if report.steps.is_empty() && report.failures.is_empty() {
+        writeln!(
+            ctx.out,
+            "nothing to do: no selected credential is due and no rotation is in flight"
+        )?;
+        return Ok(());
+    }
+    let wide = ctx.global.output == crate::args::Format::Wide;
+    render_steps(&mut *ctx.out, &report.steps, wide)
+}
+
+/// Whether a plan has anything to confirm (a change somewhere).
+fn changes_something(plan: &RotateReport) -> bool {
+    plan.steps
+        .iter()
+        .any(|s| !matches!(s.action, Action::Skip | Action::Wait | Action::Busy))
+}
+
+/// Runs `rotate`, or `delete` when `delete` is set.
+pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::Result<u8> {
+    let repo = open_repo(ctx)?;
+    let f = &args.filter;
+    if delete
+        && f.sources.is_empty()
+        && f.clusters.is_empty()
+        && f.namespace.is_none()
+        && f.name.is_none()
+    {
+        return Err(UsageError("delete needs a selection (--name, --cluster, --namespace or --source); it never deletes everything".into()).into());
+    }
+    let filter = build_filter(&args.filter, &repo)?;
+    let revoke_after = match &args.revoke_after {
+        Some(d) => secret_manager::duration::parse_chrono(d)
+            .map_err(|e| UsageError(format!("--revoke-after: {e}")))?,
+        None => repo.config.revoke_after,
+    };
+    let revoke_mode = match args.revoke_mode {
+        Some(RevokeModeArg::Delete) => RevokeMode::Delete,
+        Some(RevokeModeArg::Disable) => RevokeMode::Disable,
+        None => repo.config.revoke_mode,
+    };
+    let run = RunId::new(ctx.now);
+    let providers =
+        secret_manager::providers::Providers::builtin(repo.config.providers.clone(), &run.0);
+    let mut opts = RotateOptions {
+        filter,
+        revoke_after,
+        revoke_mode,
+        dry_run: true,
+        delete,
+        now: ctx.now,
+        run,
+        require_synced: args.require_synced,
+        require_old_key_unused: args.require_old_key_unused,
+        concurrency: usize::from(args.concurrency),
+        observer: None,
+        cancel: None,
+    };
+    let verb = if delete { "delete" } else { "rotate" };
+    if !args.dry_run && !ctx.global.yes {
+        // Show the plan and ask.
+        let plan = rotate(&ctx.global.repo, &providers, &opts).await?;
+        render(ctx, &plan)?;
+        if !changes_something(&plan) && plan.failures.is_empty() {
+            return Ok(exit::OK);
+        }
+        if !confirm(ctx, &format!("{verb}: carry out the plan above?"))? {
+            return Ok(exit::USAGE);
+        }
+    }
+    opts.dry_run = args.dry_run;
+    opts.cancel = Some(crate::signals::install());
+    // Progress on a terminal (text logs only): a spinner naming the step just done.
+    let spinner = (std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && ctx.global.log_format == crate::args::LogFormat::Text
+        && !ctx.global.quiet)
+        .then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            pb.set_message(if delete { "deleting…" } else { "rotating…" });
+            pb
+        });
+    if let Some(pb) = &spinner {
+        let pb = pb.clone();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        opts.observer = Some(std::sync::Arc::new(move |s: &Step| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            pb.set_message(format!(
+                "step {i}: {} {} {}",
+                s.action, s.source, s.identity
+            ));
+        }));
+    }
+    let report = rotate(&ctx.global.repo, &providers, &opts).await?;
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
+    render(ctx, &report)?;
+    for f in &report.failures {
+        crate::output::say(
+            crate::output::Level::Error,
+            &format!(
+                "{:?} failed for {} {}{}: {}",
+                f.phase,
+                f.source,
+                f.identity,
+                f.cluster
+                    .as_deref()
+                    .map(|c| format!(" (cluster {c})"))
+                    .unwrap_or_default(),
+                f.error
+            ),
+        );
+    }
+    if let Some(signal) = &report.interrupted {
+        crate::output::say(
+            crate::output::Level::Warn,
+            &format!(
+                "{verb} interrupted by {signal}: the steps above say where each credential was left; the next run continues from there"
+            ),
+        );
+    }
+    if !ctx.global.quiet {
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "{verb}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} busy, {} failed",
+                if args.dry_run { " (dry run)" } else { "" },
+                report.count(Action::Stage),
+                report.count(Action::Delete),
+                report.count(Action::Publish),
+                report.count(Action::Revoke),
+                report.count(Action::Cleanup),
+                report.count(Action::Undo),
+                report
+                    .steps
+                    .iter()
+                    .filter(|s| s.action == Action::Busy)
+                    .count(),
+                report.failures.len()
+            ),
+        );
+    }
+    tracing::info!(
+        run = %report.run,
+        staged = report.count(Action::Stage),
+        published = report.count(Action::Publish),
+        revoked = report.count(Action::Revoke),
+        cleaned = report.count(Action::Cleanup),
+        undone = report.count(Action::Undo),
+        failed = report.failures.len(),
+        interrupted = report.interrupted.as_deref().unwrap_or(""),
+        "rotate run finished"
+    );
+    Ok(exit::for_report(&report))
+}
+
+use std::io::Write as _;

@@ -1,0 +1,375 @@
+//! `secret-manager seal`.
+
+use super::{Ctx, open_repo};
+use crate::exit::{self, UsageError};
+use anyhow::Context as _;
+use clap::{ArgGroup, Args, ValueEnum};
+use secret_manager::manifest::Scope;
+use secret_manager::manifest::render::NewSealedSecret;
+use secret_manager::seal::{CertSource, Plaintext, SealingCert, ops};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+/// Seal values into a new SealedSecret, or into an existing one (kubeseal-compatible).
+///
+/// Values come from --from-literal / --from-file, or from a Kubernetes Secret manifest
+/// (YAML or JSON) on stdin, as with kubeseal; the manifest's labels and annotations are
+/// copied into the template, without kubectl's last-applied-configuration and without
+/// ownerReferences. The certificate comes from the cluster's sealingCert, or --cert.
+/// The certificate's SHA-256 fingerprint is recorded in the outer annotation
+/// secret-manager/sealedWith.
+///
+/// --merge-into FILE changes only the given keys of the SealedSecret in FILE (picked by
+/// --name when the file holds several), keeps its scope, never re-seals the other values,
+/// and leaves every other byte of the file as it was.
+///
+/// Examples:
+///   kubectl create secret generic db -n app --from-literal=password=... --dry-run=client -o yaml \
+///     | secret-manager seal --cluster aws.eu-central-1.dev1 -w db-sealed.yaml
+///   secret-manager seal --from-file password=./pw.txt --merge-into overlays/aws.eu-central-1.dev1/db.yaml
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["write", "merge_into"])))]
+pub struct SealArgs {
+    /// Cluster whose sealing certificate to use (cluster-values/<id>.yaml sealingCert).
+    /// With --merge-into it defaults to the cluster the file's path belongs to.
+    #[arg(long, value_name = "C")]
+    pub cluster: Option<String>,
+    /// Certificate to use instead of the cluster's: a PEM file, an https URL, or
+    /// controller://<namespace>/<service>.
+    #[arg(long, value_name = "PATH|URL")]
+    pub cert: Option<String>,
+    /// Namespace of the secret (default: from the input manifest).
+    #[arg(long, value_name = "N")]
+    pub namespace: Option<String>,
+    /// Name of the secret (default: from the input manifest).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Sealing scope (new secrets only; --merge-into keeps the file's scope).
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
+    /// Secret type for new secrets (default: the manifest's, else Opaque).
+    #[arg(long = "type", value_name = "T")]
+    pub secret_type: Option<String>,
+    /// A value as KEY=VALUE. It is visible in your shell history and process list:
+    /// prefer --from-file or a manifest on stdin for real secrets.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub from_literal: Vec<String>,
+    /// A value from a file, as KEY=PATH (or PATH, with the file name as key).
+    #[arg(long, value_name = "KEY=PATH")]
+    pub from_file: Vec<String>,
+    /// A template annotation as KEY=VALUE (e.g. secret-manager/source=aws); repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub annotation: Vec<String>,
+    /// Write a new SealedSecret to FILE (`-` for stdout). Refuses to overwrite a file.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Add or replace only the given keys of the SealedSecret in FILE, keeping its scope,
+    /// its other values and every other byte of the file.
+    #[arg(long, value_name = "FILE")]
+    pub merge_into: Option<PathBuf>,
+}
+
+/// `--scope` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// Label namespace/name (the default).
+    Strict,
+    /// Label namespace.
+    NamespaceWide,
+    /// No label.
+    ClusterWide,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(s: ScopeArg) -> Scope {
+        match s {
+            ScopeArg::Strict => Scope::Strict,
+            ScopeArg::NamespaceWide => Scope::NamespaceWide,
+            ScopeArg::ClusterWide => Scope::ClusterWide,
+        }
+    }
+}
+
+fn kv<'a>(flag: &str, s: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "{flag}: expected KEY=VALUE, got `{}`",
+                s.split('=').next().unwrap_or("")
+            ))
+            .into()
+        })
+}
+
+/// Values from flags, or a Secret manifest from stdin.
+fn read_values(
+    args: &SealArgs,
+) -> anyhow::Result<(
+    BTreeMap<String, Plaintext>,
+    Option<secret_manager::seal::SecretManifest>,
+)> {
+    let mut values = BTreeMap::new();
+    for l in &args.from_literal {
+        let (k, v) = kv("--from-literal", l)?;
+        values.insert(k.to_owned(), Plaintext::new(v.as_bytes().to_vec()));
+    }
+    for f in &args.from_file {
+        let (k, p) = match f.split_once('=') {
+            Some((k, p)) if !k.is_empty() => (k.to_owned(), PathBuf::from(p)),
+            _ => {
+                let p = PathBuf::from(f);
+                let k = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                (k, p)
+            }
+        };
+        let bytes = std::fs::read(&p)
+            .map_err(|e| UsageError(format!("--from-file {}: {e}", p.display())))?;
+        values.insert(k, Plaintext::new(bytes));
+    }
+    for k in values.keys() {
+        if !secret_manager::annotations::is_valid_secret_key(k) {
+            return Err(UsageError(format!(
+                "`{k}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)"
+            ))
+            .into());
+        }
+    }
+    if !values.is_empty() {
+        return Ok((values, None));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(UsageError(
+            "no values: pipe a Secret manifest on stdin, or use --from-literal / --from-file"
+                .into(),
+        )
+        .into());
+    }
+    let mut src = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut src)
+        .context("reading the Secret manifest from stdin")?;
+    let src = zeroize::Zeroizing::new(src);
+    let manifest = secret_manager::seal::parse_secret_manifest(&src)
+        .map_err(|e| UsageError(format!("stdin: {e}")))?;
+    let values = manifest.data.clone();
+    if values.is_empty() {
+        return Err(UsageError("stdin: the Secret has no data or stringData".into()).into());
+    }
+    Ok((values, Some(manifest)))
+}
+
+async fn load_cert(
+    ctx: &Ctx,
+    repo: &secret_manager::Repo,
+    args: &SealArgs,
+    inferred: Option<&str>,
+) -> anyhow::Result<(SealingCert, String)> {
+    if let Some(spec) = &args.cert {
+        let src = CertSource::parse(spec, &std::env::current_dir()?)?;
+        let cert = src.load(&format!("--cert {spec}"), None, ctx.now).await?;
+        return Ok((cert, format!("--cert {spec}")));
+    }
+    let Some(id) = args.cluster.as_deref().or(inferred) else {
+        return Err(UsageError(
+            "which certificate? pass --cluster C (uses its sealingCert) or --cert PATH|URL".into(),
+        )
+        .into());
+    };
+    Ok((
+        repo.sealing_cert(id, ctx.now).await?,
+        format!("cluster {id}"),
+    ))
+}
+
+fn annotations(args: &SealArgs) -> anyhow::Result<BTreeMap<String, String>> {
+    args.annotation
+        .iter()
+        .map(|a| kv("--annotation", a).map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// Runs `seal`.
+pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
+    let repo = open_repo(ctx)?;
+    let (values, manifest) = read_values(args)?;
+    let extra_annotations = annotations(args)?;
+    let prefix = repo.config.annotation_prefix.clone();
+    let mut rng = rand::rngs::OsRng;
+    if let Some(file) = &args.merge_into {
+        return merge(
+            ctx,
+            &repo,
+            args,
+            file,
+            &values,
+            &extra_annotations,
+            &prefix,
+            &mut rng,
+        )
+        .await;
+    }
+    let m = manifest.unwrap_or_default();
+    let name =
+        args.name.clone().or(m.name.clone()).ok_or_else(|| {
+            UsageError("--name is required (the input has no metadata.name)".into())
+        })?;
+    let namespace = args.namespace.clone().or(m.namespace.clone());
+    let scope: Scope = args.scope.map(Into::into).unwrap_or(Scope::Strict);
+    if scope.needs_namespace() && namespace.is_none() {
+        return Err(UsageError(format!(
+            "--namespace is required for {scope} scope (the sealing label includes it)"
+        ))
+        .into());
+    }
+    let (cert, origin) = load_cert(ctx, &repo, args, None).await?;
+    let mut template_annotations = m.annotations.clone();
+    template_annotations.extend(extra_annotations);
+    let doc = NewSealedSecret {
+        labels: m.labels.clone(),
+        template_annotations,
+        secret_type: args
+            .secret_type
+            .clone()
+            .or(m.secret_type.clone())
+            .or(Some("Opaque".into())),
+        ..NewSealedSecret::default()
+    };
+    let doc = ops::seal_new(
+        &mut rng,
+        &cert,
+        &prefix,
+        &name,
+        namespace.as_deref(),
+        scope,
+        &values,
+        doc,
+    )?;
+    let yaml = doc.to_yaml();
+    let out = args
+        .write
+        .as_deref()
+        .expect("clap group: write or merge_into");
+    if out == Path::new("-") {
+        ctx.out.write_all(yaml.as_bytes())?;
+    } else {
+        if out.exists() {
+            return Err(UsageError(format!(
+                "{} exists; use --merge-into {} to change keys of it",
+                out.display(),
+                out.display()
+            ))
+            .into());
+        }
+        secret_manager::manifest::edit::write_atomic(out, yaml.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    if !ctx.global.quiet {
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "sealed {} value(s) for {}/{name} ({scope}) with {origin} (sha256 {}…){}",
+                values.len(),
+                namespace.as_deref().unwrap_or("*"),
+                &cert.fingerprint[..12],
+                if out == Path::new("-") {
+                    String::new()
+                } else {
+                    format!(" -> {}", out.display())
+                }
+            ),
+        );
+    }
+    Ok(exit::OK)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn merge(
+    ctx: &mut Ctx,
+    repo: &secret_manager::Repo,
+    args: &SealArgs,
+    file: &Path,
+    values: &BTreeMap<String, Plaintext>,
+    template_annotations: &BTreeMap<String, String>,
+    prefix: &str,
+    rng: &mut rand::rngs::OsRng,
+) -> anyhow::Result<u8> {
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| UsageError(format!("--merge-into {}: {e}", file.display())))?;
+    let doc = ops::select_document(&src, args.name.as_deref())
+        .map_err(|e| UsageError(format!("{}: {e}", file.display())))?;
+    if let Some(s) = args.scope
+        && Scope::from(s) != doc.scope
+    {
+        return Err(UsageError(format!(
+            "{}: the SealedSecret is {}; --merge-into keeps the existing scope (drop --scope)",
+            file.display(),
+            doc.scope
+        ))
+        .into());
+    }
+    // The label namespace: the document's own, else its kustomization's, else --namespace.
+    let abs = std::fs::canonicalize(file)?;
+    let root = std::fs::canonicalize(&repo.root)?;
+    let rel = abs.strip_prefix(&root).ok().map(Path::to_path_buf);
+    let from_kustomization = match (&doc.namespace, &rel) {
+        (None, Some(rel)) => secret_manager::scan::kustomization_namespace(&root, rel)
+            .ok()
+            .flatten()
+            .map(|(ns, _)| ns),
+        _ => None,
+    };
+    let namespace = doc.namespace.clone().or(from_kustomization);
+    if let (Some(a), Some(b)) = (&namespace, &args.namespace)
+        && a != b
+    {
+        return Err(UsageError(format!(
+            "{}: the SealedSecret is in namespace {a}, not {b}",
+            file.display()
+        ))
+        .into());
+    }
+    let namespace = namespace.or(args.namespace.clone());
+    let inferred = rel
+        .as_deref()
+        .map(|r| {
+            secret_manager::scan::attribute(r, &repo.inventory.ids().map(str::to_owned).collect())
+        })
+        .and_then(|a| a.cluster().map(str::to_owned));
+    let (cert, origin) = load_cert(ctx, repo, args, inferred.as_deref()).await?;
+    let out = ops::merge_into(
+        rng,
+        &cert,
+        prefix,
+        &src,
+        &doc,
+        namespace.as_deref(),
+        values,
+        template_annotations,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    secret_manager::manifest::edit::write_atomic(file, out.as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    if !ctx.global.quiet {
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "sealed {} value(s) into {} ({}/{}, {}) with {origin} (sha256 {}…)",
+                values.len(),
+                file.display(),
+                namespace.as_deref().unwrap_or("*"),
+                doc.name.as_deref().unwrap_or("?"),
+                doc.scope,
+                &cert.fingerprint[..12]
+            ),
+        );
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,118 @@
+//! Exit codes (documented in docs/exit-codes.md) and the one place errors and reports map
+//! to them. Cron alerting keys off these.
+
+use secret_manager::engine::{Phase, RotateReport};
+
+/// Success, including "nothing due" and "busy: another run has it".
+pub const OK: u8 = 0;
+/// A bug or an unexpected environment failure.
+pub const INTERNAL: u8 = 1;
+/// Bad command line or bad configuration; nothing was changed.
+pub const USAGE: u8 = 2;
+/// `lint` found problems.
+pub const LINT_FINDINGS: u8 = 3;
+/// A source could not be queried or failed its preflight; nothing was changed.
+pub const PREFLIGHT: u8 = 10;
+/// Minting, verifying or staging a new key failed; nothing was published for it.
+pub const MINT: u8 = 11;
+/// A git/publish step failed (remote unreachable, hook or permission, lost races past the
+/// retry bound); nothing was forced.
+pub const PUBLISH: u8 = 12;
+/// Revoking an old key failed; the new key is live and the old one still works.
+pub const REVOKE: u8 = 13;
+/// A revocation gate cannot be evaluated (kubectl missing, unknown context, access
+/// denied); the old key stays until someone fixes it.
+pub const GATE: u8 = 14;
+/// Stopped by SIGINT (128 + 2).
+pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM (128 + 15).
+pub const TERMINATED: u8 = 143;
+
+/// The code of a failure in `phase`.
+pub fn for_phase(phase: Phase) -> u8 {
+    match phase {
+        Phase::Preflight => PREFLIGHT,
+        Phase::Mint => MINT,
+        Phase::Publish => PUBLISH,
+        Phase::Gate => GATE,
+        Phase::Revoke => REVOKE,
+    }
+}
+
+/// The code of a rotate/delete run: a signal wins, then the latest failed phase.
+pub fn for_report(report: &RotateReport) -> u8 {
+    match report.interrupted.as_deref() {
+        Some("SIGINT") => return INTERRUPTED,
+        Some(_) => return TERMINATED,
+        None => {}
+    }
+    report.worst_phase().map_or(OK, for_phase)
+}
+
+/// Maps an error that ended a command to its exit code.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    use secret_manager::engine::EngineError;
+    let usage = err.chain().any(|cause| {
+        cause.is::<secret_manager::config::ConfigError>()
+            || cause.is::<secret_manager::RepoError>()
+            || cause.is::<secret_manager::seal::SealError>()
+            || cause.is::<UsageError>()
+    });
+    if usage {
+        return USAGE;
+    }
+    if let Some(e) = err.chain().find_map(|c| c.downcast_ref::<EngineError>()) {
+        return match e {
+            EngineError::Config(_) => USAGE,
+            EngineError::Provider(_) => PREFLIGHT,
+            _ => PUBLISH,
+        };
+    }
+    if let Some(c) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<secret_manager::create::CreateError>())
+    {
+        return match c {
+            secret_manager::create::CreateError::Invalid(_) => USAGE,
+            secret_manager::create::CreateError::Failed { phase, .. } => for_phase(*phase),
+            _ => INTERNAL,
+        };
+    }
+    if err.chain().any(|c| {
+        c.is::<secret_manager::gitops::PublishError>()
+            || c.is::<secret_manager::gitops::git::GitError>()
+    }) {
+        return PUBLISH;
+    }
+    if err
+        .chain()
+        .any(|c| c.is::<secret_manager::provider::ProviderError>())
+    {
+        return PREFLIGHT;
+    }
+    INTERNAL
+}
+
+/// A problem with the arguments that clap cannot see (e.g. a bad duration).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_phase_and_signals_decide() {
+        let mut r = RotateReport::default();
+        assert_eq!(for_report(&r), OK);
+        r.interrupted = Some("SIGTERM".into());
+        assert_eq!(for_report(&r), TERMINATED);
+        r.interrupted = Some("SIGINT".into());
+        assert_eq!(for_report(&r), INTERRUPTED);
+        assert!(for_phase(Phase::Preflight) < for_phase(Phase::Mint));
+        assert!(for_phase(Phase::Mint) < for_phase(Phase::Publish));
+        assert_eq!(for_phase(Phase::Gate), GATE);
+        assert_eq!(for_phase(Phase::Revoke), REVOKE);
+    }
+}

@@ -1,0 +1,217 @@
+//! `create` and `keys` against real sources: moto for AWS, the demo plugin for exec.
+
+use crate::common::{Moto, cmd, decrypt_value, run_cmd, temp_repo, with_demo_plugin};
+
+const DEV1: &str = "aws.eu-central-1.dev1";
+
+#[test]
+fn create_mints_seals_and_keys_shows_it() {
+    let moto = Moto::start();
+    moto.iam(&[("Action", "CreateUser"), ("UserName", "external-dns-dev1")]);
+    let dir = temp_repo("example-repo");
+    let repo = dir.path().to_str().unwrap();
+    let rel = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/new-dns.yaml";
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        repo,
+        "create",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "external-dns",
+        "--name",
+        "dns2",
+        "--key-mappings",
+        "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+        "--param",
+        "username=external-dns-dev1",
+        "--param",
+        "account=123456789012",
+        "-w",
+        &format!("{repo}/{rel}"),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let keys = moto.key_ids("external-dns-dev1");
+    assert_eq!(keys.len(), 1);
+    let file = dir.path().join(rel);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("secret-manager/accessKeyId: {}", keys[0])),
+        "{text}"
+    );
+    assert!(text.contains("secret-manager/sealedWith:"), "{text}");
+    let id = decrypt_value(&file, 0, DEV1, "external-dns/dns2", "accessKeyId").unwrap();
+    assert_eq!(String::from_utf8(id).unwrap(), keys[0]);
+    let secret = decrypt_value(&file, 0, DEV1, "external-dns/dns2", "secretAccessKey").unwrap();
+    assert_eq!(secret.len(), 40, "an AWS secret access key");
+    assert!(!r.stderr.contains(std::str::from_utf8(&secret).unwrap()));
+    // lint accepts what create wrote (real clock: moto stamps keys with the real time).
+    let r = run_cmd(
+        cmd()
+            .env_remove("SECRET_MANAGER_NOW")
+            .args(["--repo", repo, "lint"]),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // keys: the new key is current; an extra unreferenced key shows up as an orphan.
+    moto.iam(&[
+        ("Action", "CreateAccessKey"),
+        ("UserName", "external-dns-dev1"),
+    ]);
+    let r = run_cmd(
+        moto.env(&mut cmd())
+            .args(["--repo", repo, "keys", "--name", "dns2", "-o", "json"]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for row in &rows {
+        for k in [
+            "source",
+            "identity",
+            "keyId",
+            "created",
+            "status",
+            "lastUsed",
+            "role",
+            "referencedBy",
+        ] {
+            assert!(row.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(row["identity"], "123456789012/external-dns-dev1");
+    }
+    let current = rows
+        .iter()
+        .find(|r| r["keyId"] == keys[0].as_str())
+        .unwrap();
+    assert_eq!(current["role"], "current");
+    assert_eq!(current["referencedBy"][0], format!("{rel}:1"));
+    // A key made by hand, outside any claim: foreign, never the tool's to delete.
+    assert_eq!(rows.iter().filter(|r| r["role"] == "foreign").count(), 1);
+}
+
+#[test]
+fn keys_reports_missing_keys_and_unreachable_sources() {
+    let moto = Moto::start();
+    let dir = temp_repo("example-repo");
+    let repo = dir.path().to_str().unwrap();
+    // The example's dev1 DNS user does not exist at moto: a clear per-identity error, exit 10.
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        repo,
+        "keys",
+        "--source",
+        "aws",
+        "--name",
+        "cloudprovider-dns-access",
+        "--cluster",
+        DEV1,
+    ]));
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("aws 111111111111/external-dns-dev1:")
+            && r.stderr.contains("NoSuchEntity"),
+        "{}",
+        r.stderr
+    );
+    // The user exists but has no key: the referenced key is reported as missing.
+    moto.iam(&[("Action", "CreateUser"), ("UserName", "external-dns-dev1")]);
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        repo,
+        "keys",
+        "--source",
+        "aws",
+        "--name",
+        "cloudprovider-dns-access",
+        "--cluster",
+        DEV1,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "missing");
+    assert_eq!(rows[0]["role"], "current");
+}
+
+#[test]
+fn plugin_create_rolls_back_when_a_later_step_fails() {
+    let dir = temp_repo("example-repo");
+    let state = tempfile::tempdir().unwrap();
+    let repo = dir.path().to_str().unwrap();
+    let out = dir.path().join("demo.yaml");
+    let args = [
+        "--repo",
+        repo,
+        "create",
+        "--source",
+        "demo",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "app",
+        "--name",
+        "demo",
+        "--key-mappings",
+        "[token:Token]",
+        "--param",
+        "account=acme",
+        "-w",
+        out.to_str().unwrap(),
+    ];
+    // verify fails after mint: the new key must be deleted and nothing written.
+    let r = run_cmd(
+        with_demo_plugin(&mut cmd(), state.path())
+            .env("DEMO_PROVIDER_FAIL", "verify:permanent")
+            .args(args),
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("rolled back: deleted the new key demo-"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.path().join("keys.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        st["acme"].as_array().unwrap().len(),
+        0,
+        "no orphan left: {st}"
+    );
+    // Without the failure it works, and the token decrypts.
+    let r = run_cmd(with_demo_plugin(&mut cmd(), state.path()).args(args));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let token = decrypt_value(&out, 0, DEV1, "app/demo", "token").unwrap();
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.path().join("keys.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        st["acme"][0]["token"].as_str().unwrap().as_bytes(),
+        token.as_slice()
+    );
+    // An unknown source is a clear error before anything happens.
+    let r = run_cmd(cmd().args([
+        "--repo",
+        repo,
+        "create",
+        "--source",
+        "vault",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "a",
+        "--name",
+        "b",
+        "--key-mappings",
+        "[t:T]",
+        "-w",
+        "x.yaml",
+    ]));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("unknown source `vault`"), "{}", r.stderr);
+}

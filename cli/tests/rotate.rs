@@ -1,0 +1,980 @@
+//! End-to-end rotations: the real binary, dev/prod bare remotes, moto as AWS.
+
+use std::path::Path;
+
+use crate::common::{GitFleet, Moto, Run, cmd, decrypt_value, git, run_cmd};
+
+pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
+pub(crate) const REL: &str =
+    "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/route53.yaml";
+pub(crate) const LABEL: &str = "external-dns/route53";
+pub(crate) const USER: &str = "external-dns-dev1";
+
+/// `create` for an AWS IAM user (which must exist at moto): writes `rel` in `work`.
+fn create_aws(
+    moto: &Moto,
+    work: &Path,
+    cluster: &str,
+    namespace: &str,
+    user: &str,
+    name: &str,
+    rel: &str,
+) {
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "create",
+        "--source",
+        "aws",
+        "--cluster",
+        cluster,
+        "--namespace",
+        namespace,
+        "--name",
+        name,
+        "--key-mappings",
+        "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+        "--param",
+        &format!("username={user}"),
+        "--param",
+        "account=123456789012",
+        "-w",
+        work.join(rel).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// A fleet whose dev1 cluster holds a real (moto) AWS key in `REL`, published.
+pub(crate) fn setup() -> (GitFleet, Moto, String) {
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    moto.iam(&[("Action", "CreateUser"), ("UserName", USER)]);
+    let work = f.path("work");
+    create_aws(&moto, &work, DEV1, "external-dns", USER, "route53", REL);
+    f.commit_and_publish("Add route53 credentials", &[DEV1]);
+    let old = moto.key_ids(USER);
+    assert_eq!(old.len(), 1);
+    (f, moto, old[0].clone())
+}
+
+pub(crate) fn rotate(f: &GitFleet, moto: &Moto, now: &str, extra: &[&str]) -> Run {
+    let work = f.path("work");
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_NOW", now)
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
+    c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+    ]);
+    c.args(extra);
+    run_cmd(&mut c)
+}
+
+fn refs(f: &GitFleet) -> String {
+    format!(
+        "{}\n{}",
+        git(&f.path("dev.git"), &["for-each-ref"]),
+        git(&f.path("prod.git"), &["for-each-ref"])
+    )
+}
+
+fn main_file(f: &GitFleet, rel: &str) -> String {
+    f.show("dev", "main", rel)
+}
+
+fn check_rotated(f: &GitFleet, moto: &Moto, old: &str, before: &str) {
+    let keys = moto.key_ids(USER);
+    assert_eq!(keys.len(), 1, "old key revoked, new key kept: {keys:?}");
+    assert_ne!(keys[0], old);
+    // The manifest on main decrypts to the new key.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("m.yaml");
+    let after = main_file(f, REL);
+    std::fs::write(&file, &after).unwrap();
+    let id = decrypt_value(&file, 0, DEV1, LABEL, "accessKeyId").unwrap();
+    assert_eq!(String::from_utf8(id).unwrap(), keys[0]);
+    assert_eq!(
+        decrypt_value(&file, 0, DEV1, LABEL, "secretAccessKey")
+            .unwrap()
+            .len(),
+        40
+    );
+    // Only the rotated values and our annotations changed.
+    let changed: Vec<&str> = after
+        .lines()
+        .filter(|l| !before.lines().any(|b| b == *l))
+        .collect();
+    for l in &changed {
+        let t = l.trim_start();
+        assert!(
+            [
+                "accessKeyId: ",
+                "secretAccessKey: ",
+                "secret-manager/accessKeyId: ",
+                "secret-manager/createDate: ",
+                "secret-manager/sealedWith: "
+            ]
+            .iter()
+            .any(|p| t.starts_with(p)),
+            "unexpected change: {l}"
+        );
+    }
+    assert_eq!(after.lines().count(), before.lines().count());
+    // The cluster pointer has exactly main's version of the file; no record is left.
+    assert_eq!(
+        f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL),
+        after
+    );
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(!ls.contains(".secret-manager/rotations/"), "{ls}");
+}
+
+#[test]
+fn rotate_with_zero_grace_stages_publishes_and_revokes_in_one_run() {
+    let (f, moto, old) = setup();
+    let before = main_file(&f, REL);
+    let first_main = f.remote_ref("dev", "refs/heads/main").unwrap();
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:00:00Z",
+        &["--yes", "--revoke-after", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    check_rotated(&f, &moto, &old, &before);
+    // No other file changed on main.
+    let changed = git(
+        &f.path("dev.git"),
+        &["diff", "--name-only", &first_main, "main"],
+    );
+    assert_eq!(changed, REL);
+    // Commits carry the audit trailers.
+    let log = git(
+        &f.path("dev.git"),
+        &["log", "--format=%B", &format!("{first_main}..main")],
+    );
+    for t in [
+        "Secret-Manager-Action: stage",
+        "Secret-Manager-Action: publish",
+        "Secret-Manager-Action: revoke",
+        &format!("Secret-Manager-Old-Key: {old}"),
+    ] {
+        assert!(log.contains(t), "missing trailer {t}:\n{log}");
+    }
+    // A second run with --older-than is a no-op: nothing due, no ref moves, no key change.
+    let refs_before = refs(&f);
+    let keys_before = moto.key_ids(USER);
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T13:00:00Z",
+        &["--yes", "--older-than", "90d"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("nothing to do"), "{}", r.stdout);
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), keys_before);
+}
+
+#[test]
+fn default_grace_revokes_on_a_later_run() {
+    let (f, moto, old) = setup();
+    let before = main_file(&f, REL);
+    let r = rotate(&f, &moto, "2026-11-21T12:00:00Z", &["--yes"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
+        "{}",
+        r.stderr
+    );
+    let keys = moto.key_ids(USER);
+    assert_eq!(keys.len(), 2, "both keys live during the grace period");
+    assert!(keys.contains(&old));
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(
+        ls.contains(".secret-manager/rotations/"),
+        "record committed: {ls}"
+    );
+    // `keys` shows both keys as pending while the rotation is in flight.
+    let work = f.path("work");
+    git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "keys",
+        "--name",
+        "route53",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows.iter().all(|r| r["role"] == "pending"), "{rows:#?}");
+    // 30 minutes later: still waiting, nothing changes.
+    let r = rotate(&f, &moto, "2026-11-21T12:30:00Z", &["--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("wait"), "{}", r.stdout);
+    assert_eq!(moto.key_ids(USER).len(), 2);
+    // Two hours later (a fresh CronJob run): the old key goes.
+    let r = rotate(&f, &moto, "2026-11-21T14:00:00Z", &["--yes"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    check_rotated(&f, &moto, &old, &before);
+}
+
+#[test]
+fn dry_run_changes_nothing_anywhere() {
+    let (f, moto, old) = setup();
+    let refs_before = refs(&f);
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:00:00Z",
+        &["--dry-run", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{plan}");
+    assert_eq!(steps[0]["action"], "stage");
+    assert_eq!(steps[0]["oldKeyId"], old.as_str());
+    assert_eq!(steps[0]["files"][0], REL);
+    assert_eq!(steps[0]["done"], false);
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), vec![old]);
+    // Without --yes and without a terminal: the plan, then a refusal.
+    let r = rotate(&f, &moto, "2026-11-21T12:00:00Z", &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("pass --yes"), "{}", r.stderr);
+    assert_eq!(refs(&f), refs_before);
+}
+
+#[test]
+fn a_failing_source_leaves_everything_working() {
+    let (f, moto, old) = setup();
+    let refs_before = refs(&f);
+    let work = f.path("work");
+    // Point IAM at a dead endpoint: preflight fails, nothing is minted or published.
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9");
+    c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 10, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("Preflight failed for aws 123456789012/external-dns-dev1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), vec![old]);
+}
+
+const PROD1: &str = "aws.us-east-1.prod1";
+const PROD_REL: &str =
+    "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/route53.yaml";
+
+#[test]
+fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    // prod1 holds the same key, sealed with prod1's certificate (values via the TEST-ONLY key).
+    let dev_file = work.join(REL);
+    let id = String::from_utf8(decrypt_value(&dev_file, 0, DEV1, LABEL, "accessKeyId").unwrap())
+        .unwrap();
+    let secret =
+        String::from_utf8(decrypt_value(&dev_file, 0, DEV1, LABEL, "secretAccessKey").unwrap())
+            .unwrap();
+    let text = std::fs::read_to_string(&dev_file).unwrap();
+    let created = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret-manager/createDate: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let r = run_cmd(cmd().args([
+        "--repo",
+        work.to_str().unwrap(),
+        "seal",
+        "--cluster",
+        PROD1,
+        "--namespace",
+        "external-dns",
+        "--name",
+        "route53",
+        "--from-literal",
+        &format!("accessKeyId={id}"),
+        "--from-literal",
+        &format!("secretAccessKey={secret}"),
+        "--annotation",
+        "secret-manager/source=aws",
+        "--annotation",
+        &format!("secret-manager/accessKeyId={id}"),
+        "--annotation",
+        "secret-manager/account=123456789012",
+        "--annotation",
+        &format!("secret-manager/username={USER}"),
+        "--annotation",
+        &format!("secret-manager/createDate={created}"),
+        "--annotation",
+        "secret-manager/keyMappings=[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+        "-w",
+        work.join(PROD_REL).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.commit_and_publish("prod1 uses the same DNS user", &[DEV1, PROD1]);
+
+    // The prod remote refuses pushes for now.
+    let hook = f.path("prod.git/hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'prod is frozen' >&2\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Selecting only dev1 still rotates the credential everywhere it is used.
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:00:00Z",
+        &["--yes", "--revoke-after", "0s", "-o", "json"],
+    );
+    assert_eq!(
+        r.code, 12,
+        "publish to prod failed: {}\n{}",
+        r.stdout, r.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let stage = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "stage")
+        .unwrap();
+    assert!(
+        stage["detail"].as_str().unwrap().contains("expanded"),
+        "{stage}"
+    );
+    assert_eq!(stage["clusters"], serde_json::json!([DEV1, PROD1]));
+    assert!(r.stderr.contains("prod is frozen"), "{}", r.stderr);
+    let keys = moto.key_ids(USER);
+    assert_eq!(
+        keys.len(),
+        2,
+        "minted once; the old key must survive while prod lacks the new one"
+    );
+    assert!(keys.contains(&old));
+    let new = keys.iter().find(|k| **k != old).unwrap().clone();
+    assert_eq!(
+        f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL),
+        main_file(&f, REL),
+        "dev1 got it"
+    );
+
+    // Prod opens again: the next run publishes to prod1, then revokes.
+    std::fs::remove_file(&hook).unwrap();
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:10:00Z",
+        &["--yes", "--revoke-after", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 staged, 0 deleted, 1 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(moto.key_ids(USER), vec![new.clone()]);
+    // Each cluster's manifest decrypts with its own key to the one new key id.
+    let tmp = tempfile::tempdir().unwrap();
+    for (cluster, rel) in [(DEV1, REL), (PROD1, PROD_REL)] {
+        let ptr = format!("refs/heads/cluster/{cluster}");
+        let remote = if cluster == DEV1 { "dev" } else { "prod" };
+        let file = tmp.path().join(format!("{cluster}.yaml"));
+        std::fs::write(&file, f.show(remote, &ptr, rel)).unwrap();
+        assert_eq!(
+            String::from_utf8(decrypt_value(&file, 0, cluster, LABEL, "accessKeyId").unwrap())
+                .unwrap(),
+            new
+        );
+    }
+}
+
+/// Kill the process at every phase boundary; the next run must converge: exactly one key
+/// at the source (the one the manifest holds, and it works), no orphan, no record left,
+/// the change published once.
+#[cfg(feature = "failpoints")]
+#[test]
+fn every_crash_point_converges_on_the_next_run() {
+    for point in [
+        "before-mint",
+        "after-mint",
+        "before-commit",
+        "after-stage",
+        "after-publish",
+        "after-revoke",
+    ] {
+        let (f, moto, old) = setup();
+        let before = main_file(&f, REL);
+        let work = f.path("work");
+        let mut c = cmd();
+        moto.env(&mut c).env("SECRET_MANAGER_FAILPOINT", point);
+        c.args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--name",
+            "route53",
+            "--revoke-after",
+            "0s",
+        ]);
+        let r = run_cmd(&mut c);
+        assert_eq!(r.code, 86, "{point}: {}", r.stderr);
+        assert_eq!(
+            moto.key_ids(USER).contains(&old),
+            point != "after-revoke",
+            "{point}: the old key survives every crash before its revocation"
+        );
+        let claimed = ["before-mint", "after-mint", "before-commit"].contains(&point);
+        if claimed {
+            // Inside the dead run's lease (10 min): busy, nothing touched, exit 0.
+            let keys = moto.key_ids(USER);
+            let r = rotate(
+                &f,
+                &moto,
+                "2026-11-21T12:05:00Z",
+                &["--yes", "--revoke-after", "0s"],
+            );
+            assert_eq!(r.code, 0, "{point}: {}\n{}", r.stdout, r.stderr);
+            assert!(r.stderr.contains("1 busy"), "{point}: {}", r.stderr);
+            assert_eq!(
+                moto.key_ids(USER),
+                keys,
+                "{point}: nothing touched while claimed"
+            );
+        }
+        // After the lease: the next run cleans up and finishes — no wall-clock hour.
+        let r = rotate(
+            &f,
+            &moto,
+            "2026-11-21T12:15:00Z",
+            &["--yes", "--revoke-after", "0s"],
+        );
+        assert_eq!(r.code, 0, "{point}: {}\n{}", r.stdout, r.stderr);
+        if point == "after-mint" || point == "before-commit" {
+            assert!(
+                r.stderr.contains("1 orphan(s) cleaned"),
+                "{point}: {}",
+                r.stderr
+            );
+        }
+        check_rotated(&f, &moto, &old, &before);
+        let publishes = git(&f.path("dev.git"), &["log", "--format=%s", "main"])
+            .lines()
+            .filter(|l| l.contains("published rotation"))
+            .count();
+        assert_eq!(publishes, 1, "{point}: published exactly once");
+    }
+}
+
+#[test]
+fn delete_removes_the_manifest_publishes_and_then_revokes_the_key() {
+    let (f, moto, _old) = setup();
+    let work = f.path("work");
+    let first_main = f.remote_ref("dev", "refs/heads/main").unwrap();
+    let base = || {
+        let mut c = cmd();
+        moto.env(&mut c);
+        c.args(["--repo", work.to_str().unwrap(), "--yes", "delete"]);
+        c
+    };
+    // Never without a selection.
+    let r = run_cmd(&mut base());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("never deletes everything"),
+        "{}",
+        r.stderr
+    );
+    let r = run_cmd(base().args([
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+        "--revoke-after",
+        "0s",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("1 deleted, 1 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        moto.key_ids(USER).is_empty(),
+        "the deleted secret's key is revoked"
+    );
+    let changed = git(
+        &f.path("dev.git"),
+        &["diff", "--name-status", &first_main, "main"],
+    );
+    assert_eq!(changed, format!("D\t{REL}"));
+    let ptr = git(
+        &f.path("dev.git"),
+        &[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            &format!("refs/heads/cluster/{DEV1}"),
+        ],
+    );
+    assert!(
+        !ptr.contains("route53.yaml"),
+        "the cluster no longer has it"
+    );
+}
+
+/// SIGKILL the real binary at a spread of moments (fresh clone each time, as CronJob pods
+/// do). After every kill, main's manifest must reference a key that exists; after a final
+/// clean run exactly one key exists — the manifest's, and it works — and no record is left.
+#[test]
+fn sigkill_at_random_moments_converges() {
+    let (f, moto, _) = setup();
+    let run = |now: &str| {
+        let dest = tempfile::tempdir().unwrap();
+        let mut c = cmd();
+        moto.env(&mut c)
+            .env("SECRET_MANAGER_NOW", now)
+            .env("GIT_AUTHOR_NAME", "cron")
+            .env("GIT_AUTHOR_EMAIL", "cron@example.com")
+            .env("GIT_COMMITTER_NAME", "cron")
+            .env("GIT_COMMITTER_EMAIL", "cron@example.com")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .args([
+                &format!("--clone={}", f.path("dev.git").display()),
+                &format!("--clone-remote=prod={}", f.path("prod.git").display()),
+                &format!("--repo={}", dest.path().join("r").display()),
+                "--yes",
+                "rotate",
+                "--source=aws",
+                "--name=route53",
+                "--revoke-after=0s",
+            ]);
+        (c, dest)
+    };
+    let manifest_key = || {
+        let text = f.show("dev", "main", REL);
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("secret-manager/accessKeyId: "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned()
+    };
+    // Time one complete run, then kill at 5 %, 10 %, ... 45 % of that duration (later
+    // runs are shorter: they also finish what killed runs left), so the kills spread over
+    // every phase whatever the machine's speed.
+    let (mut c, _dest) = run("2026-11-21T12:00:00Z");
+    let t = std::time::Instant::now();
+    assert!(c.status().unwrap().success());
+    let full = t.elapsed().as_millis() as u64;
+    let mut killed = 0;
+    for (i, delay) in (1..=9u64).map(|k| full * k / 20).enumerate() {
+        let (mut c, _dest) = run(&format!("2026-11-2{}T12:00:00Z", 1 + i % 8));
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let still_running = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        killed += usize::from(still_running);
+        let keys = moto.key_ids(USER);
+        assert!(
+            keys.contains(&manifest_key()),
+            "after a kill at {delay} ms main references a missing key: {keys:?}"
+        );
+    }
+    assert!(
+        killed >= 4,
+        "only {killed} of 9 kills (run time {full} ms) hit a running process"
+    );
+    let (mut c, _dest) = run("2026-11-30T12:00:00Z");
+    let status = c.status().unwrap();
+    assert!(status.success(), "final run: {status}");
+    // Records left by killed runs are finished by the final run; it may also stage a new
+    // rotation, which it finishes itself (grace 0s).
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(!ls.contains(".secret-manager/rotations/"), "{ls}");
+    let keys = moto.key_ids(USER);
+    assert_eq!(
+        keys,
+        vec![manifest_key()],
+        "exactly the manifest's key, no orphan"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("m.yaml");
+    std::fs::write(&p, f.show("dev", "main", REL)).unwrap();
+    let id = decrypt_value(&p, 0, DEV1, LABEL, "accessKeyId").unwrap();
+    assert_eq!(String::from_utf8(id).unwrap(), keys[0]);
+    assert_eq!(
+        f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL),
+        f.show("dev", "main", REL),
+        "published"
+    );
+}
+
+#[test]
+fn require_synced_waits_for_the_controller() {
+    let (f, moto, old) = setup();
+    let bin = tempfile::tempdir().unwrap();
+    let state = bin.path().join("sealedsecret.json");
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"--context dev1 get sealedsecret route53 -n external-dns -o json\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = |key: &str, synced: &str| {
+        serde_json::json!({
+            "metadata": {"generation": 2},
+            "spec": {"template": {"metadata": {"annotations": {"secret-manager/accessKeyId": key}}}},
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Synced", "status": synced}]}
+        })
+        .to_string()
+    };
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let run = |now: &str| {
+        let work = f.path("work");
+        let mut c = cmd();
+        moto.env(&mut c)
+            .env("PATH", &path)
+            .env("SECRET_MANAGER_NOW", now);
+        c.args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--name",
+            "route53",
+            "--revoke-after",
+            "0s",
+            "--require-synced",
+        ]);
+        run_cmd(&mut c)
+    };
+    // The controller has not picked up the new key yet: stage and publish, keep the old key.
+    std::fs::write(&state, status(&old, "True")).unwrap();
+    let r = run("2026-11-21T12:00:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(moto.key_ids(USER).len(), 2);
+    let new = moto.key_ids(USER).into_iter().find(|k| *k != old).unwrap();
+    // New key, but not Synced yet: still waiting.
+    std::fs::write(&state, status(&new, "False")).unwrap();
+    let r = run("2026-11-21T12:10:00Z");
+    assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    assert!(r.stdout.contains("wait"), "{}", r.stdout);
+    assert_eq!(moto.key_ids(USER).len(), 2);
+    // Synced: the old key goes.
+    std::fs::write(&state, status(&new, "True")).unwrap();
+    let r = run("2026-11-21T12:20:00Z");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(moto.key_ids(USER), vec![new]);
+}
+
+/// Many credentials in one run: provider calls run in parallel, but git sees one stage
+/// commit, one pointer move per cluster, one publish commit and one revoke commit — and the
+/// audit trail still has a record per secret and phase.
+#[test]
+fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cluster() {
+    const PROD1: &str = "aws.us-east-1.prod1";
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    let work = f.path("work");
+    let secrets: Vec<(String, &str, String)> = (0..4)
+        .map(|i| {
+            let cluster = if i % 2 == 0 { DEV1 } else { PROD1 };
+            let rel = format!("applications/root/batch/state/overlays/{cluster}/bot-{i}.yaml");
+            (format!("bot-{i}"), cluster, rel)
+        })
+        .collect();
+    for (user, cluster, rel) in &secrets {
+        moto.iam(&[("Action", "CreateUser"), ("UserName", user)]);
+        create_aws(&moto, &work, cluster, "batch", user, user, rel);
+    }
+    f.commit_and_publish("Add batch credentials", &[DEV1, PROD1]);
+    let old: Vec<String> = secrets
+        .iter()
+        .map(|(u, ..)| moto.key_ids(u)[0].clone())
+        .collect();
+    let main_before = git(&f.path("dev.git"), &["rev-parse", "main"]);
+
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_NOW", "2026-11-21T12:00:00Z")
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--namespace",
+        "batch",
+        "--yes",
+        "--revoke-after",
+        "0s",
+        "--concurrency",
+        "3",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("4 staged, 0 deleted, 4 published, 4 revoked"),
+        "{}",
+        r.stderr
+    );
+    for ((user, ..), old) in secrets.iter().zip(&old) {
+        let keys = moto.key_ids(user);
+        assert_eq!(keys.len(), 1, "{user}: {keys:?}");
+        assert_ne!(&keys[0], old);
+    }
+    // main: exactly stage, publish, revoke.
+    let subjects = git(
+        &f.path("dev.git"),
+        &["log", "--format=%s", &format!("{main_before}..main")],
+    );
+    let subjects: Vec<&str> = subjects.lines().collect();
+    assert_eq!(
+        subjects,
+        [
+            "secret-manager: revoked the old keys of 4 rotations",
+            &format!("secret-manager: published 4 rotations to {DEV1}, {PROD1}") as &str,
+            &format!("secret-manager: stage rotation of 4 credentials for {DEV1}, {PROD1}"),
+        ]
+    );
+    // Each pointer moved once, to the stage commit (a fast-forward).
+    let stage = git(&f.path("dev.git"), &["rev-parse", "main~2"]);
+    assert_eq!(
+        git(
+            &f.path("dev.git"),
+            &["rev-parse", &format!("refs/heads/cluster/{DEV1}")]
+        ),
+        stage
+    );
+    assert_eq!(
+        git(
+            &f.path("prod.git"),
+            &["rev-parse", &format!("refs/heads/cluster/{PROD1}")]
+        ),
+        stage
+    );
+    // Every manifest decrypts to its own new key.
+    for (user, cluster, rel) in &secrets {
+        let file = f.path("m.yaml");
+        std::fs::write(&file, f.show("dev", "main", rel)).unwrap();
+        let id = decrypt_value(&file, 0, cluster, &format!("batch/{user}"), "accessKeyId").unwrap();
+        assert_eq!(String::from_utf8(id).unwrap(), moto.key_ids(user)[0]);
+    }
+    // The audit trail splits the batch commits back into one record per secret and phase.
+    git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+    let r = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "audit", "export"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for action in ["stage", "publish", "revoke"] {
+        let n = r
+            .stdout
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("\"action\":\"{action}\""))
+                    && l.contains("\"namespace\":\"batch\"")
+            })
+            .count();
+        assert_eq!(n, 4, "{action} records:\n{}", r.stdout);
+    }
+}
+
+/// A crash while several credentials are minted in parallel: whatever was minted before
+/// the crash is an orphan the next run deletes; every identity ends with exactly the key
+/// its manifest holds.
+#[test]
+fn a_crash_in_a_parallel_batch_converges() {
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    let work = f.path("work");
+    let users: Vec<String> = (0..3).map(|i| format!("par-{i}")).collect();
+    for u in &users {
+        moto.iam(&[("Action", "CreateUser"), ("UserName", u)]);
+        let rel = format!("applications/root/par/state/overlays/{DEV1}/{u}.yaml");
+        create_aws(&moto, &work, DEV1, "par", u, u, &rel);
+    }
+    f.commit_and_publish("Add par credentials", &[DEV1]);
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_FAILPOINT", "after-mint");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--namespace",
+        "par",
+        "--revoke-after",
+        "0s",
+        "--concurrency",
+        "3",
+    ]));
+    assert_eq!(r.code, 86, "{}", r.stderr);
+    let minted: usize = users.iter().map(|u| moto.key_ids(u).len()).sum();
+    assert!(
+        minted >= 4,
+        "at least one new key exists after the crash: {minted}"
+    );
+    // After the dead run's lease (10 min) the next run cleans up and rotates.
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_NOW", "2026-11-21T12:15:00Z");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--namespace",
+        "par",
+        "--revoke-after",
+        "0s",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("3 staged"), "{}", r.stderr);
+    for u in &users {
+        let keys = moto.key_ids(u);
+        assert_eq!(
+            keys.len(),
+            1,
+            "{u}: exactly one key after convergence: {keys:?}"
+        );
+        let rel = format!("applications/root/par/state/overlays/{DEV1}/{u}.yaml");
+        let file = f.path("m.yaml");
+        std::fs::write(&file, f.show("dev", "main", &rel)).unwrap();
+        let id = decrypt_value(&file, 0, DEV1, &format!("par/{u}"), "accessKeyId").unwrap();
+        assert_eq!(
+            String::from_utf8(id).unwrap(),
+            keys[0],
+            "{u}: the manifest holds it"
+        );
+    }
+}
+
+/// Deleting one of two manifests that hold the same key: the manifest goes, the key stays
+/// (the other manifest still uses it), and the record is closed.
+#[test]
+fn delete_keeps_a_key_another_manifest_still_uses() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    let twin = REL.replace(DEV1, "aws.us-east-1.prod1");
+    std::fs::create_dir_all(work.join(&twin).parent().unwrap()).unwrap();
+    std::fs::copy(work.join(REL), work.join(&twin)).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "Same key for prod1"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    let mut c = cmd();
+    moto.env(&mut c);
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "delete",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+        "--revoke-after",
+        "0s",
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("old key kept: still used"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(moto.key_ids(USER), vec![old], "the shared key survives");
+    let subject = git(&f.path("dev.git"), &["log", "-1", "--format=%s", "main"]);
+    assert!(subject.contains("(key kept: still used)"), "{subject}");
+    let ls = git(
+        &f.path("dev.git"),
+        &["ls-tree", "-r", "--name-only", "main"],
+    );
+    assert!(
+        !ls.contains(".secret-manager/rotations/"),
+        "record closed: {ls}"
+    );
+    assert!(!ls.contains(REL) && ls.contains(&twin), "{ls}");
+}

@@ -1,0 +1,376 @@
+//! `create`: mint a new credential and seal it into a new annotated SealedSecret — on the
+//! same path as a rotation's stage: checks without side effects first, a claim on the main
+//! remote before the mint, verify, seal, and the same undo when anything after the mint
+//! fails.
+//!
+//! The file is written into the checkout (not committed); the claim is released once it
+//! is written, so the key is then the user's to commit. When the repo has no reachable
+//! main remote (a plain directory), the run goes on without a claim and says so.
+
+use crate::annotations::{self, CREATE_DATE, KEY_MAPPINGS, SOURCE};
+use crate::engine::{EngineError, Phase, undo};
+use crate::gitops::Fleet;
+use crate::gitops::claims::{ClaimRefs, Held, Taken};
+use crate::gitops::events::EventLog;
+use crate::journal::{Claim, RunId, credential_id, trailers};
+use crate::keys::identity_label;
+use crate::manifest::Scope;
+use crate::manifest::render::NewSealedSecret;
+use crate::provider::{Provider, Target};
+use crate::providers::Providers;
+use crate::seal::{Plaintext, ops};
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// Source (aws, azure, gcp or a plugin).
+    pub source: String,
+    /// Cluster whose sealing certificate to use.
+    pub cluster: String,
+    /// Namespace of the new secret.
+    pub namespace: String,
+    /// Name of the new secret.
+    pub name: String,
+    /// `keyMappings`, e.g. `[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]`.
+    pub key_mappings: String,
+    /// Identity annotations (without prefix).
+    pub params: BTreeMap<String, String>,
+    /// Sealing scope.
+    pub scope: Scope,
+    /// Where to write (must not exist).
+    pub write: PathBuf,
+}
+
+/// What `create` did.
+#[derive(Debug)]
+pub struct Created {
+    /// The new key.
+    pub key_id: String,
+    /// The file written.
+    pub file: PathBuf,
+    /// Whether the mint ran under a claim on the main remote.
+    pub claimed: bool,
+}
+
+/// Why `create` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The request is wrong (nothing was called).
+    #[error("{0}")]
+    Invalid(String),
+    /// A phase failed; `undo` says what happened to a key minted before.
+    #[error("{error}{}", undo.as_deref().map(|u| format!("; {u}")).unwrap_or_default())]
+    Failed {
+        /// The phase (it decides the exit code).
+        phase: Phase,
+        /// What failed.
+        #[source]
+        error: Box<EngineError>,
+        /// The fate of a key minted before the failure.
+        undo: Option<String>,
+    },
+}
+
+fn failed(phase: Phase, error: impl Into<EngineError>) -> CreateError {
+    CreateError::Failed {
+        phase,
+        error: Box::new(error.into()),
+        undo: None,
+    }
+}
+
+/// The claim side of `create`, when a main remote is reachable.
+struct Claiming {
+    refs: ClaimRefs,
+    events: EventLog,
+    held: Held,
+}
+
+fn validate(req: &CreateRequest) -> Result<(), CreateError> {
+    let mappings = annotations::parse_key_mappings(&req.key_mappings)
+        .map_err(|e| CreateError::Invalid(format!("--key-mappings: {e}")))?;
+    if let Some(fields) = annotations::output_fields(&req.source) {
+        for m in &mappings {
+            if !fields.contains(&m.field.as_str()) {
+                return Err(CreateError::Invalid(format!(
+                    "--key-mappings: `{}` is not an output field of {} (one of: {})",
+                    m.field,
+                    req.source,
+                    fields.join(", ")
+                )));
+            }
+        }
+    }
+    for required in annotations::identity_annotations(&req.source) {
+        if !req.params.contains_key(*required) {
+            return Err(CreateError::Invalid(format!(
+                "--param {required}=... is required for source {}",
+                req.source
+            )));
+        }
+    }
+    if req.write.exists() {
+        return Err(CreateError::Invalid(format!(
+            "{} exists; refusing to overwrite",
+            req.write.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Takes a claim on the identity when the repo's main remote answers.
+fn claim(
+    repo: &crate::Repo,
+    run: &RunId,
+    req: &CreateRequest,
+    identity: &str,
+    keys_before: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<Option<Claiming>, CreateError> {
+    let fleet = Fleet::new(repo);
+    if fleet.git().run(&["rev-parse", "--git-dir"]).is_err() {
+        tracing::info!("not a git checkout: minting without a claim");
+        return Ok(None);
+    }
+    if let Err(e) = fleet.fetch_main() {
+        tracing::warn!(error = %e, "no reachable main remote: minting without a claim (a crash now leaves the key for you to delete)");
+        return Ok(None);
+    }
+    let refs = ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+    let id = credential_id(&req.source, identity);
+    let listed = refs.list().map_err(|e| failed(Phase::Publish, e))?;
+    if let Some(l) = listed
+        .iter()
+        .find(|l| l.refname.ends_with(&format!("/{id}")))
+    {
+        let who = l
+            .claim
+            .as_ref()
+            .map(Claim::describe)
+            .unwrap_or_else(|e| e.clone());
+        return Err(CreateError::Invalid(format!(
+            "{identity} is claimed ({who}); wait for that run, or run `secret-manager rotate` to clean up after it if it died"
+        )));
+    }
+    let c = Claim::new(
+        run,
+        &req.source,
+        identity,
+        &req.params,
+        Vec::new(),
+        keys_before,
+        now,
+        repo.config.claim_lease,
+    );
+    match refs
+        .create(vec![c])
+        .map_err(|e| failed(Phase::Publish, e))?
+        .pop()
+    {
+        Some(Taken::Won(held)) => Ok(Some(Claiming {
+            events: EventLog::new(&fleet),
+            refs,
+            held: *held,
+        })),
+        Some(Taken::Lost) => Err(CreateError::Invalid(format!(
+            "{identity} was claimed by another run at the same moment; try again"
+        ))),
+        Some(Taken::Refused(reason)) => Err(failed(
+            Phase::Publish,
+            EngineError::ClaimRefused {
+                refname: format!("{}{id}", refs.prefix()),
+                prefix: refs.prefix().to_owned(),
+                reason,
+            },
+        )),
+        None => unreachable!("one outcome per claim"),
+    }
+}
+
+/// Creates the credential and writes the SealedSecret to `req.write`.
+pub async fn create(
+    repo: &crate::Repo,
+    providers: &Providers,
+    req: &CreateRequest,
+    now: DateTime<Utc>,
+    run: &RunId,
+) -> Result<Created, CreateError> {
+    validate(req)?;
+    let prefix = repo.config.annotation_prefix.clone();
+    let identity = identity_label(&req.source, &req.params);
+    // Everything that can fail without side effects comes first.
+    let cert = repo
+        .sealing_cert(&req.cluster, now)
+        .await
+        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    let provider = providers
+        .get(&req.source)
+        .await
+        .map_err(|e| failed(Phase::Preflight, e))?;
+    let target = Target {
+        source: req.source.clone(),
+        params: req.params.clone(),
+        current_key: None,
+        referenced: Vec::new(),
+    };
+    provider
+        .preflight(&target)
+        .await
+        .map_err(|e| failed(Phase::Preflight, e))?;
+    let keys = provider
+        .keys(&target)
+        .await
+        .map_err(|e| failed(Phase::Preflight, e))?;
+    if let Some(limit) = provider.capabilities().max_keys_per_identity
+        && keys.len() >= limit as usize
+    {
+        let list: Vec<String> = keys.iter().map(|k| k.id.0.clone()).collect();
+        return Err(failed(
+            Phase::Mint,
+            EngineError::KeyLimit {
+                identity: identity.clone(),
+                count: keys.len(),
+                limit,
+                keys: list.join(", "),
+                hint: "delete or deactivate a key you no longer use, then run again".into(),
+            },
+        ));
+    }
+    let claiming = claim(
+        repo,
+        run,
+        req,
+        &identity,
+        keys.iter().map(|k| k.id.0.clone()).collect(),
+        now,
+    )?;
+    let release = |c: &Option<Claiming>| {
+        if let Some(c) = c {
+            let _ = c.refs.release(std::slice::from_ref(&c.held));
+        }
+    };
+    let minted = match provider.mint(&target).await {
+        Ok(m) => m,
+        Err(e) => {
+            release(&claiming);
+            return Err(failed(Phase::Mint, e));
+        }
+    };
+    // From here on a key exists: if anything fails, it is deleted again.
+    let result = async {
+        provider
+            .verify(&minted)
+            .await
+            .map_err(|source| EngineError::Verify {
+                key: minted.key_id.0.clone(),
+                source,
+            })?;
+        let mappings = annotations::parse_key_mappings(&req.key_mappings).unwrap_or_default();
+        let mut values = BTreeMap::new();
+        for m in &mappings {
+            let v = minted
+                .fields
+                .get(&m.field)
+                .ok_or_else(|| EngineError::MissingField {
+                    source_name: req.source.clone(),
+                    field: m.field.clone(),
+                })?;
+            values.insert(
+                m.secret_key.clone(),
+                Plaintext::new(v.expose().as_bytes().to_vec()),
+            );
+        }
+        let mut template_annotations: BTreeMap<String, String> = req
+            .params
+            .iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
+            .collect();
+        template_annotations.insert(format!("{prefix}{SOURCE}"), req.source.clone());
+        template_annotations.insert(
+            format!("{prefix}{}", annotations::key_id_annotation(&req.source)),
+            minted.key_id.0.clone(),
+        );
+        template_annotations.insert(
+            format!("{prefix}{CREATE_DATE}"),
+            minted.created.to_rfc3339_opts(SecondsFormat::Secs, true),
+        );
+        template_annotations.insert(format!("{prefix}{KEY_MAPPINGS}"), req.key_mappings.clone());
+        let doc = NewSealedSecret {
+            template_annotations,
+            secret_type: Some("Opaque".into()),
+            ..NewSealedSecret::default()
+        };
+        let edit_err = |message: String| EngineError::Edit {
+            file: req.write.display().to_string(),
+            message,
+        };
+        let doc = ops::seal_new(
+            &mut rand::rngs::OsRng,
+            &cert,
+            &prefix,
+            &req.name,
+            Some(&req.namespace),
+            req.scope,
+            &values,
+            doc,
+        )
+        .map_err(|e| edit_err(e.to_string()))?;
+        if let Some(dir) = req.write.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| edit_err(e.to_string()))?;
+        }
+        crate::manifest::edit::write_atomic(&req.write, doc.to_yaml().as_bytes())
+            .map_err(|e| edit_err(e.to_string()))
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            release(&claiming);
+            Ok(Created {
+                key_id: minted.key_id.0,
+                file: req.write.clone(),
+                claimed: claiming.is_some(),
+            })
+        }
+        Err(error) => {
+            let why = format!("create failed: {error}");
+            let (step, block, undo_err) = undo(
+                provider.as_ref() as &dyn Provider,
+                &target,
+                &identity,
+                &run.0,
+                &minted.key_id.0,
+                &why,
+            )
+            .await;
+            let undo_text = match &undo_err {
+                None => format!(
+                    "rolled back: deleted the new key {} at {}",
+                    minted.key_id, req.source
+                ),
+                Some(_) => step.detail.clone(),
+            };
+            if let (Some(c), Some(b)) = (&claiming, block) {
+                let msg = trailers::message(
+                    "secret-manager: deleted a new key that could not be used",
+                    &[b],
+                );
+                if let Err(e) = c.events.append(&msg) {
+                    tracing::warn!(error = %e, "could not record the undo in the audit log");
+                }
+            }
+            // A key that could not be deleted keeps its claim: `rotate` cleans it up later.
+            if undo_err.is_none() {
+                release(&claiming);
+            }
+            Err(CreateError::Failed {
+                phase: Phase::Mint,
+                error: Box::new(error),
+                undo: Some(undo_text),
+            })
+        }
+    }
+}

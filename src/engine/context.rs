@@ -1,0 +1,233 @@
+//! The state one run carries from phase to phase: the remote view, the writer, the
+//! providers, the clock and the report being built.
+
+use super::RotateOptions;
+use super::report::{EngineError, Failure, Phase, RotateReport, Step};
+use crate::gitops::batch::MainWriter;
+use crate::gitops::claims::{ClaimRefs, Listed};
+use crate::gitops::events::EventLog;
+use crate::gitops::{Fleet, Unavailable};
+use crate::journal::{RotationRecord, RunId, TrailerBlock, trailers};
+use crate::providers::Providers;
+use crate::seal::SealingCert;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// A signal that asks a run to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (a pod eviction).
+    Terminate,
+}
+
+impl Signal {
+    /// `SIGINT` or `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+}
+
+/// Shared flag a signal handler sets; the engine stops starting new work once it is set,
+/// finishes or undoes the step in flight, and returns its report.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicU8>);
+
+impl Cancel {
+    /// Records `signal` (the first one wins).
+    pub fn signal(&self, signal: Signal) {
+        let v = match signal {
+            Signal::Interrupt => 2,
+            Signal::Terminate => 15,
+        };
+        let _ = self
+            .0
+            .compare_exchange(0, v, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The signal received, if any.
+    pub fn get(&self) -> Option<Signal> {
+        match self.0.load(Ordering::SeqCst) {
+            2 => Some(Signal::Interrupt),
+            15 => Some(Signal::Terminate),
+            _ => None,
+        }
+    }
+}
+
+/// A clock that starts at the run's reference time and advances with real time, so leases
+/// and deadlines work even when the reference time is pinned (`SECRET_MANAGER_NOW`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Clock {
+    base: DateTime<Utc>,
+    started: std::time::Instant,
+}
+
+impl Clock {
+    pub(super) fn new(base: DateTime<Utc>) -> Clock {
+        Clock {
+            base,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.base + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
+    }
+}
+
+pub(super) struct Ctx<'a> {
+    pub opts: &'a RotateOptions,
+    pub providers: &'a Providers,
+    pub run: RunId,
+    pub clock: Clock,
+    pub fleet: Fleet,
+    pub writer: MainWriter,
+    pub claims: ClaimRefs,
+    pub events: EventLog,
+    /// The config repo as main has it (config, inventory), opened on the worktree.
+    pub repo: crate::Repo,
+    pub unavailable: Unavailable,
+    /// Claims on the remote when the run started.
+    pub listed_claims: Vec<Listed>,
+    pub lease: chrono::Duration,
+    certs: BTreeMap<String, Result<SealingCert, String>>,
+    pub report: RotateReport,
+}
+
+impl<'a> Ctx<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        opts: &'a RotateOptions,
+        providers: &'a Providers,
+        fleet: Fleet,
+        writer: MainWriter,
+        repo: crate::Repo,
+        unavailable: Unavailable,
+        listed_claims: Vec<Listed>,
+    ) -> Ctx<'a> {
+        let claims = ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+        let events = EventLog::new(&fleet);
+        Ctx {
+            opts,
+            providers,
+            run: opts.run.clone(),
+            clock: Clock::new(opts.now),
+            lease: repo.config.claim_lease,
+            fleet,
+            writer,
+            claims,
+            events,
+            repo,
+            unavailable,
+            listed_claims,
+            certs: BTreeMap::new(),
+            report: RotateReport {
+                run: opts.run.to_string(),
+                ..RotateReport::default()
+            },
+        }
+    }
+
+    /// The run's clock: the reference time plus what has elapsed since the start.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The annotation prefix.
+    pub fn prefix(&self) -> &str {
+        &self.repo.config.annotation_prefix
+    }
+
+    /// Whether a signal asked the run to stop.
+    pub fn cancelled(&self) -> bool {
+        self.opts.cancel.as_ref().and_then(Cancel::get).is_some()
+    }
+
+    pub fn fail(
+        &mut self,
+        phase: Phase,
+        source: &str,
+        identity: &str,
+        cluster: Option<&str>,
+        error: EngineError,
+    ) {
+        tracing::error!(?phase, source, identity, cluster, error = %error, "rotation failed");
+        self.report.failures.push(Failure {
+            phase,
+            source: source.to_owned(),
+            identity: identity.to_owned(),
+            cluster: cluster.map(str::to_owned),
+            error,
+        });
+    }
+
+    pub fn step(&mut self, s: Step) {
+        self.progress(&s);
+        tracing::info!(action = %s.action, source = %s.source, identity = %s.identity, done = s.done, detail = %s.detail, "step");
+        self.report.steps.push(s);
+    }
+
+    /// Tells the observer only (progress that is not part of the report).
+    pub fn progress(&self, s: &Step) {
+        if let Some(o) = &self.opts.observer {
+            o(s);
+        }
+    }
+
+    /// The validated sealing certificate of `cluster` (loaded once per run).
+    pub async fn cert(&mut self, cluster: &str) -> Result<SealingCert, EngineError> {
+        if !self.certs.contains_key(cluster) {
+            let c = self
+                .repo
+                .sealing_cert(cluster, self.opts.now)
+                .await
+                .map_err(|e| e.to_string());
+            self.certs.insert(cluster.to_owned(), c);
+        }
+        self.certs[cluster]
+            .clone()
+            .map_err(EngineError::Certificate)
+    }
+
+    /// The records on main as the worktree has them.
+    pub fn records(&self) -> Result<Vec<RotationRecord>, EngineError> {
+        Ok(crate::journal::load_records(self.writer.dir())?)
+    }
+
+    /// A scan of main as the worktree has it.
+    pub fn scan(&self) -> crate::scan::ScanReport {
+        self.repo.scan()
+    }
+
+    /// Appends audit events that leave nothing on main (cleanups, undos, abandoned
+    /// claims) to the event log. A failure is logged and reported: the key operations
+    /// themselves already happened and are in this run's report.
+    pub fn record_events(&mut self, subject: &str, blocks: Vec<TrailerBlock>) {
+        if blocks.is_empty() || self.opts.dry_run {
+            return;
+        }
+        let message = trailers::message(subject, &blocks);
+        if let Err(e) = self.events.append(&message) {
+            let b = &blocks[0];
+            let (source, identity) = (
+                b.source.clone().unwrap_or_default(),
+                b.identity.clone().unwrap_or_default(),
+            );
+            tracing::warn!(error = %e, "could not append to the audit log {}", crate::gitops::events::EVENTS_REF);
+            self.fail(
+                Phase::Publish,
+                &source,
+                &identity,
+                None,
+                EngineError::Git(e),
+            );
+        }
+    }
+}

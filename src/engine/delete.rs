@@ -1,0 +1,163 @@
+//! `delete`: remove the selected SealedSecret documents and write a deletion record, one
+//! commit per credential. Publishing and revoking the key (unless another manifest still
+//! uses it) are the next phases' job, as for a rotation.
+
+use super::context::Ctx;
+use super::plan::{busy_reason, index};
+use super::report::{Action, EngineError, Phase, Step};
+use super::seal::record_manifest;
+use crate::journal::{RecordKind, RotationRecord, TrailerAction, trailers};
+use crate::manifest::edit::{remove_document, write_atomic};
+use crate::scan::Found;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Removes the documents of one credential's manifests, highest index first so earlier
+/// indices stay valid.
+fn remove_documents(ctx: &Ctx<'_>, manifests: &[&Found]) -> Result<(), EngineError> {
+    let mut ordered = manifests.to_vec();
+    ordered.sort_by(|a, b| (&b.file, b.doc.doc_index).cmp(&(&a.file, a.doc.doc_index)));
+    for f in ordered {
+        let file = f.file.display().to_string();
+        let path = ctx.writer.dir().join(&f.file);
+        let err = |message: String| EngineError::Edit {
+            file: file.clone(),
+            message,
+        };
+        let src = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+        match remove_document(&src, f.doc.doc_index).map_err(|e| err(e.to_string()))? {
+            Some(text) => write_atomic(&path, text.as_bytes()).map_err(|e| err(e.to_string()))?,
+            None => std::fs::remove_file(&path).map_err(|e| err(e.to_string()))?,
+        }
+    }
+    Ok(())
+}
+
+/// Stages the deletion of every selected credential's manifests. Returns the records.
+pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
+    let scan = ctx.scan();
+    let opts = ctx.opts;
+    let now = ctx.now();
+    // One record per credential key: (source, identity, key) → (params, manifests).
+    type Selected<'f> = (BTreeMap<String, String>, Vec<&'f Found>);
+    let mut by_key: BTreeMap<(String, String, String), Selected<'_>> = BTreeMap::new();
+    for ident in index(&scan.secrets, now) {
+        for f in ident.manifests.iter().copied() {
+            if !opts.filter.matches(f, opts.now) {
+                continue;
+            }
+            let key = f
+                .managed
+                .as_ref()
+                .and_then(|m| m.key_id.clone())
+                .unwrap_or_default();
+            by_key
+                .entry((ident.source.clone(), ident.identity.clone(), key))
+                .or_insert_with(|| (ident.target.params.clone(), Vec::new()))
+                .1
+                .push(f);
+        }
+    }
+    let mut out = Vec::new();
+    for ((source, identity, key), (params, manifests)) in by_key {
+        if ctx.cancelled() {
+            break;
+        }
+        let files: Vec<String> = manifests
+            .iter()
+            .map(|f| f.file.display().to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let clusters: Vec<String> = manifests
+            .iter()
+            .filter_map(|f| f.attribution.cluster().map(str::to_owned))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut step = Step::new(
+            Action::Delete,
+            &source,
+            &identity,
+            format!(
+                "remove {} SealedSecret document(s), publish to {}, then revoke the key if nothing else uses it",
+                manifests.len(),
+                clusters.join(", ")
+            ),
+        );
+        step.old_key_id = Some(key.clone());
+        step.clusters = clusters.clone();
+        step.files = files.clone();
+        if let Some(why) = busy_reason(&source, &identity, records, &ctx.listed_claims, &ctx.run) {
+            step.action = Action::Busy;
+            step.detail = format!("{why}; delete after it finishes");
+            ctx.step(step);
+            continue;
+        }
+        if let Some(f) = manifests.iter().find(|f| f.attribution.cluster().is_none()) {
+            let e = EngineError::NotUnderCluster {
+                file: f.file.display().to_string(),
+            };
+            ctx.fail(Phase::Preflight, &source, &identity, None, e);
+            continue;
+        }
+        if opts.dry_run {
+            ctx.step(step);
+            continue;
+        }
+        if let Err(e) = remove_documents(ctx, &manifests) {
+            let _ = ctx.writer.discard();
+            ctx.fail(Phase::Mint, &source, &identity, None, e);
+            continue;
+        }
+        let rec = RotationRecord {
+            version: 1,
+            id: format!(
+                "delete-{}-{}",
+                opts.now.format("%Y%m%dT%H%M%SZ"),
+                &crate::seal::fingerprint_hex(format!("{identity}{key}").as_bytes())[..8]
+            ),
+            kind: RecordKind::Delete,
+            source: source.clone(),
+            identity: identity.clone(),
+            params,
+            old_key_id: key.clone(),
+            new_key_id: String::new(),
+            staged_at: now,
+            manifests: manifests.iter().map(|f| record_manifest(f)).collect(),
+            published_at: BTreeMap::new(),
+            operator: None,
+            run: Some(ctx.run.0.clone()),
+            claimed_at: None,
+            disabled_at: None,
+        };
+        let rec_path = ctx.writer.dir().join(rec.path());
+        let written = std::fs::create_dir_all(rec_path.parent().expect("records have a directory"))
+            .and_then(|()| std::fs::write(&rec_path, rec.to_yaml()));
+        if let Err(source_err) = written {
+            let _ = ctx.writer.discard();
+            let e = EngineError::Io {
+                path: rec.path(),
+                source: source_err,
+            };
+            ctx.fail(Phase::Mint, &source, &identity, None, e);
+            continue;
+        }
+        let mut paths = files.clone();
+        paths.push(rec.path());
+        let subject = format!(
+            "secret-manager: delete {} ({}) from {}",
+            identity,
+            source,
+            clusters.join(", ")
+        );
+        let message = trailers::message(&subject, &[rec.trailer(TrailerAction::DeleteSecret)]);
+        if let Err(e) = ctx.writer.commit_and_push(&paths, &message) {
+            ctx.fail(Phase::Publish, &source, &identity, None, e.into());
+            continue;
+        }
+        step.done = true;
+        ctx.step(step);
+        out.push(rec);
+    }
+    out
+}

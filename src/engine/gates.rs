@@ -1,0 +1,235 @@
+//! The optional revocation gates, evaluated per record once its grace period is over.
+//!
+//! A gate either opens, holds the old key for a reason that will pass by itself (the
+//! controller has not synced yet), or cannot be evaluated at all — kubectl missing, an
+//! unknown context, access denied. The last is an error with its own exit code, never a
+//! silent "wait": a wait that can never end would keep the old key forever.
+
+use super::context::Ctx;
+use crate::annotations::key_id_annotation;
+use crate::journal::RotationRecord;
+use crate::journal::record::ts;
+use chrono::{DateTime, Utc};
+
+/// What a gate decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Gate {
+    /// Revoke now.
+    Open,
+    /// Not yet, for this reason.
+    Wait(String),
+    /// Cannot be evaluated.
+    Error {
+        /// Cluster (or `-` for source-side gates).
+        cluster: String,
+        /// What failed and what to do.
+        message: String,
+    },
+}
+
+/// Whether a key last used at `last_used` has been idle since `published`.
+pub fn unused_since(last_used: Option<DateTime<Utc>>, published: DateTime<Utc>) -> bool {
+    last_used.is_none_or(|u| u < published)
+}
+
+/// Reads `kubectl get sealedsecret -o json`: the template holds `key_id` under
+/// `key_annotation`, and `Synced=True` at the current generation.
+pub(super) fn synced(
+    json: &serde_json::Value,
+    key_annotation: &str,
+    key_id: &str,
+) -> Result<(), String> {
+    let ann = &json["spec"]["template"]["metadata"]["annotations"][key_annotation];
+    if ann.as_str() != Some(key_id) {
+        return Err(format!(
+            "the cluster still has key {}",
+            ann.as_str().unwrap_or("?")
+        ));
+    }
+    let generation = json["metadata"]["generation"].as_i64();
+    let observed = json["status"]["observedGeneration"].as_i64();
+    if generation.is_some() && observed.is_some() && generation != observed {
+        return Err(format!(
+            "controller saw generation {observed:?}, current is {generation:?}"
+        ));
+    }
+    let ok = json["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Synced" && c["status"] == "True")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("not Synced=True yet".into())
+    }
+}
+
+/// Classifies a failed `kubectl get`: a SealedSecret the cluster does not have yet is a
+/// wait (Argo CD has not applied it); anything else means the gate cannot be evaluated.
+pub(super) fn kubectl_failure(stderr: &str) -> Option<String> {
+    let s = stderr.trim();
+    if s.contains("(NotFound)") || (s.contains("sealedsecret") && s.contains("not found")) {
+        return None;
+    }
+    let first: String = s.lines().take(3).collect::<Vec<_>>().join(" ");
+    let mut msg: String = first.chars().take(400).collect();
+    if first.chars().count() > 400 {
+        msg.push('…');
+    }
+    let hint = if s.contains("context") && s.contains("does not exist") {
+        "fix secretManager.kubeContext in the cluster's cluster-values file, or the kubeconfig (KUBECONFIG)"
+    } else if s.contains("Forbidden") || s.contains("forbidden") {
+        "grant `get` on sealedsecrets.bitnami.com in that namespace to the kubeconfig's identity"
+    } else if s.contains("Unauthorized") {
+        "the kubeconfig's credentials were rejected"
+    } else {
+        "check that kubectl reaches the cluster, or drop --require-synced"
+    };
+    Some(format!("kubectl failed: {msg} ({hint})"))
+}
+
+async fn synced_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
+    let key_annotation = format!("{}{}", ctx.prefix(), key_id_annotation(&rec.source));
+    for m in &rec.manifests {
+        let (ns, name) = m.secret.split_once('/').unwrap_or(("", ""));
+        let mut cmd = tokio::process::Command::new("kubectl");
+        if let Some(c) = ctx
+            .repo
+            .inventory
+            .get(&m.cluster)
+            .and_then(|c| c.kube_context.as_deref())
+        {
+            cmd.arg("--context").arg(c);
+        }
+        cmd.args(["get", "sealedsecret", name, "-n", ns, "-o", "json"])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let err = |message: String| Gate::Error {
+            cluster: m.cluster.clone(),
+            message,
+        };
+        let out = match tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await
+        {
+            Ok(Ok(o)) if o.status.success() => o.stdout,
+            Ok(Ok(o)) => match kubectl_failure(&String::from_utf8_lossy(&o.stderr)) {
+                None => {
+                    return Gate::Wait(format!(
+                        "waiting for {} to have SealedSecret {ns}/{name} (not applied yet)",
+                        m.cluster
+                    ));
+                }
+                Some(message) => return err(message),
+            },
+            Ok(Err(e)) => {
+                return err(format!(
+                    "kubectl cannot run ({e}); --require-synced needs kubectl on PATH and a kubeconfig for the cluster"
+                ));
+            }
+            Err(_) => return err("kubectl did not answer within 60s".into()),
+        };
+        let json: serde_json::Value = match serde_json::from_slice(&out) {
+            Ok(j) => j,
+            Err(e) => return err(format!("kubectl output is not JSON: {e}")),
+        };
+        if let Err(why) = synced(&json, &key_annotation, &rec.new_key_id) {
+            return Gate::Wait(format!("waiting for {} {ns}/{name}: {why}", m.cluster));
+        }
+    }
+    Gate::Open
+}
+
+async fn unused_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Utc>) -> Gate {
+    let err = |message: String| Gate::Error {
+        cluster: "-".into(),
+        message,
+    };
+    let p = match ctx.providers.get(&rec.source).await {
+        Ok(p) => p,
+        Err(e) => return err(e.to_string()),
+    };
+    match p.keys(&rec.target()).await {
+        Ok(keys) => match keys.iter().find(|k| k.id.0 == rec.old_key_id) {
+            Some(k) if !unused_since(k.last_used, published) => Gate::Wait(format!(
+                "the old key was used at {} after publish; waiting until it is idle",
+                k.last_used.map(ts).unwrap_or_default()
+            )),
+            _ => Gate::Open,
+        },
+        Err(e) => err(format!("cannot check the old key's last use: {e}")),
+    }
+}
+
+/// The optional gates of `rec`, published at `published`.
+pub(super) async fn check(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Utc>) -> Gate {
+    if ctx.opts.require_synced && !rec.is_delete() {
+        let g = synced_gate(ctx, rec).await;
+        if g != Gate::Open {
+            return g;
+        }
+    }
+    if ctx.opts.require_old_key_unused {
+        return unused_gate(ctx, rec, published).await;
+    }
+    Gate::Open
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synced_gate_reads_the_controller_status() {
+        let ok = serde_json::json!({
+            "metadata": {"generation": 3},
+            "spec": {"template": {"metadata": {"annotations": {"secret-manager/accessKeyId": "NEW"}}}},
+            "status": {"observedGeneration": 3, "conditions": [{"type": "Synced", "status": "True"}]}
+        });
+        assert!(synced(&ok, "secret-manager/accessKeyId", "NEW").is_ok());
+        assert!(
+            synced(&ok, "secret-manager/accessKeyId", "OTHER")
+                .unwrap_err()
+                .contains("still has key NEW")
+        );
+        let mut stale = ok.clone();
+        stale["status"]["observedGeneration"] = 2.into();
+        assert!(
+            synced(&stale, "secret-manager/accessKeyId", "NEW")
+                .unwrap_err()
+                .contains("generation")
+        );
+        let mut failing = ok.clone();
+        failing["status"]["conditions"][0]["status"] = "False".into();
+        assert!(synced(&failing, "secret-manager/accessKeyId", "NEW").is_err());
+    }
+
+    #[test]
+    fn unused_gate_compares_last_use_with_publish() {
+        let t = |s: &str| crate::annotations::parse_create_date(s).unwrap();
+        assert!(unused_since(None, t("2026-11-21T12:00:00Z")));
+        assert!(unused_since(
+            Some(t("2026-11-21T11:00:00Z")),
+            t("2026-11-21T12:00:00Z")
+        ));
+        assert!(!unused_since(
+            Some(t("2026-11-21T12:30:00Z")),
+            t("2026-11-21T12:00:00Z")
+        ));
+    }
+
+    #[test]
+    fn only_a_missing_sealedsecret_is_a_wait() {
+        assert_eq!(
+            kubectl_failure(
+                "Error from server (NotFound): sealedsecrets.bitnami.com \"x\" not found"
+            ),
+            None
+        );
+        let e = kubectl_failure("error: context \"dev9\" does not exist").unwrap();
+        assert!(e.contains("kubeContext"), "{e}");
+        let e = kubectl_failure("Error from server (Forbidden): sealedsecrets.bitnami.com \"x\" is forbidden: User \"bot\" cannot get resource").unwrap();
+        assert!(e.contains("grant `get`"), "{e}");
+        assert!(
+            kubectl_failure("Unable to connect to the server: dial tcp: i/o timeout").is_some()
+        );
+    }
+}

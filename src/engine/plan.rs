@@ -1,0 +1,237 @@
+//! Selection → credentials: which identities to act on, which keys of each, and which
+//! manifests hold those keys (all of them, whatever the filter says, so that a shared
+//! credential is never rotated partially).
+
+use super::context::Ctx;
+use super::report::{Action, EngineError, Phase, Step};
+use crate::gitops::claims::Listed;
+use crate::journal::{RotationRecord, credential_id};
+use crate::keys::{Identity, identities};
+use crate::list::{Filter, State, state_of};
+use crate::provider::{KeyId, Target};
+use crate::scan::{Attribution, Found};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One key of a credential to replace, and every manifest holding it.
+#[derive(Debug, Clone)]
+pub(super) struct KeyGroup<'a> {
+    pub old_key: String,
+    pub manifests: Vec<&'a Found>,
+    /// The filter did not select every manifest here: they join so nothing is left on
+    /// the old key.
+    pub expanded: bool,
+}
+
+/// A credential: an identity at a source, the keys of it to replace now, and what the
+/// whole repo references of it.
+#[derive(Debug, Clone)]
+pub(super) struct Credential<'a> {
+    pub source: String,
+    pub identity: String,
+    pub params: BTreeMap<String, String>,
+    /// Every key of the identity a manifest on main references.
+    pub referenced: BTreeSet<String>,
+    pub groups: Vec<KeyGroup<'a>>,
+}
+
+impl Credential<'_> {
+    /// The claim ref's credential id.
+    pub fn id(&self) -> String {
+        credential_id(&self.source, &self.identity)
+    }
+
+    /// What a provider needs; every referenced key is protected.
+    pub fn target(&self) -> Target {
+        Target {
+            source: self.source.clone(),
+            params: self.params.clone(),
+            current_key: (self.groups.len() == 1).then(|| KeyId(self.groups[0].old_key.clone())),
+            referenced: self.referenced.iter().cloned().map(KeyId).collect(),
+        }
+    }
+
+    /// Clusters of every manifest, sorted.
+    pub fn clusters(&self) -> Vec<String> {
+        let c: BTreeSet<String> = self
+            .groups
+            .iter()
+            .flat_map(|g| &g.manifests)
+            .filter_map(|f| f.attribution.cluster().map(str::to_owned))
+            .collect();
+        c.into_iter().collect()
+    }
+
+    /// Files of every manifest, sorted.
+    pub fn files(&self) -> Vec<String> {
+        let f: BTreeSet<String> = self
+            .groups
+            .iter()
+            .flat_map(|g| &g.manifests)
+            .map(|f| f.file.display().to_string())
+            .collect();
+        f.into_iter().collect()
+    }
+
+    /// The keys being replaced.
+    pub fn old_keys(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.old_key.clone()).collect()
+    }
+
+    /// A step about this credential.
+    pub fn step(&self, action: Action, detail: impl Into<String>) -> Step {
+        let mut s = Step::new(action, &self.source, &self.identity, detail);
+        s.old_key_id = Some(self.old_keys().join(","));
+        s.clusters = self.clusters();
+        s.files = self.files();
+        s
+    }
+}
+
+/// Why a credential cannot start now: another run has it.
+pub(super) fn busy_reason(
+    source: &str,
+    identity: &str,
+    records: &[RotationRecord],
+    claims: &[Listed],
+    run: &crate::journal::RunId,
+) -> Option<String> {
+    if let Some(r) = records
+        .iter()
+        .find(|r| r.source == source && r.identity == identity)
+    {
+        return Some(format!(
+            "rotation {} is in flight ({}); it finishes before another starts",
+            r.id,
+            match r.state() {
+                crate::journal::RotationState::Staged { pending } =>
+                    format!("staged, not yet on {}", pending.join(", ")),
+                crate::journal::RotationState::Published { .. } =>
+                    "published, waiting to revoke the old key".into(),
+                crate::journal::RotationState::Disabled { .. } =>
+                    "old key disabled, waiting to delete it".into(),
+            }
+        ));
+    }
+    let id = credential_id(source, identity);
+    claims.iter().find_map(|l| {
+        let c = l.claim.as_ref().ok()?;
+        (l.refname.ends_with(&format!("/{id}")) && &c.run != run).then(|| c.describe())
+    })
+}
+
+/// Every managed manifest by (source, identity): the one index planning, recovery and
+/// deletion share.
+pub(super) fn index(found: &[Found], now: chrono::DateTime<chrono::Utc>) -> Vec<Identity<'_>> {
+    identities(found, &Filter::default(), now)
+}
+
+/// The credentials to rotate: selected by the filter, valid, under one cluster each, and
+/// not busy. Everything left out gets a step or a failure saying why.
+pub(super) fn credentials<'a>(
+    ctx: &mut Ctx<'_>,
+    found: &'a [Found],
+    records: &[RotationRecord],
+) -> Vec<Credential<'a>> {
+    let opts = ctx.opts;
+    let now = ctx.now();
+    let mut out = Vec::new();
+    for ident in index(found, now) {
+        let selected: Vec<&Found> = ident
+            .manifests
+            .iter()
+            .copied()
+            .filter(|f| opts.filter.matches(f, opts.now))
+            .collect();
+        if selected.is_empty() {
+            continue;
+        }
+        let mut groups: Vec<KeyGroup<'a>> = Vec::new();
+        for f in &selected {
+            let m = f
+                .managed
+                .as_ref()
+                .expect("identities holds managed manifests");
+            if state_of(f, opts.now, chrono::Duration::zero()) == State::Invalid {
+                let mut s = Step::new(
+                    Action::Skip,
+                    &ident.source,
+                    &ident.identity,
+                    "annotations cannot drive a rotation; run `secret-manager lint`",
+                );
+                s.old_key_id = m.key_id.clone();
+                s.clusters = vec![f.attribution.label()];
+                s.files = vec![f.file.display().to_string()];
+                ctx.step(s);
+                continue;
+            }
+            let key = m.key_id.clone().unwrap_or_default();
+            if groups.iter().any(|g| g.old_key == key) {
+                continue;
+            }
+            let manifests: Vec<&'a Found> = ident
+                .manifests
+                .iter()
+                .copied()
+                .filter(|g| g.managed.as_ref().and_then(|m| m.key_id.as_deref()) == Some(&key))
+                .collect();
+            let expanded = manifests.iter().any(|g| !opts.filter.matches(g, opts.now));
+            groups.push(KeyGroup {
+                old_key: key,
+                manifests,
+                expanded,
+            });
+        }
+        if groups.is_empty() {
+            continue;
+        }
+        let cred = Credential {
+            source: ident.source.clone(),
+            identity: ident.identity.clone(),
+            params: ident.target.params.clone(),
+            referenced: ident
+                .target
+                .referenced
+                .iter()
+                .map(|k| k.0.clone())
+                .collect(),
+            groups,
+        };
+        if let Some(l) = ctx
+            .listed_claims
+            .iter()
+            .find(|l| l.claim.is_err() && l.refname.ends_with(&format!("/{}", cred.id())))
+        {
+            let e = EngineError::ClaimUnreadable {
+                refname: l.refname.clone(),
+                message: l.claim.clone().err().unwrap_or_default(),
+            };
+            ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
+            continue;
+        }
+        if let Some(why) = busy_reason(
+            &cred.source,
+            &cred.identity,
+            records,
+            &ctx.listed_claims,
+            &ctx.run,
+        ) {
+            let s = cred.step(Action::Busy, why);
+            ctx.step(s);
+            continue;
+        }
+        if let Some(f) = cred
+            .groups
+            .iter()
+            .flat_map(|g| &g.manifests)
+            .find(|f| !matches!(f.attribution, Attribution::Cluster(_)))
+        {
+            let e = EngineError::NotUnderCluster {
+                file: f.file.display().to_string(),
+            };
+            ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
+            continue;
+        }
+        out.push(cred);
+    }
+    out
+}

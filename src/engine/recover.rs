@@ -1,0 +1,225 @@
+//! Recovery: claims whose lease ran out belong to runs that died. For each, this run
+//! takes the claim over (by lease, so two recovering runs never both act), deletes the
+//! keys that claim's run minted and never committed — and no other key — records that in
+//! the audit log, and releases the claim.
+
+use super::context::Ctx;
+use super::plan::index;
+use super::report::{Action, EngineError, Phase, Step};
+use crate::gitops::claims::{Held, Taken};
+use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, record::ts};
+use crate::provider::{Revoke, Target};
+use std::collections::BTreeSet;
+
+/// Every key of (source, identity) that main references: manifests and records.
+fn referenced(ctx: &Ctx<'_>, c: &Claim, records: &[RotationRecord]) -> BTreeSet<String> {
+    let scan = ctx.scan();
+    let mut keys: BTreeSet<String> = index(&scan.secrets, ctx.now())
+        .into_iter()
+        .filter(|i| i.source == c.source && i.identity == c.identity)
+        .flat_map(|i| i.target.referenced.into_iter().map(|k| k.0))
+        .collect();
+    for r in records
+        .iter()
+        .filter(|r| r.source == c.source && r.identity == c.identity)
+    {
+        keys.insert(r.old_key_id.clone());
+        if !r.new_key_id.is_empty() {
+            keys.insert(r.new_key_id.clone());
+        }
+    }
+    keys
+}
+
+/// Cleans up after every expired claim. Returns nothing: the credentials are free again
+/// afterwards, and staging picks them up like any other.
+pub(super) async fn expired_claims(ctx: &mut Ctx<'_>, records: &[RotationRecord]) {
+    let now = ctx.now();
+    let expired: Vec<(String, String, Claim)> = ctx
+        .listed_claims
+        .iter()
+        .filter_map(|l| {
+            let c = l.claim.as_ref().ok()?;
+            c.expired(now)
+                .then(|| (l.refname.clone(), l.commit.clone(), c.clone()))
+        })
+        .collect();
+    let mut events = Vec::new();
+    for (refname, commit, dead) in expired {
+        if ctx.cancelled() {
+            break;
+        }
+        if let Some(blocks) = recover_one(ctx, records, &refname, &commit, dead).await {
+            events.extend(blocks);
+        }
+    }
+    ctx.record_events("secret-manager: cleaned up after interrupted runs", events);
+}
+
+async fn recover_one(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+    refname: &str,
+    commit: &str,
+    dead: Claim,
+) -> Option<Vec<TrailerBlock>> {
+    let (source, identity) = (dead.source.clone(), dead.identity.clone());
+    let landed = records.iter().any(|r| {
+        r.source == source && r.identity == identity && r.run.as_ref() == Some(&dead.run.0)
+    });
+    let target = Target {
+        source: source.clone(),
+        params: dead.params.clone(),
+        current_key: None,
+        referenced: Vec::new(),
+    };
+    let refs = referenced(ctx, &dead, records);
+    let provider = match ctx.providers.get(&source).await {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.fail(Phase::Preflight, &source, &identity, None, e.into());
+            return None;
+        }
+    };
+    if ctx.opts.dry_run {
+        if let Ok(keys) = provider.keys(&target).await {
+            for k in keys.iter().filter(|k| dead.owns(k, &refs)) {
+                let mut s = Step::new(
+                    Action::Cleanup,
+                    &source,
+                    &identity,
+                    format!("delete a key run {} minted and never committed", dead.run),
+                );
+                s.old_key_id = Some(k.id.0.clone());
+                ctx.step(s);
+            }
+        }
+        return None;
+    }
+    // Take the claim over first: from here on no other run acts on this credential.
+    let mut mine = dead.clone();
+    mine.run = ctx.run.clone();
+    mine.claimed_at = ctx.now();
+    mine.expires_at = ctx.now() + ctx.lease;
+    mine.took_over = Some(dead.run.clone());
+    let held = match ctx.claims.replace(refname, commit, mine.clone()) {
+        Ok(Taken::Won(h)) => *h,
+        Ok(Taken::Lost) => {
+            let s = Step::new(
+                Action::Busy,
+                &source,
+                &identity,
+                format!("another run is cleaning up after run {}", dead.run),
+            );
+            ctx.step(s);
+            return None;
+        }
+        Ok(Taken::Refused(reason)) => {
+            let e = EngineError::ClaimRefused {
+                refname: refname.to_owned(),
+                prefix: ctx.claims.prefix().to_owned(),
+                reason,
+            };
+            ctx.fail(Phase::Publish, &source, &identity, None, e);
+            return None;
+        }
+        Err(e) => {
+            ctx.fail(Phase::Publish, &source, &identity, None, e.into());
+            return None;
+        }
+    };
+    let mut blocks = Vec::new();
+    if !landed {
+        let keys = match provider.keys(&target).await {
+            Ok(k) => k,
+            Err(e) => {
+                // Keep the claim (with the dead run's window): the next run tries again.
+                ctx.fail(Phase::Preflight, &source, &identity, None, e.into());
+                return None;
+            }
+        };
+        let mut all_gone = true;
+        for k in keys.iter().filter(|k| dead.owns(k, &refs)) {
+            let mut s = Step::new(
+                Action::Cleanup,
+                &source,
+                &identity,
+                format!(
+                    "deleted key created {} by run {}, which died before committing it",
+                    k.created.map(ts).unwrap_or_default(),
+                    dead.run
+                ),
+            );
+            s.old_key_id = Some(k.id.0.clone());
+            match provider.revoke(&target, &k.id, Revoke::Delete).await {
+                Ok(()) => {
+                    s.done = true;
+                    let mut b = TrailerBlock::new(TrailerAction::Cleanup);
+                    b.run = Some(dead.run.0.clone());
+                    b.source = Some(source.clone());
+                    b.identity = Some(identity.clone());
+                    b.old_key = Some(k.id.0.clone());
+                    b.reason = Some(format!(
+                        "minted under the claim of run {} (created {}), never committed; deleted by run {}",
+                        dead.run,
+                        k.created.map(ts).unwrap_or_default(),
+                        ctx.run
+                    ));
+                    blocks.push(b);
+                }
+                Err(e) => {
+                    all_gone = false;
+                    ctx.fail(Phase::Revoke, &source, &identity, None, e.into());
+                }
+            }
+            ctx.step(s);
+        }
+        if !all_gone {
+            // Keep the claim: the next run deletes what is left, under the same window.
+            return Some(blocks);
+        }
+        let mut b = TrailerBlock::new(TrailerAction::Abandon);
+        b.run = Some(dead.run.0.clone());
+        b.claimed = Some(ts(dead.claimed_at));
+        b.source = Some(source.clone());
+        b.identity = Some(identity.clone());
+        b.reason = Some(format!(
+            "{}; lease ran out at {}; released by run {}",
+            dead.describe(),
+            ts(dead.expires_at),
+            ctx.run
+        ));
+        blocks.push(b);
+        let mut s = Step::new(
+            Action::Abandon,
+            &source,
+            &identity,
+            format!("released the claim of run {}, which died", dead.run),
+        );
+        s.done = true;
+        ctx.step(s);
+    }
+    release(ctx, &[held], &source, &identity);
+    // The credential is free again: staging may claim it in this same run.
+    ctx.listed_claims.retain(|l| l.refname != refname);
+    Some(blocks)
+}
+
+/// Deletes claims this run holds; a claim that cannot be deleted runs out by itself.
+pub(super) fn release(ctx: &mut Ctx<'_>, held: &[Held], source: &str, identity: &str) {
+    match ctx.claims.release(held) {
+        Ok(left) => {
+            for (refname, why) in left {
+                tracing::warn!(%refname, %why, "claim not released; it runs out with its lease");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, source, identity, "claims not released; they run out with their lease");
+        }
+    }
+}
+
+/// The key ids of `keys` as strings.
+pub(super) fn ids(keys: &[crate::provider::KeyInfo]) -> Vec<String> {
+    keys.iter().map(|k| k.id.0.clone()).collect()
+}

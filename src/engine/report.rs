@@ -1,0 +1,354 @@
+//! What a run did: steps, failures, and the errors behind them.
+
+use crate::config::ConfigError;
+use crate::gitops::PublishError;
+use crate::gitops::git::GitError;
+use crate::provider::ProviderError;
+use serde::{Serialize, Serializer};
+
+/// The phase a failure happened in (it decides the exit code). Ordered as a run goes:
+/// when several credentials fail, the latest phase wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Checks before anything changed for the credential.
+    Preflight,
+    /// Claiming, minting, verifying, sealing or editing the new key.
+    Mint,
+    /// Getting the change onto main and the cluster pointers.
+    Publish,
+    /// A revocation gate could not be evaluated (kubectl missing, context unknown,
+    /// access denied): the old key stays, and someone must look.
+    Gate,
+    /// Deleting or disabling the old key.
+    Revoke,
+}
+
+/// What a step did. Serialized as the lowercase strings of earlier versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A new key was (or would be) minted, sealed and committed.
+    Stage,
+    /// A cluster pointer received (or would receive) a staged change.
+    Publish,
+    /// An old key was (or would be) deleted or disabled.
+    Revoke,
+    /// A gate holds the old key for now.
+    Wait,
+    /// Nothing to do for it (invalid annotations, a key kept because it is still used).
+    Skip,
+    /// Another run has it in flight (a live claim, or a record on main).
+    Busy,
+    /// A key minted by a run that died, never committed, was (or would be) deleted.
+    Cleanup,
+    /// A dead run's claim was released.
+    Abandon,
+    /// This run's own new key was deleted again because staging it failed.
+    Undo,
+    /// SealedSecret documents were (or would be) removed (`delete`).
+    Delete,
+    /// Progress only: a new key was minted and verified (not part of the report).
+    Minted,
+    /// Left as it was because the run was interrupted.
+    Interrupted,
+}
+
+impl Action {
+    /// The JSON string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Stage => "stage",
+            Action::Publish => "publish",
+            Action::Revoke => "revoke",
+            Action::Wait => "wait",
+            Action::Skip => "skip",
+            Action::Busy => "busy",
+            Action::Cleanup => "cleanup",
+            Action::Abandon => "abandon",
+            Action::Undo => "undo",
+            Action::Delete => "delete",
+            Action::Minted => "minted",
+            Action::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether a done step of this kind deleted or disabled a key at the source.
+    pub fn removes_a_key(self) -> bool {
+        matches!(self, Action::Revoke | Action::Cleanup | Action::Undo)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of the plan or the summary.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// What.
+    pub action: Action,
+    /// Source.
+    pub source: String,
+    /// Identity label.
+    pub identity: String,
+    /// Key being replaced (or removed).
+    pub old_key_id: Option<String>,
+    /// New key (known after minting).
+    pub new_key_id: Option<String>,
+    /// Clusters involved.
+    pub clusters: Vec<String>,
+    /// Files changed.
+    pub files: Vec<String>,
+    /// Human explanation.
+    pub detail: String,
+    /// Whether it happened (false in a dry run or when it failed).
+    pub done: bool,
+}
+
+impl Step {
+    /// A step for (source, identity) with everything else empty.
+    pub fn new(action: Action, source: &str, identity: &str, detail: impl Into<String>) -> Step {
+        Step {
+            action,
+            source: source.to_owned(),
+            identity: identity.to_owned(),
+            old_key_id: None,
+            new_key_id: None,
+            clusters: Vec::new(),
+            files: Vec::new(),
+            detail: detail.into(),
+            done: false,
+        }
+    }
+}
+
+/// Why one credential (or one cluster of it) failed. Messages name what failed and what
+/// to do; none contains a secret value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The repo's configuration or a record is unreadable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A git command failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// Publishing failed (pointer, hot-fix, push to main).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The source refused or failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The new key was minted but does not work.
+    #[error("the new key {key} does not work: {source}")]
+    Verify {
+        /// New key.
+        key: String,
+        /// Why.
+        #[source]
+        source: ProviderError,
+    },
+    /// A cluster's sealing certificate cannot be used.
+    #[error("{0}")]
+    Certificate(String),
+    /// A manifest could not be sealed or edited.
+    #[error("{file}: {message}")]
+    Edit {
+        /// Repo-relative file.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A manifest is not under one cluster's path.
+    #[error(
+        "{file} is not under one cluster's path: cannot choose a sealing certificate; move it under overlays/<cluster>/ or give it a cluster-specific file"
+    )]
+    NotUnderCluster {
+        /// Repo-relative file.
+        file: String,
+    },
+    /// The source returned no value for a field `keyMappings` names.
+    #[error("{source_name} returned no field {field}; check secret-manager/keyMappings")]
+    MissingField {
+        /// Source.
+        source_name: String,
+        /// Field.
+        field: String,
+    },
+    /// The identity holds as many keys as it may, and none is this tool's to delete.
+    #[error(
+        "{identity} already has {count} of at most {limit} keys: {keys}. secret-manager deletes only keys it minted itself; {hint}"
+    )]
+    KeyLimit {
+        /// Identity label.
+        identity: String,
+        /// Keys present.
+        count: usize,
+        /// The source's limit.
+        limit: u32,
+        /// Each key and why it is kept.
+        keys: String,
+        /// What the operator can do.
+        hint: String,
+    },
+    /// A claim ref on the remote cannot be read.
+    #[error(
+        "claim {refname} is unreadable ({message}); if no run is active, delete it: git push <main remote> :{refname}"
+    )]
+    ClaimUnreadable {
+        /// Ref.
+        refname: String,
+        /// Why.
+        message: String,
+    },
+    /// The remote refused a claim ref (hook or permission).
+    #[error(
+        "the remote refused the claim ref {refname}: {reason}. The bot must be allowed to create and delete refs under {prefix} (see docs/rotation.md, \"Refs the bot pushes\")"
+    )]
+    ClaimRefused {
+        /// Ref.
+        refname: String,
+        /// Prefix.
+        prefix: String,
+        /// What the remote said.
+        reason: String,
+    },
+    /// Another run took over this run's claim (its lease ran out): the run stops for it.
+    #[error("the claim on this credential was lost ({0}); nothing more is done for it")]
+    ClaimLost(String),
+    /// A revocation gate cannot be evaluated.
+    #[error("cluster {cluster}: {message}")]
+    Gate {
+        /// Cluster.
+        cluster: String,
+        /// What failed and what to do.
+        message: String,
+    },
+    /// A record's staging commit is not on main.
+    #[error("cannot find the commit that staged {record} on main")]
+    NoStagingCommit {
+        /// Record path.
+        record: String,
+    },
+    /// The batch this credential was part of failed as a whole (the first credential of
+    /// the batch carries the cause).
+    #[error("{0}")]
+    Batch(String),
+    /// A file could not be written or removed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+fn as_text<S: Serializer>(e: &EngineError, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&e.to_string())
+}
+
+/// A failure of one credential (or of one of its clusters).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// Phase.
+    pub phase: Phase,
+    /// Source.
+    pub source: String,
+    /// Identity.
+    pub identity: String,
+    /// The cluster, when the failure concerns one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// What went wrong (serialized as its message).
+    #[serde(serialize_with = "as_text")]
+    pub error: EngineError,
+}
+
+/// What a run did (or would do).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateReport {
+    /// The run's id (it names the run in claims, records and trailers).
+    pub run: String,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Failures.
+    pub failures: Vec<Failure>,
+    /// The signal that interrupted the run, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
+}
+
+impl RotateReport {
+    /// Done steps of `action`.
+    pub fn count(&self, action: Action) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.done && s.action == action)
+            .count()
+    }
+
+    /// The latest phase that failed, if any failed.
+    pub fn worst_phase(&self) -> Option<Phase> {
+        self.failures.iter().map(|f| f.phase).max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_serialize_as_the_strings_of_earlier_versions() {
+        for a in [
+            Action::Stage,
+            Action::Publish,
+            Action::Revoke,
+            Action::Wait,
+            Action::Skip,
+            Action::Busy,
+            Action::Cleanup,
+            Action::Abandon,
+            Action::Undo,
+            Action::Delete,
+            Action::Minted,
+            Action::Interrupted,
+        ] {
+            assert_eq!(
+                serde_json::to_value(a).unwrap(),
+                serde_json::Value::String(a.as_str().into())
+            );
+        }
+    }
+
+    #[test]
+    fn failures_serialize_their_message() {
+        let f = Failure {
+            phase: Phase::Mint,
+            source: "aws".into(),
+            identity: "1/u".into(),
+            cluster: None,
+            error: EngineError::MissingField {
+                source_name: "aws".into(),
+                field: "X".into(),
+            },
+        };
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["phase"], "mint");
+        assert_eq!(
+            v["error"],
+            "aws returned no field X; check secret-manager/keyMappings"
+        );
+        assert!(v.get("cluster").is_none());
+    }
+}

@@ -1,0 +1,290 @@
+//! Revoke: for every record whose clusters all have the new key, wait out the grace
+//! period and the optional gates, then delete (or disable) the old key and end the record
+//! in one commit. With `revokeMode: disable` the key is disabled first and deleted on a
+//! later run, once the grace period has passed again.
+
+use super::context::Ctx;
+use super::gates::{self, Gate};
+use super::plan::index;
+use super::publish::record_step;
+use super::report::{Action, EngineError, Phase};
+use crate::config::RevokeMode;
+use crate::journal::record::ts;
+use crate::journal::{RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers};
+use crate::provider::{KeyId, Revoke};
+use futures::StreamExt;
+
+/// What to do with one record this run.
+enum Todo {
+    /// Delete or disable the old key.
+    Revoke(Revoke),
+    /// A deleted secret's key stays: other manifests still use it.
+    Keep(Vec<String>),
+}
+
+/// Manifests on main that still hold the record's old key (for `delete` records).
+fn still_referenced(ctx: &Ctx<'_>, rec: &RotationRecord) -> Vec<String> {
+    let scan = ctx.scan();
+    index(&scan.secrets, ctx.now())
+        .into_iter()
+        .filter(|i| i.source == rec.source && i.identity == rec.identity)
+        .flat_map(|i| i.manifests)
+        .filter(|f| {
+            f.managed.as_ref().and_then(|m| m.key_id.as_deref()) == Some(rec.old_key_id.as_str())
+        })
+        .map(|f| format!("{}:{}", f.file.display(), f.doc.line))
+        .collect()
+}
+
+/// Decides, per record, whether its old key goes now; reports waits and gate errors.
+async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, Todo)> {
+    let now = ctx.now();
+    let after = ctx.opts.revoke_after;
+    let mode = match ctx.opts.revoke_mode {
+        RevokeMode::Delete => Revoke::Delete,
+        RevokeMode::Disable => Revoke::Disable,
+    };
+    let mut todo = Vec::new();
+    for (i, rec) in records.iter().enumerate() {
+        let (since, how) = match rec.state() {
+            RotationState::Staged { .. } => continue,
+            RotationState::Published { since } => (since, mode),
+            RotationState::Disabled { since } => (since, Revoke::Delete),
+        };
+        let until = since + after;
+        let disabled = matches!(rec.state(), RotationState::Disabled { .. });
+        if now < until {
+            let detail = if disabled {
+                format!(
+                    "old key disabled since {}; deleted after {}",
+                    ts(since),
+                    ts(until)
+                )
+            } else {
+                format!(
+                    "grace period: published since {}; revoke the old key after {}",
+                    ts(since),
+                    ts(until)
+                )
+            };
+            let s = record_step(rec, Action::Wait, rec.clusters(), detail);
+            ctx.step(s);
+            continue;
+        }
+        if !disabled {
+            match gates::check(ctx, rec, since).await {
+                Gate::Open => {}
+                Gate::Wait(reason) => {
+                    let s = record_step(
+                        rec,
+                        Action::Wait,
+                        rec.clusters(),
+                        format!("{reason} (published since {})", ts(since)),
+                    );
+                    ctx.step(s);
+                    continue;
+                }
+                Gate::Error { cluster, message } => {
+                    let e = EngineError::Gate {
+                        cluster: cluster.clone(),
+                        message,
+                    };
+                    let c = (cluster != "-").then_some(cluster.as_str());
+                    ctx.fail(Phase::Gate, &rec.source, &rec.identity, c, e);
+                    continue;
+                }
+            }
+        }
+        if ctx.opts.dry_run {
+            let verb = match how {
+                Revoke::Delete => "delete",
+                Revoke::Disable => "disable",
+            };
+            let s = record_step(
+                rec,
+                Action::Revoke,
+                rec.clusters(),
+                format!("{verb} the old key"),
+            );
+            ctx.step(s);
+            continue;
+        }
+        if rec.is_delete() {
+            let users = still_referenced(ctx, rec);
+            if !users.is_empty() {
+                todo.push((i, Todo::Keep(users)));
+                continue;
+            }
+        }
+        todo.push((i, Todo::Revoke(how)));
+    }
+    todo
+}
+
+/// Revokes the old keys of every record that is due and ends those records.
+pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) {
+    if records.is_empty() || ctx.cancelled() {
+        return;
+    }
+    let todo = decide(ctx, &records).await;
+    if todo.is_empty() {
+        return;
+    }
+    let providers = ctx.providers;
+    let calls: Vec<(usize, Todo, Result<(), EngineError>)> = futures::stream::iter(todo)
+        .map(|(i, t)| {
+            let rec = &records[i];
+            async move {
+                let result = match &t {
+                    Todo::Keep(_) => Ok(()),
+                    Todo::Revoke(how) => match providers.get(&rec.source).await {
+                        Ok(p) => p
+                            .revoke(&rec.target(), &KeyId(rec.old_key_id.clone()), *how)
+                            .await
+                            .map_err(EngineError::from),
+                        Err(e) => Err(e.into()),
+                    },
+                };
+                (i, t, result)
+            }
+        })
+        .buffered(ctx.opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut done = Vec::new();
+    for (i, t, r) in calls {
+        match r {
+            Ok(()) => done.push((i, t)),
+            Err(e) => {
+                let rec = &records[i];
+                ctx.fail(Phase::Revoke, &rec.source, &rec.identity, None, e);
+            }
+        }
+    }
+    if done.is_empty() {
+        return;
+    }
+    crate::failpoint("after-revoke");
+    let now = ctx.now();
+    let mut paths = Vec::new();
+    let mut blocks: Vec<TrailerBlock> = Vec::new();
+    let (mut revoked, mut disabled, mut kept) = (0, 0, 0);
+    for (i, t) in &done {
+        let rec = &mut records[*i];
+        let path = ctx.writer.dir().join(rec.path());
+        paths.push(rec.path());
+        let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
+        match t {
+            Todo::Revoke(Revoke::Disable) => {
+                rec.disabled_at = Some(now);
+                let _ = std::fs::write(&path, rec.to_yaml());
+                let mut b = rec.trailer(TrailerAction::Revoke);
+                b.published = rec.published_trailers(&rec.clusters());
+                b.reason =
+                    Some("old key disabled; deleted once the grace period has passed again".into());
+                blocks.push(b);
+                disabled += 1;
+            }
+            Todo::Revoke(Revoke::Delete) => {
+                let _ = std::fs::remove_file(&path);
+                let action = if was_disabled {
+                    TrailerAction::DeleteDisabled
+                } else {
+                    TrailerAction::Revoke
+                };
+                let mut b = rec.trailer(action);
+                b.published = rec.published_trailers(&rec.clusters());
+                blocks.push(b);
+                revoked += 1;
+            }
+            Todo::Keep(users) => {
+                let _ = std::fs::remove_file(&path);
+                let mut b = rec.trailer(TrailerAction::RevokeSkipped);
+                b.reason = Some(format!("still used by {}", users.join(", ")));
+                blocks.push(b);
+                kept += 1;
+            }
+        }
+    }
+    let subject = match (revoked + disabled, kept, done.as_slice()) {
+        (1, 0, [(i, _)]) => {
+            let rec = &records[*i];
+            format!(
+                "secret-manager: {} {} key of {} ({})",
+                if disabled == 1 { "disabled" } else { "revoked" },
+                if rec.is_delete() {
+                    "the deleted secret's"
+                } else {
+                    "old"
+                },
+                rec.identity,
+                rec.source
+            )
+        }
+        (0, 1, [(i, _)]) => format!(
+            "secret-manager: deleted {} (key kept: still used)",
+            records[*i].identity
+        ),
+        _ => {
+            let mut parts = Vec::new();
+            if revoked > 0 {
+                parts.push(format!("revoked the old keys of {revoked} rotations"));
+            }
+            if disabled > 0 {
+                parts.push(format!("disabled the old keys of {disabled} rotations"));
+            }
+            if kept > 0 {
+                parts.push(format!("kept {kept} still-used key(s) of deleted secrets"));
+            }
+            format!("secret-manager: {}", parts.join(" and "))
+        }
+    };
+    match ctx
+        .writer
+        .commit_and_push(&paths, &trailers::message(&subject, &blocks))
+    {
+        Ok(_) => {
+            for (i, t) in done {
+                let rec = &records[i];
+                let (action, detail) = match &t {
+                    Todo::Revoke(Revoke::Disable) => (
+                        Action::Revoke,
+                        format!(
+                            "disabled old key {}; deleted after {}",
+                            rec.old_key_id,
+                            ts(now + ctx.opts.revoke_after)
+                        ),
+                    ),
+                    Todo::Revoke(Revoke::Delete) => (
+                        Action::Revoke,
+                        format!("deleted old key {}", rec.old_key_id),
+                    ),
+                    Todo::Keep(users) => (
+                        Action::Skip,
+                        format!("old key kept: still used by {}", users.join(", ")),
+                    ),
+                };
+                let mut s = record_step(rec, action, rec.clusters(), detail);
+                s.done = true;
+                ctx.step(s);
+            }
+        }
+        // The keys are revoked; the records stay and the next run revokes again
+        // (idempotent) and retries the commit.
+        Err(e) => {
+            let msg = format!(
+                "old key revoked, but recording it on main failed ({e}); the next run records it"
+            );
+            for (i, _) in &done {
+                let rec = &records[*i];
+                ctx.fail(
+                    Phase::Revoke,
+                    &rec.source,
+                    &rec.identity,
+                    None,
+                    EngineError::Batch(msg.clone()),
+                );
+            }
+        }
+    }
+}

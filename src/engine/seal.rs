@@ -1,0 +1,195 @@
+//! All-or-nothing file edits for one credential: seal each new key for every manifest
+//! that holds the old one, rewrite only those values and our annotations, and write the
+//! rotation records. Several credentials (or several documents) may share a file; a
+//! credential that fails leaves every file as the previous credential left it.
+
+use super::context::Ctx;
+use super::plan::{Credential, KeyGroup};
+use super::report::{EngineError, EngineResult};
+use crate::annotations::{CREATE_DATE, SEALED_WITH, key_id_annotation};
+use crate::journal::record::ts;
+use crate::journal::{RecordKind, RecordManifest, RotationRecord};
+use crate::manifest::edit::{Edit, apply, write_atomic};
+use crate::provider::Minted;
+use crate::seal::{label, seal_value};
+use std::collections::BTreeMap;
+
+/// `namespace/name` of a manifest, `-` where unknown.
+pub(super) fn secret_name(f: &crate::scan::Found) -> String {
+    format!(
+        "{}/{}",
+        f.namespace.as_deref().unwrap_or("-"),
+        f.doc.name.as_deref().unwrap_or("-")
+    )
+}
+
+/// The record manifest of `f` (which is under one cluster: the plan checked).
+pub(super) fn record_manifest(f: &crate::scan::Found) -> RecordManifest {
+    RecordManifest {
+        file: f.file.display().to_string(),
+        document: f.doc.doc_index,
+        cluster: f.attribution.cluster().unwrap_or_default().to_owned(),
+        secret: secret_name(f),
+    }
+}
+
+/// A record's id: source, the time the key was minted, and a hash of identity and key.
+fn record_id(source: &str, identity: &str, minted: &Minted) -> String {
+    format!(
+        "{source}-{}-{}",
+        minted.created.format("%Y%m%dT%H%M%SZ"),
+        &crate::seal::fingerprint_hex(format!("{identity}{}", minted.key_id).as_bytes())[..8]
+    )
+}
+
+/// The new text of every file one key group touches; `contents` holds files already
+/// edited by this credential (read from disk otherwise, and remembered in `originals`).
+async fn edit_group(
+    ctx: &mut Ctx<'_>,
+    cred: &Credential<'_>,
+    group: &KeyGroup<'_>,
+    minted: &Minted,
+    contents: &mut BTreeMap<String, String>,
+    originals: &mut BTreeMap<String, String>,
+) -> EngineResult<Vec<RecordManifest>> {
+    let mut rng = rand::rngs::OsRng;
+    let prefix = ctx.prefix().to_owned();
+    let mut manifests = Vec::new();
+    for f in &group.manifests {
+        let file = f.file.display().to_string();
+        let edit_err = |message: String| EngineError::Edit {
+            file: file.clone(),
+            message,
+        };
+        let m = f.managed.as_ref().expect("managed");
+        let mappings = m.key_mappings().and_then(Result::ok).unwrap_or_default();
+        let cluster = f.attribution.cluster().unwrap_or_default().to_owned();
+        let cert = ctx.cert(&cluster).await?;
+        let l = label(f.doc.scope, f.namespace.as_deref(), f.doc.name.as_deref())
+            .map_err(|e| edit_err(e.to_string()))?;
+        let mut edit = Edit {
+            doc_index: f.doc.doc_index,
+            ..Edit::default()
+        };
+        for km in &mappings {
+            let v = minted
+                .fields
+                .get(&km.field)
+                .ok_or_else(|| EngineError::MissingField {
+                    source_name: cred.source.clone(),
+                    field: km.field.clone(),
+                })?;
+            let ct = seal_value(&mut rng, &cert, &l, v.expose().as_bytes())
+                .map_err(|e| edit_err(e.to_string()))?;
+            edit.encrypted.insert(km.secret_key.clone(), ct);
+        }
+        edit.template_annotations.insert(
+            format!("{prefix}{}", key_id_annotation(&cred.source)),
+            minted.key_id.0.clone(),
+        );
+        edit.template_annotations
+            .insert(format!("{prefix}{CREATE_DATE}"), ts(minted.created));
+        edit.outer_annotations
+            .insert(format!("{prefix}{SEALED_WITH}"), cert.fingerprint.clone());
+        let src = match contents.get(&file) {
+            Some(s) => s.clone(),
+            None => {
+                let path = ctx.writer.dir().join(&f.file);
+                let s = std::fs::read_to_string(&path).map_err(|source| EngineError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+                originals.insert(file.clone(), s.clone());
+                s
+            }
+        };
+        let out = apply(&src, &edit).map_err(|e| edit_err(e.to_string()))?;
+        contents.insert(file.clone(), out);
+        manifests.push(record_manifest(f));
+    }
+    Ok(manifests)
+}
+
+/// Seals every minted key of `cred` into its manifests and writes the files and the
+/// records — all or nothing. Returns the records and the files changed.
+pub(super) async fn credential(
+    ctx: &mut Ctx<'_>,
+    cred: &Credential<'_>,
+    minted: &[(usize, Minted)],
+    claimed_at: chrono::DateTime<chrono::Utc>,
+) -> EngineResult<(Vec<RotationRecord>, Vec<String>)> {
+    let mut contents = BTreeMap::new();
+    let mut originals = BTreeMap::new();
+    let mut records = Vec::new();
+    for (i, m) in minted {
+        let group = &cred.groups[*i];
+        let manifests = edit_group(ctx, cred, group, m, &mut contents, &mut originals).await?;
+        records.push(RotationRecord {
+            version: 1,
+            id: record_id(&cred.source, &cred.identity, m),
+            kind: RecordKind::Rotate,
+            source: cred.source.clone(),
+            identity: cred.identity.clone(),
+            params: cred.params.clone(),
+            old_key_id: group.old_key.clone(),
+            new_key_id: m.key_id.0.clone(),
+            staged_at: ctx.now(),
+            manifests,
+            published_at: BTreeMap::new(),
+            operator: m.operator.clone(),
+            run: Some(ctx.run.0.clone()),
+            claimed_at: Some(claimed_at),
+            disabled_at: None,
+        });
+    }
+    write_all(ctx, &contents, &originals, &records)?;
+    Ok((records, contents.into_keys().collect()))
+}
+
+/// Writes `contents` and the `records`; on any failure puts back `originals` and removes
+/// the records written, so the worktree is as the previous credential left it.
+pub(super) fn write_all(
+    ctx: &Ctx<'_>,
+    contents: &BTreeMap<String, String>,
+    originals: &BTreeMap<String, String>,
+    records: &[RotationRecord],
+) -> EngineResult<()> {
+    let dir = ctx.writer.dir();
+    let mut written: Vec<&String> = Vec::new();
+    let mut recs: Vec<std::path::PathBuf> = Vec::new();
+    let result = (|| {
+        for (file, text) in contents {
+            write_atomic(&dir.join(file), text.as_bytes()).map_err(|e| EngineError::Edit {
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+            written.push(file);
+        }
+        for r in records {
+            let p = dir.join(r.path());
+            std::fs::create_dir_all(p.parent().expect("records have a directory")).map_err(
+                |source| EngineError::Io {
+                    path: r.path(),
+                    source,
+                },
+            )?;
+            std::fs::write(&p, r.to_yaml()).map_err(|source| EngineError::Io {
+                path: r.path(),
+                source,
+            })?;
+            recs.push(p);
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for f in written {
+            if let Some(orig) = originals.get(f) {
+                let _ = write_atomic(&dir.join(f), orig.as_bytes());
+            }
+        }
+        for p in recs {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result
+}

@@ -1,0 +1,110 @@
+//! [`MainWriter`]: every write the engine makes to main goes through here.
+//!
+//! The engine edits files in a temporary worktree at the remote main (the user's checkout
+//! is never touched), then asks for one commit and push per phase. The writer commits,
+//! pushes without force, and when another writer got there first — any lost race, client
+//! or server side — fetches, rebases and tries again with jittered backoff. A rebase that
+//! conflicts is aborted and reported; nothing is half-applied.
+
+use super::git::{Git, GitError, GitResult, Oid, Worktree};
+use super::{Fleet, PublishError, PublishResult};
+use std::path::Path;
+
+/// Commits and pushes to main from a private worktree.
+pub struct MainWriter {
+    fleet: Fleet,
+    wt: Worktree,
+}
+
+impl std::fmt::Debug for MainWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MainWriter")
+            .field("dir", &self.wt.git.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MainWriter {
+    /// A worktree at the fleet's main as last fetched.
+    pub fn open(fleet: &Fleet) -> GitResult<MainWriter> {
+        let wt = fleet.git().temp_worktree(&fleet.main_tracking())?;
+        Ok(MainWriter {
+            fleet: fleet.clone(),
+            wt,
+        })
+    }
+
+    /// Where the engine reads and edits files.
+    pub fn dir(&self) -> &Path {
+        self.wt.git.dir()
+    }
+
+    /// The worktree's git (for read-only lookups such as the staging commits).
+    pub fn git(&self) -> &Git {
+        &self.wt.git
+    }
+
+    /// The commit the worktree is at.
+    pub fn head(&self) -> GitResult<Oid> {
+        Ok(self.wt.git.resolve("HEAD")?.expect("worktree has a HEAD"))
+    }
+
+    /// Commits `paths` (additions, changes, deletions) with `message` and pushes main,
+    /// rebasing onto whatever another writer pushed meanwhile. Returns the commit that
+    /// landed; on an error the worktree is back at its last landed commit.
+    pub fn commit_and_push(&self, paths: &[String], message: &str) -> PublishResult<Oid> {
+        let wt = &self.wt.git;
+        let before = self.head()?;
+        let result = wt
+            .commit_paths(paths, message)
+            .map_err(PublishError::from)
+            .and_then(|commit| {
+                self.fleet.push_main_with_retry(commit, |new_main| {
+                    // Replay our commit on top of what the other writer pushed.
+                    if let Err(e) = wt.run(&["rebase", "--quiet", new_main]) {
+                        let _ = wt.run(&["rebase", "--abort"]);
+                        return Err(match e {
+                            GitError::Failed { stderr, .. } => PublishError::Conflict {
+                                cluster: "main".into(),
+                                base: new_main.to_owned(),
+                                detail: stderr,
+                            },
+                            e => e.into(),
+                        });
+                    }
+                    Ok(wt.resolve("HEAD")?.expect("HEAD after rebase"))
+                })
+            });
+        if result.is_err() {
+            let _ = wt.run(&["reset", "--quiet", "--hard", &before]);
+            let _ = wt.run(&["clean", "--quiet", "-fd"]);
+        }
+        result
+    }
+
+    /// Drops every uncommitted change in the worktree (edits of a credential that failed).
+    pub fn discard(&self) -> GitResult<()> {
+        self.wt.git.run(&["reset", "--quiet", "--hard", "HEAD"])?;
+        self.wt.git.run(&["clean", "--quiet", "-fd"])?;
+        Ok(())
+    }
+
+    /// After a push whose outcome is unknown (the connection died after sending): whether
+    /// the remote main now holds `path` (a record file only our commit adds).
+    pub fn landed(&self, path: &str) -> bool {
+        self.fleet.fetch_main().is_ok_and(|main| {
+            self.wt
+                .git
+                .run(&["cat-file", "-e", &format!("{main}:{path}")])
+                .is_ok()
+        })
+    }
+
+    /// Moves the worktree to the remote main as it is now (to re-read what others wrote).
+    /// Only when nothing is uncommitted.
+    pub fn refresh(&self) -> GitResult<Oid> {
+        let main = self.fleet.fetch_main()?;
+        self.wt.git.run(&["reset", "--quiet", "--hard", &main])?;
+        Ok(main)
+    }
+}

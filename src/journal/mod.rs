@@ -1,0 +1,39 @@
+//! The on-disk contract: everything another run, another pod, or `audit export` reads.
+//!
+//! # Architecture
+//!
+//! A CronJob pod has no disk that outlives it, so every piece of state that must survive a
+//! crash lives in git, on the remote that holds main:
+//!
+//! * **Claims** ([`claim`]): `refs/secret-manager/claims/<credential-id>` → a commit with
+//!   `claim.yaml`. Pushed *before* a run mints for a credential, created with a
+//!   "must not exist" lease (atomic on the server), deleted with a lease when the claim
+//!   ends. A claim past its lease with no record on main means the run died: the next run
+//!   takes it over and deletes only the keys that claim can have minted.
+//! * **Records** ([`record`]): `.secret-manager/rotations/<id>.yaml` on main, committed in
+//!   the same commit as the new ciphertexts. [`record::RotationRecord::state`] says where
+//!   a rotation stands (`Staged` → `Published` → optionally `Disabled`); the commit that
+//!   ends it deletes the file.
+//! * **Trailers** ([`trailers`]): every commit the tool makes carries one
+//!   `Secret-Manager-*` block per rotation it touches; `audit export` rebuilds the history
+//!   from them.
+//!
+//! Lifecycle of one credential on the remote:
+//!
+//! ```text
+//! (nothing) ─claim ref─▶ Claimed ─stage commit (record added)─▶ Staged ─pointers─▶ Published
+//!     ▲          │  run died, lease over: next run cleans up                        │ gates
+//!     │          └──────────────────────────────▶ (abandon commit) ──▶ (nothing)    ▼
+//!     └────────────────────────── revoke commit (record deleted) ◀── Disabled ◀── revoke
+//! ```
+//!
+//! The claim ref is deleted as soon as the stage commit has landed: from then on the
+//! record on main is what makes the credential busy for other runs.
+
+pub mod claim;
+pub mod record;
+pub mod trailers;
+
+pub use claim::{CLAIMS_REF_PREFIX, Claim, RunId, credential_id};
+pub use record::{RecordKind, RecordManifest, RotationRecord, RotationState, load_records};
+pub use trailers::{TrailerAction, TrailerBlock};
