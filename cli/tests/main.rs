@@ -10,6 +10,7 @@ mod cli_seal;
 mod cloud;
 mod deploy;
 mod edit;
+mod engine;
 mod gitops;
 mod rotate;
 mod scan;
