@@ -153,14 +153,25 @@ tokio::task_local! {
 pub struct Crash(pub String);
 
 /// Test-only crash injection (cargo feature `failpoints`). When `SECRET_MANAGER_FAILPOINT`
-/// names this point, the process exits at once with code 86, as if killed there. Inside a
+/// names this point, the process exits at once with code 86, as if killed there; when it
+/// says `<name>:pause`, the run stops there for `SECRET_MANAGER_FAILPOINT_PAUSE_MS`
+/// (default 3000) milliseconds — time for a test to send a signal mid-phase. Inside a
 /// [`FAILPOINT`] scope naming it, the run panics with [`Crash`]: no cleanup code runs,
 /// as when a pod is killed (only destructors, which a kill would skip too).
 #[cfg(feature = "failpoints")]
 pub fn failpoint(name: &str) {
-    if std::env::var("SECRET_MANAGER_FAILPOINT").as_deref() == Ok(name) {
+    let set = std::env::var("SECRET_MANAGER_FAILPOINT").unwrap_or_default();
+    if set == name {
         eprintln!("failpoint {name}: exiting");
         std::process::exit(86);
+    }
+    if set.strip_suffix(":pause") == Some(name) {
+        let ms = std::env::var("SECRET_MANAGER_FAILPOINT_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
+        eprintln!("failpoint {name}: pausing {ms} ms");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     if FAILPOINT.try_with(|f| f == name).unwrap_or(false) {
         std::panic::panic_any(Crash(name.to_owned()));

@@ -16,10 +16,8 @@ use std::time::Duration;
 
 const DEV1: &str = "aws.eu-central-1.dev1";
 const PROD1: &str = "aws.us-east-1.prod1";
-const DNS: &str =
-    "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
-const DNS_PROD: &str =
-    "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/sealedSeacret-cloud-dns.yaml";
+const DNS: &str = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
+const DNS_PROD: &str = "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/sealedSeacret-cloud-dns.yaml";
 const DNS_KEY: &str = "AKIA2XDAMLXHPVQO3KSY";
 const LABEL: &str = "external-dns/cloudprovider-dns-access";
 const T0: &str = "2026-11-21T12:00:00Z";
@@ -76,11 +74,7 @@ impl Env {
                 base_delay: Duration::from_millis(1),
                 max_delay: Duration::from_millis(5),
             });
-        Env {
-            f,
-            fake,
-            providers,
-        }
+        Env { f, fake, providers }
     }
 
     /// The dev1 DNS credential, zero grace.
@@ -100,7 +94,11 @@ impl Env {
     }
 
     fn keys(&self) -> Vec<String> {
-        self.fake.keys_of(&dns()).into_iter().map(|k| k.id).collect()
+        self.fake
+            .keys_of(&dns())
+            .into_iter()
+            .map(|k| k.id)
+            .collect()
     }
 
     /// The key id the manifest at `rel` holds on main.
@@ -179,7 +177,11 @@ impl Env {
         let key = self.main_key(DNS);
         assert_eq!(self.keys(), vec![key.clone()], "exactly the manifest's key");
         self.assert_sealed(DNS, DEV1, "dev", &key);
-        assert!(self.records_on_main().is_empty(), "{:?}", self.records_on_main());
+        assert!(
+            self.records_on_main().is_empty(),
+            "{:?}",
+            self.records_on_main()
+        );
         assert!(
             self.refs("dev", "refs/secret-manager/claims/").is_empty(),
             "no claim left"
@@ -289,7 +291,11 @@ async fn a_dry_run_changes_nothing_and_calls_nothing_with_side_effects() {
     o.dry_run = true;
     let r = env.run(&o).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
-    let plan: Vec<_> = r.steps.iter().filter(|s| s.action == Action::Stage).collect();
+    let plan: Vec<_> = r
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Stage)
+        .collect();
     assert_eq!(plan.len(), 1);
     assert!(!plan[0].done);
     assert_eq!(plan[0].old_key_id.as_deref(), Some(DNS_KEY));
@@ -308,7 +314,11 @@ async fn a_failing_preflight_changes_nothing() {
     let r = env.run(&env.opts(t(T0))).await;
     assert_eq!(phases(&r), vec![Phase::Preflight], "{}", errors(&r));
     assert!(errors(&r).contains("scripted denial"), "{}", errors(&r));
-    assert_eq!(env.fake.calls(Op::Preflight), 1, "permanent errors are not retried");
+    assert_eq!(
+        env.fake.calls(Op::Preflight),
+        1,
+        "permanent errors are not retried"
+    );
     assert_eq!(env.fake.calls(Op::Mint), 0);
     assert_eq!(env.all_refs(), before);
 }
@@ -349,7 +359,10 @@ async fn a_key_that_does_not_verify_is_deleted_again_and_recorded() {
     let events = env.events();
     assert!(events.contains("Secret-Manager-Action: undo"), "{events}");
     assert!(
-        events.contains(&format!("Secret-Manager-New-Key: {}", undo.new_key_id.as_deref().unwrap())),
+        events.contains(&format!(
+            "Secret-Manager-New-Key: {}",
+            undo.new_key_id.as_deref().unwrap()
+        )),
         "{events}"
     );
 }
@@ -373,7 +386,11 @@ async fn a_hook_refusing_main_is_a_publish_failure_and_the_new_key_is_undone() {
     let main_before = env.f.remote_ref("dev", "refs/heads/main");
     let r = env.run(&env.opts(t(T0))).await;
     assert_eq!(phases(&r), vec![Phase::Publish], "{}", errors(&r));
-    assert!(errors(&r).contains("main is protected"), "names the hook: {}", errors(&r));
+    assert!(
+        errors(&r).contains("main is protected"),
+        "names the hook: {}",
+        errors(&r)
+    );
     assert_eq!(env.keys(), vec![DNS_KEY.to_string()], "minted key revoked");
     assert_eq!(env.f.remote_ref("dev", "refs/heads/main"), main_before);
     assert!(env.refs("dev", "refs/secret-manager/claims/").is_empty());
@@ -403,10 +420,17 @@ async fn a_refused_pointer_keeps_the_old_key_until_a_later_run_publishes() {
     o.now = at(T0, 5);
     let r = env.run(&o).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
-    assert_eq!((count(&r, Action::Publish), count(&r, Action::Revoke)), (1, 1));
+    assert_eq!(
+        (count(&r, Action::Publish), count(&r, Action::Revoke)),
+        (1, 1)
+    );
     let new = env.main_key(DNS_PROD);
     assert_eq!(
-        env.fake.keys_of(&prod).into_iter().map(|k| k.id).collect::<Vec<_>>(),
+        env.fake
+            .keys_of(&prod)
+            .into_iter()
+            .map(|k| k.id)
+            .collect::<Vec<_>>(),
         vec![new.clone()]
     );
     env.assert_sealed(DNS_PROD, PROD1, "prod", &new);
@@ -433,7 +457,8 @@ async fn gates_wait_while_pending_and_fail_when_they_cannot_be_evaluated() {
     let env = Env::new();
     let mut o = env.opts(t(T0));
     o.require_old_key_unused = true;
-    env.fake.set_last_used(DNS_KEY, Utc::now() + chrono::Duration::hours(1));
+    env.fake
+        .set_last_used(DNS_KEY, Utc::now() + chrono::Duration::hours(1));
     let r = env.run(&o).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
     let wait = r.steps.iter().find(|s| s.action == Action::Wait).unwrap();
@@ -471,17 +496,28 @@ async fn disable_mode_disables_first_and_deletes_after_the_grace_period() {
         .find(|k| k.id == DNS_KEY)
         .unwrap();
     assert_eq!(old.status, secret_manager::provider::KeyStatus::Inactive);
-    assert_eq!(env.records_on_main().len(), 1, "the record waits to delete it");
+    assert_eq!(
+        env.records_on_main().len(),
+        1,
+        "the record waits to delete it"
+    );
     o.now = at(T0, 60);
     let r = env.run(&o).await;
     let wait = r.steps.iter().find(|s| s.action == Action::Wait).unwrap();
-    assert!(wait.detail.contains("old key disabled since"), "{}", wait.detail);
+    assert!(
+        wait.detail.contains("old key disabled since"),
+        "{}",
+        wait.detail
+    );
     o.now = at(T0, 80);
     let r = env.run(&o).await;
     assert_eq!(count(&r, Action::Revoke), 1, "{:?}", r.steps);
     env.assert_converged();
     let log = git(&env.f.path("dev.git"), &["log", "--format=%B", "main"]);
-    assert!(log.contains("Secret-Manager-Action: delete-disabled"), "{log}");
+    assert!(
+        log.contains("Secret-Manager-Action: delete-disabled"),
+        "{log}"
+    );
 }
 
 /// Pushes a claim on the dev1 DNS credential as another run would.
@@ -489,7 +525,8 @@ fn foreign_claim(env: &Env, now: DateTime<Utc>) {
     let other = env.f.clone_as("other");
     let repo = secret_manager::Repo::open(&other).unwrap();
     let fleet = secret_manager::gitops::Fleet::new(&repo);
-    let refs = secret_manager::gitops::claims::ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+    let refs =
+        secret_manager::gitops::claims::ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
     let c = secret_manager::journal::Claim::new(
         &secret_manager::journal::RunId("20261121T115500Z-0therrun".into()),
         "aws",
@@ -501,7 +538,10 @@ fn foreign_claim(env: &Env, now: DateTime<Utc>) {
         chrono::Duration::minutes(10),
     );
     let taken = refs.create(vec![c]).unwrap();
-    assert!(matches!(taken[0], secret_manager::gitops::claims::Taken::Won(_)));
+    assert!(matches!(
+        taken[0],
+        secret_manager::gitops::claims::Taken::Won(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,7 +551,11 @@ async fn a_live_claim_makes_the_credential_busy_and_an_expired_one_is_released()
     let r = env.run(&env.opts(at(T0, 2))).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
     let busy = r.steps.iter().find(|s| s.action == Action::Busy).unwrap();
-    assert!(busy.detail.contains("20261121T115500Z-0therrun"), "{}", busy.detail);
+    assert!(
+        busy.detail.contains("20261121T115500Z-0therrun"),
+        "{}",
+        busy.detail
+    );
     assert_eq!(env.fake.calls(Op::Mint), 0);
     // The other run died. After its lease: released (nothing to clean), then rotated.
     let r = env.run(&env.opts(at(T0, 15))).await;
@@ -527,7 +571,11 @@ async fn a_live_claim_makes_the_credential_busy_and_an_expired_one_is_released()
 async fn a_foreign_key_is_never_deleted_and_names_itself_when_it_blocks_a_slot() {
     let env = Env::new();
     // A human's break-glass key, one minute before the run.
-    env.fake.add_key(&dns(), "AKIABREAKGLASS000001", Utc::now() - chrono::Duration::minutes(1));
+    env.fake.add_key(
+        &dns(),
+        "AKIABREAKGLASS000001",
+        Utc::now() - chrono::Duration::minutes(1),
+    );
     let r = env.run(&env.opts(t(T0))).await;
     assert_eq!(phases(&r), vec![Phase::Mint], "{}", errors(&r));
     let e = errors(&r);
@@ -546,7 +594,11 @@ async fn a_foreign_key_is_never_deleted_and_names_itself_when_it_blocks_a_slot()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_runs_key_is_cleaned_up_and_nothing_else() {
     let env = Env::with(FakeProvider::new("aws").with_max_keys(Some(4)));
-    env.fake.add_key(&dns(), "AKIABREAKGLASS000001", Utc::now() - chrono::Duration::minutes(1));
+    env.fake.add_key(
+        &dns(),
+        "AKIABREAKGLASS000001",
+        Utc::now() - chrono::Duration::minutes(1),
+    );
     let crashed = secret_manager::FAILPOINT
         .scope(
             "after-mint".to_string(),
@@ -562,16 +614,29 @@ async fn a_dead_runs_key_is_cleaned_up_and_nothing_else() {
     assert_eq!(env.refs("dev", "refs/secret-manager/claims/").len(), 1);
     let r = env.run(&env.opts(at(T0, 15))).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
-    let cleanup = r.steps.iter().find(|s| s.action == Action::Cleanup).unwrap();
+    let cleanup = r
+        .steps
+        .iter()
+        .find(|s| s.action == Action::Cleanup)
+        .unwrap();
     assert_eq!(cleanup.old_key_id.as_deref(), Some(orphan.as_str()));
     assert!(cleanup.done);
     let keys = env.keys();
     assert!(!keys.contains(&orphan));
-    assert!(keys.contains(&"AKIABREAKGLASS000001".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"AKIABREAKGLASS000001".to_string()),
+        "{keys:?}"
+    );
     assert_eq!(keys.len(), 2, "break-glass + the new key: {keys:?}");
     let events = env.events();
-    assert!(events.contains("Secret-Manager-Action: cleanup"), "{events}");
-    assert!(events.contains(&format!("Secret-Manager-Old-Key: {orphan}")), "{events}");
+    assert!(
+        events.contains("Secret-Manager-Action: cleanup"),
+        "{events}"
+    );
+    assert!(
+        events.contains(&format!("Secret-Manager-Old-Key: {orphan}")),
+        "{events}"
+    );
 }
 
 /// A crash at every phase boundary: the next run after the lease converges, with the
@@ -629,7 +694,11 @@ async fn an_unreachable_remote_fails_only_its_clusters() {
     // dev1 rotated; prod1 failed before anything was minted for it.
     assert_eq!(phases(&r), vec![Phase::Publish], "{}", errors(&r));
     assert_eq!(r.failures[0].cluster.as_deref(), Some(PROD1));
-    assert!(errors(&r).contains("/nonexistent/prod.git"), "{}", errors(&r));
+    assert!(
+        errors(&r).contains("/nonexistent/prod.git"),
+        "{}",
+        errors(&r)
+    );
     env.assert_converged();
     assert_eq!(env.fake.calls(Op::Mint), 1, "nothing minted for prod1");
 }
@@ -649,12 +718,16 @@ async fn a_record_of_the_previous_version_is_finished() {
         .replace("AKIAOLDOLDOLDOLD0001", DNS_KEY)
         .replace("123456789012/", "111111111111/")
         .replace("\"123456789012\"", "\"111111111111\"")
-        .replace("applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/route53.yaml", DNS)
+        .replace(
+            "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/route53.yaml",
+            DNS,
+        )
         .replace("external-dns/route53", LABEL);
     let rel = ".secret-manager/rotations/aws-20261121T120000Z-10017f28.yaml";
     std::fs::create_dir_all(work.join(".secret-manager/rotations")).unwrap();
     std::fs::write(work.join(rel), record).unwrap();
-    env.f.commit_and_publish("A rotation from the previous version", &[DEV1]);
+    env.f
+        .commit_and_publish("A rotation from the previous version", &[DEV1]);
     let mut o = env.opts(at(T0, 120));
     o.filter.older_than = Some(chrono::Duration::days(90));
     let r = env.run(&o).await;
@@ -709,7 +782,12 @@ async fn delete_removes_the_manifest_publishes_and_revokes() {
     assert!(env.keys().is_empty());
     let tree = git(
         &env.f.path("dev.git"),
-        &["ls-tree", "-r", "--name-only", &format!("refs/heads/cluster/{DEV1}")],
+        &[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            &format!("refs/heads/cluster/{DEV1}"),
+        ],
     );
     assert!(!tree.contains(DNS), "the cluster no longer has it");
 }

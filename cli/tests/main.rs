@@ -13,6 +13,7 @@ mod edit;
 mod engine;
 mod gitops;
 mod rotate;
+mod safety;
 mod scan;
 mod seal;
 

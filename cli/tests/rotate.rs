@@ -11,7 +11,7 @@ pub(crate) const LABEL: &str = "external-dns/route53";
 pub(crate) const USER: &str = "external-dns-dev1";
 
 /// `create` for an AWS IAM user (which must exist at moto): writes `rel` in `work`.
-fn create_aws(
+pub(crate) fn create_aws(
     moto: &Moto,
     work: &Path,
     cluster: &str,

@@ -66,19 +66,23 @@ impl Cancel {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Clock {
     base: DateTime<Utc>,
-    started: std::time::Instant,
+    started: Option<std::time::Instant>,
 }
 
 impl Clock {
-    pub(super) fn new(base: DateTime<Utc>) -> Clock {
+    /// Starts at `base`; stays there when `fixed`.
+    pub(super) fn new(base: DateTime<Utc>, fixed: bool) -> Clock {
         Clock {
             base,
-            started: std::time::Instant::now(),
+            started: (!fixed).then(std::time::Instant::now),
         }
     }
 
     pub(super) fn now(&self) -> DateTime<Utc> {
-        self.base + chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default()
+        match self.started {
+            Some(s) => self.base + chrono::Duration::from_std(s.elapsed()).unwrap_or_default(),
+            None => self.base,
+        }
     }
 }
 
@@ -97,6 +101,8 @@ pub(super) struct Ctx<'a> {
     /// Claims on the remote when the run started.
     pub listed_claims: Vec<Listed>,
     pub lease: chrono::Duration,
+    /// Claims this run holds (released when the run ends).
+    pub held: Vec<crate::gitops::claims::Held>,
     certs: BTreeMap<String, Result<SealingCert, String>>,
     pub report: RotateReport,
 }
@@ -118,7 +124,7 @@ impl<'a> Ctx<'a> {
             opts,
             providers,
             run: opts.run.clone(),
-            clock: Clock::new(opts.now),
+            clock: Clock::new(opts.now, opts.fixed_clock),
             lease: repo.config.claim_lease,
             fleet,
             writer,
@@ -127,6 +133,7 @@ impl<'a> Ctx<'a> {
             repo,
             unavailable,
             listed_claims,
+            held: Vec::new(),
             certs: BTreeMap::new(),
             report: RotateReport {
                 run: opts.run.to_string(),

@@ -8,15 +8,17 @@
 //!    worktree at main;
 //! 2. [`recover`] — release claims of runs that died, deleting only the keys those runs
 //!    minted and never committed;
-//! 3. [`publish`] and [`revoke`] the rotations already recorded on main;
+//! 3. [`claims`] on the recorded rotations' credentials, then [`publish`] and [`revoke`]
+//!    them (a rotation another run is advancing is `busy`);
 //! 4. [`stage`] new rotations for the selected credentials (or [`delete`] the selected
 //!    secrets): claim → mint → verify → seal → one commit;
 //! 5. [`publish`] and [`revoke`] what was just staged (revoked at once only with a zero
-//!    grace period).
+//!    grace period), and release every claim the run holds.
 //!
 //! The on-disk contract every step relies on is [`crate::journal`]; git is driven only
 //! through [`crate::gitops`].
 
+mod claims;
 mod context;
 mod delete;
 mod gates;
@@ -63,8 +65,13 @@ pub struct RotateOptions {
     pub dry_run: bool,
     /// Delete the selected SealedSecrets (and then their keys) instead of rotating.
     pub delete: bool,
-    /// The reference time (the run's clock starts here and advances in real time).
+    /// The reference time: the run's clock starts here and advances in real time, so that
+    /// what a long run records (publish times) and its leases are true.
     pub now: DateTime<Utc>,
+    /// Keep the run's clock at `now` instead (reproducible runs, `SECRET_MANAGER_NOW`):
+    /// every time the run records or compares is exactly `now`. Claims are still renewed
+    /// by wall-clock time.
+    pub fixed_clock: bool,
     /// This run's id.
     pub run: RunId,
     /// Gate: revoke only when each cluster's SealedSecret shows the new key id with
@@ -90,6 +97,7 @@ impl RotateOptions {
             dry_run: false,
             delete: false,
             now,
+            fixed_clock: false,
             run: RunId::new(now),
             require_synced: false,
             require_old_key_unused: false,
@@ -130,7 +138,8 @@ pub async fn rotate(
     let records = ctx.records()?;
 
     recover::expired_claims(&mut ctx, &records).await;
-    let existing = publish::publish(&mut ctx, records.clone());
+    let existing = claims::for_records(&mut ctx, records.clone());
+    let existing = publish::publish(&mut ctx, existing);
     revoke::revoke(&mut ctx, existing).await;
     let new = if opts.delete {
         delete::stage(&mut ctx, &records).await
@@ -139,6 +148,7 @@ pub async fn rotate(
     };
     let new = publish::publish(&mut ctx, new);
     revoke::revoke(&mut ctx, new).await;
+    claims::release_all(&mut ctx);
 
     ctx.report.interrupted = opts
         .cancel

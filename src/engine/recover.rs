@@ -3,10 +3,11 @@
 //! keys that claim's run minted and never committed — and no other key — records that in
 //! the audit log, and releases the claim.
 
+use super::claims;
 use super::context::Ctx;
 use super::plan::index;
 use super::report::{Action, EngineError, Phase, Step};
-use crate::gitops::claims::{Held, Taken};
+use crate::gitops::claims::Taken;
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, record::ts};
 use crate::provider::{Revoke, Target};
 use std::collections::BTreeSet;
@@ -130,13 +131,18 @@ async fn recover_one(
     };
     let mut blocks = Vec::new();
     if !landed {
-        let keys = match provider.keys(&target).await {
-            Ok(k) => k,
-            Err(e) => {
-                // Keep the claim (with the dead run's window): the next run tries again.
-                ctx.fail(Phase::Preflight, &source, &identity, None, e.into());
-                return None;
+        // A claim that mints nothing (a run advancing a record) leaves nothing to clean.
+        let keys = if dead.mints {
+            match provider.keys(&target).await {
+                Ok(k) => k,
+                Err(e) => {
+                    // Keep the claim (with the dead run's window): the next run tries again.
+                    ctx.fail(Phase::Preflight, &source, &identity, None, e.into());
+                    return None;
+                }
             }
+        } else {
+            Vec::new()
         };
         let mut all_gone = true;
         for k in keys.iter().filter(|k| dead.owns(k, &refs)) {
@@ -199,27 +205,8 @@ async fn recover_one(
         s.done = true;
         ctx.step(s);
     }
-    release(ctx, &[held], &source, &identity);
+    claims::release(ctx, &[held]);
     // The credential is free again: staging may claim it in this same run.
     ctx.listed_claims.retain(|l| l.refname != refname);
     Some(blocks)
-}
-
-/// Deletes claims this run holds; a claim that cannot be deleted runs out by itself.
-pub(super) fn release(ctx: &mut Ctx<'_>, held: &[Held], source: &str, identity: &str) {
-    match ctx.claims.release(held) {
-        Ok(left) => {
-            for (refname, why) in left {
-                tracing::warn!(%refname, %why, "claim not released; it runs out with its lease");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, source, identity, "claims not released; they run out with their lease");
-        }
-    }
-}
-
-/// The key ids of `keys` as strings.
-pub(super) fn ids(keys: &[crate::provider::KeyInfo]) -> Vec<String> {
-    keys.iter().map(|k| k.id.0.clone()).collect()
 }

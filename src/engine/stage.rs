@@ -7,16 +7,15 @@
 //! enough behind for the next run to clean up. A key that is minted but cannot be staged
 //! is deleted again ([`undo`]) — the one place that happens.
 
+use super::claims::{self, Got, keep_fresh};
 use super::context::Ctx;
 use super::plan::{self, Credential};
-use super::recover::{ids, release};
-use super::report::{Action, EngineError, EngineResult, Phase, Step};
+use super::report::{Action, EngineError, Phase, Step};
 use super::seal;
-use crate::gitops::claims::{Held, Taken};
+use crate::gitops::claims::Held;
 use crate::journal::record::ts;
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, trailers};
 use crate::provider::{KeyInfo, Minted, Provider, Revoke, Target};
-use chrono::Utc;
 use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -237,26 +236,75 @@ async fn slots<'a>(ctx: &mut Ctx<'_>, ready: Vec<Ready<'a>>) -> Vec<(Ready<'a>, 
         .await;
     let mut out = Vec::new();
     for (r, keys) in listed {
-        let keys = match keys {
-            Ok(k) => k,
-            Err(e) => {
-                ctx.fail(Phase::Preflight, &r.cred.source, &r.cred.identity, None, e);
-                continue;
-            }
-        };
-        if let Some(limit) = r.provider.capabilities().max_keys_per_identity
-            && keys.len() + r.cred.groups.len() > limit as usize
-        {
-            let e = key_limit(&r.cred, &keys, limit);
-            ctx.fail(Phase::Mint, &r.cred.source, &r.cred.identity, None, e);
-            continue;
+        match keys {
+            Ok(k) => out.push((r, k)),
+            Err(e) => ctx.fail(Phase::Preflight, &r.cred.source, &r.cred.identity, None, e),
         }
-        out.push((r, keys));
     }
     out
 }
 
-/// Pushes one claim per credential in one push. Lost races are `busy`.
+/// Whether minting a key per group would exceed the source's limit.
+fn over_limit(r: &Ready<'_>, keys: &[KeyInfo]) -> Option<u32> {
+    r.provider
+        .capabilities()
+        .max_keys_per_identity
+        .filter(|&limit| keys.len() + r.cred.groups.len() > limit as usize)
+}
+
+/// The key-slot check, after the claim: an identity that looked full may only have been
+/// full because another run was minting for it (then the claim was lost: busy), so a
+/// full identity whose claim this run won is listed again before it is reported.
+async fn check_slots<'a>(
+    ctx: &mut Ctx<'_>,
+    claimed: Vec<Claimed<'a>>,
+    listed: &[(String, Vec<KeyInfo>)],
+) -> Vec<Claimed<'a>> {
+    let mut out = Vec::new();
+    let mut release = Vec::new();
+    for c in claimed {
+        let id = c.cred.id();
+        let keys = listed
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, k)| k.clone())
+            .unwrap_or_default();
+        let ready = Ready {
+            cred: c.cred.clone(),
+            provider: c.provider.clone(),
+        };
+        if over_limit(&ready, &keys).is_none() {
+            out.push(c);
+            continue;
+        }
+        let fresh = match c.provider.keys(&c.cred.target()).await {
+            Ok(k) => k,
+            Err(e) => {
+                ctx.fail(
+                    Phase::Preflight,
+                    &c.cred.source,
+                    &c.cred.identity,
+                    None,
+                    e.into(),
+                );
+                release.push(c.held);
+                continue;
+            }
+        };
+        match over_limit(&ready, &fresh) {
+            None => out.push(c),
+            Some(limit) => {
+                let e = key_limit(&c.cred, &fresh, limit);
+                ctx.fail(Phase::Mint, &c.cred.source, &c.cred.identity, None, e);
+                release.push(c.held);
+            }
+        }
+    }
+    claims::release(ctx, &release);
+    out
+}
+
+/// Claims every credential in one push. Lost races are `busy`.
 fn claim_all<'a>(ctx: &mut Ctx<'_>, ready: Vec<(Ready<'a>, Vec<KeyInfo>)>) -> Vec<Claimed<'a>> {
     let now = ctx.now();
     let claims: Vec<Claim> = ready
@@ -268,80 +316,32 @@ fn claim_all<'a>(ctx: &mut Ctx<'_>, ready: Vec<(Ready<'a>, Vec<KeyInfo>)>) -> Ve
                 &r.cred.identity,
                 &r.cred.params,
                 r.cred.old_keys(),
-                ids(keys),
+                keys.iter().map(|k| k.id.0.clone()).collect(),
                 now,
                 ctx.lease,
             )
         })
         .collect();
-    let outcomes = match ctx.claims.create(claims) {
-        Ok(o) => o,
-        Err(e) => {
-            let msg = format!("pushing the claims failed: {e}");
-            let mut first = Some(EngineError::Git(e));
-            for (r, _) in &ready {
-                let e = first
-                    .take()
-                    .unwrap_or_else(|| EngineError::Batch(msg.clone()));
-                ctx.fail(Phase::Publish, &r.cred.source, &r.cred.identity, None, e);
-            }
-            return Vec::new();
-        }
-    };
+    let got = claims::take(ctx, claims);
     let mut out = Vec::new();
-    for ((r, _), taken) in ready.into_iter().zip(outcomes) {
-        match taken {
-            Taken::Won(held) => out.push(Claimed {
+    for ((r, _), g) in ready.into_iter().zip(got) {
+        match g {
+            Got::Held(held) => out.push(Claimed {
                 cred: r.cred,
                 provider: r.provider,
-                held: *held,
+                held,
             }),
-            Taken::Lost => {
+            Got::Busy => {
                 let s = r.cred.step(
                     Action::Busy,
                     "another run claimed this credential at the same moment",
                 );
                 ctx.step(s);
             }
-            Taken::Refused(reason) => {
-                let e = EngineError::ClaimRefused {
-                    refname: format!("{}{}", ctx.claims.prefix(), r.cred.id()),
-                    prefix: ctx.claims.prefix().to_owned(),
-                    reason,
-                };
-                ctx.fail(Phase::Publish, &r.cred.source, &r.cred.identity, None, e);
-            }
+            Got::Failed(e) => ctx.fail(Phase::Publish, &r.cred.source, &r.cred.identity, None, e),
         }
     }
     out
-}
-
-/// Renews `held` when less than half its lease is left; `Err` when another run took it.
-fn keep_fresh(ctx: &Ctx<'_>, held: &mut Held) -> EngineResult<()> {
-    let now = ctx.now();
-    let wall = Utc::now();
-    let half = ctx.lease / 2;
-    if held.claim.expires_at - now > half && held.claim.mints_before - wall > half {
-        return Ok(());
-    }
-    let mut c = held.claim.clone();
-    c.expires_at = now + ctx.lease;
-    c.mints_before = wall + ctx.lease;
-    match ctx.claims.replace(&held.refname, &held.commit, c)? {
-        Taken::Won(h) => {
-            *held = *h;
-            Ok(())
-        }
-        Taken::Lost => Err(EngineError::ClaimLost(format!(
-            "{} was taken over by another run",
-            held.refname
-        ))),
-        Taken::Refused(reason) => Err(EngineError::ClaimRefused {
-            refname: held.refname.clone(),
-            prefix: ctx.claims.prefix().to_owned(),
-            reason,
-        }),
-    }
 }
 
 /// Mints and verifies one key per group of a claimed credential.
@@ -446,7 +446,7 @@ async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why: &str) {
         "secret-manager: deleted new keys that could not be staged",
         events,
     );
-    release(ctx, &releasable, "", "");
+    claims::release(ctx, &releasable);
 }
 
 /// Reports `error` for the credential of `o`, then undoes it.
@@ -483,7 +483,12 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         return Vec::new();
     }
     let ready = slots(ctx, ready).await;
+    let listed: Vec<(String, Vec<KeyInfo>)> = ready
+        .iter()
+        .map(|(r, k)| (r.cred.id(), k.clone()))
+        .collect();
     let claimed = claim_all(ctx, ready);
+    let claimed = check_slots(ctx, claimed, &listed).await;
     if claimed.is_empty() {
         return Vec::new();
     }
@@ -565,7 +570,6 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         let _ = ctx.writer.refresh();
     }
     let mut out = Vec::new();
-    let mut held = Vec::new();
     for (o, recs) in staged {
         let mut s = plan_step(ctx, &o.claimed.cred);
         s.new_key_id = Some(
@@ -576,12 +580,11 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         );
         s.done = true;
         ctx.step(s);
-        held.push(o.claimed.held);
+        // Kept until the run ends: this run publishes and revokes what it staged.
+        ctx.held.push(o.claimed.held);
         out.extend(recs);
     }
     crate::failpoint("after-stage");
-    // The records on main now make these credentials busy; the claims have done their job.
-    release(ctx, &held, "", "");
     out
 }
 

@@ -97,6 +97,14 @@ pub struct Claim {
     /// When this claim took over an expired one, the run that had died.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub took_over: Option<RunId>,
+    /// Whether the run may mint under this claim. A run that only publishes or revokes a
+    /// recorded rotation claims with `false`: nothing of it is ever cleaned up.
+    #[serde(default = "mints_default")]
+    pub mints: bool,
+}
+
+fn mints_default() -> bool {
+    true
 }
 
 impl Claim {
@@ -131,7 +139,33 @@ impl Claim {
             mints_after: wall,
             mints_before: wall + lease,
             took_over: None,
+            mints: true,
         }
+    }
+
+    /// A claim by `run` that only advances a recorded rotation: it mints nothing, so a
+    /// run that dies holding it leaves nothing to clean up.
+    pub fn advance(
+        run: &RunId,
+        source: &str,
+        identity: &str,
+        params: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Claim {
+        let mut c = Claim::new(
+            run,
+            source,
+            identity,
+            params,
+            Vec::new(),
+            Vec::new(),
+            now,
+            lease,
+        );
+        c.mints = false;
+        c.mints_before = c.mints_after;
+        c
     }
 
     /// Whether the claim has run out at `now` (the reader's clock).
@@ -214,6 +248,7 @@ mod tests {
             mints_after: t,
             mints_before: t + DEFAULT_LEASE,
             took_over: None,
+            mints: true,
         }
     }
 

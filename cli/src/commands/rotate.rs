@@ -201,6 +201,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
         dry_run: true,
         delete,
         now: ctx.now,
+        fixed_clock: std::env::var_os("SECRET_MANAGER_NOW").is_some(),
         run,
         require_synced: args.require_synced,
         require_old_key_unused: args.require_old_key_unused,
