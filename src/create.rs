@@ -191,6 +191,115 @@ fn claim(
     }
 }
 
+/// Seals the minted values into a new SealedSecret and writes it to `req.write`.
+fn seal_and_write(
+    req: &CreateRequest,
+    prefix: &str,
+    cert: &crate::seal::SealingCert,
+    minted: &crate::provider::Minted,
+) -> Result<(), EngineError> {
+    let mappings = annotations::parse_key_mappings(&req.key_mappings).unwrap_or_default();
+    let mut values = BTreeMap::new();
+    for m in &mappings {
+        let v = minted
+            .fields
+            .get(&m.field)
+            .ok_or_else(|| EngineError::MissingField {
+                source_name: req.source.clone(),
+                field: m.field.clone(),
+            })?;
+        values.insert(
+            m.secret_key.clone(),
+            Plaintext::new(v.expose().as_bytes().to_vec()),
+        );
+    }
+    let mut template_annotations: BTreeMap<String, String> = req
+        .params
+        .iter()
+        .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
+        .collect();
+    template_annotations.insert(format!("{prefix}{SOURCE}"), req.source.clone());
+    template_annotations.insert(
+        format!("{prefix}{}", annotations::key_id_annotation(&req.source)),
+        minted.key_id.0.clone(),
+    );
+    template_annotations.insert(
+        format!("{prefix}{CREATE_DATE}"),
+        minted.created.to_rfc3339_opts(SecondsFormat::Secs, true),
+    );
+    template_annotations.insert(format!("{prefix}{KEY_MAPPINGS}"), req.key_mappings.clone());
+    let doc = NewSealedSecret {
+        template_annotations,
+        secret_type: Some("Opaque".into()),
+        ..NewSealedSecret::default()
+    };
+    let edit_err = |message: String| EngineError::Edit {
+        file: req.write.display().to_string(),
+        message,
+    };
+    let doc = ops::seal_new(
+        &mut rand::rngs::OsRng,
+        cert,
+        prefix,
+        &req.name,
+        Some(&req.namespace),
+        req.scope,
+        &values,
+        doc,
+    )
+    .map_err(|e| edit_err(e.to_string()))?;
+    if let Some(dir) = req.write.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| edit_err(e.to_string()))?;
+    }
+    crate::manifest::edit::write_atomic(&req.write, doc.to_yaml().as_bytes())
+        .map_err(|e| edit_err(e.to_string()))
+}
+
+/// Deletes the key `create` minted because a later step failed with `error`; records the
+/// undo in the audit log; releases the claim unless the key could not be deleted (then a
+/// later `rotate` cleans it up).
+#[allow(clippy::too_many_arguments)]
+async fn undo_create(
+    provider: &dyn Provider,
+    target: &Target,
+    identity: &str,
+    run: &RunId,
+    req: &CreateRequest,
+    minted: &crate::provider::Minted,
+    claiming: &Option<Claiming>,
+    error: EngineError,
+) -> CreateError {
+    let why = format!("create failed: {error}");
+    let (step, block, undo_err) =
+        undo(provider, target, identity, &run.0, &minted.key_id.0, &why).await;
+    if let (Some(c), Some(b)) = (claiming, block) {
+        let msg = trailers::message(
+            "secret-manager: deleted a new key that could not be used",
+            &[b],
+        );
+        if let Err(e) = c.events.append(&msg) {
+            tracing::warn!(error = %e, "could not record the undo in the audit log");
+        }
+    }
+    let undo_text = match &undo_err {
+        None => {
+            if let Some(c) = claiming {
+                let _ = c.refs.release(std::slice::from_ref(&c.held));
+            }
+            format!(
+                "rolled back: deleted the new key {} at {}",
+                minted.key_id, req.source
+            )
+        }
+        Some(_) => step.detail.clone(),
+    };
+    CreateError::Failed {
+        phase: Phase::Mint,
+        error: Box::new(error),
+        undo: Some(undo_text),
+    }
+}
+
 /// Creates the credential and writes the SealedSecret to `req.write`.
 pub async fn create(
     repo: &crate::Repo,
@@ -261,71 +370,13 @@ pub async fn create(
         }
     };
     // From here on a key exists: if anything fails, it is deleted again.
-    let result = async {
-        provider
-            .verify(&minted)
-            .await
-            .map_err(|source| EngineError::Verify {
-                key: minted.key_id.0.clone(),
-                source,
-            })?;
-        let mappings = annotations::parse_key_mappings(&req.key_mappings).unwrap_or_default();
-        let mut values = BTreeMap::new();
-        for m in &mappings {
-            let v = minted
-                .fields
-                .get(&m.field)
-                .ok_or_else(|| EngineError::MissingField {
-                    source_name: req.source.clone(),
-                    field: m.field.clone(),
-                })?;
-            values.insert(
-                m.secret_key.clone(),
-                Plaintext::new(v.expose().as_bytes().to_vec()),
-            );
-        }
-        let mut template_annotations: BTreeMap<String, String> = req
-            .params
-            .iter()
-            .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
-            .collect();
-        template_annotations.insert(format!("{prefix}{SOURCE}"), req.source.clone());
-        template_annotations.insert(
-            format!("{prefix}{}", annotations::key_id_annotation(&req.source)),
-            minted.key_id.0.clone(),
-        );
-        template_annotations.insert(
-            format!("{prefix}{CREATE_DATE}"),
-            minted.created.to_rfc3339_opts(SecondsFormat::Secs, true),
-        );
-        template_annotations.insert(format!("{prefix}{KEY_MAPPINGS}"), req.key_mappings.clone());
-        let doc = NewSealedSecret {
-            template_annotations,
-            secret_type: Some("Opaque".into()),
-            ..NewSealedSecret::default()
-        };
-        let edit_err = |message: String| EngineError::Edit {
-            file: req.write.display().to_string(),
-            message,
-        };
-        let doc = ops::seal_new(
-            &mut rand::rngs::OsRng,
-            &cert,
-            &prefix,
-            &req.name,
-            Some(&req.namespace),
-            req.scope,
-            &values,
-            doc,
-        )
-        .map_err(|e| edit_err(e.to_string()))?;
-        if let Some(dir) = req.write.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| edit_err(e.to_string()))?;
-        }
-        crate::manifest::edit::write_atomic(&req.write, doc.to_yaml().as_bytes())
-            .map_err(|e| edit_err(e.to_string()))
-    }
-    .await;
+    let result = match provider.verify(&minted).await {
+        Ok(()) => seal_and_write(req, &prefix, &cert, &minted),
+        Err(source) => Err(EngineError::Verify {
+            key: minted.key_id.0.clone(),
+            source,
+        }),
+    };
     match result {
         Ok(()) => {
             release(&claiming);
@@ -335,42 +386,16 @@ pub async fn create(
                 claimed: claiming.is_some(),
             })
         }
-        Err(error) => {
-            let why = format!("create failed: {error}");
-            let (step, block, undo_err) = undo(
-                provider.as_ref() as &dyn Provider,
-                &target,
-                &identity,
-                &run.0,
-                &minted.key_id.0,
-                &why,
-            )
-            .await;
-            let undo_text = match &undo_err {
-                None => format!(
-                    "rolled back: deleted the new key {} at {}",
-                    minted.key_id, req.source
-                ),
-                Some(_) => step.detail.clone(),
-            };
-            if let (Some(c), Some(b)) = (&claiming, block) {
-                let msg = trailers::message(
-                    "secret-manager: deleted a new key that could not be used",
-                    &[b],
-                );
-                if let Err(e) = c.events.append(&msg) {
-                    tracing::warn!(error = %e, "could not record the undo in the audit log");
-                }
-            }
-            // A key that could not be deleted keeps its claim: `rotate` cleans it up later.
-            if undo_err.is_none() {
-                release(&claiming);
-            }
-            Err(CreateError::Failed {
-                phase: Phase::Mint,
-                error: Box::new(error),
-                undo: Some(undo_text),
-            })
-        }
+        Err(error) => Err(undo_create(
+            provider.as_ref(),
+            &target,
+            &identity,
+            run,
+            req,
+            &minted,
+            &claiming,
+            error,
+        )
+        .await),
     }
 }

@@ -175,6 +175,25 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// One error that fails several credentials (a batch commit, a shared pointer): the
+    /// first carries `error`, the others say the batch failed with the same message.
+    pub fn fail_all<'r>(
+        &mut self,
+        phase: Phase,
+        who: impl IntoIterator<Item = (&'r str, &'r str)>,
+        cluster: Option<&str>,
+        error: EngineError,
+    ) {
+        let msg = error.to_string();
+        let mut first = Some(error);
+        for (source, identity) in who {
+            let e = first
+                .take()
+                .unwrap_or_else(|| EngineError::Batch(msg.clone()));
+            self.fail(phase, source, identity, cluster, e);
+        }
+    }
+
     pub fn step(&mut self, s: Step) {
         self.progress(&s);
         tracing::info!(action = %s.action, source = %s.source, identity = %s.identity, done = s.done, detail = %s.detail, "step");

@@ -32,15 +32,20 @@ fn remove_documents(ctx: &Ctx<'_>, manifests: &[&Found]) -> Result<(), EngineErr
     Ok(())
 }
 
-/// Stages the deletion of every selected credential's manifests. Returns the records.
-pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
-    let scan = ctx.scan();
+/// One credential key's manifests to delete.
+struct Selected<'f> {
+    source: String,
+    identity: String,
+    key: String,
+    params: BTreeMap<String, String>,
+    manifests: Vec<&'f Found>,
+}
+
+/// The selected manifests, one group per (source, identity, key).
+fn select<'f>(ctx: &Ctx<'_>, found: &'f [Found]) -> Vec<Selected<'f>> {
     let opts = ctx.opts;
-    let now = ctx.now();
-    // One record per credential key: (source, identity, key) → (params, manifests).
-    type Selected<'f> = (BTreeMap<String, String>, Vec<&'f Found>);
-    let mut by_key: BTreeMap<(String, String, String), Selected<'_>> = BTreeMap::new();
-    for ident in index(&scan.secrets, now) {
+    let mut by_key: BTreeMap<(String, String, String), Selected<'f>> = BTreeMap::new();
+    for ident in index(found, ctx.now()) {
         for f in ident.manifests.iter().copied() {
             if !opts.filter.matches(f, opts.now) {
                 continue;
@@ -51,113 +56,141 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
                 .and_then(|m| m.key_id.clone())
                 .unwrap_or_default();
             by_key
-                .entry((ident.source.clone(), ident.identity.clone(), key))
-                .or_insert_with(|| (ident.target.params.clone(), Vec::new()))
-                .1
+                .entry((ident.source.clone(), ident.identity.clone(), key.clone()))
+                .or_insert_with(|| Selected {
+                    source: ident.source.clone(),
+                    identity: ident.identity.clone(),
+                    key,
+                    params: ident.target.params.clone(),
+                    manifests: Vec::new(),
+                })
+                .manifests
                 .push(f);
         }
     }
+    by_key.into_values().collect()
+}
+
+/// Stages the deletion of every selected credential's manifests. Returns the records.
+pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
+    let scan = ctx.scan();
     let mut out = Vec::new();
-    for ((source, identity, key), (params, manifests)) in by_key {
+    for sel in select(ctx, &scan.secrets) {
         if ctx.cancelled() {
             break;
         }
-        let files: Vec<String> = manifests
-            .iter()
-            .map(|f| f.file.display().to_string())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let clusters: Vec<String> = manifests
-            .iter()
-            .filter_map(|f| f.attribution.cluster().map(str::to_owned))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut step = Step::new(
-            Action::Delete,
-            &source,
-            &identity,
-            format!(
-                "remove {} SealedSecret document(s), publish to {}, then revoke the key if nothing else uses it",
-                manifests.len(),
-                clusters.join(", ")
-            ),
-        );
-        step.old_key_id = Some(key.clone());
-        step.clusters = clusters.clone();
-        step.files = files.clone();
-        if let Some(why) = busy_reason(&source, &identity, records, &ctx.listed_claims, &ctx.run) {
-            step.action = Action::Busy;
-            step.detail = format!("{why}; delete after it finishes");
-            ctx.step(step);
-            continue;
+        if let Some(rec) = stage_one(ctx, records, sel) {
+            out.push(rec);
         }
-        if let Some(f) = manifests.iter().find(|f| f.attribution.cluster().is_none()) {
-            let e = EngineError::NotUnderCluster {
-                file: f.file.display().to_string(),
-            };
-            ctx.fail(Phase::Preflight, &source, &identity, None, e);
-            continue;
-        }
-        if opts.dry_run {
-            ctx.step(step);
-            continue;
-        }
-        if let Err(e) = remove_documents(ctx, &manifests) {
-            let _ = ctx.writer.discard();
-            ctx.fail(Phase::Mint, &source, &identity, None, e);
-            continue;
-        }
-        let rec = RotationRecord {
-            version: 1,
-            id: format!(
-                "delete-{}-{}",
-                opts.now.format("%Y%m%dT%H%M%SZ"),
-                &crate::seal::fingerprint_hex(format!("{identity}{key}").as_bytes())[..8]
-            ),
-            kind: RecordKind::Delete,
-            source: source.clone(),
-            identity: identity.clone(),
-            params,
-            old_key_id: key.clone(),
-            new_key_id: String::new(),
-            staged_at: now,
-            manifests: manifests.iter().map(|f| record_manifest(f)).collect(),
-            published_at: BTreeMap::new(),
-            operator: None,
-            run: Some(ctx.run.0.clone()),
-            claimed_at: None,
-            disabled_at: None,
-        };
-        let rec_path = ctx.writer.dir().join(rec.path());
-        let written = std::fs::create_dir_all(rec_path.parent().expect("records have a directory"))
-            .and_then(|()| std::fs::write(&rec_path, rec.to_yaml()));
-        if let Err(source_err) = written {
-            let _ = ctx.writer.discard();
-            let e = EngineError::Io {
-                path: rec.path(),
-                source: source_err,
-            };
-            ctx.fail(Phase::Mint, &source, &identity, None, e);
-            continue;
-        }
-        let mut paths = files.clone();
-        paths.push(rec.path());
-        let subject = format!(
-            "secret-manager: delete {} ({}) from {}",
-            identity,
-            source,
-            clusters.join(", ")
-        );
-        let message = trailers::message(&subject, &[rec.trailer(TrailerAction::DeleteSecret)]);
-        if let Err(e) = ctx.writer.commit_and_push(&paths, &message) {
-            ctx.fail(Phase::Publish, &source, &identity, None, e.into());
-            continue;
-        }
-        step.done = true;
-        ctx.step(step);
-        out.push(rec);
     }
     out
+}
+
+/// Removes one credential key's documents, writes its deletion record and commits.
+fn stage_one(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+    sel: Selected<'_>,
+) -> Option<RotationRecord> {
+    let Selected {
+        source,
+        identity,
+        key,
+        params,
+        manifests,
+    } = sel;
+    let set = |v: Vec<String>| -> Vec<String> {
+        v.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+    };
+    let files = set(manifests
+        .iter()
+        .map(|f| f.file.display().to_string())
+        .collect());
+    let clusters = set(manifests
+        .iter()
+        .filter_map(|f| f.attribution.cluster().map(str::to_owned))
+        .collect());
+    let mut step = Step::new(
+        Action::Delete,
+        &source,
+        &identity,
+        format!(
+            "remove {} SealedSecret document(s), publish to {}, then revoke the key if nothing else uses it",
+            manifests.len(),
+            clusters.join(", ")
+        ),
+    );
+    step.old_key_id = Some(key.clone());
+    step.clusters = clusters.clone();
+    step.files = files.clone();
+    if let Some(why) = busy_reason(&source, &identity, records, &ctx.listed_claims, &ctx.run) {
+        step.action = Action::Busy;
+        step.detail = format!("{why}; delete after it finishes");
+        ctx.step(step);
+        return None;
+    }
+    if let Some(f) = manifests.iter().find(|f| f.attribution.cluster().is_none()) {
+        let e = EngineError::NotUnderCluster {
+            file: f.file.display().to_string(),
+        };
+        ctx.fail(Phase::Preflight, &source, &identity, None, e);
+        return None;
+    }
+    if ctx.opts.dry_run {
+        ctx.step(step);
+        return None;
+    }
+    let now = ctx.now();
+    let rec = RotationRecord {
+        version: 1,
+        id: format!(
+            "delete-{}-{}",
+            ctx.opts.now.format("%Y%m%dT%H%M%SZ"),
+            &crate::seal::fingerprint_hex(format!("{identity}{key}").as_bytes())[..8]
+        ),
+        kind: RecordKind::Delete,
+        source: source.clone(),
+        identity: identity.clone(),
+        params,
+        old_key_id: key,
+        new_key_id: String::new(),
+        staged_at: now,
+        manifests: manifests.iter().map(|f| record_manifest(f)).collect(),
+        published_at: BTreeMap::new(),
+        operator: None,
+        run: Some(ctx.run.0.clone()),
+        claimed_at: None,
+        disabled_at: None,
+    };
+    if let Err(e) = remove_documents(ctx, &manifests).and_then(|()| write_record(ctx, &rec)) {
+        let _ = ctx.writer.discard();
+        ctx.fail(Phase::Mint, &source, &identity, None, e);
+        return None;
+    }
+    let mut paths = files;
+    paths.push(rec.path());
+    let subject = format!(
+        "secret-manager: delete {} ({}) from {}",
+        identity,
+        source,
+        clusters.join(", ")
+    );
+    let message = trailers::message(&subject, &[rec.trailer(TrailerAction::DeleteSecret)]);
+    if let Err(e) = ctx.writer.commit_and_push(&paths, &message) {
+        ctx.fail(Phase::Publish, &source, &identity, None, e.into());
+        return None;
+    }
+    step.done = true;
+    ctx.step(step);
+    Some(rec)
+}
+
+fn write_record(ctx: &Ctx<'_>, rec: &RotationRecord) -> Result<(), EngineError> {
+    let path = ctx.writer.dir().join(rec.path());
+    std::fs::create_dir_all(path.parent().expect("records have a directory"))
+        .and_then(|()| std::fs::write(&path, rec.to_yaml()))
+        .map_err(|source| EngineError::Io {
+            path: rec.path(),
+            source,
+        })
 }

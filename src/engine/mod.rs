@@ -22,18 +22,20 @@ mod claims;
 mod context;
 mod delete;
 mod gates;
+mod mint;
 mod plan;
 mod publish;
 mod recover;
 mod report;
 mod revoke;
 mod seal;
+mod slots;
 mod stage;
 
 pub use context::{Cancel, Signal};
 pub use gates::unused_since;
+pub(crate) use mint::undo;
 pub use report::{Action, EngineError, EngineResult, Failure, Phase, RotateReport, Step};
-pub(crate) use stage::undo;
 
 use crate::config::RevokeMode;
 use crate::gitops::Fleet;

@@ -23,6 +23,12 @@ pub(super) fn record_step(
     s
 }
 
+/// Indices of records per (cluster, staging commit): one pointer move each.
+type Moves = BTreeMap<(String, String), Vec<usize>>;
+
+/// What a run moved: record index → (cluster, how).
+type Moved = BTreeMap<usize, Vec<(String, String)>>;
+
 /// Publishes every `Staged` record. Records in other states pass through unchanged;
 /// a record whose publish could not be recorded is left out (the next run finds its
 /// pointers already moved and records it then), so that nothing is revoked on a state
@@ -34,26 +40,35 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
     if staged.is_empty() {
         return records;
     }
+    let (moves, mut blocked) = plan_moves(ctx, &records, &staged);
+    let moved = move_pointers(ctx, &mut records, moves, &mut blocked);
+    crate::failpoint("after-publish");
+    if !moved.is_empty() && !record(ctx, &records, &moved) {
+        blocked.extend(moved.keys());
+    }
+    drop_indices(records, &blocked)
+}
+
+/// The pointer moves the staged records need, and the records that cannot move (no
+/// staging commit, or a dry run, which only reports).
+fn plan_moves(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+    staged: &[usize],
+) -> (Moves, BTreeSet<usize>) {
+    let mut blocked: BTreeSet<usize> = BTreeSet::new();
+    let mut moves = Moves::new();
     let commits = match staging_commits(ctx.writer.git()) {
         Ok(c) => c,
         Err(e) => {
-            let msg = e.to_string();
-            let mut first = Some(EngineError::Git(e));
-            for &i in &staged {
-                let r = &records[i];
-                let err = first
-                    .take()
-                    .unwrap_or_else(|| EngineError::Batch(msg.clone()));
-                ctx.fail(Phase::Publish, &r.source, &r.identity, None, err);
-            }
-            let keep: BTreeSet<usize> = staged.into_iter().collect();
-            return drop_indices(records, &keep);
+            let who = staged
+                .iter()
+                .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()));
+            ctx.fail_all(Phase::Publish, who, None, EngineError::Git(e));
+            return (moves, staged.iter().copied().collect());
         }
     };
-    let mut blocked: BTreeSet<usize> = BTreeSet::new();
-    // (cluster, staging commit) → records.
-    let mut moves: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for &i in &staged {
+    for &i in staged {
         let rec = &records[i];
         let RotationState::Staged { pending } = rec.state() else {
             continue;
@@ -65,12 +80,8 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
             continue;
         };
         if ctx.opts.dry_run {
-            let s = record_step(
-                rec,
-                Action::Publish,
-                pending,
-                format!("move the pointers to include {}", &sha[..12.min(sha.len())]),
-            );
+            let detail = format!("move the pointers to include {}", &sha[..12.min(sha.len())]);
+            let s = record_step(rec, Action::Publish, pending, detail);
             ctx.step(s);
             blocked.insert(i);
             continue;
@@ -79,13 +90,21 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
             moves.entry((c, sha.clone())).or_default().push(i);
         }
     }
+    (moves, blocked)
+}
+
+/// Moves each pointer once per staging commit; records the publish time in memory.
+fn move_pointers(
+    ctx: &mut Ctx<'_>,
+    records: &mut [RotationRecord],
+    moves: Moves,
+    blocked: &mut BTreeSet<usize>,
+) -> Moved {
     let now = ctx.now();
-    let mut newly: BTreeMap<usize, Vec<(String, String)>> = BTreeMap::new();
+    let mut moved = Moved::new();
     for ((cluster, sha), members) in moves {
         if ctx.cancelled() {
-            for &i in &members {
-                blocked.insert(i);
-            }
+            blocked.extend(&members);
             continue;
         }
         let remote = ctx
@@ -104,43 +123,39 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
         };
         match result {
             Ok(out) => {
-                let detail = format!(
-                    "{:?} {} -> {}",
-                    out.mode,
-                    &out.from[..12.min(out.from.len())],
-                    &out.to[..12.min(out.to.len())]
-                );
+                let short = |s: &str| s[..12.min(s.len())].to_owned();
+                let detail = format!("{:?} {} -> {}", out.mode, short(&out.from), short(&out.to));
                 for &i in &members {
                     records[i].published_at.insert(cluster.clone(), now);
-                    newly
+                    moved
                         .entry(i)
                         .or_default()
                         .push((cluster.clone(), detail.clone()));
                 }
             }
             Err(e) => {
-                let msg = e.to_string();
-                let mut first = Some(EngineError::Publish(e));
-                for &i in &members {
-                    blocked.insert(i);
-                    let r = &records[i];
-                    let err = first
-                        .take()
-                        .unwrap_or_else(|| EngineError::Batch(msg.clone()));
-                    ctx.fail(Phase::Publish, &r.source, &r.identity, Some(&cluster), err);
-                }
+                blocked.extend(&members);
+                let who = members
+                    .iter()
+                    .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()));
+                ctx.fail_all(Phase::Publish, who, Some(&cluster), EngineError::Publish(e));
             }
         }
     }
-    crate::failpoint("after-publish");
-    if newly.is_empty() {
-        return drop_indices(records, &blocked);
-    }
-    // Record the publications in one commit.
+    moved
+}
+
+/// Commits the new publish times in one commit; false when that failed (reported).
+fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool {
+    let who = || {
+        moved
+            .keys()
+            .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()))
+    };
     let mut paths = Vec::new();
     let mut blocks = Vec::new();
     let mut clusters = BTreeSet::new();
-    for (&i, moved) in &newly {
+    for (&i, m) in moved {
         let rec = &records[i];
         if let Err(source) = std::fs::write(ctx.writer.dir().join(rec.path()), rec.to_yaml()) {
             let _ = ctx.writer.discard();
@@ -148,11 +163,10 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
                 path: rec.path(),
                 source,
             };
-            ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e);
-            let all: BTreeSet<usize> = newly.keys().copied().chain(blocked).collect();
-            return drop_indices(records, &all);
+            ctx.fail_all(Phase::Publish, who(), None, e);
+            return false;
         }
-        let names: Vec<String> = moved.iter().map(|(c, _)| c.clone()).collect();
+        let names: Vec<String> = m.iter().map(|(c, _)| c.clone()).collect();
         let mut b = rec.trailer(TrailerAction::Publish);
         b.published = rec.published_trailers(&names);
         blocks.push(b);
@@ -160,38 +174,27 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
         paths.push(rec.path());
     }
     let clusters: Vec<String> = clusters.into_iter().collect();
-    let subject = if newly.len() == 1 {
-        let i = *newly.keys().next().expect("one");
-        format!(
+    let subject = match moved.keys().next() {
+        Some(&i) if moved.len() == 1 => format!(
             "secret-manager: published rotation {} to {}",
             records[i].id,
             clusters.join(", ")
-        )
-    } else {
-        format!(
+        ),
+        _ => format!(
             "secret-manager: published {} rotations to {}",
-            newly.len(),
+            moved.len(),
             clusters.join(", ")
-        )
+        ),
     };
     if let Err(e) = ctx
         .writer
         .commit_and_push(&paths, &trailers::message(&subject, &blocks))
     {
-        let msg = e.to_string();
-        let mut first = Some(EngineError::Publish(e));
-        for &i in newly.keys() {
-            let r = &records[i];
-            let err = first
-                .take()
-                .unwrap_or_else(|| EngineError::Batch(msg.clone()));
-            ctx.fail(Phase::Publish, &r.source, &r.identity, None, err);
-        }
-        let all: BTreeSet<usize> = newly.keys().copied().chain(blocked).collect();
-        return drop_indices(records, &all);
+        ctx.fail_all(Phase::Publish, who(), None, EngineError::Publish(e));
+        return false;
     }
-    for (&i, moved) in &newly {
-        for (c, detail) in moved {
+    for (&i, m) in moved {
+        for (c, detail) in m {
             let mut s = record_step(
                 &records[i],
                 Action::Publish,
@@ -202,7 +205,7 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
             ctx.step(s);
         }
     }
-    drop_indices(records, &blocked)
+    true
 }
 
 fn drop_indices(records: Vec<RotationRecord>, drop: &BTreeSet<usize>) -> Vec<RotationRecord> {

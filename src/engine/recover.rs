@@ -7,9 +7,9 @@ use super::claims;
 use super::context::Ctx;
 use super::plan::index;
 use super::report::{Action, EngineError, Phase, Step};
-use crate::gitops::claims::Taken;
+use crate::gitops::claims::{Held, Taken};
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, record::ts};
-use crate::provider::{Revoke, Target};
+use crate::provider::{KeyInfo, Provider, Revoke, Target};
 use std::collections::BTreeSet;
 
 /// Every key of (source, identity) that main references: manifests and records.
@@ -85,50 +85,15 @@ async fn recover_one(
     if ctx.opts.dry_run {
         if let Ok(keys) = provider.keys(&target).await {
             for k in keys.iter().filter(|k| dead.owns(k, &refs)) {
-                let mut s = Step::new(
-                    Action::Cleanup,
-                    &source,
-                    &identity,
-                    format!("delete a key run {} minted and never committed", dead.run),
-                );
+                let detail = format!("delete a key run {} minted and never committed", dead.run);
+                let mut s = Step::new(Action::Cleanup, &source, &identity, detail);
                 s.old_key_id = Some(k.id.0.clone());
                 ctx.step(s);
             }
         }
         return None;
     }
-    // Take the claim over first: from here on no other run acts on this credential.
-    let mut mine = dead.clone();
-    mine.run = ctx.run.clone();
-    mine.claimed_at = ctx.now();
-    mine.expires_at = ctx.now() + ctx.lease;
-    mine.took_over = Some(dead.run.clone());
-    let held = match ctx.claims.replace(refname, commit, mine.clone()) {
-        Ok(Taken::Won(h)) => *h,
-        Ok(Taken::Lost) => {
-            let s = Step::new(
-                Action::Busy,
-                &source,
-                &identity,
-                format!("another run is cleaning up after run {}", dead.run),
-            );
-            ctx.step(s);
-            return None;
-        }
-        Ok(Taken::Refused(reason)) => {
-            let e = EngineError::ClaimRefused {
-                refname: refname.to_owned(),
-                prefix: ctx.claims.prefix().to_owned(),
-                reason,
-            };
-            ctx.fail(Phase::Publish, &source, &identity, None, e);
-            return None;
-        }
-        Err(e) => {
-            ctx.fail(Phase::Publish, &source, &identity, None, e.into());
-            return None;
-        }
-    };
+    let held = take_over(ctx, refname, commit, &dead)?;
     let mut blocks = Vec::new();
     if !landed {
         // A claim that mints nothing (a run advancing a record) leaves nothing to clean.
@@ -144,64 +109,23 @@ async fn recover_one(
         } else {
             Vec::new()
         };
-        let mut all_gone = true;
-        for k in keys.iter().filter(|k| dead.owns(k, &refs)) {
-            let mut s = Step::new(
-                Action::Cleanup,
-                &source,
-                &identity,
-                format!(
-                    "deleted key created {} by run {}, which died before committing it",
-                    k.created.map(ts).unwrap_or_default(),
-                    dead.run
-                ),
-            );
-            s.old_key_id = Some(k.id.0.clone());
-            match provider.revoke(&target, &k.id, Revoke::Delete).await {
-                Ok(()) => {
-                    s.done = true;
-                    let mut b = TrailerBlock::new(TrailerAction::Cleanup);
-                    b.run = Some(dead.run.0.clone());
-                    b.source = Some(source.clone());
-                    b.identity = Some(identity.clone());
-                    b.old_key = Some(k.id.0.clone());
-                    b.reason = Some(format!(
-                        "minted under the claim of run {} (created {}), never committed; deleted by run {}",
-                        dead.run,
-                        k.created.map(ts).unwrap_or_default(),
-                        ctx.run
-                    ));
-                    blocks.push(b);
-                }
-                Err(e) => {
-                    all_gone = false;
-                    ctx.fail(Phase::Revoke, &source, &identity, None, e.into());
-                }
-            }
-            ctx.step(s);
-        }
+        let orphans: Vec<KeyInfo> = keys.into_iter().filter(|k| dead.owns(k, &refs)).collect();
+        let all_gone = clean(
+            ctx,
+            provider.as_ref(),
+            &target,
+            &dead,
+            &orphans,
+            &mut blocks,
+        )
+        .await;
         if !all_gone {
             // Keep the claim: the next run deletes what is left, under the same window.
             return Some(blocks);
         }
-        let mut b = TrailerBlock::new(TrailerAction::Abandon);
-        b.run = Some(dead.run.0.clone());
-        b.claimed = Some(ts(dead.claimed_at));
-        b.source = Some(source.clone());
-        b.identity = Some(identity.clone());
-        b.reason = Some(format!(
-            "{}; lease ran out at {}; released by run {}",
-            dead.describe(),
-            ts(dead.expires_at),
-            ctx.run
-        ));
-        blocks.push(b);
-        let mut s = Step::new(
-            Action::Abandon,
-            &source,
-            &identity,
-            format!("released the claim of run {}, which died", dead.run),
-        );
+        blocks.push(abandon_block(ctx, &dead));
+        let detail = format!("released the claim of run {}, which died", dead.run);
+        let mut s = Step::new(Action::Abandon, &source, &identity, detail);
         s.done = true;
         ctx.step(s);
     }
@@ -209,4 +133,96 @@ async fn recover_one(
     // The credential is free again: staging may claim it in this same run.
     ctx.listed_claims.retain(|l| l.refname != refname);
     Some(blocks)
+}
+
+/// Takes the dead run's claim over (by lease), keeping its window: from here on no other
+/// run acts on the credential. `None` when another run was first or the remote refused.
+fn take_over(ctx: &mut Ctx<'_>, refname: &str, commit: &str, dead: &Claim) -> Option<Held> {
+    let mut mine = dead.clone();
+    mine.run = ctx.run.clone();
+    mine.claimed_at = ctx.now();
+    mine.expires_at = ctx.now() + ctx.lease;
+    mine.took_over = Some(dead.run.clone());
+    let (source, identity) = (&dead.source, &dead.identity);
+    match ctx.claims.replace(refname, commit, mine) {
+        Ok(Taken::Won(h)) => Some(*h),
+        Ok(Taken::Lost) => {
+            let detail = format!("another run is cleaning up after run {}", dead.run);
+            let s = Step::new(Action::Busy, source, identity, detail);
+            ctx.step(s);
+            None
+        }
+        Ok(Taken::Refused(reason)) => {
+            let e = EngineError::ClaimRefused {
+                refname: refname.to_owned(),
+                prefix: ctx.claims.prefix().to_owned(),
+                reason,
+            };
+            ctx.fail(Phase::Publish, source, identity, None, e);
+            None
+        }
+        Err(e) => {
+            ctx.fail(Phase::Publish, source, identity, None, e.into());
+            None
+        }
+    }
+}
+
+/// Deletes `orphans` (the dead run's keys); true when every one is gone.
+async fn clean(
+    ctx: &mut Ctx<'_>,
+    provider: &dyn Provider,
+    target: &Target,
+    dead: &Claim,
+    orphans: &[KeyInfo],
+    blocks: &mut Vec<TrailerBlock>,
+) -> bool {
+    let (source, identity) = (&dead.source, &dead.identity);
+    let mut all_gone = true;
+    for k in orphans {
+        let created = k.created.map(ts).unwrap_or_default();
+        let detail = format!(
+            "deleted key created {created} by run {}, which died before committing it",
+            dead.run
+        );
+        let mut s = Step::new(Action::Cleanup, source, identity, detail);
+        s.old_key_id = Some(k.id.0.clone());
+        match provider.revoke(target, &k.id, Revoke::Delete).await {
+            Ok(()) => {
+                s.done = true;
+                let mut b = TrailerBlock::new(TrailerAction::Cleanup);
+                b.run = Some(dead.run.0.clone());
+                b.source = Some(source.clone());
+                b.identity = Some(identity.clone());
+                b.old_key = Some(k.id.0.clone());
+                b.reason = Some(format!(
+                    "minted under the claim of run {} (created {created}), never committed; deleted by run {}",
+                    dead.run, ctx.run
+                ));
+                blocks.push(b);
+            }
+            Err(e) => {
+                all_gone = false;
+                ctx.fail(Phase::Revoke, source, identity, None, e.into());
+            }
+        }
+        ctx.step(s);
+    }
+    all_gone
+}
+
+/// The audit block of releasing a dead run's claim.
+fn abandon_block(ctx: &Ctx<'_>, dead: &Claim) -> TrailerBlock {
+    let mut b = TrailerBlock::new(TrailerAction::Abandon);
+    b.run = Some(dead.run.0.clone());
+    b.claimed = Some(ts(dead.claimed_at));
+    b.source = Some(dead.source.clone());
+    b.identity = Some(dead.identity.clone());
+    b.reason = Some(format!(
+        "{}; lease ran out at {}; released by run {}",
+        dead.describe(),
+        ts(dead.expires_at),
+        ctx.run
+    ));
+    b
 }

@@ -130,6 +130,20 @@ pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) 
     if todo.is_empty() {
         return;
     }
+    let done = call_sources(ctx, &records, todo).await;
+    if done.is_empty() {
+        return;
+    }
+    crate::failpoint("after-revoke");
+    commit(ctx, &mut records, done);
+}
+
+/// The provider calls, `concurrency` at a time. Returns what succeeded.
+async fn call_sources(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+    todo: Vec<(usize, Todo)>,
+) -> Vec<(usize, Todo)> {
     let providers = ctx.providers;
     let calls: Vec<(usize, Todo, Result<(), EngineError>)> = futures::stream::iter(todo)
         .map(|(i, t)| {
@@ -161,53 +175,21 @@ pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) 
             }
         }
     }
-    if done.is_empty() {
-        return;
-    }
-    crate::failpoint("after-revoke");
-    let now = ctx.now();
-    let mut paths = Vec::new();
-    let mut blocks: Vec<TrailerBlock> = Vec::new();
-    let (mut revoked, mut disabled, mut kept) = (0, 0, 0);
-    for (i, t) in &done {
-        let rec = &mut records[*i];
-        let path = ctx.writer.dir().join(rec.path());
-        paths.push(rec.path());
-        let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
-        match t {
-            Todo::Revoke(Revoke::Disable) => {
-                rec.disabled_at = Some(now);
-                let _ = std::fs::write(&path, rec.to_yaml());
-                let mut b = rec.trailer(TrailerAction::Revoke);
-                b.published = rec.published_trailers(&rec.clusters());
-                b.reason =
-                    Some("old key disabled; deleted once the grace period has passed again".into());
-                blocks.push(b);
-                disabled += 1;
-            }
-            Todo::Revoke(Revoke::Delete) => {
-                let _ = std::fs::remove_file(&path);
-                let action = if was_disabled {
-                    TrailerAction::DeleteDisabled
-                } else {
-                    TrailerAction::Revoke
-                };
-                let mut b = rec.trailer(action);
-                b.published = rec.published_trailers(&rec.clusters());
-                blocks.push(b);
-                revoked += 1;
-            }
-            Todo::Keep(users) => {
-                let _ = std::fs::remove_file(&path);
-                let mut b = rec.trailer(TrailerAction::RevokeSkipped);
-                b.reason = Some(format!("still used by {}", users.join(", ")));
-                blocks.push(b);
-                kept += 1;
-            }
-        }
-    }
-    let subject = match (revoked + disabled, kept, done.as_slice()) {
-        (1, 0, [(i, _)]) => {
+    done
+}
+
+/// The subject of the revoke commit.
+fn subject(records: &[RotationRecord], done: &[(usize, Todo)]) -> String {
+    let n = |f: fn(&Todo) -> bool| done.iter().filter(|(_, t)| f(t)).count();
+    let revoked = n(|t| matches!(t, Todo::Revoke(Revoke::Delete)));
+    let disabled = n(|t| matches!(t, Todo::Revoke(Revoke::Disable)));
+    let kept = n(|t| matches!(t, Todo::Keep(_)));
+    match done {
+        [(i, Todo::Keep(_))] => format!(
+            "secret-manager: deleted {} (key kept: still used)",
+            records[*i].identity
+        ),
+        [(i, _)] => {
             let rec = &records[*i];
             format!(
                 "secret-manager: {} {} key of {} ({})",
@@ -221,10 +203,6 @@ pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) 
                 rec.source
             )
         }
-        (0, 1, [(i, _)]) => format!(
-            "secret-manager: deleted {} (key kept: still used)",
-            records[*i].identity
-        ),
         _ => {
             let mut parts = Vec::new();
             if revoked > 0 {
@@ -238,53 +216,89 @@ pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) 
             }
             format!("secret-manager: {}", parts.join(" and "))
         }
-    };
-    match ctx
-        .writer
-        .commit_and_push(&paths, &trailers::message(&subject, &blocks))
-    {
-        Ok(_) => {
-            for (i, t) in done {
-                let rec = &records[i];
-                let (action, detail) = match &t {
-                    Todo::Revoke(Revoke::Disable) => (
-                        Action::Revoke,
-                        format!(
-                            "disabled old key {}; deleted after {}",
-                            rec.old_key_id,
-                            ts(now + ctx.opts.revoke_after)
-                        ),
-                    ),
-                    Todo::Revoke(Revoke::Delete) => (
-                        Action::Revoke,
-                        format!("deleted old key {}", rec.old_key_id),
-                    ),
-                    Todo::Keep(users) => (
-                        Action::Skip,
-                        format!("old key kept: still used by {}", users.join(", ")),
-                    ),
-                };
-                let mut s = record_step(rec, action, rec.clusters(), detail);
-                s.done = true;
-                ctx.step(s);
+    }
+}
+
+/// Ends (or, when disabling, updates) the records in one commit and reports each step.
+fn commit(ctx: &mut Ctx<'_>, records: &mut [RotationRecord], done: Vec<(usize, Todo)>) {
+    let now = ctx.now();
+    let mut paths = Vec::new();
+    let mut blocks: Vec<TrailerBlock> = Vec::new();
+    for (i, t) in &done {
+        let rec = &mut records[*i];
+        let path = ctx.writer.dir().join(rec.path());
+        paths.push(rec.path());
+        let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
+        let mut b = match t {
+            Todo::Revoke(Revoke::Disable) => {
+                rec.disabled_at = Some(now);
+                let _ = std::fs::write(&path, rec.to_yaml());
+                let mut b = rec.trailer(TrailerAction::Revoke);
+                b.reason =
+                    Some("old key disabled; deleted once the grace period has passed again".into());
+                b
             }
+            Todo::Revoke(Revoke::Delete) => {
+                let _ = std::fs::remove_file(&path);
+                rec.trailer(if was_disabled {
+                    TrailerAction::DeleteDisabled
+                } else {
+                    TrailerAction::Revoke
+                })
+            }
+            Todo::Keep(users) => {
+                let _ = std::fs::remove_file(&path);
+                let mut b = rec.trailer(TrailerAction::RevokeSkipped);
+                b.reason = Some(format!("still used by {}", users.join(", ")));
+                b
+            }
+        };
+        if !matches!(t, Todo::Keep(_)) {
+            b.published = rec.published_trailers(&rec.clusters());
         }
+        blocks.push(b);
+    }
+    let message = trailers::message(&subject(records, &done), &blocks);
+    if let Err(e) = ctx.writer.commit_and_push(&paths, &message) {
         // The keys are revoked; the records stay and the next run revokes again
         // (idempotent) and retries the commit.
-        Err(e) => {
-            let msg = format!(
-                "old key revoked, but recording it on main failed ({e}); the next run records it"
+        let msg = format!(
+            "old key revoked, but recording it on main failed ({e}); the next run records it"
+        );
+        for (i, _) in &done {
+            let rec = &records[*i];
+            ctx.fail(
+                Phase::Revoke,
+                &rec.source,
+                &rec.identity,
+                None,
+                EngineError::Batch(msg.clone()),
             );
-            for (i, _) in &done {
-                let rec = &records[*i];
-                ctx.fail(
-                    Phase::Revoke,
-                    &rec.source,
-                    &rec.identity,
-                    None,
-                    EngineError::Batch(msg.clone()),
-                );
-            }
         }
+        return;
+    }
+    for (i, t) in done {
+        let rec = &records[i];
+        let (action, detail) = match &t {
+            Todo::Revoke(Revoke::Disable) => (
+                Action::Revoke,
+                format!(
+                    "disabled old key {}; deleted after {}",
+                    rec.old_key_id,
+                    ts(now + ctx.opts.revoke_after)
+                ),
+            ),
+            Todo::Revoke(Revoke::Delete) => (
+                Action::Revoke,
+                format!("deleted old key {}", rec.old_key_id),
+            ),
+            Todo::Keep(users) => (
+                Action::Skip,
+                format!("old key kept: still used by {}", users.join(", ")),
+            ),
+        };
+        let mut s = record_step(rec, action, rec.clusters(), detail);
+        s.done = true;
+        ctx.step(s);
     }
 }

@@ -5,137 +5,43 @@
 //! without one has passed (provider preflight, certificates, remotes, key slots). The
 //! claim is on the remote before the first mint, so a run that dies from here on leaves
 //! enough behind for the next run to clean up. A key that is minted but cannot be staged
-//! is deleted again ([`undo`]) — the one place that happens.
+//! is deleted again ([`super::mint::undo`]) — the one place that happens.
 
 use super::claims::{self, Got, keep_fresh};
 use super::context::Ctx;
+use super::mint::{abort, fail_and_abort, mint_one};
 use super::plan::{self, Credential};
 use super::report::{Action, EngineError, Phase, Step};
 use super::seal;
+use super::slots::{check_slots, slots};
 use crate::gitops::claims::Held;
 use crate::journal::record::ts;
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, trailers};
-use crate::provider::{KeyInfo, Minted, Provider, Revoke, Target};
+use crate::provider::{KeyInfo, Minted, Provider};
 use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// A credential that passed every check without side effects.
-struct Ready<'a> {
-    cred: Credential<'a>,
-    provider: Arc<dyn Provider>,
+pub(super) struct Ready<'a> {
+    pub(super) cred: Credential<'a>,
+    pub(super) provider: Arc<dyn Provider>,
 }
 
 /// A credential this run holds a claim on.
-struct Claimed<'a> {
-    cred: Credential<'a>,
-    provider: Arc<dyn Provider>,
-    held: Held,
+pub(super) struct Claimed<'a> {
+    pub(super) cred: Credential<'a>,
+    pub(super) provider: Arc<dyn Provider>,
+    pub(super) held: Held,
 }
 
 /// What minting did for one claimed credential.
-struct MintOutcome<'a> {
-    claimed: Claimed<'a>,
+pub(super) struct MintOutcome<'a> {
+    pub(super) claimed: Claimed<'a>,
     /// (group index, new key), verified.
-    minted: Vec<(usize, Minted)>,
+    pub(super) minted: Vec<(usize, Minted)>,
     /// Why it stopped, if it did (the keys in `minted` must then be undone).
-    error: Option<(Phase, EngineError)>,
-}
-
-/// What [`undo`] did: its step, the audit block when the key is gone, the error if not.
-pub(crate) type Undone = (Step, Option<TrailerBlock>, Option<EngineError>);
-
-/// Deletes this run's own new `key` again because it could not be staged. Returns the
-/// step (and, when the key is gone, its audit block); a failure leaves the key to the
-/// claim's recovery by a later run.
-pub(crate) async fn undo(
-    provider: &dyn Provider,
-    target: &Target,
-    identity: &str,
-    run: &str,
-    key: &str,
-    why: &str,
-) -> Undone {
-    let mut s = Step::new(
-        Action::Undo,
-        &target.source,
-        identity,
-        format!("deleted this run's new key again: {why}"),
-    );
-    s.new_key_id = Some(key.to_owned());
-    match provider
-        .revoke(
-            target,
-            &crate::provider::KeyId(key.to_owned()),
-            Revoke::Delete,
-        )
-        .await
-    {
-        Ok(()) => {
-            s.done = true;
-            let mut b = TrailerBlock::new(TrailerAction::Undo);
-            b.run = Some(run.to_owned());
-            b.source = Some(target.source.clone());
-            b.identity = Some(identity.to_owned());
-            b.new_key = Some(key.to_owned());
-            b.reason = Some(why.to_owned());
-            (s, Some(b), None)
-        }
-        Err(e) => {
-            s.detail = format!(
-                "could not delete this run's new key {key} ({e}); its claim stays, and the next run deletes it after the lease"
-            );
-            (s, None, Some(e.into()))
-        }
-    }
-}
-
-/// Describes why every key of a full identity stays, for the key-limit error.
-fn key_limit(cred: &Credential<'_>, keys: &[KeyInfo], limit: u32) -> EngineError {
-    let mut foreign = Vec::new();
-    let described: Vec<String> = keys
-        .iter()
-        .map(|k| {
-            let holders: Vec<String> = cred
-                .groups
-                .iter()
-                .flat_map(|g| &g.manifests)
-                .filter(|f| f.managed.as_ref().and_then(|m| m.key_id.as_deref()) == Some(&k.id.0))
-                .map(|f| format!("{}:{}", f.file.display(), f.doc.line))
-                .collect();
-            if cred.referenced.contains(&k.id.0) {
-                if holders.is_empty() {
-                    format!("{} (held by another manifest)", k.id)
-                } else {
-                    format!("{} (held by {})", k.id, holders.join(", "))
-                }
-            } else {
-                foreign.push(k.id.0.clone());
-                format!(
-                    "{} (created {}, referenced by no manifest: not minted by secret-manager)",
-                    k.id,
-                    k.created
-                        .map(ts)
-                        .unwrap_or_else(|| "at an unknown time".into())
-                )
-            }
-        })
-        .collect();
-    let hint = if foreign.is_empty() {
-        "every key is in use; finish the other rotation of this identity, or give the manifests that hold different keys the same one".into()
-    } else {
-        format!(
-            "if {} is unused (`secret-manager keys` shows its last use), delete or deactivate it yourself, then run again",
-            foreign.join(" and ")
-        )
-    };
-    EngineError::KeyLimit {
-        identity: cred.identity.clone(),
-        count: keys.len(),
-        limit,
-        keys: described.join("; "),
-        hint,
-    }
+    pub(super) error: Option<(Phase, EngineError)>,
 }
 
 /// The plan line of a credential.
@@ -219,91 +125,6 @@ async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Rea
     ready
 }
 
-/// Lists each identity's keys (read-only) and stops those that would exceed the key
-/// limit; returns the rest with their keys (the claim's `keysBefore`).
-async fn slots<'a>(ctx: &mut Ctx<'_>, ready: Vec<Ready<'a>>) -> Vec<(Ready<'a>, Vec<KeyInfo>)> {
-    let listed: Vec<(Ready<'a>, Result<Vec<KeyInfo>, EngineError>)> = futures::stream::iter(ready)
-        .map(|r| async move {
-            let keys = r
-                .provider
-                .keys(&r.cred.target())
-                .await
-                .map_err(EngineError::from);
-            (r, keys)
-        })
-        .buffered(ctx.opts.concurrency.max(1))
-        .collect()
-        .await;
-    let mut out = Vec::new();
-    for (r, keys) in listed {
-        match keys {
-            Ok(k) => out.push((r, k)),
-            Err(e) => ctx.fail(Phase::Preflight, &r.cred.source, &r.cred.identity, None, e),
-        }
-    }
-    out
-}
-
-/// Whether minting a key per group would exceed the source's limit.
-fn over_limit(r: &Ready<'_>, keys: &[KeyInfo]) -> Option<u32> {
-    r.provider
-        .capabilities()
-        .max_keys_per_identity
-        .filter(|&limit| keys.len() + r.cred.groups.len() > limit as usize)
-}
-
-/// The key-slot check, after the claim: an identity that looked full may only have been
-/// full because another run was minting for it (then the claim was lost: busy), so a
-/// full identity whose claim this run won is listed again before it is reported.
-async fn check_slots<'a>(
-    ctx: &mut Ctx<'_>,
-    claimed: Vec<Claimed<'a>>,
-    listed: &[(String, Vec<KeyInfo>)],
-) -> Vec<Claimed<'a>> {
-    let mut out = Vec::new();
-    let mut release = Vec::new();
-    for c in claimed {
-        let id = c.cred.id();
-        let keys = listed
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, k)| k.clone())
-            .unwrap_or_default();
-        let ready = Ready {
-            cred: c.cred.clone(),
-            provider: c.provider.clone(),
-        };
-        if over_limit(&ready, &keys).is_none() {
-            out.push(c);
-            continue;
-        }
-        let fresh = match c.provider.keys(&c.cred.target()).await {
-            Ok(k) => k,
-            Err(e) => {
-                ctx.fail(
-                    Phase::Preflight,
-                    &c.cred.source,
-                    &c.cred.identity,
-                    None,
-                    e.into(),
-                );
-                release.push(c.held);
-                continue;
-            }
-        };
-        match over_limit(&ready, &fresh) {
-            None => out.push(c),
-            Some(limit) => {
-                let e = key_limit(&c.cred, &fresh, limit);
-                ctx.fail(Phase::Mint, &c.cred.source, &c.cred.identity, None, e);
-                release.push(c.held);
-            }
-        }
-    }
-    claims::release(ctx, &release);
-    out
-}
-
 /// Claims every credential in one push. Lost races are `busy`.
 fn claim_all<'a>(ctx: &mut Ctx<'_>, ready: Vec<(Ready<'a>, Vec<KeyInfo>)>) -> Vec<Claimed<'a>> {
     let now = ctx.now();
@@ -344,118 +165,8 @@ fn claim_all<'a>(ctx: &mut Ctx<'_>, ready: Vec<(Ready<'a>, Vec<KeyInfo>)>) -> Ve
     out
 }
 
-/// Mints and verifies one key per group of a claimed credential.
-async fn mint_one<'a>(ctx: &Ctx<'_>, mut claimed: Claimed<'a>) -> MintOutcome<'a> {
-    let target = claimed.cred.target();
-    let mut minted = Vec::new();
-    for i in 0..claimed.cred.groups.len() {
-        if ctx.cancelled() {
-            break;
-        }
-        if let Err(e) = keep_fresh(ctx, &mut claimed.held) {
-            return MintOutcome {
-                claimed,
-                minted,
-                error: Some((Phase::Mint, e)),
-            };
-        }
-        crate::failpoint("before-mint");
-        let m = match claimed.provider.mint(&target).await {
-            Ok(m) => m,
-            Err(e) => {
-                return MintOutcome {
-                    claimed,
-                    minted,
-                    error: Some((Phase::Mint, e.into())),
-                };
-            }
-        };
-        crate::failpoint("after-mint");
-        if let Err(e) = claimed.provider.verify(&m).await {
-            let key = m.key_id.0.clone();
-            minted.push((i, m));
-            return MintOutcome {
-                claimed,
-                minted,
-                error: Some((Phase::Mint, EngineError::Verify { key, source: e })),
-            };
-        }
-        let mut s = claimed
-            .cred
-            .step(Action::Minted, "new key minted and verified");
-        s.new_key_id = Some(m.key_id.0.clone());
-        s.done = true;
-        ctx.progress(&s);
-        minted.push((i, m));
-    }
-    MintOutcome {
-        claimed,
-        minted,
-        error: None,
-    }
-}
-
-/// Undoes every minted key of `outcomes` and releases their claims. Failures to say why
-/// are the caller's to report.
-async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why: &str) {
-    let run = ctx.run.0.clone();
-    let undone: Vec<Vec<Undone>> = futures::stream::iter(&outcomes)
-        .map(|o| {
-            let run = run.clone();
-            async move {
-                let target = o.claimed.cred.target();
-                let mut v = Vec::new();
-                for (_, m) in &o.minted {
-                    v.push(
-                        undo(
-                            o.claimed.provider.as_ref(),
-                            &target,
-                            &o.claimed.cred.identity,
-                            &run,
-                            &m.key_id.0,
-                            why,
-                        )
-                        .await,
-                    );
-                }
-                v
-            }
-        })
-        .buffered(ctx.opts.concurrency.max(1))
-        .collect()
-        .await;
-    let mut events = Vec::new();
-    let mut releasable = Vec::new();
-    for (results, o) in undone.into_iter().zip(&outcomes) {
-        let mut all_gone = true;
-        for (step, block, err) in results {
-            ctx.step(step);
-            events.extend(block);
-            if let Some(e) = err {
-                all_gone = false;
-                let c = &o.claimed.cred;
-                ctx.fail(Phase::Mint, &c.source, &c.identity, None, e);
-            }
-        }
-        // A key that could not be deleted keeps its claim: the next run cleans it up.
-        if all_gone {
-            releasable.push(o.claimed.held.clone());
-        }
-    }
-    ctx.record_events(
-        "secret-manager: deleted new keys that could not be staged",
-        events,
-    );
-    claims::release(ctx, &releasable);
-}
-
-/// Reports `error` for the credential of `o`, then undoes it.
-async fn fail_and_abort(ctx: &mut Ctx<'_>, o: MintOutcome<'_>, phase: Phase, error: EngineError) {
-    let why = error.to_string();
-    let c = &o.claimed.cred;
-    ctx.fail(phase, &c.source, &c.identity, None, error);
-    abort(ctx, vec![o], &why).await;
-}
+/// A credential sealed and written, waiting for the batch commit.
+type Sealed<'a> = (MintOutcome<'a>, Vec<RotationRecord>);
 
 /// Stage for every selected credential without a rotation in flight. Returns the
 /// records committed to main (empty in a dry run).
@@ -463,21 +174,14 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
     let scan = ctx.scan();
     let creds = plan::credentials(ctx, &scan.secrets, records);
     let ready = preflight(ctx, creds).await;
-    if ctx.opts.dry_run {
-        for r in &ready {
-            let s = plan_step(ctx, &r.cred);
-            ctx.step(s);
-        }
-        return Vec::new();
-    }
-    if ready.is_empty() {
-        return Vec::new();
-    }
-    if ctx.cancelled() {
+    if ctx.opts.dry_run || ready.is_empty() || ctx.cancelled() {
         for r in ready {
-            let s = r
-                .cred
-                .step(Action::Interrupted, "not started: the run was interrupted");
+            let s = if ctx.opts.dry_run {
+                plan_step(ctx, &r.cred)
+            } else {
+                r.cred
+                    .step(Action::Interrupted, "not started: the run was interrupted")
+            };
             ctx.step(s);
         }
         return Vec::new();
@@ -489,9 +193,6 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         .collect();
     let claimed = claim_all(ctx, ready);
     let claimed = check_slots(ctx, claimed, &listed).await;
-    if claimed.is_empty() {
-        return Vec::new();
-    }
     let outcomes: Vec<MintOutcome<'_>> = {
         let c: &Ctx<'_> = ctx;
         futures::stream::iter(claimed)
@@ -520,8 +221,37 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         abort(ctx, good, &why).await;
         return Vec::new();
     }
-    // Seal and edit, credential by credential (several may share a file).
-    let mut staged: Vec<(MintOutcome<'_>, Vec<RotationRecord>)> = Vec::new();
+    let (staged, paths) = seal_each(ctx, good).await;
+    if staged.is_empty() {
+        return Vec::new();
+    }
+    if let Err(why) = commit(ctx, &staged, &paths) {
+        // Not on main: nothing references the new keys. Delete them now.
+        abort(ctx, staged.into_iter().map(|(o, _)| o).collect(), &why).await;
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (o, recs) in staged {
+        let mut s = plan_step(ctx, &o.claimed.cred);
+        let new: Vec<String> = recs.iter().map(|r| r.new_key_id.clone()).collect();
+        s.new_key_id = Some(new.join(","));
+        s.done = true;
+        ctx.step(s);
+        // Kept until the run ends: this run publishes and revokes what it staged.
+        ctx.held.push(o.claimed.held);
+        out.extend(recs);
+    }
+    crate::failpoint("after-stage");
+    out
+}
+
+/// Seals and edits, credential by credential (several may share a file). Returns the
+/// sealed credentials and every path to commit.
+async fn seal_each<'a>(
+    ctx: &mut Ctx<'_>,
+    good: Vec<MintOutcome<'a>>,
+) -> (Vec<Sealed<'a>>, Vec<String>) {
+    let mut staged: Vec<Sealed<'a>> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
     for mut o in good {
         if let Err(e) = keep_fresh(ctx, &mut o.claimed.held) {
@@ -544,48 +274,31 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
             Err(e) => fail_and_abort(ctx, o, Phase::Mint, e).await,
         }
     }
-    if staged.is_empty() {
-        return Vec::new();
-    }
-    let message = stage_message(&staged);
+    (staged, paths)
+}
+
+/// The one stage commit for the whole batch. `Err(why)` when it did not land (every
+/// credential of the batch is reported; the caller undoes their keys).
+fn commit(ctx: &mut Ctx<'_>, staged: &[Sealed<'_>], paths: &[String]) -> Result<(), String> {
+    let message = stage_message(staged);
     crate::failpoint("before-commit");
-    if let Err(e) = ctx.writer.commit_and_push(&paths, &message) {
-        // Did it land anyway (the connection died after the remote took it)?
-        let first = staged[0].1[0].path();
-        if !ctx.writer.landed(&first) {
-            let why = format!("committing the staged rotation to main failed: {e}");
-            let mut error = Some(EngineError::Publish(e));
-            let outcomes: Vec<MintOutcome<'_>> = staged.into_iter().map(|(o, _)| o).collect();
-            for o in &outcomes {
-                let c = &o.claimed.cred;
-                // The first credential carries the error; the batch's others say so.
-                let e = error
-                    .take()
-                    .unwrap_or_else(|| EngineError::Batch(why.clone()));
-                ctx.fail(Phase::Publish, &c.source, &c.identity, None, e);
-            }
-            abort(ctx, outcomes, &why).await;
-            return Vec::new();
-        }
+    let Err(e) = ctx.writer.commit_and_push(paths, &message) else {
+        return Ok(());
+    };
+    // Did it land anyway (the connection died after the remote took it)?
+    if ctx.writer.landed(&staged[0].1[0].path()) {
         let _ = ctx.writer.refresh();
+        return Ok(());
     }
-    let mut out = Vec::new();
-    for (o, recs) in staged {
-        let mut s = plan_step(ctx, &o.claimed.cred);
-        s.new_key_id = Some(
-            recs.iter()
-                .map(|r| r.new_key_id.clone())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        s.done = true;
-        ctx.step(s);
-        // Kept until the run ends: this run publishes and revokes what it staged.
-        ctx.held.push(o.claimed.held);
-        out.extend(recs);
-    }
-    crate::failpoint("after-stage");
-    out
+    let why = format!("committing the staged rotation to main failed: {e}");
+    let who = staged.iter().map(|(o, _)| {
+        (
+            o.claimed.cred.source.as_str(),
+            o.claimed.cred.identity.as_str(),
+        )
+    });
+    ctx.fail_all(Phase::Publish, who, None, EngineError::Publish(e));
+    Err(why)
 }
 
 /// The stage commit's message: one trailer block per record.

@@ -61,167 +61,188 @@ fn short(oid: &str) -> &str {
     &oid[..oid.len().min(12)]
 }
 
+/// The cluster `id`, or a usage error listing the known ones.
+fn cluster<'r>(
+    repo: &'r secret_manager::Repo,
+    id: &str,
+) -> anyhow::Result<&'r secret_manager::inventory::Cluster> {
+    repo.inventory.get(id).ok_or_else(|| {
+        let known: Vec<&str> = repo.inventory.ids().collect();
+        UsageError(format!(
+            "no cluster `{id}` in cluster-values/ (known: {})",
+            known.join(", ")
+        ))
+        .into()
+    })
+}
+
 /// Runs `cluster ...`.
 pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8> {
     let repo = open_repo(ctx)?;
-    let check = |id: &str| -> anyhow::Result<()> {
-        if repo.inventory.get(id).is_none() {
-            let known: Vec<&str> = repo.inventory.ids().collect();
-            return Err(UsageError(format!(
-                "no cluster `{id}` in cluster-values/ (known: {})",
-                known.join(", ")
-            ))
-            .into());
-        }
-        Ok(())
-    };
     let fleet = Fleet::new(&repo);
     match &args.command {
-        ClusterCommand::Status => {
-            let rows = fleet.status()?;
-            let code = if rows.iter().any(|r| r.error.is_some()) {
-                exit::PUBLISH
-            } else {
-                exit::OK
-            };
-            for r in rows.iter().filter(|r| r.error.is_some()) {
-                crate::output::say(
-                    crate::output::Level::Error,
-                    &format!("{}: {}", r.cluster, r.error.as_deref().unwrap_or_default()),
-                );
-            }
-            if write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
-                return Ok(code);
-            }
-            let mut t = Table::new(&[
-                ("CLUSTER", Fit::Right(14)),
-                ("POINTER", Fit::Fixed),
-                ("REF", Fit::Right(14)),
-                ("REMOTE", Fit::Fixed),
-                ("COMMIT", Fit::Fixed),
-                ("BEHIND", Fit::Fixed),
-                ("AHEAD", Fit::Fixed),
-                ("DIVERGED", Fit::Fixed),
-                ("PENDING", Fit::Fixed),
-            ]);
-            for r in &rows {
-                let n = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
-                t.row(vec![
-                    r.cluster.clone(),
-                    format!("{:?}", r.pointer).to_lowercase(),
-                    r.refname.clone(),
-                    r.remote.clone(),
-                    match (&r.error, r.commit.as_deref()) {
-                        (Some(_), _) => "(unavailable)".into(),
-                        (None, None) => "(missing)".into(),
-                        (None, Some(c)) => short(c).to_owned(),
-                    },
-                    n(r.behind_main),
-                    n(r.ahead_of_main),
-                    if r.diverged { "yes" } else { "no" }.into(),
-                    if r.pending_unrelated { "yes" } else { "no" }.into(),
-                ]);
-            }
-            t.render(&mut *ctx.out, table_width())?;
-            Ok(code)
+        ClusterCommand::Status => cmd_status(ctx, &fleet),
+        ClusterCommand::Promote(a) => cmd_promote(ctx, &repo, &fleet, a),
+        ClusterCommand::Reconcile(a) => cmd_reconcile(ctx, &repo, &fleet, a),
+    }
+}
+
+/// `cluster status`.
+fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
+    let rows = fleet.status()?;
+    let code = if rows.iter().any(|r| r.error.is_some()) {
+        exit::PUBLISH
+    } else {
+        exit::OK
+    };
+    for r in rows.iter().filter(|r| r.error.is_some()) {
+        crate::output::say(
+            crate::output::Level::Error,
+            &format!("{}: {}", r.cluster, r.error.as_deref().unwrap_or_default()),
+        );
+    }
+    if write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
+        return Ok(code);
+    }
+    let mut t = Table::new(&[
+        ("CLUSTER", Fit::Right(14)),
+        ("POINTER", Fit::Fixed),
+        ("REF", Fit::Right(14)),
+        ("REMOTE", Fit::Fixed),
+        ("COMMIT", Fit::Fixed),
+        ("BEHIND", Fit::Fixed),
+        ("AHEAD", Fit::Fixed),
+        ("DIVERGED", Fit::Fixed),
+        ("PENDING", Fit::Fixed),
+    ]);
+    for r in &rows {
+        let n = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
+        t.row(vec![
+            r.cluster.clone(),
+            format!("{:?}", r.pointer).to_lowercase(),
+            r.refname.clone(),
+            r.remote.clone(),
+            match (&r.error, r.commit.as_deref()) {
+                (Some(_), _) => "(unavailable)".into(),
+                (None, None) => "(missing)".into(),
+                (None, Some(c)) => short(c).to_owned(),
+            },
+            n(r.behind_main),
+            n(r.ahead_of_main),
+            if r.diverged { "yes" } else { "no" }.into(),
+            if r.pending_unrelated { "yes" } else { "no" }.into(),
+        ]);
+    }
+    t.render(&mut *ctx.out, table_width())?;
+    Ok(code)
+}
+
+/// `cluster promote`.
+fn cmd_promote(
+    ctx: &mut Ctx,
+    repo: &secret_manager::Repo,
+    fleet: &Fleet,
+    a: &PromoteArgs,
+) -> anyhow::Result<u8> {
+    let c = cluster(repo, &a.cluster)?;
+    let (from, to) = fleet.plan_promote(&a.cluster, a.to.as_deref())?;
+    let n = fleet.git().count(&from, &to)?;
+    let plan = format!(
+        "promote {}: move {} on {} from {} to {} ({n} commit(s), fast-forward)",
+        c.id,
+        secret_manager::gitops::pointer_ref(c),
+        c.remote,
+        short(&from),
+        short(&to)
+    );
+    if from == to {
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!("{}: already at {}; nothing to do", c.id, short(&to)),
+        );
+        return Ok(exit::OK);
+    }
+    if a.dry_run {
+        writeln!(ctx.out, "dry run: {plan}")?;
+        return Ok(exit::OK);
+    }
+    if !confirm(ctx, &plan)? {
+        return Ok(exit::USAGE);
+    }
+    let out = fleet.promote(&a.cluster, a.to.as_deref())?;
+    writeln!(
+        ctx.out,
+        "{}: {} -> {} ({:?})",
+        out.cluster,
+        short(&out.from),
+        short(&out.to),
+        out.mode
+    )?;
+    Ok(exit::OK)
+}
+
+/// `cluster reconcile`.
+fn cmd_reconcile(
+    ctx: &mut Ctx,
+    repo: &secret_manager::Repo,
+    fleet: &Fleet,
+    a: &ReconcileArgs,
+) -> anyhow::Result<u8> {
+    let c = cluster(repo, &a.cluster)?;
+    if let Some(e) = fleet.fetch()?.get(&c.remote) {
+        return Err(secret_manager::gitops::PublishError::RemoteUnavailable {
+            cluster: c.id.clone(),
+            remote: c.remote.clone(),
+            reason: e.clone(),
         }
-        ClusterCommand::Promote(a) => {
-            check(&a.cluster)?;
-            let (from, to) = fleet.plan_promote(&a.cluster, a.to.as_deref())?;
-            let c = repo.inventory.get(&a.cluster).expect("checked");
-            let n = fleet.git().count(&from, &to)?;
-            let plan = format!(
-                "promote {}: move {} on {} from {} to {} ({n} commit(s), fast-forward)",
+        .into());
+    }
+    let p = fleet
+        .pointer(c)?
+        .ok_or_else(|| UsageError(format!("{}: pointer ref is missing on {}", c.id, c.remote)))?;
+    let main = fleet.main_tracking();
+    if fleet.git().is_ancestor(&p, &main)? {
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "{}: {} is on main; nothing to reconcile (use `cluster promote` to move it forward)",
                 c.id,
-                secret_manager::gitops::pointer_ref(c),
-                c.remote,
-                short(&from),
-                short(&to)
-            );
-            if from == to {
-                crate::output::say(
-                    crate::output::Level::Info,
-                    &format!("{}: already at {}; nothing to do", c.id, short(&to)),
-                );
-                return Ok(exit::OK);
-            }
-            if a.dry_run {
-                writeln!(ctx.out, "dry run: {plan}")?;
-                return Ok(exit::OK);
-            }
-            if !confirm(ctx, &plan)? {
-                return Ok(exit::USAGE);
-            }
-            let out = fleet.promote(&a.cluster, a.to.as_deref())?;
+                short(&p)
+            ),
+        );
+        return Ok(exit::OK);
+    }
+    let plan = format!(
+        "reconcile {}: merge {} ({}, {} commit(s) not on main) into main, push main, then fast-forward the pointer to the merge",
+        c.id,
+        secret_manager::gitops::pointer_ref(c),
+        short(&p),
+        fleet.git().count(&main, &p)?
+    );
+    if a.dry_run {
+        writeln!(ctx.out, "dry run: {plan}")?;
+        return Ok(exit::OK);
+    }
+    if !confirm(ctx, &plan)? {
+        return Ok(exit::USAGE);
+    }
+    match fleet.reconcile(&a.cluster)? {
+        Some(out) => {
+            debug_assert_eq!(out.mode, PublishMode::FastForward);
             writeln!(
                 ctx.out,
-                "{}: {} -> {} ({:?})",
+                "{}: merged into main; pointer {} -> {}",
                 out.cluster,
                 short(&out.from),
-                short(&out.to),
-                out.mode
+                short(&out.to)
             )?;
-            Ok(exit::OK)
         }
-        ClusterCommand::Reconcile(a) => {
-            check(&a.cluster)?;
-            let c = repo.inventory.get(&a.cluster).expect("checked");
-            if let Some(e) = fleet.fetch()?.get(&c.remote) {
-                return Err(secret_manager::gitops::PublishError::RemoteUnavailable {
-                    cluster: c.id.clone(),
-                    remote: c.remote.clone(),
-                    reason: e.clone(),
-                }
-                .into());
-            }
-            let p = fleet.pointer(c)?.ok_or_else(|| {
-                UsageError(format!("{}: pointer ref is missing on {}", c.id, c.remote))
-            })?;
-            let main = fleet.main_tracking();
-            if fleet.git().is_ancestor(&p, &main)? {
-                crate::output::say(
-                    crate::output::Level::Info,
-                    &format!(
-                        "{}: {} is on main; nothing to reconcile (use `cluster promote` to move it forward)",
-                        c.id,
-                        short(&p)
-                    ),
-                );
-                return Ok(exit::OK);
-            }
-            let plan = format!(
-                "reconcile {}: merge {} ({}, {} commit(s) not on main) into main, push main, then fast-forward the pointer to the merge",
-                c.id,
-                secret_manager::gitops::pointer_ref(c),
-                short(&p),
-                fleet.git().count(&main, &p)?
-            );
-            if a.dry_run {
-                writeln!(ctx.out, "dry run: {plan}")?;
-                return Ok(exit::OK);
-            }
-            if !confirm(ctx, &plan)? {
-                return Ok(exit::USAGE);
-            }
-            match fleet.reconcile(&a.cluster)? {
-                Some(out) => {
-                    debug_assert_eq!(out.mode, PublishMode::FastForward);
-                    writeln!(
-                        ctx.out,
-                        "{}: merged into main; pointer {} -> {}",
-                        out.cluster,
-                        short(&out.from),
-                        short(&out.to)
-                    )?;
-                }
-                None => crate::output::say(
-                    crate::output::Level::Info,
-                    &format!("{}: nothing to reconcile", c.id),
-                ),
-            }
-            Ok(exit::OK)
-        }
+        None => crate::output::say(
+            crate::output::Level::Info,
+            &format!("{}: nothing to reconcile", c.id),
+        ),
     }
+    Ok(exit::OK)
 }
 
 use std::io::Write as _;

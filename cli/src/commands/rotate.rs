@@ -168,19 +168,14 @@ fn changes_something(plan: &RotateReport) -> bool {
         .any(|s| !matches!(s.action, Action::Skip | Action::Wait | Action::Busy))
 }
 
-/// Runs `rotate`, or `delete` when `delete` is set.
-pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::Result<u8> {
-    let repo = open_repo(ctx)?;
-    let f = &args.filter;
-    if delete
-        && f.sources.is_empty()
-        && f.clusters.is_empty()
-        && f.namespace.is_none()
-        && f.name.is_none()
-    {
-        return Err(UsageError("delete needs a selection (--name, --cluster, --namespace or --source); it never deletes everything".into()).into());
-    }
-    let filter = build_filter(&args.filter, &repo)?;
+/// The run's options (a dry run until the plan is confirmed) and its providers.
+fn options(
+    ctx: &Ctx,
+    repo: &secret_manager::Repo,
+    args: &RunArgs,
+    delete: bool,
+) -> anyhow::Result<(RotateOptions, secret_manager::providers::Providers)> {
+    let filter = build_filter(&args.filter, repo)?;
     let revoke_after = match &args.revoke_after {
         Some(d) => secret_manager::duration::parse_chrono(d)
             .map_err(|e| UsageError(format!("--revoke-after: {e}")))?,
@@ -194,7 +189,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
     let run = RunId::new(ctx.now);
     let providers =
         secret_manager::providers::Providers::builtin(repo.config.providers.clone(), &run.0);
-    let mut opts = RotateOptions {
+    let opts = RotateOptions {
         filter,
         revoke_after,
         revoke_mode,
@@ -209,6 +204,82 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
         observer: None,
         cancel: None,
     };
+    Ok((opts, providers))
+}
+
+/// Reports failures, an interruption and the summary line on stderr.
+fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
+    for f in &report.failures {
+        crate::output::say(
+            crate::output::Level::Error,
+            &format!(
+                "{:?} failed for {} {}{}: {}",
+                f.phase,
+                f.source,
+                f.identity,
+                f.cluster
+                    .as_deref()
+                    .map(|c| format!(" (cluster {c})"))
+                    .unwrap_or_default(),
+                f.error
+            ),
+        );
+    }
+    if let Some(signal) = &report.interrupted {
+        crate::output::say(
+            crate::output::Level::Warn,
+            &format!(
+                "{verb} interrupted by {signal}: the steps above say where each credential was left; the next run continues from there"
+            ),
+        );
+    }
+    if !ctx.global.quiet {
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "{verb}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} busy, {} failed",
+                if dry_run { " (dry run)" } else { "" },
+                report.count(Action::Stage),
+                report.count(Action::Delete),
+                report.count(Action::Publish),
+                report.count(Action::Revoke),
+                report.count(Action::Cleanup),
+                report.count(Action::Undo),
+                report
+                    .steps
+                    .iter()
+                    .filter(|s| s.action == Action::Busy)
+                    .count(),
+                report.failures.len()
+            ),
+        );
+    }
+    tracing::info!(
+        run = %report.run,
+        staged = report.count(Action::Stage),
+        published = report.count(Action::Publish),
+        revoked = report.count(Action::Revoke),
+        cleaned = report.count(Action::Cleanup),
+        undone = report.count(Action::Undo),
+        failed = report.failures.len(),
+        interrupted = report.interrupted.as_deref().unwrap_or(""),
+        "rotate run finished"
+    );
+}
+
+/// Runs `rotate`, or `delete` when `delete` is set.
+pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::Result<u8> {
+    let repo = open_repo(ctx)?;
+    let f = &args.filter;
+    if delete
+        && f.sources.is_empty()
+        && f.clusters.is_empty()
+        && f.namespace.is_none()
+        && f.name.is_none()
+    {
+        return Err(UsageError("delete needs a selection (--name, --cluster, --namespace or --source); it never deletes everything".into()).into());
+    }
+    let (mut opts, providers) = options(ctx, &repo, args, delete)?;
     let verb = if delete { "delete" } else { "rotate" };
     if !args.dry_run && !ctx.global.yes {
         // Show the plan and ask.
@@ -249,62 +320,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
         pb.finish_and_clear();
     }
     render(ctx, &report)?;
-    for f in &report.failures {
-        crate::output::say(
-            crate::output::Level::Error,
-            &format!(
-                "{:?} failed for {} {}{}: {}",
-                f.phase,
-                f.source,
-                f.identity,
-                f.cluster
-                    .as_deref()
-                    .map(|c| format!(" (cluster {c})"))
-                    .unwrap_or_default(),
-                f.error
-            ),
-        );
-    }
-    if let Some(signal) = &report.interrupted {
-        crate::output::say(
-            crate::output::Level::Warn,
-            &format!(
-                "{verb} interrupted by {signal}: the steps above say where each credential was left; the next run continues from there"
-            ),
-        );
-    }
-    if !ctx.global.quiet {
-        crate::output::say(
-            crate::output::Level::Info,
-            &format!(
-                "{verb}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} busy, {} failed",
-                if args.dry_run { " (dry run)" } else { "" },
-                report.count(Action::Stage),
-                report.count(Action::Delete),
-                report.count(Action::Publish),
-                report.count(Action::Revoke),
-                report.count(Action::Cleanup),
-                report.count(Action::Undo),
-                report
-                    .steps
-                    .iter()
-                    .filter(|s| s.action == Action::Busy)
-                    .count(),
-                report.failures.len()
-            ),
-        );
-    }
-    tracing::info!(
-        run = %report.run,
-        staged = report.count(Action::Stage),
-        published = report.count(Action::Publish),
-        revoked = report.count(Action::Revoke),
-        cleaned = report.count(Action::Cleanup),
-        undone = report.count(Action::Undo),
-        failed = report.failures.len(),
-        interrupted = report.interrupted.as_deref().unwrap_or(""),
-        "rotate run finished"
-    );
+    summarize(ctx, &report, verb, args.dry_run);
     Ok(exit::for_report(&report))
 }
 

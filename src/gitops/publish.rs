@@ -1,0 +1,158 @@
+//! Publishing one change to one cluster: fast-forward when nothing unrelated would ship
+//! with it, otherwise a hot-fix on top of the pointer, merged back into main first.
+
+use super::git::{GitError, GitResult, Oid};
+use super::{Fleet, PublishError, PublishMode, PublishOutcome, PublishResult, pointer_ref};
+use crate::inventory::Cluster;
+use std::collections::BTreeSet;
+
+impl Fleet {
+    /// Merges `other` into main with a merge commit and pushes it, rebuilding the merge on
+    /// top of whatever a concurrent writer pushed. Returns the merge that landed.
+    pub(super) fn merge_into_main(
+        &self,
+        c: &Cluster,
+        main: &str,
+        other: &str,
+        message: &str,
+    ) -> PublishResult<Oid> {
+        self.push_main_with_retry(self.merge_commit(main, other, message, c)?, |new_main| {
+            self.merge_commit(new_main, other, message, c)
+        })
+    }
+
+    /// Publishes `change` (a single-parent commit reachable from main) to cluster `id`:
+    /// reads the pointer afresh, then fast-forwards it, or makes a hot-fix when main holds
+    /// unrelated changes for the cluster. A pointer that moves meanwhile is re-read and the
+    /// decision made again; nothing is ever forced.
+    pub fn publish(&self, id: &str, change: &str) -> PublishResult<PublishOutcome> {
+        let c = self.cluster(id);
+        let change = self
+            .git
+            .resolve(change)?
+            .ok_or_else(|| PublishError::UnknownRevision(change.to_owned()))?;
+        let main = self
+            .git
+            .resolve(&self.main_tracking())?
+            .expect("main fetched");
+        if !self.git.is_ancestor(&change, &main)? {
+            return Err(PublishError::NotOnMain {
+                rev: change,
+                main: self.main_branch.clone(),
+            });
+        }
+        let files: BTreeSet<String> = self.git.commit_files(&change)?.into_iter().collect();
+        self.retry_races(c, || {
+            let p = self
+                .refresh_pointer(c)?
+                .ok_or_else(|| PublishError::MissingPointer {
+                    cluster: c.id.clone(),
+                    refname: pointer_ref(c),
+                    remote: c.remote.clone(),
+                })?;
+            self.publish_from(c, &p, &change, &files)
+        })
+    }
+
+    fn publish_from(
+        &self,
+        c: &Cluster,
+        p: &str,
+        change: &str,
+        files: &BTreeSet<String>,
+    ) -> PublishResult<PublishOutcome> {
+        let outcome = |mode, to: &str| PublishOutcome {
+            cluster: c.id.clone(),
+            mode,
+            from: p.to_owned(),
+            to: to.to_owned(),
+        };
+        // Published already when the pointer has the change itself, or (after a hot-fix,
+        // which is a copy) when its tree holds every changed file as the change left it.
+        if self.git.is_ancestor(change, p)? || self.holds(p, change, files)? {
+            return Ok(outcome(PublishMode::AlreadyPublished, p));
+        }
+        if self.git.is_ancestor(p, change)? && self.unrelated(c, p, change, files)?.is_empty() {
+            self.move_pointer(c, p, change)?;
+            return Ok(outcome(PublishMode::FastForward, change));
+        }
+        // Hot-fix: the change on top of P, merged into main, then the pointer moves to it.
+        let hotfix = self.hotfix(c, p, change)?;
+        let merge_msg = format!(
+            "Merge hot-fix for {} into {}\n\nSecret-Manager-Action: merge-hotfix\nSecret-Manager-Cluster: {}\n",
+            c.id, self.main_branch, c.id
+        );
+        let main = self.fetch_main()?;
+        let merged_main = self.merge_into_main(c, &main, &hotfix, &merge_msg)?;
+        debug_assert!(self.git.is_ancestor(&hotfix, &merged_main)?);
+        self.move_pointer(c, p, &hotfix)?;
+        Ok(outcome(PublishMode::Hotfix, &hotfix))
+    }
+
+    /// Whether `rev`'s tree has every one of `files` exactly as `change` left it.
+    fn holds(&self, rev: &str, change: &str, files: &BTreeSet<String>) -> GitResult<bool> {
+        let mut args = vec![
+            "diff".to_owned(),
+            "--quiet".into(),
+            rev.to_owned(),
+            change.to_owned(),
+            "--".into(),
+        ];
+        args.extend(files.iter().cloned());
+        match self.git.run(&args) {
+            Ok(_) => Ok(true),
+            Err(GitError::Failed { code: Some(1), .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `git <args>` in a temporary worktree at `base` and returns the new HEAD. On
+    /// failure the operation is aborted (`git <abort>`) and reported as a conflict.
+    fn in_worktree(
+        &self,
+        c: &Cluster,
+        base: &str,
+        args: &[&str],
+        abort: &[&str],
+    ) -> PublishResult<Oid> {
+        let wt = self.git.temp_worktree(base)?;
+        match wt.git.run(args) {
+            Ok(_) => Ok(wt.git.resolve("HEAD")?.expect("HEAD")),
+            Err(GitError::Failed { stderr, .. }) => {
+                let _ = wt.git.run(abort);
+                Err(PublishError::Conflict {
+                    cluster: c.id.clone(),
+                    base: base.to_owned(),
+                    detail: stderr,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `change` cherry-picked onto `base` (a hot-fix).
+    fn hotfix(&self, c: &Cluster, base: &str, change: &str) -> PublishResult<Oid> {
+        self.in_worktree(
+            c,
+            base,
+            &["cherry-pick", "-x", "--allow-empty", change],
+            &["cherry-pick", "--abort"],
+        )
+    }
+
+    /// A non-fast-forward merge of `other` into `into`.
+    fn merge_commit(
+        &self,
+        into: &str,
+        other: &str,
+        message: &str,
+        c: &Cluster,
+    ) -> PublishResult<Oid> {
+        self.in_worktree(
+            c,
+            into,
+            &["merge", "--no-ff", "--no-edit", "-m", message, other],
+            &["merge", "--abort"],
+        )
+    }
+}

@@ -1,0 +1,190 @@
+//! Unit tests of the format-preserving editor.
+use super::*;
+
+fn enc(k: &str, v: &str) -> Edit {
+    let mut e = Edit::default();
+    e.encrypted.insert(k.into(), v.into());
+    e
+}
+
+const DOC: &str = "# head\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: a # c\n  namespace: b\nspec:\n  template:\n    metadata:\n      annotations:\n        secret-manager/source: \"aws\"\n        secret-manager/createDate: '2026-01-01T00:00:00Z'\n  encryptedData:\n    k1: AgOld1\n    k2: \"AgOld2\"   # keep\n";
+
+#[test]
+fn replaces_only_the_value_keeping_quotes_and_comments() {
+    let mut e = enc("k2", "AgNew2");
+    e.template_annotations.insert(
+        "secret-manager/createDate".into(),
+        "2026-11-21T00:00:00Z".into(),
+    );
+    let out = apply(DOC, &e).unwrap();
+    assert_eq!(
+        out,
+        DOC.replace("\"AgOld2\"", "\"AgNew2\"")
+            .replace("'2026-01-01T00:00:00Z'", "'2026-11-21T00:00:00Z'")
+    );
+}
+
+#[test]
+fn adds_missing_keys_in_the_existing_indentation() {
+    let mut e = enc("k3", "AgNew3");
+    e.template_annotations
+        .insert("secret-manager/keyId".into(), "id-1".into());
+    let out = apply(DOC, &e).unwrap();
+    assert!(out.contains("        secret-manager/createDate: '2026-01-01T00:00:00Z'\n        secret-manager/keyId: \"id-1\"\n  encryptedData:"), "{out}");
+    assert!(
+        out.ends_with("    k2: \"AgOld2\"   # keep\n    k3: AgNew3\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn adds_an_annotations_block_to_outer_metadata() {
+    let mut e = Edit::default();
+    e.outer_annotations
+        .insert("secret-manager/sealedWith".into(), "ab12".into());
+    let out = apply(DOC, &e).unwrap();
+    assert!(
+        out.contains(
+            "  namespace: b\n  annotations:\n    secret-manager/sealedWith: \"ab12\"\nspec:"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn crlf_bom_and_no_final_newline() {
+    let src = format!("\u{feff}{}", DOC.replace('\n', "\r\n"));
+    let src = src.trim_end_matches("\r\n");
+    let e = enc("k1", "AgNew1");
+    let out = apply(src, &e).unwrap();
+    assert_eq!(out, src.replace("AgOld1", "AgNew1"));
+    let e = enc("k9", "AgNew9");
+    let out = apply(src, &e).unwrap();
+    assert!(out.ends_with("# keep\r\n    k9: AgNew9"), "{out:?}");
+    assert!(out.starts_with('\u{feff}'));
+}
+
+#[test]
+fn json_input_stays_json() {
+    let src = "{\n  \"kind\": \"SealedSecret\",\n  \"apiVersion\": \"bitnami.com/v1alpha1\",\n  \"metadata\": {\"name\": \"a\", \"namespace\": \"b\"},\n  \"spec\": {\n    \"encryptedData\": {\n      \"k1\": \"AgOld\"\n    }\n  }\n}\n";
+    let mut e = enc("k1", "AgNew");
+    e.encrypted.insert("k2".into(), "AgTwo".into());
+    e.outer_annotations.insert("x/y".into(), "z".into());
+    let out = apply(src, &e).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["spec"]["encryptedData"]["k1"], "AgNew");
+    assert_eq!(v["spec"]["encryptedData"]["k2"], "AgTwo");
+    assert_eq!(v["metadata"]["annotations"]["x/y"], "z");
+    assert!(
+        out.contains("      \"k1\": \"AgNew\",\n      \"k2\": \"AgTwo\"\n    }"),
+        "{out}"
+    );
+}
+
+#[test]
+fn other_documents_are_untouched() {
+    let src = format!("a: 1 # x\n---\n{DOC}---\nb: [1, 2]\n");
+    let out = apply(
+        &src,
+        &Edit {
+            doc_index: 1,
+            ..enc("k1", "AgNew")
+        },
+    )
+    .unwrap();
+    assert_eq!(out, src.replace("AgOld1", "AgNew"));
+    assert_eq!(
+        apply(
+            &src,
+            &Edit {
+                doc_index: 7,
+                ..enc("k1", "x")
+            }
+        ),
+        Err(EditError::NoDocument(7))
+    );
+}
+
+#[test]
+fn literal_block_values_keep_their_header() {
+    let src = "spec:\n  encryptedData:\n    k: |\n      AgOld\n    j: x\n";
+    let out = apply(src, &enc("k", "AgNew")).unwrap();
+    assert_eq!(out, "spec:\n  encryptedData:\n    k: AgNew\n    j: x\n");
+    let src = "spec:\n  encryptedData:\n    k: >-\n      AgOld\n      more\n";
+    assert_eq!(
+        apply(src, &enc("k", "AgNew")).unwrap(),
+        "spec:\n  encryptedData:\n    k: AgNew\n"
+    );
+}
+
+#[test]
+fn ambiguous_plain_values_get_quoted() {
+    let src = "metadata:\n  annotations:\n    a/b: x\nspec:\n  encryptedData:\n    k: v\n";
+    let mut e = Edit::default();
+    e.outer_annotations
+        .insert("a/b".into(), "123456789012".into());
+    let out = apply(src, &e).unwrap();
+    assert!(out.contains("a/b: \"123456789012\""), "{out}");
+    e.outer_annotations.insert("a/b".into(), "true".into());
+    assert!(apply(src, &e).unwrap().contains("a/b: \"true\""));
+    e.outer_annotations
+        .insert("a/b".into(), "has: colon".into());
+    assert!(apply(src, &e).unwrap().contains("a/b: \"has: colon\""));
+}
+
+#[test]
+fn refuses_aliases_and_missing_parents() {
+    let src = "x: &a AgOld\nspec:\n  encryptedData:\n    k: *a\n";
+    assert!(matches!(
+        apply(src, &enc("k", "n")),
+        Err(EditError::Unsupported { .. })
+    ));
+    let src = "spec:\n  template: {}\n";
+    assert!(matches!(
+        apply(src, &enc("k", "n")),
+        Err(EditError::MissingParent { .. })
+    ));
+}
+
+#[test]
+fn removes_one_document_and_keeps_the_rest_byte_for_byte() {
+    let src = "# head\na: 1\n---\n# mid\nb: 2\n---\nc: 3\n";
+    assert_eq!(
+        remove_document(src, 1).unwrap().unwrap(),
+        "# head\na: 1\n---\nc: 3\n"
+    );
+    assert_eq!(
+        remove_document(src, 2).unwrap().unwrap(),
+        "# head\na: 1\n---\n# mid\nb: 2\n"
+    );
+    assert_eq!(
+        remove_document(src, 0).unwrap().unwrap(),
+        "# head\n---\n# mid\nb: 2\n---\nc: 3\n"
+    );
+    assert_eq!(remove_document("a: 1\n", 0).unwrap(), None);
+    let crlf = src.replace('\n', "\r\n");
+    assert_eq!(
+        remove_document(&crlf, 1).unwrap().unwrap(),
+        "# head\r\na: 1\r\n---\r\nc: 3\r\n"
+    );
+}
+
+#[test]
+fn atomic_write_keeps_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f.yaml");
+    std::fs::write(&p, "old").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+    write_atomic(&p, b"new").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"new");
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+}
