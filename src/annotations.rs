@@ -1,4 +1,4 @@
-//! Our annotations on `spec.template.metadata.annotations` (DESIGN §6 table).
+//! Our annotations on `spec.template.metadata.annotations`; the per-source table is in docs/annotations.md.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -1,6 +1,6 @@
-//! The cluster inventory: one `cluster-values/<cloud.region.name>.yaml` per cluster (seed §5.2).
+//! The cluster inventory: one `cluster-values/<cloud.region.name>.yaml` per cluster.
 //!
-//! The tool reads only the `secretManager:` block of each file (DESIGN §3); clusters
+//! The tool reads only the `secretManager:` block of each file; clusters
 //! without it are listed with defaults (branch pointer on `origin`).
 
 use crate::config::{Config, ConfigError, ConfigResult, from_yaml};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Directory of the inventory, relative to the repo root.
 pub const INVENTORY_DIR: &str = "cluster-values";
 
-/// How a cluster follows main (seed §4.1).
+/// How a cluster follows main: a branch or a tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PointerKind {

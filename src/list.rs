@@ -1,4 +1,4 @@
-//! `list`: filters over the scan and the rows users see (DESIGN §10).
+//! `list`: filters over the scan and the rows users see.
 
 use crate::annotations::Managed;
 use crate::scan::Found;

@@ -201,11 +201,17 @@ impl Table {
     }
 }
 
-/// Width for tables: `$COLUMNS` when set, else 120.
+/// Width for tables: `$COLUMNS` when set, else the terminal's width when stdout is one,
+/// else 120.
 pub fn table_width() -> usize {
     std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())
+        .or_else(|| {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_, w)| usize::from(w))
+        })
         .filter(|&c: &usize| c >= 40)
         .unwrap_or(120)
 }

@@ -1,4 +1,4 @@
-//! Property tests for the format-preserving editor (DESIGN §5).
+//! Property tests for the format-preserving editor (see docs/guide.md, "How files are edited").
 
 use proptest::prelude::*;
 use secret_manager::manifest::edit::{Edit, apply};

@@ -931,6 +931,38 @@ fn a_crash_in_a_parallel_batch_converges() {
             "{u}: the manifest holds it"
         );
     }
+    // Every key the tool deleted is in the audit trail: the dead run's orphans (from the
+    // audit log ref) as well as the revoked old keys (from main).
+    let cleaned = r
+        .stderr
+        .split(" orphan(s) cleaned")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap();
+    assert!(cleaned >= 1, "{}", r.stderr);
+    let r = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "audit", "export"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let actions: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let n = |a: &str| actions.iter().filter(|r| r["action"] == a).count();
+    assert_eq!(n("cleanup"), cleaned, "{}", r.stdout);
+    assert!(n("abandon") >= 1, "{}", r.stdout);
+    assert_eq!(n("revoke"), 3, "{}", r.stdout);
+    assert!(
+        actions
+            .iter()
+            .filter(|r| r["action"] == "cleanup")
+            .all(|r| r["oldKeyId"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("AKIA"))
+                && r["run"] != ""),
+        "{}",
+        r.stdout
+    );
 }
 
 /// Deleting one of two manifests that hold the same key: the manifest goes, the key stays
@@ -977,4 +1009,76 @@ fn delete_keeps_a_key_another_manifest_still_uses() {
         "record closed: {ls}"
     );
     assert!(!ls.contains(REL) && ls.contains(&twin), "{ls}");
+}
+
+/// The plan never cuts an identity or a key id: a narrow table becomes one block per step,
+/// on a pipe and on a terminal alike.
+#[test]
+fn the_plan_shows_full_identities_and_key_ids_on_a_pipe_and_on_a_terminal() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    let identity = format!("123456789012/{USER}");
+    // On a pipe, 60 columns.
+    let mut c = cmd();
+    moto.env(&mut c).env("COLUMNS", "60");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--name",
+        "route53",
+        "--dry-run",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&identity), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("old key   {old}")),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains('…'), "nothing is cut:\n{}", r.stdout);
+    // The confirmation prompt shows the same plan.
+    let mut c = cmd();
+    moto.env(&mut c).env("COLUMNS", "60");
+    let r = run_cmd(c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--name",
+        "route53",
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&identity) && r.stdout.contains(&old),
+        "{}",
+        r.stdout
+    );
+    // On a terminal 60 columns wide (util-linux `script` gives the command a pty).
+    let bin = env!("CARGO_BIN_EXE_secret-manager");
+    let line = format!(
+        "stty cols 60; exec {bin} --repo {} rotate --name route53 --dry-run",
+        work.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .envs(
+            moto.env(&mut cmd())
+                .env_remove("COLUMNS")
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        .env("SHELL", "/bin/sh")
+        .output()
+        .expect("util-linux script runs");
+    let tty = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        out.status.success(),
+        "{tty}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tty.contains(&identity), "{tty}");
+    assert!(tty.contains(&format!("old key   {old}")), "{tty}");
+    // (The spinner on stderr says "rotating…"; the plan starts at its first step.)
+    let plan = &tty[tty.find("stage  aws").expect("the plan")..];
+    assert!(!plan.contains('…'), "nothing is cut on a terminal:\n{plan}");
 }

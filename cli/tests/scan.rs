@@ -1,4 +1,4 @@
-//! Scanner edge cases (DESIGN §3) over testdata/scan/edge-repo and the example repo.
+//! Scanner edge cases over testdata/scan/edge-repo and the example repo.
 
 use crate::common::{temp_repo, testdata};
 use secret_manager::Repo;

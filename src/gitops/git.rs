@@ -178,6 +178,9 @@ impl Git {
         S: AsRef<OsStr>,
     {
         let mut c = Command::new("git");
+        // Its own process group: a terminal's Ctrl-C reaches the tool (which finishes the
+        // step in flight), not a push in the middle of its work.
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         c.arg("-C")
             .arg(&self.dir)
             .args(args)

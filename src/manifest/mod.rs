@@ -13,7 +13,7 @@ pub const NAMESPACE_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/namespace
 /// Outer annotation that makes a SealedSecret cluster-wide (empty label).
 pub const CLUSTER_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/cluster-wide";
 
-/// The sealing scope, which decides the RSA-OAEP label (DESIGN §4).
+/// The sealing scope, which decides the RSA-OAEP label (see src/seal/mod.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {

@@ -1,7 +1,7 @@
 //! A YAML node tree that remembers where every node came from (byte ranges, lines).
 //!
 //! Why not `serde_yaml` or `serde-saphyr`'s typed deserialization: the scanner needs the
-//! line a document starts on and the editor (DESIGN §5) needs the exact byte range of every
+//! line a document starts on and the editor (src/manifest/edit) needs the exact byte range of every
 //! scalar and mapping so it can replace a value without touching any other byte. We build
 //! this tree from the events of `granit-parser`, the YAML 1.2 parser serde-saphyr itself
 //! uses, whose spans carry byte offsets that already account for a UTF-8 BOM and CRLF.

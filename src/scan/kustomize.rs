@@ -1,4 +1,4 @@
-//! Namespace resolution through the enclosing `kustomization.yaml` (DESIGN §3).
+//! Namespace resolution through the enclosing `kustomization.yaml`.
 //!
 //! Only the nearest enclosing kustomization counts: a namespace set by an overlay that
 //! includes a base from elsewhere differs per overlay, so guessing it would seal for the

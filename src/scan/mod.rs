@@ -1,4 +1,4 @@
-//! Walks a GitOps repo and finds every SealedSecret (DESIGN §3).
+//! Walks a GitOps repo and finds every SealedSecret.
 //!
 //! The walk honours `.gitignore` (also outside a git work tree), skips `.git` and hidden
 //! directories, and reads `*.yaml`, `*.yml` and `*.json` files in parallel. A file is only
@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-/// Which cluster a manifest belongs to (DESIGN §3 "Attribution").
+/// Which cluster a manifest belongs to (docs/guide.md, "Which cluster a manifest belongs to").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind", content = "clusters")]
 pub enum Attribution {

@@ -1,4 +1,4 @@
-//! kubeseal-compatible sealing (DESIGN §4).
+//! kubeseal-compatible sealing.
 //!
 //! Per value: a random 32-byte AES-256-GCM session key encrypts the plaintext with a zero
 //! nonce (the key is used once); RSA-OAEP-SHA256, with the scope label, encrypts the session

@@ -1,4 +1,4 @@
-//! Where a cluster's sealing certificate comes from (DESIGN §3 `sealingCert`).
+//! Where a cluster's sealing certificate comes from (`sealingCert` in cluster-values).
 //!
 //! * a path in the repo (`tooling/sealing-certs/<id>.pem`);
 //! * an `https://` URL (plain `http://` only to a loopback address, e.g. `kubectl proxy`);

@@ -1,4 +1,4 @@
-//! Format-preserving edits of one SealedSecret document (DESIGN §5).
+//! Format-preserving edits of one SealedSecret document; the rules are in docs/guide.md, "How files are edited".
 //!
 //! A rotation may change only the rotated `encryptedData` values and our annotations. Every
 //! other byte — comments, key order, quoting, other documents, CRLF, BOM, the final
