@@ -476,8 +476,14 @@ fn accounts_are_checked_and_roles_reach_users_of_other_accounts() {
         &[("Action", "CreateUser"), ("UserName", "remote-bot")],
     );
     assert!(created.contains("remote-bot"));
+    let local_rel = format!("applications/acct/state/overlays/{DEV1}/local.yaml");
+    let local_before = key_at(&f, "dev", "main", &local_rel);
     let r = run(&f);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // One run, both accounts: the local user rotated in 123456789012 as well.
+    let local_after = key_at(&f, "dev", "main", &local_rel);
+    assert_ne!(local_after, local_before);
+    assert_eq!(moto.key_ids("local-bot"), vec![local_after]);
     let keys = moto_key_ids_in(&moto, "111111111111", "remote-bot");
     let main = key_at(&f, "dev", "main", &remote_rel);
     assert_ne!(main, remote_key);
