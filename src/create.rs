@@ -136,6 +136,10 @@ fn claim(
         tracing::info!("not a git checkout: minting without a claim");
         return Ok(None);
     }
+    fleet
+        .git()
+        .check_signing()
+        .map_err(|e| CreateError::Invalid(EngineError::Signing(e.to_string()).to_string()))?;
     if let Err(e) = fleet.fetch_main() {
         tracing::warn!(error = %e, "no reachable main remote: minting without a claim (a crash now leaves the key for you to delete)");
         return Ok(None);

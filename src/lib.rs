@@ -13,6 +13,7 @@ pub mod config;
 pub mod create;
 pub mod duration;
 pub mod engine;
+pub mod forge;
 pub mod gitops;
 pub mod inventory;
 pub mod journal;

@@ -23,6 +23,9 @@ pub const REVOKE: u8 = 13;
 /// A revocation gate cannot be evaluated (kubectl missing, unknown context, access
 /// denied); the old key stays until someone fixes it.
 pub const GATE: u8 = 14;
+/// Pull-request mode: a pull request has waited for review longer than
+/// `forge.maxOpenAge`; nothing else failed.
+pub const STALE_REVIEW: u8 = 15;
 /// Stopped by SIGINT (128 + 2).
 pub const INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM (128 + 15).
@@ -34,6 +37,7 @@ pub fn for_phase(phase: Phase) -> u8 {
         Phase::Preflight => PREFLIGHT,
         Phase::Mint => MINT,
         Phase::Publish => PUBLISH,
+        Phase::Review => STALE_REVIEW,
         Phase::Gate => GATE,
         Phase::Revoke => REVOKE,
     }
@@ -63,7 +67,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if let Some(e) = err.chain().find_map(|c| c.downcast_ref::<EngineError>()) {
         return match e {
-            EngineError::Config(_) => USAGE,
+            EngineError::Config(_) | EngineError::Signing(_) | EngineError::Forge(_) => USAGE,
             EngineError::Provider(_) => PREFLIGHT,
             _ => PUBLISH,
         };

@@ -12,6 +12,7 @@ mod deploy;
 mod edit;
 mod engine;
 mod gitops;
+mod pull_requests;
 mod rotate;
 mod safety;
 mod scan;

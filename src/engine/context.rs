@@ -92,7 +92,12 @@ pub(super) struct Ctx<'a> {
     pub run: RunId,
     pub clock: Clock,
     pub fleet: Fleet,
+    /// A worktree at main: manifests are edited here (and, pushing to main, records too).
     pub writer: MainWriter,
+    /// Pull-request mode: a worktree at the journal ref, where the records live.
+    pub journal: Option<MainWriter>,
+    /// Pull-request mode: the forge.
+    pub forge: Option<crate::forge::Forge>,
     pub claims: ClaimRefs,
     pub events: EventLog,
     /// The config repo as main has it (config, inventory), opened on the worktree.
@@ -114,6 +119,8 @@ impl<'a> Ctx<'a> {
         providers: &'a Providers,
         fleet: Fleet,
         writer: MainWriter,
+        journal: Option<MainWriter>,
+        forge: Option<crate::forge::Forge>,
         repo: crate::Repo,
         unavailable: Unavailable,
         listed_claims: Vec<Listed>,
@@ -128,6 +135,8 @@ impl<'a> Ctx<'a> {
             lease: repo.config.claim_lease,
             fleet,
             writer,
+            journal,
+            forge,
             claims,
             events,
             repo,
@@ -222,9 +231,20 @@ impl<'a> Ctx<'a> {
             .map_err(EngineError::Certificate)
     }
 
-    /// The records on main as the worktree has them.
+    /// Where the records live: the journal ref's worktree in pull-request mode, main's
+    /// otherwise.
+    pub fn journal(&self) -> &MainWriter {
+        self.journal.as_ref().unwrap_or(&self.writer)
+    }
+
+    /// Whether changes reach main by pull request.
+    pub fn pr_mode(&self) -> bool {
+        self.forge.is_some()
+    }
+
+    /// The records, as the journal's worktree has them.
     pub fn records(&self) -> Result<Vec<RotationRecord>, EngineError> {
-        Ok(crate::journal::load_records(self.writer.dir())?)
+        Ok(crate::journal::load_records(self.journal().dir())?)
     }
 
     /// A scan of main as the worktree has it.

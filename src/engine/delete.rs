@@ -79,7 +79,7 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         if ctx.cancelled() {
             break;
         }
-        if let Some(rec) = stage_one(ctx, records, sel) {
+        if let Some(rec) = stage_one(ctx, records, sel).await {
             out.push(rec);
         }
     }
@@ -87,7 +87,7 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
 }
 
 /// Removes one credential key's documents, writes its deletion record and commits.
-fn stage_one(
+async fn stage_one(
     ctx: &mut Ctx<'_>,
     records: &[RotationRecord],
     sel: Selected<'_>,
@@ -141,7 +141,7 @@ fn stage_one(
         return None;
     }
     let now = ctx.now();
-    let rec = RotationRecord {
+    let mut rec = RotationRecord {
         version: 1,
         id: format!(
             "delete-{}-{}",
@@ -161,6 +161,8 @@ fn stage_one(
         run: Some(ctx.run.0.clone()),
         claimed_at: None,
         disabled_at: None,
+        proposal: None,
+        staging_commit: None,
     };
     if let Err(e) = remove_documents(ctx, &manifests).and_then(|()| write_record(ctx, &rec)) {
         let _ = ctx.writer.discard();
@@ -175,8 +177,31 @@ fn stage_one(
         source,
         clusters.join(", ")
     );
-    let message = trailers::message(&subject, &[rec.trailer(TrailerAction::DeleteSecret)]);
-    if let Err(e) = ctx.writer.commit_and_push(&paths, &message) {
+    let blocks = [rec.trailer(TrailerAction::DeleteSecret)];
+    if ctx.pr_mode() {
+        let manifests = files_of(&paths, &rec);
+        let mut recs = [rec];
+        if let Err(e) = super::propose::propose(ctx, &mut recs, &manifests, &subject, &blocks).await
+        {
+            let _ = ctx.writer.discard();
+            ctx.fail(Phase::Publish, &source, &identity, None, e);
+            return None;
+        }
+        let [r] = recs;
+        rec = r;
+        step.action = Action::Propose;
+        step.detail = format!(
+            "proposed in {}; after merge: {}",
+            rec.proposal
+                .as_ref()
+                .and_then(|p| p.url.clone())
+                .unwrap_or_else(|| "a pull request the next run opens".into()),
+            step.detail
+        );
+    } else if let Err(e) = ctx
+        .writer
+        .commit_and_push(&paths, &trailers::message(&subject, &blocks))
+    {
         ctx.fail(Phase::Publish, &source, &identity, None, e.into());
         return None;
     }
@@ -185,8 +210,17 @@ fn stage_one(
     Some(rec)
 }
 
+/// The manifest paths among `paths` (everything but the record).
+fn files_of(paths: &[String], rec: &RotationRecord) -> Vec<String> {
+    paths
+        .iter()
+        .filter(|p| **p != rec.path())
+        .cloned()
+        .collect()
+}
+
 fn write_record(ctx: &Ctx<'_>, rec: &RotationRecord) -> Result<(), EngineError> {
-    let path = ctx.writer.dir().join(rec.path());
+    let path = ctx.journal().dir().join(rec.path());
     std::fs::create_dir_all(path.parent().expect("records have a directory"))
         .and_then(|()| std::fs::write(&path, rec.to_yaml()))
         .map_err(|source| EngineError::Io {

@@ -8,10 +8,13 @@
 //!    worktree at main;
 //! 2. [`recover`] — release claims of runs that died, deleting only the keys those runs
 //!    minted and never committed;
-//! 3. [`claims`] on the recorded rotations' credentials, then [`publish`] and [`revoke`]
-//!    them (a rotation another run is advancing is `busy`);
+//! 3. [`claims`] on the recorded rotations' credentials; in pull-request mode
+//!    [`proposals`] (open pull requests wait, merged ones go on, closed ones are undone);
+//!    then [`publish`] and [`revoke`] them (a rotation another run is advancing is
+//!    `busy`);
 //! 4. [`stage`] new rotations for the selected credentials (or [`delete`] the selected
-//!    secrets): claim → mint → verify → seal → one commit;
+//!    secrets): claim → mint → verify → seal → one commit on main, or, in pull-request
+//!    mode, [`propose`]: a branch and a pull request;
 //! 5. [`publish`] and [`revoke`] what was just staged (revoked at once only with a zero
 //!    grace period), and release every claim the run holds.
 //!
@@ -24,6 +27,8 @@ mod delete;
 mod gates;
 mod mint;
 mod plan;
+mod proposals;
+mod propose;
 mod publish;
 mod recover;
 mod report;
@@ -35,9 +40,11 @@ mod stage;
 pub use context::{Cancel, Signal};
 pub use gates::unused_since;
 pub(crate) use mint::undo;
+pub use propose::{JOURNAL_REF, JOURNAL_TRACKING};
 pub use report::{Action, EngineError, EngineResult, Failure, Phase, RotateReport, Step};
 
-use crate::config::RevokeMode;
+use crate::config::{MainVia, RevokeMode};
+use crate::forge::Forge;
 use crate::gitops::Fleet;
 use crate::gitops::batch::MainWriter;
 use crate::gitops::claims::ClaimRefs;
@@ -132,15 +139,39 @@ pub async fn rotate(
 ) -> Result<RotateReport, EngineError> {
     let repo = crate::Repo::open(clone)?;
     let fleet = Fleet::new(&repo);
+    fleet
+        .git()
+        .check_signing()
+        .map_err(|e| EngineError::Signing(e.to_string()))?;
     let unavailable = fleet.fetch()?;
     let claims = ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix).list()?;
     let writer = MainWriter::open(&fleet)?;
     let main = crate::Repo::open(writer.dir())?;
-    let mut ctx = context::Ctx::new(opts, providers, fleet, writer, main, unavailable, claims);
+    // Pull-request mode: the forge, and the journal on its own ref (main takes no pushes).
+    let (journal, forge) = match (&main.config.main_via, &main.config.forge) {
+        (MainVia::PullRequest, Some(cfg)) => {
+            let forge = Forge::from_env(cfg).map_err(|e| EngineError::Forge(e.to_string()))?;
+            let journal = MainWriter::open_ref(&fleet, propose::journal_target(&fleet))?;
+            (Some(journal), Some(forge))
+        }
+        _ => (None, None),
+    };
+    let mut ctx = context::Ctx::new(
+        opts,
+        providers,
+        fleet,
+        writer,
+        journal,
+        forge,
+        main,
+        unavailable,
+        claims,
+    );
     let records = ctx.records()?;
 
     recover::expired_claims(&mut ctx, &records).await;
     let existing = claims::for_records(&mut ctx, records.clone());
+    let existing = proposals::resolve(&mut ctx, existing).await;
     let existing = publish::publish(&mut ctx, existing);
     revoke::revoke(&mut ctx, existing).await;
     let new = if opts.delete {

@@ -109,6 +109,13 @@ pub(super) fn busy_reason(
                     "published, waiting to revoke the old key".into(),
                 crate::journal::RotationState::Disabled { .. } =>
                     "old key disabled, waiting to delete it".into(),
+                crate::journal::RotationState::Proposed { proposal } => format!(
+                    "proposed in {}, waiting for review",
+                    proposal
+                        .url
+                        .as_deref()
+                        .unwrap_or(&format!("branch {}", proposal.branch))
+                ),
             }
         ));
     }

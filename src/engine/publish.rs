@@ -73,7 +73,12 @@ fn plan_moves(
         let RotationState::Staged { pending } = rec.state() else {
             continue;
         };
-        let Some(sha) = commits.get(&rec.path()).cloned() else {
+        // Pull-request mode: the commit the merge made, found when it was noticed.
+        let Some(sha) = rec
+            .staging_commit
+            .clone()
+            .or_else(|| commits.get(&rec.path()).cloned())
+        else {
             let e = EngineError::NoStagingCommit { record: rec.path() };
             ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e);
             blocked.insert(i);
@@ -157,8 +162,8 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
     let mut clusters = BTreeSet::new();
     for (&i, m) in moved {
         let rec = &records[i];
-        if let Err(source) = std::fs::write(ctx.writer.dir().join(rec.path()), rec.to_yaml()) {
-            let _ = ctx.writer.discard();
+        if let Err(source) = std::fs::write(ctx.journal().dir().join(rec.path()), rec.to_yaml()) {
+            let _ = ctx.journal().discard();
             let e = EngineError::Io {
                 path: rec.path(),
                 source,
@@ -187,7 +192,7 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
         ),
     };
     if let Err(e) = ctx
-        .writer
+        .journal()
         .commit_and_push(&paths, &trailers::message(&subject, &blocks))
     {
         ctx.fail_all(Phase::Publish, who(), None, EngineError::Publish(e));

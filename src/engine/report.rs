@@ -6,11 +6,15 @@ use crate::gitops::git::GitError;
 use crate::provider::ProviderError;
 use serde::{Serialize, Serializer};
 
-/// The phase a failure happened in (it decides the exit code). Ordered as a run goes:
-/// when several credentials fail, the latest phase wins.
+/// The phase a failure happened in (it decides the exit code). Ordered as a run goes
+/// (after a stale review, which is the mildest): when several credentials fail, the
+/// latest phase wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
+    /// Pull-request mode: a pull request has waited for review longer than
+    /// `forge.maxOpenAge`. Ordered first: any other failure of the run decides the code.
+    Review,
     /// Checks before anything changed for the credential.
     Preflight,
     /// Claiming, minting, verifying, sealing or editing the new key.
@@ -30,6 +34,9 @@ pub enum Phase {
 pub enum Action {
     /// A new key was (or would be) minted, sealed and committed.
     Stage,
+    /// Pull-request mode: a new key was minted and sealed, and the change proposed in a
+    /// pull request.
+    Propose,
     /// A cluster pointer received (or would receive) a staged change.
     Publish,
     /// An old key was (or would be) deleted or disabled.
@@ -59,6 +66,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Stage => "stage",
+            Action::Propose => "propose",
             Action::Publish => "publish",
             Action::Revoke => "revoke",
             Action::Wait => "wait",
@@ -234,6 +242,21 @@ pub enum EngineError {
         /// Record path.
         record: String,
     },
+    /// Commits must be signed (`git: {sign: true}` or git's `commit.gpgSign`) and git
+    /// cannot sign: nothing was changed.
+    #[error(
+        "commits must be signed, but git cannot sign ({0}); check gpg.format, user.signingKey and the key's availability (docs/pull-requests.md, \"Signed commits\")"
+    )]
+    Signing(String),
+    /// The forge refused or failed.
+    #[error("{0}")]
+    Forge(String),
+    /// Pull-request mode: a merged pull request's change is not on main as it was merged.
+    #[error("{0}")]
+    NotOnMain(String),
+    /// Pull-request mode: a pull request waited too long for review.
+    #[error("{0}")]
+    Stale(String),
     /// The batch this credential was part of failed as a whole (the first credential of
     /// the batch carries the cause).
     #[error("{0}")]
@@ -312,6 +335,7 @@ mod tests {
     fn actions_serialize_as_the_strings_of_earlier_versions() {
         for a in [
             Action::Stage,
+            Action::Propose,
             Action::Publish,
             Action::Revoke,
             Action::Wait,

@@ -47,7 +47,7 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
     let mut todo = Vec::new();
     for (i, rec) in records.iter().enumerate() {
         let (since, how) = match rec.state() {
-            RotationState::Staged { .. } => continue,
+            RotationState::Staged { .. } | RotationState::Proposed { .. } => continue,
             RotationState::Published { since } => (since, mode),
             RotationState::Disabled { since } => (since, Revoke::Delete),
         };
@@ -226,7 +226,7 @@ fn commit(ctx: &mut Ctx<'_>, records: &mut [RotationRecord], done: Vec<(usize, T
     let mut blocks: Vec<TrailerBlock> = Vec::new();
     for (i, t) in &done {
         let rec = &mut records[*i];
-        let path = ctx.writer.dir().join(rec.path());
+        let path = ctx.journal().dir().join(rec.path());
         paths.push(rec.path());
         let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
         let mut b = match t {
@@ -259,7 +259,7 @@ fn commit(ctx: &mut Ctx<'_>, records: &mut [RotationRecord], done: Vec<(usize, T
         blocks.push(b);
     }
     let message = trailers::message(&subject(records, &done), &blocks);
-    if let Err(e) = ctx.writer.commit_and_push(&paths, &message) {
+    if let Err(e) = ctx.journal().commit_and_push(&paths, &message) {
         // The keys are revoked; the records stay and the next run revokes again
         // (idempotent) and retries the commit.
         let msg = format!(

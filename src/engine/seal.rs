@@ -140,14 +140,17 @@ pub(super) async fn credential(
             run: Some(ctx.run.0.clone()),
             claimed_at: Some(claimed_at),
             disabled_at: None,
+            proposal: None,
+            staging_commit: None,
         });
     }
     write_all(ctx, &contents, &originals, &records)?;
     Ok((records, contents.into_keys().collect()))
 }
 
-/// Writes `contents` and the `records`; on any failure puts back `originals` and removes
-/// the records written, so the worktree is as the previous credential left it.
+/// Writes `contents` (manifests, into main's worktree) and the `records` (into the
+/// journal's); on any failure puts back `originals` and removes the records written, so
+/// the worktrees are as the previous credential left them.
 pub(super) fn write_all(
     ctx: &Ctx<'_>,
     contents: &BTreeMap<String, String>,
@@ -155,6 +158,7 @@ pub(super) fn write_all(
     records: &[RotationRecord],
 ) -> EngineResult<()> {
     let dir = ctx.writer.dir();
+    let journal = ctx.journal().dir();
     let mut written: Vec<&String> = Vec::new();
     let mut recs: Vec<std::path::PathBuf> = Vec::new();
     let result = (|| {
@@ -166,7 +170,7 @@ pub(super) fn write_all(
             written.push(file);
         }
         for r in records {
-            let p = dir.join(r.path());
+            let p = journal.join(r.path());
             std::fs::create_dir_all(p.parent().expect("records have a directory")).map_err(
                 |source| EngineError::Io {
                     path: r.path(),

@@ -11,6 +11,7 @@ use super::claims::{self, Got, keep_fresh};
 use super::context::Ctx;
 use super::mint::{abort, fail_and_abort, mint_one};
 use super::plan::{self, Credential};
+use super::propose::propose;
 use super::report::{Action, EngineError, Phase, Step};
 use super::seal;
 use super::slots::{check_slots, slots};
@@ -225,7 +226,8 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
     if staged.is_empty() {
         return Vec::new();
     }
-    if let Err(why) = commit(ctx, &staged, &paths) {
+    let mut staged = staged;
+    if let Err(why) = commit(ctx, &mut staged, &paths).await {
         // Not on main: nothing references the new keys. Delete them now.
         abort(ctx, staged.into_iter().map(|(o, _)| o).collect(), &why).await;
         return Vec::new();
@@ -236,6 +238,17 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         let new: Vec<String> = recs.iter().map(|r| r.new_key_id.clone()).collect();
         s.new_key_id = Some(new.join(","));
         s.done = true;
+        if let Some(p) = recs.iter().find_map(|r| r.proposal.as_ref()) {
+            s.action = Action::Propose;
+            s.detail = format!(
+                "proposed in {} (branch {}); after merge: {}",
+                p.url
+                    .as_deref()
+                    .unwrap_or("a pull request the next run opens"),
+                p.branch,
+                s.detail.trim_start_matches("mint a new key, seal it into ")
+            );
+        }
         ctx.step(s);
         // Kept until the run ends: this run publishes and revokes what it staged.
         ctx.held.push(o.claimed.held);
@@ -277,11 +290,59 @@ async fn seal_each<'a>(
     (staged, paths)
 }
 
-/// The one stage commit for the whole batch. `Err(why)` when it did not land (every
-/// credential of the batch is reported; the caller undoes their keys).
-fn commit(ctx: &mut Ctx<'_>, staged: &[Sealed<'_>], paths: &[String]) -> Result<(), String> {
-    let message = stage_message(staged);
+/// The one stage commit for the whole batch, pushed to main — or, in pull-request mode,
+/// proposed on a branch (the records then name the pull request). `Err(why)` when it did
+/// not land (every credential of the batch is reported; the caller undoes their keys).
+async fn commit(
+    ctx: &mut Ctx<'_>,
+    staged: &mut [Sealed<'_>],
+    paths: &[String],
+) -> Result<(), String> {
+    let (subject, blocks) = stage_message(staged);
     crate::failpoint("before-commit");
+    let who: Vec<(String, String)> = staged
+        .iter()
+        .map(|(o, _)| {
+            (
+                o.claimed.cred.source.clone(),
+                o.claimed.cred.identity.clone(),
+            )
+        })
+        .collect();
+    let who = || who.iter().map(|(s, i)| (s.as_str(), i.as_str()));
+    if ctx.pr_mode() {
+        let records: Vec<String> = staged
+            .iter()
+            .flat_map(|(_, r)| r.iter().map(RotationRecord::path))
+            .collect();
+        let manifests: Vec<String> = paths
+            .iter()
+            .filter(|p| !records.contains(p))
+            .cloned()
+            .collect();
+        let mut recs: Vec<RotationRecord> = staged.iter().flat_map(|(_, r)| r.clone()).collect();
+        if let Err(e) = propose(ctx, &mut recs, &manifests, &subject, &blocks).await {
+            let why = format!("proposing the rotation failed: {e}");
+            let names: Vec<(String, String)> =
+                who().map(|(a, b)| (a.to_owned(), b.to_owned())).collect();
+            ctx.fail_all(
+                Phase::Publish,
+                names.iter().map(|(a, b)| (a.as_str(), b.as_str())),
+                None,
+                e,
+            );
+            return Err(why);
+        }
+        for (_, rs) in staged.iter_mut() {
+            for r in rs.iter_mut() {
+                if let Some(p) = recs.iter().find(|q| q.id == r.id) {
+                    r.proposal = p.proposal.clone();
+                }
+            }
+        }
+        return Ok(());
+    }
+    let message = trailers::message(&subject, &blocks);
     let Err(e) = ctx.writer.commit_and_push(paths, &message) else {
         return Ok(());
     };
@@ -290,19 +351,29 @@ fn commit(ctx: &mut Ctx<'_>, staged: &[Sealed<'_>], paths: &[String]) -> Result<
         let _ = ctx.writer.refresh();
         return Ok(());
     }
-    let why = format!("committing the staged rotation to main failed: {e}");
-    let who = staged.iter().map(|(o, _)| {
-        (
-            o.claimed.cred.source.as_str(),
-            o.claimed.cred.identity.as_str(),
-        )
-    });
-    ctx.fail_all(Phase::Publish, who, None, EngineError::Publish(e));
+    let mut why = format!("committing the staged rotation to main failed: {e}");
+    if matches!(
+        &e,
+        crate::gitops::PublishError::Git(crate::gitops::git::GitError::Refused { .. })
+    ) {
+        why.push_str(
+            "; if main only takes reviewed changes, set mainVia: pull-request in .secret-manager.yaml (docs/pull-requests.md)",
+        );
+    }
+    for (source, identity) in who() {
+        ctx.fail(
+            Phase::Publish,
+            source,
+            identity,
+            None,
+            EngineError::Batch(why.clone()),
+        );
+    }
     Err(why)
 }
 
 /// The stage commit's message: one trailer block per record.
-fn stage_message(staged: &[(MintOutcome<'_>, Vec<RotationRecord>)]) -> String {
+fn stage_message(staged: &[(MintOutcome<'_>, Vec<RotationRecord>)]) -> (String, Vec<TrailerBlock>) {
     let recs: Vec<&RotationRecord> = staged.iter().flat_map(|(_, r)| r).collect();
     let clusters: BTreeSet<String> = recs.iter().flat_map(|r| r.clusters()).collect();
     let clusters: Vec<String> = clusters.into_iter().collect();
@@ -328,5 +399,5 @@ fn stage_message(staged: &[(MintOutcome<'_>, Vec<RotationRecord>)]) -> String {
             clusters.join(", ")
         )
     };
-    trailers::message(&subject, &blocks)
+    (subject, blocks)
 }

@@ -1,19 +1,21 @@
-//! [`MainWriter`]: every write the engine makes to main goes through here.
+//! [`MainWriter`]: every write the engine makes to main — or, in pull-request mode, to
+//! the journal ref — goes through here.
 //!
-//! The engine edits files in a temporary worktree at the remote main (the user's checkout
+//! The engine edits files in a temporary worktree at the remote ref (the user's checkout
 //! is never touched), then asks for one commit and push per phase. The writer commits,
 //! pushes without force, and when another writer got there first — any lost race, client
 //! or server side — fetches, rebases and tries again with jittered backoff. A rebase that
 //! conflicts is aborted and reported; nothing is half-applied.
 
 use super::git::{Git, GitError, GitResult, Oid, Worktree};
-use super::{Fleet, PublishError, PublishResult};
+use super::{Fleet, PublishError, PublishResult, RefTarget};
 use std::path::Path;
 
-/// Commits and pushes to main from a private worktree.
+/// Commits and pushes one ref from a private worktree.
 pub struct MainWriter {
     fleet: Fleet,
     wt: Worktree,
+    target: RefTarget,
 }
 
 impl std::fmt::Debug for MainWriter {
@@ -31,6 +33,30 @@ impl MainWriter {
         Ok(MainWriter {
             fleet: fleet.clone(),
             wt,
+            target: fleet.main_target(),
+        })
+    }
+
+    /// A worktree at `target` (fetched now). A ref the remote does not have yet starts as
+    /// an empty root commit, made locally; the first push creates it.
+    pub fn open_ref(fleet: &Fleet, target: RefTarget) -> GitResult<MainWriter> {
+        let tip = match fleet.fetch_target(&target)? {
+            Some(t) => t,
+            None => {
+                let root = fleet.git().commit_files_tree(
+                    &[],
+                    &[],
+                    &format!("secret-manager: start {}\n", target.refname),
+                )?;
+                fleet.git().run(&["update-ref", &target.tracking, &root])?;
+                root
+            }
+        };
+        let wt = fleet.git().temp_worktree(&tip)?;
+        Ok(MainWriter {
+            fleet: fleet.clone(),
+            wt,
+            target,
         })
     }
 
@@ -59,21 +85,22 @@ impl MainWriter {
             .commit_paths(paths, message)
             .map_err(PublishError::from)
             .and_then(|commit| {
-                self.fleet.push_main_with_retry(commit, |new_main| {
-                    // Replay our commit on top of what the other writer pushed.
-                    if let Err(e) = wt.run(&["rebase", "--quiet", new_main]) {
-                        let _ = wt.run(&["rebase", "--abort"]);
-                        return Err(match e {
-                            GitError::Failed { stderr, .. } => PublishError::Conflict {
-                                cluster: "main".into(),
-                                base: new_main.to_owned(),
-                                detail: stderr,
-                            },
-                            e => e.into(),
-                        });
-                    }
-                    Ok(wt.resolve("HEAD")?.expect("HEAD after rebase"))
-                })
+                self.fleet
+                    .push_with_retry(&self.target, commit, |new_main| {
+                        // Replay our commit on top of what the other writer pushed.
+                        if let Err(e) = wt.run(&["rebase", "--quiet", new_main]) {
+                            let _ = wt.run(&["rebase", "--abort"]);
+                            return Err(match e {
+                                GitError::Failed { stderr, .. } => PublishError::Conflict {
+                                    cluster: "main".into(),
+                                    base: new_main.to_owned(),
+                                    detail: stderr,
+                                },
+                                e => e.into(),
+                            });
+                        }
+                        Ok(wt.resolve("HEAD")?.expect("HEAD after rebase"))
+                    })
             });
         if result.is_err() {
             let _ = wt.run(&["reset", "--quiet", "--hard", &before]);
@@ -92,19 +119,37 @@ impl MainWriter {
     /// After a push whose outcome is unknown (the connection died after sending): whether
     /// the remote main now holds `path` (a record file only our commit adds).
     pub fn landed(&self, path: &str) -> bool {
-        self.fleet.fetch_main().is_ok_and(|main| {
-            self.wt
-                .git
-                .run(&["cat-file", "-e", &format!("{main}:{path}")])
-                .is_ok()
+        self.fleet.fetch_target(&self.target).is_ok_and(|tip| {
+            tip.is_some_and(|tip| {
+                self.wt
+                    .git
+                    .run(&["cat-file", "-e", &format!("{tip}:{path}")])
+                    .is_ok()
+            })
         })
     }
 
-    /// Moves the worktree to the remote main as it is now (to re-read what others wrote).
+    /// Moves the worktree to the remote ref as it is now (to re-read what others wrote).
     /// Only when nothing is uncommitted.
     pub fn refresh(&self) -> GitResult<Oid> {
-        let main = self.fleet.fetch_main()?;
-        self.wt.git.run(&["reset", "--quiet", "--hard", &main])?;
-        Ok(main)
+        let tip = self
+            .fleet
+            .fetch_target(&self.target)?
+            .unwrap_or(self.head()?);
+        self.wt.git.run(&["reset", "--quiet", "--hard", &tip])?;
+        Ok(tip)
+    }
+
+    /// Commits `paths` in the worktree without pushing (pull-request mode: the commit goes
+    /// to a branch); returns it.
+    pub fn commit_local(&self, paths: &[String], message: &str) -> GitResult<Oid> {
+        self.wt.git.commit_paths(paths, message)
+    }
+
+    /// Moves the worktree back to `rev`, dropping local commits and changes.
+    pub fn reset_to(&self, rev: &str) -> GitResult<()> {
+        self.wt.git.run(&["reset", "--quiet", "--hard", rev])?;
+        self.wt.git.run(&["clean", "--quiet", "-fd"])?;
+        Ok(())
     }
 }

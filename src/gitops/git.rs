@@ -159,12 +159,45 @@ pub fn classify_rejection(summary: &str, stderr: &str) -> RefOutcome {
 #[derive(Clone, Debug)]
 pub struct Git {
     dir: PathBuf,
+    sign: bool,
 }
 
 impl Git {
     /// Drives the repository at `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Git { dir: dir.into() }
+        Git {
+            dir: dir.into(),
+            sign: false,
+        }
+    }
+
+    /// Signs every commit this handle makes (`commit.gpgSign=true` for git's own commits,
+    /// `-S` for `commit-tree`), with whatever `gpg.format` and `user.signingKey` say.
+    pub fn signing(mut self, sign: bool) -> Self {
+        self.sign = sign;
+        self
+    }
+
+    /// Whether commits are signed.
+    pub fn signs(&self) -> bool {
+        self.sign
+    }
+
+    /// Whether git's own configuration (`commit.gpgSign`) asks for signed commits.
+    pub fn configured_to_sign(&self) -> bool {
+        self.run(&["config", "--type=bool", "--get", "commit.gpgsign"])
+            .is_ok_and(|v| v.trim() == "true")
+    }
+
+    /// Proves that this handle can sign: signs a throwaway commit (written to the object
+    /// store, never referenced). A run that must sign calls this before it changes
+    /// anything.
+    pub fn check_signing(&self) -> GitResult<()> {
+        if !self.sign {
+            return Ok(());
+        }
+        self.commit_files_tree(&[], &[], "secret-manager: signing check\n")
+            .map(drop)
     }
 
     /// The directory.
@@ -181,6 +214,9 @@ impl Git {
         // Its own process group: a terminal's Ctrl-C reaches the tool (which finishes the
         // step in flight), not a push in the middle of its work.
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        if self.sign {
+            c.arg("-c").arg("commit.gpgSign=true");
+        }
         c.arg("-C")
             .arg(&self.dir)
             .args(args)
@@ -451,6 +487,9 @@ impl Git {
             .trim()
             .to_owned();
         let mut args = vec!["commit-tree".to_owned(), tree];
+        if self.sign {
+            args.push("-S".into());
+        }
         for p in parents {
             args.push("-p".into());
             args.push((*p).to_owned());
@@ -540,7 +579,7 @@ impl Git {
         ])?;
         Ok(Worktree {
             parent: self.clone(),
-            git: Git::new(&path),
+            git: Git::new(&path).signing(self.sign),
             _dir: dir,
         })
     }

@@ -191,6 +191,17 @@ pub struct ClusterStatus {
 /// remotes cannot be published to in this run; everything else can.
 pub type Unavailable = BTreeMap<String, String>;
 
+/// A ref the tool writes by fast-forward: where it lives and where it is tracked locally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefTarget {
+    /// Remote.
+    pub remote: String,
+    /// Full ref name on the remote.
+    pub refname: String,
+    /// Local tracking ref.
+    pub tracking: String,
+}
+
 /// The fleet's pointers, driven from one local clone.
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -211,8 +222,10 @@ pub fn pointer_ref(c: &Cluster) -> String {
 impl Fleet {
     /// A fleet driven from the clone at `repo`.
     pub fn new(repo: &crate::Repo) -> Fleet {
+        let git = Git::new(&repo.root);
+        let sign = repo.config.git_sign || git.configured_to_sign();
         Fleet {
-            git: Git::new(&repo.root),
+            git: git.signing(sign),
             inventory: repo.inventory.clone(),
             main_remote: repo.config.main_remote.clone(),
             main_branch: repo.config.main_branch.clone(),
@@ -404,33 +417,85 @@ impl Fleet {
         unreachable!("the loop returns on the last attempt")
     }
 
-    /// Pushes `commit` (which has the current remote main as an ancestor, or is built
-    /// by `rebuild` on top of it) to main. When another writer got there first — git's
-    /// own non-fast-forward check or the server's compare-and-swap — it fetches main,
-    /// calls `rebuild` with the new main and tries again, up to [`RACE_RETRIES`] times
-    /// with jittered backoff. Hooks and permissions are final. Returns what landed.
+    /// The ref main lives in, as a push target.
+    pub fn main_target(&self) -> RefTarget {
+        RefTarget {
+            remote: self.main_remote.clone(),
+            refname: format!("refs/heads/{}", self.main_branch),
+            tracking: self.main_tracking(),
+        }
+    }
+
+    /// Fetches `t` into its tracking ref; returns it, `None` when the remote has no such ref.
+    pub fn fetch_target(&self, t: &RefTarget) -> GitResult<Option<Oid>> {
+        let present = self.git.ls_remote_all(&t.remote)?;
+        if !present.contains_key(&t.refname) {
+            return Ok(None);
+        }
+        self.git
+            .fetch(&t.remote, &[&format!("+{}:{}", t.refname, t.tracking)])?;
+        self.git.resolve(&t.tracking)
+    }
+
+    /// Pushes `commit` (which has the remote's current tip as an ancestor, or is built by
+    /// `rebuild` on top of it) to main. When another writer got there first — git's own
+    /// non-fast-forward check or the server's compare-and-swap — it fetches main, calls
+    /// `rebuild` with the new main and tries again, up to [`RACE_RETRIES`] times with
+    /// jittered backoff. Hooks and permissions are final. Returns what landed.
     pub fn push_main_with_retry(
         &self,
+        commit: Oid,
+        rebuild: impl FnMut(&str) -> PublishResult<Oid>,
+    ) -> PublishResult<Oid> {
+        self.push_with_retry(&self.main_target(), commit, rebuild)
+    }
+
+    /// [`Fleet::push_main_with_retry`] for any ref that only moves forward.
+    pub fn push_with_retry(
+        &self,
+        t: &RefTarget,
         mut commit: Oid,
         mut rebuild: impl FnMut(&str) -> PublishResult<Oid>,
     ) -> PublishResult<Oid> {
         for attempt in 1..=RACE_RETRIES + 1 {
-            match self
-                .git
-                .push_branch(&self.main_remote, &commit, &self.main_branch)
-            {
-                Ok(()) => {
-                    self.git
-                        .run(&["update-ref", &self.main_tracking(), &commit])?;
+            let update = git::RefUpdate {
+                src: Some(commit.clone()),
+                dst: t.refname.clone(),
+                lease: git::Lease::FastForward,
+            };
+            let outcome = self.git.push_refs(&t.remote, &[update])?.pop();
+            match outcome {
+                Some(git::RefOutcome::Updated) => {
+                    self.git.run(&["update-ref", &t.tracking, &commit])?;
                     return Ok(commit);
                 }
-                Err(GitError::Rejected { stderr, .. }) if attempt <= RACE_RETRIES => {
-                    tracing::info!(attempt, reason = %stderr, "main moved on the remote; rebasing and retrying");
+                Some(git::RefOutcome::Lost(reason)) if attempt <= RACE_RETRIES => {
+                    tracing::info!(attempt, %reason, refname = %t.refname, "the ref moved on the remote; rebasing and retrying");
                     std::thread::sleep(race_backoff(attempt));
-                    let new_main = self.fetch_main()?;
-                    commit = rebuild(&new_main)?;
+                    let tip = self.fetch_target(t)?.ok_or_else(|| GitError::Rejected {
+                        remote: t.remote.clone(),
+                        refname: t.refname.clone(),
+                        stderr: "the ref disappeared while we pushed".into(),
+                    })?;
+                    commit = rebuild(&tip)?;
                 }
-                Err(e) => return Err(e.into()),
+                Some(git::RefOutcome::Lost(reason)) => {
+                    return Err(GitError::Rejected {
+                        remote: t.remote.clone(),
+                        refname: t.refname.clone(),
+                        stderr: reason,
+                    }
+                    .into());
+                }
+                Some(git::RefOutcome::Refused(reason)) => {
+                    return Err(GitError::Refused {
+                        remote: t.remote.clone(),
+                        refname: t.refname.clone(),
+                        reason,
+                    }
+                    .into());
+                }
+                None => unreachable!("one outcome per update"),
             }
         }
         unreachable!("the loop returns on the last attempt")

@@ -46,6 +46,22 @@ impl RecordManifest {
     }
 }
 
+/// The pull request that proposes a rotation (pull-request mode).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Proposal {
+    /// The branch with the sealed change.
+    pub branch: String,
+    /// The pull (merge) request's number, once opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// Its web URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When the run proposed it.
+    pub opened_at: DateTime<Utc>,
+}
+
 /// What a record does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,6 +77,11 @@ pub enum RecordKind {
 /// the rotation deletes it (the audit trail keeps the history).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RotationState {
+    /// Pull-request mode: the change waits in a pull request; main does not have it yet.
+    Proposed {
+        /// The pull request.
+        proposal: Proposal,
+    },
     /// Committed on main; these clusters' pointers do not have it yet.
     Staged {
         /// Clusters still to publish to.
@@ -119,6 +140,13 @@ pub struct RotationRecord {
     /// When the old key was disabled (`revokeMode: disable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Pull-request mode: the pull request that proposes the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<Proposal>,
+    /// Pull-request mode: the commit on main that brought the change, once merged
+    /// (a merge commit, a squash or a rebased commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_commit: Option<String>,
 }
 
 /// RFC 3339 with seconds, `Z` — the form of every time the tool writes.
@@ -129,6 +157,11 @@ pub fn ts(d: DateTime<Utc>) -> String {
 impl RotationRecord {
     /// Where the rotation stands.
     pub fn state(&self) -> RotationState {
+        if let (Some(p), None) = (&self.proposal, &self.staging_commit) {
+            return RotationState::Proposed {
+                proposal: p.clone(),
+            };
+        }
         if let Some(since) = self.disabled_at {
             return RotationState::Disabled { since };
         }

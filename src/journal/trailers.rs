@@ -13,6 +13,8 @@ use std::fmt;
 pub enum TrailerAction {
     /// New keys sealed into manifests and a record added.
     Stage,
+    /// Pull-request mode: the change was proposed in a pull request.
+    Propose,
     /// Cluster pointers received a staged change.
     Publish,
     /// An old key was deleted or disabled; the record closed (or marked disabled).
@@ -42,6 +44,7 @@ impl TrailerAction {
     pub fn as_str(&self) -> &str {
         match self {
             TrailerAction::Stage => "stage",
+            TrailerAction::Propose => "propose",
             TrailerAction::Publish => "publish",
             TrailerAction::Revoke => "revoke",
             TrailerAction::DeleteDisabled => "delete-disabled",
@@ -60,6 +63,7 @@ impl TrailerAction {
     pub fn parse(s: &str) -> TrailerAction {
         match s {
             "stage" => TrailerAction::Stage,
+            "propose" => TrailerAction::Propose,
             "publish" => TrailerAction::Publish,
             "revoke" => TrailerAction::Revoke,
             "delete-disabled" => TrailerAction::DeleteDisabled,
@@ -355,6 +359,7 @@ mod tests {
     fn every_action_round_trips_as_text() {
         for a in [
             TrailerAction::Stage,
+            TrailerAction::Propose,
             TrailerAction::Publish,
             TrailerAction::Revoke,
             TrailerAction::DeleteDisabled,

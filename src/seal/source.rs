@@ -50,9 +50,8 @@ impl CertSource {
         if spec.starts_with("https://") {
             return Ok(CertSource::Url(spec.to_owned()));
         }
-        if let Some(rest) = spec.strip_prefix("http://") {
-            let host = rest.split(['/', ':']).next().unwrap_or_default();
-            if matches!(host, "127.0.0.1" | "localhost" | "[") || rest.starts_with("[::1]") {
+        if spec.starts_with("http://") {
+            if crate::config::secure_or_loopback(spec) {
                 return Ok(CertSource::Url(spec.to_owned()));
             }
             return Err(bad(

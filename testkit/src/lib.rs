@@ -8,12 +8,14 @@
 //! client and auth crates by endpoint override; nothing here is linked into the product.
 #![forbid(unsafe_code)]
 
+pub mod forge;
 pub mod graph;
 pub mod iam;
 pub mod provider;
 pub mod server;
 pub mod trace;
 
+pub use forge::{FakeForge, MergeStyle};
 pub use provider::{Fail, FakeKey, FakeProvider, Op};
 pub use server::{Reply, Request, TestServer};
 pub use trace::TraceCapture;

@@ -74,6 +74,16 @@ pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
     if fleet.git().resolve(&refs[0])?.is_none() {
         refs[0] = "HEAD".into();
     }
+    // Pull-request mode keeps its records on the journal ref: their publish, revoke and
+    // abandon commits are there.
+    let journal = secret_manager::gitops::RefTarget {
+        remote: fleet.main_remote().to_owned(),
+        refname: secret_manager::engine::JOURNAL_REF.into(),
+        tracking: secret_manager::engine::JOURNAL_TRACKING.into(),
+    };
+    if let Ok(Some(_)) = fleet.fetch_target(&journal) {
+        refs.push(journal.tracking.clone());
+    }
     let events = secret_manager::gitops::events::EventLog::new(&fleet);
     match events.fetch() {
         Ok(Some(_)) => refs.push(secret_manager::gitops::events::EVENTS_MIRROR.into()),

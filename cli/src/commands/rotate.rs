@@ -237,7 +237,7 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
         crate::output::say(
             crate::output::Level::Info,
             &format!(
-                "{verb}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} busy, {} failed",
+                "{verb}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} proposed, {} busy, {} failed",
                 if dry_run { " (dry run)" } else { "" },
                 report.count(Action::Stage),
                 report.count(Action::Delete),
@@ -245,6 +245,7 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
                 report.count(Action::Revoke),
                 report.count(Action::Cleanup),
                 report.count(Action::Undo),
+                report.count(Action::Propose),
                 report
                     .steps
                     .iter()

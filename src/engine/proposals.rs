@@ -1,0 +1,381 @@
+//! Pull-request mode: where each proposed rotation's pull request stands.
+//!
+//! * **open** — the credential is busy, waiting for review (stale past
+//!   `forge.maxOpenAge`); with `autoMerge` the forge is asked to merge it.
+//! * **merged** — the change is on main (by a merge commit, a squash or a rebase: the
+//!   staging commit is found on main by what it changed, not by the branch's commit id);
+//!   the record goes on to publish and revoke. A merged change that no longer stands on main
+//!   is reported and never revoked.
+//! * **closed without merge** — the new keys never reached a cluster: they are deleted, the
+//!   branch too, and the records dropped; the old keys are untouched.
+//! * **no pull request** — the proposing run died: with its branch on the remote the pull
+//!   request is opened now; without, the proposal is dropped as if closed.
+
+use super::context::Ctx;
+use super::propose::{body, write_records};
+use super::report::{Action, EngineError, Phase, Step};
+use crate::forge::{NewPullRequest, PrState, PullRequest};
+use crate::gitops::git::{Lease, RefUpdate};
+use crate::journal::record::ts;
+use crate::journal::{RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers};
+use crate::provider::{KeyId, Revoke};
+use std::collections::BTreeMap;
+
+/// Resolves every `Proposed` record; returns the records to advance now (merged ones as
+/// `Staged`, every record in another state unchanged).
+pub(super) async fn resolve(
+    ctx: &mut Ctx<'_>,
+    records: Vec<RotationRecord>,
+) -> Vec<RotationRecord> {
+    if !ctx.pr_mode() {
+        return records;
+    }
+    let (proposed, mut out): (Vec<RotationRecord>, Vec<RotationRecord>) = records
+        .into_iter()
+        .partition(|r| matches!(r.state(), RotationState::Proposed { .. }));
+    let mut by_branch: BTreeMap<String, Vec<RotationRecord>> = BTreeMap::new();
+    for r in proposed {
+        let branch = r.proposal.as_ref().expect("proposed").branch.clone();
+        by_branch.entry(branch).or_default().push(r);
+    }
+    for (branch, recs) in by_branch {
+        if ctx.cancelled() {
+            break;
+        }
+        out.extend(resolve_one(ctx, &branch, recs).await);
+    }
+    out
+}
+
+fn fail(ctx: &mut Ctx<'_>, phase: Phase, recs: &[RotationRecord], e: EngineError) {
+    let who: Vec<(String, String)> = recs
+        .iter()
+        .map(|r| (r.source.clone(), r.identity.clone()))
+        .collect();
+    ctx.fail_all(
+        phase,
+        who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
+        None,
+        e,
+    );
+}
+
+fn step(r: &RotationRecord, action: Action, detail: String) -> Step {
+    let mut s = Step::new(action, &r.source, &r.identity, detail);
+    s.old_key_id = Some(r.old_key_id.clone());
+    s.new_key_id = (!r.new_key_id.is_empty()).then(|| r.new_key_id.clone());
+    s.clusters = r.clusters();
+    s.files = r.files();
+    s
+}
+
+async fn resolve_one(
+    ctx: &mut Ctx<'_>,
+    branch: &str,
+    recs: Vec<RotationRecord>,
+) -> Vec<RotationRecord> {
+    let forge = ctx.forge.as_ref().expect("pull-request mode");
+    let number = recs.iter().find_map(|r| r.proposal.as_ref()?.number);
+    let found = match number {
+        Some(n) => forge.get(n).await.map(Some),
+        None => forge.find(branch).await,
+    };
+    let pr = match found {
+        Ok(pr) => pr,
+        Err(e) => {
+            fail(
+                ctx,
+                Phase::Publish,
+                &recs,
+                EngineError::Forge(e.to_string()),
+            );
+            return Vec::new();
+        }
+    };
+    let Some(mut pr) = pr else {
+        return no_pull_request(ctx, branch, recs).await;
+    };
+    let cfg = ctx.repo.config.forge.clone().expect("pull-request mode");
+    if pr.state == PrState::Open && cfg.auto_merge {
+        match forge.merge(pr.number).await {
+            Ok(true) => {
+                pr.state = PrState::Merged;
+                let _ = ctx.fleet.fetch_main();
+            }
+            Ok(false) => {}
+            Err(e) => fail(
+                ctx,
+                Phase::Publish,
+                &recs,
+                EngineError::Forge(e.to_string()),
+            ),
+        }
+    }
+    match pr.state {
+        PrState::Open => {
+            open(ctx, &pr, &recs, cfg.max_open_age);
+            Vec::new()
+        }
+        PrState::Merged => merged(ctx, &pr, branch, recs),
+        PrState::Closed => {
+            let why = format!("pull request {} was closed without merging", pr.url);
+            abandon(ctx, branch, recs, &why).await;
+            Vec::new()
+        }
+    }
+}
+
+/// Waiting for review: busy, or stale past `maxOpenAge`.
+fn open(
+    ctx: &mut Ctx<'_>,
+    pr: &PullRequest,
+    recs: &[RotationRecord],
+    max: Option<chrono::Duration>,
+) {
+    let since = recs
+        .iter()
+        .find_map(|r| r.proposal.as_ref().map(|p| p.opened_at))
+        .or(pr.created_at)
+        .unwrap_or_else(|| ctx.now());
+    let detail = format!("waiting for review: {} (open since {})", pr.url, ts(since));
+    if let Some(max) = max
+        && ctx.now() - since > max
+    {
+        let e = EngineError::Stale(format!(
+            "{} has waited for review since {} (more than forge.maxOpenAge, {}); merge or close it",
+            pr.url,
+            ts(since),
+            humantime::format_duration(max.to_std().unwrap_or_default())
+        ));
+        fail(ctx, Phase::Review, recs, e);
+    }
+    for r in recs {
+        let s = step(r, Action::Busy, detail.clone());
+        ctx.step(s);
+    }
+}
+
+/// Finds the commit on `main` that brought a record's change: the newest first-parent
+/// commit that changed how often its key id appears in its files (a merge commit, a
+/// squash, or the last rebased commit), and checks the change still stands at `main`.
+fn staging_commit(ctx: &Ctx<'_>, main: &str, r: &RotationRecord) -> Result<String, String> {
+    let git = ctx.writer.git();
+    let needle = if r.is_delete() {
+        &r.old_key_id
+    } else {
+        &r.new_key_id
+    };
+    let mut args = vec![
+        "log".to_owned(),
+        "--first-parent".into(),
+        "--format=%H".into(),
+        "-1".into(),
+        format!("-S{needle}"),
+        main.to_owned(),
+        "--".into(),
+    ];
+    args.extend(r.files());
+    let sha = git.run(&args).map_err(|e| e.to_string())?.trim().to_owned();
+    if sha.is_empty() {
+        return Err(format!(
+            "no commit on main changes {needle} in {}",
+            r.files().join(", ")
+        ));
+    }
+    for f in r.files() {
+        let text = git
+            .run(&["show", &format!("{main}:{f}")])
+            .unwrap_or_default();
+        let holds = text.contains(needle.as_str());
+        if r.is_delete() == holds {
+            return Err(if r.is_delete() {
+                format!("{f} still holds key {needle}")
+            } else {
+                format!("{f} no longer holds key {needle}")
+            });
+        }
+    }
+    Ok(sha)
+}
+
+/// Merged: the records continue as staged, from the commit the merge made.
+fn merged(
+    ctx: &mut Ctx<'_>,
+    pr: &PullRequest,
+    branch: &str,
+    recs: Vec<RotationRecord>,
+) -> Vec<RotationRecord> {
+    let main = match ctx.fleet.fetch_main() {
+        Ok(m) => m,
+        Err(e) => {
+            fail(ctx, Phase::Publish, &recs, e.into());
+            return Vec::new();
+        }
+    };
+    let _ = ctx.writer.reset_to(&main);
+    let mut out = Vec::new();
+    for mut r in recs {
+        match staging_commit(ctx, &main, &r) {
+            Ok(sha) => {
+                r.staging_commit = Some(sha);
+                out.push(r);
+            }
+            Err(why) => {
+                let e = EngineError::NotOnMain(format!(
+                    "{} was merged, but its change is not on main as merged ({why}); nothing is published or revoked. Restore the change on main, or delete {} from {} (and the new key {} at the source)",
+                    pr.url,
+                    r.path(),
+                    super::propose::JOURNAL_REF,
+                    r.new_key_id
+                ));
+                ctx.fail(Phase::Publish, &r.source, &r.identity, None, e);
+            }
+        }
+    }
+    delete_branch(ctx, branch);
+    out
+}
+
+/// No pull request for the branch: the proposing run died after writing the records.
+async fn no_pull_request(
+    ctx: &mut Ctx<'_>,
+    branch: &str,
+    mut recs: Vec<RotationRecord>,
+) -> Vec<RotationRecord> {
+    let exists = ctx
+        .fleet
+        .git()
+        .ls_remote_all(ctx.fleet.main_remote())
+        .is_ok_and(|refs| refs.contains_key(&format!("refs/heads/{branch}")));
+    if !exists {
+        let why = format!("branch {branch} was never pushed (the proposing run died)");
+        abandon(ctx, branch, recs, &why).await;
+        return Vec::new();
+    }
+    let cfg = ctx.repo.config.forge.clone().expect("pull-request mode");
+    let title = format!("secret-manager: rotate {} credential(s)", recs.len());
+    let blocks: Vec<TrailerBlock> = recs
+        .iter()
+        .map(|r| r.trailer(TrailerAction::Stage))
+        .collect();
+    let text = body(ctx, &recs, &blocks);
+    let forge = ctx.forge.as_ref().expect("pull-request mode");
+    let opened = forge
+        .open(&NewPullRequest {
+            head: branch,
+            base: ctx.fleet.main_branch(),
+            title: &title,
+            body: &text,
+            labels: &cfg.labels,
+        })
+        .await;
+    match opened {
+        Ok(pr) => {
+            for r in recs.iter_mut() {
+                if let Some(p) = r.proposal.as_mut() {
+                    p.number = Some(pr.number);
+                    p.url = Some(pr.url.clone());
+                }
+            }
+            let _ = write_records(
+                ctx,
+                &recs,
+                &format!("secret-manager: opened {} for {branch}\n", pr.url),
+            );
+            for r in &recs {
+                let s = step(
+                    r,
+                    Action::Busy,
+                    format!(
+                        "opened {} (the run that proposed it stopped before); waiting for review",
+                        pr.url
+                    ),
+                );
+                ctx.step(s);
+            }
+        }
+        Err(e) => fail(
+            ctx,
+            Phase::Publish,
+            &recs,
+            EngineError::Forge(e.to_string()),
+        ),
+    }
+    Vec::new()
+}
+
+/// Deletes the proposal's new keys (they never reached a cluster), its branch and records.
+async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why: &str) {
+    let mut blocks = Vec::new();
+    let mut paths = Vec::new();
+    for r in &recs {
+        if !r.is_delete() && !r.new_key_id.is_empty() {
+            let provider = match ctx.providers.get(&r.source).await {
+                Ok(p) => p,
+                Err(e) => {
+                    ctx.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
+                    continue;
+                }
+            };
+            if let Err(e) = provider
+                .revoke(&r.target(), &KeyId(r.new_key_id.clone()), Revoke::Delete)
+                .await
+            {
+                // Keep the record: the next run tries again.
+                ctx.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
+                continue;
+            }
+        }
+        let detail = if r.is_delete() {
+            format!("{why}; nothing was deleted")
+        } else {
+            format!(
+                "{why}; deleted the new key {}, the old key is untouched",
+                r.new_key_id
+            )
+        };
+        let mut s = step(r, Action::Abandon, detail.clone());
+        s.done = true;
+        ctx.step(s);
+        let mut b = r.trailer(TrailerAction::Abandon);
+        b.reason = Some(detail);
+        blocks.push(b);
+        let _ = std::fs::remove_file(ctx.journal().dir().join(r.path()));
+        paths.push(r.path());
+    }
+    if !paths.is_empty() {
+        let msg = trailers::message(
+            &format!("secret-manager: abandoned the proposal on {branch}"),
+            &blocks,
+        );
+        if let Err(e) = ctx.journal().commit_and_push(&paths, &msg) {
+            fail(ctx, Phase::Publish, &recs, EngineError::Publish(e));
+        }
+    }
+    delete_branch(ctx, branch);
+}
+
+/// Deletes the tool's branch on the main remote, if it is still there.
+fn delete_branch(ctx: &Ctx<'_>, branch: &str) {
+    let refname = format!("refs/heads/{branch}");
+    let present = ctx
+        .fleet
+        .git()
+        .ls_remote_all(ctx.fleet.main_remote())
+        .is_ok_and(|r| r.contains_key(&refname));
+    if !present {
+        return;
+    }
+    let update = RefUpdate {
+        src: None,
+        dst: refname,
+        lease: Lease::FastForward,
+    };
+    if let Err(e) = ctx
+        .fleet
+        .git()
+        .push_refs(ctx.fleet.main_remote(), &[update])
+    {
+        tracing::warn!(error = %e, branch, "could not delete the branch");
+    }
+}

@@ -1,0 +1,256 @@
+//! Pull-request mode: a change (new ciphertexts, or removed documents) goes to a branch
+//! and a pull request instead of main. The records that track it go to the journal ref
+//! *first*, so a run that dies at any later point leaves enough behind: a later run finds
+//! the branch (and opens the pull request if it is missing) or, without a branch, deletes
+//! the new keys and drops the records.
+
+use super::context::Ctx;
+use super::report::{EngineError, Phase};
+use crate::forge::NewPullRequest;
+use crate::gitops::RefTarget;
+use crate::gitops::git::{GitError, Lease, RefOutcome, RefUpdate};
+use crate::journal::record::{Proposal, ts};
+use crate::journal::{RotationRecord, TrailerAction, TrailerBlock, trailers};
+
+/// The journal ref in pull-request mode: the records, outside main.
+pub const JOURNAL_REF: &str = "refs/secret-manager/journal";
+
+/// Where the journal ref is tracked locally.
+pub const JOURNAL_TRACKING: &str = "refs/secret-manager/remote-journal";
+
+/// The journal ref on the fleet's main remote.
+pub(super) fn journal_target(fleet: &crate::gitops::Fleet) -> RefTarget {
+    RefTarget {
+        remote: fleet.main_remote().to_owned(),
+        refname: JOURNAL_REF.into(),
+        tracking: JOURNAL_TRACKING.into(),
+    }
+}
+
+/// The marker the tool puts in its pull requests' bodies.
+pub(super) fn marker(run: &str) -> String {
+    format!("<!-- secret-manager:run={run} -->")
+}
+
+/// The body of a pull request: what a reviewer needs, ids only, then the marker and the
+/// audit trailers.
+pub(super) fn body(ctx: &Ctx<'_>, records: &[RotationRecord], blocks: &[TrailerBlock]) -> String {
+    let mut b = String::new();
+    let rotations = records.iter().filter(|r| !r.is_delete()).count();
+    let deletions = records.len() - rotations;
+    b.push_str("secret-manager proposes ");
+    if rotations > 0 {
+        b.push_str(&format!("{rotations} credential rotation(s)"));
+    }
+    if deletions > 0 {
+        b.push_str(&format!(
+            "{}{deletions} deletion(s)",
+            if rotations > 0 { " and " } else { "" }
+        ));
+    }
+    b.push_str(". Only the listed values and the `secret-manager/` annotations change; no secret value appears here.\n\n");
+    b.push_str(
+        "| secret | file | source | identity | old key | new key |\n|---|---|---|---|---|---|\n",
+    );
+    for r in records {
+        for m in &r.manifests {
+            b.push_str(&format!(
+                "| {}/{} | `{}` | {} | `{}` | `{}` | {} |\n",
+                m.cluster,
+                m.secret,
+                m.file,
+                r.source,
+                r.identity,
+                r.old_key_id,
+                if r.is_delete() {
+                    "(deleted)".to_owned()
+                } else {
+                    format!("`{}`", r.new_key_id)
+                }
+            ));
+        }
+    }
+    let clusters: std::collections::BTreeSet<String> =
+        records.iter().flat_map(RotationRecord::clusters).collect();
+    let grace = humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default());
+    b.push_str("\nAfter this is merged, the next `secret-manager rotate` run:\n");
+    b.push_str(&format!(
+        "* publishes it to {} (each cluster's pointer moves fast-forward);\n",
+        clusters.into_iter().collect::<Vec<_>>().join(", ")
+    ));
+    let mut gates = vec![format!("{grace} after the last cluster has it")];
+    if ctx.opts.require_synced {
+        gates.push("each cluster's SealedSecret shows the new key with Synced=True".into());
+    }
+    if ctx.opts.require_old_key_unused {
+        gates.push("the old key is unused since publish".into());
+    }
+    b.push_str(&format!(
+        "* then deletes{} the old key(s): {}.\n",
+        if ctx.opts.revoke_mode == crate::config::RevokeMode::Disable {
+            " (first disables)"
+        } else {
+            ""
+        },
+        gates.join(", and ")
+    ));
+    b.push_str("\nClosing this pull request without merging deletes the new key(s); the old keys stay.\n\n");
+    b.push_str(&marker(&ctx.run.0));
+    b.push_str("\n\n<details><summary>Audit trailers</summary>\n\n```\n");
+    for blk in blocks {
+        b.push_str(&blk.render());
+    }
+    b.push_str("```\n</details>\n");
+    b
+}
+
+/// Writes `records` into the journal's worktree and commits and pushes them.
+pub(super) fn write_records(
+    ctx: &Ctx<'_>,
+    records: &[RotationRecord],
+    message: &str,
+) -> Result<(), EngineError> {
+    let mut paths = Vec::new();
+    for r in records {
+        let p = ctx.journal().dir().join(r.path());
+        std::fs::create_dir_all(p.parent().expect("records have a directory"))
+            .and_then(|()| std::fs::write(&p, r.to_yaml()))
+            .map_err(|source| EngineError::Io {
+                path: r.path(),
+                source,
+            })?;
+        paths.push(r.path());
+    }
+    ctx.journal().commit_and_push(&paths, message)?;
+    Ok(())
+}
+
+/// Proposes the uncommitted manifest edits in main's worktree (`manifests`) and the
+/// `records` they belong to: the records go to the journal with the branch named, the
+/// commit goes to that branch, a pull request is opened, and the records get its number.
+/// On `Err` nothing was proposed (the caller undoes the new keys).
+pub(super) async fn propose(
+    ctx: &mut Ctx<'_>,
+    records: &mut [RotationRecord],
+    manifests: &[String],
+    subject: &str,
+    blocks: &[TrailerBlock],
+) -> Result<(), EngineError> {
+    let forge = ctx.forge.as_ref().expect("pull-request mode has a forge");
+    let cfg = ctx
+        .repo
+        .config
+        .forge
+        .clone()
+        .expect("pull-request mode has a forge block");
+    let branch = format!("{}rotate-{}", cfg.branch_prefix, ctx.run);
+    let main = ctx.writer.head()?;
+    let commit = ctx
+        .writer
+        .commit_local(manifests, &trailers::message(subject, blocks))?;
+    let now = ctx.now();
+    for r in records.iter_mut() {
+        r.proposal = Some(Proposal {
+            branch: branch.clone(),
+            number: None,
+            url: None,
+            opened_at: now,
+        });
+    }
+    // 1. The journal first: from here on a dying run leaves a record naming the branch.
+    let journal_msg = format!(
+        "secret-manager: propose {} rotation(s) on {branch}\n",
+        records.len()
+    );
+    if let Err(e) = write_records(ctx, records, &journal_msg) {
+        let _ = ctx.writer.reset_to(&main);
+        let _ = ctx.journal().discard();
+        return Err(e);
+    }
+    // 2. The branch.
+    let update = RefUpdate {
+        src: Some(commit),
+        dst: format!("refs/heads/{branch}"),
+        lease: Lease::Absent,
+    };
+    let pushed = ctx
+        .fleet
+        .git()
+        .push_refs(ctx.fleet.main_remote(), &[update]);
+    let _ = ctx.writer.reset_to(&main);
+    match pushed.map(|mut o| o.pop()) {
+        Ok(Some(RefOutcome::Updated)) => {}
+        other => {
+            let reason = match other {
+                Ok(Some(RefOutcome::Lost(r) | RefOutcome::Refused(r))) => r,
+                Err(e) => e.to_string(),
+                _ => "no answer".into(),
+            };
+            // Drop the records again (best effort: else the next run drops them).
+            let paths: Vec<String> = records.iter().map(RotationRecord::path).collect();
+            for p in &paths {
+                let _ = std::fs::remove_file(ctx.journal().dir().join(p));
+            }
+            let _ = ctx
+                .journal()
+                .commit_and_push(&paths, &format!("secret-manager: drop the proposal on {branch} (the branch could not be pushed)\n"));
+            return Err(EngineError::Git(GitError::Refused {
+                remote: ctx.fleet.main_remote().to_owned(),
+                refname: format!("refs/heads/{branch}"),
+                reason,
+            }));
+        }
+    }
+    // 3. The pull request. If this fails the branch stands; the next run opens it.
+    let body = body(ctx, records, blocks);
+    let pr = forge
+        .open(&NewPullRequest {
+            head: &branch,
+            base: ctx.fleet.main_branch(),
+            title: subject,
+            body: &body,
+            labels: &cfg.labels,
+        })
+        .await;
+    let pr = match pr {
+        Ok(pr) => pr,
+        Err(e) => {
+            let who: Vec<(String, String)> = records
+                .iter()
+                .map(|r| (r.source.clone(), r.identity.clone()))
+                .collect();
+            ctx.fail_all(
+                Phase::Publish,
+                who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
+                None,
+                EngineError::Forge(format!(
+                    "{e}; the change is on branch {branch}, and the next run opens the pull request"
+                )),
+            );
+            return Ok(());
+        }
+    };
+    // 4. The records learn the pull request.
+    let mut blocks = Vec::new();
+    for r in records.iter_mut() {
+        if let Some(p) = r.proposal.as_mut() {
+            p.number = Some(pr.number);
+            p.url = Some(pr.url.clone());
+        }
+        let mut b = r.trailer(TrailerAction::Propose);
+        b.reason = Some(format!(
+            "pull request {} on branch {branch}, opened {}",
+            pr.url,
+            ts(now)
+        ));
+        blocks.push(b);
+    }
+    let msg = trailers::message(
+        &format!("secret-manager: proposed {} in {}", records.len(), pr.url),
+        &blocks,
+    );
+    if let Err(e) = write_records(ctx, records, &msg) {
+        tracing::warn!(error = %e, "the records do not name the pull request yet; the next run finds it by its branch");
+    }
+    Ok(())
+}
