@@ -17,6 +17,7 @@ mod rotate;
 mod safety;
 mod scan;
 mod seal;
+mod signing;
 
 /// Every `tests/*.rs` file must be a module here, or it silently never runs.
 #[test]

@@ -450,3 +450,120 @@ fn push_mode_against_a_protected_main_names_the_hook_and_suggests_pr_mode() {
     assert!(r.stderr.contains("mainVia: pull-request"), "{}", r.stderr);
     assert_eq!(moto.key_ids(USER), vec![old]);
 }
+
+/// The cluster's pointer is behind an unrelated change on main: the rotation goes to the
+/// cluster as a hot-fix, and in pull-request mode the hot-fix reaches main by its own pull
+/// request first — the pointer moves only to a commit main contains.
+#[test]
+fn a_hot_fix_reaches_main_by_pull_request_before_the_cluster_gets_it() {
+    let rt = runtime();
+    let (f, moto, old) = setup();
+    let forge = rt.block_on(FakeForge::github(&f.path("dev.git"), REPOSITORY, TOKEN));
+    // An unrelated change for dev1 on main that the cluster must not get yet.
+    let work = f.path("work");
+    let unrelated = format!("applications/service1/values/{DEV1}.yaml");
+    f.commit_main(
+        &work,
+        &unrelated,
+        "replicas: 5\n",
+        "Scale service1 on dev1 (not yet)",
+    );
+    pr_mode(&f, &forge, "github", "");
+    // pr_mode published main to dev1; put the pointer back behind the unrelated change.
+    let behind = git(&f.path("dev.git"), &["rev-parse", "main~2"]);
+    git(
+        &f.path("dev.git"),
+        &["update-ref", &format!("refs/heads/cluster/{DEV1}"), &behind],
+    );
+    let r = run(&f, &moto, "2026-11-21T12:00:00Z", "GITHUB_TOKEN", &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    forge.merge(1, MergeStyle::Merge);
+    let r = run(&f, &moto, "2026-11-21T13:00:00Z", "GITHUB_TOKEN", &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("proposed the hot-fix"), "{}", r.stdout);
+    let prs = forge.prs();
+    assert_eq!(prs.len(), 2, "{prs:?}");
+    assert!(prs[1].head.contains("hotfix-"), "{prs:?}");
+    assert_eq!(
+        git(
+            &f.path("dev.git"),
+            &["rev-parse", &format!("refs/heads/cluster/{DEV1}")]
+        ),
+        behind,
+        "the cluster waits until main has the hot-fix"
+    );
+    assert_eq!(moto.key_ids(USER).len(), 2, "the old key stays");
+    // Still open: waiting.
+    let r = run(&f, &moto, "2026-11-21T14:00:00Z", "GITHUB_TOKEN", &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("waiting for the hot-fix pull request"),
+        "{}",
+        r.stdout
+    );
+    // Merged with a merge commit: the pointer moves to the hot-fix, then the old key goes.
+    forge.merge(2, MergeStyle::Merge);
+    let r = run(&f, &moto, "2026-11-21T15:00:00Z", "GITHUB_TOKEN", &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("1 published, 1 revoked"), "{}", r.stderr);
+    let pointer = git(
+        &f.path("dev.git"),
+        &["rev-parse", &format!("refs/heads/cluster/{DEV1}")],
+    );
+    assert!(
+        Command::new("git")
+            .arg("-C")
+            .arg(f.path("dev.git"))
+            .args(["merge-base", "--is-ancestor", &pointer, "main"])
+            .status()
+            .unwrap()
+            .success(),
+        "the cluster's commit is on main"
+    );
+    assert_ne!(
+        f.show("dev", &pointer, &unrelated),
+        "replicas: 5",
+        "the unrelated change did not ship"
+    );
+    assert_eq!(f.show("dev", "main", &unrelated), "replicas: 5");
+    let keys = moto.key_ids(USER);
+    assert_eq!(keys.len(), 1);
+    assert_ne!(keys[0], old);
+    assert_eq!(key_at_pointer(&f), keys[0]);
+    assert!(journal_records(&f).is_empty());
+}
+
+fn key_at_pointer(f: &GitFleet) -> String {
+    f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret-manager/accessKeyId: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// `keys` in pull-request mode reads the rotations in flight from the journal ref: both
+/// keys of a rotation in review are `pending`, not foreign.
+#[test]
+fn keys_sees_rotations_in_review_as_pending() {
+    let rt = runtime();
+    let (f, moto, _old) = setup();
+    let forge = rt.block_on(FakeForge::github(&f.path("dev.git"), REPOSITORY, TOKEN));
+    pr_mode(&f, &forge, "github", "");
+    let r = run(&f, &moto, "2026-11-21T12:00:00Z", "GITHUB_TOKEN", &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let work = f.path("work");
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "keys",
+        "--name",
+        "route53",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows.iter().all(|r| r["role"] == "pending"), "{rows:#?}");
+}

@@ -163,6 +163,7 @@ async fn stage_one(
         disabled_at: None,
         proposal: None,
         staging_commit: None,
+        hotfixes: Default::default(),
     };
     if let Err(e) = remove_documents(ctx, &manifests).and_then(|()| write_record(ctx, &rec)) {
         let _ = ctx.writer.discard();

@@ -25,6 +25,7 @@ mod claims;
 mod context;
 mod delete;
 mod gates;
+mod hotfix;
 mod mint;
 mod plan;
 mod proposals;
@@ -172,14 +173,14 @@ pub async fn rotate(
     recover::expired_claims(&mut ctx, &records).await;
     let existing = claims::for_records(&mut ctx, records.clone());
     let existing = proposals::resolve(&mut ctx, existing).await;
-    let existing = publish::publish(&mut ctx, existing);
+    let existing = publish::publish(&mut ctx, existing).await;
     revoke::revoke(&mut ctx, existing).await;
     let new = if opts.delete {
         delete::stage(&mut ctx, &records).await
     } else {
         stage::stage(&mut ctx, &records).await
     };
-    let new = publish::publish(&mut ctx, new);
+    let new = publish::publish(&mut ctx, new).await;
     revoke::revoke(&mut ctx, new).await;
     claims::release_all(&mut ctx);
 

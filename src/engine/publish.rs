@@ -3,6 +3,7 @@
 //! times in one commit. Returns the records as main now has them.
 
 use super::context::Ctx;
+use super::hotfix;
 use super::report::{Action, EngineError, Phase, Step};
 use crate::gitops::PublishError;
 use crate::journal::record::staging_commits;
@@ -33,7 +34,10 @@ type Moved = BTreeMap<usize, Vec<(String, String)>>;
 /// a record whose publish could not be recorded is left out (the next run finds its
 /// pointers already moved and records it then), so that nothing is revoked on a state
 /// main does not have.
-pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Vec<RotationRecord> {
+pub(super) async fn publish(
+    ctx: &mut Ctx<'_>,
+    mut records: Vec<RotationRecord>,
+) -> Vec<RotationRecord> {
     let staged: Vec<usize> = (0..records.len())
         .filter(|&i| matches!(records[i].state(), RotationState::Staged { .. }))
         .collect();
@@ -41,8 +45,12 @@ pub(super) fn publish(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) -> Ve
         return records;
     }
     let (moves, mut blocked) = plan_moves(ctx, &records, &staged);
-    let moved = move_pointers(ctx, &mut records, moves, &mut blocked);
+    let (mut moved, touched) = move_pointers(ctx, &mut records, moves, &mut blocked).await;
     crate::failpoint("after-publish");
+    // Records whose hot-fix changed are written too (no pointer moved for them).
+    for i in touched {
+        moved.entry(i).or_default();
+    }
     if !moved.is_empty() && !record(ctx, &records, &moved) {
         blocked.extend(moved.keys());
     }
@@ -99,14 +107,16 @@ fn plan_moves(
 }
 
 /// Moves each pointer once per staging commit; records the publish time in memory.
-fn move_pointers(
+/// Returns what moved, and the records whose hot-fix state changed (pull-request mode).
+async fn move_pointers(
     ctx: &mut Ctx<'_>,
     records: &mut [RotationRecord],
     moves: Moves,
     blocked: &mut BTreeSet<usize>,
-) -> Moved {
+) -> (Moved, BTreeSet<usize>) {
     let now = ctx.now();
     let mut moved = Moved::new();
+    let mut touched = BTreeSet::new();
     for ((cluster, sha), members) in moves {
         if ctx.cancelled() {
             blocked.extend(&members);
@@ -124,6 +134,37 @@ fn move_pointers(
                 remote: remote.clone(),
                 reason: reason.clone(),
             }),
+            None if ctx.pr_mode() => {
+                let (outcome, changed) =
+                    hotfix::publish(ctx, records, &members, &cluster, &sha).await;
+                if changed {
+                    touched.extend(&members);
+                }
+                match outcome {
+                    hotfix::Outcome::Moved(out) => Ok(out),
+                    hotfix::Outcome::Waiting(detail) => {
+                        blocked.extend(&members);
+                        for &i in &members {
+                            let s = record_step(
+                                &records[i],
+                                Action::Wait,
+                                vec![cluster.clone()],
+                                detail.clone(),
+                            );
+                            ctx.step(s);
+                        }
+                        continue;
+                    }
+                    hotfix::Outcome::Failed(e) => {
+                        blocked.extend(&members);
+                        let who = members
+                            .iter()
+                            .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()));
+                        ctx.fail_all(Phase::Publish, who, Some(&cluster), e);
+                        continue;
+                    }
+                }
+            }
             None => ctx.fleet.publish(&cluster, &sha),
         };
         match result {
@@ -147,7 +188,7 @@ fn move_pointers(
             }
         }
     }
-    moved
+    (moved, touched)
 }
 
 /// Commits the new publish times in one commit; false when that failed (reported).
@@ -172,14 +213,22 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
             return false;
         }
         let names: Vec<String> = m.iter().map(|(c, _)| c.clone()).collect();
+        paths.push(rec.path());
+        if names.is_empty() {
+            // Only its hot-fix state changed (pull-request mode).
+            continue;
+        }
         let mut b = rec.trailer(TrailerAction::Publish);
         b.published = rec.published_trailers(&names);
         blocks.push(b);
         clusters.extend(names);
-        paths.push(rec.path());
     }
     let clusters: Vec<String> = clusters.into_iter().collect();
     let subject = match moved.keys().next() {
+        _ if clusters.is_empty() => format!(
+            "secret-manager: {} rotation(s) wait for hot-fix pull requests",
+            moved.len()
+        ),
         Some(&i) if moved.len() == 1 => format!(
             "secret-manager: published rotation {} to {}",
             records[i].id,
@@ -187,7 +236,7 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
         ),
         _ => format!(
             "secret-manager: published {} rotations to {}",
-            moved.len(),
+            blocks.len(),
             clusters.join(", ")
         ),
     };

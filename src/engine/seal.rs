@@ -142,6 +142,7 @@ pub(super) async fn credential(
             disabled_at: None,
             proposal: None,
             staging_commit: None,
+            hotfixes: Default::default(),
         });
     }
     write_all(ctx, &contents, &originals, &records)?;

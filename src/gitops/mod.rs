@@ -22,6 +22,7 @@ pub mod events;
 pub mod git;
 mod promote;
 mod publish;
+pub use publish::HotfixVia;
 mod status;
 
 use crate::inventory::{Cluster, Inventory, PointerKind};
@@ -143,6 +144,9 @@ pub enum PublishMode {
     Hotfix,
     /// The pointer already contained the change.
     AlreadyPublished,
+    /// Pull-request mode: the change was committed on top of the pointer and pushed to a
+    /// branch; the pointer moves once main has it.
+    HotfixProposed,
 }
 
 /// Result of [`Fleet::publish`].

@@ -6,6 +6,15 @@ use super::{Fleet, PublishError, PublishMode, PublishOutcome, PublishResult, poi
 use crate::inventory::Cluster;
 use std::collections::BTreeSet;
 
+/// Where a hot-fix goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HotfixVia<'a> {
+    /// Merged into main at once, then the pointer moves (pushing to main).
+    MergeIntoMain,
+    /// Pushed to this branch for a pull request; the pointer does not move yet.
+    Branch(&'a str),
+}
+
 impl Fleet {
     /// Merges `other` into main with a merge commit and pushes it, rebuilding the merge on
     /// top of whatever a concurrent writer pushed. Returns the merge that landed.
@@ -21,11 +30,24 @@ impl Fleet {
         })
     }
 
-    /// Publishes `change` (a single-parent commit reachable from main) to cluster `id`:
-    /// reads the pointer afresh, then fast-forwards it, or makes a hot-fix when main holds
-    /// unrelated changes for the cluster. A pointer that moves meanwhile is re-read and the
-    /// decision made again; nothing is ever forced.
+    /// Publishes `change` (a commit reachable from main) to cluster `id`: reads the pointer
+    /// afresh, then fast-forwards it, or makes a hot-fix when main holds unrelated changes
+    /// for the cluster. A pointer that moves meanwhile is re-read and the decision made
+    /// again; nothing is ever forced.
     pub fn publish(&self, id: &str, change: &str) -> PublishResult<PublishOutcome> {
+        self.publish_with(id, change, HotfixVia::MergeIntoMain)
+    }
+
+    /// [`Fleet::publish`], with the hot-fix (if one is needed) going `via` main directly
+    /// or, when main takes no pushes, to a branch for a pull request — the pointer then
+    /// stays where it is until main has the hot-fix ([`Fleet::advance_to`]), so no cluster
+    /// gets a commit main will not get.
+    pub fn publish_with(
+        &self,
+        id: &str,
+        change: &str,
+        via: HotfixVia<'_>,
+    ) -> PublishResult<PublishOutcome> {
         let c = self.cluster(id);
         let change = self
             .git
@@ -50,7 +72,51 @@ impl Fleet {
                     refname: pointer_ref(c),
                     remote: c.remote.clone(),
                 })?;
-            self.publish_from(c, &p, &change, &files)
+            self.publish_from(c, &p, &change, &files, via)
+        })
+    }
+
+    /// Moves cluster `id` forward to `commit` (a hot-fix main now contains): only when its
+    /// pointer is an ancestor of `commit` and `commit` is on main.
+    pub fn advance_to(&self, id: &str, commit: &str) -> PublishResult<PublishOutcome> {
+        let c = self.cluster(id);
+        let main = self
+            .git
+            .resolve(&self.main_tracking())?
+            .expect("main fetched");
+        if !self.git.is_ancestor(commit, &main)? {
+            return Err(PublishError::NotOnMain {
+                rev: commit.to_owned(),
+                main: self.main_branch.clone(),
+            });
+        }
+        self.retry_races(c, || {
+            let p = self
+                .refresh_pointer(c)?
+                .ok_or_else(|| PublishError::MissingPointer {
+                    cluster: c.id.clone(),
+                    refname: pointer_ref(c),
+                    remote: c.remote.clone(),
+                })?;
+            let outcome = |mode| PublishOutcome {
+                cluster: c.id.clone(),
+                mode,
+                from: p.clone(),
+                to: commit.to_owned(),
+            };
+            if self.git.is_ancestor(commit, &p)? {
+                return Ok(outcome(PublishMode::AlreadyPublished));
+            }
+            if !self.git.is_ancestor(&p, commit)? {
+                return Err(PublishError::Diverged {
+                    cluster: c.id.clone(),
+                    refname: pointer_ref(c),
+                    main: self.main_branch.clone(),
+                    ahead: self.git.count(commit, &p)?,
+                });
+            }
+            self.move_pointer(c, &p, commit)?;
+            Ok(outcome(PublishMode::FastForward))
         })
     }
 
@@ -60,6 +126,7 @@ impl Fleet {
         p: &str,
         change: &str,
         files: &BTreeSet<String>,
+        via: HotfixVia<'_>,
     ) -> PublishResult<PublishOutcome> {
         let outcome = |mode, to: &str| PublishOutcome {
             cluster: c.id.clone(),
@@ -78,6 +145,27 @@ impl Fleet {
         }
         // Hot-fix: the change on top of P, merged into main, then the pointer moves to it.
         let hotfix = self.hotfix(c, p, change)?;
+        if let HotfixVia::Branch(branch) = via {
+            // Main takes no pushes: the hot-fix waits on a branch for its pull request.
+            let update = super::git::RefUpdate {
+                src: Some(hotfix.clone()),
+                dst: format!("refs/heads/{branch}"),
+                lease: super::git::Lease::FastForward,
+            };
+            match self.git.push_refs(&self.main_remote, &[update])?.pop() {
+                Some(super::git::RefOutcome::Updated) => {}
+                Some(super::git::RefOutcome::Lost(r) | super::git::RefOutcome::Refused(r)) => {
+                    return Err(GitError::Refused {
+                        remote: self.main_remote.clone(),
+                        refname: format!("refs/heads/{branch}"),
+                        reason: r,
+                    }
+                    .into());
+                }
+                None => unreachable!("one outcome per update"),
+            }
+            return Ok(outcome(PublishMode::HotfixProposed, &hotfix));
+        }
         let merge_msg = format!(
             "Merge hot-fix for {} into {}\n\nSecret-Manager-Action: merge-hotfix\nSecret-Manager-Cluster: {}\n",
             c.id, self.main_branch, c.id
@@ -130,14 +218,19 @@ impl Fleet {
         }
     }
 
-    /// `change` cherry-picked onto `base` (a hot-fix).
+    /// `change` cherry-picked onto `base` (a hot-fix). A merge commit (a pull request
+    /// merged with one) is picked against its first parent: what the merge brought to main.
     fn hotfix(&self, c: &Cluster, base: &str, change: &str) -> PublishResult<Oid> {
-        self.in_worktree(
-            c,
-            base,
-            &["cherry-pick", "-x", "--allow-empty", change],
-            &["cherry-pick", "--abort"],
-        )
+        let parents = self
+            .git
+            .run(&["rev-list", "--parents", "-n", "1", change])?;
+        let merge = parents.split_whitespace().count() > 2;
+        let mut args = vec!["cherry-pick", "-x", "--allow-empty"];
+        if merge {
+            args.extend(["-m", "1"]);
+        }
+        args.push(change);
+        self.in_worktree(c, base, &args, &["cherry-pick", "--abort"])
     }
 
     /// A non-fast-forward merge of `other` into `into`.

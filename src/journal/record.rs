@@ -62,6 +62,22 @@ pub struct Proposal {
     pub opened_at: DateTime<Utc>,
 }
 
+/// Pull-request mode: a hot-fix for one cluster waiting to reach main by pull request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hotfix {
+    /// The hot-fix commit (the change on top of the cluster's pointer).
+    pub commit: String,
+    /// Its branch.
+    pub branch: String,
+    /// The pull request's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// Its web URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
 /// What a record does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +163,9 @@ pub struct RotationRecord {
     /// (a merge commit, a squash or a rebased commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_commit: Option<String>,
+    /// Pull-request mode: hot-fixes waiting for their pull requests, by cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hotfixes: BTreeMap<String, Hotfix>,
 }
 
 /// RFC 3339 with seconds, `Z` — the form of every time the tool writes.
@@ -278,6 +297,33 @@ pub fn load_records(root: &Path) -> ConfigResult<Vec<RotationRecord>> {
                 source,
             })?;
         out.push(from_yaml::<RotationRecord>(&rel, &src)?);
+    }
+    Ok(out)
+}
+
+/// Loads every record at `rev` (e.g. the journal ref) without a checkout.
+pub fn load_records_at(git: &Git, rev: &str) -> ConfigResult<Vec<RotationRecord>> {
+    let listing = git
+        .run(&["ls-tree", "-r", "--name-only", rev, "--", RECORDS_DIR])
+        .unwrap_or_default();
+    let paths: Vec<String> = listing
+        .lines()
+        .filter(|p| p.ends_with(".yaml"))
+        .map(str::to_owned)
+        .collect();
+    let blobs = git
+        .read_blobs(
+            &paths
+                .iter()
+                .map(|p| format!("{rev}:{p}"))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (p, blob) in paths.iter().zip(blobs) {
+        if let Some(src) = blob {
+            out.push(from_yaml::<RotationRecord>(Path::new(p), &src)?);
+        }
     }
     Ok(out)
 }

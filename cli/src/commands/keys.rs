@@ -25,6 +25,38 @@ pub struct KeysArgs {
     pub concurrency: usize,
 }
 
+/// The rotations in flight: on main, or (pull-request mode) on the journal ref.
+fn records(
+    repo: &secret_manager::Repo,
+) -> anyhow::Result<Vec<secret_manager::journal::RotationRecord>> {
+    if repo.config.main_via != secret_manager::config::MainVia::PullRequest {
+        return Ok(secret_manager::journal::load_records(&repo.root)?);
+    }
+    let fleet = secret_manager::gitops::Fleet::new(repo);
+    let target = secret_manager::gitops::RefTarget {
+        remote: fleet.main_remote().to_owned(),
+        refname: secret_manager::engine::JOURNAL_REF.into(),
+        tracking: secret_manager::engine::JOURNAL_TRACKING.into(),
+    };
+    match fleet.fetch_target(&target) {
+        Ok(Some(tip)) => Ok(secret_manager::journal::record::load_records_at(
+            fleet.git(),
+            &tip,
+        )?),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => {
+            crate::output::say(
+                crate::output::Level::Warn,
+                &format!(
+                    "cannot read {} ({e}); keys of rotations in flight show as foreign",
+                    target.refname
+                ),
+            );
+            Ok(Vec::new())
+        }
+    }
+}
+
 /// The claims on the main remote (to tell keys runs minted from foreign ones); none when
 /// the remote cannot be reached (then unreferenced keys show as `foreign`).
 fn list_claims(repo: &secret_manager::Repo) -> Vec<secret_manager::journal::Claim> {
@@ -56,7 +88,7 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
         repo.config.providers.clone(),
         &secret_manager::journal::RunId::new(ctx.now).0,
     );
-    let records = secret_manager::journal::load_records(&repo.root)?;
+    let records = records(&repo)?;
     let claims = list_claims(&repo);
     let (rows, failures) = secret_manager::keys::key_rows(
         &providers,
