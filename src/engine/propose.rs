@@ -75,7 +75,7 @@ pub(super) fn body(ctx: &Ctx<'_>, records: &[RotationRecord], blocks: &[TrailerB
     let grace = humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default());
     b.push_str("\nAfter this is merged, the next `secret-manager rotate` run:\n");
     b.push_str(&format!(
-        "* publishes it to {} (each cluster's pointer moves fast-forward);\n",
+        "* publishes it to {} (each cluster's pointer moves fast-forward; a pointer behind unrelated changes gets a hot-fix pull request first);\n",
         clusters.into_iter().collect::<Vec<_>>().join(", ")
     ));
     let mut gates = vec![format!("{grace} after the last cluster has it")];
@@ -207,7 +207,7 @@ pub(super) async fn propose(
         .open(&NewPullRequest {
             head: &branch,
             base: ctx.fleet.main_branch(),
-            title: subject,
+            title: &subject.replacen("stage rotation of", "rotate", 1),
             body: &body,
             labels: &cfg.labels,
         })
