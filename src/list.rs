@@ -38,14 +38,30 @@ pub struct Filter {
     pub older_than: Option<chrono::Duration>,
     /// Only these sources (any, when empty).
     pub sources: Vec<String>,
-    /// Only these clusters (any, when empty); shared manifests match every cluster.
+    /// Only these cluster ids (with `cluster_globs`: any, when both are empty).
     pub clusters: Vec<String>,
+    /// Only cluster ids matching one of these globs (e.g. `aws.eu-*`).
+    pub cluster_globs: Vec<globset::GlobMatcher>,
+    /// What to do with shared manifests (no cluster id in their path).
+    pub shared: Shared,
     /// Only this namespace.
     pub namespace: Option<String>,
     /// Only names matching this glob.
     pub name: Option<globset::GlobMatcher>,
     /// Include unmanaged SealedSecrets.
     pub include_unmanaged: bool,
+}
+
+/// Shared manifests (no cluster id in their path) in a selection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shared {
+    /// Selected with every cluster selection (the default).
+    #[default]
+    Include,
+    /// Never selected: for every shard but the one that owns shared manifests.
+    Exclude,
+    /// Only shared manifests, nothing under a cluster id.
+    Only,
 }
 
 /// One row of `list` (JSON field names are part of the interface).
@@ -126,18 +142,22 @@ impl Filter {
         self.common(f)
     }
 
+    /// Whether cluster `id` is in the cluster selection (everything, when it is empty).
+    pub fn selects_cluster(&self, id: &str) -> bool {
+        (self.clusters.is_empty() && self.cluster_globs.is_empty())
+            || self.clusters.iter().any(|c| c == id)
+            || self.cluster_globs.iter().any(|g| g.is_match(id))
+    }
+
     fn common(&self, f: &Found) -> bool {
-        if !self.clusters.is_empty() {
-            let ok = match &f.attribution {
-                crate::scan::Attribution::Cluster(c) => self.clusters.contains(c),
-                crate::scan::Attribution::Shared => true,
-                crate::scan::Attribution::Ambiguous(v) => {
-                    v.iter().any(|c| self.clusters.contains(c))
-                }
-            };
-            if !ok {
-                return false;
-            }
+        let ok = match &f.attribution {
+            crate::scan::Attribution::Shared => self.shared != Shared::Exclude,
+            _ if self.shared == Shared::Only => false,
+            crate::scan::Attribution::Cluster(c) => self.selects_cluster(c),
+            crate::scan::Attribution::Ambiguous(v) => v.iter().any(|c| self.selects_cluster(c)),
+        };
+        if !ok {
+            return false;
         }
         if let Some(ns) = &self.namespace
             && f.namespace.as_deref() != Some(ns.as_str())

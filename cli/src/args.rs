@@ -70,6 +70,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--shared` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum SharedArg {
+    /// Shared manifests are selected with any cluster selection.
+    #[default]
+    Include,
+    /// Shared manifests are never selected.
+    Exclude,
+    /// Only shared manifests are selected.
+    Only,
+}
+
 /// Selection shared by list, keys, rotate and delete.
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Selection")]
@@ -80,9 +92,14 @@ pub struct FilterArgs {
     /// Only this source (aws, azure, gcp, or a plugin name); repeatable.
     #[arg(long = "source", value_name = "S")]
     pub sources: Vec<String>,
-    /// Only this cluster id (cloud.region.name); repeatable. Shared manifests match every cluster.
+    /// Only this cluster id (cloud.region.name), or the ids matching a glob such as
+    /// 'aws.eu-*'; repeatable. Shared manifests match every cluster (see --shared).
     #[arg(long = "cluster", value_name = "C")]
     pub clusters: Vec<String>,
+    /// Shared manifests (no cluster id in their path): include (default), exclude, or only.
+    /// When CronJobs split a fleet into shards, exactly one shard includes them.
+    #[arg(long, value_enum, value_name = "WHICH", default_value_t = SharedArg::Include)]
+    pub shared: SharedArg,
     /// Only this namespace.
     #[arg(long, value_name = "N")]
     pub namespace: Option<String>,

@@ -89,7 +89,7 @@ fn key_at(f: &GitFleet, remote: &str, rev: &str, rel: &str) -> String {
 }
 
 /// A `rotate` process on a fresh clone, the CronJob's way.
-fn pod(f: &GitFleet, moto: &Moto, now: &str, dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn pod(f: &GitFleet, moto: &Moto, now: &str, dir: &Path, args: &[&str]) -> Command {
     let mut c = cmd();
     moto.env(&mut c)
         .env("SECRET_MANAGER_NOW", now)
@@ -539,7 +539,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 }
 
 /// Waits until `path`'s content contains `needle` (the child's stderr, written to a file).
-fn wait_for(path: &Path, needle: &str) {
+pub(crate) fn wait_for(path: &Path, needle: &str) {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(60) {
         if std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {

@@ -1,4 +1,4 @@
-//! The example fleet repo (`testdata/example-repo`), in the layout of seed §5.2.
+//! The example fleet repo (`testdata/example-repo`): app of apps, cluster-values files, per-cluster overlays.
 //!
 //! Sealed values are real: each is sealed with the cluster's TEST-ONLY certificate
 //! (`tooling/sealing-certs/<id>.pem`, private keys in `testdata/keys/`), using a seeded RNG
@@ -222,7 +222,7 @@ fn unmanaged_repo_secret(g: &mut Gen, cluster: &str) -> String {
     let c2 = g.seal(cluster, Scope::Strict, "argocd", n, "argocd-reader");
     let c3 = g.seal(cluster, Scope::Strict, "argocd", n, &token);
     format!(
-        r#"# Argo CD read access to the config repo (seed §5.3 "git_server_read_secret").
+        r#"# Argo CD read access to the config repo ("git_server_read_secret").
 # Not managed by secret-manager: no source annotation.
 apiVersion: bitnami.com/v1alpha1
 kind: SealedSecret
@@ -271,7 +271,7 @@ pub fn generate(root: &Path) -> Res {
     write(
         root,
         "README.md",
-        "# Example GitOps config repo (TEST-ONLY)\n\nA small fleet in the layout of the SAP AI article (seed §5.2), used by secret-manager's\nREADME, tests and docs. Every SealedSecret here is sealed with a TEST-ONLY key from\n`testdata/keys/` — anyone can decrypt it. Regenerate with `cargo xtask gen-example`.\n\n```sh\ncargo run --release -- --repo testdata/example-repo list --older-than 90d\n```\n",
+        "# Example GitOps config repo (TEST-ONLY)\n\nA small fleet in the layout of the GitOps article the product grew from (app of apps, cluster-values, per-cluster overlays), used by secret-manager's\nREADME, tests and docs. Every SealedSecret here is sealed with a TEST-ONLY key from\n`testdata/keys/` — anyone can decrypt it. Regenerate with `cargo xtask gen-example`.\n\n```sh\ncargo run --release -- --repo testdata/example-repo list --older-than 90d\n```\n",
     )?;
     write(
         root,
@@ -393,7 +393,7 @@ pub fn generate(root: &Path) -> Res {
         "# Upstream CRD: mentions SealedSecret but is not one.\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: sealedsecrets.bitnami.com\n  annotations:\n    argocd.argoproj.io/sync-options: Prune=false\nspec:\n  group: bitnami.com\n  names:\n    kind: SealedSecret\n    listKind: SealedSecretList\n    plural: sealedsecrets\n    singular: sealedsecret\n  scope: Namespaced\n  versions:\n    - name: v1alpha1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n",
     )?;
 
-    // Root apps: external-dns, with the seed's own SealedSecret per cluster (seed's spelling).
+    // Root apps: external-dns, with the article's own SealedSecret per cluster (its spelling).
     write(
         root,
         "applications/root/external-dns/README.md",

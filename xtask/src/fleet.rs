@@ -1,4 +1,4 @@
-//! A synthetic fleet repo for the `list` benchmark (seed §5.2 layout, large).
+//! A synthetic fleet repo for the `list` benchmark (the example repo's layout, large).
 //!
 //! Ciphertexts are random base64 of the length a 4096-bit kubeseal value has: `list` never
 //! decrypts, so real sealing would only slow the generator down.

@@ -4,7 +4,7 @@
 //!   (`testdata/example-repo`) from the TEST-ONLY keys, deterministically (seeded RNG), so
 //!   every run writes the same bytes.
 //! * `cargo xtask gen-fleet DIR [--secrets N] [--files M] [--clusters C]` — writes a synthetic
-//!   fleet repo in the seed's layout for the `list` benchmark.
+//!   fleet repo in the example repo's layout for the `list` benchmark.
 
 mod example;
 mod fleet;

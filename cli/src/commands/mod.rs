@@ -131,6 +131,7 @@ fn now() -> anyhow::Result<DateTime<Utc>> {
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut global = cli.global;
+    ensure_temp_dir()?;
     let clone_dir = clone_repo(&mut global)?;
     let mut ctx = Ctx {
         global,
@@ -151,6 +152,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// Creates `TMPDIR` when it names a directory that does not exist yet: the CronJob points
+/// it at a fresh work volume (`/work/tmp`), so temporary worktrees count against that
+/// volume's size limit instead of a small `/tmp`.
+fn ensure_temp_dir() -> anyhow::Result<()> {
+    if let Some(dir) = std::env::var_os("TMPDIR").filter(|d| !d.is_empty()) {
+        let dir = std::path::PathBuf::from(dir);
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).with_context(|| {
+                format!(
+                    "TMPDIR {} does not exist and cannot be created; point TMPDIR at a writable directory",
+                    dir.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens the repo named by `--repo`.
 pub fn open_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
     secret_manager::Repo::open(&ctx.global.repo)
@@ -165,18 +184,36 @@ pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Resu
         .map(secret_manager::duration::parse_chrono)
         .transpose()
         .map_err(|e| UsageError(format!("--older-than: {e}")))?;
+    let (mut clusters, mut cluster_globs) = (Vec::new(), Vec::new());
     for c in &f.clusters {
-        if repo.inventory.get(c).is_none() {
-            let known: Vec<&str> = repo.inventory.ids().collect();
+        let known = || {
+            let ids: Vec<&str> = repo.inventory.ids().collect();
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        };
+        if c.contains(['*', '?', '[', '{']) {
+            let g = globset::Glob::new(c)
+                .map_err(|e| UsageError(format!("--cluster: `{c}` is not a glob: {e}")))?
+                .compile_matcher();
+            if !repo.inventory.ids().any(|id| g.is_match(id)) {
+                return Err(UsageError(format!(
+                    "--cluster {c}: matches no cluster in cluster-values/ (known: {})",
+                    known()
+                ))
+                .into());
+            }
+            cluster_globs.push(g);
+        } else if repo.inventory.get(c).is_none() {
             return Err(UsageError(format!(
                 "--cluster {c}: no such cluster in cluster-values/ (known: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                known()
             ))
             .into());
+        } else {
+            clusters.push(c.clone());
         }
     }
     let name = f
@@ -191,7 +228,13 @@ pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Resu
     Ok(Filter {
         older_than,
         sources: f.sources.clone(),
-        clusters: f.clusters.clone(),
+        clusters,
+        cluster_globs,
+        shared: match f.shared {
+            crate::args::SharedArg::Include => secret_manager::list::Shared::Include,
+            crate::args::SharedArg::Exclude => secret_manager::list::Shared::Exclude,
+            crate::args::SharedArg::Only => secret_manager::list::Shared::Only,
+        },
         namespace: f.namespace.clone(),
         name,
         include_unmanaged: false,

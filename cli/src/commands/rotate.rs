@@ -275,6 +275,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
     if delete
         && f.sources.is_empty()
         && f.clusters.is_empty()
+        && f.shared == crate::args::SharedArg::Include
         && f.namespace.is_none()
         && f.name.is_none()
     {
