@@ -106,6 +106,50 @@ fn filters_combine() {
     assert_eq!(rows.len(), 5);
 }
 
+/// `--cluster` globs select cluster groups; `--shared` decides about manifests with no
+/// cluster id in their path.
+#[test]
+fn cluster_globs_and_shared_manifests() {
+    let repo = crate::common::temp_repo("example-repo");
+    let from = repo.path().join(
+        "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml",
+    );
+    let shared = repo
+        .path()
+        .join("applications/root/external-dns/state/base/shared-dns.yaml");
+    std::fs::create_dir_all(shared.parent().unwrap()).unwrap();
+    std::fs::copy(from, &shared).unwrap();
+    let rows = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "list",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let r = run_in(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+        rows.iter()
+            .map(|r| r["cluster"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let eu = rows(&["--cluster", "aws.eu-*"]);
+    assert!(eu.contains(&"(shared)".to_owned()), "{eu:?}");
+    assert!(
+        eu.iter()
+            .all(|c| c == "(shared)" || c.starts_with("aws.eu-")),
+        "{eu:?}"
+    );
+    let us = rows(&["--cluster", "aws.us-*", "--shared", "exclude"]);
+    assert_eq!(us, vec!["aws.us-east-1.prod1"]);
+    assert_eq!(rows(&["--shared", "only"]), vec!["(shared)"]);
+    let all = rows(&[]);
+    let both = rows(&["--cluster", "aws.*", "--cluster", "azure.westeurope.prod2"]);
+    assert!(both.len() < all.len() && both.iter().all(|c| !c.starts_with("gcp.")));
+}
+
 #[test]
 fn yaml_output_parses() {
     let r = run_in(&[
@@ -158,6 +202,12 @@ fn usage_errors_exit_2_and_say_what_to_do() {
         "lists known clusters: {}",
         r.stderr
     );
+    let r = run_in(&["--repo", &example(), "list", "--cluster", "azure.nowhere-*"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("matches no cluster"), "{}", r.stderr);
+    let r = run_in(&["--repo", &example(), "list", "--cluster", "aws.[eu"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("is not a glob"), "{}", r.stderr);
     let r = run_in(&["--repo", "/nonexistent/repo", "list"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("/nonexistent/repo"), "{}", r.stderr);
