@@ -115,8 +115,12 @@ pub fn parse_create_date(s: &str) -> Result<DateTime<Utc>, String> {
 pub struct Managed {
     /// `source` value.
     pub source: String,
-    /// The key id annotation (`accessKeyId` for aws, `keyId` otherwise).
+    /// The key id annotation (`accessKeyId` for aws, `keyId` otherwise), when it has the
+    /// source's key-id format.
     pub key_id: Option<String>,
+    /// A key id annotation without that format, escaped for display (`lint` reports it;
+    /// the secret cannot drive a rotation).
+    pub invalid_key_id: Option<String>,
     /// Raw `createDate`.
     pub create_date_raw: Option<String>,
     /// Raw `keyMappings`.
@@ -133,11 +137,17 @@ impl Managed {
             .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
             .collect();
         let source = all.get(SOURCE)?.trim().to_owned();
+        let raw_id = all
+            .get(key_id_annotation(&source))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        let valid = |id: &String| crate::provider::is_valid_key_id(&source, id);
         Some(Managed {
-            key_id: all
-                .get(key_id_annotation(&source))
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty()),
+            invalid_key_id: raw_id
+                .as_ref()
+                .filter(|id| !valid(id))
+                .map(|id| crate::provider::escape_for_display(id)),
+            key_id: raw_id.filter(valid),
             create_date_raw: all.get(CREATE_DATE).cloned(),
             key_mappings_raw: all.get(KEY_MAPPINGS).cloned(),
             source,
@@ -220,12 +230,24 @@ mod tests {
     fn managed_strips_prefix_and_picks_key_id() {
         let mut a = BTreeMap::new();
         a.insert("secret-manager/source".into(), "aws".into());
-        a.insert("secret-manager/accessKeyId".into(), "AKIAEXAMPLE".into());
+        a.insert(
+            "secret-manager/accessKeyId".into(),
+            "AKIAIOSFODNN7EXAMPLE".into(),
+        );
         a.insert("secret-manager/username".into(), "bot".into());
         a.insert("other/x".into(), "y".into());
         let m = Managed::from_annotations(&a, ANNOTATION_PREFIX).unwrap();
-        assert_eq!(m.key_id.as_deref(), Some("AKIAEXAMPLE"));
+        assert_eq!(m.key_id.as_deref(), Some("AKIAIOSFODNN7EXAMPLE"));
+        assert_eq!(m.invalid_key_id, None);
         assert_eq!(m.params().keys().collect::<Vec<_>>(), vec!["username"]);
+        // An id without the source's format never becomes a key id; it is kept escaped.
+        a.insert(
+            "secret-manager/accessKeyId".into(),
+            "AKIA\u{1b}[31mEXAMPLE".into(),
+        );
+        let m = Managed::from_annotations(&a, ANNOTATION_PREFIX).unwrap();
+        assert_eq!(m.key_id, None);
+        assert_eq!(m.invalid_key_id.as_deref(), Some("AKIA\\u{1b}[31mEXAMPLE"));
         a.remove("secret-manager/source");
         assert!(Managed::from_annotations(&a, ANNOTATION_PREFIX).is_none());
     }

@@ -96,6 +96,9 @@ pub struct KeyRow {
     pub status: String,
     /// Last use, where the source reports it.
     pub last_used: Option<String>,
+    /// When the key stops working by itself, where the source sets an end date (Azure
+    /// secrets, GCP keys with an expiry).
+    pub expires: Option<String>,
     /// `current` (referenced by a manifest), `pending` (the old or new key of a rotation
     /// in flight), `claimed` (minted under a live claim: a run is staging it), `orphan`
     /// (minted under an expired claim and never committed: the next `rotate` deletes it),
@@ -195,6 +198,7 @@ pub async fn key_rows(
                 }
                 .into(),
                 last_used: ts(k.last_used),
+                expires: ts(k.expires),
                 role: if records.iter().any(|r| {
                     r.source == id.source
                         && r.identity == id.identity
@@ -219,6 +223,7 @@ pub async fn key_rows(
                     created: None,
                     status: "missing".into(),
                     last_used: None,
+                    expires: None,
                     role: "current".into(),
                     referenced_by: refs(&r.0),
                 });

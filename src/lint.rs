@@ -47,15 +47,19 @@ fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
             && parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
             && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
     };
+    if name == annotations::key_id_annotation(source) {
+        return if crate::provider::is_valid_key_id(source, value) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{}` is not {}",
+                crate::provider::escape_for_display(value),
+                crate::provider::key_id_format(source)
+            ))
+        };
+    }
     let ok = match (source, name) {
         ("aws", "account") => value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()),
-        ("aws", "accessKeyId") => {
-            value.len() >= 16
-                && value.len() <= 128
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        }
         ("aws", "username") => {
             !value.is_empty()
                 && value.len() <= 64
@@ -63,7 +67,7 @@ fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
         }
-        ("azure", "tenantId" | "applicationObjectId" | "clientId" | "keyId") => is_guid(value),
+        ("azure", "tenantId" | "applicationObjectId" | "clientId") => is_guid(value),
         ("gcp", "project") => {
             (6..=30).contains(&value.len())
                 && value
@@ -71,7 +75,6 @@ fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         }
         ("gcp", "serviceAccount") => value.contains('@') && value.ends_with(".gserviceaccount.com"),
-        ("gcp", "keyId") => value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()),
         _ => !value.trim().is_empty(),
     };
     if ok {
@@ -79,17 +82,18 @@ fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
     } else {
         let hint = match (source, name) {
             ("aws", "account") => "a 12-digit AWS account id",
-            ("aws", "accessKeyId") => "an access key id like AKIA followed by 16 letters/digits",
             ("aws", "username") => "an IAM user name",
             ("azure", _) => "a GUID like 00000000-0000-0000-0000-000000000000",
             ("gcp", "project") => "a GCP project id (6-30 lowercase letters, digits, `-`)",
             ("gcp", "serviceAccount") => {
                 "a service account email (...@<project>.iam.gserviceaccount.com)"
             }
-            ("gcp", "keyId") => "a 40-hex-digit key id",
             _ => "a non-empty value",
         };
-        Err(format!("`{value}` is not {hint}"))
+        Err(format!(
+            "`{}` is not {hint}",
+            crate::provider::escape_for_display(value)
+        ))
     }
 }
 
@@ -133,6 +137,18 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
             }
             Some(_) => {}
         }
+    }
+    if m.source == "azure"
+        && let Some(v) = m.all.get("secretLifetime")
+        && let Err(e) = humantime::parse_duration(v.trim())
+    {
+        push(
+            "malformed-annotation",
+            format!(
+                "{p}secretLifetime: `{}` is not a duration ({e}); write e.g. 180d",
+                crate::provider::escape_for_display(v)
+            ),
+        );
     }
     match m.create_date() {
         Some(Err(e)) => push("malformed-annotation", format!("{p}createDate: {e}")),

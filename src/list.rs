@@ -195,10 +195,11 @@ pub fn rows(
                     .as_ref()
                     .map(|m| m.source.clone())
                     .unwrap_or_default(),
+                // An id without the source's format is shown escaped (state: invalid).
                 key_id: f
                     .managed
                     .as_ref()
-                    .and_then(|m| m.key_id.clone())
+                    .and_then(|m| m.key_id.clone().or_else(|| m.invalid_key_id.clone()))
                     .unwrap_or_default(),
                 create_date: date.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 age_days: date.map(|d| (now - d).num_days()),

@@ -3,10 +3,11 @@
 //! Built-in sources are cargo features (all on by default); any other name is an external
 //! plugin `secret-manager-provider-<name>` on PATH. [`Providers::with`] puts any
 //! implementation under a name — how tests hand the engine an in-memory source. Every
-//! provider handed out is wrapped in [`Retrying`], the one place its calls are retried.
+//! provider handed out is wrapped in [`Checked`] (key ids of the source's format, printable)
+//! inside [`Retrying`], the one place its calls are retried.
 
 use crate::config::ProviderSettings;
-use crate::provider::{Provider, ProviderError, ProviderResult, RetryPolicy, Retrying};
+use crate::provider::{Checked, Provider, ProviderError, ProviderResult, RetryPolicy, Retrying};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -70,7 +71,7 @@ impl Providers {
             Some(p) => p.clone(),
             None => create(source, &self.settings, &self.session).await?,
         };
-        let p: Arc<dyn Provider> = Arc::new(Retrying::new(inner, self.policy));
+        let p: Arc<dyn Provider> = Arc::new(Retrying::new(Checked::new(inner), self.policy));
         cache.insert(source.to_owned(), p.clone());
         Ok(p)
     }
@@ -99,9 +100,11 @@ async fn create(
                     )
                 })
                 .collect();
-            Ok(Arc::new(
-                secret_manager_aws::AwsProvider::from_env_with(accounts, session).await,
-            ))
+            let mut p = secret_manager_aws::AwsProvider::from_env_with(accounts, session).await;
+            if let Some(w) = settings.aws_window() {
+                p = p.with_propagation_window(w);
+            }
+            Ok(Arc::new(p))
         }
         #[cfg(not(feature = "aws"))]
         "aws" => Err(ProviderError::NotCompiledIn {
@@ -109,27 +112,60 @@ async fn create(
             feature: "aws",
         }),
         #[cfg(feature = "azure")]
-        "azure" => Ok(Arc::new(secret_manager_azure::AzureProvider::from_env()?)),
+        "azure" => {
+            let mut p = secret_manager_azure::AzureProvider::from_env()?
+                .with_secret_lifetime(settings.azure_secret_lifetime());
+            if let Some(w) = settings.azure_window() {
+                p = p.with_propagation_window(w);
+            }
+            Ok(Arc::new(p))
+        }
         #[cfg(not(feature = "azure"))]
         "azure" => Err(ProviderError::NotCompiledIn {
             name: source.into(),
             feature: "azure",
         }),
         #[cfg(feature = "gcp")]
-        "gcp" => Ok(Arc::new(secret_manager_gcp::GcpProvider::from_env().await?)),
+        "gcp" => {
+            let mut p = secret_manager_gcp::GcpProvider::from_env().await?;
+            if let Some(w) = settings.gcp_window() {
+                p = p.with_propagation_window(w);
+            }
+            Ok(Arc::new(p))
+        }
         #[cfg(not(feature = "gcp"))]
         "gcp" => Err(ProviderError::NotCompiledIn {
             name: source.into(),
             feature: "gcp",
         }),
         #[cfg(feature = "exec")]
-        other => secret_manager_exec::ExecProvider::find(other)
-            .map(|p| Arc::new(p) as Arc<dyn Provider>)
-            .ok_or_else(|| ProviderError::UnknownSource { name: other.into() }),
+        other => {
+            let plugin = secret_manager_exec::PluginSettings {
+                env: settings
+                    .exec
+                    .get(other)
+                    .map(|e| e.env.clone())
+                    .unwrap_or_default(),
+                timeout: settings
+                    .exec_timeout(other)
+                    .unwrap_or(secret_manager_exec::DEFAULT_TIMEOUT),
+            };
+            secret_manager_exec::ExecProvider::connect(other, plugin)
+                .await?
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                .ok_or_else(|| ProviderError::UnknownSource { name: other.into() })
+        }
         #[cfg(not(feature = "exec"))]
         other => Err(ProviderError::NotCompiledIn {
             name: other.into(),
             feature: "exec",
         }),
     }
+}
+
+/// Kills the external plugins still running (their whole process groups): for a process
+/// that exits at once, without unwinding the calls in flight.
+pub fn kill_plugins() {
+    #[cfg(feature = "exec")]
+    secret_manager_exec::kill_running();
 }

@@ -40,6 +40,7 @@ pub fn install() -> Cancel {
                 second.name()
             ),
         );
+        secret_manager::providers::kill_plugins();
         std::process::exit(i32::from(match second {
             Signal::Interrupt => crate::exit::INTERRUPTED,
             Signal::Terminate => crate::exit::TERMINATED,

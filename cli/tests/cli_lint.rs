@@ -74,3 +74,79 @@ fn plugin_on_path_makes_a_source_known() {
     let r = run_in(&["--repo", dir.path().to_str().unwrap(), "lint"]);
     assert!(r.stdout.contains("unknown-source"), "{}", r.stdout);
 }
+
+/// Key ids with terminal escapes, newlines or bidi overrides are findings, shown escaped;
+/// `list` marks the secret invalid and prints the id escaped too.
+#[test]
+fn key_ids_with_control_characters_are_findings_and_never_printed_raw() {
+    let dir = temp_repo("example-repo");
+    let rel = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
+    let file = dir.path().join(rel);
+    let text = std::fs::read_to_string(&file).unwrap();
+    for (bad, shown) in [
+        ("AKIA2XDAMLXHPVQO\\e[31mKSY", "\\u{1b}[31m"),
+        ("AKIA2XDAML\\u202eXHPVQO3KSY", "\\u{202e}"),
+        ("AKIA2XDAMLXHPVQO3KSY\\a", "\\u{7}"),
+    ] {
+        std::fs::write(
+            &file,
+            text.replace("\"AKIA2XDAMLXHPVQO3KSY\"", &format!("\"{bad}\"")),
+        )
+        .unwrap();
+        let repo = dir.path().to_str().unwrap();
+        let r = run_in(&["--repo", repo, "lint"]);
+        assert_eq!(r.code, 3, "{bad}: {}", r.stdout);
+        assert!(r.stdout.contains("malformed-annotation"), "{}", r.stdout);
+        assert!(r.stdout.contains(shown), "{bad}: {}", r.stdout);
+        for raw in ['\u{1b}', '\u{202e}', '\u{7}'] {
+            assert!(
+                !r.stdout.contains(raw),
+                "{bad}: raw control character in lint output"
+            );
+        }
+        let r = run_in(&["--repo", repo, "list", "--all", "-o", "wide"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let line = r.stdout.lines().find(|l| l.contains("AKIA2XDAML")).unwrap();
+        assert!(line.contains("invalid") && line.contains(shown), "{line}");
+        for raw in ['\u{1b}', '\u{202e}', '\u{7}'] {
+            assert!(
+                !r.stdout.contains(raw),
+                "{bad}: raw control character in list output"
+            );
+        }
+    }
+}
+
+/// An Azure secret lifetime that is not a duration is a finding, before any run uses it.
+#[test]
+fn a_malformed_secret_lifetime_is_a_finding() {
+    let dir = temp_repo("example-repo");
+    let file = dir.path().join(
+        "applications/root/external-dns/state/overlays/azure.westeurope.prod2/sealedSeacret-cloud-dns.yaml",
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let anchor = "secret-manager/source: \"azure\"";
+    assert!(text.contains(anchor));
+    let indent: String = text[..text.find(anchor).unwrap()]
+        .rsplit('\n')
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &file,
+        text.replacen(
+            anchor,
+            &format!("{anchor}\n{indent}secret-manager/secretLifetime: \"soon\""),
+            1,
+        ),
+    )
+    .unwrap();
+    let r = run_in(&["--repo", dir.path().to_str().unwrap(), "lint"]);
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("secretLifetime: `soon` is not a duration"),
+        "{}",
+        r.stdout
+    );
+}

@@ -215,3 +215,89 @@ fn plugin_create_rolls_back_when_a_later_step_fails() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("unknown source `vault`"), "{}", r.stderr);
 }
+
+/// A plugin is third-party code: it gets the base environment plus the variables
+/// `.secret-manager.yaml` names for it — never the other providers' admin credentials.
+#[test]
+fn a_plugin_sees_only_its_allowlisted_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_repo("example-repo");
+    let config = dir.path().join(".secret-manager.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "  exec:\n",
+            "  exec:\n    envdump:\n      env: [DEMO_PROVIDER_STATE, ENVDUMP_EXTRA]\n",
+        ),
+    )
+    .unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let demo = crate::common::testdata("plugins/secret-manager-provider-demo");
+    let plugin = bin.path().join("secret-manager-provider-envdump");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\nenv > \"$(dirname \"$0\")/env.$1\"\nexec python3 '{}' \"$@\"\n",
+            demo.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = dir.path().join("envdump.yaml");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let leaks = [
+        ("AWS_SECRET_ACCESS_KEY", "TEST-ONLY-aws-secret-value"),
+        ("AZURE_CLIENT_SECRET", "TEST-ONLY-azure-secret-value"),
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "/run/TEST-ONLY-gcp-key.json",
+        ),
+        ("GITHUB_TOKEN", "TEST-ONLY-forge-token"),
+    ];
+    let mut c = cmd();
+    c.env("PATH", &path)
+        .env("DEMO_PROVIDER_STATE", state.path())
+        .env("ENVDUMP_EXTRA", "passed-through");
+    for (k, v) in leaks {
+        c.env(k, v);
+    }
+    let r = run_cmd(c.args([
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "create",
+        "--source",
+        "envdump",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "app",
+        "--name",
+        "envdump",
+        "--key-mappings",
+        "[token:Token]",
+        "--param",
+        "account=acme",
+        "-w",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for op in ["capabilities", "preflight", "mint", "verify"] {
+        let env = std::fs::read_to_string(bin.path().join(format!("env.{op}")))
+            .unwrap_or_else(|e| panic!("{op}: {e}"));
+        for (k, v) in leaks {
+            assert!(
+                !env.contains(k) && !env.contains(v),
+                "{op}: {k} reached the plugin"
+            );
+        }
+        assert!(env.contains("ENVDUMP_EXTRA=passed-through"), "{op}: {env}");
+        assert!(env.lines().any(|l| l.starts_with("PATH=")), "{op}");
+        assert!(env.lines().any(|l| l.starts_with("HOME=")), "{op}");
+    }
+}

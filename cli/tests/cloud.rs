@@ -112,7 +112,13 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
     let now = g.state().key_ids(&object_id);
     assert_eq!(now.len(), 1, "old password removed, new one kept: {now:?}");
     assert_ne!(now, old);
-    let secret = g.state().apps[&object_id].passwords[0].secret.clone();
+    let secret = g.state().apps[&object_id]
+        .passwords
+        .iter()
+        .find(|p| p.removed.is_none())
+        .unwrap()
+        .secret
+        .clone();
     no_secret(&r, &[&secret]);
     // main and the cluster's pointer hold the new secret, sealed for that cluster.
     let (remote, refname) = pointer(&f, AZ_CLUSTER);

@@ -73,6 +73,7 @@ impl Env {
                 max_attempts: 3,
                 base_delay: Duration::from_millis(1),
                 max_delay: Duration::from_millis(5),
+                ..RetryPolicy::default()
             });
         Env { f, fake, providers }
     }

@@ -398,11 +398,23 @@ fn concurrent_pods_some_killed_converge_without_touching_foreign_keys() {
     );
 }
 
-fn write_config(work: &Path, extra: &str) {
+/// Adds `providers.aws` settings (`extra`, indented under `aws:`) to the repo's config.
+fn write_aws_config(work: &Path, extra: &str) {
     let p = work.join(".secret-manager.yaml");
-    let mut text = std::fs::read_to_string(&p).unwrap();
-    text.push_str(extra);
-    std::fs::write(&p, text).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        text.contains("\nproviders:\n"),
+        "the example config has a providers block"
+    );
+    std::fs::write(
+        &p,
+        text.replacen(
+            "\nproviders:\n",
+            &format!("\nproviders:\n  aws:\n{extra}"),
+            1,
+        ),
+    )
+    .unwrap();
 }
 
 /// A manifest naming another account than the credentials act in: exit 10, nothing minted.
@@ -463,9 +475,9 @@ fn accounts_are_checked_and_roles_reach_users_of_other_accounts() {
     assert_eq!(moto.key_ids("local-bot").len(), 1);
     // A role for account 111111111111 (moto acts in the role's account).
     git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
-    write_config(
+    write_aws_config(
         &work,
-        "providers:\n  aws:\n    accounts:\n      \"111111111111\":\n        roleArn: arn:aws:iam::111111111111:role/secret-manager\n",
+        "    accounts:\n      \"111111111111\":\n        roleArn: arn:aws:iam::111111111111:role/secret-manager\n",
     );
     f.commit_and_publish("Role for account 111111111111", &[DEV1]);
     // The remote user, in account 111111111111, with the key its manifest names.

@@ -9,10 +9,19 @@
 //! * `POST /v1.0/applications/{object-id}/addPassword` — 200 with the new
 //!   `passwordCredential` including `secretText`.
 //! * `POST /v1.0/applications/{object-id}/removePassword` — 204.
+//! * `GET /{tenant}/v2.0/.well-known/openid-configuration` — OpenID discovery; 400
+//!   `AADSTS90002` for a tenant that does not exist.
 //! * Graph errors as `{"error": {"code", "message", "innerError"}}`: 401
 //!   `InvalidAuthenticationToken`, 403 `Authorization_RequestDenied`, 404
-//!   `Request_ResourceNotFound`, 429 `TooManyRequests` with `Retry-After`.
+//!   `Request_ResourceNotFound`, 429 `TooManyRequests` / 503 `ServiceUnavailable` with
+//!   `Retry-After`, 400 `CredentialInvalidLifetimeAsPerAppPolicy` and
+//!   `CredentialTypeNotAllowedAsPerAppPolicy` from a tenant app-management policy.
+//!
+//! What the real service does and a test must be able to catch: a new secret signs in
+//! only after a propagation window, and reads of an application lag its writes (both in
+//! [`VirtualClock`] time, shared with the provider under test).
 
+use crate::clock::VirtualClock;
 use crate::server::{Reply, Request, TestServer};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::Rng;
@@ -27,6 +36,8 @@ pub const ADMIN_CLIENT_ID: &str = "00000000-aaaa-4bbb-8ccc-000000000001";
 pub const ADMIN_SECRET: &str = "TEST-ONLY-admin-client-secret";
 /// The tenant.
 pub const TENANT: &str = "11111111-2222-4333-8444-555555555555";
+/// Another tenant that exists, where none of the fake's applications live.
+pub const OTHER_TENANT: &str = "99999999-2222-4333-8444-555555555555";
 /// `x-identity-header` value the managed-identity endpoint expects.
 pub const IDENTITY_HEADER: &str = "TEST-ONLY-identity-header";
 
@@ -43,6 +54,12 @@ pub struct Password {
     pub start: DateTime<Utc>,
     /// End of validity.
     pub end: DateTime<Utc>,
+    /// Virtual time it was added.
+    pub born: std::time::Duration,
+    /// Virtual time from which it signs in (addition plus the propagation window).
+    pub usable_at: std::time::Duration,
+    /// Virtual time it was removed (reads may still show it for the read lag).
+    pub removed: Option<std::time::Duration>,
 }
 
 /// An application registration.
@@ -57,19 +74,32 @@ pub struct App {
 }
 
 /// Everything the fake knows; tests read and tweak it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GraphState {
     /// Applications by object id.
     pub apps: BTreeMap<String, App>,
     /// Issued access tokens: token → client id.
     pub tokens: BTreeMap<String, String>,
-    /// The next N Graph calls answer 429.
+    /// The next N Graph calls answer `throttle_status` with `Retry-After: retry_after`.
     pub throttle: u32,
+    /// 429 (default) or 503.
+    pub throttle_status: u16,
+    /// Seconds in the `Retry-After` of throttled answers (default 1).
+    pub retry_after: u64,
     /// The admin lacks `Application.ReadWrite.OwnedBy`: Graph calls answer 403.
     pub deny: bool,
-    /// The next N sign-ins with a password younger than a minute fail with AADSTS7000215
-    /// (a new secret that has not propagated yet).
-    pub unpropagated: u32,
+    /// The next N token requests answer 503 (an Entra ID outage).
+    pub token_outage: u32,
+    /// A new password signs in only this long after it was added (AADSTS7000215 before).
+    pub propagation: std::time::Duration,
+    /// Reads of an application lag writes by this long.
+    pub read_lag: std::time::Duration,
+    /// Tenant policy: the longest lifetime a new password may have.
+    pub max_password_lifetime: Option<Duration>,
+    /// Tenant policy: no new passwords at all.
+    pub block_passwords: bool,
+    /// Virtual time.
+    pub clock: Arc<VirtualClock>,
     /// `METHOD path` of every request, in order.
     pub log: Vec<String>,
 }
@@ -140,6 +170,26 @@ fn new_secret() -> String {
     format!("{}~{}", &r[..3], &r[3..])
 }
 
+impl Default for GraphState {
+    fn default() -> Self {
+        GraphState {
+            apps: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            throttle: 0,
+            throttle_status: 429,
+            retry_after: 1,
+            deny: false,
+            token_outage: 0,
+            propagation: std::time::Duration::ZERO,
+            read_lag: std::time::Duration::ZERO,
+            max_password_lifetime: None,
+            block_passwords: false,
+            clock: Arc::new(VirtualClock::default()),
+            log: Vec::new(),
+        }
+    }
+}
+
 impl GraphState {
     /// Registers an application; returns its object id.
     pub fn add_app(&mut self, app_id: &str, display_name: &str) -> String {
@@ -164,18 +214,33 @@ impl GraphState {
             display_name: Some("added in the portal".into()),
             start,
             end: start + Duration::days(730),
+            born: std::time::Duration::ZERO,
+            usable_at: std::time::Duration::ZERO,
+            removed: None,
         };
         let out = (p.key_id.clone(), p.secret.clone());
         self.apps.get_mut(object_id).expect("app").passwords.push(p);
         out
     }
 
-    /// Key ids of `object_id`'s passwords.
+    /// Key ids of `object_id`'s passwords (the truth, not a lagging read).
     pub fn key_ids(&self, object_id: &str) -> Vec<String> {
         self.apps
             .get(object_id)
-            .map(|a| a.passwords.iter().map(|p| p.key_id.clone()).collect())
+            .map(|a| {
+                a.passwords
+                    .iter()
+                    .filter(|p| p.removed.is_none())
+                    .map(|p| p.key_id.clone())
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// Whether a read now shows `p` (reads lag writes by `read_lag`).
+    fn visible(&self, p: &Password) -> bool {
+        let now = self.clock.now();
+        p.born + self.read_lag <= now && p.removed.is_none_or(|r| r + self.read_lag > now)
     }
 
     fn token_for(&mut self, client_id: &str) -> String {
@@ -185,6 +250,15 @@ impl GraphState {
     }
 
     fn sign_in(&mut self, r: &Request) -> Reply {
+        if self.token_outage > 0 {
+            self.token_outage -= 1;
+            return entra_error(
+                503,
+                "temporarily_unavailable",
+                90033,
+                "A transient error has occurred. Please try again.",
+            );
+        }
         let form: BTreeMap<String, String> = form_urlencoded::parse(&r.body).into_owned().collect();
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
             return entra_error(
@@ -218,7 +292,11 @@ impl GraphState {
                 );
             };
             let now = Utc::now();
-            let Some(p) = app.passwords.iter().find(|p| p.secret == secret) else {
+            let Some(p) = app
+                .passwords
+                .iter()
+                .find(|p| p.secret == secret && p.removed.is_none())
+            else {
                 return entra_error(
                     401,
                     "invalid_client",
@@ -234,8 +312,7 @@ impl GraphState {
                     "The provided client secret keys are expired.",
                 );
             }
-            if now - p.start < Duration::minutes(1) && self.unpropagated > 0 {
-                self.unpropagated -= 1;
+            if self.clock.now() < p.usable_at {
                 return entra_error(
                     401,
                     "invalid_client",
@@ -276,8 +353,16 @@ impl GraphState {
         };
         if self.throttle > 0 {
             self.throttle -= 1;
-            return graph_error(429, "TooManyRequests", "Too many requests.")
-                .header("retry-after", "1");
+            let (code, text) = if self.throttle_status == 503 {
+                (
+                    "ServiceUnavailable",
+                    "The service is temporarily unavailable.",
+                )
+            } else {
+                ("TooManyRequests", "Too many requests.")
+            };
+            return graph_error(self.throttle_status, code, text)
+                .header("retry-after", &self.retry_after.to_string());
         }
         let segs: Vec<&str> = rest.split('/').collect();
         let (object_id, action) = match segs.as_slice() {
@@ -298,6 +383,17 @@ impl GraphState {
                 "Insufficient privileges to complete the operation.",
             );
         }
+        let visible: Vec<bool> = self
+            .apps
+            .get(object_id)
+            .map(|a| a.passwords.iter().map(|p| self.visible(p)).collect())
+            .unwrap_or_default();
+        let now_virtual = self.clock.now();
+        let (max_lifetime, blocked, propagation) = (
+            self.max_password_lifetime,
+            self.block_passwords,
+            self.propagation,
+        );
         let Some(app) = self.apps.get_mut(object_id) else {
             return graph_error(
                 404,
@@ -313,7 +409,7 @@ impl GraphState {
                 json!({
                     "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications/$entity",
                     "id": object_id, "appId": app.app_id, "displayName": app.display_name,
-                    "passwordCredentials": app.passwords.iter().map(|p| password_json(p, false)).collect::<Vec<_>>(),
+                    "passwordCredentials": app.passwords.iter().zip(&visible).filter(|(_, v)| **v).map(|(p, _)| password_json(p, false)).collect::<Vec<_>>(),
                 }),
             ),
             ("POST", Some("addPassword")) => {
@@ -325,12 +421,29 @@ impl GraphState {
                     .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                     .map(|d| d.with_timezone(&Utc))
                     .unwrap_or(start + Duration::days(730));
+                if blocked {
+                    return graph_error(
+                        400,
+                        "CredentialTypeNotAllowedAsPerAppPolicy",
+                        "Password credentials are not allowed as per assigned policy 'f0f1c2d3-0000-4000-8000-0000000000aa'.",
+                    );
+                }
+                if max_lifetime.is_some_and(|max| end - start > max) {
+                    return graph_error(
+                        400,
+                        "CredentialInvalidLifetimeAsPerAppPolicy",
+                        "Credential lifetime exceeds the max value allowed as per assigned policy 'f0f1c2d3-0000-4000-8000-0000000000aa'.",
+                    );
+                }
                 let p = Password {
                     key_id: guid(),
                     secret: new_secret(),
                     display_name: pc["displayName"].as_str().map(str::to_owned),
                     start,
                     end,
+                    born: now_virtual,
+                    usable_at: now_virtual + propagation,
+                    removed: None,
                 };
                 let mut out = password_json(&p, true);
                 out["@odata.context"] = json!(
@@ -348,15 +461,18 @@ impl GraphState {
                         "Invalid value specified for property 'keyId' of resource 'Application'.",
                     );
                 };
-                let before = app.passwords.len();
-                app.passwords.retain(|p| p.key_id != key_id);
-                if app.passwords.len() == before {
+                let Some(p) = app
+                    .passwords
+                    .iter_mut()
+                    .find(|p| p.key_id.eq_ignore_ascii_case(key_id) && p.removed.is_none())
+                else {
                     return graph_error(
                         400,
                         "Request_BadRequest",
                         &format!("No password credential found with keyId '{key_id}'."),
                     );
-                }
+                };
+                p.removed = Some(now_virtual);
                 Reply::empty(204)
             }
             _ => graph_error(
@@ -375,6 +491,26 @@ impl GraphState {
         if r.method == "GET" && r.path == "/msi/token" {
             return self.managed_identity(&r);
         }
+        if let Some(tenant) = r
+            .path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_suffix("/v2.0/.well-known/openid-configuration"))
+        {
+            return discovery(tenant);
+        }
+        if r.method == "POST" && r.path == format!("/{OTHER_TENANT}/oauth2/v2.0/token") {
+            let form: BTreeMap<String, String> =
+                form_urlencoded::parse(&r.body).into_owned().collect();
+            let client = form.get("client_id").cloned().unwrap_or_default();
+            return entra_error(
+                400,
+                "unauthorized_client",
+                700016,
+                &format!(
+                    "Application with identifier '{client}' was not found in the directory '{OTHER_TENANT}'. This can happen if the application has not been installed by the administrator of the tenant."
+                ),
+            );
+        }
         if let Some(rest) = r.path.strip_prefix("/v1.0/") {
             let rest = rest.to_owned();
             return self.graph(&r, &rest);
@@ -384,6 +520,31 @@ impl GraphState {
         }
         graph_error(404, "NotFound", "no such endpoint in the fake")
     }
+}
+
+/// OpenID discovery for `tenant`: the document for a tenant that exists, AADSTS90002 else.
+fn discovery(tenant: &str) -> Reply {
+    if tenant != TENANT && tenant != OTHER_TENANT {
+        return entra_error(
+            400,
+            "invalid_tenant",
+            90002,
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        );
+    }
+    Reply::json(
+        200,
+        json!({
+            "token_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
+            "issuer": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+            "authorization_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"),
+            "jwks_uri": format!("https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"),
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+        }),
+    )
 }
 
 impl FakeGraph {
@@ -398,6 +559,11 @@ impl FakeGraph {
     /// Locks the state.
     pub fn state(&self) -> std::sync::MutexGuard<'_, GraphState> {
         self.state.lock().expect("graph state")
+    }
+
+    /// Shares `clock` with the provider under test: propagation and read lag use it.
+    pub fn use_clock(&self, clock: Arc<VirtualClock>) {
+        self.state().clock = clock;
     }
 
     /// Base URL for Graph (`…/v1.0`).

@@ -8,12 +8,20 @@
 //! * `POST   /v1/projects/{p}/serviceAccounts/{email}/keys/{id}:disable` (and `:enable`)
 //! * `DELETE /v1/projects/{p}/serviceAccounts/{email}/keys/{id}`
 //! * errors as `{"error": {"code", "message", "status", "details"}}`: 401
-//!   `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`, 404 `NOT_FOUND`, 429 `RESOURCE_EXHAUSTED`.
+//!   `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`, 404 `NOT_FOUND`, 429 `RESOURCE_EXHAUSTED`
+//!   with a `google.rpc.RetryInfo` delay, 400 `FAILED_PRECONDITION` with a
+//!   `google.rpc.PreconditionFailure` for the organization policy that forbids keys.
+//!
+//! What the real service does and a test must be able to catch: a new key authenticates
+//! only after a propagation window; quota is per minute; deleting or disabling a key that
+//! no longer exists answers 403, not 404 (all in [`VirtualClock`] time, shared with the
+//! provider under test).
 //!
 //! Callers authenticate with a self-signed JWT (what `google-cloud-auth` makes from a
 //! service-account key file): the fake checks the RS256 signature against the public key
 //! of the key named by `kid`, that the key exists, is enabled and belongs to `iss`.
 
+use crate::clock::VirtualClock;
 use crate::server::{Reply, Request, TestServer};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -45,6 +53,8 @@ pub struct Key {
     pub disabled: bool,
     /// `USER_MANAGED` or `SYSTEM_MANAGED`.
     pub user_managed: bool,
+    /// Virtual time from which it authenticates (creation plus the propagation window).
+    pub usable_at: std::time::Duration,
 }
 
 impl std::fmt::Debug for Key {
@@ -68,18 +78,45 @@ pub struct ServiceAccount {
 }
 
 /// Everything the fake knows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IamState {
     /// Accounts by email.
     pub accounts: BTreeMap<String, ServiceAccount>,
-    /// The next N calls answer 429.
+    /// The next N calls answer 429 (with a 1 s RetryInfo).
     pub throttle: u32,
+    /// Requests allowed per (virtual) minute; beyond, 429 with the delay to the next one.
+    pub quota_per_minute: Option<u32>,
     /// Admin calls answer 403.
     pub deny: bool,
-    /// The next N authentications with a key younger than a minute answer 401.
-    pub unpropagated: u32,
+    /// A new key authenticates only this long after it was created (401 before).
+    pub propagation: std::time::Duration,
+    /// The organization policy `iam.disableServiceAccountKeyCreation` is enforced.
+    pub keys_forbidden: bool,
+    /// Deleting or disabling a key that does not exist answers 403 (what IAM does).
+    pub missing_key_403: bool,
+    /// Virtual time.
+    pub clock: Arc<VirtualClock>,
+    /// (virtual minute, requests in it).
+    minute: (u64, u32),
     /// `METHOD path` of every request.
     pub log: Vec<String>,
+}
+
+impl Default for IamState {
+    fn default() -> Self {
+        IamState {
+            accounts: BTreeMap::new(),
+            throttle: 0,
+            quota_per_minute: None,
+            deny: false,
+            propagation: std::time::Duration::ZERO,
+            keys_forbidden: false,
+            missing_key_403: true,
+            clock: Arc::new(VirtualClock::default()),
+            minute: (0, 0),
+            log: Vec::new(),
+        }
+    }
 }
 
 /// A running fake.
@@ -95,6 +132,20 @@ pub struct FakeIam {
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn quota_error(retry_secs: u64) -> Reply {
+    Reply::json(
+        429,
+        json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "Quota exceeded for quota metric 'Service account key requests' and limit 'Service account key requests per minute' of service 'iam.googleapis.com'.",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+             "domain": "googleapis.com", "metadata": {"service": "iam.googleapis.com",
+             "quota_limit": "KeyRequestsPerMinutePerProject"}},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{retry_secs}s")}
+        ]}}),
+    )
 }
 
 fn error(code: u16, status: &str, message: &str, reason: Option<(&str, &str)>) -> Reply {
@@ -163,6 +214,7 @@ impl IamState {
                     created: Utc::now() - Duration::days(3),
                     disabled: false,
                     user_managed: false,
+                    usable_at: std::time::Duration::ZERO,
                 }],
                 admin: false,
             },
@@ -182,6 +234,7 @@ impl IamState {
                 created: Utc::now() - age,
                 disabled,
                 user_managed: true,
+                usable_at: std::time::Duration::ZERO,
             });
         id
     }
@@ -258,8 +311,7 @@ impl IamState {
         VerifyingKey::<Sha256>::new(public)
             .verify(format!("{h}.{c}").as_bytes(), &sig)
             .map_err(|_| unauth())?;
-        if Utc::now() - key.created < Duration::minutes(1) && self.unpropagated > 0 {
-            self.unpropagated -= 1;
+        if self.clock.now() < key.usable_at {
             return Err(unauth());
         }
         Ok(iss.to_owned())
@@ -273,12 +325,18 @@ impl IamState {
         };
         if self.throttle > 0 {
             self.throttle -= 1;
-            return error(
-                429,
-                "RESOURCE_EXHAUSTED",
-                "Quota exceeded for quota metric 'Service account key requests' and limit 'Service account key requests per minute' of service 'iam.googleapis.com'.",
-                None,
-            );
+            return quota_error(1);
+        }
+        if let Some(limit) = self.quota_per_minute {
+            let now = self.clock.now().as_secs();
+            let minute = now / 60;
+            if self.minute.0 != minute {
+                self.minute = (minute, 0);
+            }
+            self.minute.1 += 1;
+            if self.minute.1 > limit {
+                return quota_error((minute + 1) * 60 - now);
+            }
         }
         // /v1/projects/{p}/serviceAccounts/{email}/keys[/{id}[:verb]]
         let Some(rest) = r.path.strip_prefix("/v1/projects/") else {
@@ -343,6 +401,17 @@ impl IamState {
                 Reply::json(200, json!({"keys": keys}))
             }
             ("POST", None, None) => {
+                if self.keys_forbidden {
+                    return Reply::json(
+                        400,
+                        json!({"error": {"code": 400, "status": "FAILED_PRECONDITION",
+                            "message": "Key creation is not allowed on this service account.",
+                            "details": [{"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                                "violations": [{"type": "constraints/iam.disableServiceAccountKeyCreation",
+                                    "subject": format!("projects/{}?configvalue={email}", account.project),
+                                    "description": "Key creation is not allowed on this service account."}]}]}}),
+                    );
+                }
                 if account.keys.iter().filter(|k| k.user_managed).count() >= MAX_KEYS {
                     return error(
                         400,
@@ -358,6 +427,7 @@ impl IamState {
                     created: Utc::now(),
                     disabled: false,
                     user_managed: true,
+                    usable_at: self.clock.now() + self.propagation,
                 };
                 let file = key_file(&account.project, email, &k.id, &private);
                 let mut out = key_json(&prefix, &k);
@@ -368,6 +438,16 @@ impl IamState {
             }
             (method, Some(id), verb) => {
                 let Some(pos) = account.keys.iter().position(|k| k.id == id) else {
+                    if self.missing_key_403 && method != "GET" {
+                        return error(
+                            403,
+                            "PERMISSION_DENIED",
+                            &format!(
+                                "Permission '{permission}' denied on resource (or it may not exist)."
+                            ),
+                            Some(("IAM_PERMISSION_DENIED", permission)),
+                        );
+                    }
                     return error(
                         404,
                         "NOT_FOUND",
@@ -412,6 +492,7 @@ impl FakeIam {
             created: Utc::now() - Duration::days(30),
             disabled: false,
             user_managed: true,
+            usable_at: std::time::Duration::ZERO,
         });
         let admin_key = key_file("ops-project", ADMIN_EMAIL, &id, &private);
         let state = Arc::new(Mutex::new(st));
@@ -427,6 +508,11 @@ impl FakeIam {
     /// Locks the state.
     pub fn state(&self) -> std::sync::MutexGuard<'_, IamState> {
         self.state.lock().expect("iam state")
+    }
+
+    /// Shares `clock` with the provider under test: propagation and quota use it.
+    pub fn use_clock(&self, clock: Arc<VirtualClock>) {
+        self.state().clock = clock;
     }
 
     /// The admin's JSON key file (TEST-ONLY), for ADC (`GOOGLE_APPLICATION_CREDENTIALS`).

@@ -8,6 +8,7 @@
 //! client and auth crates by endpoint override; nothing here is linked into the product.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod forge;
 pub mod graph;
 pub mod iam;
@@ -15,6 +16,7 @@ pub mod provider;
 pub mod server;
 pub mod trace;
 
+pub use clock::VirtualClock;
 pub use forge::{FakeForge, MergeStyle};
 pub use provider::{Fail, FakeKey, FakeProvider, Op};
 pub use server::{Reply, Request, TestServer};

@@ -272,6 +272,7 @@ impl Provider for FakeProvider {
                 created: Some(k.created),
                 status: k.status,
                 last_used: k.last_used,
+                expires: None,
             })
             .collect())
     }

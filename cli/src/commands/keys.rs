@@ -9,7 +9,8 @@ use clap::Args;
 /// Keys that exist at the source for every managed identity, and who references them.
 ///
 /// For each identity (e.g. an AWS IAM user) the selected manifests point at, lists the
-/// keys the source has: created, status, last used, and ROLE — `current` (a manifest
+/// keys the source has: created, status, last used, expiry (where the source sets one), and
+/// ROLE — `current` (a manifest
 /// references it), `pending` (the old or new key of a rotation in flight), `claimed`
 /// (minted by a run that is staging it right now), `orphan` (minted by a run that died
 /// and never committed: the next `rotate` deletes it), `foreign` (referenced by nothing
@@ -113,6 +114,7 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
             ("STATUS", Fit::Fixed),
             ("CREATED", Fit::Right(10)),
             ("LAST USED", Fit::Right(10)),
+            ("EXPIRES", Fit::Right(10)),
             ("ROLE", Fit::Fixed),
             ("REFERENCED BY", Fit::Right(12)),
         ]);
@@ -124,6 +126,7 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
                 r.status.clone(),
                 r.created.clone().unwrap_or_else(|| "-".into()),
                 r.last_used.clone().unwrap_or_else(|| "never".into()),
+                r.expires.clone().unwrap_or_else(|| "-".into()),
                 r.role.clone(),
                 if r.referenced_by.is_empty() {
                     "-".into()

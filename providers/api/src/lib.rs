@@ -2,12 +2,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
+mod key_id;
+mod propagation;
 mod retry;
 mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 
+pub use clock::{Clock, SystemClock};
+pub use key_id::{Checked, MAX_KEY_ID_LEN, escape_for_display, is_valid_key_id, key_id_format};
+pub use propagation::{Attempt, Propagation};
 pub use retry::{RetryPolicy, Retrying, retryable};
 pub use secret::SecretValue;
 pub use types::*;

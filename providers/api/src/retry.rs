@@ -1,10 +1,11 @@
-//! Retries: the policy (exponential backoff with full jitter, bounded) and
-//! [`Retrying`], the one layer that applies it to provider calls.
+//! Retries: the policy (exponential backoff with full jitter, bounded, honouring the
+//! source's `Retry-After`) and [`Retrying`], the one layer that applies it to provider
+//! calls.
 //!
 //! Only errors whose [`ProviderError::is_retryable`] is true (throttling, 5xx, timeouts)
 //! are retried. Providers decide what is transient (their error mapping); this layer
-//! decides how often. Providers themselves use a policy only inside `verify`, to wait for
-//! a new key to propagate.
+//! decides how often. Providers themselves wait only inside `verify`, for a new key to
+//! propagate ([`crate::Propagation`]).
 
 use crate::{
     Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Target,
@@ -14,23 +15,35 @@ use rand::Rng;
 use std::future::Future;
 use std::time::Duration;
 
-/// How often and how long to retry.
+/// How often and how long to retry one call.
+///
+/// With the defaults: at most 6 attempts; the delay before retry n is drawn uniformly from
+/// `[0, 0.5 s * 2^(n-1)]`, capped at 8 s (at most 15.5 s of backoff in all, 7.75 s on
+/// average); a `Retry-After` of up to 60 s replaces a shorter delay, a longer one ends the
+/// call at once; never more than 90 s of waiting per call; a timeout is retried once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Total attempts, including the first.
     pub max_attempts: u32,
     /// Delay cap of the first retry; doubles per attempt.
     pub base_delay: Duration,
-    /// Upper bound of any single delay.
+    /// Upper bound of any computed delay.
     pub max_delay: Duration,
+    /// The longest `Retry-After` honoured; a source asking for more fails the call now
+    /// (the next run retries) instead of holding the run.
+    pub max_retry_after: Duration,
+    /// Upper bound of all waiting between the attempts of one call.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 6,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(60),
+            budget: Duration::from_secs(90),
         }
     }
 }
@@ -54,23 +67,91 @@ impl RetryPolicy {
         })
     }
 
-    /// Runs `f` until it succeeds, fails permanently, or attempts run out.
-    pub async fn run<T, F, Fut>(&self, operation: &str, mut f: F) -> ProviderResult<T>
+    /// The wait before the next attempt after `e`, or `None` when the call should stop.
+    fn next_wait(
+        &self,
+        e: &ProviderError,
+        attempt: u32,
+        timeouts: u32,
+        waited: Duration,
+    ) -> Option<Duration> {
+        if !e.is_retryable() || attempt >= self.max_attempts {
+            return None;
+        }
+        if matches!(e, ProviderError::TimedOut { .. }) && timeouts > 1 {
+            return None;
+        }
+        let mut d = self.delay(attempt);
+        if let Some(asked) = e.retry_after() {
+            if asked > self.max_retry_after {
+                return None;
+            }
+            d = d.max(asked);
+        }
+        (waited + d <= self.budget).then_some(d)
+    }
+
+    /// Runs `f` until it succeeds, fails permanently, or attempts or budget run out.
+    pub async fn run<T, F, Fut>(&self, operation: &str, f: F) -> ProviderResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ProviderResult<T>>,
+    {
+        self.run_on(&crate::SystemClock::new(), operation, f).await
+    }
+
+    /// [`RetryPolicy::run`], sleeping on `clock` (tests share a virtual one with a fake).
+    pub async fn run_on<T, F, Fut>(
+        &self,
+        clock: &dyn crate::Clock,
+        operation: &str,
+        mut f: F,
+    ) -> ProviderResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = ProviderResult<T>>,
     {
         let mut attempt = 1;
+        let mut timeouts = 0;
+        let mut waited = Duration::ZERO;
         loop {
             match f().await {
-                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
-                    let d = self.delay(attempt);
+                Err(e) => {
+                    if matches!(e, ProviderError::TimedOut { .. }) {
+                        timeouts += 1;
+                    }
+                    let Some(d) = self.next_wait(&e, attempt, timeouts, waited) else {
+                        return Err(self.explain(e));
+                    };
                     tracing::info!(operation, attempt, delay_ms = d.as_millis() as u64, error = %e, "retrying");
-                    tokio::time::sleep(d).await;
+                    clock.sleep(d).await;
+                    waited += d;
                     attempt += 1;
                 }
-                other => return other,
+                ok => return ok,
             }
+        }
+    }
+
+    /// A throttling error whose `Retry-After` is beyond the bound says so.
+    fn explain(&self, e: ProviderError) -> ProviderError {
+        match e {
+            ProviderError::Throttled {
+                provider,
+                operation,
+                message,
+                retry_after: Some(asked),
+            } if asked > self.max_retry_after => ProviderError::Throttled {
+                provider,
+                operation,
+                message: format!(
+                    "{message} (the source asked to wait {}s, more than the {}s this tool waits within a run; the next run retries)",
+                    asked.as_secs(),
+                    self.max_retry_after.as_secs()
+                ),
+                retry_after: Some(asked),
+            },
+            other => other,
         }
     }
 }
@@ -281,12 +362,107 @@ mod tests {
         assert_eq!(inner.calls("verify"), 1, "verify keeps its own loop");
     }
 
+    fn throttled(after: u64) -> ProviderError {
+        ProviderError::Throttled {
+            provider: "t".into(),
+            operation: "op",
+            message: "TooManyRequests".into(),
+            retry_after: Some(Duration::from_secs(after)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_within_the_bound_and_ends_the_call_beyond_it() {
+        let p = RetryPolicy::default();
+        let calls = AtomicU32::new(0);
+        let t0 = tokio::time::Instant::now();
+        let r = p
+            .run("op", || async {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(throttled(41))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        r.unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_secs(41),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(t0.elapsed() < Duration::from_secs(42));
+        // 315 s is beyond the 60 s bound: one call, and the error says why it stopped.
+        calls.store(0, Ordering::SeqCst);
+        let t0 = tokio::time::Instant::now();
+        let e = p
+            .run("op", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(throttled(315))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        assert!(e.to_string().contains("asked to wait 315s"), "{e}");
+        // Repeated long Retry-Afters stop at the 90 s budget.
+        calls.store(0, Ordering::SeqCst);
+        let t0 = tokio::time::Instant::now();
+        p.run("op", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(throttled(50))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "50 s once, not twice (100 s > 90 s)"
+        );
+        assert!(t0.elapsed() <= p.budget);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_is_retried_once_and_backoff_stays_within_its_documented_total() {
+        let p = RetryPolicy::default();
+        let calls = AtomicU32::new(0);
+        p.run("op", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(ProviderError::TimedOut {
+                provider: "t".into(),
+                operation: "op",
+                after: Duration::from_secs(30),
+            })
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Transient errors: 6 attempts, at most 0.5+1+2+4+8 = 15.5 s of waiting.
+        for _ in 0..20 {
+            calls.store(0, Ordering::SeqCst);
+            let t0 = tokio::time::Instant::now();
+            p.run("op", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(transient())
+            })
+            .await
+            .unwrap_err();
+            assert_eq!(calls.load(Ordering::SeqCst), 6);
+            assert!(
+                t0.elapsed() <= Duration::from_millis(15_500),
+                "{:?}",
+                t0.elapsed()
+            );
+        }
+    }
+
     #[test]
     fn delays_are_bounded_and_grow() {
         let p = RetryPolicy {
             max_attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            ..RetryPolicy::default()
         };
         for attempt in 1..40 {
             assert!(p.delay(attempt) <= Duration::from_secs(1));

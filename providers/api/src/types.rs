@@ -81,6 +81,8 @@ pub struct KeyInfo {
     pub status: KeyStatus,
     /// Last authentication with this key, where the source reports it.
     pub last_used: Option<DateTime<Utc>>,
+    /// When the key stops working by itself, where the source sets an end date.
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// A freshly minted credential. `fields` are the provider output fields that
@@ -184,6 +186,30 @@ pub enum ProviderError {
         /// Message.
         message: String,
     },
+    /// The source asked the caller to slow down, possibly saying for how long
+    /// (`Retry-After`, Google's `RetryInfo`).
+    #[error("{provider}: throttled during {operation}: {message}")]
+    Throttled {
+        /// Provider.
+        provider: String,
+        /// Operation.
+        operation: &'static str,
+        /// Message.
+        message: String,
+        /// How long the source asked to wait, when it said.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The call did not finish in time. Retried once at most: a source that hangs once
+    /// usually hangs again, and every attempt costs the whole timeout.
+    #[error("{provider}: {operation} did not answer within {}s", after.as_secs())]
+    TimedOut {
+        /// Provider.
+        provider: String,
+        /// Operation.
+        operation: &'static str,
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// Anything else the source rejected.
     #[error("{provider}: {operation} failed: {message}")]
     Permanent {
@@ -199,7 +225,20 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether retrying the same call may succeed (throttling, 5xx, timeouts).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ProviderError::Transient { .. })
+        matches!(
+            self,
+            ProviderError::Transient { .. }
+                | ProviderError::Throttled { .. }
+                | ProviderError::TimedOut { .. }
+        )
+    }
+
+    /// How long the source asked to wait before the next call, when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ProviderError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// For `verify`: a source rejecting a brand-new key is propagation, not a verdict, so

@@ -5,8 +5,8 @@
 pub use secret_manager_provider as api;
 
 use api::{
-    Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
-    RetryPolicy, Revoke, SecretValue, Target,
+    Attempt, Capabilities, Clock, KeyId, KeyInfo, KeyStatus, Minted, Propagation, Provider,
+    ProviderError, ProviderResult, Revoke, SecretValue, SystemClock, Target,
 };
 use async_trait::async_trait;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
@@ -20,6 +20,10 @@ pub const NAME: &str = "aws";
 
 /// Access keys an IAM user may hold at once.
 pub const MAX_KEYS: u32 = 2;
+
+/// How long a new access key may take before STS accepts it (IAM is eventually
+/// consistent; new keys usually work within 10–15 s).
+pub const PROPAGATION_WINDOW: Duration = Duration::from_secs(30);
 
 /// The role to assume for one AWS account's users (`providers.aws.accounts` in
 /// `.secret-manager.yaml`).
@@ -60,8 +64,10 @@ pub struct AwsProvider {
     roles: BTreeMap<String, AccountRole>,
     session: String,
     accounts: tokio::sync::Mutex<BTreeMap<String, std::sync::Arc<Account>>>,
-    /// How long `verify` waits for a new key to propagate.
-    pub verify_policy: RetryPolicy,
+    /// How long `verify` (and a `mint` that meets a delete IAM has not made visible yet)
+    /// waits for IAM to propagate a change.
+    pub propagation: Propagation,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for AwsProvider {
@@ -129,12 +135,21 @@ impl AwsProvider {
             roles: BTreeMap::new(),
             session: session_name("secret-manager"),
             accounts: tokio::sync::Mutex::new(BTreeMap::new()),
-            verify_policy: RetryPolicy {
-                max_attempts: 12,
-                base_delay: Duration::from_millis(500),
-                max_delay: Duration::from_secs(8),
-            },
+            propagation: Propagation::new(PROPAGATION_WINDOW),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// Waits up to `window` for new keys to work (`providers.aws.propagationWindow`).
+    pub fn with_propagation_window(mut self, window: Duration) -> Self {
+        self.propagation.window = window;
+        self
+    }
+
+    /// Measures the propagation window on `clock` (tests use a virtual one).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The clients for the account of `t` (built once per account).
@@ -222,15 +237,19 @@ where
                 "Throttling"
                 | "ThrottlingException"
                 | "RequestLimitExceeded"
-                | "TooManyRequestsException"
-                | "ServiceUnavailable"
-                | "ServiceFailure"
-                | "InternalFailure"
-                | "RequestTimeout" => ProviderError::Transient {
+                | "TooManyRequestsException" => ProviderError::Throttled {
                     provider,
                     operation,
                     message,
+                    retry_after: None,
                 },
+                "ServiceUnavailable" | "ServiceFailure" | "InternalFailure" | "RequestTimeout" => {
+                    ProviderError::Transient {
+                        provider,
+                        operation,
+                        message,
+                    }
+                }
                 "AccessDenied"
                 | "AccessDeniedException"
                 | "UnauthorizedOperation"
@@ -358,6 +377,8 @@ impl Provider for AwsProvider {
                 created: to_utc(m.create_date()),
                 status: status(m.status()),
                 last_used: to_utc(last.access_key_last_used().and_then(|l| l.last_used_date())),
+                // IAM access keys do not expire.
+                expires: None,
             });
         }
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
@@ -368,27 +389,37 @@ impl Provider for AwsProvider {
         let user = t.param("username")?;
         let a = self.account(t).await?;
         // No slot is freed here: the engine decides which keys may go (only keys it
-        // minted itself). A full user is IAM's LimitExceeded, mapped to KeyLimit.
-        let out = a
-            .iam
-            .create_access_key()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(|e| match classify("CreateAccessKey", &e) {
-                ProviderError::KeyLimit {
-                    provider,
-                    count,
-                    hint,
-                    ..
-                } => ProviderError::KeyLimit {
-                    provider,
-                    identity: format!("IAM user {user}"),
-                    count,
-                    hint,
-                },
-                other => other,
-            })?;
+        // minted itself). A full user is IAM's LimitExceeded, mapped to KeyLimit — unless
+        // the user really has room and IAM has not made a recent delete visible yet: then
+        // the create is tried again (it created nothing) within the propagation window.
+        let out = self
+            .propagation
+            .wait(self.clock.as_ref(), "CreateAccessKey", || async {
+                let e = match a.iam.create_access_key().user_name(user).send().await {
+                    Ok(out) => return Attempt::Done(out),
+                    Err(e) => classify("CreateAccessKey", &e),
+                };
+                let ProviderError::KeyLimit { provider, hint, .. } = e else {
+                    return Attempt::Failed(e);
+                };
+                let listed = a.iam.list_access_keys().user_name(user).send().await;
+                match listed.map(|l| l.access_key_metadata().len()) {
+                    Ok(n) if n < MAX_KEYS as usize => Attempt::Pending(ProviderError::Transient {
+                        provider,
+                        operation: "CreateAccessKey",
+                        message: format!(
+                            "{hint} although IAM user {user} lists {n} key(s): a recent delete is not visible yet"
+                        ),
+                    }),
+                    listed => Attempt::Failed(ProviderError::KeyLimit {
+                        provider,
+                        identity: format!("IAM user {user}"),
+                        count: listed.unwrap_or(MAX_KEYS as usize),
+                        hint,
+                    }),
+                }
+            })
+            .await?;
         let key = out.access_key().ok_or_else(|| ProviderError::Permanent {
             provider: NAME.into(),
             operation: "CreateAccessKey",
@@ -434,14 +465,23 @@ impl Provider for AwsProvider {
             .build();
         let sts = aws_sdk_sts::Client::from_conf(conf);
         // A new IAM key takes a few seconds to be accepted everywhere: while STS rejects it
-        // as unknown, that is propagation, not failure.
-        self.verify_policy
-            .run("GetCallerIdentity", || async {
-                match sts.get_caller_identity().send().await {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(classify("GetCallerIdentity", &e).denied_as_propagation()),
-                }
-            })
+        // as unknown (or throttles), that is propagation; anything else is a verdict.
+        self.propagation
+            .wait(
+                self.clock.as_ref(),
+                "GetCallerIdentity with the new key",
+                || async {
+                    match sts.get_caller_identity().send().await {
+                        Ok(_) => Attempt::Done(()),
+                        Err(e) => match classify("GetCallerIdentity", &e) {
+                            e @ (ProviderError::AccessDenied { .. }
+                            | ProviderError::Transient { .. }
+                            | ProviderError::Throttled { .. }) => Attempt::Pending(e),
+                            e => Attempt::Failed(e),
+                        },
+                    }
+                },
+            )
             .await
     }
 

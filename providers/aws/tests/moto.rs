@@ -129,13 +129,7 @@ async fn provider_with_roles(
 }
 
 async fn provider(url: &str) -> AwsProvider {
-    let mut p = AwsProvider::from_config(sdk_config(url).await);
-    p.verify_policy = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-    };
-    p
+    AwsProvider::from_config(sdk_config(url).await).with_propagation_window(Duration::from_secs(2))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,6 +309,7 @@ async fn throttling_is_retryable_and_the_shared_policy_retries_it() {
         max_attempts: 5,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
+        ..RetryPolicy::default()
     };
     let keys = policy.run("keys", || p.keys(&t)).await.unwrap();
     assert!(keys.is_empty());
@@ -329,6 +324,37 @@ async fn throttling_is_retryable_and_the_shared_policy_retries_it() {
     assert!(err.is_retryable(), "{err}");
 }
 
+/// IAM answers LimitExceeded right after a delete it has not made visible: the user lists
+/// one key, so the create is tried again within the propagation window (it created
+/// nothing) instead of failing as a full user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_exceeded_with_room_is_propagation_and_the_create_is_retried() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let (url, seen) = faulty_proxy(m.url.clone(), 1, 409, "LimitExceeded").await;
+    let clock = std::sync::Arc::new(secret_manager_testkit::VirtualClock::default());
+    let p = provider(&url).await.with_clock(clock.clone());
+    let t = target("bot");
+    let minted = p.mint(&t).await.unwrap();
+    assert!(
+        seen.load(Ordering::SeqCst) >= 3,
+        "create, list, create again"
+    );
+    assert!(
+        clock.now() >= Duration::from_millis(500),
+        "it waited before trying again"
+    );
+    assert_eq!(p.keys(&t).await.unwrap().len(), 1);
+    // A user that really is full: KeyLimit at once, with the real count.
+    p.mint(&t).await.unwrap();
+    let mut t2 = t.clone();
+    t2.referenced = vec![minted.key_id.clone()];
+    let before = clock.now();
+    let e = p.mint(&t2).await.unwrap_err();
+    assert!(matches!(e, ProviderError::KeyLimit { count: 2, .. }), "{e}");
+    assert_eq!(clock.now(), before, "no wait for a full user");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_is_reported_clearly_and_not_retried() {
     let m = moto();
@@ -339,6 +365,7 @@ async fn access_denied_is_reported_clearly_and_not_retried() {
         max_attempts: 5,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
+        ..RetryPolicy::default()
     };
     let t = target("bot");
     let err = policy
@@ -400,8 +427,9 @@ async fn no_secret_in_trace_logs_or_errors() {
     p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
     p.revoke(&t, &m1.key_id, Revoke::Delete).await.unwrap();
     // Verifying a deleted key fails: its error must not quote the secret either.
-    let mut strict = provider(&m.url).await;
-    strict.verify_policy.max_attempts = 1;
+    let strict = provider(&m.url)
+        .await
+        .with_propagation_window(Duration::ZERO);
     if let Err(e) = strict.verify(&m1).await {
         errors.push(e.to_string());
     }
@@ -422,4 +450,45 @@ async fn no_secret_in_trace_logs_or_errors() {
             assert!(!e.contains(secret), "secret access key found in: {e}");
         }
     }
+}
+
+/// verify waits out the whole documented window (on a virtual clock) for a key STS keeps
+/// rejecting, then fails permanently and says so; a key accepted after a few rejections
+/// passes. (moto's STS accepts any key, so a proxy plays the rejecting STS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_spans_the_propagation_window_then_gives_up() {
+    let m = moto();
+    create_user(&m.url, "bot").await;
+    let t = target("bot");
+    let minted = provider(&m.url).await.mint(&t).await.unwrap();
+    let clock = std::sync::Arc::new(secret_manager_testkit::VirtualClock::default());
+    let (url, seen) = faulty_proxy(m.url.clone(), 1000, 403, "InvalidClientTokenId").await;
+    let p = provider(&url)
+        .await
+        .with_propagation_window(secret_manager_aws::PROPAGATION_WINDOW)
+        .with_clock(clock.clone());
+    let e = p.verify(&minted).await.unwrap_err();
+    assert_eq!(clock.now(), secret_manager_aws::PROPAGATION_WINDOW);
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("30s propagation window"), "{e}");
+    let attempts = seen.load(Ordering::SeqCst);
+    assert!((5..=12).contains(&attempts), "{attempts} attempts in 30 s");
+    // Rejected three times, then accepted: done inside the window.
+    let clock = std::sync::Arc::new(secret_manager_testkit::VirtualClock::default());
+    let (url, _) = faulty_proxy(m.url.clone(), 3, 403, "InvalidClientTokenId").await;
+    let p = provider(&url)
+        .await
+        .with_propagation_window(secret_manager_aws::PROPAGATION_WINDOW)
+        .with_clock(clock.clone());
+    p.verify(&minted).await.unwrap();
+    assert!(clock.now() > Duration::ZERO && clock.now() < Duration::from_secs(30));
+    // Any other error is a verdict: no waiting.
+    let clock = std::sync::Arc::new(secret_manager_testkit::VirtualClock::default());
+    let (url, seen) = faulty_proxy(m.url.clone(), 1000, 400, "InvalidAction").await;
+    let p = provider(&url).await.with_clock(clock.clone());
+    p.verify(&minted).await.unwrap_err();
+    assert_eq!(
+        (clock.now(), seen.load(Ordering::SeqCst)),
+        (Duration::ZERO, 1)
+    );
 }

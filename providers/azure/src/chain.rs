@@ -20,6 +20,8 @@ pub const IMDS_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 struct Link {
     name: &'static str,
+    /// Who the link signs in as, for the audit trail (ids only, never a secret).
+    who: String,
     credential: Arc<dyn TokenCredential>,
     timeout: Option<Duration>,
 }
@@ -43,6 +45,23 @@ impl CredentialChain {
     pub fn names(&self) -> Vec<&'static str> {
         self.links.iter().map(|l| l.name).collect()
     }
+
+    /// The link that got the last token, as the operator of the audit trail:
+    /// `azure workload identity (client …)`. `None` before any token.
+    pub fn operator(&self) -> Option<String> {
+        let i = self.chosen.load(Ordering::Relaxed);
+        let link = self.links.get(i)?;
+        Some(if link.who.is_empty() {
+            format!("azure {}", link.name)
+        } else {
+            format!("azure {} ({})", link.name, link.who)
+        })
+    }
+}
+
+/// `client …` from the variable a link uses.
+fn who(client: Option<String>) -> String {
+    client.map(|c| format!("client {c}")).unwrap_or_default()
 }
 
 const NONE: usize = usize::MAX;
@@ -62,6 +81,9 @@ impl TokenCredential for CredentialChain {
                 .await;
         }
         let mut failures = Vec::new();
+        // A configured link that failed for a reason that passes (network, 5xx, 429)
+        // makes the whole chain's failure transient: the next attempt may succeed.
+        let mut transient = false;
         for (i, link) in self.links.iter().enumerate() {
             let attempt = link.credential.get_token(scopes, options.clone());
             let result = match link.timeout {
@@ -80,11 +102,24 @@ impl TokenCredential for CredentialChain {
                     self.chosen.store(i, Ordering::Relaxed);
                     return Ok(token);
                 }
-                Err(e) => failures.push(format!("{}: {e}", link.name)),
+                Err(e) => {
+                    use crate::entra::Failure;
+                    let passing = matches!(
+                        crate::entra::failure(&e),
+                        Failure::Network | Failure::Server(_) | Failure::Throttled(_)
+                    ) || crate::entra::aadsts_in(&e.to_string()).as_deref()
+                        == Some("90033");
+                    transient |= passing && link.timeout.is_none();
+                    failures.push(format!("{}: {e}", link.name))
+                }
             }
         }
         Err(azure_core::Error::with_message(
-            azure_core::error::ErrorKind::Credential,
+            if transient {
+                azure_core::error::ErrorKind::Io
+            } else {
+                azure_core::error::ErrorKind::Credential
+            },
             format!(
                 "no Azure credential worked (tried in order: {}). Configure workload identity (AZURE_FEDERATED_TOKEN_FILE), a managed identity, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, or sign in with `az login`",
                 failures.join("; ")
@@ -129,6 +164,7 @@ pub fn credential_chain_from(
         };
         links.push(Link {
             name: "workload identity",
+            who: who(env("AZURE_CLIENT_ID")),
             credential: azure_identity::WorkloadIdentityCredential::new(Some(options))
                 .map_err(|e| build_error("workload identity", e))?,
             timeout: None,
@@ -141,6 +177,7 @@ pub fn credential_chain_from(
     match azure_identity::ManagedIdentityCredential::new(Some(mi_options)) {
         Ok(c) => links.push(Link {
             name: "managed identity",
+            who: who(env("AZURE_CLIENT_ID")),
             credential: c,
             timeout: env("IDENTITY_ENDPOINT")
                 .is_none()
@@ -158,6 +195,7 @@ pub fn credential_chain_from(
         };
         links.push(Link {
             name: "client secret",
+            who: who(Some(client.clone())),
             credential: azure_identity::ClientSecretCredential::new(
                 &tenant,
                 client,
@@ -171,6 +209,7 @@ pub fn credential_chain_from(
     match azure_identity::DeveloperToolsCredential::new(None) {
         Ok(c) => links.push(Link {
             name: "developer tools",
+            who: String::new(),
             credential: c,
             timeout: None,
         }),

@@ -3,19 +3,20 @@
 #![warn(missing_docs)]
 
 mod chain;
+mod entra;
+mod graph;
 
 pub use chain::{CredentialChain, IMDS_PROBE_TIMEOUT, credential_chain, credential_chain_from};
 // Re-exported so users of this crate see the contract it implements.
 pub use secret_manager_provider as api;
 
 use api::{
-    Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
-    RetryPolicy, Revoke, SecretValue, Target,
+    Capabilities, Clock, KeyId, KeyInfo, KeyStatus, Minted, Propagation, Provider, ProviderError,
+    ProviderResult, Revoke, SecretValue, SystemClock, Target,
 };
 use async_trait::async_trait;
 use azure_core::credentials::{Secret, TokenCredential};
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use chrono::Utc;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,11 @@ pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 pub const GRAPH_URL_ENV: &str = "SECRET_MANAGER_AZURE_GRAPH_URL";
 /// The standard azure-identity override of the login endpoint.
 pub const AUTHORITY_HOST_ENV: &str = "AZURE_AUTHORITY_HOST";
+/// How long a new client secret may take before Entra ID accepts it (4–18 s observed,
+/// no SLA).
+pub const PROPAGATION_WINDOW: Duration = Duration::from_secs(60);
+/// The annotation that sets a credential's secret lifetime (e.g. `180d`).
+pub const LIFETIME_PARAM: &str = "secretLifetime";
 
 /// Where the provider talks to and with which HTTP client.
 #[derive(Clone, Debug)]
@@ -78,6 +84,9 @@ impl AzureEndpoints {
                 self.http.clone(),
             ))),
             cloud: Some(Arc::new(cloud.into())),
+            // The client library's retries are off: the shared policy (and, in verify,
+            // the propagation window) decide, and the numbers in the docs stay true.
+            retry: azure_core::http::RetryOptions::none(),
             ..Default::default()
         }
     }
@@ -88,12 +97,16 @@ impl AzureEndpoints {
 /// `mint` is `addPassword`, `revoke` is `removePassword` (Graph has no disable for
 /// passwords, so `--revoke-mode disable` deletes), `keys` reads the application's
 /// `passwordCredentials`, `verify` signs in with the new secret (client-credentials grant
-/// through azure_identity's `ClientSecretCredential`), retrying while Entra ID propagates it.
+/// through azure_identity's `ClientSecretCredential`), waiting while Entra ID propagates it.
 pub struct AzureProvider {
     credential: Arc<dyn TokenCredential>,
+    chain: Option<Arc<CredentialChain>>,
     endpoints: AzureEndpoints,
-    /// How long `verify` waits for a new secret to propagate.
-    pub verify_policy: RetryPolicy,
+    home_tenant: Option<String>,
+    secret_lifetime: Option<Duration>,
+    /// How long `verify` waits for a new secret to work.
+    pub propagation: Propagation,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for AzureProvider {
@@ -105,47 +118,7 @@ impl std::fmt::Debug for AzureProvider {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PasswordCredential {
-    key_id: String,
-    start_date_time: Option<DateTime<Utc>>,
-    end_date_time: Option<DateTime<Utc>>,
-    #[serde(default)]
-    secret_text: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Application {
-    #[serde(default)]
-    app_id: Option<String>,
-    #[serde(default)]
-    password_credentials: Vec<PasswordCredential>,
-}
-
-#[derive(Deserialize)]
-struct GraphErrorBody {
-    error: GraphError,
-}
-
-#[derive(Deserialize)]
-struct GraphError {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
-fn transient(operation: &'static str, message: String) -> ProviderError {
-    ProviderError::Transient {
-        provider: NAME.into(),
-        operation,
-        message,
-    }
-}
-
-fn permanent(operation: &'static str, message: String) -> ProviderError {
+pub(crate) fn permanent(operation: &'static str, message: String) -> ProviderError {
     ProviderError::Permanent {
         provider: NAME.into(),
         operation,
@@ -153,60 +126,64 @@ fn permanent(operation: &'static str, message: String) -> ProviderError {
     }
 }
 
-/// Maps a Graph error response to a [`ProviderError`].
-fn classify(operation: &'static str, status: u16, body: &[u8], object_id: &str) -> ProviderError {
-    let (code, message) = serde_json::from_slice::<GraphErrorBody>(body)
-        .map(|b| (b.error.code, b.error.message))
-        .unwrap_or_else(|_| (String::new(), format!("HTTP {status}")));
-    let message = if code.is_empty() {
-        message
-    } else {
-        format!("{code}: {message}")
-    };
-    match status {
-        429 | 500 | 502 | 503 | 504 => transient(operation, message),
-        401 | 403 => ProviderError::AccessDenied {
-            provider: NAME.into(),
-            operation,
-            message: format!(
-                "{message} (the principal needs the Graph application permission Application.ReadWrite.OwnedBy and must be an owner of application {object_id})"
-            ),
-        },
-        404 => ProviderError::NotFound {
-            provider: NAME.into(),
-            what: format!(
-                "application with object id {object_id} (applicationObjectId must be the application's object id, not its appId/client id)"
-            ),
-        },
-        _ => permanent(operation, message),
-    }
-}
-
-fn http_error(operation: &'static str, e: &reqwest::Error) -> ProviderError {
-    // reqwest errors name the URL and the cause; neither carries a secret.
-    transient(operation, e.to_string())
-}
-
 impl AzureProvider {
-    /// The provider with the explicit credential chain and endpoints from the environment.
+    /// The provider with the explicit credential chain and endpoints from the environment;
+    /// `AZURE_TENANT_ID`, when set, is the tenant the applications must live in.
     pub fn from_env() -> ProviderResult<Self> {
         let endpoints = AzureEndpoints::from_env();
-        let credential = credential_chain(&endpoints)?;
-        tracing::debug!(chain = ?credential.names(), "azure credential chain");
-        Ok(Self::new(credential, endpoints))
+        let chain = credential_chain(&endpoints)?;
+        tracing::debug!(chain = ?chain.names(), "azure credential chain");
+        let home = std::env::var("AZURE_TENANT_ID")
+            .ok()
+            .filter(|t| !t.is_empty());
+        Ok(Self::with_chain(chain, endpoints).with_home_tenant(home))
     }
 
     /// A provider that gets Graph tokens from `credential`.
     pub fn new(credential: Arc<dyn TokenCredential>, endpoints: AzureEndpoints) -> Self {
         AzureProvider {
             credential,
+            chain: None,
             endpoints,
-            verify_policy: RetryPolicy {
-                max_attempts: 12,
-                base_delay: Duration::from_millis(500),
-                max_delay: Duration::from_secs(8),
-            },
+            home_tenant: None,
+            secret_lifetime: None,
+            propagation: Propagation::new(PROPAGATION_WINDOW),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// A provider that gets Graph tokens from `chain`, and names the link it used as the
+    /// operator of the audit trail.
+    pub fn with_chain(chain: Arc<CredentialChain>, endpoints: AzureEndpoints) -> Self {
+        let mut p = Self::new(chain.clone(), endpoints);
+        p.chain = Some(chain);
+        p
+    }
+
+    /// The tenant this tool manages applications in: preflight refuses a manifest whose
+    /// `tenantId` is another one.
+    pub fn with_home_tenant(mut self, tenant: Option<String>) -> Self {
+        self.home_tenant = tenant;
+        self
+    }
+
+    /// New secrets end after `lifetime` (`providers.azure.secretLifetime`) unless the
+    /// manifest says otherwise; by default Graph's own (two years).
+    pub fn with_secret_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.secret_lifetime = lifetime;
+        self
+    }
+
+    /// Waits up to `window` for new secrets to work (`providers.azure.propagationWindow`).
+    pub fn with_propagation_window(mut self, window: Duration) -> Self {
+        self.propagation.window = window;
+        self
+    }
+
+    /// Measures the propagation window on `clock` (tests use a virtual one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn token(&self, operation: &'static str) -> ProviderResult<String> {
@@ -214,60 +191,21 @@ impl AzureProvider {
             .credential
             .get_token(&[GRAPH_SCOPE], None)
             .await
-            .map_err(|e| ProviderError::AccessDenied {
-                provider: NAME.into(),
-                operation,
-                message: format!("cannot get a Graph token: {e}"),
-            })?;
+            .map_err(|e| entra::token_error(operation, &e))?;
         Ok(t.token.secret().to_owned())
     }
 
-    fn app_url(&self, object_id: &str, action: Option<&str>) -> String {
-        let mut u = format!("{}/applications/{object_id}", self.endpoints.graph_url);
-        if let Some(a) = action {
-            u.push('/');
-            u.push_str(a);
+    /// The lifetime of a new secret for `t`: its annotation, else the setting.
+    fn lifetime(&self, t: &Target) -> ProviderResult<Option<Duration>> {
+        match t.params.get(LIFETIME_PARAM) {
+            None => Ok(self.secret_lifetime),
+            Some(v) => humantime::parse_duration(v.trim()).map(Some).map_err(|e| {
+                permanent(
+                    "addPassword",
+                    format!("the secretLifetime annotation `{}` is not a duration ({e}); write e.g. 180d", api::escape_for_display(v)),
+                )
+            }),
         }
-        u
-    }
-
-    /// Sends a Graph request; returns the body of a 2xx response.
-    async fn graph(
-        &self,
-        operation: &'static str,
-        object_id: &str,
-        req: reqwest::RequestBuilder,
-    ) -> ProviderResult<Vec<u8>> {
-        let token = self.token(operation).await?;
-        let resp = req
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| http_error(operation, &e))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| http_error(operation, &e))?;
-        tracing::debug!(operation, status, "graph response");
-        if (200..300).contains(&status) {
-            Ok(body.to_vec())
-        } else {
-            Err(classify(operation, status, &body, object_id))
-        }
-    }
-
-    async fn application(&self, object_id: &str) -> ProviderResult<Application> {
-        let http = &self.endpoints.http;
-        let body = self
-            .graph(
-                "GetApplication",
-                object_id,
-                http.get(format!(
-                    "{}?$select=id,appId,passwordCredentials",
-                    self.app_url(object_id, None)
-                )),
-            )
-            .await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| permanent("GetApplication", format!("unexpected response: {e}")))
     }
 }
 
@@ -286,9 +224,24 @@ impl Provider for AzureProvider {
     }
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
-        t.param("tenantId")?;
+        let tenant = t.param("tenantId")?;
         let client_id = t.param("clientId")?;
         let object_id = t.param("applicationObjectId")?;
+        self.lifetime(t)?;
+        // The tenant must exist, and be the one this tool manages the application in:
+        // a secret is only ever valid in the application's home tenant.
+        let tid = self.tenant_id(tenant).await?;
+        if let Some(home) = &self.home_tenant
+            && !home.eq_ignore_ascii_case(&tid)
+            && !home.eq_ignore_ascii_case(tenant)
+        {
+            return Err(permanent(
+                "preflight",
+                format!(
+                    "the manifest's tenantId is {tenant}, but this tool signs in to tenant {home} (AZURE_TENANT_ID), where the application lives; fix the annotation"
+                ),
+            ));
+        }
         let app = self.application(object_id).await?;
         match app.app_id.as_deref() {
             Some(a) if a.eq_ignore_ascii_case(client_id) => Ok(()),
@@ -317,6 +270,7 @@ impl Provider for AzureProvider {
                     _ => KeyStatus::Active,
                 },
                 last_used: None,
+                expires: p.end_date_time,
             })
             .collect();
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
@@ -328,11 +282,16 @@ impl Provider for AzureProvider {
         let client_id = t.param("clientId")?;
         let object_id = t.param("applicationObjectId")?;
         let now = Utc::now();
-        let body = serde_json::json!({
-            "passwordCredential": {
-                "displayName": format!("secret-manager {}", now.format("%Y-%m-%dT%H:%M:%SZ")),
-            }
+        let mut credential = serde_json::json!({
+            "displayName": format!("secret-manager {}", now.format("%Y-%m-%dT%H:%M:%SZ")),
         });
+        if let Some(life) = self.lifetime(t)? {
+            let end = now + chrono::Duration::from_std(life).unwrap_or(chrono::Duration::MAX);
+            credential["endDateTime"] = end
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                .into();
+        }
+        let body = serde_json::json!({ "passwordCredential": credential });
         let http = &self.endpoints.http;
         let raw = self
             .graph(
@@ -342,7 +301,7 @@ impl Provider for AzureProvider {
                     .json(&body),
             )
             .await?;
-        let created: PasswordCredential = serde_json::from_slice(&raw)
+        let created: graph::PasswordCredential = serde_json::from_slice(&raw)
             .map_err(|e| permanent("addPassword", format!("unexpected response: {e}")))?;
         drop(raw);
         let secret = created
@@ -358,9 +317,7 @@ impl Provider for AzureProvider {
             key_id: KeyId(created.key_id),
             created: created.start_date_time.unwrap_or(now),
             fields,
-            operator: std::env::var("AZURE_CLIENT_ID")
-                .ok()
-                .map(|c| format!("azure client {c}")),
+            operator: self.chain.as_ref().and_then(|c| c.operator()),
         })
     }
 
@@ -378,7 +335,7 @@ impl Provider for AzureProvider {
         };
         let credential = azure_identity::ClientSecretCredential::new(
             &tenant,
-            client_id,
+            client_id.clone(),
             Secret::new(secret.expose().to_owned()),
             Some(options),
         )
@@ -389,53 +346,39 @@ impl Provider for AzureProvider {
             )
         })?;
         // A new password is rejected (AADSTS7000215) until Entra ID has replicated it:
-        // that is propagation, not failure, so every sign-in error is retried.
-        self.verify_policy
-            .run("sign-in with the new secret", || async {
-                credential
-                    .get_token(&[GRAPH_SCOPE], None)
-                    .await
-                    .map(drop)
-                    .map_err(|e| transient("verify", e.to_string()))
-            })
+        // that is propagation. A wrong tenant, an expired secret or a disabled app is a
+        // verdict that waiting does not change.
+        self.propagation
+            .wait(
+                self.clock.as_ref(),
+                "sign-in with the new secret",
+                || async {
+                    match credential.get_token(&[GRAPH_SCOPE], None).await {
+                        Ok(_) => api::Attempt::Done(()),
+                        Err(e) => entra::sign_in_outcome(&e, &tenant, &client_id),
+                    }
+                },
+            )
             .await
     }
 
     async fn revoke(&self, t: &Target, key: &KeyId, _how: Revoke) -> ProviderResult<()> {
-        // Graph cannot disable a password credential: both modes remove it.
+        // Graph cannot disable a password credential: both modes remove it. No read first:
+        // Graph reads can lag writes, so a fresh secret may not be listed yet. A password
+        // that is not there is already revoked.
         let object_id = t.param("applicationObjectId")?;
-        let app = self.application(object_id).await?;
-        if !app
-            .password_credentials
-            .iter()
-            .any(|p| p.key_id.eq_ignore_ascii_case(&key.0))
-        {
-            return Ok(());
-        }
         let http = &self.endpoints.http;
-        let result = self
+        match self
             .graph(
                 "removePassword",
                 object_id,
                 http.post(self.app_url(object_id, Some("removePassword")))
                     .json(&serde_json::json!({ "keyId": key.0 })),
             )
-            .await;
-        match result {
+            .await
+        {
             Ok(_) => Ok(()),
-            // Removed concurrently between the read and the remove: already revoked.
-            Err(ProviderError::Permanent { .. }) => {
-                let again = self.application(object_id).await?;
-                if again
-                    .password_credentials
-                    .iter()
-                    .any(|p| p.key_id.eq_ignore_ascii_case(&key.0))
-                {
-                    result.map(drop)
-                } else {
-                    Ok(())
-                }
-            }
+            Err(e) if graph::is_password_not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -48,10 +48,22 @@ async fn minted_fields_sign_in_and_keys_show_expiry() {
     assert_eq!(m.fields["KeyId"].expose(), m.key_id.0);
     let stored = g.state().apps[&id].passwords.last().unwrap().secret.clone();
     assert_eq!(m.fields["ClientSecret"].expose(), stored);
-    // A new secret is rejected twice (not replicated yet), then accepted: verify waits.
-    g.state().unpropagated = 2;
-    p.verify(&m).await.unwrap();
-    assert_eq!(g.state().unpropagated, 0);
+    // A new secret is rejected until it has replicated (20 s here): verify waits.
+    g.state().propagation = std::time::Duration::from_secs(20);
+    let m2 = p.mint(&t).await.unwrap();
+    let clock = g.state().clock.clone();
+    p.verify(&m2).await.unwrap();
+    assert!(
+        clock.now() >= std::time::Duration::from_secs(20),
+        "{:?}",
+        clock.now()
+    );
+    p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
+    // The operator is the credential link that really signed in.
+    assert_eq!(
+        m.operator.as_deref(),
+        Some(format!("azure client secret (client {ADMIN_CLIENT_ID})").as_str())
+    );
     let keys = p.keys(&t).await.unwrap();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0].id, KeyId(old.clone()));
@@ -68,28 +80,199 @@ async fn minted_fields_sign_in_and_keys_show_expiry() {
     assert_eq!(g.state().key_ids(&id), vec![m.key_id.0.clone()]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_gives_up_on_a_secret_entra_never_accepts() {
-    let (g, id) = setup().await;
-    let mut p = provider(&g);
-    p.verify_policy = fast(3);
-    let m = p.mint(&target(&id)).await.unwrap();
-    // The password is removed behind our back: sign-in keeps failing with AADSTS7000215.
-    g.state().apps.get_mut(&id).unwrap().passwords.clear();
-    let err = p.verify(&m).await.unwrap_err();
-    let text = err.to_string();
-    assert!(text.contains("AADSTS7000215"), "{text}");
-    let sign_ins = g
-        .state()
+fn sign_ins(g: &secret_manager_testkit::graph::FakeGraph) -> usize {
+    g.state()
         .log
         .iter()
         .filter(|l| l.ends_with("/oauth2/v2.0/token"))
-        .count();
-    assert_eq!(
-        sign_ins,
-        1 + 3,
-        "admin sign-in once, then three verify attempts"
+        .count()
+}
+
+/// A secret Entra never accepts (AADSTS7000215 for good): verify polls for exactly the
+/// documented window on the fake's clock, then fails permanently and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_spans_the_propagation_window_then_gives_up() {
+    let (g, id) = setup().await;
+    let p = provider(&g);
+    let m = p.mint(&target(&id)).await.unwrap();
+    g.state().propagation = std::time::Duration::from_secs(3600);
+    g.state()
+        .apps
+        .get_mut(&id)
+        .unwrap()
+        .passwords
+        .last_mut()
+        .unwrap()
+        .usable_at = std::time::Duration::from_secs(3600);
+    let clock = g.state().clock.clone();
+    let before = sign_ins(&g);
+    let err = p.verify(&m).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("AADSTS7000215"), "{text}");
+    assert!(text.contains("60s propagation window"), "{text}");
+    assert!(!err.is_retryable());
+    assert_eq!(clock.now(), secret_manager_azure::PROPAGATION_WINDOW);
+    let attempts = sign_ins(&g) - before;
+    assert!((6..=14).contains(&attempts), "{attempts} sign-ins in 60 s");
+}
+
+/// Sign-in errors that waiting cannot fix stop verify at once, with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_sign_in_errors_are_not_waited_out() {
+    use secret_manager_testkit::graph::OTHER_TENANT;
+    let (g, id) = setup().await;
+    let p = provider(&g);
+    let clock = g.state().clock.clone();
+    for (tenant, expect) in [
+        (OTHER_TENANT, "AADSTS700016"),
+        ("00000000-0000-4000-8000-000000000000", "AADSTS90002"),
+    ] {
+        let mut t = target(&id);
+        t.params.insert("tenantId".into(), tenant.into());
+        let m = p.mint(&t).await.unwrap();
+        let before = sign_ins(&g);
+        let err = p.verify(&m).await.unwrap_err();
+        assert!(err.to_string().contains(expect), "{err}");
+        assert!(err.to_string().contains("tenantId annotation"), "{err}");
+        assert_eq!(sign_ins(&g) - before, 1, "{expect}: one attempt");
+        // Preflight catches both before anything is minted.
+        let err = p.preflight(&t).await.unwrap_err();
+        assert!(err.to_string().contains(tenant), "{err}");
+    }
+    // Expired already: AADSTS7000222.
+    let m = p.mint(&target(&id)).await.unwrap();
+    g.state()
+        .apps
+        .get_mut(&id)
+        .unwrap()
+        .passwords
+        .last_mut()
+        .unwrap()
+        .end = chrono::Utc::now() - chrono::Duration::hours(1);
+    let err = p.verify(&m).await.unwrap_err();
+    assert!(err.to_string().contains("AADSTS7000222"), "{err}");
+    assert_eq!(clock.now(), std::time::Duration::ZERO, "no waiting at all");
+}
+
+/// Graph reads lag writes: a rollback right after addPassword does not see the new secret
+/// in a read. revoke never reads first — it removes, and "not found" means done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_does_not_trust_a_stale_read() {
+    let (g, id) = setup().await;
+    let p = provider(&g);
+    let t = target(&id);
+    g.state().read_lag = std::time::Duration::from_secs(30);
+    let m = p.mint(&t).await.unwrap();
+    assert!(p.keys(&t).await.unwrap().is_empty(), "the read lags");
+    p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
+    assert!(g.state().key_ids(&id).is_empty(), "really removed");
+    p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
+    // A missing application is an error, not "already revoked".
+    let err = p
+        .revoke(&target(APP_ID), &m.key_id, Revoke::Delete)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::NotFound { .. }), "{err}");
+}
+
+/// Graph asks to wait (429/503 with Retry-After): the shared policy waits that long within
+/// its bound, and gives up at once beyond it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_from_graph_is_honoured() {
+    let (g, id) = setup().await;
+    let p = provider(&g);
+    let t = target(&id);
+    let clock = g.state().clock.clone();
+    let policy = secret_manager_azure::api::RetryPolicy::default();
+    p.keys(&t).await.unwrap();
+    {
+        let mut s = g.state();
+        s.throttle = 1;
+        s.throttle_status = 503;
+        s.retry_after = 41;
+    }
+    policy
+        .run_on(clock.as_ref(), "keys", || p.keys(&t))
+        .await
+        .unwrap();
+    assert!(
+        clock.now() >= std::time::Duration::from_secs(41),
+        "{:?}",
+        clock.now()
     );
+    {
+        let mut s = g.state();
+        s.throttle = 1;
+        s.throttle_status = 429;
+        s.retry_after = 315;
+    }
+    let before = clock.now();
+    let err = policy
+        .run_on(clock.as_ref(), "keys", || p.keys(&t))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("asked to wait 315s"), "{err}");
+    assert_eq!(clock.now(), before);
+}
+
+/// New secrets get the configured lifetime (or the annotation's), `keys` shows it, and a
+/// tenant policy that refuses the lifetime or any secret at all says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_lifetime_and_tenant_policies() {
+    let (g, id) = setup().await;
+    let day = std::time::Duration::from_secs(86400);
+    let p = provider(&g).with_secret_lifetime(Some(180 * day));
+    let t = target(&id);
+    let m = p.mint(&t).await.unwrap();
+    let keys = p.keys(&t).await.unwrap();
+    let k = keys.iter().find(|k| k.id == m.key_id).unwrap();
+    let days = (k.expires.unwrap() - chrono::Utc::now()).num_days();
+    assert!((179..=180).contains(&days), "{days}");
+    let mut short = t.clone();
+    short.params.insert("secretLifetime".into(), "30d".into());
+    let m = p.mint(&short).await.unwrap();
+    let k = p
+        .keys(&t)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.id == m.key_id)
+        .unwrap();
+    assert!((29..=30).contains(&(k.expires.unwrap() - chrono::Utc::now()).num_days()));
+    g.state().max_password_lifetime = Some(chrono::Duration::days(90));
+    let err = p.mint(&t).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("CredentialInvalidLifetimeAsPerAppPolicy"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("secretLifetime"), "{err}");
+    g.state().block_passwords = true;
+    let err = p.mint(&short).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("CredentialTypeNotAllowedAsPerAppPolicy"),
+        "{err}"
+    );
+    let mut bad = t.clone();
+    bad.params
+        .insert("secretLifetime".into(), "soon\u{1b}[31m".into());
+    let err = p.preflight(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("not a duration"), "{err}");
+    assert!(!err.to_string().contains('\u{1b}'), "{err}");
+}
+
+/// An Entra ID outage while fetching the tool's own token is transient (retried), not
+/// "access denied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_outage_is_transient() {
+    let (g, id) = setup().await;
+    let p = provider(&g);
+    g.state().token_outage = 1;
+    let err = p.keys(&target(&id)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(!matches!(err, ProviderError::AccessDenied { .. }), "{err}");
+    p.keys(&target(&id)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ async fn no_secret_in_trace_logs_or_errors() {
     let t = target(&id);
     p.preflight(&t).await.unwrap();
     let m1 = p.mint(&t).await.unwrap();
-    g.state().unpropagated = 1;
+    g.state().propagation = std::time::Duration::from_secs(5);
     p.verify(&m1).await.unwrap();
     let m2 = p.mint(&t).await.unwrap();
     p.keys(&t).await.unwrap();
@@ -27,8 +27,7 @@ async fn no_secret_in_trace_logs_or_errors() {
     errors.push(p.mint(&t).await.unwrap_err().to_string());
     p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
     p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
-    let mut strict = provider(&g);
-    strict.verify_policy = fast(1);
+    let strict = provider(&g).with_propagation_window(std::time::Duration::ZERO);
     errors.push(strict.verify(&m2).await.unwrap_err().to_string());
     p.revoke(&t, &m1.key_id, Revoke::Delete).await.unwrap();
     let logs = cap.finish();

@@ -12,7 +12,9 @@ pub const PLUGIN_PREFIX: &str = "secret-manager-provider-";
 pub use secret_manager_provider as api;
 
 mod plugin;
-pub use plugin::{ExecProvider, PROTOCOL_VERSION};
+mod process;
+pub use plugin::{DEFAULT_TIMEOUT, ExecProvider, PROTOCOL_VERSION, PluginSettings};
+pub use process::{BASE_ENV, MAX_STDERR_KEPT, MAX_STDOUT, kill_running};
 
 use std::path::{Path, PathBuf};
 

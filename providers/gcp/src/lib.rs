@@ -6,12 +6,12 @@
 pub use secret_manager_provider as api;
 
 use api::{
-    Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
-    RetryPolicy, Revoke, SecretValue, Target,
+    Attempt, Capabilities, Clock, KeyId, KeyInfo, KeyStatus, Minted, Propagation, Provider,
+    ProviderError, ProviderResult, Revoke, SecretValue, SystemClock, Target,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::error::rpc::{Code, StatusDetails};
 use google_cloud_iam_admin_v1::client::Iam;
 use google_cloud_iam_admin_v1::model::list_service_account_keys_request::KeyType;
 use google_cloud_iam_admin_v1::model::{ServiceAccountKeyAlgorithm, ServiceAccountPrivateKeyType};
@@ -24,6 +24,12 @@ pub const NAME: &str = "gcp";
 /// User-managed keys a service account may hold at once.
 pub const MAX_KEYS: u32 = 10;
 
+/// How long a new key may take before Google accepts it ("60 seconds or more").
+pub const PROPAGATION_WINDOW: Duration = Duration::from_secs(120);
+
+/// The organization policy constraint that forbids new service-account keys.
+pub const KEY_CREATION_CONSTRAINT: &str = "constraints/iam.disableServiceAccountKeyCreation";
+
 /// Overrides the IAM endpoint (tests, private service connect): e.g. `http://127.0.0.1:8085`.
 pub const ENDPOINT_ENV: &str = "SECRET_MANAGER_GCP_IAM_ENDPOINT";
 
@@ -32,12 +38,13 @@ pub const ENDPOINT_ENV: &str = "SECRET_MANAGER_GCP_IAM_ENDPOINT";
 /// Credentials are Application Default Credentials from `google-cloud-auth`
 /// (`GOOGLE_APPLICATION_CREDENTIALS`, the gcloud ADC file, GKE workload identity / the
 /// metadata server). The client library's own retries are off: the engine applies the
-/// shared [`RetryPolicy`].
+/// shared retry policy, which honours the `RetryInfo` delays IAM sends with quota errors.
 pub struct GcpProvider {
     iam: Iam,
     endpoint: Option<String>,
-    /// How long `verify` waits for a new key to propagate (Google documents up to 60 s).
-    pub verify_policy: RetryPolicy,
+    /// How long `verify` waits for a new key to propagate.
+    pub propagation: Propagation,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for GcpProvider {
@@ -70,16 +77,28 @@ fn classify(
         None => e.to_string(),
     };
     if let Some(s) = e.status() {
+        if s.code == Code::ResourceExhausted && s.message.contains("Maximum number of keys") {
+            return ProviderError::KeyLimit {
+                provider,
+                identity: what.to_owned(),
+                count: MAX_KEYS as usize,
+                hint: format!("IAM refused a new key ({message})"),
+            };
+        }
         return match s.code {
-            Code::ResourceExhausted
-            | Code::Unavailable
-            | Code::Internal
-            | Code::DeadlineExceeded
-            | Code::Aborted => ProviderError::Transient {
+            Code::ResourceExhausted => ProviderError::Throttled {
                 provider,
                 operation,
                 message,
+                retry_after: retry_delay(s),
             },
+            Code::Unavailable | Code::Internal | Code::DeadlineExceeded | Code::Aborted => {
+                ProviderError::Transient {
+                    provider,
+                    operation,
+                    message,
+                }
+            }
             Code::PermissionDenied | Code::Unauthenticated => ProviderError::AccessDenied {
                 provider,
                 operation,
@@ -125,6 +144,28 @@ fn classify(
             message,
         }
     }
+}
+
+/// The delay of a `google.rpc.RetryInfo` detail (quota errors carry one).
+fn retry_delay(s: &google_cloud_gax::error::rpc::Status) -> Option<Duration> {
+    s.details.iter().find_map(|d| match d {
+        StatusDetails::RetryInfo(r) => r
+            .retry_delay
+            .as_ref()
+            .map(|d| Duration::new(d.seconds().max(0) as u64, d.nanos().max(0) as u32)),
+        _ => None,
+    })
+}
+
+/// Whether a FAILED_PRECONDITION is the organization policy that forbids key creation.
+fn org_policy_forbids_keys(s: &google_cloud_gax::error::rpc::Status) -> bool {
+    s.details.iter().any(|d| match d {
+        StatusDetails::PreconditionFailure(p) => p
+            .violations
+            .iter()
+            .any(|v| v.r#type.contains(KEY_CREATION_CONSTRAINT)),
+        _ => false,
+    }) || s.message.contains("Key creation is not allowed")
 }
 
 fn to_utc(
@@ -183,12 +224,21 @@ impl GcpProvider {
         Ok(GcpProvider {
             iam: client(endpoint.as_deref(), credentials).await?,
             endpoint,
-            verify_policy: RetryPolicy {
-                max_attempts: 12,
-                base_delay: Duration::from_millis(500),
-                max_delay: Duration::from_secs(8),
-            },
+            propagation: Propagation::new(PROPAGATION_WINDOW),
+            clock: SystemClock::shared(),
         })
+    }
+
+    /// Waits up to `window` for new keys to work (`providers.gcp.propagationWindow`).
+    pub fn with_propagation_window(mut self, window: Duration) -> Self {
+        self.propagation.window = window;
+        self
+    }
+
+    /// Measures the propagation window on `clock` (tests use a virtual one).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn list(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
@@ -207,11 +257,13 @@ impl GcpProvider {
             .keys
             .iter()
             .map(|k| {
-                let expired = k
+                // User-managed keys without an expiry say 9999-12-31.
+                let expires = k
                     .valid_before_time
                     .as_ref()
                     .and_then(|t| DateTime::from_timestamp(t.seconds(), 0))
-                    .is_some_and(|t| t < now);
+                    .filter(|t| t.timestamp() < 253_402_000_000);
+                let expired = expires.is_some_and(|t| t < now);
                 KeyInfo {
                     id: KeyId(key_id(&k.name).to_owned()),
                     created: to_utc(Some(k)),
@@ -223,6 +275,7 @@ impl GcpProvider {
                         KeyStatus::Active
                     },
                     last_used: None,
+                    expires,
                 }
             })
             .collect();
@@ -256,7 +309,8 @@ impl Provider for GcpProvider {
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
         let (name, email) = account(t)?;
         // No slot is freed here: the engine decides which keys may go (only keys it
-        // minted itself). A full account is IAM's FAILED_PRECONDITION, mapped to KeyLimit.
+        // minted itself). A full account is IAM's FAILED_PRECONDITION (or, from older
+        // deployments, RESOURCE_EXHAUSTED "Maximum number of keys"), mapped to KeyLimit.
         tracing::debug!(account = %name, "CreateServiceAccountKey");
         let key = self
             .iam
@@ -265,22 +319,11 @@ impl Provider for GcpProvider {
             .set_private_key_type(ServiceAccountPrivateKeyType::TypeGoogleCredentialsFile)
             .set_key_algorithm(ServiceAccountKeyAlgorithm::KeyAlgRsa2048)
             .send()
-            .await
-            .map_err(|e| match classify("CreateServiceAccountKey", &name, &e) {
-                // IAM answers FAILED_PRECONDITION when the account is at its key limit.
-                ProviderError::Permanent { message, .. }
-                    if e.status()
-                        .is_some_and(|s| s.code == Code::FailedPrecondition) =>
-                {
-                    ProviderError::KeyLimit {
-                        provider: NAME.into(),
-                        identity: format!("service account {email}"),
-                        count: MAX_KEYS as usize,
-                        hint: format!("IAM refused a new key ({message})"),
-                    }
-                }
-                other => other,
-            })?;
+            .await;
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return Err(self.create_failed(t, &name, email, &e).await),
+        };
         // Never Debug-print `key`: its Debug shows the private key. Only these fields are read.
         let id = key_id(&key.name).to_owned();
         let created = to_utc(Some(&key)).unwrap_or_else(Utc::now);
@@ -324,22 +367,31 @@ impl Provider for GcpProvider {
         );
         // Authenticating as the account itself: 200, or 403 when the account may not read
         // its own keys, both prove the key works; 401 means IAM has not propagated it yet.
-        self.verify_policy
-            .run("authenticate with the new key", || async {
-                tracing::debug!(key = %name, "GetServiceAccountKey as the new key");
-                match as_new_key
-                    .get_service_account_key()
-                    .set_name(&name)
-                    .send()
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.status().is_some_and(|s| s.code == Code::PermissionDenied) => {
-                        Ok(())
+        self.propagation
+            .wait(
+                self.clock.as_ref(),
+                "authenticate with the new key",
+                || async {
+                    tracing::debug!(key = %name, "GetServiceAccountKey as the new key");
+                    match as_new_key
+                        .get_service_account_key()
+                        .set_name(&name)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => Attempt::Done(()),
+                        Err(e) if e.status().is_some_and(|s| s.code == Code::PermissionDenied) => {
+                            Attempt::Done(())
+                        }
+                        Err(e) => match classify("verify", &name, &e) {
+                            e @ (ProviderError::AccessDenied { .. }
+                            | ProviderError::Transient { .. }
+                            | ProviderError::Throttled { .. }) => Attempt::Pending(e),
+                            e => Attempt::Failed(e),
+                        },
                     }
-                    Err(e) => Err(classify("verify", &name, &e).denied_as_propagation()),
-                }
-            })
+                },
+            )
             .await
     }
 
@@ -368,7 +420,72 @@ impl Provider for GcpProvider {
         match result {
             // Idempotent: an absent key is already revoked.
             Err(ProviderError::NotFound { .. }) => Ok(()),
+            // IAM also answers 403 for a key (or account) that no longer exists: confirm
+            // with a list before reporting access denied.
+            Err(e @ ProviderError::AccessDenied { .. }) => match self.list(t).await {
+                Ok(keys) if !keys.iter().any(|k| &k.id == key) => {
+                    tracing::debug!(key = %key_name, "403 on revoke, but the key is gone: already revoked");
+                    Ok(())
+                }
+                Err(ProviderError::NotFound { .. }) => Ok(()),
+                _ => Err(e),
+            },
             other => other,
+        }
+    }
+}
+
+impl GcpProvider {
+    /// Why CreateServiceAccountKey failed: a full account (KeyLimit), the organization
+    /// policy that forbids keys, or whatever else IAM said.
+    async fn create_failed(
+        &self,
+        t: &Target,
+        name: &str,
+        email: &str,
+        e: &google_cloud_gax::error::Error,
+    ) -> ProviderError {
+        let err = classify("CreateServiceAccountKey", name, e);
+        let Some(status) = e.status().filter(|s| s.code == Code::FailedPrecondition) else {
+            return match err {
+                ProviderError::KeyLimit {
+                    provider,
+                    count,
+                    hint,
+                    ..
+                } => ProviderError::KeyLimit {
+                    provider,
+                    identity: format!("service account {email}"),
+                    count,
+                    hint,
+                },
+                other => other,
+            };
+        };
+        if org_policy_forbids_keys(status) {
+            return permanent(
+                "CreateServiceAccountKey",
+                format!(
+                    "the organization policy {KEY_CREATION_CONSTRAINT} forbids new keys for {email} ({}): ask the organization's admins for an exception for this project, or move the workload to workload identity federation",
+                    status.message
+                ),
+            );
+        }
+        // "Precondition check failed." is what IAM says at 10 keys; count to be sure.
+        match self.list(t).await {
+            Ok(keys) if keys.len() >= MAX_KEYS as usize => ProviderError::KeyLimit {
+                provider: NAME.into(),
+                identity: format!("service account {email}"),
+                count: keys.len(),
+                hint: format!("IAM refused a new key ({})", status.message),
+            },
+            _ => permanent(
+                "CreateServiceAccountKey",
+                format!(
+                    "IAM refused a new key with FAILED_PRECONDITION ({}) although the account has room",
+                    status.message
+                ),
+            ),
         }
     }
 }

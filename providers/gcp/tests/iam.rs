@@ -39,21 +39,20 @@ async fn minted_key_file_authenticates_and_disable_is_a_real_state() {
     assert_eq!(file["type"], "service_account");
     assert_eq!(file["private_key_id"], m.key_id.0.as_str());
     assert_eq!(file["client_email"], EMAIL);
-    // Not propagated for two attempts, then the self-signed JWT is accepted.
-    f.state().unpropagated = 2;
     p.verify(&m).await.unwrap();
-    assert_eq!(f.state().unpropagated, 0);
     // The Google-managed key is not listed: only USER_MANAGED keys are ours.
     assert_eq!(p.keys(&t).await.unwrap().len(), 1);
     p.revoke(&t, &m.key_id, Revoke::Disable).await.unwrap();
     assert_eq!(f.state().is_disabled(EMAIL, &m.key_id.0), Some(true));
     let keys = p.keys(&t).await.unwrap();
     assert_eq!(keys[0].status, KeyStatus::Inactive);
-    // A disabled key no longer authenticates.
-    let mut strict = provider(&f).await;
-    strict.verify_policy = fast(2);
+    // A disabled key no longer authenticates: verify waits out the window, then says so.
+    let strict = provider(&f)
+        .await
+        .with_propagation_window(std::time::Duration::from_secs(5));
     let err = strict.verify(&m).await.unwrap_err();
     assert!(err.to_string().contains("Unauthenticated"), "{err}");
+    assert!(err.to_string().contains("5s propagation window"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,5 +118,114 @@ async fn access_denied_and_missing_account_are_reported_clearly() {
     assert_eq!(
         p.mint(&other).await.unwrap_err().to_string(),
         "gcp: missing parameter `project`"
+    );
+}
+
+/// Google: a new key may need "60 seconds or more". verify polls until the window (120 s
+/// by default) is over, on the fake's clock: a key that starts working at 75 s passes; one
+/// that would need 200 s fails after exactly 120 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_spans_googles_propagation_window() {
+    use std::time::Duration;
+    let f = setup().await;
+    let p = provider(&f).await;
+    let clock = f.state().clock.clone();
+    f.state().propagation = Duration::from_secs(75);
+    let m = p.mint(&target()).await.unwrap();
+    p.verify(&m).await.unwrap();
+    assert!(clock.now() >= Duration::from_secs(75), "{:?}", clock.now());
+    assert!(clock.now() < secret_manager_gcp::PROPAGATION_WINDOW);
+    f.state().propagation = Duration::from_secs(200);
+    let start = clock.now();
+    let m = p.mint(&target()).await.unwrap();
+    let err = p.verify(&m).await.unwrap_err();
+    assert_eq!(clock.now() - start, secret_manager_gcp::PROPAGATION_WINDOW);
+    assert!(err.to_string().contains("120s propagation window"), "{err}");
+    assert!(!err.is_retryable());
+}
+
+/// IAM answers 403 when deleting (or disabling) a key that is already gone: revoke
+/// confirms with a list and reports success; a 403 for a key that exists stays an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_is_idempotent_against_the_403_iam_gives_for_missing_keys() {
+    let f = setup().await;
+    let p = provider(&f).await;
+    let t = target();
+    let m = p.mint(&t).await.unwrap();
+    p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
+    let before = f.state().log.len();
+    p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
+    p.revoke(&t, &m.key_id, Revoke::Disable).await.unwrap();
+    let log = f.state().log[before..].to_vec();
+    assert!(log.iter().any(|l| l.starts_with("DELETE ")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("GET ")),
+        "confirmed by a list: {log:?}"
+    );
+    let kept = p.mint(&t).await.unwrap();
+    f.state().deny = true;
+    let err = p
+        .revoke(&t, &kept.key_id, Revoke::Delete)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::AccessDenied { .. }), "{err}");
+}
+
+/// The organization policy that forbids keys is not a full account: it says which
+/// constraint refused, and nothing about a key limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_policy_against_keys_is_told_apart_from_the_key_limit() {
+    let f = setup().await;
+    let p = provider(&f).await;
+    f.state().keys_forbidden = true;
+    let err = p.mint(&target()).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("constraints/iam.disableServiceAccountKeyCreation"),
+        "{text}"
+    );
+    assert!(!text.contains("10 keys"), "{text}");
+    f.state().keys_forbidden = false;
+    for _ in 0..MAX_KEYS {
+        f.state().seed_key(EMAIL, chrono::Duration::days(30), false);
+    }
+    let err = p.mint(&target()).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::KeyLimit { count: 10, .. }),
+        "{err}"
+    );
+}
+
+/// Quota is per minute: beyond it IAM answers 429 with a RetryInfo delay to the next
+/// minute, and the shared policy waits exactly that (on the fake's clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_quota_is_waited_out_as_iam_asks() {
+    use std::time::Duration;
+    let f = setup().await;
+    let p = provider(&f).await;
+    let clock = f.state().clock.clone();
+    clock.advance(Duration::from_secs(10));
+    f.state().quota_per_minute = Some(3);
+    let t = target();
+    let policy = secret_manager_gcp::api::RetryPolicy::default();
+    for _ in 0..7 {
+        policy
+            .run_on(clock.as_ref(), "keys", || p.keys(&t))
+            .await
+            .unwrap();
+    }
+    // 3 in minute 0, 3 in minute 1, 1 in minute 2: two waits to the next full minute.
+    let now = clock.now();
+    assert!(
+        now >= Duration::from_secs(120) && now < Duration::from_secs(125),
+        "{now:?}"
+    );
+    p.keys(&t).await.unwrap();
+    p.keys(&t).await.unwrap();
+    let err = p.keys(&t).await.unwrap_err();
+    assert_eq!(
+        err.retry_after().map(|d| d.as_secs()),
+        Some(60 - (now.as_secs() % 60))
     );
 }

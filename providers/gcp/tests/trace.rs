@@ -16,7 +16,7 @@ async fn no_secret_in_trace_logs_or_errors() {
     let t = target();
     p.preflight(&t).await.unwrap();
     let m1 = p.mint(&t).await.unwrap();
-    f.state().unpropagated = 1;
+    f.state().propagation = std::time::Duration::from_secs(3);
     p.verify(&m1).await.unwrap();
     let m2 = p.mint(&t).await.unwrap();
     p.keys(&t).await.unwrap();
@@ -24,8 +24,9 @@ async fn no_secret_in_trace_logs_or_errors() {
     f.state().throttle = 1;
     errors.push(p.mint(&t).await.unwrap_err().to_string());
     p.revoke(&t, &m2.key_id, Revoke::Disable).await.unwrap();
-    let mut strict = provider(&f).await;
-    strict.verify_policy = fast(1);
+    let strict = provider(&f)
+        .await
+        .with_propagation_window(std::time::Duration::ZERO);
     errors.push(strict.verify(&m2).await.unwrap_err().to_string());
     p.revoke(&t, &m2.key_id, Revoke::Delete).await.unwrap();
     p.revoke(&t, &m1.key_id, Revoke::Delete).await.unwrap();

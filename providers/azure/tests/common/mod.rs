@@ -31,9 +31,9 @@ pub fn provider(g: &FakeGraph) -> AzureProvider {
     ]
     .into();
     let chain = credential_chain_from(&ep, |k| vars.get(k).map(|v| v.to_string())).unwrap();
-    let mut p = AzureProvider::new(chain, ep);
-    p.verify_policy = fast(12);
-    p
+    AzureProvider::with_chain(chain, ep)
+        .with_home_tenant(Some(TENANT.into()))
+        .with_clock(g.state().clock.clone())
 }
 
 pub fn fast(max_attempts: u32) -> RetryPolicy {
@@ -41,6 +41,7 @@ pub fn fast(max_attempts: u32) -> RetryPolicy {
         max_attempts,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
+        ..RetryPolicy::default()
     }
 }
 

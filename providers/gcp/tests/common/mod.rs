@@ -14,6 +14,7 @@ pub fn fast(max_attempts: u32) -> RetryPolicy {
         max_attempts,
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
+        ..RetryPolicy::default()
     }
 }
 
@@ -24,11 +25,10 @@ pub async fn provider(f: &FakeIam) -> GcpProvider {
     let creds = google_cloud_auth::credentials::service_account::Builder::new(json)
         .build()
         .unwrap();
-    let mut p = GcpProvider::new(Some(f.server.url.clone()), Some(creds))
+    GcpProvider::new(Some(f.server.url.clone()), Some(creds))
         .await
-        .unwrap();
-    p.verify_policy = fast(12);
-    p
+        .unwrap()
+        .with_clock(f.state().clock.clone())
 }
 
 pub fn target() -> Target {
