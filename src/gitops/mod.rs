@@ -22,6 +22,7 @@ pub mod events;
 pub mod git;
 mod promote;
 mod publish;
+mod push;
 pub use publish::HotfixVia;
 mod status;
 
