@@ -19,8 +19,15 @@ fn table_older_than_90d() {
     insta::assert_snapshot!(r.stdout);
     assert!(
         r.stderr
-            .contains("note: skipped applications/service1/chart/templates/sealedsecret.yaml:5"),
+            .contains("note: skipped 1 Helm/Go template file (not plain YAML, never edited; -v lists them)"),
         "{}",
+        r.stderr
+    );
+    let r = run_in(&["--repo", &example(), "-v", "list", "--older-than", "90d"]);
+    assert!(
+        r.stderr
+            .contains("note: skipped applications/service1/chart/templates/sealedsecret.yaml:5"),
+        "-v names each skipped file: {}",
         r.stderr
     );
 }

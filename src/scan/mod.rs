@@ -1,7 +1,8 @@
 //! Walks a GitOps repo and finds every SealedSecret.
 //!
-//! The walk honours `.gitignore` (also outside a git work tree), skips `.git` and hidden
-//! directories, and reads `*.yaml`, `*.yml` and `*.json` files in parallel. A file is only
+//! The walk honours `.gitignore` (also outside a git work tree), skips `.git` and the
+//! tool's own `.secret-manager/` state (other hidden directories are read: GitOps tools
+//! keep manifests in them), and reads `*.yaml`, `*.yml` and `*.json` files in parallel. A file is only
 //! parsed when its bytes contain `SealedSecret`, so the cost on a large fleet is close to a
 //! `grep` of the tree. A file that cannot be read or parsed becomes a [`Diagnostic`] and the
 //! scan goes on; Helm-templated files are reported as skipped and never edited.
@@ -162,6 +163,19 @@ fn is_templated(text: &str) -> Option<usize> {
     Some(text[..pos].bytes().filter(|&b| b == b'\n').count() + 1)
 }
 
+/// `NEEDLE` in UTF-16 (little- and big-endian).
+fn utf16_needle(big_endian: bool) -> Vec<u8> {
+    NEEDLE
+        .iter()
+        .flat_map(|&b| if big_endian { [0, b] } else { [b, 0] })
+        .collect()
+}
+
+/// Directories never read: git's own, and the tool's rotation state.
+fn is_skipped_dir(name: &std::ffi::OsStr) -> bool {
+    name == ".git" || name == ".secret-manager"
+}
+
 /// Reads and parses one file. `None` when it does not mention SealedSecret.
 fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
     let rel = rel_path(repo, path);
@@ -177,6 +191,23 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
         Ok(b) => b,
         Err(e) => return diag(0, DiagnosticKind::Error, format!("cannot read file: {e}")),
     };
+    // UTF-16 (with a byte order mark): the needle is interleaved with NULs.
+    let utf16 = match bytes.get(..2) {
+        Some([0xFF, 0xFE]) => Some(false),
+        Some([0xFE, 0xFF]) => Some(true),
+        _ => None,
+    };
+    if let Some(be) = utf16 {
+        memchr::memmem::find(&bytes, &utf16_needle(be))?;
+        return diag(
+            1,
+            DiagnosticKind::Error,
+            format!(
+                "UTF-16 text ({}); re-save the file as UTF-8 (nothing in it is read or edited until then)",
+                if be { "big-endian" } else { "little-endian" }
+            ),
+        );
+    }
     memchr::memmem::find(&bytes, NEEDLE)?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
@@ -220,6 +251,28 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
     Some(FileOutcome::Docs(rel, found))
 }
 
+/// A walk error as a diagnostic on the path it names.
+fn walk_error(repo: &Path, e: &ignore::Error) -> Diagnostic {
+    fn path_of(e: &ignore::Error) -> Option<&Path> {
+        match e {
+            ignore::Error::WithPath { path, .. } => Some(path),
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+                path_of(err)
+            }
+            _ => None,
+        }
+    }
+    let path = path_of(e).map(|p| rel_path(repo, p)).unwrap_or_default();
+    Diagnostic {
+        file: path,
+        line: 0,
+        kind: DiagnosticKind::Error,
+        message: format!(
+            "cannot read: {e}; nothing under it was scanned (fix its permissions, or add it to .gitignore)"
+        ),
+    }
+}
+
 /// Which cluster ids appear as path segments (a segment equal to the id, or the id plus a
 /// YAML/JSON extension, as in `values/<id>.yaml`).
 pub fn attribute(rel: &Path, cluster_ids: &BTreeSet<String>) -> Attribution {
@@ -257,7 +310,8 @@ pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
     let (tx, rx) = mpsc::channel::<FileOutcome>();
     let seen = std::sync::atomic::AtomicUsize::new(0);
     let walker = ignore::WalkBuilder::new(repo)
-        .hidden(true)
+        .hidden(false)
+        .filter_entry(|e| !(e.file_type().is_some_and(|t| t.is_dir()) && is_skipped_dir(e.file_name())))
         .git_ignore(true)
         .git_global(false)
         .git_exclude(false)
@@ -269,8 +323,13 @@ pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
         let tx = tx.clone();
         let seen = &seen;
         Box::new(move |entry| {
-            let Ok(entry) = entry else {
-                return ignore::WalkState::Continue;
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    // An unreadable directory (or file) is a finding, never a silent skip.
+                    let _ = tx.send(FileOutcome::Diag(walk_error(repo, &e)));
+                    return ignore::WalkState::Continue;
+                }
             };
             if entry.file_type().is_some_and(|t| t.is_file()) && is_candidate(entry.path()) {
                 seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

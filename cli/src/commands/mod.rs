@@ -246,15 +246,28 @@ pub fn report_diagnostics(ctx: &Ctx, report: &secret_manager::scan::ScanReport) 
     if ctx.global.quiet {
         return;
     }
+    let mut skipped = 0;
     for d in &report.diagnostics {
         match d.kind {
             secret_manager::scan::DiagnosticKind::Error => {
                 crate::output::say(crate::output::Level::Warn, &format!("{d}"))
             }
-            secret_manager::scan::DiagnosticKind::Skipped => {
+            // Chart templates are expected in a GitOps repo: one line per run, the
+            // files under -v.
+            secret_manager::scan::DiagnosticKind::Skipped if ctx.global.verbose > 0 => {
                 crate::output::say(crate::output::Level::Info, &format!("note: skipped {d}"))
             }
+            secret_manager::scan::DiagnosticKind::Skipped => skipped += 1,
         }
+    }
+    if skipped > 0 {
+        crate::output::say(
+            crate::output::Level::Info,
+            &format!(
+                "note: skipped {skipped} Helm/Go template file{} (not plain YAML, never edited; -v lists them)",
+                if skipped == 1 { "" } else { "s" }
+            ),
+        );
     }
 }
 
