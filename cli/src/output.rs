@@ -40,6 +40,40 @@ pub fn init_logging(g: &GlobalArgs) {
 /// Whether stderr carries JSON logs (then every message must be a JSON event).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether `c` could act on a terminal: C0/C1 controls (ESC, BEL, CR, ...) and the bidi
+/// overrides that reorder what a reader sees.
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
+}
+
+/// `s` safe for a terminal: manifest text (names, namespaces, annotations) can carry
+/// escape sequences, which are shown escaped (`\u{1b}`), never acted on.
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .flat_map(|c| {
+                if is_unsafe(c) {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect(),
+    )
+}
+
+/// One table cell: terminal-safe, on one line, and `-` when empty.
+fn cell(s: &str) -> String {
+    if s.is_empty() {
+        return "-".into();
+    }
+    terminal_safe(s).replace('\n', "\\n").replace('\t', " ")
+}
+
 /// Severity of a [`say`] message.
 #[derive(Clone, Copy)]
 pub enum Level {
@@ -54,6 +88,7 @@ pub enum Level {
 /// A message for the operator on stderr: plain text, or a JSON log event with
 /// `--log-format json` so that a CronJob's logs stay machine-readable.
 pub fn say(level: Level, msg: &str) {
+    let msg = &*terminal_safe(msg);
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
         match level {
             Level::Info => tracing::info!("{msg}"),
@@ -127,9 +162,9 @@ impl Table {
         }
     }
 
-    /// Adds a row.
+    /// Adds a row; cells are made terminal-safe, and an empty cell shows as `-`.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| cell(c)).collect());
     }
 
     /// Width of the table with no column shrunk.
@@ -219,6 +254,29 @@ pub fn table_width() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_and_messages_never_carry_terminal_escapes() {
+        let mut t = Table::new(&[("NAME", Fit::Fixed), ("NS", Fit::Fixed)]);
+        t.row(vec!["evil\u{1b}]0;pwned\u{7}".into(), String::new()]);
+        t.row(vec!["rtl\u{202e}gnp.exe".into(), "two\nlines".into()]);
+        let mut out = Vec::new();
+        t.render(&mut out, 200).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            !s.contains('\u{1b}') && !s.contains('\u{7}') && !s.contains('\u{202e}'),
+            "{s:?}"
+        );
+        assert!(s.contains("evil\\u{1b}]0;pwned\\u{7}"), "{s}");
+        assert!(s.contains("two\\nlines"), "{s}");
+        assert_eq!(s.lines().count(), 3, "one line per row: {s}");
+        assert!(
+            s.lines().nth(1).unwrap().trim_end().ends_with('-'),
+            "empty cell: {s}"
+        );
+        assert_eq!(terminal_safe("plain text\nkept"), "plain text\nkept");
+        assert_eq!(terminal_safe("a\u{9b}b"), "a\\u{9b}b");
+    }
 
     #[test]
     fn table_shrinks_to_fit() {

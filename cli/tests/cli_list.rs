@@ -18,8 +18,9 @@ fn table_older_than_90d() {
     }
     insta::assert_snapshot!(r.stdout);
     assert!(
-        r.stderr
-            .contains("note: skipped 1 Helm/Go template file (not plain YAML, never edited; -v lists them)"),
+        r.stderr.contains(
+            "note: skipped 1 Helm/Go template file (not plain YAML, never edited; -v lists them)"
+        ),
         "{}",
         r.stderr
     );
@@ -245,4 +246,29 @@ fn help_explains_states_and_formats() {
             r.stdout
         );
     }
+}
+
+/// Manifest text can carry terminal escape sequences: tables and messages show them
+/// escaped, never act on them (JSON output escapes them itself).
+#[test]
+fn terminal_escapes_in_manifests_are_shown_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("apps")).unwrap();
+    std::fs::write(
+        dir.path().join("apps/evil.yaml"),
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: \"evil\\e]0;pwned\\a\"\n  namespace: \"ns\\u202Exe\"\nspec:\n  encryptedData: {k: AgB}\n",
+    )
+    .unwrap();
+    let r = run_in(&["--repo", dir.path().to_str().unwrap(), "list", "--all"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for raw in ['\u{1b}', '\u{7}', '\u{202e}'] {
+        assert!(!r.stdout.contains(raw), "raw {raw:?} in {:?}", r.stdout);
+        assert!(!r.stderr.contains(raw), "raw {raw:?} in {:?}", r.stderr);
+    }
+    assert!(
+        r.stdout.contains("evil\\u{1b}]0;pwned\\u{7}"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("ns\\u{202e}xe"), "{}", r.stdout);
 }

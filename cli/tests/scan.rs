@@ -211,17 +211,40 @@ fn hidden_directories_and_utf16_files() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, content).unwrap();
     };
-    put(".kontinuous/env/prod/secret.yaml", SEALED.replace("NAME", "hidden-dir").into_bytes());
-    put(".git/objects/x.yaml", SEALED.replace("NAME", "in-git").into_bytes());
-    put(".secret-manager/rotations/r.yaml", SEALED.replace("NAME", "state").into_bytes());
+    put(
+        ".kontinuous/env/prod/secret.yaml",
+        SEALED.replace("NAME", "hidden-dir").into_bytes(),
+    );
+    put(
+        ".git/objects/x.yaml",
+        SEALED.replace("NAME", "in-git").into_bytes(),
+    );
+    put(
+        ".secret-manager/rotations/r.yaml",
+        SEALED.replace("NAME", "state").into_bytes(),
+    );
     let mut le = vec![0xFF, 0xFE];
-    le.extend(SEALED.replace("NAME", "utf16").encode_utf16().flat_map(u16::to_le_bytes));
+    le.extend(
+        SEALED
+            .replace("NAME", "utf16")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
     put("apps/utf16.yaml", le);
     let mut be = vec![0xFE, 0xFF];
-    be.extend(SEALED.replace("NAME", "utf16be").encode_utf16().flat_map(u16::to_be_bytes));
+    be.extend(
+        SEALED
+            .replace("NAME", "utf16be")
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes),
+    );
     put("apps/utf16be.yaml", be);
     let r = scan(dir.path());
-    let names: Vec<&str> = r.secrets.iter().filter_map(|f| f.doc.name.as_deref()).collect();
+    let names: Vec<&str> = r
+        .secrets
+        .iter()
+        .filter_map(|f| f.doc.name.as_deref())
+        .collect();
     assert_eq!(names, ["hidden-dir"], "{:#?}", r.diagnostics);
     let utf16: Vec<_> = r
         .diagnostics
@@ -241,13 +264,34 @@ fn an_unreadable_directory_is_a_finding() {
     let root = dir.path().join("repo");
     std::fs::create_dir_all(root.join("apps/locked")).unwrap();
     std::fs::create_dir_all(root.join("apps/open")).unwrap();
-    std::fs::write(root.join("apps/open/s.yaml"), SEALED.replace("NAME", "open")).unwrap();
-    std::fs::write(root.join("apps/locked/s.yaml"), SEALED.replace("NAME", "locked")).unwrap();
-    for p in [dir.path(), &root, &root.join("apps"), &root.join("apps/open")] {
+    std::fs::write(
+        root.join("apps/open/s.yaml"),
+        SEALED.replace("NAME", "open"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("apps/locked/s.yaml"),
+        SEALED.replace("NAME", "locked"),
+    )
+    .unwrap();
+    for p in [
+        dir.path(),
+        &root,
+        &root.join("apps"),
+        &root.join("apps/open"),
+    ] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    std::fs::set_permissions(root.join("apps/open/s.yaml"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::set_permissions(root.join("apps/locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        root.join("apps/open/s.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("apps/locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
     // Root reads everything: run the binary as nobody then.
     let mut c = if rustix_is_root() {
         let mut c = std::process::Command::new("setpriv");
@@ -265,12 +309,24 @@ fn an_unreadable_directory_is_a_finding() {
         .arg(&root);
     let list = c.clone_args().args(["list", "--all"]).output().unwrap();
     let lint = c.arg("lint").output().unwrap();
-    std::fs::set_permissions(root.join("apps/locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        root.join("apps/locked"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let stderr = String::from_utf8_lossy(&list.stderr);
     assert!(list.status.success(), "{stderr}");
-    assert!(stderr.contains("apps/locked") && stderr.contains("cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("apps/locked") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
     assert!(String::from_utf8_lossy(&list.stdout).contains("open"));
-    assert_eq!(lint.status.code(), Some(3), "{}", String::from_utf8_lossy(&lint.stdout));
+    assert_eq!(
+        lint.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
     assert!(String::from_utf8_lossy(&lint.stdout).contains("unreadable-file"));
 }
 

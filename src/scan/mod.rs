@@ -311,7 +311,9 @@ pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
     let seen = std::sync::atomic::AtomicUsize::new(0);
     let walker = ignore::WalkBuilder::new(repo)
         .hidden(false)
-        .filter_entry(|e| !(e.file_type().is_some_and(|t| t.is_dir()) && is_skipped_dir(e.file_name())))
+        .filter_entry(|e| {
+            !(e.file_type().is_some_and(|t| t.is_dir()) && is_skipped_dir(e.file_name()))
+        })
         .git_ignore(true)
         .git_global(false)
         .git_exclude(false)

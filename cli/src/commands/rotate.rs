@@ -126,8 +126,15 @@ fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> any
         if i > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "{}  {}  {}", s.action, s.source, s.identity)?;
-        let mut line = |k: &str, v: &str| writeln!(out, "  {k:<9} {v}");
+        let safe = crate::output::terminal_safe;
+        writeln!(
+            out,
+            "{}  {}  {}",
+            s.action,
+            safe(&s.source),
+            safe(&s.identity)
+        )?;
+        let mut line = |k: &str, v: &str| writeln!(out, "  {k:<9} {}", safe(v));
         if let Some(k) = &s.old_key_id {
             line("old key", k)?;
         }
