@@ -191,4 +191,36 @@ fn scripted_history_exports_every_action_and_no_secret() {
         "2099-01-01",
     ]));
     assert_eq!(r.stdout, "", "nothing after 2099");
+    // A bare date means 00:00 UTC (git alone would take the current time of day), an age
+    // counts back from now, and anything else is a usage error instead of 0 records.
+    let count = |since: &str| {
+        let r = run_cmd(cmd().args([
+            "--repo",
+            work.to_str().unwrap(),
+            "audit",
+            "export",
+            "--since",
+            since,
+        ]));
+        assert_eq!(r.code, 0, "{since}: {}", r.stderr);
+        r.stdout.lines().count()
+    };
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let all = count("1970-01-01");
+    assert_eq!(all, records.len());
+    assert_eq!(count(&yesterday.to_string()), all);
+    assert_eq!(count(&format!("{yesterday}T00:00:00Z")), all);
+    assert_eq!(count("3650d"), all);
+    for bad in ["yesterdayish", "2026-13-45", "soon"] {
+        let r = run_cmd(cmd().args([
+            "--repo",
+            work.to_str().unwrap(),
+            "audit",
+            "export",
+            "--until",
+            bad,
+        ]));
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("is not a time"), "{}", r.stderr);
+    }
 }

@@ -216,6 +216,18 @@ fn usage_errors_exit_2_and_say_what_to_do() {
     let r = run_in(&["--repo", &example(), "list", "--cluster", "aws.[eu"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("is not a glob"), "{}", r.stderr);
+    // A directory that is no config repo is read, with a warning.
+    let stray = tempfile::tempdir().unwrap();
+    let r = run_in(&["--repo", stray.path().to_str().unwrap(), "list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("has no cluster-values/ and is not a git work tree"),
+        "{}",
+        r.stderr
+    );
+    let r = run_in(&["--repo", &example(), "list"]);
+    assert!(!r.stderr.contains("cluster-values/"), "{}", r.stderr);
     let r = run_in(&["--repo", "/nonexistent/repo", "list"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("/nonexistent/repo"), "{}", r.stderr);

@@ -2,6 +2,8 @@
 
 use super::{Ctx, open_repo};
 use crate::exit;
+use crate::exit::UsageError;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use secret_manager::audit::{AuditOptions, export, write_csv};
 use secret_manager::gitops::Fleet;
@@ -28,10 +30,11 @@ pub enum AuditCommand {
 /// `audit export` arguments.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Only commits after this date (anything `git log --since` accepts, e.g. 2026-01-01).
+    /// Only records from this time on: an RFC 3339 time (2026-12-01T08:00:00Z), a date
+    /// (2026-12-01, meaning 00:00 UTC), or an age (30d: thirty days before now).
     #[arg(long, value_name = "T")]
     pub since: Option<String>,
-    /// Only commits before this date.
+    /// Only records up to this time (same forms as --since).
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
     /// Only this cluster.
@@ -55,8 +58,37 @@ pub enum AuditFormat {
 }
 
 /// Runs `audit ...`.
+/// `--since`/`--until` as an RFC 3339 time: a time as given, a bare date at 00:00 UTC, or
+/// an age before `now`. (git's own date parser takes a bare date at the current time of
+/// day, and anything it cannot parse silently as "now".)
+pub fn audit_time(flag: &str, v: &str, now: DateTime<Utc>) -> Result<String, UsageError> {
+    let v = v.trim();
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        t.with_timezone(&Utc)
+    } else if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+    } else if let Ok(age) = secret_manager::duration::parse_chrono(v) {
+        now - age
+    } else {
+        return Err(UsageError(format!(
+            "{flag}: `{v}` is not a time; give an RFC 3339 time (2026-12-01T08:00:00Z), a date (2026-12-01, 00:00 UTC) or an age (30d)"
+        )));
+    };
+    Ok(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
     let AuditCommand::Export(a) = &args.command;
+    let since = a
+        .since
+        .as_deref()
+        .map(|v| audit_time("--since", v, ctx.now))
+        .transpose()?;
+    let until = a
+        .until
+        .as_deref()
+        .map(|v| audit_time("--until", v, ctx.now))
+        .transpose()?;
     let repo = open_repo(ctx)?;
     let fleet = Fleet::new(&repo);
     if let Err(e) = fleet.fetch() {
@@ -97,8 +129,8 @@ pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
         ),
     }
     let opts = AuditOptions {
-        since: a.since.clone(),
-        until: a.until.clone(),
+        since,
+        until,
         cluster: a.cluster.clone(),
         source: a.source.clone(),
         prefix: repo.config.annotation_prefix.clone(),

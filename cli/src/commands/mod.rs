@@ -170,10 +170,26 @@ fn ensure_temp_dir() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the repo named by `--repo`.
+/// Opens the repo named by `--repo`; warns when the directory does not look like a config
+/// repo (no `cluster-values/`, not a git work tree): `--repo /tmp` would otherwise list
+/// whatever SealedSecrets happen to lie there.
 pub fn open_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
-    secret_manager::Repo::open(&ctx.global.repo)
-        .with_context(|| format!("cannot open config repo {}", ctx.global.repo.display()))
+    let root = &ctx.global.repo;
+    if !ctx.global.quiet
+        && root.is_dir()
+        && !root.join("cluster-values").is_dir()
+        && !root.join(".git").exists()
+    {
+        crate::output::say(
+            crate::output::Level::Warn,
+            &format!(
+                "{} has no cluster-values/ and is not a git work tree: is it the config repo? (set --repo or SECRET_MANAGER_REPO)",
+                root.display()
+            ),
+        );
+    }
+    secret_manager::Repo::open(root)
+        .with_context(|| format!("cannot open config repo {}", root.display()))
 }
 
 /// Turns filter flags into a validated [`Filter`].
