@@ -12,12 +12,14 @@ pub mod clock;
 pub mod forge;
 pub mod graph;
 pub mod iam;
+pub mod moto;
 pub mod provider;
 pub mod server;
 pub mod trace;
 
 pub use clock::VirtualClock;
 pub use forge::{FakeForge, MergeStyle};
+pub use moto::MotoServer;
 pub use provider::{Fail, FakeKey, FakeProvider, Op};
 pub use server::{Reply, Request, TestServer};
 pub use trace::TraceCapture;

@@ -348,15 +348,8 @@ impl GitFleet {
 
 /// A running `moto_server` on a free loopback port; killed on drop.
 pub struct Moto {
-    child: std::process::Child,
+    _server: secret_manager_testkit::MotoServer,
     pub url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Moto {
@@ -367,33 +360,11 @@ impl Moto {
                 .display()
                 .to_string()
         });
-        assert!(
-            Path::new(&bin).exists(),
-            "moto_server not found at {bin}: run scripts/test or set MOTO_SERVER"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Moto {
-                    child,
-                    url: format!("http://127.0.0.1:{port}"),
-                };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        let server = secret_manager_testkit::MotoServer::start(&bin);
+        Moto {
+            url: server.url.clone(),
+            _server: server,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("moto_server did not start");
     }
 
     /// Sets the AWS environment of `c` to this moto (test credentials only).

@@ -4,25 +4,12 @@
 
 use secret_manager_aws::AwsProvider;
 use secret_manager_aws::api::{KeyId, Provider, ProviderError, RetryPolicy, Revoke, Target};
+use secret_manager_testkit::MotoServer;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn moto_bin() -> String {
     std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
@@ -34,38 +21,9 @@ fn moto_bin() -> String {
     })
 }
 
-/// Starts moto on a free loopback port and waits until it answers.
-fn moto() -> Moto {
-    let bin = moto_bin();
-    assert!(
-        std::path::Path::new(&bin).exists(),
-        "moto_server not found at {bin}: run scripts/test (it installs moto[server] into target/venv) or set MOTO_SERVER"
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Moto {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("moto_server did not start on port {port}");
+/// Starts moto on a free loopback port and waits until it has bound it.
+fn moto() -> MotoServer {
+    MotoServer::start(&moto_bin())
 }
 
 async fn sdk_config(url: &str) -> aws_config::SdkConfig {
