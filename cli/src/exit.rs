@@ -60,6 +60,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         cause.is::<secret_manager::config::ConfigError>()
             || cause.is::<secret_manager::RepoError>()
             || cause.is::<secret_manager::seal::SealError>()
+            // --merge-into refusals: the file or the input is not what an edit can take.
+            || cause.is::<secret_manager::seal::ops::MergeError>()
+            || cause.is::<secret_manager::manifest::edit::EditError>()
             || cause.is::<UsageError>()
     });
     if usage {
@@ -81,6 +84,18 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             secret_manager::create::CreateError::Failed { phase, .. } => for_phase(*phase),
             _ => INTERNAL,
         };
+    }
+    // A revision the user named that is not there, or not on main: their input.
+    if err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<secret_manager::gitops::PublishError>(),
+            Some(
+                secret_manager::gitops::PublishError::UnknownRevision(_)
+                    | secret_manager::gitops::PublishError::NotOnMain { .. }
+            )
+        )
+    }) {
+        return USAGE;
     }
     if err.chain().any(|c| {
         c.is::<secret_manager::gitops::PublishError>()

@@ -55,6 +55,81 @@ fn redacted_diff(old: &str, new: &str, redact: &[(String, String)]) -> String {
 
 const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: app\n  labels: {team: a}\n  annotations:\n    kubectl.kubernetes.io/last-applied-configuration: '{\"stringData\":{\"password\":\"s3cr3t-pw\"}}'\n    note: kept\n  ownerReferences: [{apiVersion: v1, kind: X, name: y, uid: z}]\n  creationTimestamp: null\ntype: Opaque\nstringData:\n  password: s3cr3t-pw\ndata:\n  token: dG9rZW4tdmFsdWU=\n";
 
+/// Like kubeseal: without --scope the input Secret's scope annotation decides, and the
+/// SealedSecret carries it on its outer metadata; --scope still wins; -w into a directory
+/// that does not exist is a usage error.
+#[test]
+fn the_input_secrets_scope_annotation_is_honoured() {
+    let dir = temp_repo("example-repo");
+    for (annotation, scope, label) in [
+        (
+            "sealedsecrets.bitnami.com/namespace-wide",
+            "namespace-wide",
+            "app",
+        ),
+        ("sealedsecrets.bitnami.com/cluster-wide", "cluster-wide", ""),
+    ] {
+        let input = SECRET.replace(
+            "    note: kept\n",
+            &format!("    note: kept\n    {annotation}: \"true\"\n"),
+        );
+        let out = dir.path().join(format!("in-{scope}.yaml"));
+        let r = seal(
+            dir.path(),
+            &["--cluster", DEV1, "-w", out.to_str().unwrap()],
+            Some(&input),
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            decrypt_value(&out, 0, DEV1, label, "password").unwrap(),
+            b"s3cr3t-pw",
+            "{scope}"
+        );
+        let report = secret_manager::Repo::open(dir.path()).unwrap().scan();
+        let found = report
+            .secrets
+            .iter()
+            .find(|f| f.file.to_str() == Some(&format!("in-{scope}.yaml")))
+            .unwrap();
+        assert_eq!(found.doc.scope.as_str(), scope);
+        assert_eq!(found.doc.outer_annotations[annotation], "true");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(
+            text.matches(annotation).count(),
+            2,
+            "outer and template, once each: {text}"
+        );
+        // --scope strict overrides the annotation.
+        let strict = dir.path().join(format!("strict-{scope}.yaml"));
+        let r = seal(
+            dir.path(),
+            &[
+                "--cluster",
+                DEV1,
+                "--scope",
+                "strict",
+                "-w",
+                strict.to_str().unwrap(),
+            ],
+            Some(&input),
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(decrypt_value(&strict, 0, DEV1, "app/db", "password").is_ok());
+    }
+    let r = seal(
+        dir.path(),
+        &["--cluster", DEV1, "-w", "/nonexistent-dir/x.yaml"],
+        Some(SECRET),
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("directory /nonexistent-dir does not exist"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn new_secret_from_stdin_in_every_scope_decrypts() {
     let dir = temp_repo("example-repo");

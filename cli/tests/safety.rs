@@ -718,6 +718,28 @@ fn every_documented_exit_code() {
             Box::new(|| run_cmd(cmd().args(["--repo", w, "rotate", "--older-than", "soon"]))),
         ),
         (
+            2,
+            "promote to a revision that does not exist",
+            Box::new(|| {
+                run_cmd(cmd().args(["--repo", w, "cluster", "promote", DEV1, "--to", "deadbeef"]))
+            }),
+        ),
+        (
+            2,
+            "a repo that is not a git work tree",
+            Box::new(|| {
+                let plain = crate::common::temp_repo("example-repo");
+                let r = run_cmd(cmd().args([
+                    "--repo",
+                    plain.path().to_str().unwrap(),
+                    "--yes",
+                    "rotate",
+                ]));
+                assert!(r.stderr.contains("is not a git work tree"), "{}", r.stderr);
+                r
+            }),
+        ),
+        (
             3,
             "lint findings",
             Box::new(|| {

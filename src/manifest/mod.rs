@@ -87,6 +87,20 @@ fn is_true(map: &BTreeMap<String, String>, key: &str) -> bool {
     map.get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
+impl Scope {
+    /// The scope the sealed-secrets annotations on `annotations` ask for (kubeseal reads
+    /// them from an input Secret, the controller from a SealedSecret's outer metadata).
+    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Scope {
+        if is_true(annotations, CLUSTER_WIDE_ANNOTATION) {
+            Scope::ClusterWide
+        } else if is_true(annotations, NAMESPACE_WIDE_ANNOTATION) {
+            Scope::NamespaceWide
+        } else {
+            Scope::Strict
+        }
+    }
+}
+
 impl SealedSecretDoc {
     /// Reads `doc` as a SealedSecret; `None` when it is anything else (a CRD, a Secret, an
     /// Argo CD Application that merely mentions the kind, an empty document).
@@ -103,13 +117,7 @@ impl SealedSecretDoc {
         }
         let meta = root.get("metadata");
         let outer_annotations = string_map(meta.and_then(|m| m.get("annotations")));
-        let scope = if is_true(&outer_annotations, CLUSTER_WIDE_ANNOTATION) {
-            Scope::ClusterWide
-        } else if is_true(&outer_annotations, NAMESPACE_WIDE_ANNOTATION) {
-            Scope::NamespaceWide
-        } else {
-            Scope::Strict
-        };
+        let scope = Scope::from_annotations(&outer_annotations);
         let spec = root.get("spec");
         let template = spec
             .and_then(|s| s.get("template"))

@@ -69,7 +69,9 @@ pub enum SealError {
         not_after: String,
     },
     /// Strict or namespace-wide scope without a namespace (never guessed).
-    #[error("{scope} scope needs a namespace for the sealing label; set metadata.namespace")]
+    #[error(
+        "{scope} scope needs a namespace for the sealing label; pass --namespace (or set metadata.namespace in the file)"
+    )]
     NoNamespace {
         /// Scope.
         scope: Scope,

@@ -1,6 +1,6 @@
 //! `secret-manager audit export`.
 
-use super::{Ctx, open_repo};
+use super::{Ctx, open_git_repo};
 use crate::exit;
 use crate::exit::UsageError;
 use chrono::{DateTime, Utc};
@@ -89,7 +89,7 @@ pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
         .as_deref()
         .map(|v| audit_time("--until", v, ctx.now))
         .transpose()?;
-    let repo = open_repo(ctx)?;
+    let repo = open_git_repo(ctx)?;
     let fleet = Fleet::new(&repo);
     if let Err(e) = fleet.fetch() {
         crate::output::say(

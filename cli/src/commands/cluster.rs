@@ -1,6 +1,6 @@
 //! `secret-manager cluster status|promote|reconcile`.
 
-use super::{Ctx, confirm, open_repo};
+use super::{Ctx, confirm, open_git_repo};
 use crate::exit::{self, UsageError};
 use crate::output::{Fit, Table, table_width, write_structured};
 use clap::{Args, Subcommand};
@@ -78,7 +78,7 @@ fn cluster<'r>(
 
 /// Runs `cluster ...`.
 pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8> {
-    let repo = open_repo(ctx)?;
+    let repo = open_git_repo(ctx)?;
     let fleet = Fleet::new(&repo);
     match &args.command {
         ClusterCommand::Status => cmd_status(ctx, &fleet),

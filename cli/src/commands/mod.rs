@@ -192,6 +192,28 @@ pub fn open_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
         .with_context(|| format!("cannot open config repo {}", root.display()))
 }
 
+/// Opens the repo for a command that works with its remotes (rotate, delete, cluster,
+/// audit): it must be a git work tree, else a usage error says how to get one.
+pub fn open_git_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
+    let repo = open_repo(ctx)?;
+    let inside = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&repo.root)
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !inside {
+        return Err(UsageError(format!(
+            "{} is not a git work tree: this command reads and pushes the config repo's remotes; run it in a clone (git clone <url>), or pass --clone URL",
+            repo.root.display()
+        ))
+        .into());
+    }
+    Ok(repo)
+}
+
 /// Turns filter flags into a validated [`Filter`].
 pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Result<Filter> {
     let older_than = f

@@ -1,6 +1,6 @@
 //! `secret-manager rotate` (alias `update`) and `secret-manager delete`.
 
-use super::{Ctx, build_filter, confirm, open_repo};
+use super::{Ctx, build_filter, confirm, open_git_repo};
 use crate::args::FilterArgs;
 use crate::exit::{self, UsageError};
 use crate::output::{Fit, Table, table_width, write_structured};
@@ -277,7 +277,7 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
 
 /// Runs `rotate`, or `delete` when `delete` is set.
 pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::Result<u8> {
-    let repo = open_repo(ctx)?;
+    let repo = open_git_repo(ctx)?;
     let f = &args.filter;
     if delete
         && f.sources.is_empty()

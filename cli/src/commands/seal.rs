@@ -45,7 +45,9 @@ pub struct SealArgs {
     /// Name of the secret (default: from the input manifest).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Sealing scope (new secrets only; --merge-into keeps the file's scope).
+    /// Sealing scope (new secrets only; --merge-into keeps the file's scope). Default: what
+    /// the input Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide
+    /// annotation says, else strict (as kubeseal does).
     #[arg(long, value_enum)]
     pub scope: Option<ScopeArg>,
     /// Secret type for new secrets (default: the manifest's, else Opaque).
@@ -222,7 +224,12 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
             UsageError("--name is required (the input has no metadata.name)".into())
         })?;
     let namespace = args.namespace.clone().or(m.namespace.clone());
-    let scope: Scope = args.scope.map(Into::into).unwrap_or(Scope::Strict);
+    // Like kubeseal: without --scope, the input Secret's scope annotations decide (a
+    // namespace-wide Secret sealed strict would not unseal once renamed).
+    let scope: Scope = args
+        .scope
+        .map(Into::into)
+        .unwrap_or_else(|| Scope::from_annotations(&m.annotations));
     if scope.needs_namespace() && namespace.is_none() {
         return Err(UsageError(format!(
             "--namespace is required for {scope} scope (the sealing label includes it)"
@@ -231,6 +238,9 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
     }
     let (cert, origin) = load_cert(ctx, &repo, args, None).await?;
     let mut template_annotations = m.annotations.clone();
+    // The scope annotations are written by the renderer, from `scope`.
+    template_annotations.remove(secret_manager::manifest::NAMESPACE_WIDE_ANNOTATION);
+    template_annotations.remove(secret_manager::manifest::CLUSTER_WIDE_ANNOTATION);
     template_annotations.extend(extra_annotations);
     let doc = NewSealedSecret {
         labels: m.labels.clone(),
@@ -257,6 +267,17 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
         .write
         .as_deref()
         .expect("clap group: write or merge_into");
+    if out != Path::new("-")
+        && let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(UsageError(format!(
+            "-w {}: directory {} does not exist; create it first",
+            out.display(),
+            dir.display()
+        ))
+        .into());
+    }
     if out == Path::new("-") {
         ctx.out.write_all(yaml.as_bytes())?;
     } else {
