@@ -310,6 +310,56 @@ fn a_failing_source_leaves_everything_working() {
     assert_eq!(moto.key_ids(USER), vec![old]);
 }
 
+#[test]
+fn without_aws_credentials_one_clear_line_is_said_and_nothing_is_retried() {
+    let (f, moto, old) = setup();
+    let refs_before = refs(&f);
+    let work = f.path("work");
+    let home = tempfile::tempdir().unwrap();
+    // moto's endpoint, but no credentials anywhere in the chain.
+    let mut c = cmd();
+    c.env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", home.path())
+        .args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--older-than",
+            "0d",
+        ]);
+    let started = std::time::Instant::now();
+    let r = run_cmd(&mut c);
+    let took = started.elapsed();
+    assert_eq!(r.code, 10, "{}\n{}", r.stdout, r.stderr);
+    // Said once as it happens and once in the summary, not once per credential (this
+    // fleet has five aws credentials).
+    assert_eq!(
+        r.stderr.matches("no AWS credentials found").count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.matches("(see above)").count(), 8, "{}", r.stderr);
+    assert!(r.stderr.contains("AWS_PROFILE"), "{}", r.stderr);
+    for noise in [
+        "transient",
+        "CredentialsNotLoaded",
+        "dispatch failure",
+        "retry",
+    ] {
+        assert!(!r.stderr.contains(noise), "{noise}: {}", r.stderr);
+    }
+    // The retry policy would back off for seconds; a setup problem is not retried.
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), vec![old]);
+}
+
 const PROD1: &str = "aws.us-east-1.prod1";
 const PROD_REL: &str =
     "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/route53.yaml";

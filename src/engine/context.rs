@@ -174,7 +174,25 @@ impl<'a> Ctx<'a> {
         cluster: Option<&str>,
         error: EngineError,
     ) {
-        tracing::error!(?phase, source, identity, cluster, error = %error, "rotation failed");
+        // A source without credentials fails every credential the same way: the hint is
+        // said once, the others point at it.
+        let said = error.is_no_credentials()
+            && self
+                .report
+                .failures
+                .iter()
+                .any(|f| f.source == source && f.error.is_no_credentials());
+        if said {
+            tracing::error!(
+                ?phase,
+                source,
+                identity,
+                cluster,
+                "rotation failed: no credentials for {source} (see above)"
+            );
+        } else {
+            tracing::error!(?phase, source, identity, cluster, error = %error, "rotation failed");
+        }
         self.report.failures.push(Failure {
             phase,
             source: source.to_owned(),

@@ -272,6 +272,17 @@ pub enum EngineError {
     },
 }
 
+impl EngineError {
+    /// The source had no credentials at all: the same for every credential of it, so
+    /// reports say it once.
+    pub fn is_no_credentials(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Provider(ProviderError::NoCredentials { .. })
+        )
+    }
+}
+
 /// Result alias.
 pub type EngineResult<T> = Result<T, EngineError>;
 

@@ -216,7 +216,18 @@ fn options(
 
 /// Reports failures, an interruption and the summary line on stderr.
 fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
+    let mut no_credentials = std::collections::BTreeSet::new();
     for f in &report.failures {
+        if f.error.is_no_credentials() && !no_credentials.insert(f.source.as_str()) {
+            crate::output::say(
+                crate::output::Level::Error,
+                &format!(
+                    "{:?} failed for {} {}: no credentials for {} (see above)",
+                    f.phase, f.source, f.identity, f.source
+                ),
+            );
+            continue;
+        }
         crate::output::say(
             crate::output::Level::Error,
             &format!(

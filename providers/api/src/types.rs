@@ -159,6 +159,15 @@ pub enum ProviderError {
         /// Message from the source (never contains secrets).
         message: String,
     },
+    /// No credentials for the source could be found or loaded: a setup problem of the
+    /// machine the tool runs on, reported once in one line and never retried.
+    #[error("{provider}: {message}")]
+    NoCredentials {
+        /// Provider.
+        provider: String,
+        /// What is missing and how to provide it.
+        message: String,
+    },
     /// The identity does not exist at the source.
     #[error("{provider}: {what} not found")]
     NotFound {

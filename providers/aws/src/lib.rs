@@ -47,6 +47,10 @@ struct Account {
     config: aws_config::SdkConfig,
     iam: aws_sdk_iam::Client,
     caller: tokio::sync::OnceCell<Caller>,
+    /// Set when this account's credentials could not be loaded at all: every later call
+    /// of the run fails at once with the same one line instead of walking the
+    /// credential chain again.
+    no_credentials: std::sync::OnceLock<String>,
 }
 
 /// AWS IAM user access keys.
@@ -181,6 +185,7 @@ impl AwsProvider {
             iam: aws_sdk_iam::Client::new(&config),
             config,
             caller: tokio::sync::OnceCell::new(),
+            no_credentials: std::sync::OnceLock::new(),
         });
         accounts.insert(id, a.clone());
         Ok(a)
@@ -189,6 +194,12 @@ impl AwsProvider {
     /// Who the account's calls run as (asked once per account per run; a failure is
     /// not remembered, so a transient one is retried by the next call).
     async fn caller(&self, a: &Account) -> ProviderResult<Caller> {
+        if let Some(message) = a.no_credentials.get() {
+            return Err(ProviderError::NoCredentials {
+                provider: NAME.to_owned(),
+                message: message.clone(),
+            });
+        }
         a.caller
             .get_or_try_init(|| async {
                 let sts = aws_sdk_sts::Client::new(&a.config);
@@ -196,7 +207,12 @@ impl AwsProvider {
                     .get_caller_identity()
                     .send()
                     .await
-                    .map_err(|e| classify("GetCallerIdentity", &e))?;
+                    .map_err(|e| classify("GetCallerIdentity", &e))
+                    .inspect_err(|e| {
+                        if let ProviderError::NoCredentials { message, .. } = e {
+                            let _ = a.no_credentials.set(message.clone());
+                        }
+                    })?;
                 Ok(Caller {
                     arn: o.arn().unwrap_or_default().to_owned(),
                     account: o.account().unwrap_or_default().to_owned(),
@@ -211,13 +227,47 @@ fn to_utc(d: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     d.and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos()))
 }
 
+/// When `err` is the credential chain failing to produce credentials, one line saying
+/// so and how to fix it (the SDK's own report lists every provider of the chain, ~8 KB).
+fn no_credentials(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cur) = e {
+        if let Some(ce) = cur.downcast_ref::<CredentialsError>() {
+            return match ce {
+                CredentialsError::CredentialsNotLoaded(_) => Some(
+                    "no AWS credentials found: set AWS_PROFILE (after `aws sso login` if it is an SSO profile), \
+                     or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with IRSA, EKS Pod \
+                     Identity or an instance role"
+                        .to_owned(),
+                ),
+                // A timeout of the credential source is worth another try by the caller.
+                CredentialsError::ProviderTimedOut(_) => None,
+                other => {
+                    let mut line = format!("AWS credentials could not be loaded: {other}");
+                    if let Some(src) = std::error::Error::source(other) {
+                        line.push_str(&format!(": {src}"));
+                    }
+                    line.truncate(line.floor_char_boundary(400));
+                    Some(line.replace('\n', " "))
+                }
+            };
+        }
+        e = cur.source();
+    }
+    None
+}
+
 /// Maps an SDK error to a [`ProviderError`], telling transient from permanent.
 pub fn classify<E, R>(operation: &'static str, err: &SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let provider = NAME.to_owned();
+    if let Some(message) = no_credentials(err) {
+        return ProviderError::NoCredentials { provider, message };
+    }
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             ProviderError::Transient {
