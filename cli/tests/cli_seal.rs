@@ -519,6 +519,57 @@ fn bad_certificates_and_inputs_fail_cleanly_without_writing() {
 }
 
 #[test]
+fn merge_into_refuses_files_it_cannot_edit_safely_with_exit_2() {
+    let dir = temp_repo("example-repo");
+    let overlay = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1";
+    let head = "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: s\n  namespace: n\n";
+    let cases = [
+        (
+            "helm.yaml",
+            format!("{head}spec:\n  encryptedData:\n    k: {{{{ .Values.k }}}}\n"),
+            "Helm/Go template",
+        ),
+        (
+            "anchored.yaml",
+            format!(
+                "{head}  annotations: &a\n    x: y\nspec:\n  template:\n    metadata:\n      annotations: *a\n  encryptedData:\n    k: AgOld\n"
+            ),
+            "anchored",
+        ),
+        (
+            "duplicate.yaml",
+            format!("{head}spec:\n  encryptedData:\n    k: AgOld\n    k: AgOther\n"),
+            "duplicate key `k`",
+        ),
+        (
+            "no-data.yaml",
+            format!("{head}spec:\n  template:\n    type: Opaque\n"),
+            "spec.encryptedData is missing",
+        ),
+    ];
+    for (name, text, _) in &cases {
+        std::fs::write(dir.path().join(overlay).join(name), text).unwrap();
+    }
+    let before = snapshot_tree(dir.path());
+    for (name, _, needle) in &cases {
+        let rel = format!("{overlay}/{name}");
+        let r = seal(
+            dir.path(),
+            &["--from-literal", "k=new-value", "--merge-into", &rel],
+            None,
+        );
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(needle) && r.stderr.contains(name),
+            "{name}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("new-value"), "{}", r.stderr);
+    }
+    assert_eq!(snapshot_tree(dir.path()), before, "nothing written");
+}
+
+#[test]
 fn controller_and_url_certificate_sources() {
     let dir = temp_repo("example-repo");
     let pem = std::fs::read(testdata(&format!(

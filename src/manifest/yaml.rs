@@ -23,6 +23,9 @@ pub struct Node<'a> {
     pub line: usize,
     /// 0-based column (in characters) of the first byte.
     pub col: usize,
+    /// Whether the node carries an anchor (`&name`): aliases elsewhere in the document
+    /// are the same node, so editing it would edit them too.
+    pub anchored: bool,
 }
 
 /// The shape of a [`Node`].
@@ -159,6 +162,7 @@ enum Frame<'a> {
         start: Range<usize>,
         line: usize,
         col: usize,
+        anchored: bool,
     },
     Seq {
         items: Vec<Node<'a>>,
@@ -166,6 +170,7 @@ enum Frame<'a> {
         start: Range<usize>,
         line: usize,
         col: usize,
+        anchored: bool,
     },
 }
 
@@ -201,7 +206,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
                 }
                 continue;
             }
-            Event::MappingStart(style, ..) => {
+            Event::MappingStart(style, anchor, ..) => {
                 stack.push(Frame::Map {
                     entries: Vec::new(),
                     pending_key: None,
@@ -209,16 +214,18 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
                     start: range,
                     line,
                     col,
+                    anchored: anchor != 0,
                 });
                 continue;
             }
-            Event::SequenceStart(style, ..) => {
+            Event::SequenceStart(style, anchor, ..) => {
                 stack.push(Frame::Seq {
                     items: Vec::new(),
                     flow: style == StructureStyle::Flow,
                     start: range,
                     line,
                     col,
+                    anchored: anchor != 0,
                 });
                 continue;
             }
@@ -229,8 +236,12 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
                     start,
                     line,
                     col,
+                    anchored,
                     ..
                 }) => {
+                    if let Some(e) = duplicate_key(&entries) {
+                        return Err(e);
+                    }
                     let end = if flow {
                         range.end
                     } else {
@@ -241,6 +252,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
                         span: start.start..end.max(start.start),
                         line,
                         col,
+                        anchored,
                     }
                 }
                 Some(Frame::Seq {
@@ -249,6 +261,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
                     start,
                     line,
                     col,
+                    anchored,
                 }) => {
                     let end = if flow {
                         range.end
@@ -260,6 +273,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
                         span: start.start..end.max(start.start),
                         line,
                         col,
+                        anchored,
                     }
                 }
                 None => {
@@ -270,17 +284,19 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
                     });
                 }
             },
-            Event::Scalar(value, style, ..) => Node {
+            Event::Scalar(value, style, anchor, ..) => Node {
                 kind: NodeKind::Scalar(value, style),
                 span: range,
                 line,
                 col,
+                anchored: anchor != 0,
             },
             Event::Alias(..) | Event::UnresolvedAlias(..) => Node {
                 kind: NodeKind::Alias,
                 span: range,
                 line,
                 col,
+                anchored: false,
             },
             // Presentation-only events added by newer parser versions.
             _ => continue,
@@ -307,6 +323,44 @@ pub fn parse_documents(src: &str) -> Result<Vec<Document<'_>>, YamlError> {
         docs.push(d);
     }
     Ok(docs)
+}
+
+/// The second occurrence of a scalar key in one mapping, as an error. YAML 1.2 forbids
+/// duplicate keys and parsers disagree on which one wins (first here, last in PyYAML and
+/// go-yaml v2), so a file with one is never read or edited.
+fn duplicate_key(entries: &[(Node<'_>, Node<'_>)]) -> Option<YamlError> {
+    let dup = |i: usize, j: usize| {
+        let (first, again) = (&entries[i].0, &entries[j].0);
+        YamlError {
+            line: again.line,
+            col: again.col + 1,
+            message: format!(
+                "duplicate key `{}` (first at line {}); YAML forbids duplicate keys and tools disagree on which one counts — remove one",
+                again.as_str().unwrap_or_default(),
+                first.line
+            ),
+        }
+    };
+    if entries.len() <= 16 {
+        for j in 1..entries.len() {
+            let Some(kj) = entries[j].0.as_str() else {
+                continue;
+            };
+            if let Some(i) = (0..j).find(|&i| entries[i].0.as_str() == Some(kj)) {
+                return Some(dup(i, j));
+            }
+        }
+        return None;
+    }
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (j, (k, _)) in entries.iter().enumerate() {
+        let Some(k) = k.as_str() else { continue };
+        if let Some(&i) = seen.get(k) {
+            return Some(dup(i, j));
+        }
+        seen.insert(k, j);
+    }
+    None
 }
 
 /// Strips a UTF-8 byte order mark, if present.
@@ -349,6 +403,33 @@ mod tests {
     fn syntax_errors_carry_a_line() {
         let err = parse_documents("a: b\nc: [unclosed\nd: e\n").unwrap_err();
         assert!(err.line >= 2, "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_a_syntax_error_naming_both_lines() {
+        let err = parse_documents("a: 1\nb:\n  x: 1\n  y: 2\n  x: 3\n").unwrap_err();
+        assert_eq!(err.line, 5, "{err}");
+        assert!(
+            err.message.contains("duplicate key `x` (first at line 3)"),
+            "{err}"
+        );
+        let many: String = (0..40).map(|i| format!("k{i}: v\n")).collect();
+        let err = parse_documents(&format!("{many}k7: again\n")).unwrap_err();
+        assert_eq!(err.line, 41, "{err}");
+        assert!(parse_documents(&many).is_ok());
+        // The same key in different mappings, or in different documents, is fine.
+        assert!(parse_documents("a: {x: 1}\nb: {x: 1}\n---\na: 2\n").is_ok());
+    }
+
+    #[test]
+    fn anchors_are_remembered_on_the_node() {
+        let src = "a: &m {x: 1}\nb: *m\nc: &s v\nd: w\n";
+        let docs = parse_documents(src).unwrap();
+        let root = docs[0].root.as_ref().unwrap();
+        assert!(root.get("a").unwrap().anchored);
+        assert!(root.get("c").unwrap().anchored);
+        assert!(!root.get("d").unwrap().anchored);
+        assert!(matches!(root.get("b").unwrap().kind, NodeKind::Alias));
     }
 
     #[test]

@@ -157,8 +157,9 @@ fn is_candidate(path: &Path) -> bool {
     )
 }
 
-/// Whether the text looks like a Helm/Go template rather than plain YAML.
-fn is_templated(text: &str) -> Option<usize> {
+/// The line of the first `{{` when `text` is a Helm/Go template: such files are reported,
+/// never read or edited.
+pub fn templated_line(text: &str) -> Option<usize> {
     let pos = memchr::memmem::find(text.as_bytes(), b"{{")?;
     Some(text[..pos].bytes().filter(|&b| b == b'\n').count() + 1)
 }
@@ -224,7 +225,7 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
             );
         }
     };
-    if let Some(line) = is_templated(text) {
+    if let Some(line) = templated_line(text) {
         return diag(
             line,
             DiagnosticKind::Skipped,

@@ -63,6 +63,11 @@ pub fn seal_new<R: RngCore + CryptoRng>(
 
 /// Picks the SealedSecret document in `src`: by `name` when given, else the only one.
 pub fn select_document(src: &str, name: Option<&str>) -> Result<SealedSecretDoc, MergeError> {
+    if let Some(line) = crate::scan::templated_line(src) {
+        return Err(MergeError::Select(format!(
+            "line {line}: Helm/Go template (`{{{{`): not plain YAML, never edited; manage the rendered value instead"
+        )));
+    }
     let docs = parse_documents(src).map_err(|e| {
         MergeError::Select(format!("line {}: YAML syntax error: {}", e.line, e.message))
     })?;

@@ -375,7 +375,7 @@ async fn merge(
         values,
         template_annotations,
     )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))?;
     secret_manager::manifest::edit::write_atomic(file, out.as_bytes())
         .with_context(|| format!("writing {}", file.display()))?;
     if !ctx.global.quiet {

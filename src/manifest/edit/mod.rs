@@ -217,7 +217,7 @@ fn plan_replace(
         }
     };
     let raw = &src[node.span.clone()];
-    if raw.starts_with('!') || raw.starts_with('&') {
+    if node.anchored || raw.starts_with('!') || raw.starts_with('&') {
         return Err(EditError::Unsupported {
             path: path.into(),
             line: node.line,
@@ -385,6 +385,47 @@ fn plan_annotations(
     }
 }
 
+/// Refuses to edit `node` when it is shared: an anchored node (`&name`) is the same node
+/// as every alias of it (`*name`), so an edit would change those places too; a mapping
+/// with a merge key (`<<: *base`) takes entries from elsewhere.
+fn not_shared(node: &Node<'_>, path: &str) -> EditResult<()> {
+    let what = if node.anchored {
+        "an anchored node (`&name`) whose aliases would change with it"
+    } else if node
+        .entries()
+        .is_some_and(|e| e.iter().any(|(k, _)| k.as_str() == Some("<<")))
+    {
+        "a mapping with a merge key (`<<`)"
+    } else {
+        return Ok(());
+    };
+    Err(EditError::Unsupported {
+        path: path.into(),
+        line: node.line,
+        what,
+    })
+}
+
+/// [`not_shared`] for every mapping on `keys` below `root` that exists.
+fn not_shared_along(root: &Node<'_>, keys: &[&str]) -> EditResult<()> {
+    let mut node = root;
+    for (i, k) in keys.iter().enumerate() {
+        let Some(next) = node.get(k) else {
+            return Ok(());
+        };
+        if matches!(next.kind, NodeKind::Alias) {
+            return Err(EditError::Unsupported {
+                path: keys[..=i].join("."),
+                line: next.line,
+                what: "an alias (`*name`) of a node elsewhere",
+            });
+        }
+        not_shared(next, &keys[..=i].join("."))?;
+        node = next;
+    }
+    Ok(())
+}
+
 /// Applies `edit` to `src` and returns the new text, verified (see the module docs).
 pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
     let docs = parse_documents(src).map_err(|e| EditError::Parse {
@@ -396,6 +437,16 @@ pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
         .filter(|d| d.root.as_ref().is_some_and(|r| r.entries().is_some()))
         .ok_or(EditError::NoDocument(edit.doc_index))?;
     let root = doc.root.as_ref().expect("checked above");
+    not_shared(root, "the document")?;
+    if !edit.encrypted.is_empty() {
+        not_shared_along(root, &["spec", "encryptedData"])?;
+    }
+    if !edit.template_annotations.is_empty() {
+        not_shared_along(root, &["spec", "template", "metadata", "annotations"])?;
+    }
+    if !edit.outer_annotations.is_empty() {
+        not_shared_along(root, &["metadata", "annotations"])?;
+    }
     let mut splices = Vec::new();
     if !edit.encrypted.is_empty() {
         let data = root

@@ -147,6 +147,58 @@ fn refuses_aliases_and_missing_parents() {
 }
 
 #[test]
+fn refuses_annotations_shared_through_an_anchor_or_a_merge_key() {
+    let mut e = Edit::default();
+    e.template_annotations.insert(
+        "secret-manager/createDate".into(),
+        "2026-12-01T00:00:00Z".into(),
+    );
+    e.outer_annotations.insert(
+        "secret-manager/createDate".into(),
+        "2026-12-01T00:00:00Z".into(),
+    );
+    // The outer annotations are the template's: editing one would edit both.
+    let shared = "kind: SealedSecret\nmetadata:\n  name: a\n  annotations: &ann\n    secret-manager/createDate: \"2026-01-01T00:00:00Z\"\nspec:\n  template:\n    metadata:\n      annotations: *ann\n  encryptedData:\n    k: AgOld\n";
+    let err = apply(shared, &e).unwrap_err();
+    assert!(
+        matches!(&err, EditError::Unsupported { line: 4 | 9, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("anchor") || err.to_string().contains("alias"),
+        "{err}"
+    );
+    // Only the template edit, through the alias: refused as well.
+    let mut t = Edit::default();
+    t.template_annotations = e.template_annotations.clone();
+    let err = apply(shared, &t).unwrap_err();
+    assert!(err.to_string().contains("line 9"), "{err}");
+    // A merge key in the edited mapping.
+    let merged = "base: &b {x: y}\nkind: SealedSecret\nmetadata:\n  name: a\n  annotations:\n    <<: *b\n    secret-manager/createDate: \"2026-01-01T00:00:00Z\"\nspec:\n  encryptedData:\n    k: AgOld\n";
+    let mut o = Edit::default();
+    o.outer_annotations = e.outer_annotations.clone();
+    let err = apply(merged, &o).unwrap_err();
+    assert!(err.to_string().contains("merge key"), "{err}");
+    // An anchor elsewhere in the file does not block an edit that does not touch it.
+    let elsewhere = "kind: SealedSecret\nmetadata:\n  name: a\n  labels: &l {app: x}\nspec:\n  encryptedData:\n    k: AgOld\n";
+    assert!(
+        apply(elsewhere, &enc("k", "AgNew"))
+            .unwrap()
+            .contains("k: AgNew")
+    );
+}
+
+#[test]
+fn refuses_duplicate_keys() {
+    let src = "kind: SealedSecret\nspec:\n  encryptedData:\n    k: AgOne\n    k: AgTwo\n";
+    let err = apply(src, &enc("k", "AgNew")).unwrap_err();
+    assert!(
+        matches!(&err, EditError::Parse { line: 5, message } if message.contains("duplicate key `k`")),
+        "{err}"
+    );
+}
+
+#[test]
 fn removes_one_document_and_keeps_the_rest_byte_for_byte() {
     let src = "# head\na: 1\n---\n# mid\nb: 2\n---\nc: 3\n";
     assert_eq!(
