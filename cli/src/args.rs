@@ -20,7 +20,7 @@ pub struct GlobalArgs {
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     /// Log format on stderr: human text or one JSON object per line.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, hide_short_help = true)]
     pub log_format: LogFormat,
     /// More log output (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -32,19 +32,38 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub yes: bool,
     /// Never prompt; fail where a prompt would be needed and --yes is absent.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, hide_short_help = true)]
     pub non_interactive: bool,
-    /// Clone the config repo from URL first (into --repo if given, else a temporary
-    /// directory), e.g. in a CronJob pod. Credentials come from git's own configuration
-    /// (SSH key via GIT_SSH_COMMAND, or an HTTPS credential helper), never from the URL.
-    #[arg(long, global = true, value_name = "URL", env = "SECRET_MANAGER_CLONE")]
+    /// Clone the config repo from URL first (e.g. in a CronJob pod).
+    ///
+    /// Clones into --repo if given, else into a temporary directory. Credentials come from
+    /// git's own configuration (SSH key via GIT_SSH_COMMAND, or an HTTPS credential
+    /// helper), never from the URL.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "SECRET_MANAGER_CLONE",
+        hide_short_help = true
+    )]
     pub clone: Option<String>,
     /// Branch to clone (with --clone).
-    #[arg(long, global = true, value_name = "BRANCH", default_value = "main")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "BRANCH",
+        default_value = "main",
+        hide_short_help = true
+    )]
     pub clone_branch: String,
     /// Add a remote to the clone, as NAME=URL (e.g. prod=git@git.example.com:ops/config-prod.git);
     /// repeatable. The dev remote is the clone's origin.
-    #[arg(long = "clone-remote", global = true, value_name = "NAME=URL")]
+    #[arg(
+        long = "clone-remote",
+        global = true,
+        value_name = "NAME=URL",
+        hide_short_help = true
+    )]
     pub clone_remotes: Vec<String>,
 }
 
@@ -86,17 +105,22 @@ pub enum SharedArg {
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Selection")]
 pub struct FilterArgs {
-    /// Only credentials older than DUR (e.g. 90d, 12h, 2w). Unknown age counts as old.
+    /// Only credentials older than DUR (e.g. 90d, 12h, 2w).
+    ///
+    /// A credential of unknown age counts as old.
     #[arg(long, value_name = "DUR")]
     pub older_than: Option<String>,
     /// Only this source (aws, azure, gcp, or a plugin name); repeatable.
     #[arg(long = "source", value_name = "S")]
     pub sources: Vec<String>,
-    /// Only this cluster id (cloud.region.name), or the ids matching a glob such as
-    /// 'aws.eu-*'; repeatable. Shared manifests match every cluster (see --shared).
+    /// Only this cluster id, or the ids matching a glob such as 'aws.eu-*'; repeatable.
+    ///
+    /// Cluster ids are cloud.region.name. Shared manifests (no cluster id in their path)
+    /// match every cluster (see --shared).
     #[arg(long = "cluster", value_name = "C")]
     pub clusters: Vec<String>,
-    /// Shared manifests (no cluster id in their path): include (default), exclude, or only.
+    /// Shared manifests (no cluster id in their path): include, exclude, or only.
+    ///
     /// When CronJobs split a fleet into shards, exactly one shard includes them.
     #[arg(long, value_enum, value_name = "WHICH", default_value_t = SharedArg::Include)]
     pub shared: SharedArg,

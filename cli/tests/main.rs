@@ -3,6 +3,7 @@
 mod common;
 
 mod audit;
+mod cli_help;
 mod cli_lint;
 mod cli_list;
 mod cli_providers;

@@ -20,8 +20,9 @@ pub struct AuditArgs {
 /// Audit commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Rebuild who rotated what and when from git: one record per action and secret, from
-    /// main, every cluster pointer and the audit log ref (cleanups, undos, abandoned
+    /// Rebuild who rotated what and when from git.
+    ///
+    /// One record per action and secret, from main, every cluster pointer and the audit log ref (cleanups, undos, abandoned
     /// claims), plus `manual` records for hand edits of key ids. Schema: docs/audit.md.
     /// No secret value ever appears in it.
     Export(ExportArgs),

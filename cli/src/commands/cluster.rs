@@ -20,17 +20,22 @@ pub struct ClusterArgs {
 /// Cluster pointer commands.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Show every cluster's pointer: ref, remote, commit, commits behind/ahead of main,
-    /// whether it diverged (a hot-fix not merged back), and whether main holds changes for
-    /// it that a promote would ship (pendingUnrelated). Fetches the remotes first; a
+    /// Show every cluster's pointer and how far it is from main.
+    ///
+    /// Per cluster: ref, remote, commit, commits behind/ahead of main, whether it diverged
+    /// (a hot-fix not merged back), and whether main holds changes for it that a promote
+    /// would ship (pendingUnrelated). Fetches the remotes first; a
     /// cluster whose remote cannot be reached gets a row marked unavailable (exit 12),
     /// the others are shown in full.
     Status,
     /// Fast-forward a cluster's pointer to main, or to --to REV (a commit on main).
+    ///
     /// Refuses when the pointer has diverged; run `cluster reconcile` first.
     Promote(PromoteArgs),
-    /// Merge a diverged cluster pointer into main (non-fast-forward), push main, then
-    /// fast-forward the pointer to the merge, so the cluster is back on main's line.
+    /// Merge a diverged cluster pointer back into main, then fast-forward the pointer.
+    ///
+    /// The merge is a non-fast-forward commit on main, pushed; the pointer then moves to
+    /// it, so the cluster is back on main's line.
     Reconcile(ReconcileArgs),
 }
 

@@ -7,10 +7,9 @@ use secret_manager::create::{CreateRequest, create};
 use secret_manager::journal::RunId;
 use std::collections::BTreeMap;
 
-/// Mint a new credential, seal it for a cluster and write a new annotated SealedSecret
-/// (bootstrapping a cluster's secrets).
+/// Mint a new credential and write it, sealed, as a new annotated SealedSecret.
 ///
-/// Checks certificate, provider, permissions and key slots first; the mint runs under a
+/// For bootstrapping a cluster's secrets. Checks certificate, provider, permissions and key slots first; the mint runs under a
 /// claim on the main remote, like a rotation's; if anything fails after the key was
 /// minted, the new key is deleted again so nothing is left orphaned. The file is written,
 /// not committed: commit and publish it as you would any change.

@@ -4,10 +4,12 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod completions;
 pub mod create;
 pub mod keys;
 pub mod lint;
 pub mod list;
+pub mod man;
 pub mod rotate;
 pub mod seal;
 
@@ -49,6 +51,8 @@ pub enum Command {
     Rotate(rotate::RotateArgs),
     Delete(rotate::DeleteArgs),
     Audit(audit::AuditArgs),
+    Completions(completions::CompletionsArgs),
+    Man(man::ManArgs),
 }
 
 /// What every command gets: global flags, the time, and where to write results.
@@ -149,6 +153,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Rotate(a) => rotate::cmd_rotate(&mut ctx, &a.run, false).await,
         Command::Delete(a) => rotate::cmd_rotate(&mut ctx, &a.run, true).await,
         Command::Audit(a) => audit::cmd_audit(&mut ctx, a).await,
+        Command::Completions(a) => completions::cmd_completions(&mut ctx, a),
+        Command::Man(a) => man::cmd_man(&mut ctx, a),
     }
 }
 

@@ -51,35 +51,43 @@ pub struct DeleteArgs {
 /// Flags of `rotate` and `delete`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    pub filter: FilterArgs,
-    /// Print the plan (what is minted, which files change, which pointers move, which keys
-    /// are revoked and when) and change nothing anywhere.
+    /// Print the plan and change nothing anywhere.
+    ///
+    /// The plan says what is minted, which files change, which pointers move, and which
+    /// keys are revoked and when.
     #[arg(long)]
     pub dry_run: bool,
-    /// Grace period between publishing the new key and revoking the old one
-    /// (default: policy.revokeAfter, 1h).
+    /// Grace period between publishing the new key and revoking the old one.
+    ///
+    /// Default: policy.revokeAfter in .secret-manager.yaml, else 1h.
     #[arg(long, value_name = "DUR")]
     pub revoke_after: Option<String>,
-    /// `delete` the old key, or `disable` it and delete it on a later run
-    /// (default: policy.revokeMode).
+    /// `delete` the old key, or `disable` it and delete it on a later run.
+    ///
+    /// Default: policy.revokeMode in .secret-manager.yaml, else delete.
     #[arg(long, value_enum)]
     pub revoke_mode: Option<RevokeModeArg>,
-    /// Also wait until each cluster's SealedSecret shows the new key id with Synced=True at
-    /// its current generation (kubectl, using the cluster's kubeContext). kubectl that
-    /// cannot run or reach the cluster is an error (exit 14), not a wait.
+    /// Before revoking, wait until each cluster's SealedSecret has synced the new key.
+    ///
+    /// Checks with kubectl, in the cluster's kubeContext, that the SealedSecret shows the
+    /// new key id with Synced=True at its current generation. kubectl that cannot run or
+    /// reach the cluster is an error (exit 14), not a wait.
     #[arg(long)]
     pub require_synced: bool,
-    /// Also wait until the source reports no use of the old key since publish (AWS:
-    /// GetAccessKeyLastUsed).
+    /// Before revoking, wait until the source reports no use of the old key since publish.
+    ///
+    /// AWS: GetAccessKeyLastUsed.
     #[arg(long)]
     pub require_old_key_unused: bool,
-    /// Credentials whose provider calls (preflight, mint, verify, revoke) run at once.
-    /// Git work is batched regardless: one commit and push per phase, one pointer move
-    /// per cluster. Lower it when a source throttles.
+    /// Credentials whose provider calls run at once; lower it when a source throttles.
+    ///
+    /// Provider calls are preflight, mint, verify and revoke. Git work is batched
+    /// regardless: one commit and push per phase, one pointer move per cluster.
     #[arg(long, default_value_t = secret_manager::engine::DEFAULT_CONCURRENCY as u16,
           value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `--revoke-mode` values.
