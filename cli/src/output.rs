@@ -125,13 +125,18 @@ pub fn write_structured<T: Serialize>(
     }
 }
 
-/// How a column shrinks when the table is too wide.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What a column does when the table is wider than the terminal. Ids and times are
+/// [`Fit::Fixed`]: a cut key id looks like its neighbour (`AKIARZPUZDIKH…` for the old
+/// and the new key), so they are never shortened.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Fit {
     /// Never shrinks.
     Fixed,
-    /// Cut at the end with `…`, down to this many characters.
-    Right(usize),
+    /// Free text that wraps onto continuation lines, down to this many characters wide.
+    Wrap(usize),
+    /// Of lower value: the whole column is left out to make room, lowest rank first, before
+    /// anything wraps. `-o wide` shows it.
+    Drop(u8),
 }
 
 /// A kubectl-style table: no borders, two spaces between columns.
@@ -145,15 +150,40 @@ fn width(s: &str) -> usize {
     s.chars().count()
 }
 
-fn elide(s: &str, max: usize) -> String {
-    if width(s) <= max || max < 2 {
-        return s.to_owned();
+/// `s` in lines of at most `w` characters, broken after a space, `,`, `/`, `-` or `.`
+/// when one is in the second half of the line, else hard.
+fn wrap(s: &str, w: usize) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= w || w == 0 {
+        return vec![s.to_owned()];
     }
-    format!("{}…", s.chars().take(max - 1).collect::<String>())
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while chars.len() - start > w {
+        let window = &chars[start..start + w];
+        let cut = window
+            .iter()
+            .rposition(|c| matches!(c, ' ' | ',' | '/' | '-' | '.'))
+            .filter(|&i| i + 1 >= w / 2)
+            .map_or(w, |i| i + 1);
+        lines.push(
+            chars[start..start + cut]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_owned(),
+        );
+        start += cut;
+        while chars.get(start) == Some(&' ') {
+            start += 1;
+        }
+    }
+    lines.push(chars[start..].iter().collect());
+    lines
 }
 
 impl Table {
-    /// A table with these headers and shrink rules.
+    /// A table with these headers and fit rules.
     pub fn new(cols: &[(&'static str, Fit)]) -> Self {
         Table {
             headers: cols.iter().map(|c| c.0).collect(),
@@ -167,10 +197,8 @@ impl Table {
         self.rows.push(cells.iter().map(|c| cell(c)).collect());
     }
 
-    /// Width of the table with no column shrunk.
-    pub fn width(&self) -> usize {
-        let n = self.headers.len();
-        (0..n)
+    fn natural(&self) -> Vec<usize> {
+        (0..self.headers.len())
             .map(|i| {
                 self.rows
                     .iter()
@@ -179,58 +207,103 @@ impl Table {
                     .max()
                     .unwrap_or(0)
             })
-            .sum::<usize>()
-            + 2 * n.saturating_sub(1)
+            .collect()
     }
 
-    /// Renders within `max_width` columns: shrinkable columns give up space, widest first.
-    pub fn render(&self, out: &mut dyn Write, max_width: usize) -> std::io::Result<()> {
+    /// Width of the table with every column in full.
+    pub fn width(&self) -> usize {
         let n = self.headers.len();
-        let mut w: Vec<usize> = (0..n)
-            .map(|i| {
-                self.rows
-                    .iter()
-                    .map(|r| width(&r[i]))
-                    .chain([width(self.headers[i])])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * (n.saturating_sub(1));
-        while total(&w) > max_width {
-            // Shrink the shrinkable column with the most room above its minimum.
+        self.natural().iter().sum::<usize>() + 2 * n.saturating_sub(1)
+    }
+
+    /// Renders within `max_width` columns: first the [`Fit::Drop`] columns are left out
+    /// (lowest rank first), then [`Fit::Wrap`] columns wrap (widest first); [`Fit::Fixed`]
+    /// columns never change, so a table of only those may be wider. Returns the headers
+    /// of the columns left out.
+    pub fn render(
+        &self,
+        out: &mut dyn Write,
+        max_width: usize,
+    ) -> std::io::Result<Vec<&'static str>> {
+        let n = self.headers.len();
+        let mut w = self.natural();
+        let mut shown = vec![true; n];
+        let total = |w: &[usize], shown: &[bool]| {
+            let k = shown.iter().filter(|s| **s).count();
+            (0..n).filter(|&i| shown[i]).map(|i| w[i]).sum::<usize>() + 2 * k.saturating_sub(1)
+        };
+        while total(&w, &shown) > max_width {
+            let drop = (0..n)
+                .filter(|&i| shown[i])
+                .filter_map(|i| match self.fits[i] {
+                    Fit::Drop(rank) => Some((rank, i)),
+                    _ => None,
+                })
+                .min();
+            if let Some((_, i)) = drop {
+                shown[i] = false;
+                continue;
+            }
             let pick = (0..n)
                 .filter_map(|i| match self.fits[i] {
-                    Fit::Right(min) if w[i] > min => Some((w[i] - min, i)),
+                    Fit::Wrap(min) if w[i] > min => Some((w[i] - min, i)),
                     _ => None,
                 })
                 .max();
             let Some((_, i)) = pick else { break };
             w[i] -= 1;
         }
-        let line = |cells: Vec<String>| -> String {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate() {
-                let c = match self.fits[i] {
-                    Fit::Right(_) => elide(c, w[i]),
-                    Fit::Fixed => c.clone(),
-                };
-                if i + 1 == n {
-                    s.push_str(&c);
-                } else {
-                    s.push_str(&c);
-                    s.push_str(&" ".repeat(w[i] - width(&c) + 2));
+        let cols: Vec<usize> = (0..n).filter(|&i| shown[i]).collect();
+        let write_row = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
+            let parts: Vec<Vec<String>> = cols
+                .iter()
+                .map(|&i| match self.fits[i] {
+                    Fit::Wrap(_) => wrap(&cells[i], w[i]),
+                    _ => vec![cells[i].clone()],
+                })
+                .collect();
+            let height = parts.iter().map(Vec::len).max().unwrap_or(1);
+            for l in 0..height {
+                let mut s = String::new();
+                for (j, &i) in cols.iter().enumerate() {
+                    let c = parts[j].get(l).map_or("", String::as_str);
+                    s.push_str(c);
+                    if j + 1 < cols.len() {
+                        s.push_str(&" ".repeat(w[i].saturating_sub(width(c)) + 2));
+                    }
                 }
+                writeln!(out, "{}", s.trim_end())?;
             }
-            s.trim_end().to_owned()
+            Ok(())
         };
-        writeln!(
-            out,
-            "{}",
-            line(self.headers.iter().map(|h| h.to_string()).collect())
-        )?;
+        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        write_row(out, &headers)?;
         for r in &self.rows {
-            writeln!(out, "{}", line(r.clone()))?;
+            write_row(out, r)?;
+        }
+        Ok((0..n)
+            .filter(|&i| !shown[i])
+            .map(|i| self.headers[i])
+            .collect())
+    }
+
+    /// Renders for `format`: every column in full for `-o wide`, else fitted to the
+    /// terminal, with a note on stderr naming the columns left out (unless `quiet`).
+    pub fn print(&self, out: &mut dyn Write, format: Format, quiet: bool) -> std::io::Result<()> {
+        let max = if format == Format::Wide {
+            usize::MAX
+        } else {
+            table_width()
+        };
+        let dropped = self.render(out, max)?;
+        if !dropped.is_empty() && !quiet {
+            say(
+                Level::Info,
+                &format!(
+                    "not shown to fit {max} columns: {} (-o wide shows every column)",
+                    dropped.join(", ")
+                ),
+            );
         }
         Ok(())
     }
@@ -279,15 +352,63 @@ mod tests {
     }
 
     #[test]
-    fn table_shrinks_to_fit() {
-        let mut t = Table::new(&[("NAME", Fit::Fixed), ("KEY ID", Fit::Right(8))]);
-        t.row(vec!["a".into(), "0123456789abcdef0123456789".into()]);
+    fn ids_and_times_are_never_cut_low_value_columns_go_first_then_text_wraps() {
+        let mut t = Table::new(&[
+            ("KEY ID", Fit::Fixed),
+            ("CREATED", Fit::Fixed),
+            ("NAME", Fit::Wrap(8)),
+            ("EXPIRES", Fit::Drop(1)),
+        ]);
+        t.row(vec![
+            "AKIAOLDOLDOLDOLD0001".into(),
+            "2026-12-01T20:00:00Z".into(),
+            "cloudprovider-dns-access".into(),
+            "2027-01-01T00:00:00Z".into(),
+        ]);
+        t.row(vec![
+            "AKIANEWNEWNEWNEW0002".into(),
+            "2026-12-01T20:05:00Z".into(),
+            "short".into(),
+            String::new(),
+        ]);
         let mut out = Vec::new();
-        t.render(&mut out, 20).unwrap();
+        let dropped = t.render(&mut out, 60).unwrap();
         let s = String::from_utf8(out).unwrap();
-        for l in s.lines() {
-            assert!(l.chars().count() <= 20, "{l}");
+        assert_eq!(dropped, vec!["EXPIRES"]);
+        for full in [
+            "AKIAOLDOLDOLDOLD0001",
+            "AKIANEWNEWNEWNEW0002",
+            "2026-12-01T20:00:00Z",
+            "2026-12-01T20:05:00Z",
+        ] {
+            assert!(s.contains(full), "{full}:\n{s}");
         }
-        assert!(s.contains("a     0123456789abc…"), "{s}");
+        assert!(!s.contains('…'), "{s}");
+        for l in s.lines() {
+            assert!(l.chars().count() <= 60, "{l}");
+        }
+        // The long name wraps onto a continuation line, all of it still there.
+        assert!(s.contains("cloudprovider-"), "{s}");
+        assert!(s.contains("dns-access"), "{s}");
+        assert_eq!(s.lines().count(), 4, "{s}");
+        // Wide enough: nothing dropped, nothing wrapped.
+        let mut out = Vec::new();
+        assert!(t.render(&mut out, 200).unwrap().is_empty());
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn wrap_breaks_after_separators_and_keeps_every_character() {
+        assert_eq!(wrap("a, b, c, d", 6), vec!["a, b,", "c, d"]);
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(
+            wrap("cloudprovider-dns-access", 16),
+            vec!["cloudprovider-", "dns-access"]
+        );
+        let text = "apps/x/overlays/aws.eu-central-1.dev1/db.yaml:12, apps/y.yaml:3";
+        assert_eq!(
+            wrap(text, 17).concat().replace(' ', ""),
+            text.replace(' ', "")
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `secret-manager list` as users run it.
 
-use crate::common::{run_in, testdata};
+use crate::common::{run_cmd, run_in, testdata};
 
 fn example() -> String {
     testdata("example-repo").to_string_lossy().into_owned()
@@ -17,6 +17,50 @@ fn table_older_than_90d() {
         );
     }
     insta::assert_snapshot!(r.stdout);
+    // Key ids are never cut (a GCP key id is 40 characters): the low-value SOURCE column
+    // makes room, and says so.
+    assert!(!r.stdout.contains('…'), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("a1d4dfe1ccc98e1dcef5988c5f9897523b263e8a"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr
+            .contains("not shown to fit 120 columns: SOURCE (-o wide shows every column)"),
+        "{}",
+        r.stderr
+    );
+    // On a narrow terminal long names wrap; ids and ages stay whole.
+    let narrow = run_cmd(crate::common::cmd().env("COLUMNS", "80").args([
+        "--repo",
+        &example(),
+        "list",
+        "--older-than",
+        "90d",
+    ]));
+    for line in narrow.stdout.lines() {
+        assert!(line.chars().count() <= 100, "{line}");
+    }
+    assert!(narrow.stdout.lines().count() > r.stdout.lines().count());
+    for id in [
+        "AKIAS3PNRFRWDYIWC5WA",
+        "078c6df1-6745-9263-26f4-12513d100217",
+        "284d",
+    ] {
+        assert!(narrow.stdout.contains(id), "{id}:\n{}", narrow.stdout);
+    }
+    let wide = run_in(&[
+        "--repo",
+        &example(),
+        "-o",
+        "wide",
+        "list",
+        "--older-than",
+        "90d",
+    ]);
+    assert!(wide.stdout.contains("SOURCE") && !wide.stderr.contains("not shown"));
     assert!(
         r.stderr.contains(
             "note: skipped 1 Helm/Go template file (not plain YAML, never edited; -v lists them)"

@@ -2,7 +2,7 @@
 
 use super::{Ctx, confirm, open_git_repo};
 use crate::exit::{self, UsageError};
-use crate::output::{Fit, Table, table_width, write_structured};
+use crate::output::{Fit, Table, write_structured};
 use clap::{Args, Subcommand};
 use secret_manager::gitops::{Fleet, PublishMode};
 
@@ -110,9 +110,9 @@ fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
         return Ok(code);
     }
     let mut t = Table::new(&[
-        ("CLUSTER", Fit::Right(14)),
-        ("POINTER", Fit::Fixed),
-        ("REF", Fit::Right(14)),
+        ("CLUSTER", Fit::Fixed),
+        ("POINTER", Fit::Drop(1)),
+        ("REF", Fit::Wrap(14)),
         ("REMOTE", Fit::Fixed),
         ("COMMIT", Fit::Fixed),
         ("BEHIND", Fit::Fixed),
@@ -138,7 +138,7 @@ fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
             if r.pending_unrelated { "yes" } else { "no" }.into(),
         ]);
     }
-    t.render(&mut *ctx.out, table_width())?;
+    t.print(&mut *ctx.out, ctx.global.output, ctx.global.quiet)?;
     Ok(code)
 }
 

@@ -3,7 +3,7 @@
 use super::{Ctx, build_filter, open_repo, report_diagnostics};
 use crate::args::FilterArgs;
 use crate::exit;
-use crate::output::{Fit, Table, table_width, write_structured};
+use crate::output::{Fit, Table, write_structured};
 use clap::Args;
 
 /// Keys that exist at the source for every managed identity, and who references them.
@@ -108,15 +108,15 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
     }
     if !write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
         let mut t = Table::new(&[
-            ("SOURCE", Fit::Fixed),
-            ("IDENTITY", Fit::Right(16)),
-            ("KEY ID", Fit::Right(12)),
-            ("STATUS", Fit::Fixed),
-            ("CREATED", Fit::Right(10)),
-            ("LAST USED", Fit::Right(10)),
-            ("EXPIRES", Fit::Right(10)),
+            ("SOURCE", Fit::Drop(3)),
+            ("IDENTITY", Fit::Wrap(16)),
+            ("KEY ID", Fit::Fixed),
+            ("STATUS", Fit::Drop(2)),
+            ("CREATED", Fit::Fixed),
+            ("LAST USED", Fit::Fixed),
+            ("EXPIRES", Fit::Drop(1)),
             ("ROLE", Fit::Fixed),
-            ("REFERENCED BY", Fit::Right(12)),
+            ("REFERENCED BY", Fit::Wrap(16)),
         ]);
         for r in &rows {
             t.row(vec![
@@ -135,14 +135,7 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
                 },
             ]);
         }
-        t.render(
-            &mut *ctx.out,
-            if ctx.global.output == crate::args::Format::Wide {
-                usize::MAX
-            } else {
-                table_width()
-            },
-        )?;
+        t.print(&mut *ctx.out, ctx.global.output, ctx.global.quiet)?;
     }
     Ok(if failures.is_empty() {
         exit::OK

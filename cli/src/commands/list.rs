@@ -3,7 +3,7 @@
 use super::{Ctx, build_filter, open_repo, report_diagnostics};
 use crate::args::FilterArgs;
 use crate::exit;
-use crate::output::{Fit, Table, table_width, write_structured};
+use crate::output::{Fit, Table, write_structured};
 use clap::Args;
 
 /// List annotated SealedSecrets, oldest first.
@@ -48,11 +48,11 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
     }
     let wide = ctx.global.output == crate::args::Format::Wide;
     let mut cols = vec![
-        ("CLUSTER", Fit::Right(14)),
-        ("NAMESPACE", Fit::Right(12)),
-        ("NAME", Fit::Right(20)),
-        ("SOURCE", Fit::Fixed),
-        ("KEY ID", Fit::Right(12)),
+        ("CLUSTER", Fit::Fixed),
+        ("NAMESPACE", Fit::Wrap(8)),
+        ("NAME", Fit::Wrap(10)),
+        ("SOURCE", Fit::Drop(1)),
+        ("KEY ID", Fit::Fixed),
         ("AGE", Fit::Fixed),
         ("STATE", Fit::Fixed),
     ];
@@ -83,6 +83,6 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
         }
         t.row(cells);
     }
-    t.render(&mut *ctx.out, if wide { usize::MAX } else { table_width() })?;
+    t.print(&mut *ctx.out, ctx.global.output, ctx.global.quiet)?;
     Ok(exit::OK)
 }
