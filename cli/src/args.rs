@@ -28,6 +28,9 @@ pub struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set), always, or never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
     /// Answer yes to confirmation prompts.
     #[arg(long, global = true)]
     pub yes: bool,
@@ -78,6 +81,17 @@ pub enum Format {
     Json,
     /// A YAML sequence.
     Yaml,
+}
+
+/// `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set (to anything but empty) or TERM is dumb.
+    Auto,
+    /// Always, even on a pipe and with NO_COLOR.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// Log formats.

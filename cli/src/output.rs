@@ -1,11 +1,77 @@
 //! Rendering results (tables, JSON, YAML) and setting up logs.
 
-use crate::args::{Format, GlobalArgs, LogFormat};
+use crate::args::{ColorArg, Format, GlobalArgs, LogFormat};
 use serde::Serialize;
 use std::io::Write;
 
-/// Sets up `tracing` on stderr according to `-v`, `-q` and `--log-format`.
+/// Whether results (stdout) and messages (stderr) are coloured; set once at start.
+static COLOR_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static COLOR_ERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--color` for a stream: `auto` colours a terminal unless `NO_COLOR` is set to a
+/// non-empty value (no-color.org) or `TERM=dumb`.
+fn color_for(when: ColorArg, is_terminal: bool) -> bool {
+    match when {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => {
+            is_terminal
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        }
+    }
+}
+
+/// What a cell or message means, for colour.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Paint {
+    /// No colour.
+    Plain,
+    /// Healthy, done (green).
+    Good,
+    /// Needs attention soon (yellow).
+    Warn,
+    /// Failed, must act (red, bold).
+    Bad,
+    /// Not managed, not relevant (dim).
+    Dim,
+}
+
+fn paint(s: &str, p: Paint, enabled: bool) -> String {
+    if !enabled || p == Paint::Plain || s.is_empty() {
+        return s.to_owned();
+    }
+    let style = match p {
+        Paint::Good => console::Style::new().green(),
+        Paint::Warn => console::Style::new().yellow(),
+        Paint::Bad => console::Style::new().red().bold(),
+        Paint::Dim => console::Style::new().dim(),
+        Paint::Plain => unreachable!(),
+    };
+    style.force_styling(true).apply_to(s).to_string()
+}
+
+/// `s` coloured for stdout as `p` says, when stdout is coloured.
+pub fn painted(s: &str, p: Paint) -> String {
+    paint(s, p, color_out())
+}
+
+/// Whether stdout is coloured (for commands that colour their own lines).
+pub fn color_out() -> bool {
+    COLOR_OUT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets up colour and `tracing` on stderr according to `--color`, `-v`, `-q` and
+/// `--log-format`.
 pub fn init_logging(g: &GlobalArgs) {
+    use std::io::IsTerminal;
+    COLOR_OUT.store(
+        color_for(g.color, std::io::stdout().is_terminal()),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let color_err =
+        g.log_format == LogFormat::Text && color_for(g.color, std::io::stderr().is_terminal());
+    COLOR_ERR.store(color_err, std::sync::atomic::Ordering::Relaxed);
     let level = if g.quiet {
         "error"
     } else {
@@ -23,10 +89,7 @@ pub fn init_logging(g: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(
-            std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        );
+        .with_ansi(color_err);
     JSON_LOGS.store(
         g.log_format == LogFormat::Json,
         std::sync::atomic::Ordering::Relaxed,
@@ -96,10 +159,11 @@ pub fn say(level: Level, msg: &str) {
             Level::Error => tracing::error!("{msg}"),
         }
     } else {
+        let c = COLOR_ERR.load(std::sync::atomic::Ordering::Relaxed);
         match level {
             Level::Info => eprintln!("{msg}"),
-            Level::Warn => eprintln!("warning: {msg}"),
-            Level::Error => eprintln!("error: {msg}"),
+            Level::Warn => eprintln!("{} {msg}", paint("warning:", Paint::Warn, c)),
+            Level::Error => eprintln!("{} {msg}", paint("error:", Paint::Bad, c)),
         }
     }
 }
@@ -144,6 +208,8 @@ pub struct Table {
     headers: Vec<&'static str>,
     fits: Vec<Fit>,
     rows: Vec<Vec<String>>,
+    paints: Vec<Option<fn(&str) -> Paint>>,
+    color: bool,
 }
 
 fn width(s: &str) -> usize {
@@ -189,7 +255,18 @@ impl Table {
             headers: cols.iter().map(|c| c.0).collect(),
             fits: cols.iter().map(|c| c.1).collect(),
             rows: Vec::new(),
+            paints: vec![None; cols.len()],
+            color: color_out(),
         }
+    }
+
+    /// Colours the cells of column `header` by what `f` says they mean (when stdout is
+    /// coloured; widths are computed on the plain text).
+    pub fn paint(mut self, header: &str, f: fn(&str) -> Paint) -> Self {
+        if let Some(i) = self.headers.iter().position(|h| *h == header) {
+            self.paints[i] = Some(f);
+        }
+        self
     }
 
     /// Adds a row; cells are made terminal-safe, and an empty cell shows as `-`.
@@ -254,32 +331,36 @@ impl Table {
             w[i] -= 1;
         }
         let cols: Vec<usize> = (0..n).filter(|&i| shown[i]).collect();
-        let write_row = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
-            let parts: Vec<Vec<String>> = cols
-                .iter()
-                .map(|&i| match self.fits[i] {
-                    Fit::Wrap(_) => wrap(&cells[i], w[i]),
-                    _ => vec![cells[i].clone()],
-                })
-                .collect();
-            let height = parts.iter().map(Vec::len).max().unwrap_or(1);
-            for l in 0..height {
-                let mut s = String::new();
-                for (j, &i) in cols.iter().enumerate() {
-                    let c = parts[j].get(l).map_or("", String::as_str);
-                    s.push_str(c);
-                    if j + 1 < cols.len() {
-                        s.push_str(&" ".repeat(w[i].saturating_sub(width(c)) + 2));
+        let write_row =
+            |out: &mut dyn Write, cells: &[String], body: bool| -> std::io::Result<()> {
+                let parts: Vec<Vec<String>> = cols
+                    .iter()
+                    .map(|&i| match self.fits[i] {
+                        Fit::Wrap(_) => wrap(&cells[i], w[i]),
+                        _ => vec![cells[i].clone()],
+                    })
+                    .collect();
+                let height = parts.iter().map(Vec::len).max().unwrap_or(1);
+                for l in 0..height {
+                    let mut s = String::new();
+                    for (j, &i) in cols.iter().enumerate() {
+                        let c = parts[j].get(l).map_or("", String::as_str);
+                        match self.paints[i].filter(|_| body && self.color) {
+                            Some(f) => s.push_str(&paint(c, f(&cells[i]), true)),
+                            None => s.push_str(c),
+                        }
+                        if j + 1 < cols.len() {
+                            s.push_str(&" ".repeat(w[i].saturating_sub(width(c)) + 2));
+                        }
                     }
+                    writeln!(out, "{}", s.trim_end())?;
                 }
-                writeln!(out, "{}", s.trim_end())?;
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
-        write_row(out, &headers)?;
+        write_row(out, &headers, false)?;
         for r in &self.rows {
-            write_row(out, r)?;
+            write_row(out, r, true)?;
         }
         Ok((0..n)
             .filter(|&i| !shown[i])

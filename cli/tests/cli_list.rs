@@ -328,3 +328,60 @@ fn terminal_escapes_in_manifests_are_shown_escaped() {
     );
     assert!(r.stdout.contains("ns\\u{202e}xe"), "{}", r.stdout);
 }
+
+/// Colour: on a terminal unless NO_COLOR is set; `--color always|never` decide outright.
+#[test]
+fn colour_on_a_terminal_respects_no_color_and_the_flag() {
+    let yellow_due = "\u{1b}[33mdue\u{1b}[0m";
+    let list = |extra: &[&str]| {
+        let mut c = crate::common::cmd();
+        c.env_remove("NO_COLOR").env("TERM", "xterm");
+        c.args(["--repo", &example()]).args(extra).args(["list"]);
+        c
+    };
+    let tty = crate::common::run_on_terminal(&list(&[]));
+    assert_eq!(tty.code, 0, "{}", tty.stdout);
+    assert!(tty.stdout.contains(yellow_due), "{:?}", tty.stdout);
+    let mut no_color = list(&[]);
+    no_color.env("NO_COLOR", "1");
+    let plain = crate::common::run_on_terminal(&no_color);
+    assert!(
+        plain.stdout.contains("due") && !plain.stdout.contains('\u{1b}'),
+        "{:?}",
+        plain.stdout
+    );
+    let never = crate::common::run_on_terminal(&list(&["--color", "never"]));
+    assert!(!never.stdout.contains('\u{1b}'), "{:?}", never.stdout);
+    // A pipe gets no colour by default, and colour with --color always.
+    let pipe = run_cmd(&mut list(&[]));
+    assert!(!pipe.stdout.contains('\u{1b}'), "{:?}", pipe.stdout);
+    let always = run_cmd(&mut list(&["--color", "always"]));
+    assert!(always.stdout.contains(yellow_due), "{:?}", always.stdout);
+    // The column still lines up: the escape codes take no width.
+    let plain_lines: Vec<&str> = pipe.stdout.lines().collect();
+    let strip = |l: &str| {
+        l.replace("\u{1b}[33m", "")
+            .replace("\u{1b}[0m", "")
+            .replace("\u{1b}[32m", "")
+            .replace("\u{1b}[2m", "")
+            .replace("\u{1b}[31m\u{1b}[1m", "")
+    };
+    let coloured: Vec<String> = always.stdout.lines().map(strip).collect();
+    assert_eq!(coloured, plain_lines);
+    // Messages on stderr: the prefix is coloured too.
+    let r = run_cmd(crate::common::cmd().args([
+        "--color",
+        "always",
+        "--repo",
+        &example(),
+        "list",
+        "--older-than",
+        "soon",
+    ]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("\u{1b}[31m\u{1b}[1merror:\u{1b}[0m"),
+        "{:?}",
+        r.stderr
+    );
+}

@@ -360,6 +360,61 @@ fn without_aws_credentials_one_clear_line_is_said_and_nothing_is_retried() {
     assert_eq!(moto.key_ids(USER), vec![old]);
 }
 
+/// Per-phase progress with counts on a terminal; nothing of it on a pipe.
+#[test]
+fn progress_per_phase_on_a_terminal_and_none_on_a_pipe() {
+    let (f, moto, _) = setup();
+    let work = f.path("work");
+    let run = |now: &str| {
+        let mut c = cmd();
+        moto.env(&mut c)
+            .env("SECRET_MANAGER_NOW", now)
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR");
+        c.args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--name",
+            "route53",
+            "--revoke-after",
+            "0s",
+        ]);
+        c
+    };
+    let pipe = run_cmd(&mut run("2026-11-21T12:00:00Z"));
+    assert_eq!(pipe.code, 0, "{}", pipe.stderr);
+    for bar in ["preflight", "1/1", "\u{1b}["] {
+        assert!(
+            !pipe.stderr.contains(bar),
+            "{bar} on a pipe: {}",
+            pipe.stderr
+        );
+    }
+    let tty = crate::common::run_on_terminal(&run("2026-11-22T12:00:00Z"));
+    assert_eq!(tty.code, 0, "{}", tty.stdout);
+    for phase in ["preflight", "mint", "publish", "revoke"] {
+        let line = tty
+            .stdout
+            .split(['\r', '\n'])
+            .rev()
+            .find(|l| l.contains(phase) && l.contains("1/1"))
+            .unwrap_or_else(|| panic!("no finished {phase} bar: {:?}", tty.stdout));
+        assert!(line.contains("1/1"), "{line}");
+    }
+    // On a terminal the actions are coloured.
+    assert!(
+        tty.stdout.contains("\u{1b}[32mstage") || tty.stdout.contains("\u{1b}[32mrevoke"),
+        "{:?}",
+        tty.stdout
+    );
+}
+
 const PROD1: &str = "aws.us-east-1.prod1";
 const PROD_REL: &str =
     "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/route53.yaml";

@@ -227,6 +227,13 @@ impl<'a> Ctx<'a> {
         self.report.steps.push(s);
     }
 
+    /// Tells the phase observer that `phase` starts with `items` credentials.
+    pub fn phase(&self, phase: Phase, items: usize) {
+        if let Some(o) = &self.opts.phases {
+            o(phase, items);
+        }
+    }
+
     /// Tells the observer only (progress that is not part of the report).
     pub fn progress(&self, s: &Step) {
         if let Some(o) = &self.opts.observer {

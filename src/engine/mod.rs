@@ -59,6 +59,10 @@ use std::path::Path;
 /// not in the report while a batch's provider calls run; must be cheap.
 pub type StepObserver = std::sync::Arc<dyn Fn(&Step) + Send + Sync>;
 
+/// Called when a phase starts, with how many credentials it has to go through (progress
+/// displays); must be cheap.
+pub type PhaseObserver = std::sync::Arc<dyn Fn(Phase, usize) + Send + Sync>;
+
 /// Default of `--concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
@@ -93,6 +97,8 @@ pub struct RotateOptions {
     pub concurrency: usize,
     /// Progress callback.
     pub observer: Option<StepObserver>,
+    /// Progress callback at the start of each phase.
+    pub phases: Option<PhaseObserver>,
     /// Set by a signal handler: stop starting new work.
     pub cancel: Option<Cancel>,
 }
@@ -113,6 +119,7 @@ impl RotateOptions {
             require_old_key_unused: false,
             concurrency: DEFAULT_CONCURRENCY,
             observer: None,
+            phases: None,
             cancel: None,
         }
     }

@@ -44,6 +44,7 @@ pub(super) async fn publish(
     if staged.is_empty() {
         return records;
     }
+    ctx.phase(Phase::Publish, staged.len());
     let (moves, mut blocked) = plan_moves(ctx, &records, &staged);
     let (mut moved, touched) = move_pointers(ctx, &mut records, moves, &mut blocked).await;
     crate::failpoint("after-publish");

@@ -130,6 +130,7 @@ pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) 
     if todo.is_empty() {
         return;
     }
+    ctx.phase(Phase::Revoke, todo.len());
     let done = call_sources(ctx, &records, todo).await;
     if done.is_empty() {
         return;

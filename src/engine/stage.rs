@@ -174,7 +174,11 @@ type Sealed<'a> = (MintOutcome<'a>, Vec<RotationRecord>);
 pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
     let scan = ctx.scan();
     let creds = plan::credentials(ctx, &scan.secrets, records);
+    ctx.phase(Phase::Preflight, creds.len());
     let ready = preflight(ctx, creds).await;
+    if !ctx.opts.dry_run && !ready.is_empty() {
+        ctx.phase(Phase::Mint, ready.len());
+    }
     if ctx.opts.dry_run || ready.is_empty() || ctx.cancelled() {
         for r in ready {
             let s = if ctx.opts.dry_run {

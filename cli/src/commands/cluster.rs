@@ -2,7 +2,7 @@
 
 use super::{Ctx, confirm, open_git_repo};
 use crate::exit::{self, UsageError};
-use crate::output::{Fit, Table, write_structured};
+use crate::output::{Fit, Paint, Table, write_structured};
 use clap::{Args, Subcommand};
 use secret_manager::gitops::{Fleet, PublishMode};
 
@@ -119,7 +119,22 @@ fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
         ("AHEAD", Fit::Fixed),
         ("DIVERGED", Fit::Fixed),
         ("PENDING", Fit::Fixed),
-    ]);
+    ])
+    .paint("COMMIT", |c| {
+        if c.starts_with('(') {
+            Paint::Bad
+        } else {
+            Paint::Plain
+        }
+    })
+    .paint("DIVERGED", |d| {
+        if d == "yes" { Paint::Bad } else { Paint::Plain }
+    })
+    .paint("BEHIND", |b| match b {
+        "0" => Paint::Good,
+        "-" => Paint::Plain,
+        _ => Paint::Warn,
+    });
     for r in &rows {
         let n = |v: Option<usize>| v.map_or("-".to_string(), |v| v.to_string());
         t.row(vec![

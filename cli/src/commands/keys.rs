@@ -3,7 +3,7 @@
 use super::{Ctx, build_filter, open_repo, report_diagnostics};
 use crate::args::FilterArgs;
 use crate::exit;
-use crate::output::{Fit, Table, write_structured};
+use crate::output::{Fit, Paint, Table, write_structured};
 use clap::Args;
 
 /// Keys that exist at the source for every managed identity, and who references them.
@@ -117,7 +117,17 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
             ("EXPIRES", Fit::Drop(1)),
             ("ROLE", Fit::Fixed),
             ("REFERENCED BY", Fit::Wrap(16)),
-        ]);
+        ])
+        .paint("ROLE", |r| match r {
+            "current" => Paint::Good,
+            "pending" | "claimed" | "foreign" => Paint::Warn,
+            "orphan" | "missing" => Paint::Bad,
+            _ => Paint::Plain,
+        })
+        .paint("STATUS", |s| match s {
+            "Active" | "active" => Paint::Plain,
+            _ => Paint::Dim,
+        });
         for r in &rows {
             t.row(vec![
                 r.source.clone(),

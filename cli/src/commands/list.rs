@@ -3,7 +3,7 @@
 use super::{Ctx, build_filter, open_repo, report_diagnostics};
 use crate::args::FilterArgs;
 use crate::exit;
-use crate::output::{Fit, Table, write_structured};
+use crate::output::{Fit, Paint, Table, write_structured};
 use clap::Args;
 
 /// List annotated SealedSecrets, oldest first.
@@ -59,7 +59,13 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
     if wide {
         cols.push(("FILE", Fit::Fixed));
     }
-    let mut t = Table::new(&cols);
+    let mut t = Table::new(&cols).paint("STATE", |s| match s {
+        "ok" => Paint::Good,
+        "due" => Paint::Warn,
+        "invalid" => Paint::Bad,
+        "unmanaged" => Paint::Dim,
+        _ => Paint::Plain,
+    });
     for r in &rows {
         let mut cells = vec![
             r.cluster.clone(),

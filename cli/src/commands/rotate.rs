@@ -3,7 +3,7 @@
 use super::{Ctx, build_filter, confirm, open_git_repo};
 use crate::args::FilterArgs;
 use crate::exit::{self, UsageError};
-use crate::output::{Fit, Table, table_width, write_structured};
+use crate::output::{Fit, Paint, Table, table_width, write_structured};
 use clap::Args;
 use secret_manager::config::RevokeMode;
 use secret_manager::engine::{Action, RotateOptions, RotateReport, Step, rotate};
@@ -116,13 +116,31 @@ fn cells(s: &Step) -> Vec<String> {
     ]
 }
 
+/// What an action means, for colour.
+fn action_paint(a: &str) -> Paint {
+    match a {
+        "revoke" | "publish" | "stage" => Paint::Good,
+        "wait" | "busy" | "propose" | "skip" => Paint::Warn,
+        "undo" | "abandon" | "interrupted" => Paint::Bad,
+        _ => Paint::Plain,
+    }
+}
+
 /// The steps as a table when it fits, else one block per step: identities, key ids and
 /// clusters are never cut, whatever the terminal's width.
 fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> anyhow::Result<()> {
     let headers = [
         "ACTION", "SOURCE", "IDENTITY", "OLD KEY", "NEW KEY", "CLUSTERS", "DONE", "DETAIL",
     ];
-    let mut t = Table::new(&headers.map(|h| (h, Fit::Fixed)));
+    let mut t = Table::new(&headers.map(|h| (h, Fit::Fixed)))
+        .paint("ACTION", action_paint)
+        .paint("DONE", |d| {
+            if d == "yes" {
+                Paint::Good
+            } else {
+                Paint::Plain
+            }
+        });
     for s in steps {
         t.row(cells(s));
     }
@@ -138,7 +156,7 @@ fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> any
         writeln!(
             out,
             "{}  {}  {}",
-            s.action,
+            crate::output::painted(s.action.as_str(), action_paint(s.action.as_str())),
             safe(&s.source),
             safe(&s.identity)
         )?;
@@ -217,6 +235,7 @@ fn options(
         require_old_key_unused: args.require_old_key_unused,
         concurrency: usize::from(args.concurrency),
         observer: None,
+        phases: None,
         cancel: None,
     };
     Ok((opts, providers))
@@ -322,30 +341,17 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
     }
     opts.dry_run = args.dry_run;
     opts.cancel = Some(crate::signals::install());
-    // Progress on a terminal (text logs only): a spinner naming the step just done.
-    let spinner = (std::io::IsTerminal::is_terminal(&std::io::stderr())
+    // Progress on a terminal (text logs only): one bar per phase with its counts.
+    let progress = (std::io::IsTerminal::is_terminal(&std::io::stderr())
         && ctx.global.log_format == crate::args::LogFormat::Text
         && !ctx.global.quiet)
-        .then(|| {
-            let pb = indicatif::ProgressBar::new_spinner();
-            pb.enable_steady_tick(std::time::Duration::from_millis(120));
-            pb.set_message(if delete { "deleting…" } else { "rotating…" });
-            pb
-        });
-    if let Some(pb) = &spinner {
-        let pb = pb.clone();
-        let n = std::sync::atomic::AtomicUsize::new(0);
-        opts.observer = Some(std::sync::Arc::new(move |s: &Step| {
-            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            pb.set_message(format!(
-                "step {i}: {} {} {}",
-                s.action, s.source, s.identity
-            ));
-        }));
+        .then(Progress::new);
+    if let Some(p) = &progress {
+        p.attach(&mut opts);
     }
     let report = rotate(&ctx.global.repo, &providers, &opts).await?;
-    if let Some(pb) = spinner {
-        pb.finish_and_clear();
+    if let Some(p) = progress {
+        p.finish();
     }
     render(ctx, &report)?;
     summarize(ctx, &report, verb, args.dry_run);
@@ -353,3 +359,81 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
 }
 
 use std::io::Write as _;
+
+/// Per-phase progress bars on stderr (indicatif's `MultiProgress`): `preflight 3/5`,
+/// `mint 2/2`, `publish 1/2`, `revoke 0/2`; each phase's bar is finished when the next
+/// one starts, so the terminal keeps a line per phase.
+struct Progress {
+    multi: indicatif::MultiProgress,
+    current: std::sync::Arc<
+        std::sync::Mutex<Option<(secret_manager::engine::Phase, indicatif::ProgressBar)>>,
+    >,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            multi: indicatif::MultiProgress::new(),
+            current: Default::default(),
+        }
+    }
+
+    fn style() -> indicatif::ProgressStyle {
+        indicatif::ProgressStyle::with_template("{prefix:>9} {bar:24} {pos}/{len}  {wide_msg}")
+            .expect("a valid template")
+            .progress_chars("=> ")
+    }
+
+    /// Which phase's bar a step counts for.
+    fn phase_of(a: Action) -> Option<secret_manager::engine::Phase> {
+        use secret_manager::engine::Phase;
+        match a {
+            Action::Minted | Action::Propose | Action::Undo => Some(Phase::Mint),
+            Action::Publish => Some(Phase::Publish),
+            Action::Revoke | Action::Wait => Some(Phase::Revoke),
+            _ => None,
+        }
+    }
+
+    fn attach(&self, opts: &mut RotateOptions) {
+        let (multi, current) = (self.multi.clone(), self.current.clone());
+        opts.phases = Some(std::sync::Arc::new(move |phase, n| {
+            let mut cur = current.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((prev, pb)) = cur.take() {
+                // What passed preflight is what the next phase starts with.
+                if prev == secret_manager::engine::Phase::Preflight {
+                    pb.set_position(n as u64);
+                }
+                pb.finish();
+            }
+            let pb = multi.add(indicatif::ProgressBar::new(n as u64));
+            pb.set_style(Self::style());
+            pb.set_prefix(format!("{phase:?}").to_lowercase());
+            pb.enable_steady_tick(std::time::Duration::from_millis(200));
+            *cur = Some((phase, pb));
+        }));
+        let current = self.current.clone();
+        opts.observer = Some(std::sync::Arc::new(move |s: &Step| {
+            let cur = current.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((phase, pb)) = cur.as_ref() else {
+                return;
+            };
+            pb.set_message(format!("{} {} {}", s.action, s.source, s.identity));
+            if Self::phase_of(s.action) == Some(*phase) && pb.position() < pb.length().unwrap_or(0)
+            {
+                pb.inc(1);
+            }
+        }));
+    }
+
+    fn finish(self) {
+        if let Some((_, pb)) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            pb.finish_with_message("done");
+        }
+    }
+}

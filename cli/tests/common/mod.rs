@@ -420,3 +420,33 @@ pub fn with_demo_plugin<'a>(c: &'a mut Command, state: &Path) -> &'a mut Command
     );
     c.env("PATH", path).env("DEMO_PROVIDER_STATE", state)
 }
+
+/// Runs `c` (built by [`cmd`] and friends) on a pseudo-terminal through util-linux
+/// `script`, as an operator at a terminal would; returns what the terminal showed
+/// (stdout and stderr together) and the exit code.
+pub fn run_on_terminal(c: &Command) -> Run {
+    let mut line = String::new();
+    for a in std::iter::once(c.get_program()).chain(c.get_args()) {
+        let a = a.to_str().expect("utf-8 argument");
+        line.push_str(&format!("'{}' ", a.replace('\'', "'\\''")));
+    }
+    let mut s = Command::new("script");
+    s.args(["-qefc", &line, "/dev/null"]).env_clear();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            s.env(k, v);
+        }
+    }
+    s.stdin(std::process::Stdio::null());
+    run_cmd_lossy(&mut s)
+}
+
+/// Like [`run_cmd`], for output that need not be UTF-8.
+pub fn run_cmd_lossy(c: &mut Command) -> Run {
+    let out = c.output().expect("runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
