@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn templated_detection_reports_line() {
-        assert_eq!(is_templated("a: 1\nb: {{ .Values.x }}\n"), Some(2));
-        assert_eq!(is_templated("a: 1\n"), None);
+        assert_eq!(templated_line("a: 1\nb: {{ .Values.x }}\n"), Some(2));
+        assert_eq!(templated_line("a: 1\n"), None);
     }
 }
