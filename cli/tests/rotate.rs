@@ -415,6 +415,64 @@ fn progress_per_phase_on_a_terminal_and_none_on_a_pipe() {
     );
 }
 
+/// A SealedSecret inside a `kind: List` (as kubectl and kubeseal write them) is listed
+/// and rotated in place; the List's other objects stay byte for byte.
+#[test]
+fn a_sealed_secret_inside_a_kind_list_is_rotated_in_place() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    let single = std::fs::read_to_string(work.join(REL)).unwrap();
+    let item: String = single
+        .lines()
+        .filter(|l| *l != "---")
+        .enumerate()
+        .map(|(i, l)| format!("{}{l}\n", if i == 0 { "- " } else { "  " }))
+        .collect();
+    let config_map = "- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: unrelated # keep\n  data:\n    k: v\n";
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n{config_map}{item}metadata:\n  resourceVersion: \"\"\n"
+    );
+    std::fs::write(work.join(REL), &list).unwrap();
+    f.commit_and_publish("Keep the credentials in a List", &[DEV1]);
+    let listed = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "-o", "json", "list"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["file"] == REL)
+        .unwrap_or_else(|| panic!("the List item is not listed: {}", listed.stdout));
+    assert_eq!(row["line"], 10, "{row}");
+    let r = rotate(
+        &f,
+        &moto,
+        "2026-11-21T12:00:00Z",
+        &["--yes", "--revoke-after", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let keys = moto.key_ids(USER);
+    assert_eq!(keys.len(), 1);
+    assert_ne!(keys[0], old);
+    let after = main_file(&f, REL);
+    assert!(
+        after.starts_with(&format!(
+            "apiVersion: v1\nkind: List\nitems:\n{config_map}- "
+        )),
+        "{after}"
+    );
+    assert_eq!(after.lines().count(), list.lines().count());
+    // Un-nest the item and decrypt it with the cluster's key.
+    let body: String = after
+        .lines()
+        .skip(3 + config_map.lines().count())
+        .take_while(|l| l.starts_with("- ") || l.starts_with("  "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("m.yaml");
+    std::fs::write(&file, body).unwrap();
+    let id = decrypt_value(&file, 0, DEV1, LABEL, "accessKeyId").unwrap();
+    assert_eq!(String::from_utf8(id).unwrap(), keys[0]);
+}
+
 const PROD1: &str = "aws.us-east-1.prod1";
 const PROD_REL: &str =
     "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/route53.yaml";

@@ -7,7 +7,7 @@ use super::plan::{busy_reason, index};
 use super::report::{Action, EngineError, Phase, Step};
 use super::seal::record_manifest;
 use crate::journal::{RecordKind, RotationRecord, TrailerAction, trailers};
-use crate::manifest::edit::{remove_document, write_atomic};
+use crate::manifest::edit::{remove_document, remove_item, write_atomic};
 use crate::scan::Found;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// indices stay valid.
 fn remove_documents(ctx: &Ctx<'_>, manifests: &[&Found]) -> Result<(), EngineError> {
     let mut ordered = manifests.to_vec();
-    ordered.sort_by(|a, b| (&b.file, b.doc.doc_index).cmp(&(&a.file, a.doc.doc_index)));
+    ordered.sort_by(|a, b| {
+        (&b.file, b.doc.doc_index, b.doc.item).cmp(&(&a.file, a.doc.doc_index, a.doc.item))
+    });
     for f in ordered {
         let file = f.file.display().to_string();
         let path = ctx.writer.dir().join(&f.file);
@@ -24,7 +26,11 @@ fn remove_documents(ctx: &Ctx<'_>, manifests: &[&Found]) -> Result<(), EngineErr
             message,
         };
         let src = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-        match remove_document(&src, f.doc.doc_index).map_err(|e| err(e.to_string()))? {
+        let removed = match f.doc.item {
+            Some(i) => remove_item(&src, f.doc.doc_index, i),
+            None => remove_document(&src, f.doc.doc_index),
+        };
+        match removed.map_err(|e| err(e.to_string()))? {
             Some(text) => write_atomic(&path, text.as_bytes()).map_err(|e| err(e.to_string()))?,
             None => std::fs::remove_file(&path).map_err(|e| err(e.to_string()))?,
         }

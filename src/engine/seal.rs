@@ -69,6 +69,7 @@ async fn edit_group(
             .map_err(|e| edit_err(e.to_string()))?;
         let mut edit = Edit {
             doc_index: f.doc.doc_index,
+            item: f.doc.item,
             ..Edit::default()
         };
         for km in &mappings {

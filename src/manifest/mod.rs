@@ -52,7 +52,10 @@ impl std::fmt::Display for Scope {
 pub struct SealedSecretDoc {
     /// Zero-based document index within the file.
     pub doc_index: usize,
-    /// 1-based line where the document starts.
+    /// Zero-based index in `items` when the document is a `kind: List` (as `kubectl get
+    /// -o yaml` and kubeseal write several objects); `None` for a document of its own.
+    pub item: Option<usize>,
+    /// 1-based line where the document (or the List item) starts.
     pub line: usize,
     /// Outer `metadata.name`.
     pub name: Option<String>,
@@ -105,7 +108,32 @@ impl SealedSecretDoc {
     /// Reads `doc` as a SealedSecret; `None` when it is anything else (a CRD, a Secret, an
     /// Argo CD Application that merely mentions the kind, an empty document).
     pub fn from_document(doc: &Document<'_>) -> Option<Self> {
-        let root = doc.root.as_ref()?;
+        Self::from_node(doc.root.as_ref()?, doc.index, doc.line, None)
+    }
+
+    /// Every SealedSecret of `doc`: the document itself, or the items of a `kind: List`.
+    pub fn all_from_document(doc: &Document<'_>) -> Vec<Self> {
+        let Some(root) = doc.root.as_ref() else {
+            return Vec::new();
+        };
+        match list_items(root) {
+            Some(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| Self::from_node(n, doc.index, n.line, Some(i)))
+                .collect(),
+            None => Self::from_node(root, doc.index, doc.line, None)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn from_node(
+        root: &Node<'_>,
+        doc_index: usize,
+        line: usize,
+        item: Option<usize>,
+    ) -> Option<Self> {
         if root.get_str("kind") != Some("SealedSecret") {
             return None;
         }
@@ -132,8 +160,9 @@ impl SealedSecretDoc {
             })
             .unwrap_or_default();
         Some(SealedSecretDoc {
-            doc_index: doc.index,
-            line: doc.line,
+            doc_index,
+            item,
+            line,
             name: meta.and_then(|m| m.get_str("name")).map(str::to_owned),
             namespace: meta
                 .and_then(|m| m.get_str("namespace"))
@@ -148,6 +177,18 @@ impl SealedSecretDoc {
             has_template: template.is_some(),
             secret_type: template.and_then(|t| t.get_str("type")).map(str::to_owned),
         })
+    }
+}
+
+/// The `items` of a `kind: List` (core `v1`) document, which kubectl and kubeseal write
+/// to hold several objects.
+pub fn list_items<'n, 'a>(root: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
+    if root.get_str("kind") != Some("List") || root.get_str("apiVersion") != Some("v1") {
+        return None;
+    }
+    match &root.get("items")?.kind {
+        yaml::NodeKind::Sequence { items, .. } => Some(items),
+        _ => None,
     }
 }
 
@@ -167,6 +208,17 @@ mod tests {
         assert_eq!(s.namespace, None);
         assert_eq!(s.encrypted_keys, vec!["k".to_string()]);
         assert!(!s.has_template);
+    }
+
+    #[test]
+    fn reads_the_sealed_secrets_of_a_list() {
+        let src = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: c}\n- apiVersion: bitnami.com/v1alpha1\n  kind: SealedSecret\n  metadata:\n    name: s\n    namespace: n\n  spec:\n    encryptedData:\n      k: Ag==\n";
+        let docs = yaml::parse_documents(src).unwrap();
+        let found = SealedSecretDoc::all_from_document(&docs[0]);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].item, found[0].line), (Some(1), 7));
+        assert_eq!(found[0].name.as_deref(), Some("s"));
+        assert!(SealedSecretDoc::from_document(&docs[0]).is_none());
     }
 
     #[test]

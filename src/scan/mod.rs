@@ -247,7 +247,7 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
     };
     let found: Vec<SealedSecretDoc> = docs
         .iter()
-        .filter_map(SealedSecretDoc::from_document)
+        .flat_map(SealedSecretDoc::all_from_document)
         .collect();
     Some(FileOutcome::Docs(rel, found))
 }
@@ -379,9 +379,9 @@ pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
             }
         }
     }
-    report
-        .secrets
-        .sort_by(|a, b| (&a.file, a.doc.doc_index).cmp(&(&b.file, b.doc.doc_index)));
+    report.secrets.sort_by(|a, b| {
+        (&a.file, a.doc.doc_index, a.doc.item).cmp(&(&b.file, b.doc.doc_index, b.doc.item))
+    });
     report
         .diagnostics
         .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));

@@ -73,7 +73,7 @@ pub fn select_document(src: &str, name: Option<&str>) -> Result<SealedSecretDoc,
     })?;
     let found: Vec<SealedSecretDoc> = docs
         .iter()
-        .filter_map(SealedSecretDoc::from_document)
+        .flat_map(SealedSecretDoc::all_from_document)
         .filter(|d| name.is_none() || d.name.as_deref() == name)
         .collect();
     match found.len() {
@@ -110,6 +110,7 @@ pub fn merge_into<R: RngCore + CryptoRng>(
     let encrypted = seal_all(rng, cert, doc.scope, namespace, doc.name.as_deref(), values)?;
     let mut edit = Edit {
         doc_index: doc.doc_index,
+        item: doc.item,
         encrypted,
         template_annotations: template_annotations.clone(),
         ..Edit::default()

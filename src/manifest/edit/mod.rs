@@ -25,6 +25,8 @@ use std::path::Path;
 pub struct Edit {
     /// Zero-based document index in the file.
     pub doc_index: usize,
+    /// Index in the `items` of a `kind: List` document, when the SealedSecret is one.
+    pub item: Option<usize>,
     /// `spec.encryptedData` keys to set (replaced, or added when absent). Values are
     /// ciphertexts (base64), never plaintext.
     pub encrypted: BTreeMap<String, String>,
@@ -426,6 +428,23 @@ fn not_shared_along(root: &Node<'_>, keys: &[&str]) -> EditResult<()> {
     Ok(())
 }
 
+/// The mapping an edit applies to: the document's root, or item `edit.item` of a
+/// `kind: List`.
+fn target<'n, 'a>(root: &'n Node<'a>, edit: &Edit) -> EditResult<&'n Node<'a>> {
+    let Some(i) = edit.item else {
+        return Ok(root);
+    };
+    let list = root
+        .get("items")
+        .ok_or(EditError::NoDocument(edit.doc_index))?;
+    not_shared(list, "items")?;
+    let item = super::list_items(root)
+        .and_then(|items| items.get(i))
+        .filter(|n| n.entries().is_some())
+        .ok_or(EditError::NoDocument(edit.doc_index))?;
+    Ok(item)
+}
+
 /// Applies `edit` to `src` and returns the new text, verified (see the module docs).
 pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
     let docs = parse_documents(src).map_err(|e| EditError::Parse {
@@ -436,7 +455,7 @@ pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
         .get(edit.doc_index)
         .filter(|d| d.root.as_ref().is_some_and(|r| r.entries().is_some()))
         .ok_or(EditError::NoDocument(edit.doc_index))?;
-    let root = doc.root.as_ref().expect("checked above");
+    let root = target(doc.root.as_ref().expect("checked above"), edit)?;
     not_shared(root, "the document")?;
     if !edit.encrypted.is_empty() {
         not_shared_along(root, &["spec", "encryptedData"])?;
@@ -553,6 +572,91 @@ pub fn remove_document(src: &str, doc_index: usize) -> EditResult<Option<String>
         return Err(EditError::Verification(
             "removing the document changed another one".into(),
         ));
+    }
+    Ok(Some(out))
+}
+
+/// Removes item `item` from the `items` of the `kind: List` document `doc_index`: the
+/// lines from its `- ` to the next item (or the end of its last value). The List keeps its
+/// other items byte for byte; removing its last item removes the document (`None` when it
+/// was the file's only one). Verified like [`remove_document`].
+pub fn remove_item(src: &str, doc_index: usize, item: usize) -> EditResult<Option<String>> {
+    let docs = parse_documents(src).map_err(|e| EditError::Parse {
+        line: e.line,
+        message: e.message,
+    })?;
+    let root = docs
+        .get(doc_index)
+        .and_then(|d| d.root.as_ref())
+        .ok_or(EditError::NoDocument(doc_index))?;
+    let seq = root.get("items").ok_or(EditError::NoDocument(doc_index))?;
+    let items = super::list_items(root).ok_or(EditError::NoDocument(doc_index))?;
+    let node = items.get(item).ok_or(EditError::NoDocument(doc_index))?;
+    if items.len() == 1 {
+        return remove_document(src, doc_index);
+    }
+    not_shared(seq, "items")?;
+    if matches!(seq.kind, NodeKind::Sequence { flow: true, .. }) {
+        return Err(EditError::Unsupported {
+            path: "items".into(),
+            line: seq.line,
+            what: "a flow sequence (JSON); remove the item by hand",
+        });
+    }
+    let start = line_start(src, node.span.start);
+    if !src[start..node.span.start].trim_start().starts_with('-') {
+        return Err(EditError::Unsupported {
+            path: format!("items.{item}"),
+            line: node.line,
+            what: "an item whose `- ` is not on its first line",
+        });
+    }
+    let end = match items.get(item + 1) {
+        Some(next) => line_start(src, next.span.start),
+        None => {
+            let e = value_end(src, node);
+            if e > 0 && src.as_bytes()[e - 1] == b'\n' {
+                e
+            } else {
+                after_line(src, e).unwrap_or(src.len())
+            }
+        }
+    };
+    let out = format!("{}{}", &src[..start], &src[end..]);
+    // Verify: the document lost exactly that item; every other leaf is unchanged.
+    let nd = parse_documents(&out)
+        .map_err(|e| EditError::Verification(format!("result does not parse: {e}")))?;
+    let renumber = |leaves: Vec<(Vec<String>, String)>| -> Vec<(Vec<String>, String)> {
+        leaves
+            .into_iter()
+            .filter_map(|(mut p, v)| {
+                if p.first().map(String::as_str) == Some("k:items") {
+                    let i: usize = p.get(1)?.strip_prefix("i:")?.parse().ok()?;
+                    if i == item {
+                        return None;
+                    }
+                    if i > item {
+                        p[1] = format!("i:{}", i - 1);
+                    }
+                }
+                Some((p, v))
+            })
+            .collect()
+    };
+    for (i, (a, b)) in docs.iter().zip(&nd).enumerate() {
+        let expect = if i == doc_index {
+            renumber(doc_leaves(a))
+        } else {
+            doc_leaves(a)
+        };
+        if expect != doc_leaves(b) {
+            return Err(EditError::Verification(format!(
+                "removing the List item changed document {i} otherwise"
+            )));
+        }
+    }
+    if docs.len() != nd.len() {
+        return Err(EditError::Verification("the document count changed".into()));
     }
     Ok(Some(out))
 }

@@ -198,6 +198,54 @@ fn refuses_duplicate_keys() {
     );
 }
 
+const LIST: &str = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: bitnami.com/v1alpha1\n  kind: SealedSecret\n  metadata:\n    name: a\n    namespace: n\n  spec:\n    encryptedData:\n      k: AgOldA # a\n- apiVersion: bitnami.com/v1alpha1\n  kind: SealedSecret\n  metadata:\n    name: b\n    namespace: n\n  spec:\n    encryptedData:\n      k: AgOldB\n    template:\n      metadata:\n        annotations:\n          x: \"1\"\nmetadata:\n  resourceVersion: \"\"\n";
+
+#[test]
+fn edits_a_sealed_secret_inside_a_list_in_place() {
+    let mut e = enc("k", "AgNewB");
+    e.item = Some(1);
+    e.template_annotations.insert("x".into(), "2".into());
+    let out = apply(LIST, &e).unwrap();
+    assert_eq!(
+        out,
+        LIST.replace("k: AgOldB", "k: AgNewB")
+            .replace("x: \"1\"", "x: \"2\"")
+    );
+    // Item 0 is another object: only it changes when it is the target.
+    let mut a = enc("k", "AgNewA");
+    a.item = Some(0);
+    assert_eq!(apply(LIST, &a).unwrap(), LIST.replace("AgOldA", "AgNewA"));
+    let mut missing = enc("k", "x");
+    missing.item = Some(5);
+    assert!(matches!(
+        apply(LIST, &missing),
+        Err(EditError::NoDocument(0))
+    ));
+}
+
+#[test]
+fn removes_one_item_of_a_list_and_keeps_the_rest_byte_for_byte() {
+    let first = remove_item(LIST, 0, 0).unwrap().unwrap();
+    assert_eq!(first, LIST.replace("- apiVersion: bitnami.com/v1alpha1\n  kind: SealedSecret\n  metadata:\n    name: a\n    namespace: n\n  spec:\n    encryptedData:\n      k: AgOldA # a\n", ""));
+    let last = remove_item(LIST, 0, 1).unwrap().unwrap();
+    assert!(
+        last.contains("name: a") && !last.contains("name: b"),
+        "{last}"
+    );
+    assert!(
+        last.ends_with("metadata:\n  resourceVersion: \"\"\n"),
+        "{last}"
+    );
+    // The only item left: the document goes (here: the file).
+    assert_eq!(remove_item(&first, 0, 0).unwrap(), None);
+    // JSON Lists are refused, not guessed at.
+    let json = r#"{"apiVersion": "v1", "kind": "List", "items": [{"kind": "SealedSecret"}, {"kind": "SealedSecret"}]}"#;
+    assert!(matches!(
+        remove_item(json, 0, 1),
+        Err(EditError::Unsupported { .. })
+    ));
+}
+
 #[test]
 fn removes_one_document_and_keeps_the_rest_byte_for_byte() {
     let src = "# head\na: 1\n---\n# mid\nb: 2\n---\nc: 3\n";

@@ -41,10 +41,14 @@ pub(super) fn doc_leaves(d: &Document<'_>) -> Vec<(Vec<String>, String)> {
 }
 
 fn expected_paths(edit: &Edit) -> Vec<(Vec<String>, String)> {
+    let base: Vec<String> = match edit.item {
+        Some(i) => vec!["k:items".into(), format!("i:{i}")],
+        None => Vec::new(),
+    };
     let p = |parts: &[&str], k: &str| -> Vec<String> {
-        parts
-            .iter()
-            .map(|s| format!("k:{s}"))
+        base.iter()
+            .cloned()
+            .chain(parts.iter().map(|s| format!("k:{s}")))
             .chain([format!("k:{k}")])
             .collect()
     };
