@@ -676,3 +676,127 @@ fn controller_and_url_certificate_sources() {
         r.stderr
     );
 }
+
+/// What kubeseal users expect of `seal`: --cert without a config repo, stdout by default,
+/// `-o json`, --raw and --fetch-cert.
+#[test]
+fn kubeseal_parity_cert_without_a_repo_stdout_json_raw_and_fetch_cert() {
+    let pem = testdata("example-repo/tooling/sealing-certs/aws.eu-central-1.dev1.pem");
+    let pem = pem.to_str().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let key = crate::common::unseal::key(DEV1);
+    let base = ["--cert", pem, "--namespace", "app", "--name", "db"];
+    // No -w: the SealedSecret goes to stdout; no warning about the directory.
+    let r = seal(
+        empty.path(),
+        &[&base[..], &["--from-literal", "password=s3cret"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("config repo"), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .starts_with("---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret"),
+        "{}",
+        r.stdout
+    );
+    let file = empty.path().join("out.yaml");
+    std::fs::write(&file, &r.stdout).unwrap();
+    assert_eq!(
+        decrypt_value(&file, 0, DEV1, "app/db", "password").unwrap(),
+        b"s3cret"
+    );
+    // -o json: kubeseal's JSON shape, which the scanner reads too.
+    let r = seal(
+        empty.path(),
+        &[
+            &["-o", "json"][..],
+            &base[..],
+            &["--from-literal", "password=s3cret"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(j["kind"], "SealedSecret");
+    assert_eq!(j["spec"]["template"]["metadata"]["namespace"], "app");
+    let ct = j["spec"]["encryptedData"]["password"].as_str().unwrap();
+    assert_eq!(
+        crate::common::unseal::decrypt(&key, "app/db", ct).unwrap(),
+        b"s3cret"
+    );
+    // --raw: only the ciphertext, bound to namespace/name (strict) or less.
+    let r = seal(
+        empty.path(),
+        &[&base[..], &["--raw", "--from-literal", "v=raw-value"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.contains('\n') && r.stdout.starts_with("Ag"),
+        "{:?}",
+        r.stdout
+    );
+    assert_eq!(
+        crate::common::unseal::decrypt(&key, "app/db", &r.stdout).unwrap(),
+        b"raw-value"
+    );
+    assert!(crate::common::unseal::decrypt(&key, "app/other", &r.stdout).is_err());
+    let r = seal(
+        empty.path(),
+        &[
+            "--cert",
+            pem,
+            "--raw",
+            "--scope",
+            "cluster-wide",
+            "--from-literal",
+            "v=anywhere",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        crate::common::unseal::decrypt(&key, "", &r.stdout).unwrap(),
+        b"anywhere"
+    );
+    for (args, needle) in [
+        (
+            &["--cert", pem, "--raw", "--from-literal", "v=x"][..],
+            "needs --namespace and --name",
+        ),
+        (
+            &[
+                &base[..],
+                &["--raw", "--from-literal", "a=1", "--from-literal", "b=2"],
+            ]
+            .concat()[..],
+            "exactly one value",
+        ),
+        (
+            &[
+                &base[..],
+                &["--raw", "-w", "x.yaml", "--from-literal", "a=1"],
+            ]
+            .concat()[..],
+            "cannot be used with",
+        ),
+    ] {
+        let r = seal(empty.path(), args, None);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert!(!r.stdout.contains("Ag"), "nothing sealed: {}", r.stdout);
+    }
+    // --fetch-cert: the certificate a cluster's secrets are sealed with, from the inventory.
+    let repo = temp_repo("example-repo");
+    let r = seal(repo.path(), &["--cluster", DEV1, "--fetch-cert"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = std::fs::read_to_string(pem).unwrap();
+    assert_eq!(r.stdout.trim(), want.trim());
+    let r = seal(empty.path(), &["--cert", pem, "--fetch-cert"], None);
+    assert_eq!(r.stdout.trim(), want.trim());
+    let r = seal(empty.path(), &["--fetch-cert"], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--cluster"), "{}", r.stderr);
+}

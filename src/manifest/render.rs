@@ -117,6 +117,59 @@ impl NewSealedSecret {
     }
 }
 
+impl NewSealedSecret {
+    /// The document as JSON (kubeseal's default output format), pretty-printed with a
+    /// final newline. The scanner reads it like the YAML form.
+    pub fn to_json(&self) -> String {
+        let scope_ann = match self.scope {
+            Some(Scope::NamespaceWide) => Some(NAMESPACE_WIDE_ANNOTATION),
+            Some(Scope::ClusterWide) => Some(CLUSTER_WIDE_ANNOTATION),
+            _ => None,
+        };
+        let with_scope = |m: &BTreeMap<String, String>| {
+            let mut m = m.clone();
+            if let Some(a) = scope_ann {
+                m.insert(a.to_owned(), "true".to_owned());
+            }
+            m
+        };
+        let mut meta = serde_json::Map::new();
+        meta.insert("name".into(), self.name.clone().into());
+        if let Some(ns) = &self.namespace {
+            meta.insert("namespace".into(), ns.clone().into());
+        }
+        let mut template_meta = meta.clone();
+        let outer = with_scope(&self.outer_annotations);
+        if !outer.is_empty() {
+            meta.insert("annotations".into(), serde_json::json!(outer));
+        }
+        if !self.labels.is_empty() {
+            template_meta.insert("labels".into(), serde_json::json!(self.labels));
+        }
+        let inner = with_scope(&self.template_annotations);
+        if !inner.is_empty() {
+            template_meta.insert("annotations".into(), serde_json::json!(inner));
+        }
+        let mut template = serde_json::Map::new();
+        template.insert("metadata".into(), template_meta.into());
+        if let Some(t) = &self.secret_type {
+            template.insert("type".into(), t.clone().into());
+        }
+        let doc = serde_json::json!({
+            "apiVersion": "bitnami.com/v1alpha1",
+            "kind": "SealedSecret",
+            "metadata": meta,
+            "spec": {
+                "encryptedData": self.encrypted,
+                "template": template,
+            },
+        });
+        let mut s = serde_json::to_string_pretty(&doc).expect("JSON of strings");
+        s.push('\n');
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +205,27 @@ mod tests {
             "123456789012"
         );
         assert_eq!(d.template_annotations[NAMESPACE_WIDE_ANNOTATION], "true");
+        // The JSON form says the same.
+        let j = n.to_json();
+        let docs = parse_documents(&j).unwrap();
+        let dj = SealedSecretDoc::from_document(&docs[0]).unwrap();
+        assert_eq!(
+            (
+                dj.scope,
+                dj.namespace,
+                dj.encrypted_keys,
+                dj.template_annotations,
+                dj.outer_annotations
+            ),
+            (
+                d.scope,
+                d.namespace,
+                d.encrypted_keys,
+                d.template_annotations,
+                d.outer_annotations
+            )
+        );
+        assert_eq!(dj.secret_type.as_deref(), Some("Opaque"));
+        assert!(j.ends_with("}\n"), "{j}");
     }
 }

@@ -98,6 +98,8 @@ pub struct SealingCert {
     pub not_after: DateTime<Utc>,
     /// Where it came from, for messages.
     pub origin: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
 }
 
 impl std::fmt::Debug for SealingCert {
@@ -159,7 +161,15 @@ impl SealingCert {
             fingerprint: fingerprint_hex(&der),
             not_after: na,
             origin: origin.to_owned(),
+            der,
         })
+    }
+
+    /// The certificate as PEM (what `kubeseal --fetch-cert` prints).
+    pub fn to_pem(&self) -> String {
+        use x509_cert::der::pem::{LineEnding, encode_string};
+        encode_string("CERTIFICATE", LineEnding::LF, &self.der)
+            .expect("a DER certificate encodes as PEM")
     }
 }
 

@@ -24,12 +24,18 @@ use std::path::{Path, PathBuf};
 /// --name when the file holds several), keeps its scope, never re-seals the other values,
 /// and leaves every other byte of the file as it was.
 ///
+/// Without -w or --merge-into the new SealedSecret goes to stdout, as YAML (`-o json` for
+/// JSON, kubeseal's default). --raw prints only the ciphertext of one value; --fetch-cert
+/// prints the certificate that would be used. --cert works outside a config repo.
+///
 /// Examples:
 ///   kubectl create secret generic db -n app --from-literal=password=... --dry-run=client -o yaml \
 ///     | secret-manager seal --cluster aws.eu-central-1.dev1 -w db-sealed.yaml
 ///   secret-manager seal --from-file password=./pw.txt --merge-into overlays/aws.eu-central-1.dev1/db.yaml
+///   secret-manager seal --cert cert.pem --raw --namespace app --name db --from-file password=./pw.txt
+///   secret-manager seal --cluster aws.eu-central-1.dev1 --fetch-cert > cert.pem
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["write", "merge_into"])))]
+#[command(group(ArgGroup::new("target").args(["write", "merge_into", "raw", "fetch_cert"])))]
 pub struct SealArgs {
     /// Cluster whose sealing certificate to use (cluster-values/<id>.yaml sealingCert).
     /// With --merge-into it defaults to the cluster the file's path belongs to.
@@ -70,6 +76,16 @@ pub struct SealArgs {
     /// its other values and every other byte of the file.
     #[arg(long, value_name = "FILE")]
     pub merge_into: Option<PathBuf>,
+    /// Seal one value (--from-literal or --from-file) and print only its ciphertext.
+    ///
+    /// The ciphertext is bound to --namespace and --name as --scope says (strict needs
+    /// both, namespace-wide the namespace, cluster-wide neither), as with kubeseal --raw;
+    /// paste it under spec.encryptedData of a SealedSecret with that name and namespace.
+    #[arg(long)]
+    pub raw: bool,
+    /// Print the certificate (PEM) of --cluster or --cert and exit; reads no values.
+    #[arg(long)]
+    pub fetch_cert: bool,
 }
 
 /// `--scope` values.
@@ -200,8 +216,23 @@ fn annotations(args: &SealArgs) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// Runs `seal`.
 pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
-    let repo = open_repo(ctx)?;
+    // With --cert and no file to merge into, no config repo is needed (as for kubeseal):
+    // no warning about a directory that is not one.
+    let repo = if args.cert.is_some() && args.merge_into.is_none() {
+        secret_manager::Repo::open(&ctx.global.repo)
+            .with_context(|| format!("cannot open {}", ctx.global.repo.display()))?
+    } else {
+        open_repo(ctx)?
+    };
+    if args.fetch_cert {
+        let (cert, _) = load_cert(ctx, &repo, args, None).await?;
+        ctx.out.write_all(cert.to_pem().as_bytes())?;
+        return Ok(exit::OK);
+    }
     let (values, manifest) = read_values(args)?;
+    if args.raw {
+        return raw(ctx, &repo, args, &values).await;
+    }
     let extra_annotations = annotations(args)?;
     let prefix = repo.config.annotation_prefix.clone();
     let mut rng = rand::rngs::OsRng;
@@ -262,11 +293,11 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
         &values,
         doc,
     )?;
-    let yaml = doc.to_yaml();
-    let out = args
-        .write
-        .as_deref()
-        .expect("clap group: write or merge_into");
+    let yaml = match ctx.global.output {
+        crate::args::Format::Json => doc.to_json(),
+        _ => doc.to_yaml(),
+    };
+    let out = args.write.as_deref().unwrap_or(Path::new("-"));
     if out != Path::new("-")
         && let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.is_dir()
@@ -308,6 +339,38 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
             ),
         );
     }
+    Ok(exit::OK)
+}
+
+/// `--raw`: one value's ciphertext on stdout, no newline (as kubeseal prints it).
+async fn raw(
+    ctx: &mut Ctx,
+    repo: &secret_manager::Repo,
+    args: &SealArgs,
+    values: &BTreeMap<String, Plaintext>,
+) -> anyhow::Result<u8> {
+    let [(_, value)] = values.iter().collect::<Vec<_>>()[..] else {
+        return Err(UsageError(format!(
+            "--raw seals exactly one value (--from-literal or --from-file); got {}",
+            values.len()
+        ))
+        .into());
+    };
+    let scope: Scope = args.scope.map(Into::into).unwrap_or(Scope::Strict);
+    if scope == Scope::Strict && (args.name.is_none() || args.namespace.is_none()) {
+        return Err(UsageError(
+            "--raw with strict scope needs --namespace and --name (the ciphertext is bound to both); or pass --scope namespace-wide|cluster-wide"
+                .into(),
+        )
+        .into());
+    }
+    let (cert, _) = load_cert(ctx, repo, args, None).await?;
+    let label = secret_manager::seal::label(scope, args.namespace.as_deref(), args.name.as_deref())
+        .map_err(|e| UsageError(format!("--raw: {e}; pass --namespace")))?;
+    let ciphertext =
+        secret_manager::seal::seal_value(&mut rand::rngs::OsRng, &cert, &label, &value.0)?;
+    ctx.out.write_all(ciphertext.as_bytes())?;
+    ctx.out.flush()?;
     Ok(exit::OK)
 }
 
