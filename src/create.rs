@@ -12,7 +12,7 @@ use crate::engine::{EngineError, Phase, undo};
 use crate::gitops::Fleet;
 use crate::gitops::claims::{ClaimRefs, Held, Taken};
 use crate::gitops::events::EventLog;
-use crate::journal::{Claim, RunId, credential_id, trailers};
+use crate::journal::{Claim, RunId, TrailerAction, TrailerBlock, credential_id, trailers};
 use crate::keys::identity_label;
 use crate::manifest::Scope;
 use crate::manifest::render::NewSealedSecret;
@@ -259,6 +259,52 @@ fn seal_and_write(
         .map_err(|e| edit_err(e.to_string()))
 }
 
+/// Appends the `create` event to the audit log. The key exists and the file is written
+/// whatever happens here: a failure is a warning, not a reason to undo.
+fn record_create(
+    events: &EventLog,
+    repo: &crate::Repo,
+    req: &CreateRequest,
+    identity: &str,
+    run: &RunId,
+    minted: &crate::provider::Minted,
+) {
+    let mut b = TrailerBlock::new(TrailerAction::Create);
+    b.run = Some(run.0.clone());
+    b.source = Some(req.source.clone());
+    b.identity = Some(identity.to_owned());
+    b.new_key = Some(minted.key_id.0.clone());
+    b.operator = minted.operator.clone();
+    b.clusters = vec![req.cluster.clone()];
+    b.secrets = vec![crate::journal::trailers::SecretTrailer {
+        cluster: req.cluster.clone(),
+        namespace: req.namespace.clone(),
+        name: req.name.clone(),
+        file: repo_relative(repo, &req.write),
+        document: 0,
+    }];
+    let msg = trailers::message(
+        &format!("secret-manager: created {}/{}", req.namespace, req.name),
+        &[b],
+    );
+    if let Err(e) = events.append(&msg) {
+        tracing::warn!(error = %e, "could not record the create in the audit log {}", crate::gitops::events::EVENTS_REF);
+        eprintln!(
+            "warning: the key and the file exist, but the audit log {} could not record the create: {e}",
+            crate::gitops::events::EVENTS_REF
+        );
+    }
+}
+
+/// `path` relative to the repo root when it lies inside it (as audit records name files).
+fn repo_relative(repo: &crate::Repo, path: &std::path::Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let root = std::fs::canonicalize(&repo.root).unwrap_or_else(|_| repo.root.clone());
+    abs.strip_prefix(&root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.display().to_string())
+}
+
 /// Deletes the key `create` minted because a later step failed with `error`; records the
 /// undo in the audit log; releases the claim unless the key could not be deleted (then a
 /// later `rotate` cleans it up).
@@ -383,6 +429,9 @@ pub async fn create(
     };
     match result {
         Ok(()) => {
+            if let Some(c) = &claiming {
+                record_create(&c.events, repo, req, &identity, run, &minted);
+            }
             release(&claiming);
             Ok(Created {
                 key_id: minted.key_id.0,

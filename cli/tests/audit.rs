@@ -112,9 +112,28 @@ fn scripted_history_exports_every_action_and_no_secret() {
         "Test Operator <operator@example.com>"
     );
     assert_eq!(edits[1]["cluster"], DEV1);
-    // Tool actions, in history order.
+    // `create` leaves an event in the audit log (its file is committed by hand, which is
+    // the `manual` record): who minted which key for which secret.
+    let creates: Vec<_> = records.iter().filter(|r| r["action"] == "create").collect();
+    assert_eq!(creates.len(), 1, "{creates:#?}");
+    assert_eq!(creates[0]["file"], REL);
+    assert_eq!(creates[0]["cluster"], DEV1);
+    assert_eq!(creates[0]["name"], "route53");
+    assert_eq!(creates[0]["source"], "aws");
+    assert_eq!(creates[0]["newKeyId"], created[0]["newKeyId"]);
+    assert!(
+        creates[0]["operator"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:"),
+        "{:#?}",
+        creates[0]
+    );
+    // Tool actions, in history order (the audit log is a chain of its own, so its events
+    // are ordered by commit time only; commits of the same second have no order).
     let actions: Vec<&str> = records
         .iter()
+        .filter(|r| r["action"] != "create")
         .filter(|r| r["file"] == REL || r["action"] == "merge-hotfix")
         .map(|r| r["action"].as_str().unwrap())
         .collect();
@@ -140,6 +159,8 @@ fn scripted_history_exports_every_action_and_no_secret() {
         ]
     );
     insta::with_settings!({filters => vec![
+        // Audit-log events are ordered by commit time only (checked above).
+        (r#"(?m)^.*"action":"create".*\n"#, ""),
         (r"[0-9a-f]{40}", "[commit]"),
         (r"AKIA[A-Z0-9]{16}", "[key]"),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)", "[time]"),

@@ -82,7 +82,7 @@ fn tag_cluster_moves_and_a_concurrent_move_is_not_overwritten() {
 }
 
 #[test]
-fn diverged_branch_promote_refuses_and_reconcile_follows_seed_4_3() {
+fn diverged_branch_promote_refuses_and_reconcile_merges_it_back() {
     let f = GitFleet::new();
     let work = f.path("work");
     f.commit_main(&work, SHARED, "main moved\n", "Main moves on");
@@ -364,8 +364,38 @@ fn cli_status_json_and_promote_confirmation() {
     );
     let r = run_cmd(cmd().args(["--repo", w, "--yes", "cluster", "promote", DEV1]));
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let after = f.remote_ref("dev", &format!("refs/heads/cluster/{DEV1}"));
+    assert_eq!(after, f.remote_ref("dev", "refs/heads/main"));
+    // The promotion is in the audit trail (the refused and the dry run are not), and the
+    // pointer got no commit of its own for it.
+    let r = run_cmd(cmd().args(["--repo", w, "audit", "export", "--cluster", DEV1]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let promotes: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "promote")
+        .collect();
+    assert_eq!(promotes.len(), 1, "{}", r.stdout);
+    let detail = promotes[0]["detail"].as_str().unwrap();
+    let before = before.unwrap_or_default();
+    assert!(
+        detail.contains(&format!(
+            "from {before} to {}",
+            after.clone().unwrap_or_default()
+        )),
+        "{detail}"
+    );
+    assert!(!promotes[0]["gitAuthor"].as_str().unwrap().is_empty());
     assert_eq!(
-        f.remote_ref("dev", &format!("refs/heads/cluster/{DEV1}")),
-        f.remote_ref("dev", "refs/heads/main")
+        git(
+            &f.path("dev.git"),
+            &[
+                "rev-list",
+                "--count",
+                &format!("{}..refs/heads/cluster/{DEV1}", after.unwrap())
+            ]
+        ),
+        "0"
     );
 }

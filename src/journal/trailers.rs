@@ -35,6 +35,12 @@ pub enum TrailerAction {
     MergeHotfix,
     /// A diverged cluster pointer was merged into main.
     Reconcile,
+    /// `create` minted a credential and wrote a new SealedSecret (an audit-log event;
+    /// the file itself is committed by whoever commits it).
+    Create,
+    /// `cluster promote` moved a pointer (an audit-log event: promotions add no commit
+    /// to the pointer).
+    Promote,
     /// A value written by a version this one does not know.
     Other(String),
 }
@@ -55,6 +61,8 @@ impl TrailerAction {
             TrailerAction::Undo => "undo",
             TrailerAction::MergeHotfix => "merge-hotfix",
             TrailerAction::Reconcile => "reconcile",
+            TrailerAction::Create => "create",
+            TrailerAction::Promote => "promote",
             TrailerAction::Other(s) => s,
         }
     }
@@ -74,6 +82,8 @@ impl TrailerAction {
             "undo" => TrailerAction::Undo,
             "merge-hotfix" => TrailerAction::MergeHotfix,
             "reconcile" => TrailerAction::Reconcile,
+            "create" => TrailerAction::Create,
+            "promote" => TrailerAction::Promote,
             other => TrailerAction::Other(other.to_owned()),
         }
     }

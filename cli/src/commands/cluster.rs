@@ -157,6 +157,38 @@ fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// Records a promotion in the audit log (`refs/secret-manager/audit` on the main remote):
+/// a promotion adds no commit to the pointer, so without this event `audit export` could
+/// not say who moved it. The pointer has moved whatever happens here: a failure is a
+/// warning.
+fn record_promote(
+    fleet: &Fleet,
+    c: &secret_manager::inventory::Cluster,
+    from: &str,
+    to: &str,
+    commits: usize,
+) {
+    use secret_manager::journal::{TrailerAction, TrailerBlock, trailers};
+    let mut b = TrailerBlock::new(TrailerAction::Promote);
+    b.clusters = vec![c.id.clone()];
+    b.reason = Some(format!(
+        "{} on {} moved from {from} to {to} ({commits} commit(s), fast-forward)",
+        secret_manager::gitops::pointer_ref(c),
+        c.remote
+    ));
+    let msg = trailers::message(&format!("secret-manager: promoted {}", c.id), &[b]);
+    if let Err(e) = secret_manager::gitops::events::EventLog::new(fleet).append(&msg) {
+        crate::output::say(
+            crate::output::Level::Warn,
+            &format!(
+                "{} was promoted, but the audit log {} could not record it: {e}",
+                c.id,
+                secret_manager::gitops::events::EVENTS_REF
+            ),
+        );
+    }
+}
+
 /// `cluster promote`.
 fn cmd_promote(
     ctx: &mut Ctx,
@@ -198,6 +230,7 @@ fn cmd_promote(
         short(&out.to),
         out.mode
     )?;
+    record_promote(fleet, c, &out.from, &out.to, n);
     Ok(exit::OK)
 }
 
