@@ -17,6 +17,9 @@ pub enum State {
     Due,
     /// Managed and younger than the policy's maximum age.
     Ok,
+    /// A rotation (or deletion) of it is in flight on the remote's main: staged,
+    /// proposed, published and waiting to revoke the old key, or disabled.
+    Rotating,
 }
 
 impl State {
@@ -27,6 +30,7 @@ impl State {
             State::Invalid => "invalid",
             State::Due => "due",
             State::Ok => "ok",
+            State::Rotating => "rotating",
         }
     }
 }
@@ -92,6 +96,10 @@ pub struct ListRow {
     pub document: usize,
     /// Lifecycle state.
     pub state: State,
+    /// For `rotating`: where the rotation stands (e.g. `staged, waiting for
+    /// aws.us-east-1.prod1`, `published 2026-12-01T10:00:00Z, old key AKIA… not revoked yet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
 }
 
 fn parsed_date(m: &Managed) -> Option<DateTime<Utc>> {
@@ -173,6 +181,51 @@ impl Filter {
     }
 }
 
+/// Marks the rows of manifests that a rotation record (as on the remote's main) is still
+/// working on as [`State::Rotating`], saying where the rotation stands.
+pub fn mark_in_flight(rows: &mut [ListRow], records: &[crate::journal::RotationRecord]) {
+    use crate::journal::RotationState;
+    for rec in records {
+        let how = match rec.state() {
+            RotationState::Proposed { proposal } => format!(
+                "proposed in {}",
+                proposal.url.clone().unwrap_or(proposal.branch.clone())
+            ),
+            RotationState::Staged { pending } => {
+                format!("staged, waiting for {}", pending.join(", "))
+            }
+            RotationState::Published { since } => format!(
+                "published {}, old key {} not revoked yet",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                rec.old_key_id
+            ),
+            RotationState::Disabled { since } => format!(
+                "old key disabled {}, deleted later",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        };
+        for m in &rec.manifests {
+            for row in rows.iter_mut().filter(|r| {
+                r.file == m.file
+                    && r.document == m.document
+                    && m.secret
+                        == format!(
+                            "{}/{}",
+                            if r.namespace.is_empty() {
+                                "-"
+                            } else {
+                                &r.namespace
+                            },
+                            if r.name.is_empty() { "-" } else { &r.name }
+                        )
+            }) {
+                row.state = State::Rotating;
+                row.rotation = Some(how.clone());
+            }
+        }
+    }
+}
+
 /// Builds the rows for the selected secrets, oldest first (unknown age first).
 pub fn rows(
     found: &[Found],
@@ -207,6 +260,7 @@ pub fn rows(
                 line: f.doc.line,
                 document: f.doc.doc_index,
                 state: state_of(f, now, max_age),
+                rotation: None,
             };
             (date, row)
         })

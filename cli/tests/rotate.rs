@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{GitFleet, Moto, Run, cmd, decrypt_value, git, run_cmd};
+use crate::common::{GitFleet, Moto, NOW, Run, cmd, decrypt_value, git, run_cmd};
 
 pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
 pub(crate) const REL: &str =
@@ -471,6 +471,84 @@ fn a_sealed_secret_inside_a_kind_list_is_rotated_in_place() {
     std::fs::write(&file, body).unwrap();
     let id = decrypt_value(&file, 0, DEV1, LABEL, "accessKeyId").unwrap();
     assert_eq!(String::from_utf8(id).unwrap(), keys[0]);
+}
+
+/// `list` reads the checkout and `rotate` the remote's main: after a rotation a clean
+/// checkout follows main, the credential shows as `rotating` until its old key is revoked,
+/// and a checkout that differs from main says so.
+#[test]
+fn list_follows_the_remote_main_and_shows_rotations_in_flight() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    let w = work.to_str().unwrap();
+    let list = || {
+        let r = run_cmd(cmd().args(["--repo", w, "-o", "json", "list", "--name", "route53"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(rows.len(), 1, "{}", r.stdout);
+        (rows[0].clone(), r.stderr)
+    };
+    let (row, stderr) = list();
+    assert_eq!(row["state"], "ok");
+    assert_eq!(row["keyId"], old.as_str());
+    assert!(!stderr.contains("note: this checkout"), "{stderr}");
+    // A commit only in this checkout: list and a rotate that finds nothing say so.
+    std::fs::write(work.join("local-note.txt"), "x\n").unwrap();
+    git(&work, &["add", "local-note.txt"]);
+    git(&work, &["commit", "--quiet", "-m", "local only"]);
+    let (_, stderr) = list();
+    assert!(
+        stderr.contains("1 commit(s) of this checkout are not on origin/main"),
+        "{stderr}"
+    );
+    let mut c = cmd();
+    moto.env(&mut c)
+        .args(["--repo", w, "--yes", "rotate", "--name", "never-pushed-*"]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("nothing to do"), "{}", r.stdout);
+    assert!(r.stderr.contains("not on origin/main"), "{}", r.stderr);
+    git(&work, &["reset", "--quiet", "--hard", "HEAD~1"]);
+    // Default grace: published now, the old key revoked by a later run.
+    let r = rotate(&f, &moto, NOW, &["--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("fast-forwarded this checkout to origin/main"),
+        "{}",
+        r.stderr
+    );
+    let (row, stderr) = list();
+    assert_ne!(row["keyId"], old.as_str(), "list shows the new key");
+    assert_eq!(row["state"], "rotating", "{row}");
+    let how = row["rotation"].as_str().unwrap();
+    assert!(
+        how.starts_with("published ") && how.contains(&format!("old key {old} not revoked yet")),
+        "{how}"
+    );
+    assert!(!stderr.contains("origin/main"), "{stderr}");
+    // Behind: main moved elsewhere and was fetched; list says how to catch up.
+    let other = f.path("other");
+    git(
+        &f.path(""),
+        &[
+            "clone",
+            "--quiet",
+            f.path("dev.git").to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(other.join("elsewhere.txt"), "y\n").unwrap();
+    git(&other, &["add", "elsewhere.txt"]);
+    git(&other, &["commit", "--quiet", "-m", "elsewhere"]);
+    git(&other, &["push", "--quiet", "origin", "main"]);
+    git(&work, &["fetch", "--quiet", "origin"]);
+    let (_, stderr) = list();
+    assert!(
+        stderr.contains("1 commit(s) behind origin/main"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("git pull --ff-only"), "{stderr}");
 }
 
 const PROD1: &str = "aws.us-east-1.prod1";

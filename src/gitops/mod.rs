@@ -17,6 +17,7 @@
 //! All work happens in temporary worktrees; the user's checkout is never touched.
 
 pub mod batch;
+pub mod checkout;
 pub mod claims;
 pub mod events;
 pub mod git;

@@ -35,5 +35,7 @@ pub mod record;
 pub mod trailers;
 
 pub use claim::{CLAIMS_REF_PREFIX, Claim, RunId, credential_id};
-pub use record::{RecordKind, RecordManifest, RotationRecord, RotationState, load_records};
+pub use record::{
+    RecordKind, RecordManifest, RotationRecord, RotationState, load_records, load_records_at,
+};
 pub use trailers::{TrailerAction, TrailerBlock};

@@ -12,7 +12,12 @@ use clap::Args;
 /// shown; `--all` adds unmanaged SealedSecrets. Files that cannot be parsed are reported on
 /// stderr and skipped. STATE is `due` when older than the policy's maxAge
 /// (.secret-manager.yaml, default 90d), `ok` when younger, `invalid` when the annotations
-/// cannot drive a rotation (run `lint`), `unmanaged` without a source.
+/// cannot drive a rotation (run `lint`), `unmanaged` without a source, `rotating` while a
+/// rotation of it is in flight on the main remote (JSON rows say where it stands).
+///
+/// list reads the files of the checkout, while rotate works from the main remote: a note
+/// says when the checkout is behind or ahead of main as last fetched (or has uncommitted
+/// changes).
 /// `-o wide` adds FILE:LINE; `-o json` rows also carry scope, createDate, file, line and document.
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -23,6 +28,37 @@ pub struct ListArgs {
     pub filter: FilterArgs,
 }
 
+/// Marks rows with a rotation in flight on the remote's main (as last fetched, else the
+/// checkout) and says when the checkout is not main as last fetched.
+fn in_flight_and_checkout(
+    ctx: &Ctx,
+    repo: &secret_manager::Repo,
+    rows: &mut [secret_manager::list::ListRow],
+) {
+    let fleet = secret_manager::gitops::Fleet::new(repo);
+    let tracking = fleet.main_tracking();
+    let mut records = match fleet.git().resolve(&tracking) {
+        Ok(Some(_)) => secret_manager::journal::load_records_at(fleet.git(), &tracking),
+        _ => secret_manager::journal::load_records(&repo.root),
+    };
+    // Pull-request mode keeps the records on the journal ref.
+    let journal = secret_manager::engine::JOURNAL_TRACKING;
+    if let (Ok(rs), Ok(Some(_))) = (&mut records, fleet.git().resolve(journal))
+        && let Ok(more) = secret_manager::journal::load_records_at(fleet.git(), journal)
+    {
+        rs.extend(more);
+    }
+    match records {
+        Ok(records) => secret_manager::list::mark_in_flight(rows, &records),
+        Err(e) => tracing::debug!(error = %e, "rotation records not read"),
+    }
+    if !ctx.global.quiet
+        && let Some(note) = secret_manager::gitops::checkout::state(&fleet).and_then(|s| s.note())
+    {
+        crate::output::say(crate::output::Level::Info, &format!("note: {note}"));
+    }
+}
+
 /// Runs `list`.
 pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
     let repo = open_repo(ctx)?;
@@ -30,7 +66,9 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
     filter.include_unmanaged = args.all;
     let report = repo.scan();
     report_diagnostics(ctx, &report);
-    let rows = secret_manager::list::rows(&report.secrets, &filter, ctx.now, repo.config.max_age);
+    let mut rows =
+        secret_manager::list::rows(&report.secrets, &filter, ctx.now, repo.config.max_age);
+    in_flight_and_checkout(ctx, &repo, &mut rows);
     if write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
         return Ok(exit::OK);
     }
@@ -64,6 +102,7 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
         "due" => Paint::Warn,
         "invalid" => Paint::Bad,
         "unmanaged" => Paint::Dim,
+        "rotating" => Paint::Good,
         _ => Paint::Plain,
     });
     for r in &rows {

@@ -188,10 +188,53 @@ fn render(ctx: &mut Ctx, report: &RotateReport) -> anyhow::Result<()> {
             ctx.out,
             "nothing to do: no selected credential is due and no rotation is in flight"
         )?;
+        // rotate reads the remote's main: a change only in this checkout is not seen.
+        if let Ok(repo) = secret_manager::Repo::open(&ctx.global.repo)
+            && let Some(s) =
+                secret_manager::gitops::checkout::state(&secret_manager::gitops::Fleet::new(&repo))
+            && (s.ahead > 0 || s.dirty)
+            && let Some(note) = s.note()
+        {
+            crate::output::say(crate::output::Level::Info, &format!("note: {note}"));
+        }
         return Ok(());
     }
     let wide = ctx.global.output == crate::args::Format::Wide;
     render_steps(&mut *ctx.out, &report.steps, wide)
+}
+
+/// After a run: fast-forwards a clean checkout of main to the main the run pushed (so that
+/// `list` shows the new keys), else says why the checkout differs.
+fn follow_main(ctx: &Ctx) -> anyhow::Result<()> {
+    let Ok(repo) = secret_manager::Repo::open(&ctx.global.repo) else {
+        return Ok(());
+    };
+    let fleet = secret_manager::gitops::Fleet::new(&repo);
+    match secret_manager::gitops::checkout::fast_forward(&fleet) {
+        Ok(0) => {}
+        Ok(n) => {
+            if !ctx.global.quiet {
+                crate::output::say(
+                    crate::output::Level::Info,
+                    &format!(
+                        "fast-forwarded this checkout to {}/{} ({n} commit(s))",
+                        fleet.main_remote(),
+                        fleet.main_branch()
+                    ),
+                );
+            }
+            return Ok(());
+        }
+        Err(e) => tracing::warn!(error = %e, "could not fast-forward the checkout"),
+    }
+    if !ctx.global.quiet
+        && let Some(s) = secret_manager::gitops::checkout::state(&fleet)
+        && s.behind > 0
+        && let Some(note) = s.note()
+    {
+        crate::output::say(crate::output::Level::Info, &format!("note: {note}"));
+    }
+    Ok(())
 }
 
 /// Whether a plan has anything to confirm (a change somewhere).
@@ -352,6 +395,9 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
     let report = rotate(&ctx.global.repo, &providers, &opts).await?;
     if let Some(p) = progress {
         p.finish();
+    }
+    if !args.dry_run {
+        follow_main(ctx)?;
     }
     render(ctx, &report)?;
     summarize(ctx, &report, verb, args.dry_run);
