@@ -22,6 +22,7 @@ pub mod lint;
 pub mod list;
 pub mod manifest;
 pub mod providers;
+pub mod reseal;
 pub mod scan;
 pub mod seal;
 

@@ -4,6 +4,7 @@ use crate::annotations::Managed;
 use crate::scan::Found;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeSet;
 
 /// Lifecycle state of a SealedSecret as `list` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -54,6 +55,23 @@ pub struct Filter {
     pub name: Option<globset::GlobMatcher>,
     /// Include unmanaged SealedSecrets.
     pub include_unmanaged: bool,
+    /// Manifests sealed with an outdated certificate (see [`crate::reseal`]), when known.
+    pub outdated: Option<std::sync::Arc<BTreeSet<crate::reseal::ManifestAt>>>,
+    /// With `outdated`: what it does to the selection.
+    pub reseal: Reseal,
+}
+
+/// How [`Filter::outdated`] changes a selection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reseal {
+    /// Not at all.
+    #[default]
+    Ignore,
+    /// Outdated manifests are selected whatever their age (`rotate --reseal
+    /// --older-than`): due or outdated.
+    AlsoOutdated,
+    /// Only outdated manifests (`list --cert-outdated`, `rotate --reseal` alone).
+    OnlyOutdated,
 }
 
 /// Shared manifests (no cluster id in their path) in a selection.
@@ -96,6 +114,11 @@ pub struct ListRow {
     pub document: usize,
     /// Lifecycle state.
     pub state: State,
+    /// `<prefix>sealedWith`: the fingerprint of the certificate it was sealed with.
+    pub sealed_with: Option<String>,
+    /// Whether that is the cluster's current certificate (`None`: no fingerprint, no
+    /// single cluster, or the certificate cannot be read).
+    pub cert_current: Option<bool>,
     /// For `rotating`: where the rotation stands (e.g. `staged, waiting for
     /// aws.us-east-1.prod1`, `published 2026-12-01T10:00:00Z, old key AKIA… not revoked yet`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,7 +164,16 @@ impl Filter {
         if !self.sources.is_empty() && !self.sources.contains(&m.source) {
             return false;
         }
-        if let Some(min) = self.older_than {
+        let outdated = self
+            .outdated
+            .as_ref()
+            .is_some_and(|o| o.contains(&crate::reseal::at(f)));
+        if self.reseal == Reseal::OnlyOutdated && !outdated {
+            return false;
+        }
+        if let Some(min) = self.older_than
+            && !(self.reseal == Reseal::AlsoOutdated && outdated)
+        {
             // Unknown or unparseable age counts as old: it needs attention.
             if parsed_date(m).is_some_and(|d| now - d < min) {
                 return false;
@@ -233,6 +265,18 @@ pub fn rows(
     now: DateTime<Utc>,
     max_age: chrono::Duration,
 ) -> Vec<ListRow> {
+    rows_with_certs(found, filter, now, max_age, None)
+}
+
+/// [`rows`], with `sealedWith` and `certCurrent` filled from `certs` (and the annotation
+/// prefix).
+pub fn rows_with_certs(
+    found: &[Found],
+    filter: &Filter,
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+    certs: Option<(&crate::reseal::CurrentCerts, &str)>,
+) -> Vec<ListRow> {
     let mut selected: Vec<(Option<DateTime<Utc>>, ListRow)> = found
         .iter()
         .filter(|f| filter.matches(f, now))
@@ -261,6 +305,9 @@ pub fn rows(
                 document: f.doc.doc_index,
                 state: state_of(f, now, max_age),
                 rotation: None,
+                sealed_with: certs
+                    .and_then(|(_, prefix)| crate::reseal::CurrentCerts::sealed_with(f, prefix)),
+                cert_current: certs.and_then(|(c, prefix)| c.is_current(f, prefix)),
             };
             (date, row)
         })

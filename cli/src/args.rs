@@ -81,6 +81,8 @@ pub enum Format {
     Json,
     /// A YAML sequence.
     Yaml,
+    /// Prometheus text exposition format (`list` only).
+    Prometheus,
 }
 
 /// `--color` values.

@@ -26,6 +26,10 @@ pub const GATE: u8 = 14;
 /// Pull-request mode: a pull request has waited for review longer than
 /// `forge.maxOpenAge`; nothing else failed.
 pub const STALE_REVIEW: u8 = 15;
+/// `--metrics-file` or `--pushgateway` failed after a run that itself succeeded (a failed
+/// run keeps its own code): without its metrics a successful run would look like a
+/// missing one.
+pub const METRICS: u8 = 16;
 /// Stopped by SIGINT (128 + 2).
 pub const INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM (128 + 15).

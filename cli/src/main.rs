@@ -3,6 +3,8 @@
 mod args;
 mod commands;
 mod exit;
+mod metrics;
+mod notify;
 mod output;
 mod signals;
 

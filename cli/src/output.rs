@@ -186,6 +186,10 @@ pub fn write_structured<T: Serialize>(
             Ok(true)
         }
         Format::Table | Format::Wide => Ok(false),
+        Format::Prometheus => Err(crate::exit::UsageError(
+            "-o prometheus is for `list` (and `rotate --metrics-file`); use table, wide, json or yaml here".into(),
+        )
+        .into()),
     }
 }
 
@@ -203,12 +207,15 @@ pub enum Fit {
     Drop(u8),
 }
 
+/// What a cell's text means, for colour.
+type PaintFn = fn(&str) -> Paint;
+
 /// A kubectl-style table: no borders, two spaces between columns.
 pub struct Table {
     headers: Vec<&'static str>,
     fits: Vec<Fit>,
     rows: Vec<Vec<String>>,
-    paints: Vec<Option<fn(&str) -> Paint>>,
+    paints: Vec<Option<PaintFn>>,
     color: bool,
 }
 

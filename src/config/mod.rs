@@ -149,6 +149,34 @@ pub struct RawConfig {
     /// Git settings.
     #[serde(default)]
     pub git: RawGit,
+    /// Webhooks told about each `rotate`/`delete` run.
+    #[serde(default)]
+    pub notify: Vec<Notify>,
+}
+
+/// When a webhook is told about a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// Only when something failed (the default).
+    #[default]
+    Failure,
+    /// When something changed (a key staged, published, revoked, a PR opened) or failed.
+    Change,
+    /// After every run.
+    Always,
+}
+
+/// One `notify:` entry: a Slack/Mattermost-compatible incoming webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Notify {
+    /// The environment variable that holds the webhook URL (webhook URLs carry a token:
+    /// keep them out of the repo).
+    pub url_env: String,
+    /// When to post.
+    #[serde(default)]
+    pub on: NotifyOn,
 }
 
 /// Validated configuration with defaults applied.
@@ -178,6 +206,8 @@ pub struct Config {
     pub providers: ProviderSettings,
     /// How changes reach main.
     pub main_via: MainVia,
+    /// Webhooks told about runs.
+    pub notify: Vec<Notify>,
     /// The forge (always set when `main_via` is `PullRequest`).
     pub forge: Option<Forge>,
     /// Sign every commit, whatever git's own configuration says.
@@ -265,7 +295,25 @@ impl RawConfig {
         }
         self.providers.validate(path)?;
         let forge = RawForge::validate(self.forge, self.main_via, path)?;
+        for n in &self.notify {
+            if n.url_env.is_empty()
+                || !n
+                    .url_env
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: "notify[].urlEnv".into(),
+                    message: format!(
+                        "`{}` is not an environment variable name (e.g. SLACK_WEBHOOK_URL)",
+                        n.url_env
+                    ),
+                });
+            }
+        }
         Ok(Config {
+            notify: self.notify,
             annotation_prefix: prefix,
             claim_lease,
             claim_ref_prefix,

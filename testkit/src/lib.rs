@@ -19,7 +19,7 @@ pub mod trace;
 
 pub use clock::VirtualClock;
 pub use forge::{FakeForge, MergeStyle};
-pub use moto::MotoServer;
+pub use moto::{MotoServer, Pushgateway};
 pub use provider::{Fail, FakeKey, FakeProvider, Op};
 pub use server::{Reply, Request, TestServer};
 pub use trace::TraceCapture;

@@ -1,4 +1,5 @@
-//! Starts a real `moto_server` (the AWS IAM/STS endpoint of the tests) on a free port.
+//! Starts a real `moto_server` (the AWS IAM/STS endpoint of the tests), or a real
+//! Prometheus Pushgateway, on a free loopback port.
 //!
 //! A port picked with `bind(:0)` is free only until it is released, and tests start many
 //! servers at once (in one process and, under nextest, in several). Two servers can
@@ -56,8 +57,66 @@ fn free_port() -> u16 {
 }
 
 fn try_start(bin: &str, port: u16) -> Result<MotoServer, String> {
+    let (child, url) = spawn_ready(
+        bin,
+        &[
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ],
+        port,
+        &format!("Running on http://127.0.0.1:{port}"),
+    )?;
+    Ok(MotoServer { child, url })
+}
+
+/// A running Prometheus Pushgateway (Debian's `prometheus-pushgateway`); killed on drop.
+pub struct Pushgateway {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pushgateway {
+    /// Starts the pushgateway at `bin` on a free loopback port, waiting for its
+    /// `Listening on` line (a port collision is retried on a new port).
+    pub fn start(bin: &str) -> Pushgateway {
+        let mut last = String::new();
+        for _ in 0..8 {
+            let port = free_port();
+            match spawn_ready(
+                bin,
+                &[format!("--web.listen-address=127.0.0.1:{port}")],
+                port,
+                &format!("address=127.0.0.1:{port}"),
+            ) {
+                Ok((child, url)) => return Pushgateway { child, url },
+                Err(why) => last = why,
+            }
+        }
+        panic!(
+            "{bin} did not start: {last} (apt-get install prometheus-pushgateway, or set PUSHGATEWAY)"
+        );
+    }
+}
+
+/// Spawns `bin args`, waits for `ready` on its stderr and for the port to accept.
+fn spawn_ready(
+    bin: &str,
+    args: &[String],
+    port: u16,
+    ready: &str,
+) -> Result<(Child, String), String> {
     let mut child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -65,7 +124,7 @@ fn try_start(bin: &str, port: u16) -> Result<MotoServer, String> {
         .map_err(|e| format!("cannot run {bin}: {e}"))?;
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel();
-    let ready = format!("Running on http://127.0.0.1:{port}");
+    let ready = ready.to_owned();
     // Reads stderr to the end, so the server never blocks on a full pipe; reports the
     // first decisive line.
     std::thread::spawn(move || {
@@ -75,7 +134,7 @@ fn try_start(bin: &str, port: u16) -> Result<MotoServer, String> {
             if !told && line.contains(&ready) {
                 let _ = tx.send(Ok(()));
                 told = true;
-            } else if !told && line.contains("in use") {
+            } else if !told && (line.contains("in use") || line.contains("level=error")) {
                 let _ = tx.send(Err(line));
                 told = true;
             }
@@ -105,10 +164,7 @@ fn try_start(bin: &str, port: u16) -> Result<MotoServer, String> {
             return Err(format!("port {port}: exited with {status}"));
         }
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(MotoServer {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            });
+            return Ok((child, format!("http://127.0.0.1:{port}")));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -18,12 +18,20 @@ use clap::Args;
 /// list reads the files of the checkout, while rotate works from the main remote: a note
 /// says when the checkout is behind or ahead of main as last fetched (or has uncommitted
 /// changes).
+/// A `+reseal` marker (e.g. `ok+reseal`) means sealed with a certificate that is not the
+/// cluster's current one. `-o prometheus` prints the credentials as Prometheus metrics.
 /// `-o wide` adds FILE:LINE; `-o json` rows also carry scope, createDate, file, line and document.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Also show SealedSecrets without a source annotation.
     #[arg(long)]
     pub all: bool,
+    /// Only SealedSecrets sealed with a certificate that is not their cluster's current one.
+    ///
+    /// Compares each manifest's secret-manager/sealedWith fingerprint with the cluster's
+    /// sealingCert (fetched once per cluster). `rotate --reseal` re-seals them.
+    #[arg(long)]
+    pub cert_outdated: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -60,15 +68,36 @@ fn in_flight_and_checkout(
 }
 
 /// Runs `list`.
-pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
+pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
     let repo = open_repo(ctx)?;
     let mut filter = build_filter(&args.filter, &repo)?;
     filter.include_unmanaged = args.all;
     let report = repo.scan();
     report_diagnostics(ctx, &report);
-    let mut rows =
-        secret_manager::list::rows(&report.secrets, &filter, ctx.now, repo.config.max_age);
+    // Each cluster's current certificate, once: for certCurrent and --cert-outdated.
+    let certs = secret_manager::reseal::CurrentCerts::load(&repo, &report.secrets, ctx.now).await;
+    let prefix = repo.config.annotation_prefix.clone();
+    if args.cert_outdated {
+        filter.outdated = Some(std::sync::Arc::new(
+            certs.outdated(&report.secrets, &prefix),
+        ));
+        filter.reseal = secret_manager::list::Reseal::OnlyOutdated;
+    }
+    let mut rows = secret_manager::list::rows_with_certs(
+        &report.secrets,
+        &filter,
+        ctx.now,
+        repo.config.max_age,
+        Some((&certs, &prefix)),
+    );
     in_flight_and_checkout(ctx, &repo, &mut rows);
+    if ctx.global.output == crate::args::Format::Prometheus {
+        let m = crate::metrics::Metrics::new();
+        m.credentials(&rows, ctx.now);
+        m.scan(&report);
+        ctx.out.write_all(m.encode().as_bytes())?;
+        return Ok(exit::OK);
+    }
     if write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
         return Ok(exit::OK);
     }
@@ -98,6 +127,7 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
         cols.push(("FILE", Fit::Fixed));
     }
     let mut t = Table::new(&cols).paint("STATE", |s| match s {
+        s if s.ends_with("+reseal") => Paint::Warn,
         "ok" => Paint::Good,
         "due" => Paint::Warn,
         "invalid" => Paint::Bad,
@@ -121,7 +151,12 @@ pub fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
                 r.key_id.clone()
             },
             r.age_days.map_or("?".into(), |d| format!("{d}d")),
-            r.state.as_str().to_owned(),
+            // A manifest sealed with an outdated certificate: `rotate --reseal`.
+            if r.cert_current == Some(false) {
+                format!("{}+reseal", r.state.as_str())
+            } else {
+                r.state.as_str().to_owned()
+            },
         ];
         if wide {
             cells.push(format!("{}:{}", r.file, r.line));

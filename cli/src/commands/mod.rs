@@ -144,7 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         _clone_dir: clone_dir,
     };
     match &cli.command {
-        Command::List(a) => list::cmd_list(&mut ctx, a),
+        Command::List(a) => list::cmd_list(&mut ctx, a).await,
         Command::Lint(a) => lint::cmd_lint(&mut ctx, a),
         Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
         Command::Cluster(a) => cluster::cmd_cluster(&mut ctx, a).await,
@@ -282,6 +282,7 @@ pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Resu
         namespace: f.namespace.clone(),
         name,
         include_unmanaged: false,
+        ..Filter::default()
     })
 }
 

@@ -86,8 +86,61 @@ pub struct RunArgs {
     #[arg(long, default_value_t = secret_manager::engine::DEFAULT_CONCURRENCY as u16,
           value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Also select managed credentials sealed with an outdated certificate.
+    ///
+    /// With --older-than: credentials that are due or outdated; alone: only the outdated
+    /// ones. A rotation re-seals with the cluster's current certificate. Unmanaged
+    /// SealedSecrets sealed with an old certificate are listed on stderr (their values
+    /// cannot be read, so they cannot be re-sealed here).
+    #[arg(long)]
+    pub reseal: bool,
+    /// After the run, write Prometheus metrics to PATH (atomically), e.g. for
+    /// node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// After the run, push the metrics to this Prometheus Pushgateway (job secret-manager).
+    ///
+    /// The grouping label is instance=<--metrics-instance>. A failed push (or metrics file)
+    /// is exit 16 when the run itself succeeded; a failed run keeps its own code.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+    /// The instance label of pushed metrics (default: the host name).
+    #[arg(long, value_name = "NAME", env = "SECRET_MANAGER_METRICS_INSTANCE")]
+    pub metrics_instance: Option<String>,
+    /// POST a JSON summary to a Slack/Mattermost-compatible webhook; repeatable.
+    ///
+    /// Give `env:NAME` to read the URL from an environment variable (webhook URLs carry a
+    /// token; keep them out of argv). A failing webhook is reported and never changes the
+    /// exit code.
+    #[arg(long, value_name = "URL|env:NAME")]
+    pub notify: Vec<String>,
+    /// When --notify posts: failure (default), change (something changed or failed), or
+    /// always.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = NotifyOnArg::Failure)]
+    pub notify_on: NotifyOnArg,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// `--notify-on` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NotifyOnArg {
+    /// Only when something failed.
+    Failure,
+    /// When something changed or failed.
+    Change,
+    /// After every run.
+    Always,
+}
+
+impl From<NotifyOnArg> for secret_manager::config::NotifyOn {
+    fn from(a: NotifyOnArg) -> Self {
+        match a {
+            NotifyOnArg::Failure => Self::Failure,
+            NotifyOnArg::Change => Self::Change,
+            NotifyOnArg::Always => Self::Always,
+        }
+    }
 }
 
 /// `--revoke-mode` values.
@@ -371,6 +424,12 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
     }
     let (mut opts, providers) = options(ctx, &repo, args, delete)?;
     let verb = if delete { "delete" } else { "rotate" };
+    // Checked before anything runs: a missing webhook variable is a usage error.
+    let notify = crate::notify::targets(&args.notify, args.notify_on.into(), &repo.config.notify)?;
+    if args.reseal {
+        reseal_selection(ctx, &repo, &mut opts).await;
+    }
+    let started = (chrono::Utc::now(), std::time::Instant::now());
     if !args.dry_run && !ctx.global.yes {
         // Show the plan and ask.
         let plan = rotate(&ctx.global.repo, &providers, &opts).await?;
@@ -401,7 +460,98 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
     }
     render(ctx, &report)?;
     summarize(ctx, &report, verb, args.dry_run);
-    Ok(exit::for_report(&report))
+    let code = exit::for_report(&report);
+    if args.dry_run {
+        return Ok(code);
+    }
+    let delivered = write_metrics(ctx, args, &report, started, code).await;
+    crate::notify::send(&notify, &report, code, verb).await;
+    Ok(if code == exit::OK && !delivered {
+        exit::METRICS
+    } else {
+        code
+    })
+}
+
+/// `--reseal`: adds the manifests sealed with an outdated certificate to the selection
+/// (only them without --older-than), and names the unmanaged ones it cannot re-seal.
+async fn reseal_selection(ctx: &Ctx, repo: &secret_manager::Repo, opts: &mut RotateOptions) {
+    let report = repo.scan();
+    let certs = secret_manager::reseal::CurrentCerts::load(repo, &report.secrets, ctx.now).await;
+    let prefix = &repo.config.annotation_prefix;
+    let outdated = certs.outdated(&report.secrets, prefix);
+    for f in report
+        .secrets
+        .iter()
+        .filter(|f| f.managed.is_none() && outdated.contains(&secret_manager::reseal::at(f)))
+    {
+        crate::output::say(
+            crate::output::Level::Warn,
+            &format!(
+                "{}:{}: unmanaged SealedSecret {} is sealed with an outdated certificate; re-seal its values by hand (secret-manager seal --merge-into)",
+                f.file.display(),
+                f.doc.line,
+                f.doc.name.as_deref().unwrap_or("-")
+            ),
+        );
+    }
+    opts.filter.outdated = Some(std::sync::Arc::new(outdated));
+    opts.filter.reseal = if opts.filter.older_than.is_some() {
+        secret_manager::list::Reseal::AlsoOutdated
+    } else {
+        secret_manager::list::Reseal::OnlyOutdated
+    };
+}
+
+/// `--metrics-file` and `--pushgateway` after a run; false when either failed (each
+/// failure is said on stderr).
+async fn write_metrics(
+    ctx: &Ctx,
+    args: &RunArgs,
+    report: &RotateReport,
+    started: (chrono::DateTime<chrono::Utc>, std::time::Instant),
+    code: u8,
+) -> bool {
+    if args.metrics_file.is_none() && args.pushgateway.is_none() {
+        return true;
+    }
+    let mut m = crate::metrics::Metrics::new();
+    // The credentials as the checkout now shows them (fast-forwarded to main after the
+    // run when it was clean, as in a CronJob's clone).
+    if let Ok(repo) = secret_manager::Repo::open(&ctx.global.repo) {
+        let scan = repo.scan();
+        let certs = secret_manager::reseal::CurrentCerts::load(&repo, &scan.secrets, ctx.now).await;
+        let rows = secret_manager::list::rows_with_certs(
+            &scan.secrets,
+            &secret_manager::list::Filter::default(),
+            ctx.now,
+            repo.config.max_age,
+            Some((&certs, &repo.config.annotation_prefix)),
+        );
+        m.credentials(&rows, ctx.now);
+        m.scan(&scan);
+    }
+    m.run(report, started.0, started.1.elapsed(), code == exit::OK);
+    let text = m.encode();
+    let mut ok = true;
+    if let Some(path) = &args.metrics_file
+        && let Err(e) = crate::metrics::write_textfile(path, &text)
+    {
+        crate::output::say(crate::output::Level::Error, &format!("{e:#}"));
+        ok = false;
+    }
+    if let Some(url) = &args.pushgateway {
+        let instance = args.metrics_instance.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "secret-manager".into())
+        });
+        if let Err(e) = crate::metrics::push(url, &instance, &text).await {
+            crate::output::say(crate::output::Level::Error, &format!("{e:#}"));
+            ok = false;
+        }
+    }
+    ok
 }
 
 use std::io::Write as _;

@@ -169,14 +169,18 @@ fn refuses_annotations_shared_through_an_anchor_or_a_merge_key() {
         "{err}"
     );
     // Only the template edit, through the alias: refused as well.
-    let mut t = Edit::default();
-    t.template_annotations = e.template_annotations.clone();
+    let t = Edit {
+        template_annotations: e.template_annotations.clone(),
+        ..Edit::default()
+    };
     let err = apply(shared, &t).unwrap_err();
     assert!(err.to_string().contains("line 9"), "{err}");
     // A merge key in the edited mapping.
     let merged = "base: &b {x: y}\nkind: SealedSecret\nmetadata:\n  name: a\n  annotations:\n    <<: *b\n    secret-manager/createDate: \"2026-01-01T00:00:00Z\"\nspec:\n  encryptedData:\n    k: AgOld\n";
-    let mut o = Edit::default();
-    o.outer_annotations = e.outer_annotations.clone();
+    let o = Edit {
+        outer_annotations: e.outer_annotations.clone(),
+        ..Edit::default()
+    };
     let err = apply(merged, &o).unwrap_err();
     assert!(err.to_string().contains("merge key"), "{err}");
     // An anchor elsewhere in the file does not block an edit that does not touch it.

@@ -1,0 +1,385 @@
+//! Metrics (`list -o prometheus`, `--metrics-file`, a real Pushgateway), notifications,
+//! and the sealing-key lifecycle (`certCurrent`, `rotate --reseal`).
+
+use crate::common::{Moto, cmd, decrypt_value, run_cmd, run_in, testdata};
+use crate::rotate::{DEV1, LABEL, REL, USER, setup};
+use std::io::{BufRead, BufReader, Read, Write};
+
+fn parse(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+fn value(v: &prometheus_parse::Value) -> f64 {
+    match v {
+        prometheus_parse::Value::Gauge(x)
+        | prometheus_parse::Value::Counter(x)
+        | prometheus_parse::Value::Untyped(x) => *x,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The samples of `metric` whose labels include `labels`.
+fn samples<'s>(
+    s: &'s prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'s prometheus_parse::Sample> {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .collect()
+}
+
+#[test]
+fn list_prints_prometheus_metrics_a_parser_reads_back() {
+    let repo = testdata("example-repo");
+    let r = run_in(&["--repo", repo.to_str().unwrap(), "-o", "prometheus", "list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = parse(&r.stdout);
+    let json = run_in(&["--repo", repo.to_str().unwrap(), "-o", "json", "list"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    let due = samples(&s, "secret_manager_credential_due", &[]);
+    assert_eq!(due.len(), rows.len(), "one series per managed credential");
+    for row in &rows {
+        let l = [
+            ("cluster", row["cluster"].as_str().unwrap()),
+            ("namespace", row["namespace"].as_str().unwrap()),
+            ("name", row["name"].as_str().unwrap()),
+            ("source", row["source"].as_str().unwrap()),
+        ];
+        let d = samples(&s, "secret_manager_credential_due", &l);
+        assert_eq!(d.len(), 1, "{l:?}");
+        assert_eq!(
+            value(&d[0].value),
+            if row["state"] == "due" { 1.0 } else { 0.0 },
+            "{l:?}"
+        );
+        let age = samples(&s, "secret_manager_credential_age_seconds", &l);
+        let days = row["ageDays"].as_f64().unwrap();
+        assert!((value(&age[0].value) / 86400.0 - days).abs() < 1.0, "{l:?}");
+    }
+    // Never a key id in a label or anywhere else.
+    for row in &rows {
+        assert!(!r.stdout.contains(row["keyId"].as_str().unwrap()));
+    }
+    for x in &s.samples {
+        let mut keys: Vec<&str> = x.labels.keys().map(String::as_str).collect();
+        keys.sort();
+        assert!(
+            keys.iter()
+                .all(|k| ["cluster", "kind", "name", "namespace", "source"].contains(k)),
+            "{keys:?}"
+        );
+    }
+    let files = samples(&s, "secret_manager_scan_files", &[]);
+    assert!(value(&files[0].value) > 10.0);
+    let skipped = samples(
+        &s,
+        "secret_manager_scan_diagnostics",
+        &[("kind", "skipped")],
+    );
+    assert_eq!(value(&skipped[0].value), 1.0, "the Helm template");
+    // Same state, same text.
+    let again = run_in(&["--repo", repo.to_str().unwrap(), "-o", "prometheus", "list"]);
+    assert_eq!(again.stdout, r.stdout);
+    // Other commands refuse the format.
+    let r = run_in(&["--repo", repo.to_str().unwrap(), "-o", "prometheus", "keys"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+fn pushgateway_bin() -> String {
+    std::env::var("PUSHGATEWAY").unwrap_or_else(|_| "prometheus-pushgateway".into())
+}
+
+fn rotation(f: &crate::common::GitFleet, moto: &Moto, extra: &[&str]) -> crate::common::Run {
+    let work = f.path("work");
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com")
+        .args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--name",
+            "route53",
+            "--revoke-after",
+            "0s",
+        ])
+        .args(extra);
+    run_cmd(&mut c)
+}
+
+#[test]
+fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
+    let (f, moto, old) = setup();
+    let gw = secret_manager_testkit::Pushgateway::start(&pushgateway_bin());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret_manager.prom");
+    let r = rotation(
+        &f,
+        &moto,
+        &[
+            "--metrics-file",
+            file.to_str().unwrap(),
+            "--pushgateway",
+            &gw.url,
+            "--metrics-instance",
+            "cron-dev1",
+        ],
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(r.code, 0, "{}\n{text}", r.stderr);
+    let s = parse(&text);
+    assert_eq!(
+        value(&samples(&s, "secret_manager_run_success", &[])[0].value),
+        1.0
+    );
+    let staged = samples(
+        &s,
+        "secret_manager_rotations_total",
+        &[("phase", "stage"), ("outcome", "staged")],
+    );
+    assert_eq!(value(&staged[0].value), 1.0, "{text}");
+    let revoked = samples(
+        &s,
+        "secret_manager_rotations_total",
+        &[("phase", "revoke"), ("outcome", "revoked")],
+    );
+    assert_eq!(value(&revoked[0].value), 1.0, "{text}");
+    assert!(
+        matches!(staged[0].value, prometheus_parse::Value::Counter(_)),
+        "a counter: {text}"
+    );
+    let ts = value(&samples(&s, "secret_manager_run_timestamp_seconds", &[])[0].value);
+    assert!((ts - chrono::Utc::now().timestamp() as f64).abs() < 600.0);
+    // The credential gauges reflect main after the run: the new key is 0 s old.
+    let age = samples(
+        &s,
+        "secret_manager_credential_age_seconds",
+        &[("cluster", DEV1), ("name", "route53")],
+    );
+    assert!(value(&age[0].value) < 600.0, "{text}");
+    assert!(
+        !text.contains(&old) && !text.contains("AKIA"),
+        "no key id: {text}"
+    );
+    // What the Pushgateway serves: the same series, with job and instance, still typed.
+    let mut body = String::new();
+    std::net::TcpStream::connect(gw.url.trim_start_matches("http://"))
+        .and_then(|mut c| {
+            write!(c, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            c.read_to_string(&mut body)
+        })
+        .unwrap();
+    let served = parse(body.split("\r\n\r\n").nth(1).unwrap());
+    let pushed = samples(
+        &served,
+        "secret_manager_rotations_total",
+        &[
+            ("job", "secret-manager"),
+            ("instance", "cron-dev1"),
+            ("phase", "stage"),
+            ("outcome", "staged"),
+        ],
+    );
+    assert_eq!(pushed.len(), 1, "{body}");
+    assert!(
+        matches!(pushed[0].value, prometheus_parse::Value::Counter(1.0)),
+        "{body}"
+    );
+    let success = samples(
+        &served,
+        "secret_manager_run_success",
+        &[("job", "secret-manager")],
+    );
+    assert_eq!(value(&success[0].value), 1.0);
+    // A push that fails after a good run: exit 16, said on stderr; the rotation stands.
+    let dead = "http://127.0.0.1:9";
+    let before = moto.key_ids(USER);
+    let r = crate::rotate::rotate(
+        &f,
+        &moto,
+        "2026-11-22T12:00:00Z",
+        &["--yes", "--revoke-after", "0s", "--pushgateway", dead],
+    );
+    assert_eq!(r.code, 16, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pushgateway http://127.0.0.1:9"),
+        "{}",
+        r.stderr
+    );
+    let after = moto.key_ids(USER);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "rotated regardless");
+}
+
+/// A loopback HTTP server that records request bodies and answers `status`.
+fn webhook(status: u16) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/hooks/T000/B000/TOKENTOKEN",
+        l.local_addr().unwrap()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).ok();
+            let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn notifications_say_what_happened_and_never_a_secret() {
+    let (f, moto, _) = setup();
+    let (url, rx) = webhook(200);
+    // On success with `--notify-on always`, from an environment variable.
+    let mut c = cmd();
+    moto.env(&mut c).env("HOOK_URL", &url).args([
+        "--repo",
+        f.path("work").to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53",
+        "--revoke-after",
+        "0s",
+        "--notify",
+        "env:HOOK_URL",
+        "--notify-on",
+        "always",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (head, body) = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(
+        head.starts_with("POST /hooks/T000/B000/TOKENTOKEN"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["outcome"], "success");
+    assert_eq!(j["counts"]["staged"], 1);
+    assert_eq!(j["counts"]["revoked"], 1);
+    assert!(j["text"].as_str().unwrap().contains("1 staged"), "{body}");
+    // Neither the new secret nor any ciphertext of the manifest is in it.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("m.yaml");
+    std::fs::write(&p, f.show("dev", "main", REL)).unwrap();
+    let secret =
+        String::from_utf8(decrypt_value(&p, 0, DEV1, LABEL, "secretAccessKey").unwrap()).unwrap();
+    assert!(!body.contains(&secret));
+    for (_, ct) in crate::common::encrypted_data(&p, 0) {
+        assert!(!body.contains(&ct[..40.min(ct.len())]));
+    }
+    assert!(!r.stderr.contains("TOKENTOKEN"));
+    // On failure (the default `on`): a failing source. The webhook answers 500: reported,
+    // retried, and the exit code stays the run's own.
+    let (bad_url, bad_rx) = webhook(500);
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
+        .env("HOOK_URL", &bad_url)
+        .args([
+            "--repo",
+            f.path("work").to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--name",
+            "route53",
+            "--notify",
+            "env:HOOK_URL",
+        ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    let (_, body) = bad_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["outcome"], "failure");
+    assert_eq!(j["exitCode"], 10);
+    assert_eq!(j["failures"][0]["phase"], "preflight");
+    assert!(
+        j["failures"][0]["identity"]
+            .as_str()
+            .unwrap()
+            .ends_with("external-dns-dev1")
+    );
+    let retries = 1 + bad_rx.try_iter().count();
+    assert_eq!(retries, 3, "retried within a bound");
+    assert!(r.stderr.contains("not delivered (HTTP 500"), "{}", r.stderr);
+    assert!(!r.stderr.contains("TOKENTOKEN"), "{}", r.stderr);
+    // `failure` does not post after a run that succeeded or did nothing.
+    let (quiet_url, quiet_rx) = webhook(200);
+    let mut c = cmd();
+    moto.env(&mut c).env("HOOK_URL", &quiet_url).args([
+        "--repo",
+        f.path("work").to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--older-than",
+        "9999d",
+        "--notify",
+        "env:HOOK_URL",
+    ]);
+    assert_eq!(run_cmd(&mut c).code, 0);
+    assert!(
+        quiet_rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err()
+    );
+    // A missing variable is a usage error before anything runs.
+    let mut c = cmd();
+    moto.env(&mut c).args([
+        "--repo",
+        f.path("work").to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--notify",
+        "env:NOT_SET_ANYWHERE",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("NOT_SET_ANYWHERE is not set"),
+        "{}",
+        r.stderr
+    );
+}
