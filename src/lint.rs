@@ -38,6 +38,9 @@ pub struct LintOptions<'a> {
     pub max_age: Option<chrono::Duration>,
     /// Whether a non-builtin source has a provider (plugin on PATH).
     pub plugin_exists: &'a dyn Fn(&str) -> bool,
+    /// With `--require-current-cert`: each cluster's current certificate; a SealedSecret
+    /// sealed with another one is a finding.
+    pub certs: Option<&'a crate::reseal::CurrentCerts>,
 }
 
 fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
@@ -252,6 +255,35 @@ pub fn lint(report: &ScanReport, o: &LintOptions<'_>) -> Vec<Finding> {
             );
         }
         lint_managed(f, m, o, &mut out);
+    }
+    if let Some(certs) = o.certs {
+        for f in &report.secrets {
+            if certs.is_current(f, o.prefix) != Some(false) {
+                continue;
+            }
+            let recorded =
+                crate::reseal::CurrentCerts::sealed_with(f, o.prefix).unwrap_or_default();
+            let current = f
+                .attribution
+                .cluster()
+                .and_then(|c| certs.current(c))
+                .unwrap_or_default();
+            out.push(Finding {
+                file: f.file.to_string_lossy().into_owned(),
+                line: f.doc.line,
+                rule: "outdated-cert",
+                message: format!(
+                    "sealed with certificate {}…, not the cluster's current {}…; {}",
+                    &recorded[..12.min(recorded.len())],
+                    &current[..12.min(current.len())],
+                    if f.managed.is_some() {
+                        "`secret-manager rotate --reseal` re-seals it"
+                    } else {
+                        "re-seal its values (secret-manager seal --merge-into)"
+                    }
+                ),
+            });
+        }
     }
     out.sort_by(|a, b| (&a.file, a.line, a.rule).cmp(&(&b.file, b.line, b.rule)));
     out

@@ -51,6 +51,11 @@ impl CurrentCerts {
         CurrentCerts { by_cluster }
     }
 
+    /// The current fingerprint of `cluster`, when known.
+    pub fn current(&self, cluster: &str) -> Option<&str> {
+        self.by_cluster.get(cluster)?.as_deref()
+    }
+
     /// The fingerprint `f` records (`<prefix>sealedWith` on its outer metadata).
     pub fn sealed_with(f: &Found, prefix: &str) -> Option<String> {
         f.doc

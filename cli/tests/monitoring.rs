@@ -383,3 +383,132 @@ fn notifications_say_what_happened_and_never_a_secret() {
         r.stderr
     );
 }
+
+/// A cluster's sealing certificate is replaced (the controller renewed its key): its
+/// manifests are marked, `lint --require-current-cert` finds them, and `rotate --reseal`
+/// re-seals exactly those with the new certificate.
+#[test]
+fn a_replaced_certificate_marks_manifests_and_rotate_reseal_reseals_them() {
+    use rsa::pkcs8::DecodePrivateKey;
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    let w = work.to_str().unwrap();
+    // The renewed certificate is valid from today, the fleet's pinned clock is earlier.
+    let today = chrono::Utc::now().to_rfc3339();
+    let now = || {
+        let mut c = cmd();
+        c.env("SECRET_MANAGER_NOW", &today);
+        c
+    };
+    let row = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let r = run_cmd(now().args(["--repo", w, "-o", "json", "list"]).args(extra));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let route53 = |rows: &[serde_json::Value]| {
+        rows.iter()
+            .find(|r| r["file"] == REL)
+            .cloned()
+            .expect("route53 listed")
+    };
+    assert_eq!(route53(&row(&[]))["certCurrent"], true);
+    // A new key pair for the cluster (as after the controller's renewal).
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = (keys.path().join("k.pem"), keys.path().join("c.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=TEST-ONLY renewed",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.commit_main(
+        &work,
+        "tooling/sealing-certs/aws.eu-central-1.dev1.pem",
+        &std::fs::read_to_string(&cert).unwrap(),
+        "The dev1 controller renewed its sealing key",
+    );
+    let rows = row(&[]);
+    assert_eq!(route53(&rows)["certCurrent"], false);
+    assert!(route53(&rows)["sealedWith"].as_str().unwrap().len() == 64);
+    // Manifests without a sealedWith are unknown, not outdated.
+    assert!(
+        rows.iter()
+            .filter(|r| r["file"] != REL)
+            .all(|r| r["certCurrent"].is_null())
+    );
+    let outdated = row(&["--cert-outdated"]);
+    assert_eq!(outdated.len(), 1, "{outdated:#?}");
+    let table = run_cmd(now().args(["--repo", w, "list", "--cert-outdated"]));
+    assert!(table.stdout.contains("ok+reseal"), "{}", table.stdout);
+    let lint = run_cmd(now().args(["--repo", w, "lint", "--require-current-cert"]));
+    assert_eq!(lint.code, 3, "{}", lint.stdout);
+    assert!(
+        lint.stdout.contains(&format!("{REL}:1: outdated-cert:")),
+        "{}",
+        lint.stdout
+    );
+    assert!(lint.stdout.contains("rotate --reseal"), "{}", lint.stdout);
+    // rotate --reseal alone: only the outdated credential, though every other aws
+    // credential of dev1 is selected too.
+    let before: Vec<serde_json::Value> = row(&[]);
+    let mut c = now();
+    moto.env(&mut c).args([
+        "--repo",
+        w,
+        "--yes",
+        "rotate",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--reseal",
+        "--revoke-after",
+        "0s",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let after = row(&[]);
+    for (b, a) in before.iter().zip(&after) {
+        if b["file"] == REL {
+            assert_ne!(a["keyId"], b["keyId"], "re-sealed with a new key");
+            assert_eq!(a["certCurrent"], true);
+        } else {
+            assert_eq!(a["keyId"], b["keyId"], "{} untouched", b["file"]);
+        }
+    }
+    assert_ne!(moto.key_ids(USER), vec![old]);
+    // The new ciphertext is for the new key, not the old one.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("m.yaml");
+    std::fs::write(&p, f.show("dev", "main", REL)).unwrap();
+    let data = crate::common::encrypted_data(&p, 0);
+    let (_, ct) = data.iter().find(|(k, _)| k == "accessKeyId").unwrap();
+    let renewed =
+        rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    assert_eq!(
+        String::from_utf8(crate::common::unseal::decrypt(&renewed, LABEL, ct).unwrap()).unwrap(),
+        moto.key_ids(USER)[0]
+    );
+    assert!(
+        decrypt_value(&p, 0, DEV1, LABEL, "accessKeyId").is_err(),
+        "not the old key"
+    );
+    assert!(row(&["--cert-outdated"]).is_empty());
+}

@@ -19,10 +19,14 @@ pub struct LintArgs {
     /// Also flag credentials older than DUR (e.g. 90d).
     #[arg(long, value_name = "DUR")]
     pub max_age: Option<String>,
+    /// A SealedSecret sealed with a certificate other than its cluster's current one is a
+    /// finding (compares secret-manager/sealedWith with each cluster's sealingCert).
+    #[arg(long)]
+    pub require_current_cert: bool,
 }
 
 /// Runs `lint`.
-pub fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> anyhow::Result<u8> {
+pub async fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> anyhow::Result<u8> {
     let repo = open_repo(ctx)?;
     let max_age = args
         .max_age
@@ -32,6 +36,11 @@ pub fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> anyhow::Result<u8> {
         .map_err(|e| UsageError(format!("--max-age: {e}")))?;
     let report = repo.scan();
     let plugin_exists = |name: &str| secret_manager_exec_lookup(name);
+    let certs = if args.require_current_cert {
+        Some(secret_manager::reseal::CurrentCerts::load(&repo, &report.secrets, ctx.now).await)
+    } else {
+        None
+    };
     let findings = secret_manager::lint::lint(
         &report,
         &secret_manager::lint::LintOptions {
@@ -39,6 +48,7 @@ pub fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> anyhow::Result<u8> {
             now: ctx.now,
             max_age,
             plugin_exists: &plugin_exists,
+            certs: certs.as_ref(),
         },
     );
     if !write_structured(&mut *ctx.out, ctx.global.output, &findings)? {

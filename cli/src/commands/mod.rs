@@ -145,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     match &cli.command {
         Command::List(a) => list::cmd_list(&mut ctx, a).await,
-        Command::Lint(a) => lint::cmd_lint(&mut ctx, a),
+        Command::Lint(a) => lint::cmd_lint(&mut ctx, a).await,
         Command::Seal(a) => seal::cmd_seal(&mut ctx, a).await,
         Command::Cluster(a) => cluster::cmd_cluster(&mut ctx, a).await,
         Command::Keys(a) => keys::cmd_keys(&mut ctx, a).await,
