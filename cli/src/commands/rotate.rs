@@ -104,7 +104,8 @@ pub struct RunArgs {
     /// is exit 16 when the run itself succeeded; a failed run keeps its own code.
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
-    /// The instance label of pushed metrics (default: the host name).
+    /// The instance label of pushed metrics (default: from the selection, e.g.
+    /// source-aws_cluster-aws.eu-*: stable across runs, distinct per shard).
     #[arg(long, value_name = "NAME", env = "SECRET_MANAGER_METRICS_INSTANCE")]
     pub metrics_instance: Option<String>,
     /// POST a JSON summary to a Slack/Mattermost-compatible webhook; repeatable.
@@ -503,6 +504,30 @@ async fn reseal_selection(ctx: &Ctx, repo: &secret_manager::Repo, opts: &mut Rot
     };
 }
 
+/// The default `instance` of pushed metrics: the run's selection (`source-aws_cluster-
+/// aws.eu-_shared-exclude`), the same on every run of one CronJob and different between
+/// shards, so that each job replaces its own group. A pod name would differ every run.
+fn selection_instance(f: &FilterArgs) -> String {
+    let mut parts = Vec::new();
+    for (k, vs) in [("source", &f.sources), ("cluster", &f.clusters)] {
+        if !vs.is_empty() {
+            parts.push(format!("{k}-{}", vs.join("+")));
+        }
+    }
+    for (k, v) in [("namespace", &f.namespace), ("name", &f.name)] {
+        if let Some(v) = v {
+            parts.push(format!("{k}-{v}"));
+        }
+    }
+    if f.shared != crate::args::SharedArg::Include {
+        parts.push(format!("shared-{:?}", f.shared).to_lowercase());
+    }
+    if parts.is_empty() {
+        return "all".into();
+    }
+    parts.join("_")
+}
+
 /// `--metrics-file` and `--pushgateway` after a run; false when either failed (each
 /// failure is said on stderr).
 async fn write_metrics(
@@ -541,11 +566,10 @@ async fn write_metrics(
         ok = false;
     }
     if let Some(url) = &args.pushgateway {
-        let instance = args.metrics_instance.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "secret-manager".into())
-        });
+        let instance = args
+            .metrics_instance
+            .clone()
+            .unwrap_or_else(|| selection_instance(&args.filter));
         if let Err(e) = crate::metrics::push(url, &instance, &text).await {
             crate::output::say(crate::output::Level::Error, &format!("{e:#}"));
             ok = false;

@@ -13,6 +13,7 @@ const INSTALLS: &[(&str, &[&str])] = &[
     ("overlays/gcp", &["gcp"]),
     ("examples/sharded", &["aws", "aws"]),
     ("examples/aws-require-synced", &["aws"]),
+    ("examples/aws-monitored", &["aws"]),
 ];
 
 /// Bytes of a Kubernetes quantity such as `2Gi` or `64Mi`.
@@ -161,7 +162,12 @@ fn check_network_policy(install: &str, docs: &[Value], gcp: bool) {
                 other => panic!("{install}: unexpected egress to {other}"),
             }
         }
-        if blocks.is_empty() {
+        let to_pushgateway = rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            == "prometheus-pushgateway";
+        if blocks.is_empty() && to_pushgateway {
+            // components/monitoring: the Pushgateway's pods, on its port only.
+            assert_eq!(ports, vec![9091], "{install}: only the Pushgateway's port");
+        } else if blocks.is_empty() {
             assert_eq!(ports, vec![53, 53], "{install}: only DNS to pods");
         } else if blocks[0]["cidr"].as_str().unwrap().starts_with("169.254.") {
             assert!(

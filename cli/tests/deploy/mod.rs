@@ -4,6 +4,7 @@
 
 mod image;
 mod manifests;
+mod monitoring;
 mod psa;
 mod runtime;
 
