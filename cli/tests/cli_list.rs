@@ -295,9 +295,20 @@ fn bad_config_names_file_and_line() {
 fn help_explains_states_and_formats() {
     let r = run_in(&["list", "--help"]);
     assert_eq!(r.code, 0);
-    for needle in ["--older-than", "due", "unmanaged", "-o wide", "90d"] {
+    // Wrapped to the terminal: compare with the lines joined.
+    let text = r.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        "--older-than",
+        "due",
+        "unmanaged",
+        "rotating",
+        "-o wide",
+        "-o prometheus",
+        "+reseal",
+        "90d",
+    ] {
         assert!(
-            r.stdout.contains(needle),
+            text.contains(needle),
             "--help lacks {needle}:\n{}",
             r.stdout
         );

@@ -800,3 +800,93 @@ fn kubeseal_parity_cert_without_a_repo_stdout_json_raw_and_fetch_cert() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--cluster"), "{}", r.stderr);
 }
+
+/// One input sealed for several clusters: one file each, each for its own certificate.
+#[test]
+fn one_input_sealed_for_several_clusters_decrypts_only_with_each_clusters_key() {
+    let dir = temp_repo("example-repo");
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    for c in ["aws.eu-central-1.dev1", "gcp.europe-west1.dev2"] {
+        std::fs::create_dir_all(dir.path().join("out").join(c)).unwrap();
+    }
+    let two = ["--cluster", DEV1, "--cluster", "gcp.europe-west1.dev2"];
+    let base = [
+        "--namespace",
+        "app",
+        "--name",
+        "db",
+        "--from-literal",
+        "password=multi",
+    ];
+    let r = seal(
+        dir.path(),
+        &[&two[..], &base[..], &["-w", "out/{cluster}/db.yaml"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let key = |c: &str| crate::common::unseal::key(c);
+    for (mine, other) in [
+        (DEV1, "gcp.europe-west1.dev2"),
+        ("gcp.europe-west1.dev2", DEV1),
+    ] {
+        let file = dir.path().join(format!("out/{mine}/db.yaml"));
+        let data = encrypted_data(&file, 0);
+        let ct = &data[0].1;
+        assert_eq!(
+            crate::common::unseal::decrypt(&key(mine), "app/db", ct).unwrap(),
+            b"multi"
+        );
+        assert!(crate::common::unseal::decrypt(&key(other), "app/db", ct).is_err());
+    }
+    // Without {cluster} in -w, or with one target already there: nothing is written.
+    let before = snapshot_tree(dir.path());
+    let r = seal(
+        dir.path(),
+        &[&two[..], &base[..], &["-w", "out/db.yaml"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("{cluster}"), "{}", r.stderr);
+    std::fs::create_dir_all(dir.path().join("again/gcp.europe-west1.dev2")).unwrap();
+    std::fs::create_dir_all(dir.path().join("again").join(DEV1)).unwrap();
+    std::fs::write(
+        dir.path().join("again/gcp.europe-west1.dev2/db.yaml"),
+        "taken\n",
+    )
+    .unwrap();
+    let before_again = snapshot_tree(dir.path());
+    let r = seal(
+        dir.path(),
+        &[&two[..], &base[..], &["-w", "again/{cluster}/db.yaml"]].concat(),
+        None,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("exists"), "{}", r.stderr);
+    assert_eq!(
+        snapshot_tree(dir.path()),
+        before_again,
+        "not even the first cluster's file"
+    );
+    // --all-clusters: every cluster with a sealingCert.
+    let r = seal(
+        dir.path(),
+        &[
+            &["--all-clusters"][..],
+            &base[..],
+            &["-w", "all-{cluster}.yaml"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let written: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("all-"))
+        .collect();
+    assert_eq!(written.len(), 4, "{written:?}");
+    assert!(
+        !written.iter().any(|n| n.contains("pr1")),
+        "no sealingCert: {written:?}"
+    );
+}

@@ -94,8 +94,9 @@ pub struct RunArgs {
     /// cannot be read, so they cannot be re-sealed here).
     #[arg(long)]
     pub reseal: bool,
-    /// After the run, write Prometheus metrics to PATH (atomically), e.g. for
-    /// node_exporter's textfile collector.
+    /// After the run, write Prometheus metrics to PATH (atomically).
+    ///
+    /// E.g. into node_exporter's textfile collector directory.
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<std::path::PathBuf>,
     /// After the run, push the metrics to this Prometheus Pushgateway (job secret-manager).
@@ -104,8 +105,9 @@ pub struct RunArgs {
     /// is exit 16 when the run itself succeeded; a failed run keeps its own code.
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
-    /// The instance label of pushed metrics (default: from the selection, e.g.
-    /// source-aws_cluster-aws.eu-*: stable across runs, distinct per shard).
+    /// The instance label of pushed metrics (default: from the selection).
+    ///
+    /// E.g. source-aws_cluster-aws.eu-*: stable across runs, distinct per shard.
     #[arg(long, value_name = "NAME", env = "SECRET_MANAGER_METRICS_INSTANCE")]
     pub metrics_instance: Option<String>,
     /// POST a JSON summary to a Slack/Mattermost-compatible webhook; repeatable.
@@ -115,8 +117,7 @@ pub struct RunArgs {
     /// exit code.
     #[arg(long, value_name = "URL|env:NAME")]
     pub notify: Vec<String>,
-    /// When --notify posts: failure (default), change (something changed or failed), or
-    /// always.
+    /// When --notify posts: failure, change (something changed or failed), or always.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = NotifyOnArg::Failure)]
     pub notify_on: NotifyOnArg,
     #[command(flatten)]

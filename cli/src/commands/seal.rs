@@ -38,9 +38,16 @@ use std::path::{Path, PathBuf};
 #[command(group(ArgGroup::new("target").args(["write", "merge_into", "raw", "fetch_cert"])))]
 pub struct SealArgs {
     /// Cluster whose sealing certificate to use (cluster-values/<id>.yaml sealingCert).
-    /// With --merge-into it defaults to the cluster the file's path belongs to.
+    ///
+    /// With --merge-into it defaults to the cluster the file's path belongs to. Repeatable
+    /// for a new SealedSecret: the same input is sealed once per cluster, each with its own
+    /// certificate, into the -w path with `{cluster}` replaced by the id.
     #[arg(long, value_name = "C")]
-    pub cluster: Option<String>,
+    pub cluster: Vec<String>,
+    /// Seal for every cluster of the inventory that has a sealingCert (like repeating
+    /// --cluster); needs -w with `{cluster}`.
+    #[arg(long, conflicts_with_all = ["cluster", "cert", "merge_into", "raw", "fetch_cert"])]
+    pub all_clusters: bool,
     /// Certificate to use instead of the cluster's: a PEM file, an https URL, or
     /// controller://<namespace>/<service>.
     #[arg(long, value_name = "PATH|URL")]
@@ -195,7 +202,14 @@ async fn load_cert(
         let cert = src.load(&format!("--cert {spec}"), None, ctx.now).await?;
         return Ok((cert, format!("--cert {spec}")));
     }
-    let Some(id) = args.cluster.as_deref().or(inferred) else {
+    if args.cluster.len() > 1 {
+        return Err(UsageError(
+            "several --cluster values seal a new SealedSecret per cluster (-w with {cluster}); --merge-into, --raw and --fetch-cert take one"
+                .into(),
+        )
+        .into());
+    }
+    let Some(id) = args.cluster.first().map(String::as_str).or(inferred) else {
         return Err(UsageError(
             "which certificate? pass --cluster C (uses its sealingCert) or --cert PATH|URL".into(),
         )
@@ -267,13 +281,12 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let (cert, origin) = load_cert(ctx, &repo, args, None).await?;
     let mut template_annotations = m.annotations.clone();
     // The scope annotations are written by the renderer, from `scope`.
     template_annotations.remove(secret_manager::manifest::NAMESPACE_WIDE_ANNOTATION);
     template_annotations.remove(secret_manager::manifest::CLUSTER_WIDE_ANNOTATION);
     template_annotations.extend(extra_annotations);
-    let doc = NewSealedSecret {
+    let template = NewSealedSecret {
         labels: m.labels.clone(),
         template_annotations,
         secret_type: args
@@ -283,61 +296,105 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
             .or(Some("Opaque".into())),
         ..NewSealedSecret::default()
     };
-    let doc = ops::seal_new(
-        &mut rng,
-        &cert,
-        &prefix,
-        &name,
-        namespace.as_deref(),
-        scope,
-        &values,
-        doc,
-    )?;
-    let yaml = match ctx.global.output {
-        crate::args::Format::Json => doc.to_json(),
-        _ => doc.to_yaml(),
+    // Where each output goes: one certificate and one path per cluster. Everything is
+    // checked (certificates, directories, existing files) before anything is written.
+    let clusters: Vec<String> = if args.all_clusters {
+        repo.inventory
+            .clusters
+            .iter()
+            .filter(|c| c.sealing_cert.is_some())
+            .map(|c| c.id.clone())
+            .collect()
+    } else {
+        args.cluster.clone()
     };
     let out = args.write.as_deref().unwrap_or(Path::new("-"));
-    if out != Path::new("-")
-        && let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty())
-        && !dir.is_dir()
-    {
+    let many = clusters.len() > 1 || args.all_clusters;
+    if many && (out == Path::new("-") || !out.to_string_lossy().contains("{cluster}")) {
         return Err(UsageError(format!(
-            "-w {}: directory {} does not exist; create it first",
-            out.display(),
-            dir.display()
+            "sealing for {} clusters writes one file each: pass -w with {{cluster}} in the path, e.g. -w 'overlays/{{cluster}}/{name}.yaml'",
+            clusters.len()
         ))
         .into());
     }
-    if out == Path::new("-") {
-        ctx.out.write_all(yaml.as_bytes())?;
+    let mut targets: Vec<(SealingCert, String, PathBuf)> = Vec::new();
+    if many {
+        if clusters.is_empty() {
+            return Err(UsageError("--all-clusters: no cluster has a sealingCert".into()).into());
+        }
+        for id in &clusters {
+            let cert = repo.sealing_cert(id, ctx.now).await?;
+            let path = PathBuf::from(out.to_string_lossy().replace("{cluster}", id));
+            targets.push((cert, format!("cluster {id}"), path));
+        }
     } else {
-        if out.exists() {
+        let (cert, origin) = load_cert(ctx, &repo, args, None).await?;
+        let path = PathBuf::from(
+            out.to_string_lossy()
+                .replace("{cluster}", clusters.first().map_or("", String::as_str)),
+        );
+        targets.push((cert, origin, path));
+    }
+    for (_, _, path) in &targets {
+        if path == Path::new("-") {
+            continue;
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
             return Err(UsageError(format!(
-                "{} exists; use --merge-into {} to change keys of it",
-                out.display(),
-                out.display()
+                "-w {}: directory {} does not exist; create it first",
+                path.display(),
+                dir.display()
             ))
             .into());
         }
-        secret_manager::manifest::edit::write_atomic(out, yaml.as_bytes())
-            .with_context(|| format!("writing {}", out.display()))?;
+        if path.exists() {
+            return Err(UsageError(format!(
+                "{} exists; use --merge-into {} to change keys of it",
+                path.display(),
+                path.display()
+            ))
+            .into());
+        }
     }
-    if !ctx.global.quiet {
-        crate::output::say(
-            crate::output::Level::Info,
-            &format!(
-                "sealed {} value(s) for {}/{name} ({scope}) with {origin} (sha256 {}…){}",
-                values.len(),
-                namespace.as_deref().unwrap_or("*"),
-                &cert.fingerprint[..12],
-                if out == Path::new("-") {
-                    String::new()
-                } else {
-                    format!(" -> {}", out.display())
-                }
-            ),
-        );
+    for (cert, origin, path) in &targets {
+        let doc = ops::seal_new(
+            &mut rng,
+            cert,
+            &prefix,
+            &name,
+            namespace.as_deref(),
+            scope,
+            &values,
+            template.clone(),
+        )?;
+        let text = match ctx.global.output {
+            crate::args::Format::Json => doc.to_json(),
+            _ => doc.to_yaml(),
+        };
+        if path == Path::new("-") {
+            ctx.out.write_all(text.as_bytes())?;
+        } else {
+            secret_manager::manifest::edit::write_atomic(path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if !ctx.global.quiet {
+            crate::output::say(
+                crate::output::Level::Info,
+                &format!(
+                    "sealed {} value(s) for {}/{name} ({scope}) with {origin} (sha256 {}…){}",
+                    values.len(),
+                    namespace.as_deref().unwrap_or("*"),
+                    &cert.fingerprint[..12],
+                    if path == Path::new("-") {
+                        String::new()
+                    } else {
+                        format!(" -> {}", path.display())
+                    }
+                ),
+            );
+        }
     }
     Ok(exit::OK)
 }
