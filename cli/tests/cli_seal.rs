@@ -847,6 +847,7 @@ fn one_input_sealed_for_several_clusters_decrypts_only_with_each_clusters_key() 
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("{cluster}"), "{}", r.stderr);
+    assert_eq!(snapshot_tree(dir.path()), before);
     std::fs::create_dir_all(dir.path().join("again/gcp.europe-west1.dev2")).unwrap();
     std::fs::create_dir_all(dir.path().join("again").join(DEV1)).unwrap();
     std::fs::write(
