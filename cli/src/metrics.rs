@@ -297,6 +297,17 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
             .collect::<String>()
     );
     let body = text.to_owned();
+    // Messages name the target without any credentials in its URL.
+    let shown = match target.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((auth, path)) => format!(
+                "{scheme}://{}/{path}",
+                auth.rsplit('@').next().unwrap_or_default()
+            ),
+            None => target.clone(),
+        },
+        None => target.clone(),
+    };
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
@@ -322,13 +333,22 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
                     .chars()
                     .take(3000)
                     .collect();
-                anyhow::bail!("pushgateway {target}: HTTP {status}: {}", msg.trim());
+                anyhow::bail!("pushgateway {shown}: HTTP {status}: {}", msg.trim());
             }
-            Err(e) => last = e.to_string(),
+            // reqwest's message may repeat the URL: keep only its kind.
+            Err(e) => {
+                last = if e.is_timeout() {
+                    "timed out".into()
+                } else if e.is_connect() {
+                    "cannot connect".into()
+                } else {
+                    "request failed".into()
+                }
+            }
         }
         if attempt < 3 {
             tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
         }
     }
-    anyhow::bail!("pushgateway {target}: {last} (after 3 attempts)")
+    anyhow::bail!("pushgateway {shown}: {last} (after 3 attempts)")
 }

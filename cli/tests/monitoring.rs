@@ -200,7 +200,7 @@ fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
     );
     assert_eq!(value(&success[0].value), 1.0);
     // A push that fails after a good run: exit 16, said on stderr; the rotation stands.
-    let dead = "http://127.0.0.1:9";
+    let dead = "http://robot:hunter2@127.0.0.1:9";
     let before = moto.key_ids(USER);
     let r = crate::rotate::rotate(
         &f,
@@ -210,7 +210,9 @@ fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
     );
     assert_eq!(r.code, 16, "{}", r.stderr);
     assert!(
-        r.stderr.contains("pushgateway http://127.0.0.1:9"),
+        r.stderr
+            .contains("pushgateway http://127.0.0.1:9/metrics/job/secret-manager")
+            && !r.stderr.contains("hunter2"),
         "{}",
         r.stderr
     );

@@ -109,9 +109,56 @@ fn format_is_kubeseal_hybrid() {
         2 + 512 + 3 + 16,
         "u16 ‖ rsa ‖ aes-gcm(ciphertext ‖ tag)"
     );
-    // Same seed, same bytes: the RNG is the only source of randomness.
+    // The injected RNG decides the session key; the OAEP seed comes from AWS-LC, so the
+    // same seed gives the same session key in a different ciphertext, and both open.
     let mut rng2 = rand_chacha::ChaCha20Rng::seed_from_u64(2);
-    assert_eq!(seal_value(&mut rng2, &c, "a/b", b"xyz").unwrap(), sealed);
+    let again = seal_value(&mut rng2, &c, "a/b", b"xyz").unwrap();
+    assert_ne!(again, sealed, "OAEP is randomised");
+    let key = unseal::key("gcp.europe-west1.dev2");
+    assert_eq!(
+        unseal::session_key(&key, "a/b", &again).unwrap(),
+        unseal::session_key(&key, "a/b", &sealed).unwrap()
+    );
+    for s in [&sealed, &again] {
+        assert_eq!(unseal::decrypt(&key, "a/b", s).unwrap(), b"xyz");
+        assert!(
+            unseal::decrypt(&key, "a/c", s).is_err(),
+            "the label binds it"
+        );
+    }
+}
+
+#[test]
+fn many_values_are_sealed_on_every_core_and_each_opens() {
+    use secret_manager::seal::{Plaintext, ops::seal_all};
+    let c = cert("aws.eu-central-1.dev1");
+    let values: std::collections::BTreeMap<String, Plaintext> = (0..200)
+        .map(|i| {
+            (
+                format!("k{i:03}"),
+                Plaintext::new(format!("value-{i}").into_bytes()),
+            )
+        })
+        .collect();
+    let mut rng = rand::rngs::OsRng;
+    let sealed = seal_all(
+        &mut rng,
+        &c,
+        secret_manager::manifest::Scope::Strict,
+        Some("ns"),
+        Some("n"),
+        &values,
+    )
+    .unwrap();
+    assert_eq!(sealed.len(), 200);
+    let key = unseal::key("aws.eu-central-1.dev1");
+    for (i, (k, ct)) in sealed.iter().enumerate() {
+        assert_eq!(k, &format!("k{i:03}"));
+        assert_eq!(
+            unseal::decrypt(&key, "ns/n", ct).unwrap(),
+            format!("value-{i}").as_bytes()
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,13 @@
 //! Per value: a random 32-byte AES-256-GCM session key encrypts the plaintext with a zero
 //! nonce (the key is used once); RSA-OAEP-SHA256, with the scope label, encrypts the session
 //! key. Output: `u16be(len(rsa)) ‖ rsa ‖ gcm`, standard base64 — byte-for-byte the format of
-//! sealed-secrets' `HybridEncrypt`. The RNG is injected so tests can be deterministic.
+//! sealed-secrets' `HybridEncrypt`.
+//!
+//! The RSA operation is AWS-LC's (`aws-lc-rs`, already in the tree through rustls and the
+//! cloud SDKs): the pure-Rust `rsa` crate's public-key operation is ~7× slower. AWS-LC draws
+//! the OAEP seed from its own generator, so a ciphertext is not reproducible from an
+//! injected RNG (the session key still comes from it); tests check sealing by decrypting
+//! with the TEST-ONLY private keys and an independent OAEP implementation.
 
 mod input;
 pub mod ops;
@@ -19,8 +25,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use rand::{CryptoRng, RngCore};
+use rsa::RsaPublicKey;
 use rsa::traits::PublicKeyParts;
-use rsa::{Oaep, RsaPublicKey};
 use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, DecodePem, Encode};
 use zeroize::Zeroizing;
@@ -100,6 +106,8 @@ pub struct SealingCert {
     pub origin: String,
     /// The certificate, DER.
     pub der: Vec<u8>,
+    /// The same key for AWS-LC's RSA-OAEP.
+    oaep: std::sync::Arc<aws_lc_rs::rsa::OaepPublicEncryptingKey>,
 }
 
 impl std::fmt::Debug for SealingCert {
@@ -156,12 +164,20 @@ impl SealingCert {
                 not_after: na.to_rfc3339(),
             });
         }
+        let spki_der = spki.to_der().map_err(|e| bad(e.to_string()))?;
+        let oaep = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki_der)
+            .map_err(|e| bad(format!("AWS-LC does not accept the RSA key: {e}")))
+            .and_then(|k| {
+                aws_lc_rs::rsa::OaepPublicEncryptingKey::new(k)
+                    .map_err(|_| bad("AWS-LC does not accept the RSA key for OAEP".into()))
+            })?;
         Ok(SealingCert {
             public_key,
             fingerprint: fingerprint_hex(&der),
             not_after: na,
             origin: origin.to_owned(),
             der,
+            oaep: std::sync::Arc::new(oaep),
         })
     }
 
@@ -196,23 +212,28 @@ pub fn label(scope: Scope, namespace: Option<&str>, name: Option<&str>) -> SealR
     })
 }
 
-/// Encrypts `plaintext` with kubeseal's hybrid scheme; returns the raw ciphertext.
+/// Encrypts `plaintext` with kubeseal's hybrid scheme for `cert`; returns the raw
+/// ciphertext. The session key comes from `rng`, the OAEP seed from AWS-LC.
 pub fn hybrid_encrypt<R: RngCore + CryptoRng>(
     rng: &mut R,
-    key: &RsaPublicKey,
+    cert: &SealingCert,
     plaintext: &[u8],
     label: &str,
 ) -> SealResult<Vec<u8>> {
     let mut session = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(session.as_mut());
-    let padding = if label.is_empty() {
-        Oaep::new::<Sha256>()
-    } else {
-        Oaep::new_with_label::<Sha256, _>(label)
-    };
-    let rsa_ct = key
-        .encrypt(rng, padding, session.as_ref())
-        .map_err(|e| SealError::Crypto(e.to_string()))?;
+    let mut rsa_ct = vec![0u8; cert.oaep.ciphertext_size()];
+    let n = cert
+        .oaep
+        .encrypt(
+            &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+            session.as_ref(),
+            &mut rsa_ct,
+            (!label.is_empty()).then_some(label.as_bytes()),
+        )
+        .map_err(|_| SealError::Crypto("RSA-OAEP encryption failed".into()))?
+        .len();
+    rsa_ct.truncate(n);
     let cipher = Aes256Gcm::new_from_slice(session.as_ref())
         .map_err(|e| SealError::Crypto(e.to_string()))?;
     let gcm = cipher
@@ -240,7 +261,7 @@ pub fn seal_value<R: RngCore + CryptoRng>(
     label: &str,
     plaintext: &[u8],
 ) -> SealResult<String> {
-    let ct = hybrid_encrypt(rng, &cert.public_key, plaintext, label)?;
+    let ct = hybrid_encrypt(rng, cert, plaintext, label)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(ct))
 }
 

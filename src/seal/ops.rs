@@ -34,10 +34,37 @@ pub fn seal_all<R: RngCore + CryptoRng>(
     values: &BTreeMap<String, Plaintext>,
 ) -> Result<BTreeMap<String, String>, SealError> {
     let l = label(scope, namespace, name)?;
-    values
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), seal_value(rng, cert, &l, &v.0)?)))
-        .collect()
+    // One RSA operation per value: more than a few are sealed on every core (each thread
+    // with the OS generator; `rng` seals the rest).
+    const PER_THREAD: usize = 8;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if values.len() < 2 * PER_THREAD || threads < 2 {
+        return values
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), seal_value(rng, cert, &l, &v.0)?)))
+            .collect();
+    }
+    let items: Vec<(&String, &Plaintext)> = values.iter().collect();
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let l = &l;
+                s.spawn(move || {
+                    let mut rng = rand::rngs::OsRng;
+                    part.iter()
+                        .map(|(k, v)| Ok(((*k).clone(), seal_value(&mut rng, cert, l, &v.0)?)))
+                        .collect::<Result<Vec<_>, SealError>>()
+                })
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        for h in handles {
+            out.extend(h.join().expect("a sealing thread panicked")?);
+        }
+        Ok(out)
+    })
 }
 
 /// Builds a new SealedSecret; records the certificate fingerprint in `<prefix>sealedWith`.

@@ -108,8 +108,13 @@ pub mod unseal {
         RsaPrivateKey::from_pkcs8_pem(&pem).expect("TEST-ONLY key parses")
     }
 
-    /// Decrypts one `encryptedData` value; `Err` when the label or key is wrong.
-    pub fn decrypt(key: &RsaPrivateKey, label: &str, b64: &str) -> Result<Vec<u8>, String> {
+    /// The AES session key of one `encryptedData` value (the RSA-OAEP part, opened with
+    /// the pure-Rust `rsa` crate: an implementation independent of the sealing one).
+    pub fn session_key(key: &RsaPrivateKey, label: &str, b64: &str) -> Result<Vec<u8>, String> {
+        split(key, label, b64).map(|(session, _)| session)
+    }
+
+    fn split(key: &RsaPrivateKey, label: &str, b64: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
         let ct = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| e.to_string())?;
@@ -117,6 +122,9 @@ pub mod unseal {
             return Err("too short".into());
         }
         let n = u16::from_be_bytes([ct[0], ct[1]]) as usize;
+        if ct.len() < 2 + n {
+            return Err("shorter than its RSA part".into());
+        }
         let (rsa_ct, gcm) = ct[2..].split_at(n);
         let padding = if label.is_empty() {
             Oaep::new::<Sha256>()
@@ -126,6 +134,13 @@ pub mod unseal {
         let session = key
             .decrypt(padding, rsa_ct)
             .map_err(|e| format!("rsa: {e}"))?;
+        Ok((session, gcm.to_vec()))
+    }
+
+    /// Decrypts one `encryptedData` value; `Err` when the label or key is wrong.
+    pub fn decrypt(key: &RsaPrivateKey, label: &str, b64: &str) -> Result<Vec<u8>, String> {
+        let (session, gcm) = split(key, label, b64)?;
+        let gcm = gcm.as_slice();
         let cipher = Aes256Gcm::new_from_slice(&session).map_err(|e| e.to_string())?;
         cipher
             .decrypt(
