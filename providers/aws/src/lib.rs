@@ -385,18 +385,14 @@ impl Provider for AwsProvider {
                 ),
             });
         }
+        // The user exists. Listing its keys (and the permission to) is the next call of
+        // every caller (`keys`), so it is not made twice.
         a.iam
             .get_user()
             .user_name(user)
             .send()
             .await
             .map_err(|e| classify("GetUser", &e))?;
-        a.iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(|e| classify("ListAccessKeys", &e))?;
         Ok(())
     }
 
