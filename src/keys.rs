@@ -158,7 +158,13 @@ pub async fn key_rows(
     use futures::stream::{self, StreamExt};
     let results: Vec<_> = stream::iter(ids.iter().map(|id| async move {
         let p = providers.get(&id.source).await?;
-        p.keys(&id.target).await
+        // Every key's last use is shown, the current one's too: no key is "current" to
+        // the provider here (AWS skips the lookup for the current key).
+        let t = Target {
+            current_key: None,
+            ..id.target.clone()
+        };
+        p.keys(&t).await
     }))
     .buffered(concurrency.max(1))
     .collect()

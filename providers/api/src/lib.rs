@@ -41,6 +41,9 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     async fn preflight(&self, t: &Target) -> ProviderResult<()>;
 
     /// Lists the keys that currently exist for the identity of `t`. No side effects.
+    ///
+    /// A provider may leave `last_used` unknown for `t.current_key` (the key in use) when
+    /// asking costs a call per key; callers that need it pass no current key.
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>>;
 
     /// Creates a new key for the identity of `t` without touching existing keys (phase 1).

@@ -411,18 +411,27 @@ impl Provider for AwsProvider {
             let Some(id) = m.access_key_id() else {
                 continue;
             };
-            let last = a
-                .iam
-                .get_access_key_last_used()
-                .access_key_id(id)
-                .send()
-                .await
-                .map_err(|e| classify("GetAccessKeyLastUsed", &e))?;
+            // When a key was last used is one call per key. The key `t` names as current is
+            // the one in use (a rotation replaces it, `keys` asks without a current key),
+            // so it is not asked for; every other key is (foreign keys in a key-limit
+            // message, the old key for --require-old-key-unused).
+            let last_used = if t.current_key.as_ref().is_some_and(|k| k.0 == id) {
+                None
+            } else {
+                let last = a
+                    .iam
+                    .get_access_key_last_used()
+                    .access_key_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetAccessKeyLastUsed", &e))?;
+                to_utc(last.access_key_last_used().and_then(|l| l.last_used_date()))
+            };
             keys.push(KeyInfo {
                 id: KeyId(id.to_owned()),
                 created: to_utc(m.create_date()),
                 status: status(m.status()),
-                last_used: to_utc(last.access_key_last_used().and_then(|l| l.last_used_date())),
+                last_used,
                 // IAM access keys do not expire.
                 expires: None,
             });
