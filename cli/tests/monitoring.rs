@@ -367,6 +367,49 @@ fn notifications_say_what_happened_and_never_a_secret() {
             .recv_timeout(std::time::Duration::from_millis(300))
             .is_err()
     );
+    // The same from `.secret-manager.yaml`: `notify: [{urlEnv, on}]`.
+    let config = f.path("work").join(".secret-manager.yaml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let (cfg_url, cfg_rx) = webhook(200);
+    std::fs::write(
+        &config,
+        format!("{original}notify:\n  - urlEnv: TEAM_HOOK\n    on: always\n"),
+    )
+    .unwrap();
+    let mut c = cmd();
+    moto.env(&mut c).env("TEAM_HOOK", &cfg_url).args([
+        "--repo",
+        f.path("work").to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--older-than",
+        "9999d",
+    ]);
+    assert_eq!(run_cmd(&mut c).code, 0);
+    let (_, body) = cfg_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["outcome"], "success");
+    // A bad entry names the file and the field.
+    std::fs::write(
+        &config,
+        format!("{original}notify:\n  - urlEnv: \"https://hooks.example.com/x\"\n"),
+    )
+    .unwrap();
+    let r = run_cmd(cmd().args([
+        "--repo",
+        f.path("work").to_str().unwrap(),
+        "--yes",
+        "rotate",
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(".secret-manager.yaml") && r.stderr.contains("notify[].urlEnv"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&config, &original).unwrap();
     // A missing variable is a usage error before anything runs.
     let mut c = cmd();
     moto.env(&mut c).args([
