@@ -448,13 +448,13 @@ mod tests {
             ("EXPIRES", Fit::Drop(1)),
         ]);
         t.row(vec![
-            "AKIAOLDOLDOLDOLD0001".into(),
+            "KEY-OLD-OLD-OLD-0001".into(),
             "2026-12-01T20:00:00Z".into(),
             "cloudprovider-dns-access".into(),
             "2027-01-01T00:00:00Z".into(),
         ]);
         t.row(vec![
-            "AKIANEWNEWNEWNEW0002".into(),
+            "KEY-NEW-NEW-NEW-0002".into(),
             "2026-12-01T20:05:00Z".into(),
             "short".into(),
             String::new(),
@@ -464,8 +464,8 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert_eq!(dropped, vec!["EXPIRES"]);
         for full in [
-            "AKIAOLDOLDOLDOLD0001",
-            "AKIANEWNEWNEWNEW0002",
+            "KEY-OLD-OLD-OLD-0001",
+            "KEY-NEW-NEW-NEW-0002",
             "2026-12-01T20:00:00Z",
             "2026-12-01T20:05:00Z",
         ] {
