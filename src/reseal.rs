@@ -26,10 +26,14 @@ pub struct CurrentCerts {
 }
 
 impl CurrentCerts {
-    /// Loads the certificate of every cluster that `found` attributes a manifest to.
+    /// Loads the certificate of every cluster that `found` attributes a manifest with a
+    /// recorded fingerprint to (a manifest without one compares as unknown anyway, so a
+    /// repo without `sealedWith` annotations fetches nothing).
     pub async fn load(repo: &crate::Repo, found: &[Found], now: DateTime<Utc>) -> CurrentCerts {
+        let prefix = &repo.config.annotation_prefix;
         let clusters: BTreeSet<&str> = found
             .iter()
+            .filter(|f| Self::sealed_with(f, prefix).is_some())
             .filter_map(|f| f.attribution.cluster())
             .collect();
         let mut by_cluster = BTreeMap::new();
