@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod exit;
+mod http;
 mod metrics;
 mod notify;
 mod output;

@@ -312,7 +312,7 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
     let mut last = String::new();
-    for attempt in 1..=3u32 {
+    for attempt in 1..=crate::http::ATTEMPTS {
         match client
             .put(&target)
             .header("Content-Type", "text/plain; version=0.0.4")
@@ -335,20 +335,9 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
                     .collect();
                 anyhow::bail!("pushgateway {shown}: HTTP {status}: {}", msg.trim());
             }
-            // reqwest's message may repeat the URL: keep only its kind.
-            Err(e) => {
-                last = if e.is_timeout() {
-                    "timed out".into()
-                } else if e.is_connect() {
-                    "cannot connect".into()
-                } else {
-                    "request failed".into()
-                }
-            }
+            Err(e) => last = crate::http::failure_kind(&e),
         }
-        if attempt < 3 {
-            tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
-        }
+        crate::http::backoff(attempt).await;
     }
     anyhow::bail!("pushgateway {shown}: {last} (after 3 attempts)")
 }

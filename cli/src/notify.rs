@@ -246,7 +246,7 @@ pub async fn send(
         }
         let mut last = String::new();
         let mut delivered = false;
-        for attempt in 1..=3u32 {
+        for attempt in 1..=crate::http::ATTEMPTS {
             match client
                 .post(&t.url)
                 .header("Content-Type", "application/json")
@@ -265,21 +265,9 @@ pub async fn send(
                     last = format!("HTTP {}", r.status());
                     break;
                 }
-                // reqwest's message may include the URL: keep only its kind.
-                Err(e) => {
-                    last = if e.is_timeout() {
-                        "timed out".into()
-                    } else if e.is_connect() {
-                        "cannot connect".into()
-                    } else {
-                        "request failed".into()
-                    }
-                }
+                Err(e) => last = crate::http::failure_kind(&e),
             }
-            if attempt < 3 {
-                tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)))
-                    .await;
-            }
+            crate::http::backoff(attempt).await;
         }
         if !delivered {
             failures += 1;

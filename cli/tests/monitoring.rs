@@ -91,29 +91,38 @@ fn pushgateway_bin() -> String {
     std::env::var("PUSHGATEWAY").unwrap_or_else(|_| "prometheus-pushgateway".into())
 }
 
-fn rotation(f: &crate::common::GitFleet, moto: &Moto, extra: &[&str]) -> crate::common::Run {
-    let work = f.path("work");
+/// `secret-manager --repo <work> --yes rotate`, with moto's environment.
+fn rotate_cmd(f: &crate::common::GitFleet, moto: &Moto) -> std::process::Command {
     let mut c = cmd();
     moto.env(&mut c)
         .env("GIT_AUTHOR_NAME", "Rotator")
         .env("GIT_AUTHOR_EMAIL", "rotator@example.com")
         .args([
             "--repo",
-            work.to_str().unwrap(),
+            f.path("work").to_str().unwrap(),
             "--yes",
             "rotate",
-            "--source",
-            "aws",
-            "--cluster",
-            DEV1,
-            "--name",
-            "route53",
-            "--revoke-after",
-            "0s",
-        ])
-        .args(extra);
+        ]);
+    c
+}
+
+/// Rotates the route53 credential of dev1 at once (no grace period), plus `extra`.
+fn rotation(f: &crate::common::GitFleet, moto: &Moto, extra: &[&str]) -> crate::common::Run {
+    let mut c = rotate_cmd(f, moto);
+    c.args(ROUTE53_NOW).args(extra);
     run_cmd(&mut c)
 }
+
+const ROUTE53_NOW: [&str; 8] = [
+    "--source",
+    "aws",
+    "--cluster",
+    DEV1,
+    "--name",
+    "route53",
+    "--revoke-after",
+    "0s",
+];
 
 #[test]
 fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
@@ -262,20 +271,8 @@ fn notifications_say_what_happened_and_never_a_secret() {
     let (f, moto, _) = setup();
     let (url, rx) = webhook(200);
     // On success with `--notify-on always`, from an environment variable.
-    let mut c = cmd();
-    moto.env(&mut c).env("HOOK_URL", &url).args([
-        "--repo",
-        f.path("work").to_str().unwrap(),
-        "--yes",
-        "rotate",
-        "--source",
-        "aws",
-        "--cluster",
-        DEV1,
-        "--name",
-        "route53",
-        "--revoke-after",
-        "0s",
+    let mut c = rotate_cmd(&f, &moto);
+    c.env("HOOK_URL", &url).args(ROUTE53_NOW).args([
         "--notify",
         "env:HOOK_URL",
         "--notify-on",
@@ -311,15 +308,10 @@ fn notifications_say_what_happened_and_never_a_secret() {
     // On failure (the default `on`): a failing source. The webhook answers 500: reported,
     // retried, and the exit code stays the run's own.
     let (bad_url, bad_rx) = webhook(500);
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
+    let mut c = rotate_cmd(&f, &moto);
+    c.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
         .env("HOOK_URL", &bad_url)
         .args([
-            "--repo",
-            f.path("work").to_str().unwrap(),
-            "--yes",
-            "rotate",
             "--source",
             "aws",
             "--cluster",
@@ -350,17 +342,9 @@ fn notifications_say_what_happened_and_never_a_secret() {
     assert!(!r.stderr.contains("TOKENTOKEN"), "{}", r.stderr);
     // `failure` does not post after a run that succeeded or did nothing.
     let (quiet_url, quiet_rx) = webhook(200);
-    let mut c = cmd();
-    moto.env(&mut c).env("HOOK_URL", &quiet_url).args([
-        "--repo",
-        f.path("work").to_str().unwrap(),
-        "--yes",
-        "rotate",
-        "--older-than",
-        "9999d",
-        "--notify",
-        "env:HOOK_URL",
-    ]);
+    let mut c = rotate_cmd(&f, &moto);
+    c.env("HOOK_URL", &quiet_url)
+        .args(["--older-than", "9999d", "--notify", "env:HOOK_URL"]);
     assert_eq!(run_cmd(&mut c).code, 0);
     assert!(
         quiet_rx
@@ -376,15 +360,8 @@ fn notifications_say_what_happened_and_never_a_secret() {
         format!("{original}notify:\n  - urlEnv: TEAM_HOOK\n    on: always\n"),
     )
     .unwrap();
-    let mut c = cmd();
-    moto.env(&mut c).env("TEAM_HOOK", &cfg_url).args([
-        "--repo",
-        f.path("work").to_str().unwrap(),
-        "--yes",
-        "rotate",
-        "--older-than",
-        "9999d",
-    ]);
+    let mut c = rotate_cmd(&f, &moto);
+    c.env("TEAM_HOOK", &cfg_url).args(["--older-than", "9999d"]);
     assert_eq!(run_cmd(&mut c).code, 0);
     let (_, body) = cfg_rx
         .recv_timeout(std::time::Duration::from_secs(10))
@@ -411,15 +388,8 @@ fn notifications_say_what_happened_and_never_a_secret() {
     );
     std::fs::write(&config, &original).unwrap();
     // A missing variable is a usage error before anything runs.
-    let mut c = cmd();
-    moto.env(&mut c).args([
-        "--repo",
-        f.path("work").to_str().unwrap(),
-        "--yes",
-        "rotate",
-        "--notify",
-        "env:NOT_SET_ANYWHERE",
-    ]);
+    let mut c = rotate_cmd(&f, &moto);
+    c.args(["--notify", "env:NOT_SET_ANYWHERE"]);
     let r = run_cmd(&mut c);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(

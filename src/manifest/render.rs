@@ -68,20 +68,24 @@ fn map(out: &mut String, indent: usize, key: &str, m: &BTreeMap<String, String>)
 }
 
 impl NewSealedSecret {
-    /// The YAML document (with a leading `---`, LF line endings, final newline).
-    pub fn to_yaml(&self) -> String {
-        let scope_ann = match self.scope {
+    /// `m` plus the annotation that makes the scope (namespace-wide, cluster-wide), which
+    /// kubeseal writes on both the outer and the template metadata.
+    fn with_scope(&self, m: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut m = m.clone();
+        let ann = match self.scope {
             Some(Scope::NamespaceWide) => Some(NAMESPACE_WIDE_ANNOTATION),
             Some(Scope::ClusterWide) => Some(CLUSTER_WIDE_ANNOTATION),
             _ => None,
         };
-        let with_scope = |m: &BTreeMap<String, String>| {
-            let mut m = m.clone();
-            if let Some(a) = scope_ann {
-                m.insert(a.to_owned(), "true".to_owned());
-            }
-            m
-        };
+        if let Some(a) = ann {
+            m.insert(a.to_owned(), "true".to_owned());
+        }
+        m
+    }
+
+    /// The YAML document (with a leading `---`, LF line endings, final newline).
+    pub fn to_yaml(&self) -> String {
+        let with_scope = |m: &BTreeMap<String, String>| self.with_scope(m);
         let mut out =
             String::from("---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n");
         let _ = writeln!(out, "  name: {}", q(&self.name));
@@ -121,18 +125,7 @@ impl NewSealedSecret {
     /// The document as JSON (kubeseal's default output format), pretty-printed with a
     /// final newline. The scanner reads it like the YAML form.
     pub fn to_json(&self) -> String {
-        let scope_ann = match self.scope {
-            Some(Scope::NamespaceWide) => Some(NAMESPACE_WIDE_ANNOTATION),
-            Some(Scope::ClusterWide) => Some(CLUSTER_WIDE_ANNOTATION),
-            _ => None,
-        };
-        let with_scope = |m: &BTreeMap<String, String>| {
-            let mut m = m.clone();
-            if let Some(a) = scope_ann {
-                m.insert(a.to_owned(), "true".to_owned());
-            }
-            m
-        };
+        let with_scope = |m: &BTreeMap<String, String>| self.with_scope(m);
         let mut meta = serde_json::Map::new();
         meta.insert("name".into(), self.name.clone().into());
         if let Some(ns) = &self.namespace {
