@@ -8,6 +8,7 @@
 //! client and auth crates by endpoint override; nothing here is linked into the product.
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod clock;
 pub mod forge;
 pub mod graph;
@@ -17,6 +18,7 @@ pub mod provider;
 pub mod server;
 pub mod trace;
 
+pub use aws::FakeAws;
 pub use clock::VirtualClock;
 pub use forge::{FakeForge, MergeStyle};
 pub use moto::{MotoServer, Pushgateway};

@@ -7,6 +7,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -77,6 +78,7 @@ impl Reply {
 }
 
 type Handler = Arc<dyn Fn(Request) -> Reply + Send + Sync>;
+type Delay = Arc<dyn Fn(&Request) -> Duration + Send + Sync>;
 
 /// A running fake: its base URL and the CA certificate that signs its TLS certificate.
 #[derive(Debug)]
@@ -140,7 +142,7 @@ fn decode(s: &str) -> String {
 impl TestServer {
     /// Starts serving `handler` over HTTPS on a free loopback port (needs a tokio runtime).
     pub async fn start(handler: impl Fn(Request) -> Reply + Send + Sync + 'static) -> TestServer {
-        Self::start_with(handler, true).await
+        Self::start_with(handler, true, Arc::new(|_: &Request| Duration::ZERO)).await
     }
 
     /// The same over plain HTTP, for clients that cannot be given an extra CA (the
@@ -148,12 +150,23 @@ impl TestServer {
     pub async fn start_http(
         handler: impl Fn(Request) -> Reply + Send + Sync + 'static,
     ) -> TestServer {
-        Self::start_with(handler, false).await
+        Self::start_with(handler, false, Arc::new(|_: &Request| Duration::ZERO)).await
+    }
+
+    /// Plain HTTP, each request answered `delay(&request)` after it arrived: the wait is
+    /// an async timer outside the handler, so requests in flight wait at the same time
+    /// (as against a remote service) instead of queueing behind each other.
+    pub async fn start_http_delayed(
+        handler: impl Fn(Request) -> Reply + Send + Sync + 'static,
+        delay: impl Fn(&Request) -> Duration + Send + Sync + 'static,
+    ) -> TestServer {
+        Self::start_with(handler, false, Arc::new(delay)).await
     }
 
     async fn start_with(
         handler: impl Fn(Request) -> Reply + Send + Sync + 'static,
         tls: bool,
+        delay: Delay,
     ) -> TestServer {
         let handler: Handler = Arc::new(handler);
         let (config, ca_pem) = if tls {
@@ -172,9 +185,12 @@ impl TestServer {
                 };
                 let acceptor = acceptor.clone();
                 let handler = handler.clone();
+                let delay = delay.clone();
                 tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
+                        let delay = delay.clone();
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body
@@ -209,6 +225,10 @@ impl TestServer {
                                 headers,
                                 body,
                             };
+                            let wait = delay(&r);
+                            if !wait.is_zero() {
+                                tokio::time::sleep(wait).await;
+                            }
                             let reply = handler(r);
                             let mut resp = hyper::Response::builder().status(reply.status);
                             for (k, v) in &reply.headers {
