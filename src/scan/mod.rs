@@ -134,6 +134,13 @@ pub struct ScanOptions {
 
 const NEEDLE: &[u8] = b"SealedSecret";
 
+/// The prefilter's searcher, built once (its SIMD tables) instead of once per file.
+fn needle() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(NEEDLE))
+}
+
 enum FileOutcome {
     Docs(PathBuf, Vec<SealedSecretDoc>),
     Diag(Diagnostic),
@@ -179,10 +186,10 @@ fn is_skipped_dir(name: &std::ffi::OsStr) -> bool {
 
 /// Reads and parses one file. `None` when it does not mention SealedSecret.
 fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
-    let rel = rel_path(repo, path);
+    // The relative path is built only for files that produce something: most do not.
     let diag = |line: usize, kind, message: String| {
         Some(FileOutcome::Diag(Diagnostic {
-            file: rel.clone(),
+            file: rel_path(repo, path),
             line,
             kind,
             message,
@@ -209,7 +216,7 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
             ),
         );
     }
-    memchr::memmem::find(&bytes, NEEDLE)?;
+    needle().find(&bytes)?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -249,7 +256,7 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
         .iter()
         .flat_map(SealedSecretDoc::all_from_document)
         .collect();
-    Some(FileOutcome::Docs(rel, found))
+    Some(FileOutcome::Docs(rel_path(repo, path), found))
 }
 
 /// A walk error as a diagnostic on the path it names.
