@@ -38,6 +38,55 @@ fn pointer(f: &GitFleet, cluster: &str) -> (String, String) {
     (remote.to_owned(), secret_manager::gitops::pointer_ref(c))
 }
 
+/// Requests by `METHOD path` with the ids that vary per run (object ids, key ids, tenant)
+/// replaced by `{id}`, counted: one `count METHOD path` line each, sorted.
+fn calls(log: &[String]) -> String {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for l in log {
+        let shape: Vec<String> = l
+            .split('/')
+            .map(|seg| {
+                // `keys/{id}:disable`: the id before a custom verb.
+                let (head, verb) = seg.split_once(':').unwrap_or((seg, ""));
+                let id_like = head.contains('@')
+                    || (head.len() >= 20
+                        && head.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+                match (id_like, verb) {
+                    (false, _) => seg.to_owned(),
+                    (true, "") => "{id}".to_owned(),
+                    (true, verb) => format!("{{id}}:{verb}"),
+                }
+            })
+            .collect();
+        *counts.entry(shape.join("/")).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(k, n)| format!("{n} {k}\n"))
+        .collect()
+}
+
+/// One Azure rotation: per run and tenant, OpenID discovery and the managed identity's
+/// token; per credential, one read of the application (preflight and the slot check
+/// share it), `addPassword`, the sign-in with the new secret (verify), `removePassword`.
+const AZURE_ROTATION_CALLS: &str = "\
+1 GET /msi/token
+1 GET /v1.0/applications/{id}
+1 GET /{id}/v2.0/.well-known/openid-configuration
+1 POST /v1.0/applications/{id}/addPassword
+1 POST /v1.0/applications/{id}/removePassword
+1 POST /{id}/oauth2/v2.0/token
+";
+
+/// One GCP rotation: one key listing (preflight and the slot check share it), create, the
+/// read of the new key authenticated as itself (verify), disable.
+const GCP_ROTATION_CALLS: &str = "\
+1 GET /v1/projects/dns-dev2/serviceAccounts/{id}/keys
+1 GET /v1/projects/dns-dev2/serviceAccounts/{id}/keys/{id}
+1 POST /v1/projects/dns-dev2/serviceAccounts/{id}/keys
+1 POST /v1/projects/dns-dev2/serviceAccounts/{id}/keys/{id}:disable
+";
+
 fn no_secret(r: &Run, secrets: &[&str]) {
     for s in secrets {
         assert!(
@@ -94,6 +143,7 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
     assert_eq!(old.len(), 1);
     f.commit_and_publish("Add credentials", &[AZ_CLUSTER]);
 
+    g.state().log.clear();
     let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
         "--repo",
         work.to_str().unwrap(),
@@ -109,6 +159,9 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
         "0s",
     ]));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The call budget of one rotation (docs/providers/azure.md).
+    let log = g.state().log.clone();
+    assert_eq!(calls(&log), AZURE_ROTATION_CALLS, "{log:?}");
     let now = g.state().key_ids(&object_id);
     assert_eq!(now.len(), 1, "old password removed, new one kept: {now:?}");
     assert_ne!(now, old);
@@ -207,6 +260,7 @@ fn gcp_create_rotate_through_adc_key_file_and_disable_mode() {
     assert_eq!(old.len(), 1);
     f.commit_and_publish("Add credentials", &[GCP_CLUSTER]);
 
+    iam.state().log.clear();
     let mut c = cmd();
     env(&mut c);
     let r = run_cmd(c.args([
@@ -226,6 +280,9 @@ fn gcp_create_rotate_through_adc_key_file_and_disable_mode() {
         "disable",
     ]));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The call budget of one rotation (docs/providers/gcp.md).
+    let log = iam.state().log.clone();
+    assert_eq!(calls(&log), GCP_ROTATION_CALLS, "{log:?}");
     let keys = iam.state().user_keys(EMAIL);
     assert_eq!(
         keys.len(),

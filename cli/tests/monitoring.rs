@@ -408,11 +408,12 @@ fn a_replaced_certificate_marks_manifests_and_rotate_reseal_reseals_them() {
     let (f, moto, old) = setup();
     let work = f.path("work");
     let w = work.to_str().unwrap();
-    // The renewed certificate is valid from today, the fleet's pinned clock is earlier.
-    let today = chrono::Utc::now().to_rfc3339();
+    // The renewed certificate is valid from the moment openssl makes it, the fleet's
+    // pinned clock is earlier: each command runs at the real time of its start (a time
+    // taken once before the certificate exists would be earlier than its notBefore).
     let now = || {
         let mut c = cmd();
-        c.env("SECRET_MANAGER_NOW", &today);
+        c.env("SECRET_MANAGER_NOW", chrono::Utc::now().to_rfc3339());
         c
     };
     let row = |extra: &[&str]| -> Vec<serde_json::Value> {

@@ -4,6 +4,7 @@
 
 mod clock;
 mod key_id;
+mod prefetch;
 mod propagation;
 mod retry;
 mod secret;
@@ -13,6 +14,7 @@ mod types;
 
 pub use clock::{Clock, SystemClock};
 pub use key_id::{Checked, MAX_KEY_ID_LEN, escape_for_display, is_valid_key_id, key_id_format};
+pub use prefetch::Prefetched;
 pub use propagation::{Attempt, Propagation};
 pub use retry::{RetryPolicy, Retrying, retryable};
 pub use secret::SecretValue;

@@ -107,6 +107,8 @@ pub struct AzureProvider {
     /// How long `verify` waits for a new secret to work.
     pub propagation: Propagation,
     clock: Arc<dyn Clock>,
+    /// The preflight's read of the application, for the `keys` that follows it.
+    read: api::Prefetched<graph::Application>,
 }
 
 impl std::fmt::Debug for AzureProvider {
@@ -149,6 +151,7 @@ impl AzureProvider {
             secret_lifetime: None,
             propagation: Propagation::new(PROPAGATION_WINDOW),
             clock: SystemClock::shared(),
+            read: api::Prefetched::default(),
         }
     }
 
@@ -244,7 +247,11 @@ impl Provider for AzureProvider {
         }
         let app = self.application(object_id).await?;
         match app.app_id.as_deref() {
-            Some(a) if a.eq_ignore_ascii_case(client_id) => Ok(()),
+            // The read is also what the `keys` right after it needs: kept for that call.
+            Some(a) if a.eq_ignore_ascii_case(client_id) => {
+                self.read.put(object_id, app);
+                Ok(())
+            }
             other => Err(permanent(
                 "preflight",
                 format!(
@@ -257,7 +264,10 @@ impl Provider for AzureProvider {
 
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
         let object_id = t.param("applicationObjectId")?;
-        let app = self.application(object_id).await?;
+        let app = match self.read.take(object_id) {
+            Some(app) => app,
+            None => self.application(object_id).await?,
+        };
         let now = Utc::now();
         let mut keys: Vec<KeyInfo> = app
             .password_credentials
@@ -281,6 +291,7 @@ impl Provider for AzureProvider {
         let tenant = t.param("tenantId")?;
         let client_id = t.param("clientId")?;
         let object_id = t.param("applicationObjectId")?;
+        self.read.forget(object_id);
         let now = Utc::now();
         let mut credential = serde_json::json!({
             "displayName": format!("secret-manager {}", now.format("%Y-%m-%dT%H:%M:%SZ")),
@@ -367,6 +378,7 @@ impl Provider for AzureProvider {
         // Graph reads can lag writes, so a fresh secret may not be listed yet. A password
         // that is not there is already revoked.
         let object_id = t.param("applicationObjectId")?;
+        self.read.forget(object_id);
         let http = &self.endpoints.http;
         match self
             .graph(

@@ -45,6 +45,8 @@ pub struct GcpProvider {
     /// How long `verify` waits for a new key to propagate.
     pub propagation: Propagation,
     clock: std::sync::Arc<dyn Clock>,
+    /// The preflight's key listing, for the `keys` that follows it.
+    listed: api::Prefetched<Vec<KeyInfo>>,
 }
 
 impl std::fmt::Debug for GcpProvider {
@@ -226,6 +228,7 @@ impl GcpProvider {
             endpoint,
             propagation: Propagation::new(PROPAGATION_WINDOW),
             clock: SystemClock::shared(),
+            listed: api::Prefetched::default(),
         })
     }
 
@@ -299,15 +302,23 @@ impl Provider for GcpProvider {
     }
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
-        self.list(t).await.map(drop)
+        // The account exists and its keys may be listed: that listing is also what the
+        // `keys` right after it needs, so it is kept for that call.
+        let keys = self.list(t).await?;
+        self.listed.put(&account(t)?.0, keys);
+        Ok(())
     }
 
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
-        self.list(t).await
+        match self.listed.take(&account(t)?.0) {
+            Some(keys) => Ok(keys),
+            None => self.list(t).await,
+        }
     }
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
         let (name, email) = account(t)?;
+        self.listed.forget(&name);
         // No slot is freed here: the engine decides which keys may go (only keys it
         // minted itself). A full account is IAM's FAILED_PRECONDITION (or, from older
         // deployments, RESOURCE_EXHAUSTED "Maximum number of keys"), mapped to KeyLimit.
@@ -397,6 +408,7 @@ impl Provider for GcpProvider {
 
     async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
         let (name, _) = account(t)?;
+        self.listed.forget(&name);
         let key_name = format!("{name}/keys/{key}");
         tracing::debug!(key = %key_name, ?how, "revoke");
         let result = match how {
