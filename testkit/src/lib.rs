@@ -6,6 +6,10 @@
 //! follows the REST shapes of the service it stands in for (paths, JSON bodies, status
 //! codes, error envelopes, limits). The provider crates reach them through their real
 //! client and auth crates by endpoint override; nothing here is linked into the product.
+//!
+//! [`FakeAws`] is the exception: a fast plain-HTTP stand-in for IAM and STS with a fixed,
+//! async latency, for the concurrency benchmark (`fake-aws`, `scripts/bench-rotate
+//! --endpoint fake`); moto remains the AWS fake of the correctness tests.
 #![forbid(unsafe_code)]
 
 pub mod aws;
