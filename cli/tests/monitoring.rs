@@ -311,16 +311,9 @@ fn notifications_say_what_happened_and_never_a_secret() {
     let mut c = rotate_cmd(&f, &moto);
     c.env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
         .env("HOOK_URL", &bad_url)
-        .args([
-            "--source",
-            "aws",
-            "--cluster",
-            DEV1,
-            "--name",
-            "route53",
-            "--notify",
-            "env:HOOK_URL",
-        ]);
+        // The credential without `--revoke-after 0s`: the source fails before that matters.
+        .args(&ROUTE53_NOW[..6])
+        .args(["--notify", "env:HOOK_URL"]);
     let r = run_cmd(&mut c);
     assert_eq!(r.code, 10, "{}", r.stderr);
     let (_, body) = bad_rx

@@ -49,7 +49,7 @@ async fn conformance_suite_against_the_fast_fake() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_rotation_makes_six_calls_and_the_run_one_more() {
+async fn a_rotation_makes_five_calls_and_the_run_one_more() {
     let f = FakeAws::start(Duration::from_millis(5)).await;
     let (user, old) = f.state().seed(1).remove(0);
     let p = provider(&f.server.url).await;
