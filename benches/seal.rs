@@ -27,7 +27,19 @@ fn main() {
         .unwrap()
         .to_utc();
     let cert = SealingCert::parse(&pem, "bench", now).unwrap();
-    let key: &RsaPublicKey = &cert.public_key;
+    let key = {
+        use rsa::pkcs1::DecodeRsaPublicKey as _;
+        use x509_cert::der::DecodePem as _;
+        let c = x509_cert::Certificate::from_pem(&pem).unwrap();
+        RsaPublicKey::from_pkcs1_der(
+            c.tbs_certificate
+                .subject_public_key_info
+                .subject_public_key
+                .raw_bytes(),
+        )
+        .unwrap()
+    };
+    let key = &key;
     // The floor: AWS-LC's OAEP encryption of a session key, from the certificate's SPKI.
     let spki = {
         use x509_cert::der::{DecodePem, Encode};

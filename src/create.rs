@@ -363,7 +363,7 @@ pub async fn create(
     let identity = identity_label(&req.source, &req.params);
     // Everything that can fail without side effects comes first.
     let cert = repo
-        .sealing_cert(&req.cluster, now)
+        .sealing_cert_to_seal_with(&req.cluster, now)
         .await
         .map_err(|e| CreateError::Invalid(e.to_string()))?;
     let provider = providers

@@ -60,8 +60,8 @@ pub struct Cluster {
     pub remote: String,
     /// Where the sealing certificate comes from.
     pub sealing_cert: Option<String>,
-    /// kubectl context.
-    pub kube_context: Option<String>,
+    /// kubectl context (validated: never read as a kubectl option).
+    pub kube_context: Option<crate::names::KubeContext>,
     /// Argo CD application.
     pub argocd_app: Option<String>,
     /// The inventory file, repo-relative.
@@ -101,8 +101,8 @@ impl Inventory {
                 path: dir.clone(),
                 source,
             })?;
-            let path = entry.path();
-            let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
                 continue;
             };
             let Some(id) = file_name
@@ -121,14 +121,15 @@ impl Inventory {
                     ),
                 });
             }
-            let src = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                path: rel.clone(),
-                source,
-            })?;
+            let Some(src) =
+                crate::fsx::read_text_in_repo(repo, &rel, crate::fsx::MAX_CONFIG_BYTES)?
+            else {
+                continue;
+            };
             let block = from_yaml::<Option<ClusterValuesFile>>(&rel, &src)?
                 .and_then(|f| f.secret_manager)
                 .unwrap_or_default();
-            clusters.push(Cluster::new(id, block, rel, config));
+            clusters.push(Cluster::new(id, block, rel, config)?);
         }
         clusters.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(Inventory { clusters })
@@ -146,7 +147,27 @@ impl Inventory {
 }
 
 impl Cluster {
-    fn new(id: &str, block: RawClusterBlock, file: PathBuf, config: &Config) -> Cluster {
+    fn new(
+        id: &str,
+        block: RawClusterBlock,
+        file: PathBuf,
+        config: &Config,
+    ) -> ConfigResult<Cluster> {
+        // The repo names a remote and a context; it never names a URL, a path or an
+        // option: those are refused here, before anything reaches git or kubectl.
+        let invalid = |field: &str, e: crate::names::NameError| ConfigError::Invalid {
+            path: file.clone(),
+            field: format!("secretManager.{field}"),
+            message: e.to_string(),
+        };
+        let remote = block.remote.unwrap_or_else(|| "origin".into());
+        crate::names::RemoteName::parse(&remote).map_err(|e| invalid("remote", e))?;
+        let kube_context = block
+            .kube_context
+            .as_deref()
+            .map(crate::names::KubeContext::parse)
+            .transpose()
+            .map_err(|e| invalid("kubeContext", e))?;
         let mut parts = id.split('.');
         let cloud = parts.next().unwrap_or_default().to_owned();
         let name = id.rsplit('.').next().unwrap_or(id).to_owned();
@@ -155,18 +176,18 @@ impl Cluster {
             PointerKind::Branch => &config.branch_pattern,
             PointerKind::Tag => &config.tag_pattern,
         };
-        Cluster {
+        Ok(Cluster {
             pointer_ref: pattern.replace("{id}", id).replace("{name}", &name),
             id: id.to_owned(),
             name,
             cloud,
             pointer,
-            remote: block.remote.unwrap_or_else(|| "origin".into()),
+            remote,
             sealing_cert: block.sealing_cert,
-            kube_context: block.kube_context,
+            kube_context,
             argocd_app: block.argocd_app,
             file,
-        }
+        })
     }
 }
 
@@ -198,6 +219,53 @@ mod tests {
         assert_eq!(i.clusters[0].remote, "prod");
         assert_eq!(i.clusters[1].pointer_ref, "cluster/gcp.europe-west1.dev2");
         assert_eq!(i.clusters[1].remote, "origin");
+    }
+
+    #[test]
+    fn remotes_and_contexts_that_are_not_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join(INVENTORY_DIR);
+        std::fs::create_dir(&inv).unwrap();
+        for (block, field) in [
+            (
+                "remote: \"--upload-pack=touch /tmp/pwned\"",
+                "secretManager.remote",
+            ),
+            (
+                "remote: https://evil.example/fleet.git",
+                "secretManager.remote",
+            ),
+            ("remote: /srv/other.git", "secretManager.remote"),
+            (
+                "kubeContext: \"--kubeconfig=applications/x/kubeconfig\"",
+                "secretManager.kubeContext",
+            ),
+        ] {
+            std::fs::write(
+                inv.join("aws.x.y.yaml"),
+                format!("secretManager:\n  {block}\n"),
+            )
+            .unwrap();
+            let e = Inventory::load(dir.path(), &Config::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("cluster-values/aws.x.y.yaml") && e.contains(field),
+                "{block}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cluster_values_symlink_out_of_the_repo_is_an_error_not_a_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = dir.path().join(INVENTORY_DIR);
+        std::fs::create_dir(&inv).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", inv.join("aws.x.y.yaml")).unwrap();
+        let e = Inventory::load(dir.path(), &Config::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("leaves the repo"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod create;
 pub mod duration;
 pub mod engine;
 pub mod forge;
+pub mod fsx;
 pub mod gitops;
 pub mod inventory;
 pub mod journal;
@@ -21,10 +22,12 @@ pub mod keys;
 pub mod lint;
 pub mod list;
 pub mod manifest;
+pub mod names;
 pub mod providers;
 pub mod reseal;
 pub mod scan;
 pub mod seal;
+pub mod text;
 
 pub use secret_manager_provider as provider;
 
@@ -50,6 +53,9 @@ pub enum RepoError {
         /// Inventory file.
         file: PathBuf,
     },
+    /// The repo's certificate for a cluster is not one the tool may seal to.
+    #[error("{0}")]
+    UntrustedCert(String),
     /// Loading or validating the certificate failed.
     #[error(transparent)]
     Seal(#[from] seal::SealError),
@@ -109,11 +115,90 @@ impl Repo {
                 id: id.to_owned(),
                 file: cluster.file.clone(),
             })?;
-        let source = seal::CertSource::parse(spec, &self.root)?;
+        let source = seal::CertSource::parse_in_repo(spec, &self.root)?;
         let origin = format!("cluster {id}: sealingCert {spec}");
         Ok(source
-            .load(&origin, cluster.kube_context.as_deref(), now)
+            .load(
+                &origin,
+                cluster.kube_context.as_ref().map(|c| c.as_str()),
+                now,
+            )
             .await?)
+    }
+
+    /// The sealing certificate of cluster `id`, only when it may seal a new credential
+    /// ([`seal::trust`]): pinned by the operator, served by the cluster's controller,
+    /// recorded by most of the cluster's manifests in `found`, or the first one.
+    pub async fn trusted_sealing_cert(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        found: &[scan::Found],
+        pins: &seal::trust::Pins,
+    ) -> Result<seal::SealingCert, RepoError> {
+        use seal::trust::{self, Basis};
+        let cert = self.sealing_cert(id, now).await?;
+        let cluster = self
+            .inventory
+            .get(id)
+            .expect("sealing_cert found the cluster");
+        let from_controller = cluster
+            .sealing_cert
+            .as_deref()
+            .is_some_and(|s| s.starts_with("controller://"));
+        let recorded = trust::recorded(found, id, &self.config.annotation_prefix);
+        let fp = cert.fingerprint.clone();
+        let mut controller = from_controller.then(|| fp.clone());
+        let mut decided = trust::decide(id, &fp, pins, &recorded, controller.as_deref());
+        if decided.is_err()
+            && controller.is_none()
+            && pins.of(id).is_none()
+            && let Some(ctx) = &cluster.kube_context
+        {
+            // A changed certificate: ask the cluster's controller which one it serves.
+            let ns = std::env::var("SEALED_SECRETS_CONTROLLER_NAMESPACE")
+                .unwrap_or_else(|_| "kube-system".into());
+            let name = std::env::var("SEALED_SECRETS_CONTROLLER_NAME")
+                .unwrap_or_else(|_| "sealed-secrets-controller".into());
+            match seal::CertSource::parse(&format!("controller://{ns}/{name}"), &self.root) {
+                Ok(src) => match src.load("controller", Some(ctx.as_str()), now).await {
+                    Ok(c) => controller = Some(c.fingerprint),
+                    Err(e) => {
+                        tracing::warn!(cluster = id, error = %e, "cannot verify the sealing certificate against the controller");
+                    }
+                },
+                Err(e) => tracing::warn!(cluster = id, error = %e, "controller name"),
+            }
+            decided = trust::decide(id, &fp, pins, &recorded, controller.as_deref());
+        }
+        match decided {
+            Ok(Basis::FirstUse) => {
+                tracing::warn!(
+                    cluster = id,
+                    fingerprint = %fp,
+                    "no manifest of this cluster records a sealing certificate yet: trusting the repo's on first use; pin it with {}",
+                    trust::TRUSTED_CERTS_ENV
+                );
+                Ok(cert)
+            }
+            Ok(basis) => {
+                tracing::debug!(cluster = id, ?basis, "sealing certificate trusted");
+                Ok(cert)
+            }
+            Err(m) => Err(RepoError::UntrustedCert(m)),
+        }
+    }
+
+    /// [`Repo::trusted_sealing_cert`] with this repo's own SealedSecrets as the record and
+    /// the operator's pins from the environment: for one-off commands (`seal`, `create`).
+    pub async fn sealing_cert_to_seal_with(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<seal::SealingCert, RepoError> {
+        let pins = seal::trust::Pins::from_env().map_err(RepoError::UntrustedCert)?;
+        let found = self.scan().secrets;
+        self.trusted_sealing_cert(id, now, &found, &pins).await
     }
 
     /// Scans the repo for SealedSecrets.

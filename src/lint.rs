@@ -20,10 +20,15 @@ pub struct Finding {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // File names and messages quote the repo: escaped, so a terminal escape is shown,
+        // not acted on, and a newline in a file name cannot forge another finding.
         write!(
             f,
             "{}:{}: {}: {}",
-            self.file, self.line, self.rule, self.message
+            crate::text::escape(&self.file),
+            self.line,
+            self.rule,
+            crate::text::escape(&self.message)
         )
     }
 }

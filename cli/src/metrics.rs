@@ -285,6 +285,19 @@ pub fn write_textfile(path: &std::path::Path, text: &str) -> anyhow::Result<()> 
 /// or a 5xx, at most 3 attempts within ~10 s.
 pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
     let base = url.trim_end_matches('/');
+    // The Pushgateway URL is the operator's (a flag). Plain http to an in-cluster service
+    // is usual and carries no secret; a URL with credentials in it must be https.
+    let has_userinfo = base.split_once("://").is_some_and(|(_, rest)| {
+        rest.split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .contains('@')
+    });
+    if has_userinfo && !secret_manager::config::secure_or_loopback(base) {
+        anyhow::bail!(
+            "--pushgateway: a URL with credentials must be https (plain http only to a loopback address)"
+        );
+    }
     let target = format!(
         "{base}/metrics/job/secret-manager/instance/{}",
         instance
@@ -309,6 +322,7 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
         None => target.clone(),
     };
     let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
         .build()?;
     let mut last = String::new();

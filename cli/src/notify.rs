@@ -69,9 +69,11 @@ pub fn targets(
         });
     }
     for t in &out {
-        if !(t.url.starts_with("https://") || t.url.starts_with("http://")) {
+        // A webhook URL carries a token: https only (plain http to loopback, for a local
+        // relay), never a redirect elsewhere (see `send`).
+        if !secret_manager::config::secure_or_loopback(&t.url) {
             return Err(crate::exit::UsageError(format!(
-                "--notify: {} is not an http(s) URL",
+                "--notify: {} must be an https URL (plain http only to a loopback address)",
                 shown(&t.url)
             ))
             .into());
@@ -225,6 +227,7 @@ pub async fn send(
     let failed_run = code != crate::exit::OK;
     let body = serde_json::to_vec(&payload(report, code, verb)).expect("JSON of strings");
     let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
         .build()
     {

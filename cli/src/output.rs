@@ -61,6 +61,30 @@ pub fn color_out() -> bool {
     COLOR_OUT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The crates (and the `git` target) whose events `-v` raises. Every other crate stays at
+/// `warn` whatever `-v` says: the cloud SDKs and HTTP stacks log request bodies at debug
+/// and trace (an STS web-identity token, a client secret in a form), which must never reach
+/// a log. `SECRET_MANAGER_LOG` (an operator's explicit filter) still overrides it.
+const OWN_TARGETS: &[&str] = &[
+    "secret_manager",
+    "secret_manager_cli",
+    "secret_manager_provider",
+    "secret_manager_aws",
+    "secret_manager_azure",
+    "secret_manager_gcp",
+    "secret_manager_exec",
+    "git",
+];
+
+/// `warn` for everything, `level` for our own crates.
+pub fn log_directives(level: &str) -> String {
+    let mut d = String::from(if level == "error" { "error" } else { "warn" });
+    for t in OWN_TARGETS {
+        d.push_str(&format!(",{t}={level}"));
+    }
+    d
+}
+
 /// Sets up colour and `tracing` on stderr according to `--color`, `-v`, `-q` and
 /// `--log-format`.
 pub fn init_logging(g: &GlobalArgs) {
@@ -85,7 +109,7 @@ pub fn init_logging(g: &GlobalArgs) {
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SECRET_MANAGER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_directives(level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -414,6 +438,16 @@ pub fn table_width() -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn verbosity_raises_only_our_crates() {
+        let d = super::log_directives("trace");
+        assert!(d.starts_with("warn,"), "{d}");
+        assert!(d.contains("secret_manager_aws=trace"), "{d}");
+        let f = tracing_subscriber::EnvFilter::new(&d);
+        assert!(f.to_string().contains("warn"), "{f}");
+        assert!(!d.contains("aws_sdk") && !d.contains("hyper") && !d.contains("reqwest"));
+    }
+
     use super::*;
 
     #[test]

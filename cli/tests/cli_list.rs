@@ -323,21 +323,35 @@ fn terminal_escapes_in_manifests_are_shown_escaped() {
     std::fs::create_dir_all(dir.path().join("apps")).unwrap();
     std::fs::write(
         dir.path().join("apps/evil.yaml"),
-        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: \"evil\\e]0;pwned\\a\"\n  namespace: \"ns\\u202Exe\"\nspec:\n  encryptedData: {k: AgB}\n",
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: \"evil\\e]0;pwned\\a\"\n  namespace: \"ns\\u202Exe\"\nspec:\n  encryptedData: {k: AgB}\n---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: fine\n  namespace: ns\nspec:\n  encryptedData: {k: AgB}\n  template:\n    metadata:\n      annotations:\n        secret-manager/source: \"aws\\e[2J\\u202Egnp\"\n",
     )
     .unwrap();
-    let r = run_in(&["--repo", dir.path().to_str().unwrap(), "list", "--all"]);
+    let r = run_in(&[
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "-o",
+        "wide",
+        "list",
+        "--all",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     for raw in ['\u{1b}', '\u{7}', '\u{202e}'] {
         assert!(!r.stdout.contains(raw), "raw {raw:?} in {:?}", r.stdout);
         assert!(!r.stderr.contains(raw), "raw {raw:?} in {:?}", r.stderr);
     }
+    // An invalid name is a finding (shown escaped), never a row.
     assert!(
-        r.stdout.contains("evil\\u{1b}]0;pwned\\u{7}"),
+        r.stderr.contains("evil\\u{1b}]0;pwned\\u{7}") && !r.stdout.contains("pwned"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    // Other repo text in a row (here the source) is escaped in the table.
+    assert!(
+        r.stdout.contains("aws\\u{1b}[2J\\u{202e}gnp"),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("ns\\u{202e}xe"), "{}", r.stdout);
 }
 
 /// Colour: on a terminal unless NO_COLOR is set; `--color always|never` decide outright.

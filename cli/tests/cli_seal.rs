@@ -582,7 +582,7 @@ fn controller_and_url_certificate_sources() {
     std::fs::write(
         &fake,
         format!(
-            "#!/bin/sh\n[ \"$*\" = \"--context dev1 get --raw /api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:/proxy/v1/cert.pem\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            "#!/bin/sh\n[ \"$*\" = \"--context=dev1 get --raw=/api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:/proxy/v1/cert.pem\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
             testdata(&format!("example-repo/tooling/sealing-certs/{DEV1}.pem")).display()
         ),
     )

@@ -13,6 +13,7 @@ mod deploy;
 mod edit;
 mod engine;
 mod gitops;
+mod hostile;
 mod monitoring;
 mod pull_requests;
 mod rotate;

@@ -477,7 +477,51 @@ fn a_replaced_certificate_marks_manifests_and_rotate_reseal_reseals_them() {
     // rotate --reseal alone: only the outdated credential, though every other aws
     // credential of dev1 is selected too.
     let before: Vec<serde_json::Value> = row(&[]);
+    // A new certificate is not trusted because the repo holds it: without the operator's
+    // pin (or the controller serving it) nothing is re-sealed.
+    let reseal = |pin: Option<String>| {
+        let mut c = now();
+        if let Some(p) = pin {
+            c.env("SECRET_MANAGER_TRUSTED_CERTS", p);
+        }
+        moto.env(&mut c).env("KUBECONFIG", "/dev/null").args([
+            "--repo",
+            w,
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--reseal",
+            "--revoke-after",
+            "0s",
+        ]);
+        run_cmd(&mut c)
+    };
+    let r = reseal(None);
+    assert_eq!(r.code, 10, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("SECRET_MANAGER_TRUSTED_CERTS"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(row(&[]), before, "nothing changed");
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let fp: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     let mut c = now();
+    c.env("SECRET_MANAGER_TRUSTED_CERTS", format!("{DEV1}={fp}"));
     moto.env(&mut c).args([
         "--repo",
         w,

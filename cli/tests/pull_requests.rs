@@ -50,6 +50,11 @@ fn pr_mode(f: &GitFleet, forge: &FakeForge, kind: &str, extra: &str) {
 fn run(f: &GitFleet, moto: &Moto, now: &str, token_var: &str, extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd();
+    // The operator trusts the fake forge's URL (the repo's apiUrl alone is not enough).
+    let cfg = std::fs::read_to_string(f.path("work/.secret-manager.yaml")).unwrap();
+    if let Some(url) = cfg.lines().find_map(|l| l.trim().strip_prefix("apiUrl: ")) {
+        c.env("SECRET_MANAGER_FORGE_API_URL", url);
+    }
     moto.env(&mut c)
         .env("SECRET_MANAGER_NOW", now)
         .env(token_var, TOKEN)
@@ -387,6 +392,7 @@ fn a_github_app_and_rate_limits_and_no_token_anywhere() {
         .env("GITHUB_APP_ID", "123456")
         .env("GITHUB_APP_PRIVATE_KEY_FILE", &key_file)
         .env("GITHUB_APP_INSTALLATION_ID", "987654")
+        .env("SECRET_MANAGER_FORGE_API_URL", &forge.api_url)
         .env("SECRET_MANAGER_LOG", "trace")
         .env("GIT_AUTHOR_NAME", "cron")
         .env("GIT_AUTHOR_EMAIL", "cron@example.com")

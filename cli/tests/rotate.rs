@@ -921,7 +921,7 @@ fn require_synced_waits_for_the_controller() {
     std::fs::write(
         &kubectl,
         format!(
-            "#!/bin/sh\n[ \"$*\" = \"--context dev1 get sealedsecret route53 -n external-dns -o json\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            "#!/bin/sh\n[ \"$*\" = \"--context=dev1 --namespace=external-dns get -o json -- sealedsecret route53\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
             state.display()
         ),
     )

@@ -472,7 +472,7 @@ fn accounts_are_checked_and_roles_reach_users_of_other_accounts() {
         r.stderr
     );
     // The local user rotated; nothing was minted for the other account's user.
-    assert_eq!(moto.key_ids("local-bot").len(), 1);
+    assert_eq!(moto.key_ids("local-bot").len(), 1, "{}", r.stdout);
     // A role for account 111111111111 (moto acts in the role's account).
     git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
     write_aws_config(
@@ -638,7 +638,7 @@ fn sigterm_mid_mint_and_mid_publish_leaves_nothing_behind() {
 }
 
 /// A fleet with one demo-plugin credential on dev1 (no cloud needed).
-fn demo_fleet(state: &Path) -> GitFleet {
+pub(crate) fn demo_fleet(state: &Path) -> GitFleet {
     let f = GitFleet::new();
     let work = f.path("work");
     let rel = format!("applications/demo/state/overlays/{DEV1}/demo.yaml");

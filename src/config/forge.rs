@@ -54,8 +54,10 @@ pub struct RawForge {
 pub struct Forge {
     /// Kind.
     pub kind: ForgeKind,
-    /// REST base URL, without a trailing `/`.
-    pub api_url: String,
+    /// REST base URL as the repo wrote it, without a trailing `/`. Only a statement of
+    /// intent: the token goes to the URL the operator trusts
+    /// (`secret_manager::forge::trusted_api_url`), which this must match.
+    pub api_url: Option<String>,
     /// `owner/name` or project path.
     pub repository: String,
     /// Branch prefix (ends with `/` or `-` as written).
@@ -120,15 +122,10 @@ impl RawForge {
             }
             None => None,
             Some(f) => {
-                let api_url = f
-                    .api_url
-                    .unwrap_or_else(|| match f.kind {
-                        ForgeKind::Github => "https://api.github.com".into(),
-                        ForgeKind::Gitlab => "https://gitlab.com/api/v4".into(),
-                    })
-                    .trim_end_matches('/')
-                    .to_owned();
-                if !secure_or_loopback(&api_url) {
+                let api_url = f.api_url.map(|u| u.trim_end_matches('/').to_owned());
+                if let Some(api_url) = api_url.as_deref()
+                    && !secure_or_loopback(api_url)
+                {
                     return Err(invalid(
                         "forge.apiUrl",
                         format!(

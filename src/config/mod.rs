@@ -51,6 +51,9 @@ pub enum ConfigError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A file that is not read: a symlink out of the repo, not a regular file, too large.
+    #[error(transparent)]
+    Unsafe(#[from] crate::fsx::RepoFileError),
 }
 
 /// Result alias.
@@ -268,6 +271,33 @@ impl RawConfig {
                 });
             }
         }
+        let main_branch = self.main_branch.unwrap_or_else(|| "main".into());
+        let main_remote = self.main_remote.unwrap_or_else(|| "origin".into());
+        // Names that end up in git's arguments and refspecs: names only, never an option,
+        // a URL or a second refspec.
+        for (field, v) in [
+            ("pointers.branch", &branch),
+            ("pointers.tag", &tag),
+            ("mainBranch", &main_branch),
+        ] {
+            if !crate::names::is_safe_ref_name(v) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: field.into(),
+                    message: format!(
+                        "`{}` is not a valid ref name (letters, digits, `.`, `_`, `-`, `/`; no `:`, no `..`, not starting with `-`)",
+                        crate::text::escape(v)
+                    ),
+                });
+            }
+        }
+        if let Err(e) = crate::names::RemoteName::parse(&main_remote) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: "mainRemote".into(),
+                message: e.to_string(),
+            });
+        }
         let claim_lease = dur("claims.lease", self.claims.lease, "10m")?;
         if claim_lease < chrono::Duration::minutes(1) {
             return Err(ConfigError::Invalid {
@@ -326,8 +356,8 @@ impl RawConfig {
             revoke_mode: self.policy.revoke_mode.unwrap_or(RevokeMode::Delete),
             branch_pattern: branch,
             tag_pattern: tag,
-            main_branch: self.main_branch.unwrap_or_else(|| "main".into()),
-            main_remote: self.main_remote.unwrap_or_else(|| "origin".into()),
+            main_branch,
+            main_remote,
         })
     }
 }
@@ -335,13 +365,17 @@ impl RawConfig {
 impl Config {
     /// Loads `<repo>/.secret-manager.yaml`, or the defaults when the file is absent.
     pub fn load(repo: &Path) -> ConfigResult<Config> {
-        let path = repo.join(CONFIG_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(src) => from_yaml::<Option<RawConfig>>(Path::new(CONFIG_FILE), &src)?
+        // The repo is input: a symlink out of it, a FIFO or a huge file is an error.
+        match crate::fsx::read_text_in_repo(
+            repo,
+            Path::new(CONFIG_FILE),
+            crate::fsx::MAX_CONFIG_BYTES,
+        ) {
+            Ok(Some(src)) => from_yaml::<Option<RawConfig>>(Path::new(CONFIG_FILE), &src)?
                 .unwrap_or_default()
                 .validate(Path::new(CONFIG_FILE)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Read { path, source }),
+            Ok(None) => Ok(Config::default()),
+            Err(e) => Err(ConfigError::Unsafe(e)),
         }
     }
 }
@@ -452,11 +486,53 @@ mod tests {
     }
 
     #[test]
+    fn a_plugin_never_gets_the_rotators_credentials() {
+        for var in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GITHUB_TOKEN",
+            "GITHUB_APP_PRIVATE_KEY_FILE",
+            "GITLAB_TOKEN",
+            "SSH_AUTH_SOCK",
+            "KUBECONFIG",
+            "SECRET_MANAGER_FORGE_API_URL",
+            "aws_secret_access_key",
+        ] {
+            let e = parse(&format!(
+                "providers:\n  exec:\n    vault: {{env: [VAULT_ADDR, {var}]}}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("providers.exec.vault.env") && e.contains("rotator's own credentials"),
+                "{var}: {e}"
+            );
+        }
+        assert!(parse("providers:\n  exec:\n    vault: {env: [VAULT_ADDR, VAULT_TOKEN_FILE, AWS_REGION]}\n").is_ok());
+    }
+
+    #[test]
+    fn remotes_branches_and_patterns_are_names() {
+        for (src, field) in [
+            ("mainRemote: \"--upload-pack=touch /tmp/x\"\n", "mainRemote"),
+            ("mainRemote: https://evil.example/r.git\n", "mainRemote"),
+            ("mainBranch: \"main:refs/heads/x\"\n", "mainBranch"),
+            ("pointers: {branch: \"-c/{id}\"}\n", "pointers.branch"),
+        ] {
+            let e = parse(src).unwrap_err().to_string();
+            assert!(e.contains(field), "{src}: {e}");
+        }
+    }
+
+    #[test]
     fn pull_request_mode_needs_a_valid_forge() {
         let c = parse("mainVia: pull-request\nforge:\n  kind: github\n  repository: org/fleet\n  labels: [rotation]\n  maxOpenAge: 7d\n").unwrap();
         assert_eq!(c.main_via, MainVia::PullRequest);
         let f = c.forge.unwrap();
-        assert_eq!(f.api_url, "https://api.github.com");
+        assert_eq!(f.api_url, None);
         assert_eq!(f.branch_prefix, "secret-manager/");
         assert_eq!(f.max_open_age, Some(chrono::Duration::days(7)));
         let e = parse("mainVia: pull-request\n").unwrap_err().to_string();

@@ -197,8 +197,48 @@ impl ProviderSettings {
                         format!("`{var}` is not an environment variable name"),
                     ));
                 }
+                if is_rotator_credential(var) {
+                    return Err(invalid(
+                        format!("providers.exec.{name}.env"),
+                        format!(
+                            "`{var}` holds (or locates) the rotator's own credentials; a plugin never gets them. Give the plugin a credential of its own under another name"
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Whether `var` is one of the rotator's own credential variables (or one that locates or
+/// unlocks them): the cloud SDKs' keys, tokens and identity files, the forge token and
+/// GitHub App key, git and SSH credentials, kubeconfig, and the tool's own settings. A
+/// plugin's `env:` allowlist may not list them: the repo writes that list, and plugins are
+/// isolated from the credentials of every other source.
+pub fn is_rotator_credential(var: &str) -> bool {
+    const ALLOWED: &[&str] = &["AWS_REGION", "AWS_DEFAULT_REGION"];
+    const PREFIXES: &[&str] = &[
+        "AWS_",
+        "AZURE_",
+        "ARM_",
+        "MSI_",
+        "IDENTITY_",
+        "GOOGLE_",
+        "GCE_",
+        "CLOUDSDK_",
+        "GITHUB_",
+        "GITLAB_",
+        "GIT_",
+        "SSH_",
+        "SECRET_MANAGER_",
+        "ACTIONS_ID_TOKEN_",
+        "KUBE",
+    ];
+    const EXACT: &[&str] = &["XDG_CONFIG_HOME", "GNUPGHOME", "GPG_AGENT_INFO"];
+    let upper = var.to_ascii_uppercase();
+    if ALLOWED.contains(&upper.as_str()) {
+        return false;
+    }
+    EXACT.contains(&upper.as_str()) || PREFIXES.iter().any(|p| upper.starts_with(p))
 }

@@ -109,6 +109,9 @@ pub(super) struct Ctx<'a> {
     /// Claims this run holds (released when the run ends).
     pub held: Vec<crate::gitops::claims::Held>,
     certs: BTreeMap<String, Result<SealingCert, String>>,
+    /// Main's SealedSecrets as the run found them, for the certificates' continuity
+    /// (scanned once, when the first certificate is needed).
+    cert_scan: Option<Vec<crate::scan::Found>>,
     pub report: RotateReport,
 }
 
@@ -144,6 +147,7 @@ impl<'a> Ctx<'a> {
             listed_claims,
             held: Vec::new(),
             certs: BTreeMap::new(),
+            cert_scan: None,
             report: RotateReport {
                 run: opts.run.to_string(),
                 ..RotateReport::default()
@@ -244,11 +248,18 @@ impl<'a> Ctx<'a> {
     /// The validated sealing certificate of `cluster` (loaded once per run).
     pub async fn cert(&mut self, cluster: &str) -> Result<SealingCert, EngineError> {
         if !self.certs.contains_key(cluster) {
-            let c = self
-                .repo
-                .sealing_cert(cluster, self.opts.now)
-                .await
-                .map_err(|e| e.to_string());
+            if self.cert_scan.is_none() {
+                self.cert_scan = Some(self.scan().secrets);
+            }
+            let found = self.cert_scan.as_deref().unwrap_or_default();
+            let c = match crate::seal::trust::Pins::from_env() {
+                Ok(pins) => self
+                    .repo
+                    .trusted_sealing_cert(cluster, self.opts.now, found, &pins)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
             self.certs.insert(cluster.to_owned(), c);
         }
         self.certs[cluster]

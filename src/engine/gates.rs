@@ -91,23 +91,37 @@ pub(super) fn kubectl_failure(stderr: &str) -> Option<String> {
 async fn synced_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
     let key_annotation = format!("{}{}", ctx.prefix(), key_id_annotation(&rec.source));
     for m in &rec.manifests {
+        let err = |message: String| Gate::Error {
+            cluster: m.cluster.clone(),
+            message,
+        };
+        // The record names the secret; only a valid namespace and name reach kubectl, and
+        // the name comes after `--`, so nothing in it can be read as an option (such as
+        // a `--kubeconfig` that runs an exec credential plugin).
         let (ns, name) = m.secret.split_once('/').unwrap_or(("", ""));
+        let (ns, name) = match (
+            crate::names::Namespace::parse(ns),
+            crate::names::KubeName::parse(name),
+        ) {
+            (Ok(ns), Ok(name)) => (ns, name),
+            (Err(e), _) | (_, Err(e)) => {
+                return err(format!("not asking kubectl: {e}"));
+            }
+        };
         let mut cmd = tokio::process::Command::new("kubectl");
         if let Some(c) = ctx
             .repo
             .inventory
             .get(&m.cluster)
-            .and_then(|c| c.kube_context.as_deref())
+            .and_then(|c| c.kube_context.as_ref())
         {
-            cmd.arg("--context").arg(c);
+            cmd.arg(format!("--context={c}"));
         }
-        cmd.args(["get", "sealedsecret", name, "-n", ns, "-o", "json"])
+        cmd.arg(format!("--namespace={ns}"))
+            .args(["get", "-o", "json", "--", "sealedsecret"])
+            .arg(name.as_str())
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
-        let err = |message: String| Gate::Error {
-            cluster: m.cluster.clone(),
-            message,
-        };
         let out = match tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await
         {
             Ok(Ok(o)) if o.status.success() => o.stdout,

@@ -32,6 +32,35 @@ fn referenced(ctx: &Ctx<'_>, c: &Claim, records: &[RotationRecord]) -> BTreeSet<
     keys
 }
 
+/// The longest mint window a run's claim can legitimately have: a run renews its claims
+/// while it works, so a long run's window spans several leases, but not more than this.
+const MAX_WINDOW_LEASES: i32 = 6;
+
+/// Whether a dead claim may direct a clean-up. Claims live under `refs/secret-manager/`,
+/// outside branch protection: whoever can push a ref can write one. So the claim is only
+/// believed for what main confirms: the identity it names must be a credential on main
+/// with exactly those parameters (never another user or account), and its mint window
+/// must be one a run could have held. Otherwise nothing is deleted.
+fn credible(ctx: &Ctx<'_>, c: &Claim) -> Result<(), String> {
+    let window = c.mints_before - c.mints_after;
+    if window < chrono::Duration::zero() || window > ctx.lease * MAX_WINDOW_LEASES {
+        return Err(format!(
+            "its mint window ({} to {}) is longer than any run holds a claim",
+            ts(c.mints_after),
+            ts(c.mints_before)
+        ));
+    }
+    let scan = ctx.scan();
+    let on_main = index(&scan.secrets, ctx.now())
+        .into_iter()
+        .find(|i| i.source == c.source && i.identity == c.identity);
+    match on_main {
+        Some(i) if i.target.params == c.params => Ok(()),
+        Some(_) => Err("its identity parameters differ from the credential's on main".into()),
+        None => Err("main has no credential with its identity".into()),
+    }
+}
+
 /// Cleans up after every expired claim. Returns nothing: the credentials are free again
 /// afterwards, and staging picks them up like any other.
 pub(super) async fn expired_claims(ctx: &mut Ctx<'_>, records: &[RotationRecord]) {
@@ -41,7 +70,10 @@ pub(super) async fn expired_claims(ctx: &mut Ctx<'_>, records: &[RotationRecord]
         .iter()
         .filter_map(|l| {
             let c = l.claim.as_ref().ok()?;
-            c.expired(now)
+            // A run never holds a claim more than one lease ahead of its clock; one that
+            // says otherwise was not written by a run, and must not block the credential.
+            let implausible = c.expires_at > now + ctx.lease + chrono::Duration::minutes(5);
+            (c.expired(now) || implausible)
                 .then(|| (l.refname.clone(), l.commit.clone(), c.clone()))
         })
         .collect();
@@ -75,6 +107,14 @@ async fn recover_one(
         referenced: Vec::new(),
     };
     let refs = referenced(ctx, &dead, records);
+    let credible = credible(ctx, &dead);
+    if let Err(why) = &credible {
+        let detail = format!(
+            "the claim of run {} is not believed ({why}); no key is deleted for it",
+            crate::text::escape(&dead.run.0)
+        );
+        ctx.step(Step::new(Action::Wait, &source, &identity, detail));
+    }
     let provider = match ctx.providers.get(&source).await {
         Ok(p) => p,
         Err(e) => {
@@ -83,6 +123,9 @@ async fn recover_one(
         }
     };
     if ctx.opts.dry_run {
+        if credible.is_err() {
+            return None;
+        }
         if let Ok(keys) = provider.keys(&target).await {
             for k in keys.iter().filter(|k| dead.owns(k, &refs)) {
                 let detail = format!("delete a key run {} minted and never committed", dead.run);
@@ -97,7 +140,7 @@ async fn recover_one(
     let mut blocks = Vec::new();
     if !landed {
         // A claim that mints nothing (a run advancing a record) leaves nothing to clean.
-        let keys = if dead.mints {
+        let keys = if dead.mints && credible.is_ok() {
             match provider.keys(&target).await {
                 Ok(k) => k,
                 Err(e) => {

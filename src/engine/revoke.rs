@@ -36,6 +36,94 @@ fn still_referenced(ctx: &Ctx<'_>, rec: &RotationRecord) -> Vec<String> {
         .collect()
 }
 
+/// Manifests on main by (source, identity, key id).
+type MainRefs = std::collections::BTreeMap<(String, String, String), Vec<String>>;
+
+/// Whether the state of main and of the cluster pointers allows revoking `rec`'s old key.
+/// A record is only a claim about what happened, and records live where many can write
+/// (main by pull request, the journal ref outside branch protection): the old key goes
+/// only when no manifest on main references it (for that identity), and — for a rotation — main holds the new
+/// key and every pointer the record names has the new key in the record's files and not
+/// the old one.
+fn truth_allows(ctx: &Ctx<'_>, rec: &RotationRecord, main_refs: &MainRefs) -> Result<(), String> {
+    let key = |k: &str| (rec.source.clone(), rec.identity.clone(), k.to_owned());
+    if let Some(users) = main_refs.get(&key(&rec.old_key_id)) {
+        return Err(format!(
+            "main still references the old key {} ({}); not revoked",
+            crate::text::escape(&rec.old_key_id),
+            users.join(", ")
+        ));
+    }
+    if rec.is_delete() {
+        return Ok(());
+    }
+    if !main_refs.contains_key(&key(&rec.new_key_id)) {
+        return Err(format!(
+            "no manifest on main holds the new key {}; the record does not match main, so the old key is not revoked",
+            crate::text::escape(&rec.new_key_id)
+        ));
+    }
+    let mut specs = Vec::new();
+    for m in &rec.manifests {
+        let Some(c) = ctx.repo.inventory.get(&m.cluster) else {
+            return Err(format!(
+                "the record names cluster `{}`, which is not in cluster-values/; not revoked",
+                crate::text::escape(&m.cluster)
+            ));
+        };
+        if !crate::fsx::is_contained(std::path::Path::new(&m.file)) {
+            return Err(format!(
+                "the record names file `{}` outside the repo; not revoked",
+                crate::text::escape(&m.file)
+            ));
+        }
+        specs.push((
+            m.cluster.clone(),
+            format!("{}:{}", crate::gitops::Fleet::pointer_tracking(c), m.file),
+        ));
+    }
+    let blobs = ctx
+        .fleet
+        .git()
+        .read_blobs(&specs.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>())
+        .map_err(|e| format!("cannot read the cluster pointers: {e}"))?;
+    for ((cluster, spec), blob) in specs.iter().zip(blobs) {
+        let file = spec.split_once(':').map_or(spec.as_str(), |(_, f)| f);
+        match blob {
+            Some(text) if text.contains(&rec.new_key_id) && !text.contains(&rec.old_key_id) => {}
+            Some(_) => {
+                return Err(format!(
+                    "cluster {cluster}'s pointer does not hold the new key in {} (or still holds the old one); not revoked",
+                    crate::text::escape(file)
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "cluster {cluster}'s pointer has no {}; not revoked",
+                    crate::text::escape(file)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (source, identity, key id) → the manifests on main that hold it.
+fn main_references(ctx: &Ctx<'_>) -> MainRefs {
+    let mut out = MainRefs::new();
+    let scan = ctx.scan();
+    for i in index(&scan.secrets, ctx.now()) {
+        for f in &i.manifests {
+            if let Some(k) = f.managed.as_ref().and_then(|m| m.key_id.as_deref()) {
+                out.entry((i.source.clone(), i.identity.clone(), k.to_owned()))
+                    .or_default()
+                    .push(format!("{}:{}", crate::text::path(&f.file), f.doc.line));
+            }
+        }
+    }
+    out
+}
+
 /// Decides, per record, whether its old key goes now; reports waits and gate errors.
 async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, Todo)> {
     let now = ctx.now();
@@ -45,6 +133,7 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
         RevokeMode::Disable => Revoke::Disable,
     };
     let mut todo = Vec::new();
+    let mut main_refs = None;
     for (i, rec) in records.iter().enumerate() {
         let (since, how) = match rec.state() {
             RotationState::Staged { .. } | RotationState::Proposed { .. } => continue,
@@ -115,6 +204,12 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
                 todo.push((i, Todo::Keep(users)));
                 continue;
             }
+        }
+        let refs = main_refs.get_or_insert_with(|| main_references(ctx));
+        if let Err(why) = truth_allows(ctx, rec, refs) {
+            let s = record_step(rec, Action::Wait, rec.clusters(), why);
+            ctx.step(s);
+            continue;
         }
         todo.push((i, Todo::Revoke(how)));
     }

@@ -66,6 +66,14 @@ pub struct NewPullRequest<'a> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ForgeError {
+    /// The repo asked for an API URL the operator did not give.
+    #[error("{forge}: {message}")]
+    Untrusted {
+        /// github | gitlab.
+        forge: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// No credentials in the environment.
     #[error("{forge}: no credentials: {hint}")]
     NoCredentials {
@@ -129,6 +137,53 @@ pub enum ForgeError {
 /// Result alias.
 pub type ForgeResult<T> = Result<T, ForgeError>;
 
+/// The operator's forge API URL (GitHub Enterprise, self-managed GitLab).
+pub const API_URL_ENV: &str = "SECRET_MANAGER_FORGE_API_URL";
+
+/// The forge API URL the token may be sent to. The operator decides it, never the repo:
+/// it is [`API_URL_ENV`] when set, else the public forge of the kind (api.github.com,
+/// gitlab.com). The repo's `forge.apiUrl` may only repeat that URL; a different one is
+/// refused, so a change to `.secret-manager.yaml` cannot send the forge token or the
+/// GitHub App's token to a host of its writer's choosing.
+pub fn trusted_api_url(cfg: &config::Forge, operator: Option<&str>) -> ForgeResult<String> {
+    let name = match cfg.kind {
+        ForgeKind::Github => "github",
+        ForgeKind::Gitlab => "gitlab",
+    };
+    let default = match cfg.kind {
+        ForgeKind::Github => "https://api.github.com",
+        ForgeKind::Gitlab => "https://gitlab.com/api/v4",
+    };
+    let trusted = match operator {
+        Some(u) => {
+            let u = u.trim_end_matches('/');
+            if !config::secure_or_loopback(u) {
+                return Err(ForgeError::Untrusted {
+                    forge: name,
+                    message: format!(
+                        "{API_URL_ENV} `{}` must be https (plain http only to a loopback address)",
+                        crate::text::escape(u)
+                    ),
+                });
+            }
+            u.to_owned()
+        }
+        None => default.to_owned(),
+    };
+    if let Some(written) = cfg.api_url.as_deref()
+        && written != trusted
+    {
+        let written = crate::text::escape(written);
+        return Err(ForgeError::Untrusted {
+            forge: name,
+            message: format!(
+                ".secret-manager.yaml forge.apiUrl `{written}` is not the API URL the operator trusts (`{trusted}`); the forge token is only sent where the operator says: set {API_URL_ENV}={written} in the rotator's environment if that is your forge, or remove forge.apiUrl"
+            ),
+        });
+    }
+    Ok(trusted)
+}
+
 /// A forge client for one repository.
 pub struct Forge {
     kind: ForgeKind,
@@ -158,22 +213,28 @@ pub(crate) struct Response {
 }
 
 impl Forge {
-    /// A client for `cfg`, with credentials from the environment.
+    /// A client for `cfg`, with credentials and the API URL the operator trusts from the
+    /// environment ([`trusted_api_url`]).
     pub fn from_env(cfg: &config::Forge) -> ForgeResult<Forge> {
-        let auth = Auth::from_env(cfg.kind, &cfg.api_url)?;
-        Ok(Forge::new(cfg, auth))
+        let operator = std::env::var(API_URL_ENV).ok().filter(|v| !v.is_empty());
+        let api_url = trusted_api_url(cfg, operator.as_deref())?;
+        let auth = Auth::from_env(cfg.kind, &api_url)?;
+        Ok(Forge::new(cfg, api_url, auth))
     }
 
-    /// A client for `cfg` with `auth`.
-    pub fn new(cfg: &config::Forge, auth: Auth) -> Forge {
+    /// A client for `cfg` that talks to `api_url` (the trusted one) with `auth`.
+    pub fn new(cfg: &config::Forge, api_url: String, auth: Auth) -> Forge {
         let http = reqwest::Client::builder()
             .user_agent(concat!("secret-manager/", env!("CARGO_PKG_VERSION")))
+            // The token travels in a header that a redirect would carry to another host
+            // (GitLab's PRIVATE-TOKEN is not dropped the way Authorization is).
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
             .expect("an HTTP client");
         Forge {
             kind: cfg.kind,
-            api: cfg.api_url.clone(),
+            api: api_url,
             repository: cfg.repository.clone(),
             http,
             auth,
@@ -394,4 +455,76 @@ pub(crate) fn message_of(v: &serde_json::Value) -> String {
 
 fn time(v: &serde_json::Value) -> Option<DateTime<Utc>> {
     v.as_str().and_then(|s| s.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forge(kind: ForgeKind, api_url: Option<&str>) -> config::Forge {
+        config::Forge {
+            kind,
+            api_url: api_url.map(str::to_owned),
+            repository: "org/fleet".into(),
+            branch_prefix: "secret-manager/".into(),
+            labels: vec![],
+            auto_merge: false,
+            max_open_age: None,
+        }
+    }
+
+    #[test]
+    fn the_operator_decides_where_the_token_goes() {
+        // No operator URL: the public forge; the repo may repeat it.
+        assert_eq!(
+            trusted_api_url(&forge(ForgeKind::Github, None), None).unwrap(),
+            "https://api.github.com"
+        );
+        assert_eq!(
+            trusted_api_url(
+                &forge(ForgeKind::Gitlab, Some("https://gitlab.com/api/v4")),
+                None
+            )
+            .unwrap(),
+            "https://gitlab.com/api/v4"
+        );
+        // The repo alone cannot name another host.
+        let e = trusted_api_url(
+            &forge(ForgeKind::Github, Some("https://collector.evil.example")),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(API_URL_ENV) && e.contains("collector.evil.example"),
+            "{e}"
+        );
+        // The operator's URL wins; the repo must agree with it or say nothing.
+        let ghe = Some("https://ghe.example.com/api/v3/");
+        assert_eq!(
+            trusted_api_url(&forge(ForgeKind::Github, None), ghe).unwrap(),
+            "https://ghe.example.com/api/v3"
+        );
+        assert!(
+            trusted_api_url(
+                &forge(ForgeKind::Github, Some("https://ghe.example.com/api/v3")),
+                ghe
+            )
+            .is_ok()
+        );
+        assert!(
+            trusted_api_url(
+                &forge(ForgeKind::Github, Some("https://api.github.com")),
+                ghe
+            )
+            .is_err()
+        );
+        assert!(
+            trusted_api_url(
+                &forge(ForgeKind::Github, None),
+                Some("http://ghe.example.com")
+            )
+            .is_err()
+        );
+    }
 }

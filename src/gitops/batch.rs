@@ -26,10 +26,27 @@ impl std::fmt::Debug for MainWriter {
     }
 }
 
+/// Refuses a worktree whose `.secret-manager/` is, or holds, a symlink: the tool writes
+/// its records there, and a committed symlink would make it write (and read) outside the
+/// repo.
+fn refuse_symlinks(dir: &Path) -> GitResult<()> {
+    match crate::fsx::find_symlink(dir, Path::new(super::STATE_DIR.trim_end_matches('/'))) {
+        None => Ok(()),
+        Some(p) => Err(GitError::Unsafe {
+            message: format!(
+                "{} is a symlink; the tool's state under {} must be plain files and directories: remove the symlink from main (nothing was written)",
+                crate::text::path(p.strip_prefix(dir).unwrap_or(&p)),
+                super::STATE_DIR
+            ),
+        }),
+    }
+}
+
 impl MainWriter {
     /// A worktree at the fleet's main as last fetched.
     pub fn open(fleet: &Fleet) -> GitResult<MainWriter> {
         let wt = fleet.git().temp_worktree(&fleet.main_tracking())?;
+        refuse_symlinks(wt.git.dir())?;
         Ok(MainWriter {
             fleet: fleet.clone(),
             wt,
@@ -53,6 +70,7 @@ impl MainWriter {
             }
         };
         let wt = fleet.git().temp_worktree(&tip)?;
+        refuse_symlinks(wt.git.dir())?;
         Ok(MainWriter {
             fleet: fleet.clone(),
             wt,
@@ -99,6 +117,7 @@ impl MainWriter {
                                 e => e.into(),
                             });
                         }
+                        refuse_symlinks(wt.dir())?;
                         Ok(wt.resolve("HEAD")?.expect("HEAD after rebase"))
                     })
             });
@@ -137,6 +156,7 @@ impl MainWriter {
             .fetch_target(&self.target)?
             .unwrap_or(self.head()?);
         self.wt.git.run(&["reset", "--quiet", "--hard", &tip])?;
+        refuse_symlinks(self.wt.git.dir())?;
         Ok(tip)
     }
 

@@ -69,12 +69,14 @@ impl ClaimRefs {
 
     /// Every claim on the remote (fetched into a local mirror; deleted ones pruned).
     pub fn list(&self) -> GitResult<Vec<Listed>> {
+        self.git.check_remote(&self.remote)?;
         self.git.run(&[
             "fetch",
             "--quiet",
             "--no-tags",
             "--no-write-fetch-head",
             "--prune",
+            "--end-of-options",
             &self.remote,
             &format!("+{}*:{MIRROR}*", self.prefix),
         ])?;

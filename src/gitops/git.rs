@@ -51,6 +51,20 @@ pub enum GitError {
         /// What the remote said (hook output included).
         reason: String,
     },
+    /// The repo named a remote this checkout does not have (or something that is not a
+    /// remote name at all: a URL, a path, an option).
+    #[error("{message}")]
+    UnknownRemote {
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The worktree holds something the tool will not write through (a symlink where
+    /// its state lives).
+    #[error("{message}")]
+    Unsafe {
+        /// What and where.
+        message: String,
+    },
     /// Output was not what we expected.
     #[error("unexpected output from `git {args}`: {message}")]
     Parse {
@@ -72,7 +86,20 @@ pub type Oid = String;
 pub struct Git {
     dir: PathBuf,
     sign: bool,
+    /// The checkout's configured remote names, read once.
+    remotes: std::sync::Arc<std::sync::OnceLock<Result<Vec<String>, String>>>,
 }
+
+/// Configuration every git child runs with, whatever the checkout or the environment
+/// says: no hooks (a commit or checkout the tool makes never runs code from the
+/// repository's config), no filesystem monitor, and no `ext::` transport. A remote's own
+/// server-side hooks (a protected branch's pre-receive) still run: these settings are
+/// not passed on to the receiving side.
+const HARDENING: &[&str] = &[
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "protocol.ext.allow=never",
+];
 
 impl Git {
     /// Drives the repository at `dir`.
@@ -80,6 +107,7 @@ impl Git {
         Git {
             dir: dir.into(),
             sign: false,
+            remotes: Default::default(),
         }
     }
 
@@ -126,6 +154,9 @@ impl Git {
         // Its own process group: a terminal's Ctrl-C reaches the tool (which finishes the
         // step in flight), not a push in the middle of its work.
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        for h in HARDENING {
+            c.arg("-c").arg(h);
+        }
         if self.sign {
             c.arg("-c").arg("commit.gpgSign=true");
         }
@@ -196,13 +227,48 @@ impl Git {
         }
     }
 
+    /// Checks that `remote` is the name of a remote this checkout has configured. The
+    /// repo only ever *names* remotes; a URL or a path in its place would make git send
+    /// the credential helper's token wherever the repo says, and a leading `-` would be
+    /// an option. Every call that talks to a remote goes through here first.
+    pub fn check_remote(&self, remote: &str) -> GitResult<()> {
+        if let Err(e) = crate::names::RemoteName::parse(remote) {
+            return Err(GitError::UnknownRemote {
+                message: e.to_string(),
+            });
+        }
+        let known = self.remotes.get_or_init(|| {
+            self.run(&["remote"])
+                .map(|out| out.lines().map(str::to_owned).collect())
+                .map_err(|e| e.to_string())
+        });
+        match known {
+            Ok(names) if names.iter().any(|n| n == remote) => Ok(()),
+            Ok(names) => Err(GitError::UnknownRemote {
+                message: format!(
+                    "remote `{remote}` is not configured in this checkout (it has: {}); add it with `git remote add {remote} <url>`",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            }),
+            Err(e) => Err(GitError::UnknownRemote {
+                message: format!("cannot list the checkout's remotes: {e}"),
+            }),
+        }
+    }
+
     /// Fetches `refspecs` from `remote` (no tags unless asked for in a refspec).
     pub fn fetch(&self, remote: &str, refspecs: &[&str]) -> GitResult<()> {
+        self.check_remote(remote)?;
         let mut args = vec![
             "fetch",
             "--quiet",
             "--no-tags",
             "--no-write-fetch-head",
+            "--end-of-options",
             remote,
         ];
         args.extend_from_slice(refspecs);
@@ -215,7 +281,8 @@ impl Git {
         &self,
         remote: &str,
     ) -> GitResult<std::collections::BTreeMap<String, Oid>> {
-        let out = self.run(&["ls-remote", "--refs", remote])?;
+        self.check_remote(remote)?;
+        let out = self.run(&["ls-remote", "--refs", "--end-of-options", remote])?;
         Ok(out
             .lines()
             .filter_map(|line| {
@@ -334,6 +401,7 @@ impl Git {
     /// branch moves fast-forward, anything else only under its lease. Fails as a whole only
     /// when git could not talk to the remote at all.
     pub fn push_refs(&self, remote: &str, updates: &[RefUpdate]) -> GitResult<Vec<RefOutcome>> {
+        self.check_remote(remote)?;
         let mut args: Vec<String> = vec!["push".into(), "--porcelain".into()];
         for u in updates {
             match &u.lease {
@@ -342,6 +410,7 @@ impl Git {
                 Lease::At(old) => args.push(format!("--force-with-lease={}:{old}", u.dst)),
             }
         }
+        args.push("--end-of-options".into());
         args.push(remote.to_owned());
         for u in updates {
             args.push(format!("{}:{}", u.src.as_deref().unwrap_or(""), u.dst));

@@ -267,6 +267,11 @@ impl Fleet {
         format!("refs/secret-manager/pointers/{}", c.id)
     }
 
+    /// The local copy of `c`'s pointer as the run last fetched it.
+    pub fn pointer_tracking(c: &Cluster) -> String {
+        Self::tracking(c)
+    }
+
     /// Fetches main (which must work) and every pointer (into private refs) from their
     /// remotes. A pointer remote that cannot be reached does not fail the fetch: it is
     /// returned, so that only the clusters that need it fail.

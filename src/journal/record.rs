@@ -291,11 +291,11 @@ pub fn load_records(root: &Path) -> ConfigResult<Vec<RotationRecord>> {
             continue;
         }
         let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
-        let src =
-            std::fs::read_to_string(&p).map_err(|source| crate::config::ConfigError::Read {
-                path: rel.clone(),
-                source,
-            })?;
+        // Records are repo content: a symlink out of the repo or a FIFO is an error.
+        let Some(src) = crate::fsx::read_text_in_repo(root, &rel, crate::fsx::MAX_CONFIG_BYTES)?
+        else {
+            continue;
+        };
         out.push(from_yaml::<RotationRecord>(&rel, &src)?);
     }
     Ok(out)

@@ -51,10 +51,25 @@ impl<'a> Resolver<'a> {
     fn read_dir(&self, dir: &Path) -> Option<Resolved> {
         for name in NAMES {
             let rel = dir.join(name);
-            let Ok(src) = std::fs::read_to_string(self.repo.join(&rel)) else {
-                continue;
-            };
             let rel_s = PathBuf::from(rel.to_string_lossy().replace('\\', "/"));
+            let src = match crate::fsx::read_text_in_repo(
+                self.repo,
+                &rel,
+                crate::fsx::MAX_CONFIG_BYTES,
+            ) {
+                Ok(Some(src)) => src,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Some(Err(Diagnostic {
+                        file: rel_s,
+                        line: 0,
+                        kind: DiagnosticKind::Error,
+                        message: format!(
+                            "kustomization not read ({e}); namespaces of manifests below it are unresolved"
+                        ),
+                    }));
+                }
+            };
             return Some(
                 match serde_saphyr::from_str::<Option<Kustomization>>(
                     crate::manifest::yaml::strip_bom(&src),

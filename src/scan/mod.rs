@@ -102,10 +102,14 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // File names and parser messages come from the repo: escaped, so they can neither
+        // drive a terminal nor forge another line of the report.
+        let file = crate::text::path(&self.file);
+        let message = crate::text::escape(&self.message);
         if self.line > 0 {
-            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+            write!(f, "{file}:{}: {message}", self.line)
         } else {
-            write!(f, "{}: {}", self.file.display(), self.message)
+            write!(f, "{file}: {message}")
         }
     }
 }
@@ -195,9 +199,23 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
             message,
         }))
     };
-    let bytes = match std::fs::read(path) {
+    // The walk yields regular files only (symlinks are not followed, FIFOs and devices
+    // are not files); a file over the cap is reported, never read into memory.
+    let bytes = match read_capped(path) {
         Ok(b) => b,
-        Err(e) => return diag(0, DiagnosticKind::Error, format!("cannot read file: {e}")),
+        Err(Capped::TooLarge(size)) => {
+            return diag(
+                0,
+                DiagnosticKind::Error,
+                format!(
+                    "is {size} bytes, over the {} MiB limit for a manifest; nothing in it is read (split the file)",
+                    crate::fsx::MAX_MANIFEST_BYTES >> 20
+                ),
+            );
+        }
+        Err(Capped::Io(e)) => {
+            return diag(0, DiagnosticKind::Error, format!("cannot read file: {e}"));
+        }
     };
     // UTF-16 (with a byte order mark): the needle is interleaved with NULs.
     let utf16 = match bytes.get(..2) {
@@ -257,6 +275,30 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
         .flat_map(SealedSecretDoc::all_from_document)
         .collect();
     Some(FileOutcome::Docs(rel_path(repo, path), found))
+}
+
+enum Capped {
+    TooLarge(u64),
+    Io(std::io::Error),
+}
+
+/// The bytes of `path`, unless it is over the manifest cap.
+fn read_capped(path: &Path) -> Result<Vec<u8>, Capped> {
+    use std::io::Read as _;
+    let limit = crate::fsx::MAX_MANIFEST_BYTES;
+    let file = std::fs::File::open(path).map_err(Capped::Io)?;
+    let len = file.metadata().map_err(Capped::Io)?.len();
+    if len > limit {
+        return Err(Capped::TooLarge(len));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(Capped::Io)?;
+    if buf.len() as u64 > limit {
+        return Err(Capped::TooLarge(buf.len() as u64));
+    }
+    Ok(buf)
 }
 
 /// A walk error as a diagnostic on the path it names.
@@ -374,6 +416,31 @@ pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
                             }
                         },
                     };
+                    // Names reach kubectl and reports: a name that the API server would
+                    // refuse (one that looks like a flag, carries a path or an escape)
+                    // is a finding, and the document is neither listed nor rotated.
+                    let bad_name = doc
+                        .name
+                        .as_deref()
+                        .and_then(|n| crate::names::KubeName::parse(n).err())
+                        .map(|e| ("metadata.name", e))
+                        .or_else(|| {
+                            namespace
+                                .as_deref()
+                                .and_then(|n| crate::names::Namespace::parse(n).err())
+                                .map(|e| ("namespace", e))
+                        });
+                    if let Some((field, e)) = bad_name {
+                        report.diagnostics.push(Diagnostic {
+                            file: rel.clone(),
+                            line: doc.line,
+                            kind: DiagnosticKind::Error,
+                            message: format!(
+                                "{field}: {e}; this SealedSecret is not read or rotated until it is fixed"
+                            ),
+                        });
+                        continue;
+                    }
                     report.secrets.push(Found {
                         managed: Managed::from_annotations(&doc.template_annotations, &opts.prefix),
                         file: rel.clone(),

@@ -14,6 +14,7 @@
 mod input;
 pub mod ops;
 mod source;
+pub mod trust;
 
 pub use input::{InputError, Plaintext, SecretManifest, parse_secret_manifest};
 
@@ -25,8 +26,6 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use rand::{CryptoRng, RngCore};
-use rsa::RsaPublicKey;
-use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, DecodePem, Encode};
 use zeroize::Zeroizing;
@@ -96,8 +95,8 @@ pub type SealResult<T> = Result<T, SealError>;
 /// A validated sealing certificate.
 #[derive(Clone)]
 pub struct SealingCert {
-    /// The RSA public key.
-    pub public_key: RsaPublicKey,
+    /// Size of the RSA modulus in bits.
+    pub bits: usize,
     /// SHA-256 of the DER certificate, lowercase hex (recorded in `sealedWith`).
     pub fingerprint: String,
     /// End of validity.
@@ -115,7 +114,7 @@ impl std::fmt::Debug for SealingCert {
         f.debug_struct("SealingCert")
             .field("origin", &self.origin)
             .field("fingerprint", &self.fingerprint)
-            .field("bits", &(self.public_key.size() * 8))
+            .field("bits", &self.bits)
             .finish_non_exhaustive()
     }
 }
@@ -144,10 +143,16 @@ impl SealingCert {
                 origin: origin.to_owned(),
             });
         }
-        let public_key: RsaPublicKey =
-            rsa::pkcs1::DecodeRsaPublicKey::from_pkcs1_der(spki.subject_public_key.raw_bytes())
-                .map_err(|e: rsa::pkcs1::Error| bad(e.to_string()))?;
-        let bits = public_key.n().bits();
+        // The modulus size from the PKCS#1 key (AWS-LC refuses small keys with a generic
+        // error; this names the size).
+        let bits = {
+            use pkcs1::der::Decode as _;
+            let key = pkcs1::RsaPublicKey::from_der(spki.subject_public_key.raw_bytes())
+                .map_err(|e| bad(e.to_string()))?;
+            let m = key.modulus.as_bytes();
+            let lead = m.first().map_or(8, |b| b.leading_zeros() as usize);
+            (m.len() * 8).saturating_sub(lead)
+        };
         if bits < MIN_RSA_BITS {
             return Err(SealError::WeakKey {
                 origin: origin.to_owned(),
@@ -172,7 +177,7 @@ impl SealingCert {
                     .map_err(|_| bad("AWS-LC does not accept the RSA key for OAEP".into()))
             })?;
         Ok(SealingCert {
-            public_key,
+            bits,
             fingerprint: fingerprint_hex(&der),
             not_after: na,
             origin: origin.to_owned(),

@@ -12,13 +12,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Largest certificate we accept from the network.
-const MAX_CERT_BYTES: usize = 1 << 20;
+const MAX_CERT_BYTES: usize = crate::fsx::MAX_CERT_BYTES as usize;
 
 /// A parsed `sealingCert` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CertSource {
-    /// A file (absolute, or relative to the repo root).
+    /// A file the operator named (absolute, or relative to the working directory).
     File(PathBuf),
+    /// A file of the config repo: a regular file inside `root`, read with
+    /// [`crate::fsx::read_in_repo`] (no symlink out of the repo, no FIFO, size cap).
+    RepoFile {
+        /// The repo root.
+        root: PathBuf,
+        /// Path relative to it.
+        rel: PathBuf,
+    },
     /// An https URL (or http to loopback).
     Url(String),
     /// The controller service in a cluster.
@@ -42,6 +50,9 @@ impl CertSource {
                 .split_once('/')
                 .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'))
                 .ok_or_else(|| bad("expected controller://<namespace>/<service>, e.g. controller://kube-system/sealed-secrets-controller"))?;
+            // Both end up in a kubectl argument: valid names only.
+            crate::names::Namespace::parse(ns).map_err(|e| bad(&e.to_string()))?;
+            crate::names::KubeName::parse(name).map_err(|e| bad(&e.to_string()))?;
             return Ok(CertSource::Controller {
                 namespace: ns.to_owned(),
                 name: name.to_owned(),
@@ -71,6 +82,27 @@ impl CertSource {
         }))
     }
 
+    /// Parses a cluster's `sealingCert` as the repo writes it: a file must be a relative
+    /// path inside the repo (no absolute path, no `..`).
+    pub fn parse_in_repo(spec: &str, root: &Path) -> SealResult<CertSource> {
+        match CertSource::parse(spec, root)? {
+            CertSource::File(_) => {
+                let rel = Path::new(spec);
+                if !crate::fsx::is_contained(rel) {
+                    return Err(SealError::BadCertificate {
+                        origin: crate::text::escape(spec).into_owned(),
+                        message: "a sealingCert file must be a path inside the repo (relative, without `..`)".into(),
+                    });
+                }
+                Ok(CertSource::RepoFile {
+                    root: root.to_path_buf(),
+                    rel: rel.to_path_buf(),
+                })
+            }
+            other => Ok(other),
+        }
+    }
+
     /// Fetches the certificate bytes. `kube_context` selects the kubectl context for
     /// controller sources.
     pub async fn fetch(&self, kube_context: Option<&str>) -> SealResult<Vec<u8>> {
@@ -79,6 +111,19 @@ impl CertSource {
                 origin: p.display().to_string(),
                 message: format!("cannot read: {e}"),
             }),
+            CertSource::RepoFile { root, rel } => {
+                match crate::fsx::read_in_repo(root, rel, crate::fsx::MAX_CERT_BYTES) {
+                    Ok(Some(b)) => Ok(b),
+                    Ok(None) => Err(SealError::BadCertificate {
+                        origin: crate::text::path(rel),
+                        message: "cannot read: no such file in the repo".into(),
+                    }),
+                    Err(e) => Err(SealError::BadCertificate {
+                        origin: crate::text::path(rel),
+                        message: e.to_string(),
+                    }),
+                }
+            }
             CertSource::Url(u) => fetch_url(u).await,
             CertSource::Controller { namespace, name } => {
                 fetch_controller(namespace, name, kube_context).await
@@ -109,7 +154,9 @@ async fn fetch_url(url: &str) -> SealResult<Vec<u8>> {
         origin: url.to_owned(),
         message: m,
     };
+    // A redirect could hand us another host's certificate: none is followed.
     let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| bad(e.to_string()))?;
@@ -143,9 +190,16 @@ async fn fetch_controller(
     let origin = format!("controller://{namespace}/{name}");
     let mut cmd = tokio::process::Command::new("kubectl");
     if let Some(ctx) = kube_context {
-        cmd.arg("--context").arg(ctx);
+        let ctx = crate::names::KubeContext::parse(ctx).map_err(|e| SealError::BadCertificate {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        cmd.arg(format!("--context={ctx}"));
     }
-    cmd.args(["get", "--raw", &path]).kill_on_drop(true);
+    cmd.arg("get")
+        .arg(format!("--raw={path}"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .map_err(|_| SealError::BadCertificate {

@@ -216,7 +216,7 @@ async fn load_cert(
         .into());
     };
     Ok((
-        repo.sealing_cert(id, ctx.now).await?,
+        repo.sealing_cert_to_seal_with(id, ctx.now).await?,
         format!("cluster {id}"),
     ))
 }
@@ -323,7 +323,7 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
             return Err(UsageError("--all-clusters: no cluster has a sealingCert".into()).into());
         }
         for id in &clusters {
-            let cert = repo.sealing_cert(id, ctx.now).await?;
+            let cert = repo.sealing_cert_to_seal_with(id, ctx.now).await?;
             let path = PathBuf::from(out.to_string_lossy().replace("{cluster}", id));
             targets.push((cert, format!("cluster {id}"), path));
         }

@@ -110,9 +110,28 @@ fn http_error(operation: &'static str, e: &reqwest::Error) -> ProviderError {
     }
 }
 
+/// `s` percent-encoded as one URL path segment: only ASCII letters, digits and `-` stay.
+pub(crate) fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl AzureProvider {
     pub(crate) fn app_url(&self, object_id: &str, action: Option<&str>) -> String {
-        let mut u = format!("{}/applications/{object_id}", self.endpoints.graph_url);
+        // The object id comes from a manifest annotation: one path segment, whatever it
+        // holds (`../users`, `?$select=`, `#` are escaped, never interpreted by Graph).
+        let mut u = format!(
+            "{}/applications/{}",
+            self.endpoints.graph_url,
+            path_segment(object_id)
+        );
         if let Some(a) = action {
             u.push('/');
             u.push_str(a);
@@ -205,5 +224,18 @@ impl AzureProvider {
             .next()
             .unwrap_or(tenant)
             .to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_object_id_is_one_path_segment() {
+        assert_eq!(
+            super::path_segment("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+        );
+        assert_eq!(super::path_segment("../users"), "%2E%2E%2Fusers");
+        assert_eq!(super::path_segment("x?$top=1#"), "x%3F%24top%3D1%23");
     }
 }

@@ -68,7 +68,10 @@ impl AzureEndpoints {
             authority_host: var(AUTHORITY_HOST_ENV, AUTHORITY_HOST)
                 .trim_end_matches('/')
                 .to_owned(),
+            // Bearer tokens and client secrets ride on these requests: no redirect is
+            // followed to any host.
             http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap_or_default(),

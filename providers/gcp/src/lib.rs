@@ -180,6 +180,28 @@ fn to_utc(
 fn account(t: &Target) -> ProviderResult<(String, &str)> {
     let project = t.param("project")?;
     let email = t.param("serviceAccount")?;
+    // Both come from manifest annotations and become a resource path: a `/` or `..` in
+    // one would name another resource. Only what GCP allows in them gets through.
+    let project_ok = (6..=30).contains(&project.len())
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let email_ok = email.len() <= 254
+        && email.contains('@')
+        && email
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'-'));
+    if !project_ok || !email_ok {
+        return Err(ProviderError::Permanent {
+            provider: NAME.into(),
+            operation: "resolve service account",
+            message: format!(
+                "`{}` / `{}` is not a GCP project id and service account e-mail; fix the annotations",
+                api::escape_for_display(project),
+                api::escape_for_display(email)
+            ),
+        });
+    }
     Ok((format!("projects/{project}/serviceAccounts/{email}"), email))
 }
 

@@ -1,0 +1,493 @@
+//! The repo is untrusted input: each test writes what a member of one app team could get
+//! merged (or push to a ref) and proves, with the real binary, real `git` and real
+//! `kubectl`, that nothing ran (marker files), nothing was sent (a listening socket that
+//! counts connections) and nothing outside the repo was read or written.
+
+use crate::common::{GitFleet, Run, cmd, git, run_cmd, with_demo_plugin};
+use crate::safety::demo_fleet;
+use std::path::{Path, PathBuf};
+
+const DEV1: &str = "aws.eu-central-1.dev1";
+const DEMO: &str = "applications/demo/state/overlays/aws.eu-central-1.dev1/demo.yaml";
+const DEV1_VALUES: &str = "cluster-values/aws.eu-central-1.dev1.yaml";
+
+/// `rotate --source demo` in `work` with the demo plugin, plus `extra` args and `env`.
+fn rotate(f: &GitFleet, state: &Path, env: &[(&str, &str)], extra: &[&str]) -> Run {
+    let work = f.path("work");
+    let mut c = cmd();
+    with_demo_plugin(&mut c, state);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.current_dir(&work).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--source",
+        "demo",
+        "--revoke-after",
+        "0s",
+    ]);
+    c.args(extra);
+    run_cmd(&mut c)
+}
+
+/// The demo plugin's key ids for every account, as it keeps them.
+fn demo_keys(state: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(state.join("keys.json")) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut ids: Vec<String> = v
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|keys| keys.as_array().unwrap().clone())
+        .map(|k| k["keyId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A shell command that creates `marker` (what the attacker's payload does).
+fn touch(marker: &Path) -> String {
+    format!("touch {}", marker.display())
+}
+
+/// Commits `rel` with `content` in `work` and pushes main (the merged pull request).
+fn merge(f: &GitFleet, rel: &str, content: &str) {
+    let work = f.path("work");
+    let p = work.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, content).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "An app team's change"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+}
+
+/// Class 1: a SealedSecret whose name is a kubectl flag, next to a kubeconfig whose exec
+/// credential plugin would run with the rotator's environment. The name is a lint
+/// finding, the secret is never rotated, and kubectl never loads that kubeconfig.
+#[test]
+fn a_name_that_looks_like_a_kubectl_flag_never_reaches_kubectl() {
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let work = f.path("work");
+    let marker = f.path("pwned-by-kubeconfig");
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"https://127.0.0.1:9\"}}}}]\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: sh\n      args: [\"-c\", \"{} && env > {}.env\"]\n      interactiveMode: Never\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n",
+        touch(&marker),
+        marker.display()
+    );
+    let manifest = std::fs::read_to_string(work.join(DEMO)).unwrap();
+    let hostile = manifest.replacen(
+        "name: demo\n",
+        "name: --kubeconfig=applications/demo/kubeconfig\n",
+        1,
+    );
+    assert_ne!(hostile, manifest, "the manifest names the secret `demo`");
+    merge(&f, "applications/demo/kubeconfig", &kubeconfig);
+    merge(&f, DEMO, &hostile);
+
+    let lint = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "lint"]));
+    assert_eq!(lint.code, 3, "{}{}", lint.stdout, lint.stderr);
+    assert!(
+        lint.stdout.contains(DEMO) && lint.stdout.contains("metadata.name"),
+        "{}",
+        lint.stdout
+    );
+    let before = demo_keys(state.path());
+    for _ in 0..2 {
+        let r = rotate(
+            &f,
+            state.path(),
+            &[("AWS_SECRET_ACCESS_KEY", "TEST-ONLY-rotator-secret")],
+            &["--require-synced"],
+        );
+        assert!(
+            !marker.exists(),
+            "kubectl ran the repo's exec plugin: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(demo_keys(state.path()), before, "nothing was minted for it");
+}
+
+/// Class 1 and 2: a cluster `remote:` that is a git option, a URL or an unconfigured
+/// path. Every command that reads remotes refuses it before git runs; nothing executes
+/// and the other repository is never contacted.
+#[test]
+fn a_remote_that_is_an_option_a_url_or_a_path_is_refused_before_git_runs() {
+    let f = GitFleet::new();
+    let work = f.path("work");
+    let marker = f.path("pwned-by-remote");
+    // Another bare repo that would log any fetch through its upload-pack.
+    let elsewhere = f.path("elsewhere.git");
+    git(
+        f.root.path(),
+        &["init", "--quiet", "--bare", elsewhere.to_str().unwrap()],
+    );
+    let values = std::fs::read_to_string(work.join(DEV1_VALUES)).unwrap();
+    for remote in [
+        format!("\"--upload-pack={}\"", touch(&marker)),
+        format!("\"ext::sh -c {}\"", touch(&marker).replace(' ', "% ")),
+        format!("\"{}\"", elsewhere.display()),
+        "\"https://collector.evil.example/fleet.git\"".to_owned(),
+        "stranger".to_owned(),
+    ] {
+        let hostile = values.replacen("remote: origin", &format!("remote: {remote}"), 1);
+        assert_ne!(hostile, values);
+        std::fs::write(work.join(DEV1_VALUES), &hostile).unwrap();
+        let r = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "cluster", "status"]));
+        assert!(!marker.exists(), "{remote}: git ran the repo's command");
+        assert_ne!(r.code, 0, "{remote}: {}", r.stdout);
+        assert!(
+            r.stderr.contains("remote") && !r.stderr.contains("\u{1b}"),
+            "{remote}: {}",
+            r.stderr
+        );
+        if remote == "stranger" {
+            assert!(r.stderr.contains("not configured"), "{}", r.stderr);
+        } else {
+            assert!(r.stderr.contains(DEV1_VALUES), "{remote}: {}", r.stderr);
+        }
+    }
+    // The other repository saw nothing: no fetch ever ran against it (git would have
+    // written FETCH_HEAD or logged in its reflog only on a push; an upload-pack leaves no
+    // trace, so check that git was never even given its path: the errors above came from
+    // validation, before git started).
+    assert!(
+        std::fs::read_dir(elsewhere.join("refs/heads"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+/// A loopback listener that counts the connections made to it.
+struct Listener {
+    url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Listener {
+    fn start() -> Listener {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(s);
+            }
+        });
+        Listener { url, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Class 2: `forge.apiUrl` in the repo names a host of the writer's choosing. Without the
+/// operator's `SECRET_MANAGER_FORGE_API_URL` the run refuses before anything is minted,
+/// and the host never sees a connection (so never the token).
+#[test]
+fn the_repo_alone_cannot_send_the_forge_token_anywhere() {
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let work = f.path("work");
+    let collector = Listener::start();
+    let mut cfg = std::fs::read_to_string(work.join(".secret-manager.yaml")).unwrap();
+    cfg.push_str(&format!(
+        "mainVia: pull-request\nforge:\n  kind: gitlab\n  apiUrl: {}\n  repository: org/fleet\n",
+        collector.url
+    ));
+    merge(&f, ".secret-manager.yaml", &cfg);
+    let before = demo_keys(state.path());
+    let r = rotate(
+        &f,
+        state.path(),
+        &[("GITLAB_TOKEN", "TEST-ONLY-forge-token")],
+        &[],
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("SECRET_MANAGER_FORGE_API_URL") && r.stderr.contains("forge.apiUrl"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("TEST-ONLY-forge-token"));
+    assert_eq!(collector.hits(), 0, "the repo's host was contacted");
+    assert_eq!(demo_keys(state.path()), before, "nothing minted");
+    // A webhook URL over plain http to another host is refused too.
+    let r = rotate(
+        &f,
+        state.path(),
+        &[
+            ("GITLAB_TOKEN", "TEST-ONLY-forge-token"),
+            ("SECRET_MANAGER_FORGE_API_URL", &collector.url),
+            ("HOOK", "http://hooks.example.com/services/TEST-ONLY"),
+        ],
+        &["--notify", "env:HOOK", "--dry-run"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("https"), "{}", r.stderr);
+}
+
+/// A fresh self-signed certificate (TEST-ONLY) and its SHA-256 fingerprint.
+fn new_cert(dir: &Path) -> (PathBuf, String) {
+    let (key, cert) = (dir.join("k.pem"), dir.join("c.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+        ])
+        .args(["-subj", "/CN=TEST-ONLY attacker"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    use sha2::Digest as _;
+    let fp = sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (cert, fp)
+}
+
+/// Class 3: the sealing certificate of a cluster is replaced by one the writer holds.
+/// Nothing is minted or sealed for that cluster; the error names both fingerprints and how
+/// to accept the new one; the operator's pin accepts it.
+#[test]
+fn a_replaced_sealing_certificate_is_not_trusted_because_the_repo_holds_it() {
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let work = f.path("work");
+    let keys = tempfile::tempdir().unwrap();
+    let (cert, fp) = new_cert(keys.path());
+    merge(
+        &f,
+        "tooling/sealing-certs/aws.eu-central-1.dev1.pem",
+        &std::fs::read_to_string(&cert).unwrap(),
+    );
+    let before = demo_keys(state.path());
+    let main_before = git(&work, &["rev-parse", "origin/main"]);
+    let now = chrono::Utc::now().to_rfc3339();
+    let r = rotate(
+        &f,
+        state.path(),
+        &[("SECRET_MANAGER_NOW", &now), ("KUBECONFIG", "/dev/null")],
+        &["--older-than", "0s"],
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("changed") && r.stderr.contains(&fp[..16]),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("SECRET_MANAGER_TRUSTED_CERTS={DEV1}={fp}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(demo_keys(state.path()), before, "nothing minted");
+    git(&work, &["fetch", "--quiet", "origin"]);
+    assert_eq!(
+        git(&work, &["rev-parse", "origin/main"]),
+        main_before,
+        "nothing committed"
+    );
+    // The operator pins it: the rotation goes through, sealed to the pinned certificate.
+    let r = rotate(
+        &f,
+        state.path(),
+        &[
+            ("SECRET_MANAGER_NOW", &now),
+            ("KUBECONFIG", "/dev/null"),
+            ("SECRET_MANAGER_TRUSTED_CERTS", &format!("{DEV1}={fp}")),
+        ],
+        &["--older-than", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_ne!(demo_keys(state.path()), before);
+}
+
+/// Class 4: symlinks out of the repo, a FIFO, a huge file. Each is an error naming the
+/// file (or a finding), the run neither hangs nor reads outside the repo.
+#[test]
+fn symlinks_fifos_and_huge_files_in_the_repo_are_errors_not_reads() {
+    let repo = crate::common::temp_repo("example-repo");
+    let r = repo.path();
+    let run = |args: &[&str]| {
+        let mut c = cmd();
+        c.args(["--repo", r.to_str().unwrap()]).args(args);
+        // A FIFO that blocked a read would hang here: bound it.
+        let child = c
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    // A cluster-values symlink to /dev/zero.
+    let values = r.join("cluster-values/aws.x.evil.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &values).unwrap();
+    let out = run(&["list"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("aws.x.evil.yaml") && out.stderr.contains("leaves the repo"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(&values).unwrap();
+    // `.secret-manager.yaml` as a FIFO.
+    let cfg = r.join(".secret-manager.yaml");
+    let saved = std::fs::read(&cfg).unwrap();
+    std::fs::remove_file(&cfg).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&cfg)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = run(&["list"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("FIFO"), "{}", out.stderr);
+    std::fs::remove_file(&cfg).unwrap();
+    std::fs::write(&cfg, saved).unwrap();
+    // A kustomization that is a symlink to a file outside the repo: a finding, not a read.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("k.yaml"), "namespace: stolen\n").unwrap();
+    let k = r.join("applications/external-dns/base/kustomization.yaml");
+    let _ = std::fs::remove_file(&k);
+    std::fs::create_dir_all(k.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("k.yaml"), &k).unwrap();
+    std::fs::write(
+        k.parent().unwrap().join("s.yaml"),
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: s\nspec:\n  encryptedData: {}\n",
+    )
+    .unwrap();
+    let out = run(&["-o", "json", "list", "--all"]);
+    assert!(!out.stdout.contains("stolen"), "{}", out.stdout);
+    let lint = run(&["lint"]);
+    assert!(lint.stdout.contains("leaves the repo"), "{}", lint.stdout);
+    // A huge manifest: reported, not read into memory.
+    let big = r.join("applications/big.yaml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len((16 << 20) + 1).unwrap();
+    let lint = run(&["lint"]);
+    assert!(
+        lint.stdout.contains("applications/big.yaml") && lint.stdout.contains("limit"),
+        "{}",
+        lint.stdout
+    );
+}
+
+/// Class 4: a committed `.secret-manager` symlink would make `rotate` write records
+/// outside the repo. The run refuses to write through it and the target stays empty.
+#[test]
+fn a_committed_state_symlink_is_never_written_through() {
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let work = f.path("work");
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), work.join(".secret-manager")).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "state elsewhere"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    let before = demo_keys(state.path());
+    let r = rotate(&f, state.path(), &[], &["--older-than", "0s"]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(".secret-manager") && r.stderr.contains("symlink"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "written outside the repo"
+    );
+    assert_eq!(demo_keys(state.path()), before, "nothing minted");
+}
+
+/// Class 5: a plugin's `env:` allowlist in the repo may not hand it the rotator's own
+/// credentials.
+#[test]
+fn a_plugin_allowlist_cannot_name_the_rotators_credentials() {
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let work = f.path("work");
+    let cfg = std::fs::read_to_string(work.join(".secret-manager.yaml")).unwrap();
+    let hostile = cfg.replacen(
+        "DEMO_PROVIDER_STATE,",
+        "DEMO_PROVIDER_STATE, AWS_SECRET_ACCESS_KEY,",
+        1,
+    );
+    assert_ne!(hostile, cfg);
+    merge(&f, ".secret-manager.yaml", &hostile);
+    let before = demo_keys(state.path());
+    let r = rotate(
+        &f,
+        state.path(),
+        &[("AWS_SECRET_ACCESS_KEY", "TEST-ONLY-rotator-secret")],
+        &["--older-than", "0s"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("providers.exec.demo.env") && r.stderr.contains("AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(demo_keys(state.path()), before);
+}
+
+/// Class 7: terminal escapes and newlines in file names and names are shown escaped by
+/// `lint` (a newline cannot forge a finding line).
+#[test]
+fn lint_escapes_what_it_quotes_from_the_repo() {
+    let repo = crate::common::temp_repo("example-repo");
+    let dir = repo.path().join("applications/evil");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("x\nforged.yaml:1: all-good: \u{1b}[2Jnothing.yaml"),
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: \"a\u{1b}]0;pwned\u{7}\"\n  namespace: x\n  annotations: {}\nspec:\n  encryptedData: {}\n",
+    )
+    .unwrap();
+    let r = run_cmd(cmd().args(["--repo", repo.path().to_str().unwrap(), "lint"]));
+    assert!(
+        !r.stdout.contains('\u{1b}') && !r.stdout.contains('\u{7}'),
+        "{:?}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with("forged.yaml")),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("\\n"), "{}", r.stdout);
+}
