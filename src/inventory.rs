@@ -95,7 +95,7 @@ impl Inventory {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Inventory::default()),
             Err(source) => return Err(ConfigError::Read { path: dir, source }),
         };
-        let mut clusters = Vec::new();
+        let mut files = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| ConfigError::Read {
                 path: dir.clone(),
@@ -105,27 +105,43 @@ impl Inventory {
             let Some(file_name) = file_name.to_str() else {
                 continue;
             };
+            if !(file_name.ends_with(".yaml") || file_name.ends_with(".yml")) {
+                continue;
+            }
+            let rel = Path::new(INVENTORY_DIR).join(file_name);
+            if let Some(src) =
+                crate::fsx::read_text_in_repo(repo, &rel, crate::fsx::MAX_CONFIG_BYTES)?
+            {
+                files.push((file_name.to_owned(), src));
+            }
+        }
+        Inventory::from_files(files, config)
+    }
+
+    /// The inventory of `files`: (file name in `cluster-values/`, its text).
+    pub fn from_files(
+        files: impl IntoIterator<Item = (String, String)>,
+        config: &Config,
+    ) -> ConfigResult<Inventory> {
+        let mut clusters = Vec::new();
+        for (file_name, src) in files {
             let Some(id) = file_name
                 .strip_suffix(".yaml")
                 .or_else(|| file_name.strip_suffix(".yml"))
             else {
                 continue;
             };
-            let rel = Path::new(INVENTORY_DIR).join(file_name);
+            let rel = Path::new(INVENTORY_DIR).join(&file_name);
             if !is_cluster_id(id) {
                 return Err(ConfigError::Invalid {
                     path: rel,
                     field: "file name".into(),
                     message: format!(
-                        "`{id}` is not a cluster id of the form cloud.region.name (lowercase, digits, `-`); rename the file"
+                        "`{}` is not a cluster id of the form cloud.region.name (lowercase, digits, `-`); rename the file",
+                        crate::text::escape(id)
                     ),
                 });
             }
-            let Some(src) =
-                crate::fsx::read_text_in_repo(repo, &rel, crate::fsx::MAX_CONFIG_BYTES)?
-            else {
-                continue;
-            };
             let block = from_yaml::<Option<ClusterValuesFile>>(&rel, &src)?
                 .and_then(|f| f.secret_manager)
                 .unwrap_or_default();

@@ -61,6 +61,21 @@ pub enum RepoError {
     Seal(#[from] seal::SealError),
 }
 
+/// Why main's settings could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MainError {
+    /// A configuration or inventory file is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Main could not be fetched.
+    #[error(transparent)]
+    Git(#[from] gitops::git::GitError),
+    /// The checkout and main disagree on where main is.
+    #[error("{0}")]
+    Moved(String),
+}
+
 /// An opened config repo: its configuration and cluster inventory.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -93,6 +108,121 @@ impl Repo {
             config,
             inventory,
         })
+    }
+
+    /// The configuration and inventory as commit `rev` of `git` has them (not as the
+    /// checkout's files say): what a run acts on comes from the fetched main, whatever
+    /// branch or uncommitted edits the checkout at `root` holds. Only regular files count:
+    /// a symlink in the tree is an error naming it.
+    pub fn open_at(root: &Path, git: &gitops::git::Git, rev: &str) -> config::ConfigResult<Repo> {
+        let git_err = |e: gitops::git::GitError| config::ConfigError::Invalid {
+            path: PathBuf::from(rev),
+            field: "git".into(),
+            message: e.to_string(),
+        };
+        let listing = git
+            .run(&[
+                "ls-tree",
+                "-z",
+                "--end-of-options",
+                rev,
+                "--",
+                config::CONFIG_FILE,
+                &format!("{}/", inventory::INVENTORY_DIR),
+            ])
+            .map_err(git_err)?;
+        let mut specs = Vec::new();
+        for entry in listing.split('\0').filter(|e| !e.is_empty()) {
+            let Some((meta, path)) = entry.split_once('\t') else {
+                continue;
+            };
+            let mode = meta.split(' ').next().unwrap_or_default();
+            let is_yaml =
+                path == config::CONFIG_FILE || path.ends_with(".yaml") || path.ends_with(".yml");
+            if !is_yaml {
+                continue;
+            }
+            if mode != "100644" && mode != "100755" {
+                return Err(config::ConfigError::Unsafe(
+                    fsx::RepoFileError::NotRegular {
+                        path: text::escape(path).into_owned(),
+                        what: if mode == "120000" {
+                            "symlink"
+                        } else {
+                            "special entry"
+                        },
+                    },
+                ));
+            }
+            specs.push(path.to_owned());
+        }
+        let blobs = git
+            .read_blobs(
+                &specs
+                    .iter()
+                    .map(|p| format!("{rev}:{p}"))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(git_err)?;
+        let mut config_src = None;
+        let mut files = Vec::new();
+        for (path, blob) in specs.into_iter().zip(blobs) {
+            let Some(text) = blob else { continue };
+            if text.len() as u64 > fsx::MAX_CONFIG_BYTES {
+                return Err(config::ConfigError::Unsafe(fsx::RepoFileError::TooLarge {
+                    path: text::escape(&path).into_owned(),
+                    size: text.len() as u64,
+                    limit: fsx::MAX_CONFIG_BYTES,
+                }));
+            }
+            if path == config::CONFIG_FILE {
+                config_src = Some(text);
+            } else if let Some(name) = path
+                .strip_prefix(inventory::INVENTORY_DIR)
+                .and_then(|p| p.strip_prefix('/'))
+                .filter(|n| !n.contains('/'))
+            {
+                files.push((name.to_owned(), text));
+            }
+        }
+        let config = config::Config::from_source(config_src.as_deref())?;
+        let inventory = inventory::Inventory::from_files(files, &config)?;
+        Ok(Repo {
+            root: root.to_path_buf(),
+            config,
+            inventory,
+        })
+    }
+
+    /// The checkout at `root` only for where main is (`mainRemote`, `mainBranch`): main is
+    /// fetched and the configuration and inventory are read from it ([`Repo::open_at`]).
+    /// `root` stays the checkout (its git, its remotes).
+    pub fn main_of(root: &Path) -> Result<Repo, MainError> {
+        let checkout = Repo::open(root)?;
+        let fleet = gitops::Fleet::new(&checkout);
+        let tip = fleet.fetch_main()?;
+        let main = Repo::open_at(root, fleet.git(), &tip)?;
+        let (c, m) = (&checkout.config, &main.config);
+        if c.main_remote != m.main_remote || c.main_branch != m.main_branch {
+            return Err(MainError::Moved(format!(
+                "this checkout's .secret-manager.yaml says main is {}/{}, but that main says {}/{}; update the checkout (git pull --ff-only {} {})",
+                c.main_remote,
+                c.main_branch,
+                m.main_remote,
+                m.main_branch,
+                c.main_remote,
+                c.main_branch
+            )));
+        }
+        if checkout.config != main.config || checkout.inventory.clusters != main.inventory.clusters
+        {
+            tracing::info!(
+                "the settings of this checkout differ from {}/{}: using main's (.secret-manager.yaml, cluster-values/)",
+                m.main_remote,
+                m.main_branch
+            );
+        }
+        Ok(main)
     }
 
     /// The validated sealing certificate of cluster `id` (from its `sealingCert`).

@@ -74,7 +74,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }
     if let Some(e) = err.chain().find_map(|c| c.downcast_ref::<EngineError>()) {
         return match e {
-            EngineError::Config(_) | EngineError::Signing(_) | EngineError::Forge(_) => USAGE,
+            EngineError::Config(_)
+            | EngineError::Main(
+                secret_manager::MainError::Config(_) | secret_manager::MainError::Moved(_),
+            )
+            | EngineError::Signing(_)
+            | EngineError::Forge(_) => USAGE,
             EngineError::Provider(_) => PREFLIGHT,
             _ => PUBLISH,
         };

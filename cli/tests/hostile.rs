@@ -491,3 +491,58 @@ fn lint_escapes_what_it_quotes_from_the_repo() {
     );
     assert!(r.stdout.contains("\\n"), "{}", r.stdout);
 }
+
+/// Class 5: settings come from the fetched main, not from the checkout `--repo` names
+/// (another branch, uncommitted edits): a webhook and a remote added only in the checkout
+/// are never used.
+#[test]
+fn settings_come_from_main_not_from_the_checkout() {
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let work = f.path("work");
+    let hook = Listener::start();
+    // A remote the checkout has configured, pointing at a repository of the writer's.
+    let elsewhere = f.path("elsewhere.git");
+    git(
+        f.root.path(),
+        &["init", "--quiet", "--bare", elsewhere.to_str().unwrap()],
+    );
+    git(
+        &work,
+        &["remote", "add", "elsewhere", elsewhere.to_str().unwrap()],
+    );
+    // Uncommitted edits: a webhook, and dev1's pointer on that remote.
+    let cfg = std::fs::read_to_string(work.join(".secret-manager.yaml")).unwrap();
+    std::fs::write(
+        work.join(".secret-manager.yaml"),
+        format!("{cfg}notify:\n  - urlEnv: HOOK\n    on: always\n"),
+    )
+    .unwrap();
+    let values = std::fs::read_to_string(work.join(DEV1_VALUES)).unwrap();
+    std::fs::write(
+        work.join(DEV1_VALUES),
+        values.replacen("remote: origin", "remote: elsewhere", 1),
+    )
+    .unwrap();
+    let r = rotate(
+        &f,
+        state.path(),
+        &[
+            ("HOOK", &hook.url),
+            ("SECRET_MANAGER_NOW", &chrono::Utc::now().to_rfc3339()),
+        ],
+        &["--older-than", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(hook.hits(), 0, "the checkout's webhook was used");
+    assert!(
+        git(&elsewhere, &["for-each-ref"]).is_empty(),
+        "the checkout's remote received a push"
+    );
+    // dev1's pointer on main's remote moved: the rotation was published where main says.
+    assert!(
+        r.stdout.contains("publish") && r.stdout.contains(DEV1),
+        "{}",
+        r.stdout
+    );
+}

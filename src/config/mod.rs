@@ -371,11 +371,19 @@ impl Config {
             Path::new(CONFIG_FILE),
             crate::fsx::MAX_CONFIG_BYTES,
         ) {
-            Ok(Some(src)) => from_yaml::<Option<RawConfig>>(Path::new(CONFIG_FILE), &src)?
+            Ok(src) => Config::from_source(src.as_deref()),
+            Err(e) => Err(ConfigError::Unsafe(e)),
+        }
+    }
+
+    /// The configuration `src` (the text of `.secret-manager.yaml`) says; the defaults
+    /// when there is no such file.
+    pub fn from_source(src: Option<&str>) -> ConfigResult<Config> {
+        match src {
+            Some(src) => from_yaml::<Option<RawConfig>>(Path::new(CONFIG_FILE), src)?
                 .unwrap_or_default()
                 .validate(Path::new(CONFIG_FILE)),
-            Ok(None) => Ok(Config::default()),
-            Err(e) => Err(ConfigError::Unsafe(e)),
+            None => Ok(Config::default()),
         }
     }
 }

@@ -145,7 +145,9 @@ pub async fn rotate(
     providers: &Providers,
     opts: &RotateOptions,
 ) -> Result<RotateReport, EngineError> {
-    let repo = crate::Repo::open(clone)?;
+    // The checkout only says where main is; every setting the run acts on (remotes,
+    // inventory, pointers, claims, signing) comes from the fetched main.
+    let repo = crate::Repo::main_of(clone)?;
     let fleet = Fleet::new(&repo);
     fleet
         .git()

@@ -142,6 +142,9 @@ pub enum EngineError {
     /// The repo's configuration or a record is unreadable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Main's settings could not be read.
+    #[error(transparent)]
+    Main(#[from] crate::MainError),
     /// A git command failed.
     #[error(transparent)]
     Git(#[from] GitError),

@@ -413,7 +413,16 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
 
 /// Runs `rotate`, or `delete` when `delete` is set.
 pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::Result<u8> {
-    let repo = open_git_repo(ctx)?;
+    let checkout = open_git_repo(ctx)?;
+    // Every setting the run acts on — policies, provider settings, webhooks, clusters —
+    // comes from the fetched main, never from this checkout's branch or uncommitted edits.
+    let repo = secret_manager::Repo::main_of(&checkout.root).map_err(|e| match e {
+        secret_manager::MainError::Config(c) => anyhow::Error::from(c),
+        secret_manager::MainError::Git(g) => {
+            anyhow::Error::from(secret_manager::engine::EngineError::Git(g))
+        }
+        e => anyhow::Error::from(UsageError(e.to_string())),
+    })?;
     let f = &args.filter;
     if delete
         && f.sources.is_empty()
