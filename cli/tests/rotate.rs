@@ -1323,3 +1323,64 @@ fn the_plan_shows_full_identities_and_key_ids_on_a_pipe_and_on_a_terminal() {
     let plan = &tty[tty.find("stage  aws").expect("the plan")..];
     assert!(!plan.contains('…'), "nothing is cut on a terminal:\n{plan}");
 }
+
+/// A rotation carries the grace period and gates it was staged with: a later run with
+/// other flags (another shard's selection, `--revoke-after 0s`) neither advances a rotation
+/// its selection does not cover nor shortens the promised grace period.
+#[test]
+fn one_runs_flags_never_cut_another_runs_grace_period() {
+    let state = tempfile::tempdir().unwrap();
+    let f = crate::safety::demo_fleet(state.path());
+    let work = f.path("work");
+    let keys = || -> usize {
+        let text = std::fs::read_to_string(state.path().join("keys.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|k| k.as_array().unwrap().len())
+            .sum()
+    };
+    let t0 = chrono::Utc::now();
+    let run = |at: chrono::DateTime<chrono::Utc>, extra: &[&str]| {
+        let mut c = crate::common::cmd();
+        crate::common::with_demo_plugin(&mut c, state.path());
+        c.env("SECRET_MANAGER_NOW", at.to_rfc3339()).args([
+            "--repo",
+            work.to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "demo",
+        ]);
+        c.args(extra);
+        let r = crate::common::run_cmd(&mut c);
+        assert!(r.code == 0, "{extra:?}: {}{}", r.stdout, r.stderr);
+        r
+    };
+    assert_eq!(keys(), 1);
+    // Staged and published with a one-hour grace period.
+    run(t0, &["--older-than", "0s", "--revoke-after", "1h"]);
+    assert_eq!(keys(), 2, "new key minted, old one kept");
+    // A run whose selection does not cover it: its --revoke-after does not reach it.
+    let r = run(
+        t0 + chrono::Duration::minutes(1),
+        &["--name", "nothing-matches", "--revoke-after", "0s"],
+    );
+    assert_eq!(
+        keys(),
+        2,
+        "revoked by a run that did not select it: {}",
+        r.stdout
+    );
+    // A run that covers it, with a shorter grace period: the promised hour holds.
+    let r = run(t0 + chrono::Duration::minutes(2), &["--revoke-after", "0s"]);
+    assert_eq!(keys(), 2, "grace period cut: {}", r.stdout);
+    assert!(r.stdout.contains("grace period"), "{}", r.stdout);
+    // Once the hour has passed, any covering run revokes it.
+    run(
+        t0 + chrono::Duration::minutes(61),
+        &["--revoke-after", "0s"],
+    );
+    assert_eq!(keys(), 1, "the old key is revoked after the promised hour");
+}

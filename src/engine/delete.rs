@@ -170,6 +170,7 @@ async fn stage_one(
         proposal: None,
         staging_commit: None,
         hotfixes: Default::default(),
+        promised: Some(super::promise(ctx.opts)),
     };
     if let Err(e) = remove_documents(ctx, &manifests).and_then(|()| write_record(ctx, &rec)) {
         let _ = ctx.writer.discard();

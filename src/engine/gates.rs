@@ -175,13 +175,17 @@ async fn unused_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Ut
 
 /// The optional gates of `rec`, published at `published`.
 pub(super) async fn check(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Utc>) -> Gate {
-    if ctx.opts.require_synced && !rec.is_delete() {
+    let promised = rec.promised.as_ref();
+    let require_synced = ctx.opts.require_synced || promised.is_some_and(|p| p.require_synced);
+    let require_unused =
+        ctx.opts.require_old_key_unused || promised.is_some_and(|p| p.require_old_key_unused);
+    if require_synced && !rec.is_delete() {
         let g = synced_gate(ctx, rec).await;
         if g != Gate::Open {
             return g;
         }
     }
-    if ctx.opts.require_old_key_unused {
+    if require_unused {
         return unused_gate(ctx, rec, published).await;
     }
     Gate::Open

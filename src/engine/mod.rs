@@ -49,7 +49,7 @@ use crate::forge::Forge;
 use crate::gitops::Fleet;
 use crate::gitops::batch::MainWriter;
 use crate::gitops::claims::ClaimRefs;
-use crate::journal::RunId;
+use crate::journal::{RotationRecord, RunId};
 use crate::list::Filter;
 use crate::providers::Providers;
 use chrono::{DateTime, Utc};
@@ -137,6 +137,32 @@ impl std::fmt::Debug for RotateOptions {
     }
 }
 
+/// What a run staging a rotation promises: its grace period, revoke mode and gates.
+pub(crate) fn promise(opts: &RotateOptions) -> crate::journal::record::Promise {
+    crate::journal::record::Promise {
+        revoke_after_seconds: opts.revoke_after.num_seconds(),
+        revoke_mode: opts.revoke_mode,
+        require_synced: opts.require_synced,
+        require_old_key_unused: opts.require_old_key_unused,
+    }
+}
+
+/// Whether `filter` covers the in-flight record `rec`: its source is selected and one of
+/// its manifests is in the cluster, namespace and name selection. A run advances only the
+/// rotations its selection covers; a run without a selection (or with just the source)
+/// finishes every rotation of its sources, including those of runs that died.
+pub fn selection_covers(filter: &crate::list::Filter, rec: &RotationRecord) -> bool {
+    if !filter.sources.is_empty() && !filter.sources.contains(&rec.source) {
+        return false;
+    }
+    rec.manifests.iter().any(|m| {
+        let (ns, name) = m.secret.split_once('/').unwrap_or(("", m.secret.as_str()));
+        filter.selects_cluster(&m.cluster)
+            && filter.namespace.as_deref().is_none_or(|n| n == ns)
+            && filter.name.as_ref().is_none_or(|g| g.is_match(name))
+    })
+}
+
 /// Runs one closed-loop pass over the repo cloned at `clone`. An `Err` means the run could
 /// not start (configuration, main unreachable); everything after that is reported per
 /// credential in the report.
@@ -180,7 +206,14 @@ pub async fn rotate(
     let records = ctx.records()?;
 
     recover::expired_claims(&mut ctx, &records).await;
-    let existing = claims::for_records(&mut ctx, records.clone());
+    // In-flight rotations outside this run's selection are another run's to advance: its
+    // flags (a shorter --revoke-after, no gate) must not reach them.
+    let covered: Vec<RotationRecord> = records
+        .iter()
+        .filter(|r| selection_covers(&opts.filter, r))
+        .cloned()
+        .collect();
+    let existing = claims::for_records(&mut ctx, covered);
     let existing = proposals::resolve(&mut ctx, existing).await;
     let existing = publish::publish(&mut ctx, existing).await;
     revoke::revoke(&mut ctx, existing).await;

@@ -127,14 +127,28 @@ fn main_references(ctx: &Ctx<'_>) -> MainRefs {
 /// Decides, per record, whether its old key goes now; reports waits and gate errors.
 async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, Todo)> {
     let now = ctx.now();
-    let after = ctx.opts.revoke_after;
-    let mode = match ctx.opts.revoke_mode {
-        RevokeMode::Delete => Revoke::Delete,
-        RevokeMode::Disable => Revoke::Disable,
-    };
     let mut todo = Vec::new();
     let mut main_refs = None;
     for (i, rec) in records.iter().enumerate() {
+        // The stricter of what the staging run promised and this run's flags: a later
+        // run never shortens the grace period or turns disable into delete.
+        let (after, mode) = match &rec.promised {
+            Some(p) => (
+                ctx.opts
+                    .revoke_after
+                    .max(chrono::Duration::seconds(p.revoke_after_seconds)),
+                if p.revoke_mode == RevokeMode::Disable {
+                    RevokeMode::Disable
+                } else {
+                    ctx.opts.revoke_mode
+                },
+            ),
+            None => (ctx.opts.revoke_after, ctx.opts.revoke_mode),
+        };
+        let mode = match mode {
+            RevokeMode::Delete => Revoke::Delete,
+            RevokeMode::Disable => Revoke::Disable,
+        };
         let (since, how) = match rec.state() {
             RotationState::Staged { .. } | RotationState::Proposed { .. } => continue,
             RotationState::Published { since } => (since, mode),

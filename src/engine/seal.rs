@@ -144,6 +144,7 @@ pub(super) async fn credential(
             proposal: None,
             staging_commit: None,
             hotfixes: Default::default(),
+            promised: Some(super::promise(ctx.opts)),
         });
     }
     write_all(ctx, &contents, &originals, &records)?;

@@ -115,6 +115,25 @@ pub enum RotationState {
     },
 }
 
+/// What the run that staged a rotation promised: its grace period, revoke mode and gates.
+/// They travel with the record, so a later run (another shard, a hand run with other
+/// flags) never shortens the grace period or drops a gate: it applies the stricter of the
+/// promise and its own flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Promise {
+    /// Grace period between publish and revoke, in seconds.
+    pub revoke_after_seconds: i64,
+    /// Delete or disable the old key.
+    pub revoke_mode: crate::config::RevokeMode,
+    /// Wait for the controller to show the new key (`--require-synced`).
+    #[serde(default)]
+    pub require_synced: bool,
+    /// Wait until the old key is unused (`--require-old-key-unused`).
+    #[serde(default)]
+    pub require_old_key_unused: bool,
+}
+
 /// A staged, published or disabled rotation (or deletion).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -166,6 +185,10 @@ pub struct RotationRecord {
     /// Pull-request mode: hot-fixes waiting for their pull requests, by cluster.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hotfixes: BTreeMap<String, Hotfix>,
+    /// The grace period, revoke mode and gates it was staged with (absent in records of
+    /// earlier versions: the run's own flags apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promised: Option<Promise>,
 }
 
 /// RFC 3339 with seconds, `Z` — the form of every time the tool writes.
