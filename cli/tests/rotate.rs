@@ -1384,3 +1384,75 @@ fn one_runs_flags_never_cut_another_runs_grace_period() {
     );
     assert_eq!(keys(), 1, "the old key is revoked after the promised hour");
 }
+
+/// `delete` removes a file's entry from the kustomization that lists it, and the overlay
+/// the cluster pointer moves to still builds with the real `kubectl kustomize`.
+#[test]
+fn delete_leaves_an_overlay_that_builds() {
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    let work = f.path("work");
+    let overlay = "applications/root/cert-manager/state/overlays/aws.eu-central-1.dev1";
+    let mut c = cmd();
+    moto.env(&mut c).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "delete",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53-credentials",
+        "--revoke-after",
+        "1h",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let k = f.show("dev", "main", &format!("{overlay}/kustomization.yaml"));
+    assert!(!k.contains("dns-credentials.yaml"), "{k}");
+    assert!(
+        k.starts_with("apiVersion: kustomize.config.k8s.io/v1beta1\n"),
+        "{k}"
+    );
+    // What the cluster now gets builds.
+    let tree = tempfile::tempdir().unwrap();
+    let archive = std::process::Command::new("git")
+        .arg("-C")
+        .arg(f.path("dev.git"))
+        .args(["archive", &format!("refs/heads/cluster/{DEV1}")])
+        .output()
+        .unwrap();
+    assert!(archive.status.success());
+    let mut tar = std::process::Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(tree.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    tar.stdin
+        .take()
+        .unwrap()
+        .write_all(&archive.stdout)
+        .unwrap();
+    assert!(tar.wait().unwrap().success());
+    assert!(
+        !tree
+            .path()
+            .join(overlay)
+            .join("dns-credentials.yaml")
+            .exists()
+    );
+    let built = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(tree.path().join(overlay))
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}

@@ -38,6 +38,32 @@ fn remove_documents(ctx: &Ctx<'_>, manifests: &[&Found]) -> Result<(), EngineErr
     Ok(())
 }
 
+/// Drops the kustomization entries of the files `delete` removed whole, then checks that
+/// every kustomization the change touches still resolves its files. Returns the
+/// kustomizations changed.
+fn fix_kustomizations(ctx: &Ctx<'_>, files: &[String]) -> Result<Vec<String>, EngineError> {
+    let root = ctx.writer.dir();
+    let gone: Vec<String> = files
+        .iter()
+        .filter(|f| !root.join(f).exists())
+        .cloned()
+        .collect();
+    let err = |file: &str, message: String| EngineError::Edit {
+        file: file.to_owned(),
+        message,
+    };
+    let changed = super::kustomize::drop_entries(root, &gone)
+        .map_err(|m| err(gone.first().map_or("", String::as_str), m))?;
+    let dirs: Vec<std::path::PathBuf> = files
+        .iter()
+        .chain(&changed)
+        .filter_map(|f| std::path::Path::new(f).parent().map(|p| p.to_path_buf()))
+        .collect();
+    super::kustomize::check_resolves(root, &dirs)
+        .map_err(|m| err(files.first().map_or("", String::as_str), m))?;
+    Ok(changed)
+}
+
 /// One credential key's manifests to delete.
 struct Selected<'f> {
     source: String,
@@ -172,12 +198,19 @@ async fn stage_one(
         hotfixes: Default::default(),
         promised: Some(super::promise(ctx.opts)),
     };
-    if let Err(e) = remove_documents(ctx, &manifests).and_then(|()| write_record(ctx, &rec)) {
-        let _ = ctx.writer.discard();
-        ctx.fail(Phase::Mint, &source, &identity, None, e);
-        return None;
-    }
+    let kustomizations = remove_documents(ctx, &manifests)
+        .and_then(|()| fix_kustomizations(ctx, &files))
+        .and_then(|k| write_record(ctx, &rec).map(|()| k));
+    let kustomizations = match kustomizations {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = ctx.writer.discard();
+            ctx.fail(Phase::Mint, &source, &identity, None, e);
+            return None;
+        }
+    };
     let mut paths = files;
+    paths.extend(kustomizations);
     paths.push(rec.path());
     let subject = format!(
         "secret-manager: delete {} ({}) from {}",

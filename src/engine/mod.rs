@@ -26,6 +26,7 @@ mod context;
 mod delete;
 mod gates;
 mod hotfix;
+mod kustomize;
 mod mint;
 mod plan;
 mod proposals;
