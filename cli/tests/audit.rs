@@ -112,6 +112,13 @@ fn scripted_history_exports_every_action_and_no_secret() {
         "Test Operator <operator@example.com>"
     );
     assert_eq!(edits[1]["cluster"], DEV1);
+    // The revoke of a deletion names who ran it.
+    let deletion_revoke = records
+        .iter()
+        .filter(|r| r["action"] == "revoke" && r["file"] == REL)
+        .last()
+        .unwrap();
+    assert_ne!(deletion_revoke["operator"], "", "{deletion_revoke:#}");
     // `create` leaves an event in the audit log (its file is committed by hand, which is
     // the `manual` record): who minted which key for which secret.
     let creates: Vec<_> = records.iter().filter(|r| r["action"] == "create").collect();
@@ -244,4 +251,55 @@ fn scripted_history_exports_every_action_and_no_secret() {
         assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
         assert!(r.stderr.contains("is not a time"), "{}", r.stderr);
     }
+}
+
+/// Hand edits: one `manual` record per changed key id (two documents of one file are two
+/// records), every field filled from the file at that commit (source, identity, namespace,
+/// name), so `--source azure` finds Azure's. The initial import of the example fleet is
+/// such a commit.
+#[test]
+fn hand_edits_give_one_record_per_key_with_every_field() {
+    let f = crate::common::GitFleet::new();
+    let work = f.path("work");
+    let export = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let r = run_cmd(
+            cmd()
+                .args(["--repo", work.to_str().unwrap(), "audit", "export"])
+                .args(extra),
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = export(&[]);
+    let two = "applications/service1/state/overlays/aws.eu-central-1.dev1/secrets.yaml";
+    let in_two: Vec<_> = all.iter().filter(|r| r["file"] == two).collect();
+    assert_eq!(in_two.len(), 2, "{in_two:#?}");
+    assert!(
+        in_two
+            .iter()
+            .any(|r| r["newKeyId"] == "AKIAS3PNRFRWDYIWC5WA"),
+        "{in_two:#?}"
+    );
+    for r in all.iter().filter(|r| r["action"] == "manual") {
+        for field in [
+            "source",
+            "identity",
+            "name",
+            "cluster",
+            "gitAuthor",
+            "operator",
+        ] {
+            assert_ne!(r[field], "", "{field} empty in {r:#}");
+        }
+    }
+    let azure = export(&["--source", "azure"]);
+    assert!(
+        azure.iter().any(|r| r["file"]
+            == "applications/service2/state/overlays/azure.westeurope.prod2/sealed-storage.yaml"),
+        "{azure:#?}"
+    );
+    assert!(azure.iter().all(|r| r["source"] == "azure"));
 }

@@ -344,15 +344,16 @@ fn notifications_say_what_happened_and_never_a_secret() {
             .recv_timeout(std::time::Duration::from_millis(300))
             .is_err()
     );
-    // The same from `.secret-manager.yaml`: `notify: [{urlEnv, on}]`.
+    // The same from `.secret-manager.yaml` on main: `notify: [{urlEnv, on}]`.
     let config = f.path("work").join(".secret-manager.yaml");
     let original = std::fs::read_to_string(&config).unwrap();
     let (cfg_url, cfg_rx) = webhook(200);
-    std::fs::write(
-        &config,
-        format!("{original}notify:\n  - urlEnv: TEAM_HOOK\n    on: always\n"),
-    )
-    .unwrap();
+    f.commit_main(
+        &f.path("work"),
+        ".secret-manager.yaml",
+        &format!("{original}notify:\n  - urlEnv: TEAM_HOOK\n    on: always\n"),
+        "Tell the team's webhook about every run",
+    );
     let mut c = rotate_cmd(&f, &moto);
     c.env("TEAM_HOOK", &cfg_url).args(["--older-than", "9999d"]);
     assert_eq!(run_cmd(&mut c).code, 0);
@@ -361,6 +362,12 @@ fn notifications_say_what_happened_and_never_a_secret() {
         .unwrap();
     let j: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(j["outcome"], "success");
+    f.commit_main(
+        &f.path("work"),
+        ".secret-manager.yaml",
+        &original,
+        "No webhook from the config",
+    );
     // A bad entry names the file and the field.
     std::fs::write(
         &config,

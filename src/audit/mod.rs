@@ -209,51 +209,31 @@ fn manual_records(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec
         if !trailers::parse(&c.body).is_empty() {
             continue;
         }
-        // `c.body` holds the message followed by the patch.
+        // `c.body` holds the message followed by the patch: per file, the key ids removed
+        // and added, in order (two documents of one file changed in one commit are two
+        // records).
+        let mut changes: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
         let mut file = String::new();
-        let mut old = BTreeMap::<String, String>::new();
-        let mut new = BTreeMap::<String, String>::new();
-        let mut flush =
-            |file: &str, old: &mut BTreeMap<String, String>, new: &mut BTreeMap<String, String>| {
-                if file.is_empty() || (old.is_empty() && new.is_empty()) {
-                    return;
-                }
-                let cluster = crate::scan::attribute(std::path::Path::new(file), &o.cluster_ids)
-                    .cluster()
-                    .unwrap_or_default()
-                    .to_owned();
-                let source = if old.contains_key("accessKeyId") || new.contains_key("accessKeyId") {
-                    "aws"
-                } else {
-                    ""
-                };
-                records.push(AuditRecord {
-                    schema_version: SCHEMA_VERSION,
-                    time: c.time.clone(),
-                    action: "manual".into(),
-                    cluster,
-                    file: file.to_owned(),
-                    source: source.into(),
-                    old_key_id: old.values().next().cloned().unwrap_or_default(),
-                    new_key_id: new.values().next().cloned().unwrap_or_default(),
-                    commit: c.id.clone(),
-                    git_author: c.author.clone(),
-                    ..AuditRecord::default()
-                });
-                old.clear();
-                new.clear();
-            };
+        let (mut old, mut new) = (Vec::new(), Vec::new());
+        let mut flush = |file: &str, old: &mut Vec<String>, new: &mut Vec<String>| {
+            if !file.is_empty() && !(old.is_empty() && new.is_empty()) {
+                changes.push((file.to_owned(), std::mem::take(old), std::mem::take(new)));
+            }
+            old.clear();
+            new.clear();
+        };
         for line in c.body.lines() {
             if let Some(f) = line.strip_prefix("+++ b/") {
                 flush(&file, &mut old, &mut new);
                 file = f.to_owned();
             } else if line.starts_with("+++ /dev/null") {
+                // A deleted file: its name came with `--- a/`.
+            } else if let Some(f) = line.strip_prefix("--- a/") {
+                flush(&file, &mut old, &mut new);
+                file = f.to_owned();
+            } else if line.starts_with("--- /dev/null") {
                 flush(&file, &mut old, &mut new);
                 file.clear();
-            } else if let Some(f) = line.strip_prefix("--- a/") {
-                if file.is_empty() {
-                    file = f.to_owned();
-                }
             } else if let Some(rest) = line.strip_prefix('-').or_else(|| line.strip_prefix('+')) {
                 let adding = line.starts_with('+');
                 let t = rest.trim().trim_start_matches('"');
@@ -266,18 +246,85 @@ fn manual_records(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec
                             .trim()
                             .trim_matches(['"', '\'', ','])
                             .to_owned();
-                        if adding {
-                            new.insert(kind.into(), v)
-                        } else {
-                            old.insert(kind.into(), v)
-                        };
+                        if adding { new.push(v) } else { old.push(v) }
                     }
                 }
             }
         }
         flush(&file, &mut old, &mut new);
+        for (file, old, new) in changes {
+            let docs = |rev: String| -> Vec<KeyDoc> {
+                git.read_blobs(&[format!("{rev}:{file}")])
+                    .ok()
+                    .and_then(|mut b| b.pop().flatten())
+                    .map(|text| key_docs(&text, &o.prefix))
+                    .unwrap_or_default()
+            };
+            let (after, before) = (docs(c.id.clone()), docs(format!("{}^", c.id)));
+            let cluster = crate::scan::attribute(std::path::Path::new(&file), &o.cluster_ids)
+                .cluster()
+                .unwrap_or_default()
+                .to_owned();
+            for i in 0..old.len().max(new.len()) {
+                let (o_id, n_id) = (old.get(i).cloned(), new.get(i).cloned());
+                let doc = n_id
+                    .as_ref()
+                    .and_then(|n| after.iter().find(|d| &d.key_id == n))
+                    .or_else(|| {
+                        o_id.as_ref()
+                            .and_then(|k| before.iter().find(|d| &d.key_id == k))
+                    });
+                records.push(AuditRecord {
+                    schema_version: SCHEMA_VERSION,
+                    time: c.time.clone(),
+                    action: "manual".into(),
+                    cluster: cluster.clone(),
+                    namespace: doc.map(|d| d.namespace.clone()).unwrap_or_default(),
+                    name: doc.map(|d| d.name.clone()).unwrap_or_default(),
+                    file: file.clone(),
+                    source: doc.map(|d| d.source.clone()).unwrap_or_default(),
+                    identity: doc.map(|d| d.identity.clone()).unwrap_or_default(),
+                    old_key_id: o_id.unwrap_or_default(),
+                    new_key_id: n_id.unwrap_or_default(),
+                    commit: c.id.clone(),
+                    git_author: c.author.clone(),
+                    operator: c.author.clone(),
+                    detail: "key id changed by hand (a commit without secret-manager trailers)"
+                        .into(),
+                    ..AuditRecord::default()
+                });
+            }
+        }
     }
     Ok(records)
+}
+
+/// A managed SealedSecret of a file at some commit, by its key id.
+struct KeyDoc {
+    key_id: String,
+    source: String,
+    identity: String,
+    namespace: String,
+    name: String,
+}
+
+fn key_docs(text: &str, prefix: &str) -> Vec<KeyDoc> {
+    let Ok(docs) = crate::manifest::yaml::parse_documents(text) else {
+        return Vec::new();
+    };
+    docs.iter()
+        .flat_map(crate::manifest::SealedSecretDoc::all_from_document)
+        .filter_map(|d| {
+            let m = crate::annotations::Managed::from_annotations(&d.template_annotations, prefix)?;
+            Some(KeyDoc {
+                key_id: m.key_id.clone()?,
+                identity: crate::keys::identity_label(&m.source, &m.params()),
+                source: m.source,
+                namespace: d.namespace.clone().unwrap_or_default(),
+                name: d.name.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 fn regex_escape(s: &str) -> String {

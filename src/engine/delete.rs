@@ -64,6 +64,13 @@ fn fix_kustomizations(ctx: &Ctx<'_>, files: &[String]) -> Result<Vec<String>, En
     Ok(changed)
 }
 
+/// `Name <email>` of the commits this run makes.
+fn committer(ctx: &Ctx<'_>) -> Option<String> {
+    let ident = ctx.writer.git().run(&["var", "GIT_COMMITTER_IDENT"]).ok()?;
+    let end = ident.find('>')?;
+    Some(ident[..=end].trim().to_owned()).filter(|s| !s.is_empty())
+}
+
 /// One credential key's manifests to delete.
 struct Selected<'f> {
     source: String,
@@ -189,7 +196,9 @@ async fn stage_one(
         staged_at: now,
         manifests: manifests.iter().map(|f| record_manifest(f)).collect(),
         published_at: BTreeMap::new(),
-        operator: None,
+        // No source call names a caller for a deletion: the audit trail says who ran it
+        // (git's committer identity of the run).
+        operator: committer(ctx),
         run: Some(ctx.run.0.clone()),
         claimed_at: None,
         disabled_at: None,
