@@ -164,6 +164,9 @@ pub async fn key_rows(
             current_key: None,
             ..id.target.clone()
         };
+        // The same preflight as `rotate` (no side effects): the credentials must act in the
+        // manifest's account, or a same-named user of another account would be listed.
+        p.preflight(&t).await?;
         p.keys(&t).await
     }))
     .buffered(concurrency.max(1))

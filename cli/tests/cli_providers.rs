@@ -96,7 +96,8 @@ fn keys_reports_missing_keys_and_unreachable_sources() {
     let moto = Moto::start();
     let dir = temp_repo("example-repo");
     let repo = dir.path().to_str().unwrap();
-    // The example's dev1 DNS user does not exist at moto: a clear per-identity error, exit 10.
+    // The example's dev1 DNS user is in account 111111111111, moto's credentials act in
+    // 123456789012: the account check of `rotate` comes first, exit 10.
     let r = run_cmd(moto.env(&mut cmd()).args([
         "--repo",
         repo,
@@ -111,6 +112,31 @@ fn keys_reports_missing_keys_and_unreachable_sources() {
     assert_eq!(r.code, 10, "{}", r.stderr);
     assert!(
         r.stderr.contains("aws 111111111111/external-dns-dev1:")
+            && r.stderr.contains("the manifest's account is 111111111111"),
+        "{}",
+        r.stderr
+    );
+    // In moto's account the user does not exist: a clear per-identity error, exit 10.
+    let dns = dir.path().join(
+        "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml",
+    );
+    let text = std::fs::read_to_string(&dns).unwrap();
+    assert!(text.contains("111111111111"));
+    std::fs::write(&dns, text.replace("111111111111", "123456789012")).unwrap();
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        repo,
+        "keys",
+        "--source",
+        "aws",
+        "--name",
+        "cloudprovider-dns-access",
+        "--cluster",
+        DEV1,
+    ]));
+    assert_eq!(r.code, 10, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("aws 123456789012/external-dns-dev1:")
             && r.stderr.contains("NoSuchEntity"),
         "{}",
         r.stderr

@@ -1456,3 +1456,30 @@ fn delete_leaves_an_overlay_that_builds() {
         String::from_utf8_lossy(&built.stderr)
     );
 }
+
+/// `keys` checks the account as `rotate` does: credentials of another account than the
+/// manifest's are named as such, never shown as the same-named user's keys or `missing`.
+#[test]
+fn keys_names_an_account_mismatch() {
+    let f = GitFleet::new();
+    let moto = Moto::start();
+    moto.iam(&[("Action", "CreateUser"), ("UserName", "cert-manager-dev1")]);
+    let mut c = cmd();
+    moto.env(&mut c).args([
+        "--repo",
+        f.path("work").to_str().unwrap(),
+        "keys",
+        "--cluster",
+        DEV1,
+        "--name",
+        "route53-credentials",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("the manifest's account is 111111111111"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stdout.contains("missing"), "{}", r.stdout);
+}
