@@ -72,25 +72,42 @@ pub fn parse_key_mappings(s: &str) -> Result<Vec<KeyMapping>, String> {
         .trim()
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
-        .ok_or_else(|| format!("`{s}` is not of the form [secretKey:ProviderField,...]"))?;
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not of the form [secretKey:ProviderField,...]",
+                crate::text::escape_cut(s, 120)
+            )
+        })?;
     let mut out: Vec<KeyMapping> = Vec::new();
+    // Linear: the annotation is repo input and may be huge.
+    let mut seen = std::collections::HashSet::new();
     for part in inner.split(',').map(str::trim) {
         if part.is_empty() {
-            return Err(format!("`{s}` has an empty entry"));
+            return Err(format!(
+                "`{}` has an empty entry",
+                crate::text::escape_cut(s, 120)
+            ));
         }
         let (k, f) = part.split_once(':').ok_or_else(|| {
-            format!("entry `{part}` has no `:` (expected secretKey:ProviderField)")
+            format!(
+                "entry `{}` has no `:` (expected secretKey:ProviderField)",
+                crate::text::escape_cut(part, 120)
+            )
         })?;
         let (k, f) = (k.trim(), f.trim());
         if !is_valid_secret_key(k) {
             return Err(format!(
-                "`{k}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)"
+                "`{}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)",
+                crate::text::escape_cut(k, 120)
             ));
         }
         if f.is_empty() || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("`{f}` is not a valid provider field name"));
+            return Err(format!(
+                "`{}` is not a valid provider field name",
+                crate::text::escape_cut(f, 120)
+            ));
         }
-        if out.iter().any(|m| m.secret_key == k) {
+        if !seen.insert(k) {
             return Err(format!("secret key `{k}` is mapped twice"));
         }
         out.push(KeyMapping {
@@ -179,6 +196,18 @@ impl Managed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_key_mappings_are_checked_in_one_pass() {
+        let many: Vec<String> = (0..100_000).map(|i| format!("k{i}:F")).collect();
+        let parsed = parse_key_mappings(&format!("[{}]", many.join(","))).unwrap();
+        assert_eq!(parsed.len(), 100_000);
+        let dup = format!("[{},k5:G]", many.join(","));
+        let e = parse_key_mappings(&dup).unwrap_err();
+        assert!(e.contains("`k5` is mapped twice"), "{e}");
+        let e = parse_key_mappings("x\u{1b}[2J").unwrap_err();
+        assert!(!e.contains('\u{1b}'), "{e}");
+    }
 
     #[test]
     fn key_mappings_from_the_seed() {

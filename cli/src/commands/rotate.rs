@@ -26,6 +26,13 @@ use secret_manager::journal::RunId;
 /// unrelated changes). Revoke: once every pointer has the change and --revoke-after has
 /// passed (and the optional gates agree), delete (or disable) the old key.
 ///
+/// Settings: policies, providers, webhooks, clusters and remotes are read from the fetched
+/// main (.secret-manager.yaml, cluster-values/), never from this checkout's branch or
+/// uncommitted edits; remote *names* map to URLs in this checkout's git config. Where
+/// secrets may go is the operator's: the forge API URL (SECRET_MANAGER_FORGE_API_URL),
+/// pinned sealing certificates (SECRET_MANAGER_TRUSTED_CERTS=CLUSTER=SHA256,...) and
+/// webhook URLs (environment variables). See docs/security.md.
+///
 /// Without --yes it prints the plan and asks; without a terminal it needs --yes.
 /// SIGINT/SIGTERM finish or undo the step in flight and exit 130/143.
 /// Exit codes: 0 ok, nothing due or busy; 10 preflight, 11 mint, 12 publish, 13 revoke,
