@@ -159,15 +159,33 @@ fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     if !meta.file_type().is_file() {
         return Err(ReadError::NotRegular(kind_of(&meta.file_type())));
     }
-    if meta.len() > limit {
-        return Err(ReadError::TooLarge(meta.len()));
+    read_capped(file, limit).map_err(|e| match e {
+        Capped::TooLarge(n) => ReadError::TooLarge(n),
+        Capped::Io(e) => ReadError::Io(e),
+    })
+}
+
+/// Why [`read_capped`] read nothing.
+pub enum Capped {
+    /// Over the limit: the size (or the bytes read before giving up).
+    TooLarge(u64),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+/// Reads an open file of at most `limit` bytes: its size is checked first, and never
+/// more than `limit + 1` bytes are read (a file that grows meanwhile is caught too).
+pub fn read_capped(file: std::fs::File, limit: u64) -> Result<Vec<u8>, Capped> {
+    let len = file.metadata().map_err(Capped::Io)?.len();
+    if len > limit {
+        return Err(Capped::TooLarge(len));
     }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
+    let mut buf = Vec::with_capacity(len as usize);
     file.take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(ReadError::Io)?;
+        .map_err(Capped::Io)?;
     if buf.len() as u64 > limit {
-        return Err(ReadError::TooLarge(buf.len() as u64));
+        return Err(Capped::TooLarge(buf.len() as u64));
     }
     Ok(buf)
 }

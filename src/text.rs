@@ -17,13 +17,23 @@ pub fn is_unsafe(c: char) -> bool {
 
 /// `s` with every unsafe character escaped (`\n`, `\u{1b}`, ...).
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_unsafe) {
+    escape_where(s, is_unsafe)
+}
+
+/// [`escape`] that keeps newlines and tabs: for multi-line text whose lines are the
+/// caller's (a table, a block of output).
+pub fn escape_keeping_lines(s: &str) -> Cow<'_, str> {
+    escape_where(s, |c| is_unsafe(c) && c != '\n' && c != '\t')
+}
+
+fn escape_where(s: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !s.chars().any(&unsafe_char) {
         return Cow::Borrowed(s);
     }
     Cow::Owned(
         s.chars()
             .flat_map(|c| {
-                if is_unsafe(c) {
+                if unsafe_char(c) {
                     c.escape_default().collect::<Vec<_>>()
                 } else {
                     vec![c]

@@ -127,30 +127,10 @@ pub fn init_logging(g: &GlobalArgs) {
 /// Whether stderr carries JSON logs (then every message must be a JSON event).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether `c` could act on a terminal: C0/C1 controls (ESC, BEL, CR, ...) and the bidi
-/// overrides that reorder what a reader sees.
-fn is_unsafe(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
-}
-
 /// `s` safe for a terminal: manifest text (names, namespaces, annotations) can carry
 /// escape sequences, which are shown escaped (`\u{1b}`), never acted on.
 pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(is_unsafe) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(
-        s.chars()
-            .flat_map(|c| {
-                if is_unsafe(c) {
-                    c.escape_default().collect::<Vec<_>>()
-                } else {
-                    vec![c]
-                }
-            })
-            .collect(),
-    )
+    secret_manager::text::escape_keeping_lines(s)
 }
 
 /// One table cell: terminal-safe, on one line, and `-` when empty.

@@ -16,6 +16,9 @@ fn rotate(f: &GitFleet, state: &Path, env: &[(&str, &str)], extra: &[&str]) -> R
     let work = f.path("work");
     let mut c = cmd();
     with_demo_plugin(&mut c, state);
+    // The demo plugin stamps keys with the real time: the run's clock is the real one, so
+    // that `--older-than 0s` selects them and the hostile input is really acted on.
+    c.env("SECRET_MANAGER_NOW", chrono::Utc::now().to_rfc3339());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -75,8 +78,9 @@ fn a_name_that_looks_like_a_kubectl_flag_never_reaches_kubectl() {
     let f = demo_fleet(state.path());
     let work = f.path("work");
     let marker = f.path("pwned-by-kubeconfig");
+    // Its context is named like dev1's `kubeContext`, so kubectl would use it.
     let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"https://127.0.0.1:9\"}}}}]\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: sh\n      args: [\"-c\", \"{} && env > {}.env\"]\n      interactiveMode: Never\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n",
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"https://127.0.0.1:9\"}}}}]\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: sh\n      args: [\"-c\", \"{} && env > {}.env\"]\n      interactiveMode: Never\ncontexts: [{{name: dev1, context: {{cluster: c, user: u}}}}]\ncurrent-context: dev1\n",
         touch(&marker),
         marker.display()
     );
@@ -90,20 +94,13 @@ fn a_name_that_looks_like_a_kubectl_flag_never_reaches_kubectl() {
     merge(&f, "applications/demo/kubeconfig", &kubeconfig);
     merge(&f, DEMO, &hostile);
 
-    let lint = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "lint"]));
-    assert_eq!(lint.code, 3, "{}{}", lint.stdout, lint.stderr);
-    assert!(
-        lint.stdout.contains(DEMO) && lint.stdout.contains("metadata.name"),
-        "{}",
-        lint.stdout
-    );
     let before = demo_keys(state.path());
     for _ in 0..2 {
         let r = rotate(
             &f,
             state.path(),
             &[("AWS_SECRET_ACCESS_KEY", "TEST-ONLY-rotator-secret")],
-            &["--require-synced"],
+            &["--require-synced", "--older-than", "0s"],
         );
         assert!(
             !marker.exists(),
@@ -112,6 +109,17 @@ fn a_name_that_looks_like_a_kubectl_flag_never_reaches_kubectl() {
         );
     }
     assert_eq!(demo_keys(state.path()), before, "nothing was minted for it");
+    let lint = run_cmd(
+        cmd()
+            .env("SECRET_MANAGER_NOW", chrono::Utc::now().to_rfc3339())
+            .args(["--repo", work.to_str().unwrap(), "lint"]),
+    );
+    assert_eq!(lint.code, 3, "{}{}", lint.stdout, lint.stderr);
+    assert!(
+        lint.stdout.contains(DEMO) && lint.stdout.contains("metadata.name"),
+        "{}",
+        lint.stdout
+    );
 }
 
 /// Class 1 and 2: a cluster `remote:` that is a git option, a URL or an unconfigured
@@ -256,17 +264,7 @@ fn new_cert(dir: &Path) -> (PathBuf, String) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let der = std::process::Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(&cert)
-        .output()
-        .unwrap()
-        .stdout;
-    use sha2::Digest as _;
-    let fp = sha2::Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let fp = crate::common::cert_fingerprint(&cert);
     (cert, fp)
 }
 
@@ -337,15 +335,21 @@ fn symlinks_fifos_and_huge_files_in_the_repo_are_errors_not_reads() {
     let run = |args: &[&str]| {
         let mut c = cmd();
         c.args(["--repo", r.to_str().unwrap()]).args(args);
-        // A FIFO that blocked a read would hang here: bound it.
-        let child = c
+        // A FIFO that blocked a read would hang here: killed after 60 s, and a failure.
+        let mut child = c
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("`secret-manager {args:?}` hung on the repo's files");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let out = child.wait_with_output().unwrap();
-        assert!(started.elapsed() < std::time::Duration::from_secs(60));
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -514,35 +514,8 @@ fn a_replaced_certificate_marks_manifests_and_rotate_reseal_reseals_them() {
         r.stderr
     );
     assert_eq!(row(&[]), before, "nothing changed");
-    let der = std::process::Command::new("openssl")
-        .args(["x509", "-outform", "DER", "-in"])
-        .arg(&cert)
-        .output()
-        .unwrap()
-        .stdout;
-    let fp: String = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(der)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let mut c = now();
-    c.env("SECRET_MANAGER_TRUSTED_CERTS", format!("{DEV1}={fp}"));
-    moto.env(&mut c).args([
-        "--repo",
-        w,
-        "--yes",
-        "rotate",
-        "--source",
-        "aws",
-        "--cluster",
-        DEV1,
-        "--reseal",
-        "--revoke-after",
-        "0s",
-    ]);
-    let r = run_cmd(&mut c);
+    let fp = crate::common::cert_fingerprint(&cert);
+    let r = reseal(Some(format!("{DEV1}={fp}")));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let after = row(&[]);
     for (b, a) in before.iter().zip(&after) {

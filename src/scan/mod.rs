@@ -201,7 +201,11 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
     };
     // The walk yields regular files only (symlinks are not followed, FIFOs and devices
     // are not files); a file over the cap is reported, never read into memory.
-    let bytes = match read_capped(path) {
+    use crate::fsx::Capped;
+    let read = std::fs::File::open(path)
+        .map_err(Capped::Io)
+        .and_then(|f| crate::fsx::read_capped(f, crate::fsx::MAX_MANIFEST_BYTES));
+    let bytes = match read {
         Ok(b) => b,
         Err(Capped::TooLarge(size)) => {
             return diag(
@@ -275,30 +279,6 @@ fn scan_file(repo: &Path, path: &Path) -> Option<FileOutcome> {
         .flat_map(SealedSecretDoc::all_from_document)
         .collect();
     Some(FileOutcome::Docs(rel_path(repo, path), found))
-}
-
-enum Capped {
-    TooLarge(u64),
-    Io(std::io::Error),
-}
-
-/// The bytes of `path`, unless it is over the manifest cap.
-fn read_capped(path: &Path) -> Result<Vec<u8>, Capped> {
-    use std::io::Read as _;
-    let limit = crate::fsx::MAX_MANIFEST_BYTES;
-    let file = std::fs::File::open(path).map_err(Capped::Io)?;
-    let len = file.metadata().map_err(Capped::Io)?.len();
-    if len > limit {
-        return Err(Capped::TooLarge(len));
-    }
-    let mut buf = Vec::with_capacity(len as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(Capped::Io)?;
-    if buf.len() as u64 > limit {
-        return Err(Capped::TooLarge(buf.len() as u64));
-    }
-    Ok(buf)
 }
 
 /// A walk error as a diagnostic on the path it names.

@@ -465,3 +465,18 @@ pub fn run_cmd_lossy(c: &mut Command) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// SHA-256 of a PEM certificate's DER (what `sealedWith` and the pins hold), by openssl.
+pub fn cert_fingerprint(pem: &Path) -> String {
+    use sha2::Digest as _;
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(pem)
+        .output()
+        .unwrap();
+    assert!(der.status.success());
+    sha2::Sha256::digest(der.stdout)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
