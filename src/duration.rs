@@ -4,8 +4,16 @@ use std::time::Duration;
 
 /// Parses `90d`, `12h`, `2w`, `30m`, `1h30m`, `0s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
-        format!("`{s}` is not a duration ({e}); use a number and a unit, e.g. 90d, 12h, 2w")
+    let t = s.trim();
+    humantime::parse_duration(t).map_err(|e| {
+        // A bare number is almost always days here (`--older-than 90`): say so.
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            format!(
+                "`{t}` has no unit: did you mean {t}d? (use a number and a unit, e.g. 90d, 12h, 2w)"
+            )
+        } else {
+            format!("`{s}` is not a duration ({e}); use a number and a unit, e.g. 90d, 12h, 2w")
+        }
     })
 }
 
@@ -34,6 +42,11 @@ mod tests {
             Duration::from_secs(14 * 86400)
         );
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        let e = parse_duration("90").unwrap_err();
+        assert!(
+            e.contains("did you mean 90d?") && !e.contains("90sec"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -172,9 +172,10 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
                     push(
                         "max-age",
                         format!(
-                            "credential is {} days old (policy: rotate after {} days); run `secret-manager rotate`",
+                            "credential is {} days old (policy: rotate after {} days); rotate it with `{}`",
                             age.num_days(),
-                            max.num_days()
+                            max.num_days(),
+                            rotate_command(f, m)
                         ),
                     );
                 }
@@ -213,6 +214,24 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
             }
         }
     }
+}
+
+/// The `rotate` command that selects exactly `f`'s credential (never every secret of every
+/// cloud): its source, cluster, namespace and name.
+fn rotate_command(f: &Found, m: &Managed) -> String {
+    let mut cmd = format!("secret-manager rotate --source {}", m.source);
+    match &f.attribution {
+        Attribution::Cluster(c) => cmd.push_str(&format!(" --cluster {c}")),
+        Attribution::Shared => cmd.push_str(" --shared only"),
+        Attribution::Ambiguous(_) => {}
+    }
+    if let Some(ns) = &f.namespace {
+        cmd.push_str(&format!(" --namespace {ns}"));
+    }
+    if let Some(n) = &f.doc.name {
+        cmd.push_str(&format!(" --name {n}"));
+    }
+    cmd
 }
 
 /// Lints every SealedSecret in `report`; findings sorted by file and line.

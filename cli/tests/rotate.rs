@@ -1483,3 +1483,36 @@ fn keys_names_an_account_mismatch() {
     );
     assert!(!r.stdout.contains("missing"), "{}", r.stdout);
 }
+
+/// Answering no at the prompt (here: end of input on a terminal) changes nothing, says so,
+/// and is not an error.
+#[test]
+fn answering_no_at_the_prompt_changes_nothing_and_exits_0() {
+    let state = tempfile::tempdir().unwrap();
+    let f = crate::safety::demo_fleet(state.path());
+    let keys_before = std::fs::read_to_string(state.path().join("keys.json")).unwrap();
+    let mut c = cmd();
+    crate::common::with_demo_plugin(&mut c, state.path());
+    c.env("SECRET_MANAGER_NOW", chrono::Utc::now().to_rfc3339())
+        .args([
+            "--repo",
+            f.path("work").to_str().unwrap(),
+            "rotate",
+            "--source",
+            "demo",
+            "--older-than",
+            "0s",
+        ]);
+    let r = crate::common::run_on_terminal(&c);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("[y/N]"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("answered no: nothing changed"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("keys.json")).unwrap(),
+        keys_before
+    );
+}

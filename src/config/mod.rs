@@ -22,8 +22,8 @@ pub const CONFIG_FILE: &str = ".secret-manager.yaml";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The file exists but cannot be read.
-    #[error("{path}: cannot read: {source}")]
+    /// The file exists but cannot be read (the cause follows in the error chain).
+    #[error("{path}: cannot read")]
     Read {
         /// File.
         path: PathBuf,

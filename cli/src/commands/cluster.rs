@@ -219,7 +219,7 @@ fn cmd_promote(
         return Ok(exit::OK);
     }
     if !confirm(ctx, &plan)? {
-        return Ok(exit::USAGE);
+        return Ok(super::declined());
     }
     let out = fleet.promote(&a.cluster, a.to.as_deref())?;
     writeln!(
@@ -277,7 +277,7 @@ fn cmd_reconcile(
         return Ok(exit::OK);
     }
     if !confirm(ctx, &plan)? {
-        return Ok(exit::USAGE);
+        return Ok(super::declined());
     }
     match fleet.reconcile(&a.cluster)? {
         Some(out) => {

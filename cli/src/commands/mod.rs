@@ -342,6 +342,12 @@ pub fn report_diagnostics(ctx: &Ctx, report: &secret_manager::scan::ScanReport) 
     }
 }
 
+/// The operator answered no at the prompt: said so, and it is not a failure (exit 0).
+pub fn declined() -> u8 {
+    crate::output::say(crate::output::Level::Info, "answered no: nothing changed");
+    crate::exit::OK
+}
+
 /// Asks before a change: `--yes` answers yes; without a TTY (or with --non-interactive)
 /// there is nobody to ask, so the command fails and says to pass `--yes`.
 pub fn confirm(ctx: &Ctx, plan: &str) -> anyhow::Result<bool> {

@@ -456,7 +456,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
             return Ok(exit::OK);
         }
         if !confirm(ctx, &format!("{verb}: carry out the plan above?"))? {
-            return Ok(exit::USAGE);
+            return Ok(super::declined());
         }
     }
     opts.dry_run = args.dry_run;
