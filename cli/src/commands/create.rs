@@ -9,23 +9,25 @@ use std::collections::BTreeMap;
 
 /// Mint a new credential and write it, sealed, as a new annotated SealedSecret.
 ///
-/// For bootstrapping a cluster's secrets. Checks certificate, provider, permissions and key slots first; the mint runs under a
-/// claim on the main remote, like a rotation's; if anything fails after the key was
-/// minted, the new key is deleted again so nothing is left orphaned. The file is written,
-/// not committed: commit and publish it as you would any change.
+/// For bootstrapping a cluster's secrets. Checks certificate, provider, permissions and
+/// key slots first; the mint runs under a claim on the main remote, like a rotation's; if
+/// anything fails after the key was minted, the new key is deleted again so nothing is
+/// left orphaned. The file is written, not committed: commit and publish it as you would
+/// any change. -w refuses to overwrite an existing file.
 ///
 /// Example:
 ///   secret-manager create --source aws --cluster aws.eu-central-1.dev1 \
 ///     --namespace external-dns --name cloudprovider-dns-access \
 ///     --key-mappings "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]" \
 ///     --param username=external-dns-dev1 --param account=111111111111 \
-///     -w applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml
+///     -w applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/dns-bot.yaml
 ///
 /// --param per source: aws username, account; azure tenantId, applicationObjectId
 /// (the object id, not the appId), clientId; gcp project, serviceAccount (email).
 /// Output fields for --key-mappings: aws AccessKeyId, SecretAccessKey; azure ClientId,
 /// ClientSecret, TenantId, KeyId; gcp KeyFileJson, KeyId, ClientEmail.
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct CreateArgs {
     /// Credential source: aws, azure, gcp, or a plugin name.
     #[arg(long, value_name = "S")]

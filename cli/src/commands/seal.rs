@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 ///   secret-manager seal --cert cert.pem --raw --namespace app --name db --from-file password=./pw.txt
 ///   secret-manager seal --cluster aws.eu-central-1.dev1 --fetch-cert > cert.pem
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 #[command(group(ArgGroup::new("target").args(["write", "merge_into", "raw", "fetch_cert"])))]
 pub struct SealArgs {
     /// Cluster whose sealing certificate to use (cluster-values/<id>.yaml sealingCert).
