@@ -14,6 +14,8 @@ use super::git::GitResult;
 pub struct CheckoutState {
     /// `<remote>/<branch>`, for messages.
     pub tracking: String,
+    /// The command that brings the checkout up to date (works without an upstream).
+    pub pull: String,
     /// Commits on the remote's main (as last fetched) that `HEAD` lacks.
     pub behind: usize,
     /// Commits of `HEAD` that are not on the remote's main.
@@ -31,8 +33,8 @@ impl CheckoutState {
         let mut parts = Vec::new();
         if self.behind > 0 {
             parts.push(format!(
-                "this checkout is {} commit(s) behind {} (as last fetched): it does not show the latest rotations; run `git pull --ff-only`",
-                self.behind, self.tracking
+                "this checkout is {} commit(s) behind {} (as last fetched): it does not show the latest rotations; run `{}`",
+                self.behind, self.tracking, self.pull
             ));
         }
         if self.ahead > 0 {
@@ -79,6 +81,11 @@ pub fn state(fleet: &Fleet) -> Option<CheckoutState> {
         .unwrap_or(false);
     Some(CheckoutState {
         tracking: format!("{}/{}", fleet.main_remote(), fleet.main_branch()),
+        pull: format!(
+            "git pull --ff-only {} {}",
+            fleet.main_remote(),
+            fleet.main_branch()
+        ),
         behind,
         ahead,
         dirty,
