@@ -40,7 +40,7 @@ fn scripted_history_exports_every_action_and_no_secret() {
         &["--yes", "--revoke-after", "0s", "-o", "json"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("Hotfix"), "{}", r.stdout);
+    assert!(r.stdout.contains("hot-fix"), "{}", r.stdout);
     grab(&mut secrets);
     let mut c = cmd();
     moto.env(&mut c).args([

@@ -171,7 +171,7 @@ async fn move_pointers(
         match result {
             Ok(out) => {
                 let short = |s: &str| s[..12.min(s.len())].to_owned();
-                let detail = format!("{:?} {} -> {}", out.mode, short(&out.from), short(&out.to));
+                let detail = format!("{} {} -> {}", out.mode, short(&out.from), short(&out.to));
                 for &i in &members {
                     records[i].published_at.insert(cluster.clone(), now);
                     moved

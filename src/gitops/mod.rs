@@ -151,6 +151,19 @@ pub enum PublishMode {
     HotfixProposed,
 }
 
+impl std::fmt::Display for PublishMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PublishMode::FastForward => "fast-forward",
+            PublishMode::Hotfix => {
+                "hot-fix (main holds changes not for this cluster: the change went on top of the pointer and was merged back into main)"
+            }
+            PublishMode::AlreadyPublished => "already published",
+            PublishMode::HotfixProposed => "hot-fix proposed (the pointer moves once main has it)",
+        })
+    }
+}
+
 /// Result of [`Fleet::publish`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

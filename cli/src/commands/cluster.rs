@@ -224,7 +224,7 @@ fn cmd_promote(
     let out = fleet.promote(&a.cluster, a.to.as_deref())?;
     writeln!(
         ctx.out,
-        "{}: {} -> {} ({:?})",
+        "{}: {} -> {} ({})",
         out.cluster,
         short(&out.from),
         short(&out.to),
