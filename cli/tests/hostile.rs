@@ -645,3 +645,37 @@ fn verbose_logs_raise_our_crates_only() {
         all.stderr
     );
 }
+
+/// Class 6: a rotation record is only a claim about what happened. One merged to main (or
+/// pushed to the journal ref) that names the live key as "old" never gets it revoked:
+/// main still references it, and main does not hold the record's "new" key.
+#[test]
+fn a_forged_record_never_revokes_a_live_key() {
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let live = demo_keys(state.path());
+    assert_eq!(live.len(), 1);
+    let forged = format!(
+        "version: 1\nid: demo-20260101T000000Z-forged00\nkind: rotate\nsource: demo\nidentity: account=acme\nparams:\n  account: acme\noldKeyId: {}\nnewKeyId: demo-forged\nstagedAt: \"2026-01-01T00:00:00Z\"\nmanifests:\n- file: {DEMO}\n  document: 0\n  cluster: {DEV1}\n  secret: demo/demo\npublishedAt:\n  {DEV1}: \"2026-01-01T00:00:05Z\"\n",
+        live[0]
+    );
+    merge(
+        &f,
+        ".secret-manager/rotations/demo-20260101T000000Z-forged00.yaml",
+        &forged,
+    );
+    // A run that selects nothing new to stage, with no grace period: only the forged
+    // record is there to act on.
+    let r = rotate(&f, state.path(), &[], &["--older-than", "9999d"]);
+    assert_eq!(
+        demo_keys(state.path()),
+        live,
+        "the live key was revoked: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("main still references the old key"),
+        "{}",
+        r.stdout
+    );
+}
