@@ -679,3 +679,108 @@ fn a_forged_record_never_revokes_a_live_key() {
         r.stdout
     );
 }
+
+/// Class 6: claims live under refs/secret-manager/, outside branch protection. A forged
+/// "dead run" claim naming another identity's parameters and a years-long mint window
+/// directs no clean-up: the other identity's live key stays.
+#[test]
+fn a_forged_claim_deletes_nothing() {
+    use secret_manager::journal::{Claim, RunId, credential_id};
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let work = f.path("work");
+    // A second credential: the victim.
+    let rel = format!("applications/demo/state/overlays/{DEV1}/other.yaml");
+    let r = run_cmd(with_demo_plugin(&mut cmd(), state.path()).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "create",
+        "--source",
+        "demo",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "demo",
+        "--name",
+        "other",
+        "--key-mappings",
+        "[token:Token]",
+        "--param",
+        "account=other",
+        "-w",
+        work.join(&rel).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.commit_and_publish("Second demo credential", &[DEV1]);
+    let before = demo_keys(state.path());
+    assert_eq!(before.len(), 2);
+    // The forged claim: acme's identity, the victim's parameters, an expired lease and a
+    // window from 2000 to 2100.
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let mut claim = Claim::new(
+        &RunId("forged".into()),
+        "demo",
+        "account=acme",
+        &[("account".to_owned(), "other".to_owned())].into(),
+        Vec::new(),
+        Vec::new(),
+        t("2026-01-01T00:00:00Z"),
+        chrono::Duration::minutes(10),
+    );
+    claim.mints_after = t("2000-01-01T00:00:00Z");
+    claim.mints_before = t("2100-01-01T00:00:00Z");
+    let blob = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&work)
+        .args(["hash-object", "-w", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(claim.to_yaml().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let blob = String::from_utf8(blob.stdout).unwrap().trim().to_owned();
+    let tree = {
+        let mut c = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&work)
+            .arg("mktree")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("100644 blob {blob}\tclaim.yaml\n").as_bytes())
+            .unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let commit = git(&work, &["commit-tree", &tree, "-m", "claim"]);
+    let refname = format!(
+        "refs/secret-manager/claims/{}",
+        credential_id("demo", "account=acme")
+    );
+    git(
+        &work,
+        &["push", "--quiet", "origin", &format!("{commit}:{refname}")],
+    );
+    let r = rotate(&f, state.path(), &[], &["--older-than", "9999d"]);
+    assert_eq!(
+        demo_keys(state.path()),
+        before,
+        "a key was deleted: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("is not believed"), "{}", r.stdout);
+}
