@@ -104,6 +104,12 @@ pub fn read_in_repo(root: &Path, rel: &Path, limit: u64) -> Result<Option<Vec<u8
         source,
     };
     let full = root.join(rel);
+    // Most lookups (a kustomization in each directory) miss: one lstat answers those.
+    match std::fs::symlink_metadata(&full) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+        Ok(_) => {}
+    }
     let real = match std::fs::canonicalize(&full) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

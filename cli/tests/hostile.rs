@@ -784,3 +784,69 @@ fn a_forged_claim_deletes_nothing() {
     );
     assert!(r.stdout.contains("is not believed"), "{}", r.stdout);
 }
+
+/// Class 3, the other side: the controller renews its key every 30 days. A changed
+/// certificate that the cluster's controller serves (asked through the operator's
+/// kubeconfig and the cluster's `kubeContext`) is trusted without a pin, so a renewal keeps
+/// working unattended.
+#[test]
+fn a_renewed_certificate_the_controller_serves_is_trusted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let keys = tempfile::tempdir().unwrap();
+    let (cert, fp) = new_cert(keys.path());
+    merge(
+        &f,
+        "tooling/sealing-certs/aws.eu-central-1.dev1.pem",
+        &std::fs::read_to_string(&cert).unwrap(),
+    );
+    // kubectl as the operator's kubeconfig would answer for dev1: the controller's cert.
+    let bin = tempfile::tempdir().unwrap();
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"--context=dev1 get --raw=/api/v1/namespaces/kube-system/services/http:sealed-secrets-controller:/proxy/v1/cert.pem\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            cert.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        bin.path().display(),
+        crate::common::testdata("plugins").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let before = demo_keys(state.path());
+    let r = rotate(
+        &f,
+        state.path(),
+        &[("PATH", &path)],
+        &["--older-than", "0s"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_ne!(demo_keys(state.path()), before, "rotated");
+    let sealed = f.show("dev", "main", DEMO);
+    assert!(
+        sealed.contains(&fp),
+        "sealed with the renewed certificate:\n{sealed}"
+    );
+}
+
+/// Class 7: git runs hardened: hooks of the checkout (here a post-checkout hook, which
+/// `git worktree add` would run) never run inside the rotator.
+#[test]
+fn git_runs_no_hooks_of_the_checkout() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let state = tempfile::tempdir().unwrap();
+    let f = demo_fleet(state.path());
+    let marker = f.path("pwned-by-hook");
+    let hook = f.path("work/.git/hooks/post-checkout");
+    std::fs::write(&hook, format!("#!/bin/sh\n{}\n", touch(&marker))).unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = rotate(&f, state.path(), &[], &["--older-than", "0s"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(!marker.exists(), "a hook of the checkout ran");
+}
