@@ -358,6 +358,17 @@ fn cli_status_json_and_promote_confirmation() {
         "{}",
         r.stdout
     );
+    // It lists what would ship: the commit and the file.
+    assert!(
+        r.stdout.contains("  commits:\n") && r.stdout.contains(" x\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("  files:\n    {SHARED}")),
+        "{}",
+        r.stdout
+    );
     assert_eq!(
         f.remote_ref("dev", &format!("refs/heads/cluster/{DEV1}")),
         before

@@ -189,6 +189,36 @@ fn record_promote(
     }
 }
 
+/// The commits and files a move from `from` to `to` ships (repo text escaped; at most 50
+/// lines of each).
+fn what_ships(fleet: &Fleet, from: &str, to: &str) -> anyhow::Result<String> {
+    const MAX: usize = 50;
+    let log = fleet.git().run(&[
+        "log",
+        "--format=%h %s",
+        "--end-of-options",
+        &format!("{from}..{to}"),
+        "--",
+    ])?;
+    let files = fleet.git().changed_files(from, to)?;
+    let mut out = String::from("\n  commits:");
+    let commits: Vec<&str> = log.lines().collect();
+    for l in commits.iter().take(MAX) {
+        out.push_str(&format!("\n    {}", secret_manager::text::escape(l)));
+    }
+    if commits.len() > MAX {
+        out.push_str(&format!("\n    … and {} more", commits.len() - MAX));
+    }
+    out.push_str("\n  files:");
+    for f in files.iter().take(MAX) {
+        out.push_str(&format!("\n    {}", secret_manager::text::escape(f)));
+    }
+    if files.len() > MAX {
+        out.push_str(&format!("\n    … and {} more", files.len() - MAX));
+    }
+    Ok(out)
+}
+
 /// `cluster promote`.
 fn cmd_promote(
     ctx: &mut Ctx,
@@ -199,7 +229,7 @@ fn cmd_promote(
     let c = cluster(repo, &a.cluster)?;
     let (from, to) = fleet.plan_promote(&a.cluster, a.to.as_deref())?;
     let n = fleet.git().count(&from, &to)?;
-    let plan = format!(
+    let mut plan = format!(
         "promote {}: move {} on {} from {} to {} ({n} commit(s), fast-forward)",
         c.id,
         secret_manager::gitops::pointer_ref(c),
@@ -207,6 +237,9 @@ fn cmd_promote(
         short(&from),
         short(&to)
     );
+    if from != to {
+        plan.push_str(&what_ships(fleet, &from, &to)?);
+    }
     if from == to {
         crate::output::say(
             crate::output::Level::Info,
