@@ -1516,3 +1516,23 @@ fn answering_no_at_the_prompt_changes_nothing_and_exits_0() {
         keys_before
     );
 }
+
+/// `keys` in a narrow table drops less important columns first, never STATUS (where a
+/// `missing` key shows).
+#[test]
+fn keys_never_drops_the_status_column() {
+    let (f, moto, _) = setup();
+    let mut c = cmd();
+    moto.env(&mut c).env("COLUMNS", "100").args([
+        "--repo",
+        f.path("work").to_str().unwrap(),
+        "keys",
+        "--name",
+        "route53",
+    ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let header = r.stdout.lines().next().unwrap_or_default();
+    assert!(header.contains("STATUS"), "{}", r.stdout);
+    assert!(r.stdout.contains("active"), "{}", r.stdout);
+}

@@ -111,9 +111,10 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
             ("SOURCE", Fit::Drop(3)),
             ("IDENTITY", Fit::Wrap(16)),
             ("KEY ID", Fit::Fixed),
-            ("STATUS", Fit::Drop(2)),
+            // The status is what `keys` is read for (`missing`): never dropped.
+            ("STATUS", Fit::Fixed),
             ("CREATED", Fit::Fixed),
-            ("LAST USED", Fit::Fixed),
+            ("LAST USED", Fit::Drop(2)),
             ("EXPIRES", Fit::Drop(1)),
             ("ROLE", Fit::Fixed),
             ("REFERENCED BY", Fit::Wrap(16)),
