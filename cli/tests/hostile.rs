@@ -690,27 +690,7 @@ fn a_forged_claim_deletes_nothing() {
     let f = demo_fleet(state.path());
     let work = f.path("work");
     // A second credential: the victim.
-    let rel = format!("applications/demo/state/overlays/{DEV1}/other.yaml");
-    let r = run_cmd(with_demo_plugin(&mut cmd(), state.path()).args([
-        "--repo",
-        work.to_str().unwrap(),
-        "create",
-        "--source",
-        "demo",
-        "--cluster",
-        DEV1,
-        "--namespace",
-        "demo",
-        "--name",
-        "other",
-        "--key-mappings",
-        "[token:Token]",
-        "--param",
-        "account=other",
-        "-w",
-        work.join(&rel).to_str().unwrap(),
-    ]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    crate::safety::create_demo(&f, state.path(), "other", "other");
     f.commit_and_publish("Second demo credential", &[DEV1]);
     let before = demo_keys(state.path());
     assert_eq!(before.len(), 2);

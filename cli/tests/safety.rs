@@ -640,8 +640,16 @@ fn sigterm_mid_mint_and_mid_publish_leaves_nothing_behind() {
 /// A fleet with one demo-plugin credential on dev1 (no cloud needed).
 pub(crate) fn demo_fleet(state: &Path) -> GitFleet {
     let f = GitFleet::new();
+    create_demo(&f, state, "demo", "acme");
+    f.commit_and_publish("Demo credential", &[DEV1]);
+    f
+}
+
+/// `create`s demo credential `name` (namespace `demo`, account `account`) on dev1 in
+/// `work`, at `applications/demo/state/overlays/<dev1>/<name>.yaml`; not committed.
+pub(crate) fn create_demo(f: &GitFleet, state: &Path, name: &str, account: &str) {
     let work = f.path("work");
-    let rel = format!("applications/demo/state/overlays/{DEV1}/demo.yaml");
+    let rel = format!("applications/demo/state/overlays/{DEV1}/{name}.yaml");
     let r = run_cmd(with_demo_plugin(&mut cmd(), state).args([
         "--repo",
         work.to_str().unwrap(),
@@ -653,17 +661,15 @@ pub(crate) fn demo_fleet(state: &Path) -> GitFleet {
         "--namespace",
         "demo",
         "--name",
-        "demo",
+        name,
         "--key-mappings",
         "[token:Token]",
         "--param",
-        "account=acme",
+        &format!("account={account}"),
         "-w",
         work.join(&rel).to_str().unwrap(),
     ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    f.commit_and_publish("Demo credential", &[DEV1]);
-    f
 }
 
 /// Each documented exit code, from the real binary.
