@@ -115,8 +115,7 @@ fn scripted_history_exports_every_action_and_no_secret() {
     // The revoke of a deletion names who ran it.
     let deletion_revoke = records
         .iter()
-        .filter(|r| r["action"] == "revoke" && r["file"] == REL)
-        .last()
+        .rfind(|r| r["action"] == "revoke" && r["file"] == REL)
         .unwrap();
     assert_ne!(deletion_revoke["operator"], "", "{deletion_revoke:#}");
     // `create` leaves an event in the audit log (its file is committed by hand, which is

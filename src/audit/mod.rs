@@ -216,7 +216,7 @@ fn manual_records(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec
         let mut file = String::new();
         let (mut old, mut new) = (Vec::new(), Vec::new());
         let mut flush = |file: &str, old: &mut Vec<String>, new: &mut Vec<String>| {
-            if !file.is_empty() && !(old.is_empty() && new.is_empty()) {
+            if !file.is_empty() && (!old.is_empty() || !new.is_empty()) {
                 changes.push((file.to_owned(), std::mem::take(old), std::mem::take(new)));
             }
             old.clear();
