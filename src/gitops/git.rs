@@ -486,6 +486,17 @@ impl Git {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
+        // One request per line: a spec with a line break (a file name from a record is repo
+        // content) would add a request and shift every answer after it.
+        if let Some(bad) = specs.iter().find(|s| s.contains(['\n', '\r', '\0'])) {
+            return Err(GitError::Parse {
+                args: "cat-file --batch".into(),
+                message: format!(
+                    "`{}` contains a line break; refusing to read it",
+                    crate::text::escape(bad)
+                ),
+            });
+        }
         let input: String = specs.iter().map(|s| format!("{s}\n")).collect();
         let mut c = self.command(["cat-file", "--batch"]);
         use std::io::Write as _;
@@ -583,5 +594,21 @@ impl Drop for Worktree {
             self.git.dir().as_os_str(),
         ]);
         let _ = self.parent.run(&["worktree", "prune"]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_request_with_a_line_break_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let git = Git::new(d.path());
+        let e = git
+            .read_blobs(&["HEAD:a.yaml\nHEAD:b.yaml".to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line break"), "{e}");
     }
 }

@@ -323,8 +323,14 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
         if clusters.is_empty() {
             return Err(UsageError("--all-clusters: no cluster has a sealingCert".into()).into());
         }
+        // One scan and one read of the pins for every cluster, not one per cluster.
+        let pins = secret_manager::seal::trust::Pins::from_env()
+            .map_err(secret_manager::RepoError::UntrustedCert)?;
+        let found = repo.scan().secrets;
         for id in &clusters {
-            let cert = repo.sealing_cert_to_seal_with(id, ctx.now).await?;
+            let cert = repo
+                .trusted_sealing_cert(id, ctx.now, &found, &pins)
+                .await?;
             let path = PathBuf::from(out.to_string_lossy().replace("{cluster}", id));
             targets.push((cert, format!("cluster {id}"), path));
         }
