@@ -118,6 +118,9 @@ pub struct KeysFailure {
     pub identity: String,
     /// Error text.
     pub error: String,
+    /// The machine has no usable credentials for the source (the same for every identity
+    /// of it: said once, not once per identity).
+    pub no_credentials: bool,
 }
 
 fn ts(d: Option<DateTime<Utc>>) -> Option<String> {
@@ -181,6 +184,10 @@ pub async fn key_rows(
                 failures.push(KeysFailure {
                     source: id.source.clone(),
                     identity: id.identity.clone(),
+                    no_credentials: matches!(
+                        e,
+                        crate::provider::ProviderError::NoCredentials { .. }
+                    ),
                     error: e.to_string(),
                 });
                 continue;

@@ -62,9 +62,12 @@ pub fn color_out() -> bool {
 }
 
 /// The crates (and the `git` target) whose events `-v` raises. Every other crate stays at
-/// `warn` whatever `-v` says: the cloud SDKs and HTTP stacks log request bodies at debug
-/// and trace (an STS web-identity token, a client secret in a form), which must never reach
-/// a log. `SECRET_MANAGER_LOG` (an operator's explicit filter) still overrides it.
+/// `error` (`warn` from `-vv`) whatever `-v` says: the cloud SDKs and HTTP stacks log
+/// request bodies at debug and trace (an STS web-identity token, a client secret in a
+/// form), which must never reach a log, and their warnings are Rust debug structs (the AWS
+/// credential chain prints one per attempt when the metadata service refuses) that the
+/// provider crates already turn into one line. `SECRET_MANAGER_LOG` (an operator's
+/// explicit filter) still overrides it.
 const OWN_TARGETS: &[&str] = &[
     "secret_manager",
     "secret_manager_cli",
@@ -76,9 +79,13 @@ const OWN_TARGETS: &[&str] = &[
     "git",
 ];
 
-/// `warn` for everything, `level` for our own crates.
+/// `error` for everything (`warn` at debug and trace), `level` for our own crates.
 pub fn log_directives(level: &str) -> String {
-    let mut d = String::from(if level == "error" { "error" } else { "warn" });
+    let mut d = String::from(if matches!(level, "debug" | "trace") {
+        "warn"
+    } else {
+        "error"
+    });
     for t in OWN_TARGETS {
         d.push_str(&format!(",{t}={level}"));
     }
@@ -126,6 +133,11 @@ pub fn init_logging(g: &GlobalArgs) {
 
 /// Whether stderr carries JSON logs (then every message must be a JSON event).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `--log-format json` is on: every line on stdout and stderr is a JSON object.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// `s` safe for a terminal: manifest text (names, namespaces, annotations) can carry
 /// escape sequences, which are shown escaped (`\u{1b}`), never acted on.
@@ -179,6 +191,13 @@ pub fn write_structured<T: Serialize>(
     rows: &T,
 ) -> anyhow::Result<bool> {
     match format {
+        // With JSON logs every stdout line is one JSON object too: the report as one
+        // compact line, whatever table format was asked for.
+        Format::Json | Format::Table | Format::Wide if json_logs() => {
+            serde_json::to_writer(&mut *out, rows)?;
+            writeln!(out)?;
+            Ok(true)
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, rows)?;
             writeln!(out)?;
@@ -420,6 +439,8 @@ pub fn table_width() -> usize {
 mod tests {
     #[test]
     fn verbosity_raises_only_our_crates() {
+        assert!(super::log_directives("warn").starts_with("error,"));
+        assert!(super::log_directives("info").starts_with("error,"));
         let d = super::log_directives("trace");
         assert!(d.starts_with("warn,"), "{d}");
         assert!(d.contains("secret_manager_aws=trace"), "{d}");
@@ -512,5 +533,92 @@ mod tests {
             wrap(text, 17).concat().replace(' ', ""),
             text.replace(' ', "")
         );
+    }
+}
+
+/// Stdout with `--log-format json`: a line that is not already a JSON object (a note, a
+/// table a command writes without [`write_structured`]) becomes one, shaped like the log
+/// events on stderr, so a pod's log is one JSON object per line on both streams.
+pub struct JsonLines<W: Write> {
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: Write> JsonLines<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        JsonLines {
+            inner,
+            line: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self) -> std::io::Result<()> {
+        let line = std::mem::take(&mut self.line);
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        if text.starts_with('{')
+            && serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_object())
+        {
+            return writeln!(self.inner, "{text}");
+        }
+        let event = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "INFO",
+            "message": text,
+            "target": "stdout",
+        });
+        writeln!(self.inner, "{event}")
+    }
+}
+
+impl<W: Write> Write for JsonLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for chunk in buf.split_inclusive(|&b| b == b'\n') {
+            self.line.extend_from_slice(chunk);
+            if chunk.ends_with(b"\n") {
+                self.emit()?;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            self.emit()?;
+        }
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod json_lines_tests {
+    use super::JsonLines;
+    use std::io::Write;
+
+    #[test]
+    fn every_line_out_is_one_json_object() {
+        let mut out = Vec::new();
+        {
+            let mut w = JsonLines::new(&mut out);
+            w.write_all(b"{\"a\":1}\nnothing to do: no sel").unwrap();
+            w.write_all(b"ected credential\n\nNAME  AGE\nx  \"q\"")
+                .unwrap();
+            w.flush().unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[0], serde_json::json!({"a": 1}));
+        assert_eq!(lines[1]["message"], "nothing to do: no selected credential");
+        assert_eq!(lines[2]["message"], "NAME  AGE");
+        assert_eq!(lines[3]["message"], "x  \"q\"");
+        assert_eq!(lines[3]["level"], "INFO");
     }
 }

@@ -327,3 +327,47 @@ fn a_plugin_sees_only_its_allowlisted_environment() {
         assert!(env.lines().any(|l| l.starts_with("HOME=")), "{op}");
     }
 }
+
+/// A machine with no Azure or GCP credentials at all: `keys` says what to set, once per
+/// source, as missing credentials (exit 10), not "access denied" and not the auth
+/// library's retry wording.
+#[test]
+fn keys_without_azure_or_gcp_credentials_says_what_to_set_once() {
+    let dir = temp_repo("example-repo");
+    let home = tempfile::tempdir().unwrap();
+    // A metadata server that is not there (a closed port answers at once).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mds = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    for (source, hint) in [
+        (
+            "gcp",
+            "no GCP credentials found: set GOOGLE_APPLICATION_CREDENTIALS",
+        ),
+        ("azure", "no Azure credentials found: set AZURE_TENANT_ID"),
+    ] {
+        let mut c = cmd();
+        c.env("HOME", home.path())
+            .env("GCE_METADATA_HOST", &mds)
+            .env("GCE_METADATA_IP", &mds)
+            .env("SECRET_MANAGER_GCP_IAM_ENDPOINT", format!("http://{mds}"))
+            .env(
+                "SECRET_MANAGER_AZURE_GRAPH_URL",
+                format!("http://{mds}/v1.0"),
+            )
+            .env("AZURE_AUTHORITY_HOST", format!("http://{mds}"))
+            .args([
+                "--repo",
+                dir.path().to_str().unwrap(),
+                "keys",
+                "--source",
+                source,
+            ]);
+        let r = run_cmd(&mut c);
+        assert_eq!(r.code, 10, "{source}\n{}\n{}", r.stdout, r.stderr);
+        assert_eq!(r.stderr.matches(hint).count(), 1, "{source}: {}", r.stderr);
+        for noise in ["access denied", "future attempts", "might succeed", "Debug"] {
+            assert!(!r.stderr.contains(noise), "{source} {noise}: {}", r.stderr);
+        }
+    }
+}

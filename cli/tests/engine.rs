@@ -278,6 +278,9 @@ async fn the_grace_period_holds_the_old_key_until_a_later_run() {
     assert_eq!(count(&r, Action::Revoke), 0);
     assert_eq!(count(&r, Action::Stage), 0);
     assert_eq!(env.keys().len(), 2);
+    // One row for the credential: it waits (this run advances it), it is not also `busy`.
+    let actions: Vec<Action> = r.steps.iter().map(|s| s.action).collect();
+    assert_eq!(actions, [Action::Wait], "{:?}", r.steps);
     o2.now = at(T0, 120);
     let r = env.run(&o2).await;
     assert_eq!(count(&r, Action::Revoke), 1, "{:?}", r.steps);

@@ -268,6 +268,14 @@ fn dry_run_changes_nothing_anywhere() {
     assert_eq!(steps[0]["oldKeyId"], old.as_str());
     assert_eq!(steps[0]["files"][0], REL);
     assert_eq!(steps[0]["done"], false);
+    // The summary counts what the run would do, not the nothing it did.
+    assert!(
+        r.stderr.contains(
+            "rotate (dry run, nothing changed): would stage 1, delete 0, publish 0, revoke 0"
+        ),
+        "{}",
+        r.stderr
+    );
     assert_eq!(refs(&f), refs_before);
     assert_eq!(moto.key_ids(USER), vec![old]);
     // Without --yes and without a terminal: the plan, then a refusal.
@@ -336,15 +344,15 @@ fn without_aws_credentials_one_clear_line_is_said_and_nothing_is_retried() {
     let r = run_cmd(&mut c);
     let took = started.elapsed();
     assert_eq!(r.code, 10, "{}\n{}", r.stdout, r.stderr);
-    // Said once as it happens and once in the summary, not once per credential (this
-    // fleet has five aws credentials).
+    // Said once, not once per credential (this fleet has five due aws credentials) and
+    // not again as a log line: the others point at it.
     assert_eq!(
         r.stderr.matches("no AWS credentials found").count(),
-        2,
+        1,
         "{}",
         r.stderr
     );
-    assert_eq!(r.stderr.matches("(see above)").count(), 8, "{}", r.stderr);
+    assert_eq!(r.stderr.matches("(see above)").count(), 4, "{}", r.stderr);
     assert!(r.stderr.contains("AWS_PROFILE"), "{}", r.stderr);
     for noise in [
         "transient",
@@ -358,6 +366,164 @@ fn without_aws_credentials_one_clear_line_is_said_and_nothing_is_retried() {
     assert!(took < std::time::Duration::from_secs(4), "{took:?}");
     assert_eq!(refs(&f), refs_before);
     assert_eq!(moto.key_ids(USER), vec![old]);
+}
+
+/// With a role to assume per account and no base credentials, `rotate` and `keys` say the
+/// same one-line hint once (not `dispatch failure`, not once per credential), and a
+/// metadata endpoint that answers 403 adds no warnings of the SDK's internals.
+#[test]
+fn without_credentials_behind_an_assumed_role_the_hint_is_said_once() {
+    let (f, moto, old) = setup();
+    let work = f.path("work");
+    let p = work.join(".secret-manager.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replacen(
+            "\nproviders:\n",
+            "\nproviders:\n  aws:\n    accounts:\n      \"123456789012\":\n        roleArn: arn:aws:iam::123456789012:role/secret-manager\n",
+            1,
+        ),
+    )
+    .unwrap();
+    f.commit_and_publish("Role for account 123456789012", &[DEV1]);
+    let refs_before = refs(&f);
+    // A metadata endpoint that refuses every request, as a locked-down node's does.
+    let imds = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds_url = format!("http://{}", imds.local_addr().unwrap());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in imds.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &[
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--name",
+            "route53",
+            "--older-than",
+            "0d",
+        ][..],
+        &["keys", "--source", "aws"][..],
+    ] {
+        let mut c = cmd();
+        c.env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds_url)
+            .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+            .env("HOME", home.path())
+            .args(["--repo", work.to_str().unwrap()])
+            .args(args);
+        let r = run_cmd(&mut c);
+        assert_eq!(r.code, 10, "{args:?}\n{}\n{}", r.stdout, r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            all.contains("no AWS credentials found") && all.contains("AWS_PROFILE"),
+            "{args:?}: {all}"
+        );
+        assert_eq!(
+            all.matches("no AWS credentials found").count(),
+            1,
+            "{args:?}: said once: {all}"
+        );
+        for noise in ["dispatch failure", "WARN", "Imds", "403", "ProviderError"] {
+            assert!(!all.contains(noise), "{args:?} {noise}: {all}");
+        }
+    }
+    assert_eq!(refs(&f), refs_before);
+    assert_eq!(moto.key_ids(USER), vec![old]);
+}
+
+/// `--log-format json`: every line on stdout and stderr is one JSON object; a step event
+/// names its keys, clusters and files; a failure is one ERROR event (not also a text
+/// line); the finish event carries `interrupted` only when there was an interruption.
+#[test]
+fn json_logs_are_json_on_both_streams_with_the_fields_a_pipeline_needs() {
+    let (f, moto, old) = setup();
+    let r = rotate(
+        &f,
+        &moto,
+        "2027-06-01T00:00:00Z",
+        &["--yes", "--revoke-after", "0s", "--log-format", "json"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let objects = |stream: &str| -> Vec<serde_json::Value> {
+        stream
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{stream}"));
+                assert!(v.is_object(), "{l}");
+                v
+            })
+            .collect()
+    };
+    let out = objects(&r.stdout);
+    let err = objects(&r.stderr);
+    assert!(!out.is_empty() && !err.is_empty());
+    // The report on stdout: the steps with their keys.
+    let steps = out[0]["steps"].as_array().expect("the report");
+    assert!(steps.iter().any(|s| s["action"] == "stage"), "{}", r.stdout);
+    let stage = err
+        .iter()
+        .find(|e| e["message"] == "step" && e["action"] == "stage")
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    let new = moto.key_ids(USER);
+    assert_eq!(stage["old_key"], old.as_str(), "{stage}");
+    assert_eq!(stage["new_key"], new[0].as_str(), "{stage}");
+    assert_eq!(stage["clusters"], DEV1, "{stage}");
+    assert_eq!(stage["files"], REL, "{stage}");
+    let finish = err
+        .iter()
+        .find(|e| e["message"] == "rotate run finished")
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(finish.get("interrupted").is_none(), "{finish}");
+    assert_eq!(finish["revoked"], 1, "{finish}");
+
+    // A failing run: one ERROR event per failure with its fields, nothing else about it.
+    let mut c = cmd();
+    let home = tempfile::tempdir().unwrap();
+    c.env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOME", home.path())
+        .env("SECRET_MANAGER_NOW", "2027-09-01T00:00:00Z")
+        .args([
+            "--repo",
+            f.path("work").to_str().unwrap(),
+            "--log-format",
+            "json",
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--name",
+            "route53",
+        ]);
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 10, "{}\n{}", r.stdout, r.stderr);
+    objects(&r.stdout);
+    let err = objects(&r.stderr);
+    let failures: Vec<_> = err.iter().filter(|e| e["level"] == "ERROR").collect();
+    assert_eq!(failures.len(), 1, "{}", r.stderr);
+    assert_eq!(failures[0]["phase"], "Preflight", "{}", failures[0]);
+    assert_eq!(failures[0]["identity"], "123456789012/external-dns-dev1");
+    assert!(
+        failures[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no AWS credentials found")
+    );
 }
 
 /// Per-phase progress with counts on a terminal; nothing of it on a pipe.

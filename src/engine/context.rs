@@ -178,25 +178,9 @@ impl<'a> Ctx<'a> {
         cluster: Option<&str>,
         error: EngineError,
     ) {
-        // A source without credentials fails every credential the same way: the hint is
-        // said once, the others point at it.
-        let said = error.is_no_credentials()
-            && self
-                .report
-                .failures
-                .iter()
-                .any(|f| f.source == source && f.error.is_no_credentials());
-        if said {
-            tracing::error!(
-                ?phase,
-                source,
-                identity,
-                cluster,
-                "rotation failed: no credentials for {source} (see above)"
-            );
-        } else {
-            tracing::error!(?phase, source, identity, cluster, error = %error, "rotation failed");
-        }
+        // Said once, by the command that renders the report (a line per failure, in text
+        // or as a JSON event): here only for `-vv`, as it happens.
+        tracing::debug!(?phase, source, identity, cluster, error = %error, "rotation failed");
         self.report.failures.push(Failure {
             phase,
             source: source.to_owned(),
@@ -227,7 +211,18 @@ impl<'a> Ctx<'a> {
 
     pub fn step(&mut self, s: Step) {
         self.progress(&s);
-        tracing::info!(action = %s.action, source = %s.source, identity = %s.identity, done = s.done, detail = %s.detail, "step");
+        tracing::info!(
+            action = %s.action,
+            source = %s.source,
+            identity = %s.identity,
+            old_key = s.old_key_id.as_deref(),
+            new_key = s.new_key_id.as_deref(),
+            clusters = %s.clusters.join(","),
+            files = %s.files.join(","),
+            done = s.done,
+            detail = %s.detail,
+            "step"
+        );
         self.report.steps.push(s);
     }
 

@@ -222,6 +222,16 @@ pub(super) fn credentials<'a>(
             &ctx.listed_claims,
             &ctx.run,
         ) {
+            // A rotation in flight that this run advances already has its step (wait,
+            // publish, revoke): a second `busy` row for the same credential says nothing.
+            let advanced_here = records.iter().any(|r| {
+                r.source == cred.source
+                    && r.identity == cred.identity
+                    && super::selection_covers(&opts.filter, r)
+            });
+            if advanced_here {
+                continue;
+            }
             let s = cred.step(Action::Busy, why);
             ctx.step(s);
             continue;

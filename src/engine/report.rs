@@ -28,6 +28,19 @@ pub enum Phase {
     Revoke,
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Review => "Review",
+            Phase::Preflight => "Preflight",
+            Phase::Mint => "Mint",
+            Phase::Publish => "Publish",
+            Phase::Gate => "Gate",
+            Phase::Revoke => "Revoke",
+        })
+    }
+}
+
 /// What a step did. Serialized as the lowercase strings of earlier versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

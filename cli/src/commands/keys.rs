@@ -100,7 +100,22 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
         args.concurrency,
     )
     .await;
+    // Missing credentials are said once per source (the same line for each identity).
+    let mut said = std::collections::BTreeSet::new();
     for f in &failures {
+        if f.no_credentials {
+            if said.insert(f.source.as_str()) {
+                let n = failures
+                    .iter()
+                    .filter(|g| g.no_credentials && g.source == f.source)
+                    .count();
+                crate::output::say(
+                    crate::output::Level::Error,
+                    &format!("{} ({n} identities not listed)", f.error),
+                );
+            }
+            continue;
+        }
         crate::output::say(
             crate::output::Level::Error,
             &format!("{} {}: {}", f.source, f.identity, f.error),

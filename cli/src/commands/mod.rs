@@ -153,6 +153,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     } else {
         Box::new(std::io::stdout().lock())
     };
+    // `--log-format json`: stdout is JSON lines too, except where a format that is not
+    // JSON was asked for by name (`-o yaml`, `-o prometheus`).
+    let out: Box<dyn std::io::Write> = if global.log_format == crate::args::LogFormat::Json
+        && !matches!(
+            global.output,
+            crate::args::Format::Yaml | crate::args::Format::Prometheus
+        ) {
+        Box::new(crate::output::JsonLines::new(out))
+    } else {
+        out
+    };
     let mut ctx = Ctx {
         global,
         now: now()?,

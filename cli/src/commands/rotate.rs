@@ -346,34 +346,42 @@ fn options(
     Ok((opts, providers))
 }
 
-/// Reports failures, an interruption and the summary line on stderr.
+/// Reports failures, an interruption and the summary line on stderr: each once, as text
+/// lines or (`--log-format json`) as one JSON event each.
 fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
+    let json = crate::output::json_logs();
     let mut no_credentials = std::collections::BTreeSet::new();
     for f in &report.failures {
-        if f.error.is_no_credentials() && !no_credentials.insert(f.source.as_str()) {
+        let cluster = f
+            .cluster
+            .as_deref()
+            .map(|c| format!(" (cluster {c})"))
+            .unwrap_or_default();
+        // A source without credentials fails every credential the same way: the hint is
+        // said once, the others point at it.
+        let error = if f.error.is_no_credentials() && !no_credentials.insert(f.source.as_str()) {
+            format!("no credentials for {} (see above)", f.source)
+        } else {
+            f.error.to_string()
+        };
+        if json {
+            tracing::error!(
+                phase = %f.phase,
+                source = %f.source,
+                identity = %f.identity,
+                cluster = f.cluster.as_deref(),
+                error = %crate::output::terminal_safe(&error),
+                "{verb} failed"
+            );
+        } else {
             crate::output::say(
                 crate::output::Level::Error,
                 &format!(
-                    "{:?} failed for {} {}: no credentials for {} (see above)",
-                    f.phase, f.source, f.identity, f.source
+                    "{} failed for {} {}{cluster}: {error}",
+                    f.phase, f.source, f.identity
                 ),
             );
-            continue;
         }
-        crate::output::say(
-            crate::output::Level::Error,
-            &format!(
-                "{:?} failed for {} {}{}: {}",
-                f.phase,
-                f.source,
-                f.identity,
-                f.cluster
-                    .as_deref()
-                    .map(|c| format!(" (cluster {c})"))
-                    .unwrap_or_default(),
-                f.error
-            ),
-        );
     }
     if let Some(signal) = &report.interrupted {
         crate::output::say(
@@ -383,38 +391,61 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
             ),
         );
     }
-    if !ctx.global.quiet {
-        crate::output::say(
-            crate::output::Level::Info,
-            &format!(
-                "{verb}{}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} proposed, {} busy, {} failed",
-                if dry_run { " (dry run)" } else { "" },
-                report.count(Action::Stage),
-                report.count(Action::Delete),
-                report.count(Action::Publish),
-                report.count(Action::Revoke),
-                report.count(Action::Cleanup),
-                report.count(Action::Undo),
-                report.count(Action::Propose),
-                report
-                    .steps
-                    .iter()
-                    .filter(|s| s.action == Action::Busy)
-                    .count(),
+    // In a dry run nothing is done: the counts are what the run would do.
+    let n = |a: Action| {
+        if dry_run {
+            report.steps.iter().filter(|s| s.action == a).count()
+        } else {
+            report.count(a)
+        }
+    };
+    let busy = report
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Busy)
+        .count();
+    if !ctx.global.quiet && !json {
+        let line = if dry_run {
+            format!(
+                "{verb} (dry run, nothing changed): would stage {}, delete {}, publish {}, revoke {}, clean {} orphan(s), undo {}, propose {}; {busy} busy, {} failed",
+                n(Action::Stage),
+                n(Action::Delete),
+                n(Action::Publish),
+                n(Action::Revoke),
+                n(Action::Cleanup),
+                n(Action::Undo),
+                n(Action::Propose),
                 report.failures.len()
-            ),
-        );
+            )
+        } else {
+            format!(
+                "{verb}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} proposed, {busy} busy, {} failed",
+                n(Action::Stage),
+                n(Action::Delete),
+                n(Action::Publish),
+                n(Action::Revoke),
+                n(Action::Cleanup),
+                n(Action::Undo),
+                n(Action::Propose),
+                report.failures.len()
+            )
+        };
+        crate::output::say(crate::output::Level::Info, &line);
     }
     tracing::info!(
         run = %report.run,
-        staged = report.count(Action::Stage),
-        published = report.count(Action::Publish),
-        revoked = report.count(Action::Revoke),
-        cleaned = report.count(Action::Cleanup),
-        undone = report.count(Action::Undo),
+        dry_run,
+        staged = n(Action::Stage),
+        deleted = n(Action::Delete),
+        published = n(Action::Publish),
+        revoked = n(Action::Revoke),
+        cleaned = n(Action::Cleanup),
+        undone = n(Action::Undo),
+        proposed = n(Action::Propose),
+        busy,
         failed = report.failures.len(),
-        interrupted = report.interrupted.as_deref().unwrap_or(""),
-        "rotate run finished"
+        interrupted = report.interrupted.as_deref(),
+        "{verb} run finished"
     );
 }
 

@@ -227,35 +227,61 @@ fn to_utc(d: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     d.and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos()))
 }
 
+/// The one-line hint for a machine without usable AWS credentials.
+const NO_CREDENTIALS: &str = "no AWS credentials found: set AWS_PROFILE (after `aws sso login` if it is an SSO profile), \
+     or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with IRSA, EKS Pod \
+     Identity or an instance role";
+
 /// When `err` is the credential chain failing to produce credentials, one line saying
 /// so and how to fix it (the SDK's own report lists every provider of the chain, ~8 KB).
+///
+/// The whole source chain is read, not just its first credentials error: with a role to
+/// assume, the error of the role's STS call wraps the base chain's own failure (the SDK
+/// shows it as "dispatch failure"), and a metadata endpoint that refuses the token request
+/// (a node that blocks pods from IMDS) ends the chain with a provider error rather than
+/// "not loaded".
 fn no_credentials(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_config::imds::client::error::ImdsError;
     use aws_credential_types::provider::error::CredentialsError;
+    let mut first: Option<&CredentialsError> = None;
+    let mut not_loaded = false;
+    let mut timed_out = false;
+    let mut imds_refused = false;
     let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cur) = e {
         if let Some(ce) = cur.downcast_ref::<CredentialsError>() {
-            return match ce {
-                CredentialsError::CredentialsNotLoaded(_) => Some(
-                    "no AWS credentials found: set AWS_PROFILE (after `aws sso login` if it is an SSO profile), \
-                     or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with IRSA, EKS Pod \
-                     Identity or an instance role"
-                        .to_owned(),
-                ),
-                // A timeout of the credential source is worth another try by the caller.
-                CredentialsError::ProviderTimedOut(_) => None,
-                other => {
-                    let mut line = format!("AWS credentials could not be loaded: {other}");
-                    if let Some(src) = std::error::Error::source(other) {
-                        line.push_str(&format!(": {src}"));
-                    }
-                    line.truncate(line.floor_char_boundary(400));
-                    Some(line.replace('\n', " "))
-                }
-            };
+            first.get_or_insert(ce);
+            match ce {
+                CredentialsError::CredentialsNotLoaded(_) => not_loaded = true,
+                CredentialsError::ProviderTimedOut(_) => timed_out = true,
+                _ => {}
+            }
+        }
+        if let Some(ImdsError::FailedToLoadToken(t)) = cur.downcast_ref::<ImdsError>() {
+            imds_refused |= !t.is_dispatch_failure();
         }
         e = cur.source();
     }
-    None
+    let first = first?;
+    if not_loaded {
+        return Some(NO_CREDENTIALS.to_owned());
+    }
+    if imds_refused {
+        return Some(format!(
+            "{NO_CREDENTIALS} (the instance metadata service refused to give this machine a \
+             token: it is disabled, or a pod needs a hop limit of 2)"
+        ));
+    }
+    // A timeout of the credential source is worth another try by the caller.
+    if timed_out {
+        return None;
+    }
+    let mut line = format!("AWS credentials could not be loaded: {first}");
+    if let Some(src) = std::error::Error::source(first) {
+        line.push_str(&format!(": {src}"));
+    }
+    line.truncate(line.floor_char_boundary(400));
+    Some(line.replace('\n', " "))
 }
 
 /// Maps an SDK error to a [`ProviderError`], telling transient from permanent.

@@ -24,7 +24,14 @@ struct Link {
     who: String,
     credential: Arc<dyn TokenCredential>,
     timeout: Option<Duration>,
+    /// Set up for this machine on purpose (its variables are set), as opposed to a probe
+    /// (IMDS, the developer tools) that fails on every machine that lacks it.
+    configured: bool,
 }
+
+/// How the chain's error begins when no link was set up on purpose and every probe failed:
+/// the machine has no Azure credentials at all (a setup problem, said once).
+pub const NO_CREDENTIALS: &str = "no Azure credentials found";
 
 /// Tries each credential in order; the first that returns a token is used from then on.
 pub struct CredentialChain {
@@ -81,6 +88,7 @@ impl TokenCredential for CredentialChain {
                 .await;
         }
         let mut failures = Vec::new();
+        let mut configured_failed = false;
         // A configured link that failed for a reason that passes (network, 5xx, 429)
         // makes the whole chain's failure transient: the next attempt may succeed.
         let mut transient = false;
@@ -110,9 +118,23 @@ impl TokenCredential for CredentialChain {
                     ) || crate::entra::aadsts_in(&e.to_string()).as_deref()
                         == Some("90033");
                     transient |= passing && link.timeout.is_none();
+                    configured_failed |= link.configured;
                     failures.push(format!("{}: {e}", link.name))
                 }
             }
+        }
+        if !transient && !configured_failed {
+            // Nothing was set up: the probes' own texts (an IMDS timeout, "az not found")
+            // do not help; what to set does.
+            tracing::debug!(tried = %failures.join("; "), "azure credential chain");
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                format!(
+                    "{NO_CREDENTIALS}: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, \
+                     use workload identity (AZURE_FEDERATED_TOKEN_FILE) or a managed identity, \
+                     or sign in with `az login`"
+                ),
+            ));
         }
         Err(azure_core::Error::with_message(
             if transient {
@@ -168,6 +190,7 @@ pub fn credential_chain_from(
             credential: azure_identity::WorkloadIdentityCredential::new(Some(options))
                 .map_err(|e| build_error("workload identity", e))?,
             timeout: None,
+            configured: true,
         });
     }
     let mi_options = azure_identity::ManagedIdentityCredentialOptions {
@@ -182,6 +205,7 @@ pub fn credential_chain_from(
             timeout: env("IDENTITY_ENDPOINT")
                 .is_none()
                 .then_some(IMDS_PROBE_TIMEOUT),
+            configured: env("IDENTITY_ENDPOINT").is_some(),
         }),
         Err(e) => tracing::debug!("managed identity unavailable: {e}"),
     }
@@ -204,6 +228,7 @@ pub fn credential_chain_from(
             )
             .map_err(|e| build_error("client secret", e))?,
             timeout: None,
+            configured: true,
         });
     }
     match azure_identity::DeveloperToolsCredential::new(None) {
@@ -212,6 +237,7 @@ pub fn credential_chain_from(
             who: String::new(),
             credential: c,
             timeout: None,
+            configured: false,
         }),
         Err(e) => tracing::debug!("developer tools credential unavailable: {e}"),
     }

@@ -121,6 +121,13 @@ pub(crate) fn sign_in_outcome(e: &azure_core::Error, tenant: &str, client_id: &s
 
 /// A failed fetch of the tool's own Graph token.
 pub(crate) fn token_error(operation: &'static str, e: &azure_core::Error) -> ProviderError {
+    let text = e.to_string();
+    if text.starts_with(crate::chain::NO_CREDENTIALS) {
+        return ProviderError::NoCredentials {
+            provider: NAME.into(),
+            message: text,
+        };
+    }
     let message = format!("cannot get a Graph token: {e}");
     match failure(e) {
         Failure::Network | Failure::Server(_) => ProviderError::Transient {

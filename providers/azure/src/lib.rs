@@ -234,6 +234,9 @@ impl Provider for AzureProvider {
         let client_id = t.param("clientId")?;
         let object_id = t.param("applicationObjectId")?;
         self.lifetime(t)?;
+        // The tool's own sign-in first (cached for the calls that follow): a machine
+        // without credentials is told so before any tenant lookup can fail for it.
+        self.token("preflight").await?;
         // The tenant must exist, and be the one this tool manages the application in:
         // a secret is only ever valid in the application's home tenant.
         let tid = self.tenant_id(tenant).await?;

@@ -356,3 +356,24 @@ async fn a_wrong_admin_secret_names_every_credential_tried() {
     assert!(text.contains("az login"), "{text}");
     assert!(!text.contains("not-the-secret"), "{text}");
 }
+
+/// No Azure variables, no managed identity, no `az`: one line saying what to set, as a
+/// missing-credentials error (not "access denied").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_at_all_is_one_line_saying_what_to_set() {
+    let (g, id) = setup().await;
+    let ep = endpoints(&g);
+    let chain = credential_chain_from(&ep, |_| None).unwrap();
+    let p = AzureProvider::new(chain, ep);
+    let err = p.keys(&target(&id)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ProviderError::NoCredentials { .. }), "{text}");
+    assert!(
+        text.starts_with("azure: no Azure credentials found: set AZURE_TENANT_ID"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("access denied") && !text.contains('\n'),
+        "{text}"
+    );
+}

@@ -47,6 +47,27 @@ pub struct GcpProvider {
     clock: std::sync::Arc<dyn Clock>,
     /// The preflight's key listing, for the `keys` that follows it.
     listed: api::Prefetched<Vec<KeyInfo>>,
+    /// Application Default Credentials fall back to the metadata server: no key file is
+    /// named or in the well-known place (then a token failure means no credentials).
+    adc_is_metadata_server: bool,
+}
+
+/// What to do when there are no credentials.
+const NO_CREDENTIALS: &str = "no GCP credentials found: set GOOGLE_APPLICATION_CREDENTIALS, \
+     run `gcloud auth application-default login`, or use GKE workload identity";
+
+/// Whether Application Default Credentials would come from the metadata server: no
+/// `GOOGLE_APPLICATION_CREDENTIALS` and no file at gcloud's well-known path (AIP-4110).
+fn adc_is_metadata_server() -> bool {
+    if std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    let config = std::env::var_os("CLOUDSDK_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config/gcloud"))
+        });
+    !config.is_some_and(|c| c.join("application_default_credentials.json").is_file())
 }
 
 impl std::fmt::Debug for GcpProvider {
@@ -126,12 +147,12 @@ fn classify(
             message,
         }
     } else if e.is_authentication() {
+        // The auth library's own text joins two sentences of its retry policy ("might
+        // succeed. but future attempts may succeed"): say what happened instead.
         ProviderError::AccessDenied {
             provider,
             operation,
-            message: format!(
-                "{message} (no usable Application Default Credentials: set GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or use GKE workload identity)"
-            ),
+            message: "the Application Default Credentials gave no access token: check GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or use GKE workload identity".into(),
         }
     } else if let Some(code) = e.http_status_code().filter(|c| *c == 429 || *c >= 500) {
         ProviderError::Transient {
@@ -233,6 +254,25 @@ async fn client(
 }
 
 impl GcpProvider {
+    /// [`classify`] for a call made with the provider's own credentials: a token that
+    /// cannot be had where only the metadata server could give one is no credentials.
+    fn classify(
+        &self,
+        operation: &'static str,
+        what: &str,
+        e: &google_cloud_gax::error::Error,
+    ) -> ProviderError {
+        if self.adc_is_metadata_server && e.is_authentication() {
+            return ProviderError::NoCredentials {
+                provider: NAME.into(),
+                message: format!(
+                    "{NO_CREDENTIALS} (no key file, and no metadata server gave a token)"
+                ),
+            };
+        }
+        classify(operation, what, e)
+    }
+
     /// Application Default Credentials; the endpoint from `SECRET_MANAGER_GCP_IAM_ENDPOINT`.
     pub async fn from_env() -> ProviderResult<Self> {
         let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
@@ -245,12 +285,14 @@ impl GcpProvider {
         endpoint: Option<String>,
         credentials: Option<google_cloud_auth::credentials::Credentials>,
     ) -> ProviderResult<Self> {
+        let given = credentials.is_some();
         Ok(GcpProvider {
             iam: client(endpoint.as_deref(), credentials).await?,
             endpoint,
             propagation: Propagation::new(PROPAGATION_WINDOW),
             clock: SystemClock::shared(),
             listed: api::Prefetched::default(),
+            adc_is_metadata_server: !given && adc_is_metadata_server(),
         })
     }
 
@@ -276,7 +318,7 @@ impl GcpProvider {
             .set_key_types([KeyType::UserManaged])
             .send()
             .await
-            .map_err(|e| classify("ListServiceAccountKeys", &name, &e))?;
+            .map_err(|e| self.classify("ListServiceAccountKeys", &name, &e))?;
         let now = Utc::now();
         let mut keys: Vec<KeyInfo> = out
             .keys
@@ -441,7 +483,7 @@ impl Provider for GcpProvider {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| classify("DeleteServiceAccountKey", &key_name, &e)),
+                .map_err(|e| self.classify("DeleteServiceAccountKey", &key_name, &e)),
             Revoke::Disable => self
                 .iam
                 .disable_service_account_key()
@@ -449,7 +491,7 @@ impl Provider for GcpProvider {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| classify("DisableServiceAccountKey", &key_name, &e)),
+                .map_err(|e| self.classify("DisableServiceAccountKey", &key_name, &e)),
         };
         match result {
             // Idempotent: an absent key is already revoked.
@@ -479,7 +521,7 @@ impl GcpProvider {
         email: &str,
         e: &google_cloud_gax::error::Error,
     ) -> ProviderError {
-        let err = classify("CreateServiceAccountKey", name, e);
+        let err = self.classify("CreateServiceAccountKey", name, e);
         let Some(status) = e.status().filter(|s| s.code == Code::FailedPrecondition) else {
             return match err {
                 ProviderError::KeyLimit {
