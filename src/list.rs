@@ -52,7 +52,7 @@ pub struct Filter {
     /// Only this namespace.
     pub namespace: Option<String>,
     /// Only names matching this glob.
-    pub name: Option<globset::GlobMatcher>,
+    pub name: Option<globset::GlobSet>,
     /// Include unmanaged SealedSecrets.
     pub include_unmanaged: bool,
     /// Manifests sealed with an outdated certificate (see [`crate::reseal`]), when known.

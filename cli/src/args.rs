@@ -143,7 +143,7 @@ pub struct FilterArgs {
     /// Only this namespace.
     #[arg(long, value_name = "N")]
     pub namespace: Option<String>,
-    /// Only names matching this glob (e.g. 'cloudprovider-*').
-    #[arg(long, value_name = "GLOB")]
-    pub name: Option<String>,
+    /// Only names matching this glob (e.g. 'cloudprovider-*'); repeatable.
+    #[arg(long = "name", value_name = "GLOB")]
+    pub names: Vec<String>,
 }

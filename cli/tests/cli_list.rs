@@ -156,6 +156,60 @@ fn filters_combine() {
     ]);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(rows.len(), 5);
+    // --name is repeatable like --source and --cluster.
+    let r = run_in(&[
+        "--repo",
+        &example(),
+        "list",
+        "-o",
+        "json",
+        "--name",
+        "s3-*",
+        "--name",
+        "sqs-*",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["s3-uploader", "sqs-consumer"]);
+}
+
+/// An unknown `--source` is a usage error naming the known ones, like an unknown
+/// `--cluster` (not "no matching SealedSecrets" and exit 0).
+#[test]
+fn an_unknown_source_is_a_usage_error_with_the_known_values() {
+    for (cmd, hint) in [
+        ("list", "; did you mean `aws`?"),
+        ("keys", "; did you mean `aws`?"),
+    ] {
+        let r = run_in(&["--repo", &example(), cmd, "--source", "AWS"]);
+        assert_eq!(r.code, 2, "{cmd}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr
+                .contains("--source AWS: unknown source (built in: aws, azure, gcp;")
+                && r.stderr.trim_end().ends_with(hint),
+            "{cmd}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+    }
+    let f = crate::common::GitFleet::new();
+    let work = f.path("work");
+    let r = run_in(&[
+        "--repo",
+        work.to_str().unwrap(),
+        "rotate",
+        "--source",
+        "nope",
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--source nope: unknown source"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("did you mean"), "{}", r.stderr);
 }
 
 /// `--cluster` globs select cluster groups; `--shared` decides about manifests with no

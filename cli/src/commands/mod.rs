@@ -258,6 +258,31 @@ pub fn open_git_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
 }
 
 /// Turns filter flags into a validated [`Filter`].
+/// The sources built into this binary.
+const BUILTIN_SOURCES: [&str; 3] = ["aws", "azure", "gcp"];
+
+/// `--source s` must name a built-in source or a plugin on PATH: a typo (`AWS`) would
+/// otherwise select nothing and look like a fleet with nothing to do.
+fn check_source(s: &str) -> anyhow::Result<()> {
+    if BUILTIN_SOURCES.contains(&s) || secret_manager::plugin_exists(s) {
+        return Ok(());
+    }
+    let lower = s.to_ascii_lowercase();
+    let hint = if lower != s
+        && (BUILTIN_SOURCES.contains(&lower.as_str()) || secret_manager::plugin_exists(&lower))
+    {
+        format!("; did you mean `{lower}`?")
+    } else {
+        String::new()
+    };
+    Err(UsageError(format!(
+        "--source {}: unknown source (built in: {}; any other is a plugin `secret-manager-provider-<name>` on PATH, and none is called that){hint}",
+        secret_manager::text::escape(s),
+        BUILTIN_SOURCES.join(", ")
+    ))
+    .into())
+}
+
 pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Result<Filter> {
     let older_than = f
         .older_than
@@ -297,15 +322,24 @@ pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Resu
             clusters.push(c.clone());
         }
     }
-    let name = f
-        .name
-        .as_deref()
-        .map(|g| {
-            globset::Glob::new(g)
-                .map(|g| g.compile_matcher())
-                .map_err(|e| UsageError(format!("--name: `{g}` is not a glob: {e}")))
-        })
-        .transpose()?;
+    let name = if f.names.is_empty() {
+        None
+    } else {
+        let mut set = globset::GlobSetBuilder::new();
+        for g in &f.names {
+            set.add(
+                globset::Glob::new(g)
+                    .map_err(|e| UsageError(format!("--name: `{g}` is not a glob: {e}")))?,
+            );
+        }
+        Some(
+            set.build()
+                .map_err(|e| UsageError(format!("--name: {e}")))?,
+        )
+    };
+    for s in &f.sources {
+        check_source(s)?;
+    }
     Ok(Filter {
         older_than,
         sources: f.sources.clone(),

@@ -467,7 +467,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
         && f.clusters.is_empty()
         && f.shared == crate::args::SharedArg::Include
         && f.namespace.is_none()
-        && f.name.is_none()
+        && f.names.is_empty()
     {
         return Err(UsageError("delete needs a selection (--name, --cluster, --namespace or --source); it never deletes everything".into()).into());
     }
@@ -562,10 +562,11 @@ fn selection_instance(f: &FilterArgs) -> String {
             parts.push(format!("{k}-{}", vs.join("+")));
         }
     }
-    for (k, v) in [("namespace", &f.namespace), ("name", &f.name)] {
-        if let Some(v) = v {
-            parts.push(format!("{k}-{v}"));
-        }
+    if let Some(v) = &f.namespace {
+        parts.push(format!("namespace-{v}"));
+    }
+    if !f.names.is_empty() {
+        parts.push(format!("name-{}", f.names.join("+")));
     }
     if f.shared != crate::args::SharedArg::Include {
         parts.push(format!("shared-{:?}", f.shared).to_lowercase());
