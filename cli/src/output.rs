@@ -204,7 +204,11 @@ pub fn write_structured<T: Serialize>(
             Ok(true)
         }
         Format::Yaml => {
-            let s = serde_saphyr::to_string(rows)?;
+            // kubectl's habit: a long value (a file path) stays one plain line, never a
+            // folded `>-` block that a `grep` or `yq` user has to unfold.
+            let mut o = serde_saphyr::SerializerOptions::default();
+            o.prefer_block_scalars = false;
+            let s = serde_saphyr::to_string_with_options(rows, o)?;
             out.write_all(s.as_bytes())?;
             Ok(true)
         }

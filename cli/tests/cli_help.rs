@@ -162,3 +162,31 @@ fn man_prints_one_page_or_writes_one_per_command() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("create it first"), "{}", r.stderr);
 }
+
+/// `delete --help` speaks of a removal, not of a new key; rotation-only flags are not
+/// offered, and passing one is a usage error rather than silently ignored.
+#[test]
+fn delete_help_speaks_of_a_removal() {
+    let r = run_in(&["delete", "--help"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for rotation_words in ["new key", "minted", "--reseal", "--require-synced"] {
+        assert!(
+            !r.stdout.contains(rotation_words),
+            "{rotation_words}:\n{}",
+            r.stdout
+        );
+    }
+    assert!(
+        r.stdout
+            .contains("Grace period between publishing the removal and revoking the key"),
+        "{}",
+        r.stdout
+    );
+    let r = run_in(&["delete", "--name", "x", "--reseal", "--dry-run"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("delete: --reseal is a rotation flag"),
+        "{}",
+        r.stderr
+    );
+}

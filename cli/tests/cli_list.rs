@@ -272,6 +272,17 @@ fn yaml_output_parses() {
         serde_saphyr::from_str(&r.stdout).unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(v[0]["source"], "gcp");
+    // Long paths stay on their line (kubectl never folds them into `>-` blocks).
+    let file = v[0]["file"].as_str().unwrap();
+    assert!(file.len() > 80, "{file}");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.trim_start() == format!("file: {file}")),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains(">-"), "{}", r.stdout);
 }
 
 #[test]

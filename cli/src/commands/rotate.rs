@@ -50,6 +50,25 @@ pub struct RotateArgs {
 /// grace period revokes the key at the source — unless another manifest still uses it,
 /// in which case the key is kept. Needs at least one selection flag.
 #[derive(Debug, Args)]
+// The flags are rotate's; their words are about a removal (no new key is minted).
+#[command(
+    mut_arg("dry_run", |a| a
+        .help("Print the plan and change nothing anywhere")
+        .long_help("Print the plan and change nothing anywhere.\n\nThe plan says which documents are removed from which files, which pointers move, and which keys are revoked (or kept, because another manifest still uses them) and when.")),
+    mut_arg("revoke_after", |a| a
+        .help("Grace period between publishing the removal and revoking the key")
+        .long_help("Grace period between publishing the removal and revoking the key.\n\nDefault: policy.revokeAfter in .secret-manager.yaml, else 1h.")),
+    mut_arg("revoke_mode", |a| a
+        .help("`delete` the key, or `disable` it and delete it on a later run")
+        .long_help("`delete` the key, or `disable` it and delete it on a later run.\n\nDefault: policy.revokeMode in .secret-manager.yaml, else delete.")),
+    mut_arg("require_synced", |a| a.hide(true)),
+    mut_arg("require_old_key_unused", |a| a
+        .help("Before revoking, wait until the source reports no use of the key since publish")
+        .long_help("Before revoking, wait until the source reports no use of the key since publish.\n\nAWS: GetAccessKeyLastUsed.")),
+    mut_arg("concurrency", |a| a
+        .long_help("Credentials whose provider calls run at once; lower it when a source throttles.\n\nProvider calls are preflight and revoke. Git work is batched regardless: one commit and push per phase, one pointer move per cluster.")),
+    mut_arg("reseal", |a| a.hide(true)),
+)]
 pub struct DeleteArgs {
     #[command(flatten)]
     pub run: RunArgs,
@@ -451,6 +470,13 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
 
 /// Runs `rotate`, or `delete` when `delete` is set.
 pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::Result<u8> {
+    if delete && (args.reseal || args.require_synced) {
+        return Err(UsageError(format!(
+            "delete: {} is a rotation flag (a removed SealedSecret has no new key to re-seal or to sync); see `secret-manager delete --help`",
+            if args.reseal { "--reseal" } else { "--require-synced" }
+        ))
+        .into());
+    }
     let checkout = open_git_repo(ctx)?;
     // Every setting the run acts on — policies, provider settings, webhooks, clusters —
     // comes from the fetched main, never from this checkout's branch or uncommitted edits.
