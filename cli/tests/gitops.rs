@@ -410,3 +410,46 @@ fn cli_status_json_and_promote_confirmation() {
         "0"
     );
 }
+
+/// `--clone` into a directory: a second run (a CronJob with a persistent volume, or a
+/// re-run by hand) reuses its own clone; a directory holding anything else is refused.
+#[test]
+fn clone_runs_again_into_its_own_clone_and_refuses_another_directory() {
+    let f = crate::common::GitFleet::new();
+    let url = f.path("dev.git");
+    let dir = tempfile::tempdir().unwrap();
+    let into = dir.path().join("config");
+    let prod = format!("prod={}", f.path("prod.git").display());
+    let run = |into: &std::path::Path| {
+        crate::common::run_in(&[
+            "--clone",
+            url.to_str().unwrap(),
+            "--clone-remote",
+            &prod,
+            "--repo",
+            into.to_str().unwrap(),
+            "list",
+            "-o",
+            "json",
+        ])
+    };
+    let first = run(&into);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let second = run(&into);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(first.stdout, second.stdout);
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let r = run(&other);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not empty and is not a clone of"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(other.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}

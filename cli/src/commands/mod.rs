@@ -94,7 +94,22 @@ fn clone_repo(global: &mut GlobalArgs) -> anyhow::Result<Option<tempfile::TempDi
         (global.repo.clone(), None)
     };
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        return Err(UsageError(format!("--clone: {} is not empty", dir.display())).into());
+        // A CronJob with a persistent volume runs again into its last clone: reuse it when
+        // it is a clone of the same URL (every run fetches what it needs), never another.
+        let repo_git = secret_manager::gitops::git::Git::new(&dir);
+        let origin = repo_git
+            .run(&["remote", "get-url", "origin"])
+            .map(|u| u.trim().to_owned());
+        if dir.join(".git").exists() && origin.as_deref().is_ok_and(|o| o == url) {
+            tracing::info!(dir = %dir.display(), "reusing the clone from an earlier run");
+            add_clone_remotes(&repo_git, &global.clone_remotes, true)?;
+            return Ok(keep);
+        }
+        return Err(UsageError(format!(
+            "--clone: {} is not empty and is not a clone of {url}; give --repo an empty (or new) directory, or the clone an earlier --clone run made",
+            dir.display()
+        ))
+        .into());
     }
     let parent = dir.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(parent)?;
@@ -110,17 +125,29 @@ fn clone_repo(global: &mut GlobalArgs) -> anyhow::Result<Option<tempfile::TempDi
     ])
     .context("--clone")?;
     let repo_git = secret_manager::gitops::git::Git::new(&dir);
-    for r in &global.clone_remotes {
+    add_clone_remotes(&repo_git, &global.clone_remotes, false)?;
+    global.repo = dir;
+    Ok(keep)
+}
+
+/// `--clone-remote NAME=URL`s: added to a new clone, or set on a reused one.
+fn add_clone_remotes(
+    repo_git: &secret_manager::gitops::git::Git,
+    remotes: &[String],
+    reused: bool,
+) -> anyhow::Result<()> {
+    for r in remotes {
         let (name, url) = r
             .split_once('=')
             .ok_or_else(|| UsageError(format!("--clone-remote: expected NAME=URL, got `{r}`")))?;
         check_clone_url(url)?;
+        let exists = reused && repo_git.run(&["remote", "get-url", name]).is_ok();
+        let verb = if exists { "set-url" } else { "add" };
         repo_git
-            .run(&["remote", "add", name, url])
+            .run(&["remote", verb, name, url])
             .context("--clone-remote")?;
     }
-    global.repo = dir;
-    Ok(keep)
+    Ok(())
 }
 
 /// The reference time: `SECRET_MANAGER_NOW` (RFC 3339, for reproducible runs) or the clock.
