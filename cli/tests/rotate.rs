@@ -526,6 +526,41 @@ fn json_logs_are_json_on_both_streams_with_the_fields_a_pipeline_needs() {
     );
 }
 
+/// An unreachable remote is said once per run with git's own words, not once per phase
+/// or per cluster.
+#[test]
+fn an_unreachable_remote_is_said_once() {
+    let (f, moto, _) = setup();
+    let work = f.path("work");
+    git(
+        &work,
+        &["remote", "set-url", "prod", "/nonexistent/prod.git"],
+    );
+    let mut c = cmd();
+    moto.env(&mut c)
+        .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
+    c.args([
+        "--repo",
+        work.to_str().unwrap(),
+        "--yes",
+        "rotate",
+        "--source",
+        "aws",
+        "--older-than",
+        "0d",
+        "--revoke-after",
+        "0s",
+    ]);
+    let r = run_cmd(&mut c);
+    let said = r
+        .stderr
+        .matches("does not appear to be a git repository")
+        .count();
+    assert_eq!(said, 1, "{}\n{}", r.stdout, r.stderr);
+}
+
 /// Per-phase progress with counts on a terminal; nothing of it on a pipe.
 #[test]
 fn progress_per_phase_on_a_terminal_and_none_on_a_pipe() {

@@ -289,13 +289,19 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// The source had no credentials at all: the same for every credential of it, so
-    /// reports say it once.
-    pub fn is_no_credentials(&self) -> bool {
-        matches!(
-            self,
-            EngineError::Provider(ProviderError::NoCredentials { .. })
-        )
+    /// What makes this error the same for many credentials, so that a report says it
+    /// once and points at it after that: `aws` for a source without credentials, `remote
+    /// prod` for a remote the run could not reach. `None` for an error of its own.
+    pub fn said_once_as(&self) -> Option<String> {
+        match self {
+            EngineError::Provider(ProviderError::NoCredentials { provider, .. }) => {
+                Some(format!("no credentials for {provider}"))
+            }
+            EngineError::Publish(crate::gitops::PublishError::RemoteUnavailable {
+                remote, ..
+            }) => Some(format!("remote {remote} is unavailable")),
+            _ => None,
+        }
     }
 }
 

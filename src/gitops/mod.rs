@@ -299,8 +299,13 @@ impl Fleet {
         let mut unavailable = Unavailable::new();
         for remote in remotes {
             if let Err(e) = self.fetch_pointers_of(remote) {
-                tracing::warn!(remote, error = %e, "remote unavailable; its clusters are skipped");
-                unavailable.insert(remote.to_owned(), e.to_string());
+                // Reported by the clusters that need it (once per remote); git's advice
+                // after its first line ("Please make sure you have the correct access
+                // rights...") is the same for every remote.
+                tracing::debug!(remote, error = %e, "remote unavailable; its clusters are skipped");
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default().trim_end();
+                unavailable.insert(remote.to_owned(), first.to_owned());
             }
         }
         Ok(unavailable)

@@ -369,19 +369,18 @@ fn options(
 /// lines or (`--log-format json`) as one JSON event each.
 fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
     let json = crate::output::json_logs();
-    let mut no_credentials = std::collections::BTreeSet::new();
+    let mut said = std::collections::BTreeSet::new();
     for f in &report.failures {
         let cluster = f
             .cluster
             .as_deref()
             .map(|c| format!(" (cluster {c})"))
             .unwrap_or_default();
-        // A source without credentials fails every credential the same way: the hint is
-        // said once, the others point at it.
-        let error = if f.error.is_no_credentials() && !no_credentials.insert(f.source.as_str()) {
-            format!("no credentials for {} (see above)", f.source)
-        } else {
-            f.error.to_string()
+        // A source without credentials, an unreachable remote: the same error for many
+        // credentials is said in full once, the others point at it.
+        let error = match f.error.said_once_as() {
+            Some(key) if !said.insert(key.clone()) => format!("{key} (see above)"),
+            _ => f.error.to_string(),
         };
         if json {
             tracing::error!(
