@@ -287,6 +287,32 @@ async fn the_grace_period_holds_the_old_key_until_a_later_run() {
     env.assert_converged();
 }
 
+/// An old key someone deleted at the source during the grace period: the revoke says so
+/// (it did not delete anything) and the rotation ends as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_key_already_gone_is_said_so_not_deleted_again() {
+    let env = Env::new();
+    let mut o = env.opts(t(T0));
+    o.revoke_after = chrono::Duration::hours(1);
+    let r = env.run(&o).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    let wait = r.steps.iter().find(|s| s.action == Action::Wait).unwrap();
+    let old = wait.old_key_id.clone().unwrap();
+    env.fake.remove_key(&old);
+    o.now = at(T0, 120);
+    let r = env.run(&o).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    let revoke = r.steps.iter().find(|s| s.action == Action::Revoke).unwrap();
+    assert!(revoke.done);
+    assert_eq!(
+        revoke.detail,
+        format!(
+            "old key {old} was already gone at the source (deleted outside this run); nothing to delete"
+        )
+    );
+    env.assert_converged();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_changes_nothing_and_calls_nothing_with_side_effects() {
     let env = Env::new();

@@ -38,7 +38,7 @@ pub(crate) async fn undo(
         )
         .await
     {
-        Ok(()) => {
+        Ok(_) => {
             s.done = true;
             let mut b = TrailerBlock::new(TrailerAction::Undo);
             b.run = Some(run.to_owned());

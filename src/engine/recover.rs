@@ -231,7 +231,7 @@ async fn clean(
         let mut s = Step::new(Action::Cleanup, source, identity, detail);
         s.old_key_id = Some(k.id.0.clone());
         match provider.revoke(target, &k.id, Revoke::Delete).await {
-            Ok(()) => {
+            Ok(_) => {
                 s.done = true;
                 let mut b = TrailerBlock::new(TrailerAction::Cleanup);
                 b.run = Some(dead.run.0.clone());

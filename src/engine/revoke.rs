@@ -11,7 +11,7 @@ use super::report::{Action, EngineError, Phase};
 use crate::config::RevokeMode;
 use crate::journal::record::ts;
 use crate::journal::{RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers};
-use crate::provider::{KeyId, Revoke};
+use crate::provider::{KeyId, Revoke, Revoked};
 use futures::StreamExt;
 
 /// What to do with one record this run.
@@ -240,27 +240,28 @@ pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) 
         return;
     }
     ctx.phase(Phase::Revoke, todo.len());
-    let done = call_sources(ctx, &records, todo).await;
+    let (done, gone) = call_sources(ctx, &records, todo).await;
     if done.is_empty() {
         return;
     }
     crate::failpoint("after-revoke");
-    commit(ctx, &mut records, done);
+    commit(ctx, &mut records, done, &gone);
 }
 
-/// The provider calls, `concurrency` at a time. Returns what succeeded.
+/// The provider calls, `concurrency` at a time. Returns what succeeded, and which of
+/// those found the key already gone at the source.
 async fn call_sources(
     ctx: &mut Ctx<'_>,
     records: &[RotationRecord],
     todo: Vec<(usize, Todo)>,
-) -> Vec<(usize, Todo)> {
+) -> (Vec<(usize, Todo)>, std::collections::BTreeSet<usize>) {
     let providers = ctx.providers;
-    let calls: Vec<(usize, Todo, Result<(), EngineError>)> = futures::stream::iter(todo)
+    let calls: Vec<(usize, Todo, Result<Revoked, EngineError>)> = futures::stream::iter(todo)
         .map(|(i, t)| {
             let rec = &records[i];
             async move {
                 let result = match &t {
-                    Todo::Keep(_) => Ok(()),
+                    Todo::Keep(_) => Ok(Revoked::Done),
                     Todo::Revoke(how) => match providers.get(&rec.source).await {
                         Ok(p) => p
                             .revoke(&rec.target(), &KeyId(rec.old_key_id.clone()), *how)
@@ -276,16 +277,22 @@ async fn call_sources(
         .collect()
         .await;
     let mut done = Vec::new();
+    let mut gone = std::collections::BTreeSet::new();
     for (i, t, r) in calls {
         match r {
-            Ok(()) => done.push((i, t)),
+            Ok(revoked) => {
+                if revoked == Revoked::AlreadyGone {
+                    gone.insert(i);
+                }
+                done.push((i, t))
+            }
             Err(e) => {
                 let rec = &records[i];
                 ctx.fail(Phase::Revoke, &rec.source, &rec.identity, None, e);
             }
         }
     }
-    done
+    (done, gone)
 }
 
 /// The subject of the revoke commit.
@@ -330,7 +337,12 @@ fn subject(records: &[RotationRecord], done: &[(usize, Todo)]) -> String {
 }
 
 /// Ends (or, when disabling, updates) the records in one commit and reports each step.
-fn commit(ctx: &mut Ctx<'_>, records: &mut [RotationRecord], done: Vec<(usize, Todo)>) {
+fn commit(
+    ctx: &mut Ctx<'_>,
+    records: &mut [RotationRecord],
+    done: Vec<(usize, Todo)>,
+    gone: &std::collections::BTreeSet<usize>,
+) {
     let now = ctx.now();
     let mut paths = Vec::new();
     let mut blocks: Vec<TrailerBlock> = Vec::new();
@@ -396,6 +408,13 @@ fn commit(ctx: &mut Ctx<'_>, records: &mut [RotationRecord], done: Vec<(usize, T
                     "disabled old key {}; deleted after {}",
                     rec.old_key_id,
                     ts(now + ctx.opts.revoke_after)
+                ),
+            ),
+            Todo::Revoke(Revoke::Delete) if gone.contains(&i) => (
+                Action::Revoke,
+                format!(
+                    "old key {} was already gone at the source (deleted outside this run); nothing to delete",
+                    rec.old_key_id
                 ),
             ),
             Todo::Revoke(Revoke::Delete) => (

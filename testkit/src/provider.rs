@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secret_manager_provider::{
     Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
-    Revoke, SecretValue, Target,
+    Revoke, Revoked, SecretValue, Target,
 };
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -130,6 +130,13 @@ impl FakeProvider {
             .get(&identity_key(params))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Deletes `key` behind the tool's back (an admin at the console).
+    pub fn remove_key(&self, key: &str) {
+        for keys in self.state.lock().unwrap().keys.values_mut() {
+            keys.retain(|k| k.id != key);
+        }
     }
 
     /// Every identity's keys.
@@ -362,10 +369,16 @@ impl Provider for FakeProvider {
         }
     }
 
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         self.enter(Op::Revoke, t)?;
         let mut s = self.state.lock().unwrap();
-        if let Some(keys) = s.keys.get_mut(&identity_key(&t.params)) {
+        let Some(keys) = s.keys.get_mut(&identity_key(&t.params)) else {
+            return Ok(Revoked::AlreadyGone);
+        };
+        if !keys.iter().any(|k| k.id == key.0) {
+            return Ok(Revoked::AlreadyGone);
+        }
+        {
             match how {
                 Revoke::Delete => keys.retain(|k| k.id != key.0),
                 Revoke::Disable => {
@@ -375,6 +388,6 @@ impl Provider for FakeProvider {
                 }
             }
         }
-        Ok(())
+        Ok(Revoked::Done)
     }
 }

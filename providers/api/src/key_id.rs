@@ -4,7 +4,8 @@
 //! is checked here, and anything shown to explain a rejection is escaped first.
 
 use crate::{
-    Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Target,
+    Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Revoked,
+    Target,
 };
 use async_trait::async_trait;
 
@@ -123,7 +124,7 @@ impl<P: Provider> Provider for Checked<P> {
             return Ok(m);
         }
         let undo = match self.inner.revoke(t, &m.key_id, Revoke::Delete).await {
-            Ok(()) => "; the new key was deleted again".to_owned(),
+            Ok(_) => "; the new key was deleted again".to_owned(),
             Err(e) => format!("; deleting it again failed ({e}): delete it at the source by hand"),
         };
         Err(invalid(self.name(), "mint", &m.key_id.0, &undo))
@@ -133,7 +134,7 @@ impl<P: Provider> Provider for Checked<P> {
         self.inner.verify(m).await
     }
 
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         self.inner.revoke(t, key, how).await
     }
 }

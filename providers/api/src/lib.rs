@@ -60,8 +60,9 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// source propagates it. No side effects besides the authentication itself.
     async fn verify(&self, m: &Minted) -> ProviderResult<()>;
 
-    /// Disables or deletes `key` (phase 3). MUST be idempotent: an absent key is `Ok`.
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()>;
+    /// Disables or deletes `key` (phase 3). MUST be idempotent: an absent key is
+    /// `Ok(Revoked::AlreadyGone)`.
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked>;
 }
 
 /// A shared provider is a provider (so layers such as [`Retrying`] can wrap one).
@@ -85,7 +86,7 @@ impl<T: Provider + ?Sized> Provider for std::sync::Arc<T> {
     async fn verify(&self, m: &Minted) -> ProviderResult<()> {
         (**self).verify(m).await
     }
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         (**self).revoke(t, key, how).await
     }
 }

@@ -8,7 +8,8 @@
 //! propagate ([`crate::Propagation`]).
 
 use crate::{
-    Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Target,
+    Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Revoked,
+    Target,
 };
 use async_trait::async_trait;
 use rand::Rng;
@@ -211,7 +212,7 @@ impl<P: Provider> Provider for Retrying<P> {
         self.inner.verify(m).await
     }
 
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         self.policy
             .run("revoke", || self.inner.revoke(t, key, how))
             .await
@@ -325,9 +326,9 @@ mod tests {
             self.count("verify");
             Err(transient())
         }
-        async fn revoke(&self, _: &Target, _: &KeyId, _: Revoke) -> ProviderResult<()> {
+        async fn revoke(&self, _: &Target, _: &KeyId, _: Revoke) -> ProviderResult<Revoked> {
             (self.count("revoke") > 1)
-                .then_some(())
+                .then_some(Revoked::Done)
                 .ok_or_else(transient)
         }
     }

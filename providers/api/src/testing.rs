@@ -3,7 +3,7 @@
 //! preflight → keys → mint → verify → keys → revoke → revoke again (idempotent) → keys.
 //! It panics with a message naming the step that broke the contract.
 
-use crate::{KeyStatus, Provider, Revoke, Target};
+use crate::{KeyStatus, Provider, Revoke, Revoked, Target};
 
 /// Runs the suite for `target` and returns the ids seen, for extra assertions.
 pub async fn conformance(p: &dyn Provider, target: &Target) {
@@ -60,12 +60,24 @@ pub async fn conformance(p: &dyn Provider, target: &Target) {
         before.len() + 1,
         "{name}: mint changed other keys"
     );
-    p.revoke(target, &minted.key_id, Revoke::Delete)
+    let first = p
+        .revoke(target, &minted.key_id, Revoke::Delete)
         .await
         .unwrap_or_else(|e| panic!("{name}: revoke failed: {e}"));
-    p.revoke(target, &minted.key_id, Revoke::Delete)
+    assert_eq!(
+        first,
+        Revoked::Done,
+        "{name}: the first revoke deleted the key"
+    );
+    let again = p
+        .revoke(target, &minted.key_id, Revoke::Delete)
         .await
         .unwrap_or_else(|e| panic!("{name}: revoke is not idempotent: {e}"));
+    assert_eq!(
+        again,
+        Revoked::AlreadyGone,
+        "{name}: a second revoke finds the key gone"
+    );
     let after = p
         .keys(target)
         .await

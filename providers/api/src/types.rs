@@ -109,6 +109,16 @@ pub enum Revoke {
     Disable,
 }
 
+/// What a revoke found: the key revoked now, or already gone (deleted by someone else or
+/// by an earlier attempt). Both are success: revoke is idempotent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// The key was deleted or disabled by this call.
+    Done,
+    /// The source had no such key.
+    AlreadyGone,
+}
+
 /// Errors a provider reports.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

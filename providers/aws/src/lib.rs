@@ -6,7 +6,7 @@ pub use secret_manager_provider as api;
 
 use api::{
     Attempt, Capabilities, Clock, KeyId, KeyInfo, KeyStatus, Minted, Propagation, Provider,
-    ProviderError, ProviderResult, Revoke, SecretValue, SystemClock, Target,
+    ProviderError, ProviderResult, Revoke, Revoked, SecretValue, SystemClock, Target,
 };
 use async_trait::async_trait;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
@@ -566,7 +566,7 @@ impl Provider for AwsProvider {
             .await
     }
 
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         let user = t.param("username")?;
         let a = self.account(t).await?;
         let result = match how {
@@ -591,9 +591,10 @@ impl Provider for AwsProvider {
                 .map_err(|e| classify("UpdateAccessKey", &e)),
         };
         match result {
+            Ok(()) => Ok(Revoked::Done),
             // Idempotent: an absent key is already revoked.
-            Err(ProviderError::NotFound { .. }) => Ok(()),
-            other => other,
+            Err(ProviderError::NotFound { .. }) => Ok(Revoked::AlreadyGone),
+            Err(e) => Err(e),
         }
     }
 }

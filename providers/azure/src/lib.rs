@@ -12,7 +12,7 @@ pub use secret_manager_provider as api;
 
 use api::{
     Capabilities, Clock, KeyId, KeyInfo, KeyStatus, Minted, Propagation, Provider, ProviderError,
-    ProviderResult, Revoke, SecretValue, SystemClock, Target,
+    ProviderResult, Revoke, Revoked, SecretValue, SystemClock, Target,
 };
 use async_trait::async_trait;
 use azure_core::credentials::{Secret, TokenCredential};
@@ -379,7 +379,7 @@ impl Provider for AzureProvider {
             .await
     }
 
-    async fn revoke(&self, t: &Target, key: &KeyId, _how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, _how: Revoke) -> ProviderResult<Revoked> {
         // Graph cannot disable a password credential: both modes remove it. No read first:
         // Graph reads can lag writes, so a fresh secret may not be listed yet. A password
         // that is not there is already revoked.
@@ -395,8 +395,8 @@ impl Provider for AzureProvider {
             )
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if graph::is_password_not_found(&e) => Ok(()),
+            Ok(_) => Ok(Revoked::Done),
+            Err(e) if graph::is_password_not_found(&e) => Ok(Revoked::AlreadyGone),
             Err(e) => Err(e),
         }
     }

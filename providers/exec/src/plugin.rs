@@ -14,7 +14,7 @@
 
 use crate::api::{
     Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
-    Revoke, SecretValue, Target,
+    Revoke, Revoked, SecretValue, Target,
 };
 use crate::process::{self, MAX_STDERR_KEPT, MAX_STDOUT, RunError};
 use async_trait::async_trait;
@@ -471,7 +471,7 @@ impl Provider for ExecProvider {
         self.call("verify", extra, None).await.map(drop)
     }
 
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         let how = match how {
             Revoke::Delete => "delete",
             Revoke::Disable => "disable",
@@ -484,8 +484,8 @@ impl Provider for ExecProvider {
             )
             .await
         {
-            Err(ProviderError::NotFound { .. }) => Ok(()),
-            other => other.map(drop),
+            Err(ProviderError::NotFound { .. }) => Ok(Revoked::AlreadyGone),
+            other => other.map(|_| Revoked::Done),
         }
     }
 }

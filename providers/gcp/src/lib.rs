@@ -7,7 +7,7 @@ pub use secret_manager_provider as api;
 
 use api::{
     Attempt, Capabilities, Clock, KeyId, KeyInfo, KeyStatus, Minted, Propagation, Provider,
-    ProviderError, ProviderResult, Revoke, SecretValue, SystemClock, Target,
+    ProviderError, ProviderResult, Revoke, Revoked, SecretValue, SystemClock, Target,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -470,7 +470,7 @@ impl Provider for GcpProvider {
             .await
     }
 
-    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<()> {
+    async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         let (name, _) = account(t)?;
         self.listed.forget(&name);
         let key_name = format!("{name}/keys/{key}");
@@ -494,19 +494,20 @@ impl Provider for GcpProvider {
                 .map_err(|e| self.classify("DisableServiceAccountKey", &key_name, &e)),
         };
         match result {
+            Ok(()) => Ok(Revoked::Done),
             // Idempotent: an absent key is already revoked.
-            Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(ProviderError::NotFound { .. }) => Ok(Revoked::AlreadyGone),
             // IAM also answers 403 for a key (or account) that no longer exists: confirm
             // with a list before reporting access denied.
             Err(e @ ProviderError::AccessDenied { .. }) => match self.list(t).await {
                 Ok(keys) if !keys.iter().any(|k| &k.id == key) => {
                     tracing::debug!(key = %key_name, "403 on revoke, but the key is gone: already revoked");
-                    Ok(())
+                    Ok(Revoked::AlreadyGone)
                 }
-                Err(ProviderError::NotFound { .. }) => Ok(()),
+                Err(ProviderError::NotFound { .. }) => Ok(Revoked::AlreadyGone),
                 _ => Err(e),
             },
-            other => other,
+            Err(e) => Err(e),
         }
     }
 }
