@@ -1,4 +1,5 @@
-//! The `git` CLI as a subprocess.
+//! Git: the `git` CLI as a subprocess for the network and for signing, and gix
+//! in-process ([`super::objects`]) for local object work.
 //!
 //! Argo CD, Kargo and jj drive git the same way: the user's SSH config, agents and
 //! credential helpers keep working, and nothing here re-implements transport or auth.
@@ -88,6 +89,11 @@ pub struct Git {
     sign: bool,
     /// The checkout's configured remote names, read once.
     remotes: std::sync::Arc<std::sync::OnceLock<Result<Vec<String>, String>>>,
+    /// The object store in-process; `None` when gix cannot open the repository (the CLI
+    /// does that work then) or `SECRET_MANAGER_GIT_OBJECTS=cli`.
+    objects: std::sync::Arc<std::sync::OnceLock<Option<super::objects::Objects>>>,
+    /// Author and committer of in-process commits, as git resolves them.
+    idents: std::sync::Arc<std::sync::OnceLock<Result<super::objects::Idents, String>>>,
 }
 
 /// Configuration every git child runs with, whatever the checkout or the environment
@@ -108,7 +114,54 @@ impl Git {
             dir: dir.into(),
             sign: false,
             remotes: Default::default(),
+            objects: Default::default(),
+            idents: Default::default(),
         }
+    }
+
+    /// The in-process object store, opened on first use.
+    fn objects(&self) -> Option<&super::objects::Objects> {
+        self.objects
+            .get_or_init(|| {
+                if std::env::var("SECRET_MANAGER_GIT_OBJECTS").is_ok_and(|v| v == "cli") {
+                    return None;
+                }
+                super::objects::Objects::open(&self.dir)
+                    .inspect_err(|e| tracing::debug!(error = %e, "git objects through the CLI"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Author and committer for an in-process commit: `git var`'s (environment, then
+    /// config), asked once; the time is now unless `GIT_*_DATE` fixes it.
+    fn idents(&self) -> GitResult<super::objects::Idents> {
+        let cached = self.idents.get_or_init(|| {
+            let one = |var: &str| -> Result<gix::actor::Signature, String> {
+                let line = self.run(&["var", var]).map_err(|e| e.to_string())?;
+                super::objects::parse_ident(&line)
+                    .ok_or_else(|| format!("`git var {var}` printed `{}`", line.trim()))
+            };
+            Ok(super::objects::Idents {
+                author: one("GIT_AUTHOR_IDENT")?,
+                committer: one("GIT_COMMITTER_IDENT")?,
+            })
+        });
+        let mut idents = cached.clone().map_err(|message| GitError::Parse {
+            args: "var".into(),
+            message,
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        if std::env::var_os("GIT_AUTHOR_DATE").is_none() {
+            idents.author.time.seconds = now;
+        }
+        if std::env::var_os("GIT_COMMITTER_DATE").is_none() {
+            idents.committer.time.seconds = now;
+        }
+        Ok(idents)
     }
 
     /// Signs every commit this handle makes (`commit.gpgSign=true` for git's own commits,
@@ -215,6 +268,11 @@ impl Git {
 
     /// `git rev-parse --verify <rev>^{commit}`; `None` when it does not exist.
     pub fn resolve(&self, rev: &str) -> GitResult<Option<Oid>> {
+        if let Some(o) = self.objects()
+            && let Ok(found) = o.resolve(rev)
+        {
+            return Ok(found.map(|id| id.to_string()));
+        }
         match self.run(&[
             "rev-parse",
             "--verify",
@@ -294,6 +352,11 @@ impl Git {
 
     /// Whether `a` is an ancestor of (or equal to) `b`.
     pub fn is_ancestor(&self, a: &str, b: &str) -> GitResult<bool> {
+        if let Some(o) = self.objects()
+            && let Ok(yes) = o.is_ancestor(a, b)
+        {
+            return Ok(yes);
+        }
         match self.run(&["merge-base", "--is-ancestor", a, b]) {
             Ok(_) => Ok(true),
             Err(GitError::Failed { code: Some(1), .. }) => Ok(false),
@@ -303,6 +366,11 @@ impl Git {
 
     /// Number of commits in `a..b`.
     pub fn count(&self, a: &str, b: &str) -> GitResult<usize> {
+        if let Some(o) = self.objects()
+            && let Ok(n) = o.count(a, b)
+        {
+            return Ok(n);
+        }
         let args = ["rev-list", "--count", &format!("{a}..{b}")];
         let out = self.run(&args)?;
         out.trim().parse().map_err(|_| GitError::Parse {
@@ -313,6 +381,11 @@ impl Git {
 
     /// Files changed between `a` and `b` (tree diff, repo-relative, `/`-separated).
     pub fn changed_files(&self, a: &str, b: &str) -> GitResult<Vec<String>> {
+        if let Some(o) = self.objects()
+            && let Ok(files) = o.changed_files(a, b)
+        {
+            return Ok(files);
+        }
         let out = self.run(&["diff", "--name-only", "--no-renames", "-z", a, b, "--"])?;
         Ok(out
             .split('\0')
@@ -445,6 +518,9 @@ impl Git {
 
     /// Stores `content` as a blob; returns its id.
     pub fn write_blob(&self, content: &str) -> GitResult<Oid> {
+        if let Some(o) = self.objects() {
+            return o.write_blob(content.as_bytes());
+        }
         Ok(self
             .run_input(&["hash-object", "-w", "--stdin"], Some(content))?
             .trim()
@@ -459,6 +535,12 @@ impl Git {
         parents: &[&str],
         message: &str,
     ) -> GitResult<Oid> {
+        // Signed commits go through `git commit-tree -S` (the configured signing program).
+        if !self.sign
+            && let Some(o) = self.objects()
+        {
+            return o.commit_files_tree(files, parents, message, &self.idents()?);
+        }
         let listing: String = files
             .iter()
             .map(|(name, blob)| format!("100644 blob {blob}\t{name}\n"))
@@ -496,6 +578,11 @@ impl Git {
                     crate::text::escape(bad)
                 ),
             });
+        }
+        if let Some(o) = self.objects()
+            && let Ok(texts) = o.read_blobs(specs)
+        {
+            return Ok(texts);
         }
         let input: String = specs.iter().map(|s| format!("{s}\n")).collect();
         let mut c = self.command(["cat-file", "--batch"]);

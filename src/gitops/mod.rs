@@ -21,6 +21,7 @@ pub mod checkout;
 pub mod claims;
 pub mod events;
 pub mod git;
+mod objects;
 mod promote;
 mod publish;
 mod push;

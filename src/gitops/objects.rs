@@ -1,0 +1,484 @@
+//! Local git work in-process, with gix: reading and writing blobs, trees and commits,
+//! resolving refs, ancestry and tree diffs. A run does this thousands of times (a claim
+//! commit per credential, ancestry and diffs per cluster); as `git` children it was most
+//! of a large run's CPU. Fetch, push and signed commits stay on the CLI ([`super::git`]).
+//!
+//! [`Git`](super::git::Git) decides per call whether to come here: always for the work
+//! below, unless the repository cannot be opened by gix (then the CLI does it, as before)
+//! or `SECRET_MANAGER_GIT_OBJECTS=cli` asks for the CLI (benchmarks compare the two).
+
+use super::git::{GitError, GitResult, Oid};
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::FindExt as _;
+use std::path::Path;
+
+/// The object store of one repository (its linked worktrees share it).
+pub(crate) struct Objects {
+    repo: gix::ThreadSafeRepository,
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects").finish_non_exhaustive()
+    }
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> GitError {
+    GitError::Parse {
+        args: format!("(in-process) {what}"),
+        message: e.to_string(),
+    }
+}
+
+fn hex(s: &str) -> Option<ObjectId> {
+    (s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| ObjectId::from_hex(s.as_bytes()).ok())
+        .flatten()
+}
+
+/// Who a commit is by: `git var`'s answer (environment, then config, as git decides),
+/// parsed once per repository.
+#[derive(Clone, Debug)]
+pub(crate) struct Idents {
+    pub author: gix::actor::Signature,
+    pub committer: gix::actor::Signature,
+}
+
+/// Parses `Name <email> 1700000000 +0100` (the output of `git var GIT_*_IDENT`).
+pub(crate) fn parse_ident(line: &str) -> Option<gix::actor::Signature> {
+    let line = line.trim_end();
+    let (name, rest) = line.split_once(" <")?;
+    let (email, when) = rest.split_once("> ")?;
+    let mut parts = when.split(' ');
+    let seconds: i64 = parts.next()?.parse().ok()?;
+    let tz = parts.next()?;
+    let sign = if tz.starts_with('-') { -1 } else { 1 };
+    let digits = tz.trim_start_matches(['+', '-']);
+    if digits.len() != 4 {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..].parse().ok()?;
+    Some(gix::actor::Signature {
+        name: name.into(),
+        email: email.into(),
+        time: gix::date::Time {
+            seconds,
+            offset: sign * (hours * 3600 + minutes * 60),
+        },
+    })
+}
+
+impl Objects {
+    /// Opens the repository at `dir` (a work tree, a linked worktree or a bare repo),
+    /// reading its own config only: no global or system config, no environment overrides.
+    pub(crate) fn open(dir: &Path) -> GitResult<Objects> {
+        let repo = gix::ThreadSafeRepository::open_opts(dir, gix::open::Options::isolated())
+            .map_err(|e| err("open", e))?;
+        Ok(Objects { repo })
+    }
+
+    fn local(&self) -> gix::Repository {
+        self.repo.to_thread_local()
+    }
+
+    /// The commit `rev` names: a full ref name, `HEAD`, or a full hex id, optionally
+    /// followed by `^` (first parent). `Ok(None)` when it does not exist. `Err` for any
+    /// other syntax, which the caller leaves to the CLI.
+    pub(crate) fn resolve(&self, rev: &str) -> GitResult<Option<ObjectId>> {
+        let repo = self.local();
+        let (base, parent) = match rev.strip_suffix('^') {
+            Some(b) => (b, true),
+            None => (rev, false),
+        };
+        let id = if let Some(id) = hex(base) {
+            if !repo.has_object(id) {
+                return Ok(None);
+            }
+            id
+        } else if base == "HEAD" || base.starts_with("refs/") {
+            if base.contains(['\n', '\0', ' ', '~', ':', '?', '*', '[', '\\'])
+                || base.contains("..")
+            {
+                return Err(err("resolve", format!("not a plain ref: {base}")));
+            }
+            match repo
+                .try_find_reference(base)
+                .map_err(|e| err("resolve", e))?
+            {
+                Some(mut r) => match r.peel_to_id() {
+                    Ok(id) => id.detach(),
+                    Err(e) => return Err(err("resolve", e)),
+                },
+                None => return Ok(None),
+            }
+        } else {
+            return Err(err("resolve", format!("left to git: {base}")));
+        };
+        let Ok(object) = repo.find_object(id) else {
+            return Ok(None);
+        };
+        let Ok(commit) = object.peel_to_commit() else {
+            return Ok(None);
+        };
+        if parent {
+            return Ok(commit.parent_ids().next().map(|p| p.detach()));
+        }
+        Ok(Some(commit.id))
+    }
+
+    fn commit_id(&self, rev: &str) -> GitResult<ObjectId> {
+        self.resolve(rev)?
+            .ok_or_else(|| err("resolve", format!("no such commit: {rev}")))
+    }
+
+    /// Whether `a` is an ancestor of (or equal to) `b`.
+    pub(crate) fn is_ancestor(&self, a: &str, b: &str) -> GitResult<bool> {
+        let (a, b) = (self.commit_id(a)?, self.commit_id(b)?);
+        if a == b {
+            return Ok(true);
+        }
+        let repo = self.local();
+        match repo.merge_base(a, b) {
+            Ok(base) => Ok(base.is_some_and(|base| base.detach() == a)),
+            Err(e) => Err(err("merge-base", e)),
+        }
+    }
+
+    /// Number of commits reachable from `b` and not from `a` (`git rev-list --count a..b`).
+    pub(crate) fn count(&self, a: &str, b: &str) -> GitResult<usize> {
+        let (a, b) = (self.commit_id(a)?, self.commit_id(b)?);
+        let repo = self.local();
+        let walk = repo
+            .rev_walk([b])
+            .with_hidden([a])
+            .all()
+            .map_err(|e| err("rev-list", e))?;
+        let mut n = 0;
+        for info in walk {
+            info.map_err(|e| err("rev-list", e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn tree_of(repo: &gix::Repository, commit: ObjectId) -> GitResult<ObjectId> {
+        let c = repo
+            .find_object(commit)
+            .map_err(|e| err("read commit", e))?
+            .try_into_commit()
+            .map_err(|e| err("read commit", e))?;
+        c.tree_id()
+            .map(|t| t.detach())
+            .map_err(|e| err("read tree", e))
+    }
+
+    /// Files (blobs, links, submodules; never directories) that differ between the trees
+    /// of `a` and `b`, repo-relative and `/`-separated (`git diff --name-only
+    /// --no-renames`), sorted.
+    pub(crate) fn changed_files(&self, a: &str, b: &str) -> GitResult<Vec<String>> {
+        let (a, b) = (self.commit_id(a)?, self.commit_id(b)?);
+        let repo = self.local();
+        let (ta, tb) = (Self::tree_of(&repo, a)?, Self::tree_of(&repo, b)?);
+        if ta == tb {
+            return Ok(Vec::new());
+        }
+        let (mut buf_a, mut buf_b) = (Vec::new(), Vec::new());
+        let lhs = repo
+            .objects
+            .find_tree_iter(&ta, &mut buf_a)
+            .map_err(|e| err("read tree", e))?;
+        let rhs = repo
+            .objects
+            .find_tree_iter(&tb, &mut buf_b)
+            .map_err(|e| err("read tree", e))?;
+        let mut rec = gix::diff::tree::Recorder::default()
+            .track_location(Some(gix::diff::tree::recorder::Location::Path));
+        gix::diff::tree(
+            lhs,
+            rhs,
+            gix::diff::tree::State::default(),
+            &repo.objects,
+            &mut rec,
+        )
+        .map_err(|e| err("diff", e))?;
+        use gix::diff::tree::recorder::Change;
+        let mut out: Vec<String> = rec
+            .records
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::Addition {
+                    entry_mode, path, ..
+                }
+                | Change::Deletion {
+                    entry_mode, path, ..
+                } => (!entry_mode.is_tree()).then_some(path),
+                Change::Modification {
+                    previous_entry_mode,
+                    entry_mode,
+                    path,
+                    ..
+                } => (!(entry_mode.is_tree() && previous_entry_mode.is_tree())).then_some(path),
+            })
+            .map(|p| p.to_str_lossy().into_owned())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Stores `content` as a blob.
+    pub(crate) fn write_blob(&self, content: &[u8]) -> GitResult<Oid> {
+        let repo = self.local();
+        repo.write_blob(content)
+            .map(|id| id.to_string())
+            .map_err(|e| err("write blob", e))
+    }
+
+    /// A commit whose whole tree is `files` (name → blob id, one level), with `parents`
+    /// and `message`, by `idents`. Nothing is checked out and no ref moves.
+    pub(crate) fn commit_files_tree(
+        &self,
+        files: &[(&str, &str)],
+        parents: &[&str],
+        message: &str,
+        idents: &Idents,
+    ) -> GitResult<Oid> {
+        let repo = self.local();
+        let mut entries = Vec::with_capacity(files.len());
+        for (name, blob) in files {
+            if name.is_empty() || name.contains(['/', '\0']) {
+                return Err(err("mktree", format!("not a file name: {name:?}")));
+            }
+            entries.push(gix::objs::tree::Entry {
+                mode: gix::objs::tree::EntryKind::Blob.into(),
+                filename: (*name).into(),
+                oid: hex(blob).ok_or_else(|| err("mktree", format!("not an object id: {blob}")))?,
+            });
+        }
+        entries.sort_by(|a, b| a.filename.cmp(&b.filename));
+        let tree = repo
+            .write_object(gix::objs::Tree { entries })
+            .map_err(|e| err("write tree", e))?
+            .detach();
+        let mut parent_ids = Vec::with_capacity(parents.len());
+        for p in parents {
+            parent_ids.push(self.commit_id(p)?);
+        }
+        let commit = gix::objs::Commit {
+            tree,
+            parents: parent_ids.into(),
+            author: idents.author.clone(),
+            committer: idents.committer.clone(),
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        repo.write_object(&commit)
+            .map(|id| id.to_string())
+            .map_err(|e| err("write commit", e))
+    }
+
+    /// The text of `<rev>:<path>` for each spec (`rev` a commit id or ref; `path`
+    /// repo-relative); `None` where it does not exist or is not a blob.
+    pub(crate) fn read_blobs(&self, specs: &[String]) -> GitResult<Vec<Option<String>>> {
+        let repo = self.local();
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let Some((rev, path)) = spec.split_once(':') else {
+                return Err(err("read", format!("not <rev>:<path>: {spec}")));
+            };
+            let Some(commit) = self.resolve(rev)? else {
+                out.push(None);
+                continue;
+            };
+            let tree = Self::tree_of(&repo, commit)?;
+            let tree = repo
+                .find_object(tree)
+                .map_err(|e| err("read tree", e))?
+                .into_tree();
+            let entry = tree
+                .lookup_entry_by_path(path)
+                .map_err(|e| err("read tree", e))?;
+            let blob = match entry {
+                Some(e) if e.mode().is_blob() => Some(
+                    repo.find_object(e.object_id())
+                        .map_err(|e| err("read blob", e))?
+                        .detach()
+                        .data,
+                ),
+                _ => None,
+            };
+            out.push(blob.map(|b| String::from_utf8_lossy(&b).into_owned()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitops::git::Git;
+
+    fn sh(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "A")
+            .env("GIT_AUTHOR_EMAIL", "a@example.com")
+            .env("GIT_COMMITTER_NAME", "C")
+            .env("GIT_COMMITTER_EMAIL", "c@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A history with nested directories, a deletion, a file that becomes a directory, a
+    /// mode change and a merge: every in-process answer equals the CLI's.
+    #[test]
+    fn in_process_answers_equal_the_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        sh(d, &["init", "-q", "-b", "main"]);
+        let write = |rel: &str, text: &str| {
+            let p = d.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("a/b/c.yaml", "one\n");
+        write("a/d.yaml", "two\n");
+        write("x", "file\n");
+        write("run.sh", "echo\n");
+        sh(d, &["add", "-A"]);
+        sh(d, &["commit", "-qm", "first"]);
+        let first = sh(d, &["rev-parse", "HEAD"]).trim().to_owned();
+        write("a/b/c.yaml", "changed\n");
+        std::fs::remove_file(d.join("a/d.yaml")).unwrap();
+        std::fs::remove_file(d.join("x")).unwrap();
+        write("x/inside.yaml", "now a dir\n");
+        write("new dir/with space.yaml", "s\n");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        sh(d, &["add", "-A"]);
+        sh(d, &["commit", "-qm", "second"]);
+        let second = sh(d, &["rev-parse", "HEAD"]).trim().to_owned();
+        sh(d, &["checkout", "-qb", "side", &first]);
+        write("side.yaml", "s\n");
+        sh(d, &["add", "-A"]);
+        sh(d, &["commit", "-qm", "side"]);
+        let side = sh(d, &["rev-parse", "HEAD"]).trim().to_owned();
+        sh(d, &["checkout", "-q", "main"]);
+        sh(d, &["merge", "-q", "--no-edit", "side"]);
+        let merge = sh(d, &["rev-parse", "HEAD"]).trim().to_owned();
+
+        let o = Objects::open(d).unwrap();
+        let cli = |args: &[&str]| sh(d, args);
+        for (a, b) in [
+            (&first, &second),
+            (&second, &first),
+            (&first, &merge),
+            (&side, &merge),
+        ] {
+            let mut want: Vec<String> = cli(&["diff", "--name-only", "--no-renames", a, b, "--"])
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            want.sort();
+            assert_eq!(o.changed_files(a, b).unwrap(), want, "{a}..{b}");
+            let count: usize = cli(&["rev-list", "--count", &format!("{a}..{b}")])
+                .trim()
+                .parse()
+                .unwrap();
+            assert_eq!(o.count(a, b).unwrap(), count, "{a}..{b}");
+            let anc = std::process::Command::new("git")
+                .args(["merge-base", "--is-ancestor", a, b])
+                .current_dir(d)
+                .status()
+                .unwrap()
+                .success();
+            assert_eq!(o.is_ancestor(a, b).unwrap(), anc, "{a} {b}");
+        }
+        assert_eq!(
+            o.resolve("refs/heads/side").unwrap().unwrap().to_string(),
+            side
+        );
+        assert_eq!(o.resolve("HEAD").unwrap().unwrap().to_string(), merge);
+        assert_eq!(
+            o.resolve(&format!("{second}^"))
+                .unwrap()
+                .unwrap()
+                .to_string(),
+            first
+        );
+        assert_eq!(o.resolve("refs/heads/nope").unwrap(), None);
+        assert_eq!(o.resolve(&"0".repeat(40)).unwrap(), None);
+        assert!(o.resolve("HEAD~1").is_err(), "other syntax is left to git");
+        let texts = o
+            .read_blobs(&[
+                format!("{second}:a/b/c.yaml"),
+                format!("{first}:a/b/c.yaml"),
+                format!("{second}:a/d.yaml"),
+                format!("{second}:x"),
+                format!("{second}:new dir/with space.yaml"),
+                "refs/heads/nope:a".to_owned(),
+            ])
+            .unwrap();
+        assert_eq!(
+            texts,
+            [
+                Some("changed\n".to_owned()),
+                Some("one\n".to_owned()),
+                None,
+                None,
+                Some("s\n".to_owned()),
+                None
+            ]
+        );
+
+        // A commit written in-process is one git reads back: tree, parent, message.
+        let git = Git::new(d);
+        let blob = o.write_blob(b"claim: yes\n").unwrap();
+        assert_eq!(cli(&["cat-file", "-p", &blob]), "claim: yes\n");
+        let idents = Idents {
+            author: parse_ident("A <a@example.com> 1700000000 +0000").unwrap(),
+            committer: parse_ident("C <c@example.com> 1700000000 +0000").unwrap(),
+        };
+        let c = o
+            .commit_files_tree(
+                &[("z.yaml", &blob), ("claim.yaml", &blob)],
+                &[&merge],
+                "msg\n",
+                &idents,
+            )
+            .unwrap();
+        assert_eq!(cli(&["ls-tree", "--name-only", &c]), "claim.yaml\nz.yaml\n");
+        assert_eq!(
+            cli(&["log", "-1", "--format=%P %s %an %ce", &c]).trim(),
+            format!("{merge} msg A c@example.com")
+        );
+        cli(&["fsck", "--strict", "--no-dangling"]);
+        assert!(git.is_ancestor(&merge, &c).unwrap());
+    }
+
+    #[test]
+    fn idents_parse_as_git_var_prints_them() {
+        let s = parse_ident("Rotator Bot <rotator@example.com> 1700000000 -0130").unwrap();
+        assert_eq!(s.name, "Rotator Bot");
+        assert_eq!(s.email, "rotator@example.com");
+        assert_eq!(s.time.seconds, 1_700_000_000);
+        assert_eq!(s.time.offset, -(3600 + 30 * 60));
+        assert!(parse_ident("no email 1700000000 +0000").is_none());
+        assert!(parse_ident("A <a@b> notanumber +0000").is_none());
+    }
+}
