@@ -65,7 +65,7 @@ impl MainWriter {
                     &[],
                     &format!("secret-manager: start {}\n", target.refname),
                 )?;
-                fleet.git().run(&["update-ref", &target.tracking, &root])?;
+                fleet.git().set_ref(&target.tracking, &root)?;
                 root
             }
         };

@@ -394,6 +394,50 @@ impl Git {
             .collect())
     }
 
+    /// Whether each of `paths` is the same in `a` and `b` (`git diff --quiet a b --
+    /// paths`, with the paths taken literally).
+    pub fn same_paths(&self, a: &str, b: &str, paths: &[String]) -> GitResult<bool> {
+        if let Some(o) = self.objects()
+            && let Ok(same) = o.same_paths(a, b, paths)
+        {
+            return Ok(same);
+        }
+        let mut args = vec![
+            "--literal-pathspecs".to_owned(),
+            "diff".to_owned(),
+            "--quiet".into(),
+            a.to_owned(),
+            b.to_owned(),
+            "--".into(),
+        ];
+        args.extend(paths.iter().cloned());
+        match self.run(&args) {
+            Ok(_) => Ok(true),
+            Err(GitError::Failed { code: Some(1), .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Points the local ref `name` at `target` (`git update-ref name target`).
+    pub fn set_ref(&self, name: &str, target: &str) -> GitResult<()> {
+        if let Some(o) = self.objects()
+            && o.set_ref(name, target).is_ok()
+        {
+            return Ok(());
+        }
+        self.run(&["update-ref", name, target]).map(drop)
+    }
+
+    /// Deletes the local ref `name` (`git update-ref -d name`).
+    pub fn delete_ref(&self, name: &str) -> GitResult<()> {
+        if let Some(o) = self.objects()
+            && o.delete_ref(name).is_ok()
+        {
+            return Ok(());
+        }
+        self.run(&["update-ref", "-d", name]).map(drop)
+    }
+
     /// Files a single commit changed relative to its first parent.
     pub fn commit_files(&self, commit: &str) -> GitResult<Vec<String>> {
         self.changed_files(&format!("{commit}^"), commit)

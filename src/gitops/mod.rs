@@ -341,7 +341,7 @@ impl Fleet {
                 specs.push(format!("+{}:{}", pointer_ref(c), Self::tracking(c)));
             } else if self.git.resolve(&Self::tracking(c))?.is_some() {
                 // The pointer was deleted on the remote: forget our copy.
-                self.git.run(&["update-ref", "-d", &Self::tracking(c)])?;
+                self.git.delete_ref(&Self::tracking(c))?;
             }
         }
         if !specs.is_empty() {
@@ -364,7 +364,7 @@ impl Fleet {
             }
             None => {
                 if self.git.resolve(&Self::tracking(c))?.is_some() {
-                    self.git.run(&["update-ref", "-d", &Self::tracking(c)])?;
+                    self.git.delete_ref(&Self::tracking(c))?;
                 }
                 Ok(None)
             }
@@ -416,7 +416,7 @@ impl Fleet {
             }
         }
         // Keep our private tracking ref in step.
-        self.git.run(&["update-ref", &Self::tracking(c), new])?;
+        self.git.set_ref(&Self::tracking(c), new)?;
         Ok(())
     }
 
@@ -496,7 +496,7 @@ impl Fleet {
             let outcome = self.git.push_refs(&t.remote, &[update])?.pop();
             match outcome {
                 Some(git::RefOutcome::Updated) => {
-                    self.git.run(&["update-ref", &t.tracking, &commit])?;
+                    self.git.set_ref(&t.tracking, &commit)?;
                     return Ok(commit);
                 }
                 Some(git::RefOutcome::Lost(reason)) if attempt <= RACE_RETRIES => {

@@ -228,6 +228,63 @@ impl Objects {
         Ok(out)
     }
 
+    /// Whether every one of `paths` is the same (same blob and mode, or absent in both)
+    /// in the trees of `a` and `b`. Paths are exact, never pathspec patterns.
+    pub(crate) fn same_paths(&self, a: &str, b: &str, paths: &[String]) -> GitResult<bool> {
+        let (a, b) = (self.commit_id(a)?, self.commit_id(b)?);
+        let repo = self.local();
+        let tree = |c: ObjectId| -> GitResult<gix::Tree<'_>> {
+            Ok(repo
+                .find_object(Self::tree_of(&repo, c)?)
+                .map_err(|e| err("read tree", e))?
+                .into_tree())
+        };
+        let (ta, tb) = (tree(a)?, tree(b)?);
+        if ta.id == tb.id {
+            return Ok(true);
+        }
+        for p in paths {
+            let ea = ta
+                .lookup_entry_by_path(p)
+                .map_err(|e| err("read tree", e))?;
+            let eb = tb
+                .lookup_entry_by_path(p)
+                .map_err(|e| err("read tree", e))?;
+            let key =
+                |e: Option<gix::object::tree::Entry<'_>>| e.map(|e| (e.mode(), e.object_id()));
+            if key(ea) != key(eb) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Points the local ref `name` at `target` (created or moved, whatever it held).
+    pub(crate) fn set_ref(&self, name: &str, target: &str) -> GitResult<()> {
+        let id = hex(target).ok_or_else(|| err("update-ref", format!("not an id: {target}")))?;
+        self.local()
+            .reference(
+                name,
+                id,
+                gix::refs::transaction::PreviousValue::Any,
+                "secret-manager",
+            )
+            .map(drop)
+            .map_err(|e| err("update-ref", e))
+    }
+
+    /// Deletes the local ref `name` if it exists.
+    pub(crate) fn delete_ref(&self, name: &str) -> GitResult<()> {
+        match self
+            .local()
+            .try_find_reference(name)
+            .map_err(|e| err("update-ref -d", e))?
+        {
+            Some(r) => r.delete().map_err(|e| err("update-ref -d", e)),
+            None => Ok(()),
+        }
+    }
+
     /// Stores `content` as a blob.
     pub(crate) fn write_blob(&self, content: &[u8]) -> GitResult<Oid> {
         let repo = self.local();
@@ -445,6 +502,38 @@ mod tests {
                 None
             ]
         );
+
+        // Paths compared exactly (a glob-looking path is a path, not a pattern).
+        let paths = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            o.same_paths(&first, &second, &paths(&["a/b/c.yaml"]))
+                .is_ok_and(|s| !s)
+        );
+        assert!(
+            o.same_paths(&second, &merge, &paths(&["a/b/c.yaml", "x/inside.yaml"]))
+                .unwrap()
+        );
+        assert!(
+            !o.same_paths(&first, &second, &paths(&["a/d.yaml"]))
+                .unwrap(),
+            "deleted"
+        );
+        assert!(
+            o.same_paths(&first, &second, &paths(&["nope", "a/*"]))
+                .unwrap()
+        );
+        assert!(
+            !o.same_paths(&first, &second, &paths(&["run.sh"])).unwrap(),
+            "mode"
+        );
+        // Local refs set and deleted in-process are git's refs.
+        o.set_ref("refs/secret-manager/t", &first).unwrap();
+        assert_eq!(cli(&["rev-parse", "refs/secret-manager/t"]).trim(), first);
+        o.set_ref("refs/secret-manager/t", &second).unwrap();
+        assert_eq!(cli(&["rev-parse", "refs/secret-manager/t"]).trim(), second);
+        o.delete_ref("refs/secret-manager/t").unwrap();
+        o.delete_ref("refs/secret-manager/t").unwrap();
+        assert_eq!(cli(&["for-each-ref", "refs/secret-manager/"]), "");
 
         // A commit written in-process is one git reads back: tree, parent, message.
         let git = Git::new(d);

@@ -179,19 +179,8 @@ impl Fleet {
 
     /// Whether `rev`'s tree has every one of `files` exactly as `change` left it.
     fn holds(&self, rev: &str, change: &str, files: &BTreeSet<String>) -> GitResult<bool> {
-        let mut args = vec![
-            "diff".to_owned(),
-            "--quiet".into(),
-            rev.to_owned(),
-            change.to_owned(),
-            "--".into(),
-        ];
-        args.extend(files.iter().cloned());
-        match self.git.run(&args) {
-            Ok(_) => Ok(true),
-            Err(GitError::Failed { code: Some(1), .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let files: Vec<String> = files.iter().cloned().collect();
+        self.git.same_paths(rev, change, &files)
     }
 
     /// Runs `git <args>` in a temporary worktree at `base` and returns the new HEAD. On
