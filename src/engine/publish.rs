@@ -118,6 +118,7 @@ async fn move_pointers(
     let now = ctx.now();
     let mut moved = Moved::new();
     let mut touched = BTreeSet::new();
+    let mut fast = batch_fast_forwards(ctx, &moves);
     for ((cluster, sha), members) in moves {
         if ctx.cancelled() {
             blocked.extend(&members);
@@ -166,7 +167,10 @@ async fn move_pointers(
                     }
                 }
             }
-            None => ctx.fleet.publish(&cluster, &sha),
+            None => match fast.remove(&(cluster.clone(), sha.clone())) {
+                Some(settled) => settled,
+                None => ctx.fleet.publish(&cluster, &sha),
+            },
         };
         match result {
             Ok(out) => {
@@ -190,6 +194,43 @@ async fn move_pointers(
         }
     }
     (moved, touched)
+}
+
+/// The fast-forwards of every cluster at once (one fetch and one push per remote), for
+/// the moves that are a cluster's only one this run; what the batch cannot settle is
+/// left to the one-cluster path.
+fn batch_fast_forwards(
+    ctx: &Ctx<'_>,
+    moves: &Moves,
+) -> BTreeMap<(String, String), crate::gitops::PublishResult<crate::gitops::PublishOutcome>> {
+    if ctx.pr_mode() || ctx.cancelled() {
+        return BTreeMap::new();
+    }
+    let mut per_cluster: BTreeMap<&str, usize> = BTreeMap::new();
+    for (cluster, _) in moves.keys() {
+        *per_cluster.entry(cluster).or_default() += 1;
+    }
+    let batch: Vec<(String, String)> = moves
+        .keys()
+        .filter(|(cluster, _)| {
+            per_cluster[cluster.as_str()] == 1
+                && ctx
+                    .repo
+                    .inventory
+                    .get(cluster)
+                    .is_some_and(|c| !ctx.unavailable.contains_key(&c.remote))
+        })
+        .cloned()
+        .collect();
+    if batch.is_empty() {
+        return BTreeMap::new();
+    }
+    let settled = ctx.fleet.publish_fast_forwards(&batch);
+    batch
+        .into_iter()
+        .zip(settled)
+        .filter_map(|(k, r)| r.map(|r| (k, r)))
+        .collect()
 }
 
 /// Commits the new publish times in one commit; false when that failed (reported).

@@ -76,6 +76,120 @@ impl Fleet {
         })
     }
 
+    /// The fast-forward moves of many clusters at once: per remote, one fetch of its
+    /// pointers and one push of every pointer that can fast-forward to its change, each
+    /// under a lease on the commit it was read at (each ref succeeds or fails on its own;
+    /// nothing is forced). Returns, per move, the outcome when the batch settled it
+    /// (published already, moved, or refused for good), or `None` when the move needs
+    /// [`Fleet::publish`]: a hot-fix, a pointer that moved meanwhile (retried alone there,
+    /// with its backoff), a missing pointer or an unreachable remote (reported there).
+    pub fn publish_fast_forwards(
+        &self,
+        moves: &[(String, String)],
+    ) -> Vec<Option<PublishResult<PublishOutcome>>> {
+        let mut out: Vec<Option<PublishResult<PublishOutcome>>> =
+            (0..moves.len()).map(|_| None).collect();
+        let Ok(Some(main)) = self.git.resolve(&self.main_tracking()) else {
+            return out;
+        };
+        let mut by_remote: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+        for (i, (id, _)) in moves.iter().enumerate() {
+            if let Some(c) = self.inventory.get(id) {
+                by_remote.entry(c.remote.as_str()).or_default().push(i);
+            }
+        }
+        let mut files_of: std::collections::BTreeMap<Oid, BTreeSet<String>> = Default::default();
+        for (remote, idx) in by_remote {
+            if self.fetch_pointers_of(remote).is_err() {
+                continue;
+            }
+            let mut updates = Vec::new();
+            let mut pending = Vec::new();
+            for i in idx {
+                let (id, change) = &moves[i];
+                let c = self.cluster(id);
+                let decided = (|| -> GitResult<Option<Result<PublishMode, (Oid, Oid)>>> {
+                    let Some(change) = self.git.resolve(change)? else {
+                        return Ok(None);
+                    };
+                    if !self.git.is_ancestor(&change, &main)? {
+                        return Ok(None);
+                    }
+                    let Some(p) = self.pointer(c)? else {
+                        return Ok(None);
+                    };
+                    if !files_of.contains_key(&change) {
+                        let files = self.git.commit_files(&change)?.into_iter().collect();
+                        files_of.insert(change.clone(), files);
+                    }
+                    let files = &files_of[&change];
+                    if self.git.is_ancestor(&change, &p)? || self.holds(&p, &change, files)? {
+                        return Ok(Some(Ok(PublishMode::AlreadyPublished)));
+                    }
+                    if self.git.is_ancestor(&p, &change)?
+                        && self.unrelated(c, &p, &change, files)?.is_empty()
+                    {
+                        return Ok(Some(Err((p, change))));
+                    }
+                    Ok(None)
+                })();
+                match decided {
+                    Ok(Some(Ok(mode))) => {
+                        let p = self.pointer(c).ok().flatten().unwrap_or_default();
+                        out[i] = Some(Ok(PublishOutcome {
+                            cluster: c.id.clone(),
+                            mode,
+                            from: p.clone(),
+                            to: p,
+                        }));
+                    }
+                    Ok(Some(Err((p, change)))) => {
+                        updates.push(super::git::RefUpdate {
+                            src: Some(change.clone()),
+                            dst: pointer_ref(c),
+                            lease: super::git::Lease::At(p.clone()),
+                        });
+                        pending.push((i, c, p, change));
+                    }
+                    // Anything else is decided (and reported) by the one-cluster path.
+                    Ok(None) | Err(_) => {}
+                }
+            }
+            if updates.is_empty() {
+                continue;
+            }
+            let Ok(outcomes) = self.git.push_refs(remote, &updates) else {
+                continue;
+            };
+            for ((i, c, p, change), o) in pending.into_iter().zip(outcomes) {
+                match o {
+                    super::git::RefOutcome::Updated => {
+                        if self.git.set_ref(&Self::tracking(c), &change).is_err() {
+                            continue;
+                        }
+                        out[i] = Some(Ok(PublishOutcome {
+                            cluster: c.id.clone(),
+                            mode: PublishMode::FastForward,
+                            from: p,
+                            to: change,
+                        }));
+                    }
+                    // Another writer moved the pointer: re-read and retried alone.
+                    super::git::RefOutcome::Lost(_) => {}
+                    super::git::RefOutcome::Refused(reason) => {
+                        out[i] = Some(Err(GitError::Refused {
+                            remote: remote.to_owned(),
+                            refname: pointer_ref(c),
+                            reason,
+                        }
+                        .into()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Moves cluster `id` forward to `commit` (a hot-fix main now contains): only when its
     /// pointer is an ancestor of `commit` and `commit` is on main.
     pub fn advance_to(&self, id: &str, commit: &str) -> PublishResult<PublishOutcome> {
