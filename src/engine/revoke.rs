@@ -346,30 +346,43 @@ fn commit(
     let now = ctx.now();
     let mut paths = Vec::new();
     let mut blocks: Vec<TrailerBlock> = Vec::new();
+    // A record that cannot be written or removed is not committed: the key is revoked
+    // (idempotent), and the next run records it.
+    let mut unwritten: Vec<(usize, String)> = Vec::new();
     for (i, t) in &done {
         let rec = &mut records[*i];
         let path = ctx.journal().dir().join(rec.path());
+        let written = match t {
+            Todo::Revoke(Revoke::Disable) => {
+                let mut r = rec.clone();
+                r.disabled_at = Some(now);
+                std::fs::write(&path, r.to_yaml())
+            }
+            _ => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = written {
+            unwritten.push((*i, format!("{}: {e}", rec.path())));
+            continue;
+        }
         paths.push(rec.path());
         let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
         let mut b = match t {
             Todo::Revoke(Revoke::Disable) => {
                 rec.disabled_at = Some(now);
-                let _ = std::fs::write(&path, rec.to_yaml());
                 let mut b = rec.trailer(TrailerAction::Revoke);
                 b.reason =
                     Some("old key disabled; deleted once the grace period has passed again".into());
                 b
             }
-            Todo::Revoke(Revoke::Delete) => {
-                let _ = std::fs::remove_file(&path);
-                rec.trailer(if was_disabled {
-                    TrailerAction::DeleteDisabled
-                } else {
-                    TrailerAction::Revoke
-                })
-            }
+            Todo::Revoke(Revoke::Delete) => rec.trailer(if was_disabled {
+                TrailerAction::DeleteDisabled
+            } else {
+                TrailerAction::Revoke
+            }),
             Todo::Keep(users) => {
-                let _ = std::fs::remove_file(&path);
                 let mut b = rec.trailer(TrailerAction::RevokeSkipped);
                 b.reason = Some(format!("still used by {}", users.join(", ")));
                 b
@@ -379,6 +392,25 @@ fn commit(
             b.published = rec.published_trailers(&rec.clusters());
         }
         blocks.push(b);
+    }
+    let done: Vec<(usize, Todo)> = done
+        .into_iter()
+        .filter(|(i, _)| !unwritten.iter().any(|(u, _)| u == i))
+        .collect();
+    for (i, why) in unwritten {
+        let rec = &records[i];
+        ctx.fail(
+            Phase::Revoke,
+            &rec.source,
+            &rec.identity,
+            None,
+            EngineError::Batch(format!(
+                "old key revoked, but its record could not be updated ({why}); the next run records it"
+            )),
+        );
+    }
+    if done.is_empty() {
+        return;
     }
     let message = trailers::message(&subject(records, &done), &blocks);
     if let Err(e) = ctx.journal().commit_and_push(&paths, &message) {
