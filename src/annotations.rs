@@ -34,6 +34,7 @@ pub fn identity_annotations(source: &str) -> &'static [&'static str] {
         "aws" => &["account", "username"],
         "azure" => &["tenantId", "applicationObjectId", "clientId"],
         "gcp" => &["project", "serviceAccount"],
+        "random" => &["id"],
         _ => &[],
     }
 }
@@ -44,6 +45,7 @@ pub fn output_fields(source: &str) -> Option<&'static [&'static str]> {
         "aws" => Some(&["AccessKeyId", "SecretAccessKey"]),
         "azure" => Some(&["ClientId", "ClientSecret", "TenantId", "KeyId"]),
         "gcp" => Some(&["KeyFileJson", "KeyId", "ClientEmail"]),
+        "random" => Some(&["Value"]),
         _ => None,
     }
 }

@@ -29,6 +29,7 @@ pub fn identity_label(source: &str, params: &BTreeMap<String, String>) -> String
         "aws" => format!("{}/{}", g("account"), g("username")),
         "azure" => format!("{}/{}", g("tenantId"), g("applicationObjectId")),
         "gcp" => g("serviceAccount").to_owned(),
+        "random" => g("id").to_owned(),
         _ => params
             .iter()
             .map(|(k, v)| format!("{k}={v}"))

@@ -24,6 +24,7 @@ pub mod list;
 pub mod manifest;
 pub mod names;
 pub mod providers;
+pub mod random_source;
 pub mod reseal;
 pub mod scan;
 pub mod seal;

@@ -138,6 +138,7 @@ async fn create(
             name: source.into(),
             feature: "gcp",
         }),
+        crate::random_source::NAME => Ok(Arc::new(crate::random_source::RandomProvider::default())),
         #[cfg(feature = "exec")]
         other => {
             let plugin = secret_manager_exec::PluginSettings {

@@ -16,6 +16,7 @@ mod gitops;
 mod hostile;
 mod monitoring;
 mod pull_requests;
+mod random;
 mod rotate;
 mod safety;
 mod scan;
