@@ -16,6 +16,35 @@ use std::path::Path;
 /// The object store of one repository (its linked worktrees share it).
 pub(crate) struct Objects {
     repo: gix::ThreadSafeRepository,
+    /// Repository handles with their object caches, reused across calls: a fresh handle
+    /// per call would inflate the same commits and trees from the pack every time.
+    pool: std::sync::Mutex<Vec<gix::Repository>>,
+}
+
+/// Object cache per handle: the commits and trees a run reads again and again.
+const OBJECT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// A pooled handle, returned to the pool when dropped.
+pub(crate) struct Handle<'a> {
+    repo: Option<gix::Repository>,
+    pool: &'a std::sync::Mutex<Vec<gix::Repository>>,
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = gix::Repository;
+    fn deref(&self) -> &gix::Repository {
+        self.repo
+            .as_ref()
+            .expect("a handle holds its repository until dropped")
+    }
+}
+
+impl Drop for Handle<'_> {
+    fn drop(&mut self) {
+        if let (Some(r), Ok(mut pool)) = (self.repo.take(), self.pool.lock()) {
+            pool.push(r);
+        }
+    }
 }
 
 impl std::fmt::Debug for Objects {
@@ -76,11 +105,23 @@ impl Objects {
     pub(crate) fn open(dir: &Path) -> GitResult<Objects> {
         let repo = gix::ThreadSafeRepository::open_opts(dir, gix::open::Options::isolated())
             .map_err(|e| err("open", e))?;
-        Ok(Objects { repo })
+        Ok(Objects {
+            repo,
+            pool: Default::default(),
+        })
     }
 
-    fn local(&self) -> gix::Repository {
-        self.repo.to_thread_local()
+    fn local(&self) -> Handle<'_> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let repo = pooled.unwrap_or_else(|| {
+            let mut r = self.repo.to_thread_local();
+            r.object_cache_size(OBJECT_CACHE_BYTES);
+            r
+        });
+        Handle {
+            repo: Some(repo),
+            pool: &self.pool,
+        }
     }
 
     /// The commit `rev` names: a full ref name, `HEAD`, or a full hex id, optionally
