@@ -423,29 +423,24 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
         .filter(|s| s.action == Action::Busy)
         .count();
     if !ctx.global.quiet && !json {
+        let [stage, delete, publish, revoke, clean, undo, propose] = [
+            Action::Stage,
+            Action::Delete,
+            Action::Publish,
+            Action::Revoke,
+            Action::Cleanup,
+            Action::Undo,
+            Action::Propose,
+        ]
+        .map(n);
+        let failed = report.failures.len();
         let line = if dry_run {
             format!(
-                "{verb} (dry run, nothing changed): would stage {}, delete {}, publish {}, revoke {}, clean {} orphan(s), undo {}, propose {}; {busy} busy, {} failed",
-                n(Action::Stage),
-                n(Action::Delete),
-                n(Action::Publish),
-                n(Action::Revoke),
-                n(Action::Cleanup),
-                n(Action::Undo),
-                n(Action::Propose),
-                report.failures.len()
+                "{verb} (dry run, nothing changed): would stage {stage}, delete {delete}, publish {publish}, revoke {revoke}, clean {clean} orphan(s), undo {undo}, propose {propose}; {busy} busy, {failed} failed"
             )
         } else {
             format!(
-                "{verb}: {} staged, {} deleted, {} published, {} revoked, {} orphan(s) cleaned, {} undone, {} proposed, {busy} busy, {} failed",
-                n(Action::Stage),
-                n(Action::Delete),
-                n(Action::Publish),
-                n(Action::Revoke),
-                n(Action::Cleanup),
-                n(Action::Undo),
-                n(Action::Propose),
-                report.failures.len()
+                "{verb}: {stage} staged, {delete} deleted, {publish} published, {revoke} revoked, {clean} orphan(s) cleaned, {undo} undone, {propose} proposed, {busy} busy, {failed} failed"
             )
         };
         crate::output::say(crate::output::Level::Info, &line);
