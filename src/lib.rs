@@ -9,6 +9,7 @@
 
 pub mod annotations;
 pub mod audit;
+pub mod blocking;
 pub mod config;
 pub mod create;
 pub mod duration;
@@ -389,7 +390,7 @@ pub fn failpoint(name: &str) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(3000);
         eprintln!("failpoint {name}: pausing {ms} ms");
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        crate::blocking::sleep(std::time::Duration::from_millis(ms));
     }
     if FAILPOINT.try_with(|f| f == name).unwrap_or(false) {
         std::panic::panic_any(Crash(name.to_owned()));

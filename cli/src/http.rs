@@ -2,8 +2,10 @@
 //! request is described (reqwest's own message may repeat the URL, which can carry a
 //! token or a password, so only the kind of failure is kept).
 
+use secret_manager::provider::RetryPolicy;
+
 /// Attempts per delivery (the first and two retries).
-pub const ATTEMPTS: u32 = 3;
+pub const ATTEMPTS: u32 = RetryPolicy::DELIVERY.max_attempts;
 
 /// The kind of a failed request, without the URL.
 pub fn failure_kind(e: &reqwest::Error) -> String {
@@ -16,9 +18,10 @@ pub fn failure_kind(e: &reqwest::Error) -> String {
     }
 }
 
-/// Waits before attempt `attempt + 1` (0.5 s, then 1 s); nothing after the last.
+/// Waits before attempt `attempt + 1` under [`RetryPolicy::DELIVERY`] (jittered, up to
+/// 0.5 s, then up to 1 s); nothing after the last.
 pub async fn backoff(attempt: u32) {
-    if attempt < ATTEMPTS {
-        tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+    if let Some(d) = RetryPolicy::DELIVERY.backoff(attempt, None, std::time::Duration::ZERO) {
+        tokio::time::sleep(d).await;
     }
 }

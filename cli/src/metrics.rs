@@ -353,5 +353,8 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
         }
         crate::http::backoff(attempt).await;
     }
-    anyhow::bail!("pushgateway {shown}: {last} (after 3 attempts)")
+    anyhow::bail!(
+        "pushgateway {shown}: {last} (after {} attempts)",
+        crate::http::ATTEMPTS
+    )
 }

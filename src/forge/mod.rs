@@ -4,7 +4,8 @@
 //! token is refreshed before it expires), never from argv and never logged.
 //!
 //! Rate limits (GitHub's `403` with `x-ratelimit-remaining: 0`, `429` with `Retry-After`)
-//! are waited out within [`MAX_WAIT`]; 5xx and transport errors are retried a few times;
+//! are waited out within [`MAX_WAIT`]; 5xx and transport errors are retried with the
+//! jittered backoff of [`RETRY`] (the one retry policy type, named per use);
 //! everything else is an error that says what to do.
 
 mod auth;
@@ -14,8 +15,18 @@ mod gitlab;
 pub use auth::Auth;
 
 use crate::config::{self, ForgeKind};
+use crate::provider::RetryPolicy;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
+
+/// How a forge call retries: server errors and unreachable hosts with jittered backoff,
+/// rate limits for as long as the forge asks, within one budget of waiting.
+pub const RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 6,
+    max_retry_after: MAX_WAIT,
+    budget: MAX_WAIT,
+    ..RetryPolicy::FORGE
+};
 
 /// The longest a forge call waits for rate limits and server errors, in all.
 pub const MAX_WAIT: Duration = Duration::from_secs(120);
@@ -257,8 +268,8 @@ impl Forge {
         body: Option<&serde_json::Value>,
     ) -> ForgeResult<Response> {
         let what = format!("{method} {path}");
-        let started = std::time::Instant::now();
         let mut attempt = 0u32;
+        let mut waited = Duration::ZERO;
         loop {
             attempt += 1;
             let mut req = self
@@ -276,15 +287,15 @@ impl Forge {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let waited = started.elapsed();
             let resp = match req.send().await {
                 Ok(r) => r,
-                Err(e) if attempt < 4 && waited < MAX_WAIT => {
-                    tracing::info!(forge = self.name(), %what, error = %e, "forge unreachable; retrying");
-                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-                    continue;
-                }
                 Err(e) => {
+                    if let Some(d) = RETRY.backoff(attempt, None, waited) {
+                        tracing::info!(forge = self.name(), %what, error = %e.without_url(), "forge unreachable; retrying");
+                        tokio::time::sleep(d).await;
+                        waited += d;
+                        continue;
+                    }
                     return Err(ForgeError::Failed {
                         forge: self.name(),
                         what,
@@ -319,21 +330,26 @@ impl Forge {
                         .map(|reset| (reset - Utc::now().timestamp()).max(1) as u64)
                         .unwrap_or(5)
                 });
-                if waited + Duration::from_secs(wait) > MAX_WAIT {
+                let Some(d) = RETRY.backoff(attempt, Some(Duration::from_secs(wait)), waited)
+                else {
                     return Err(ForgeError::RateLimited {
                         forge: self.name(),
                         what,
                         reset_in: wait,
                         waited: waited.as_secs(),
                     });
-                }
-                tracing::info!(forge = self.name(), %what, wait_s = wait, "rate limited; waiting");
-                tokio::time::sleep(Duration::from_secs(wait)).await;
+                };
+                tracing::info!(forge = self.name(), %what, wait_ms = d.as_millis() as u64, "rate limited; waiting");
+                tokio::time::sleep(d).await;
+                waited += d;
                 continue;
             }
-            if r.status >= 500 && attempt < 4 && waited < MAX_WAIT {
+            if r.status >= 500
+                && let Some(d) = RETRY.backoff(attempt, None, waited)
+            {
                 tracing::info!(forge = self.name(), %what, status = r.status, "forge server error; retrying");
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                tokio::time::sleep(d).await;
+                waited += d;
                 continue;
             }
             return Ok(r);

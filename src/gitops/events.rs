@@ -8,7 +8,7 @@
 //! only reviewed pull requests. Appends are compare-and-swap pushes, retried on a race.
 
 use super::git::{Git, GitError, GitResult, Lease, Oid, RefOutcome, RefUpdate};
-use super::{Fleet, RACE_RETRIES, race_backoff};
+use super::{Fleet, Races};
 
 /// The event log's ref on the main remote.
 pub const EVENTS_REF: &str = "refs/secret-manager/audit";
@@ -47,7 +47,8 @@ impl EventLog {
 
     /// Appends one event commit with `message` (subject, blank line, trailer blocks).
     pub fn append(&self, message: &str) -> GitResult<Oid> {
-        for attempt in 1..=RACE_RETRIES + 1 {
+        let mut races = Races::new();
+        loop {
             let tip = self.fetch()?;
             let parents: Vec<&str> = tip.iter().map(String::as_str).collect();
             let commit = self.git.commit_files_tree(&[], &parents, message)?;
@@ -58,16 +59,15 @@ impl EventLog {
             };
             match self.git.push_refs(&self.remote, &[update])?.pop() {
                 Some(RefOutcome::Updated) => return Ok(commit),
-                Some(RefOutcome::Lost(reason)) if attempt <= RACE_RETRIES => {
-                    tracing::info!(attempt, %reason, "audit log moved; retrying");
-                    std::thread::sleep(race_backoff(attempt));
-                }
                 Some(RefOutcome::Lost(reason)) => {
-                    return Err(GitError::Rejected {
-                        remote: self.remote.clone(),
-                        refname: EVENTS_REF.into(),
-                        stderr: reason,
-                    });
+                    tracing::info!(attempt = races.attempt(), %reason, "audit log moved; retrying");
+                    if !races.lost() {
+                        return Err(GitError::Rejected {
+                            remote: self.remote.clone(),
+                            refname: EVENTS_REF.into(),
+                            stderr: reason,
+                        });
+                    }
                 }
                 Some(RefOutcome::Refused(reason)) => {
                     return Err(GitError::Refused {
@@ -79,6 +79,5 @@ impl EventLog {
                 None => unreachable!("one outcome per update"),
             }
         }
-        unreachable!("the loop returns on the last attempt")
     }
 }

@@ -252,9 +252,9 @@ impl Git {
                 .expect("piped")
                 .write_all(input.as_bytes())
                 .map_err(GitError::Spawn)?;
-            child.wait_with_output().map_err(GitError::Spawn)?
+            crate::blocking::run(|| child.wait_with_output()).map_err(GitError::Spawn)?
         } else {
-            c.output().map_err(GitError::Spawn)?
+            crate::blocking::run(|| c.output()).map_err(GitError::Spawn)?
         };
         if !out.status.success() {
             return Err(GitError::Failed {
@@ -534,7 +534,8 @@ impl Git {
         }
         let shown = args.join(" ");
         tracing::debug!(target: "git", "git {shown}");
-        let out = self.command(&args).output().map_err(GitError::Spawn)?;
+        let mut c = self.command(&args);
+        let out = crate::blocking::run(|| c.output()).map_err(GitError::Spawn)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         let lines = porcelain_lines(&stdout);
@@ -639,7 +640,7 @@ impl Git {
             .map_err(GitError::Spawn)?;
         let mut stdin = child.stdin.take().expect("piped");
         let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let out = child.wait_with_output().map_err(GitError::Spawn)?;
+        let out = crate::blocking::run(|| child.wait_with_output()).map_err(GitError::Spawn)?;
         let _ = writer.join();
         if !out.status.success() {
             return Err(GitError::Failed {

@@ -29,6 +29,7 @@ pub use publish::HotfixVia;
 mod status;
 
 use crate::inventory::{Cluster, Inventory, PointerKind};
+use crate::provider::RetryPolicy;
 use crate::scan::{Attribution, attribute};
 use git::{Git, GitError, GitResult, Oid};
 use serde::Serialize;
@@ -38,17 +39,43 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const STATE_DIR: &str = ".secret-manager/";
 
 /// How many times a push that lost a race (to main, a pointer or a claim) is retried:
-/// fetch, rebase or re-decide, push again, with jittered backoff between attempts.
-pub const RACE_RETRIES: u32 = 10;
+/// fetch, rebase or re-decide, push again, with the backoff of
+/// [`RetryPolicy::GIT_RACE`] between attempts.
+pub const RACE_RETRIES: u32 = RetryPolicy::GIT_RACE.max_attempts - 1;
 
-/// Delay before retry `attempt` (1-based) after a lost race: uniform in
-/// `[0, min(2 s, 50 ms * 2^(attempt-1))]`, so pods that collided spread out.
-pub fn race_backoff(attempt: u32) -> std::time::Duration {
-    use rand::Rng as _;
-    let cap = 50u64
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(16))
-        .min(2_000);
-    std::time::Duration::from_millis(rand::thread_rng().gen_range(0..=cap))
+/// The attempts of one push that may lose races, under [`RetryPolicy::GIT_RACE`].
+#[derive(Debug)]
+pub(crate) struct Races {
+    attempt: u32,
+    waited: std::time::Duration,
+}
+
+impl Races {
+    pub(crate) fn new() -> Races {
+        Races {
+            attempt: 1,
+            waited: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The attempt under way (1-based).
+    pub(crate) fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// After a lost race: waits out the backoff (without stalling the runtime) and
+    /// returns `true`, or `false` when the policy says to give up.
+    pub(crate) fn lost(&mut self) -> bool {
+        match RetryPolicy::GIT_RACE.backoff(self.attempt, None, self.waited) {
+            Some(d) => {
+                crate::blocking::sleep(d);
+                self.waited += d;
+                self.attempt += 1;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Errors of pointer operations.
@@ -427,24 +454,24 @@ impl Fleet {
         c: &Cluster,
         mut attempt: impl FnMut() -> PublishResult<T>,
     ) -> PublishResult<T> {
-        for n in 1..=RACE_RETRIES + 1 {
+        let mut races = Races::new();
+        loop {
             match attempt() {
-                Err(PublishError::Git(GitError::Rejected { stderr, .. })) if n <= RACE_RETRIES => {
+                Err(PublishError::Git(GitError::Rejected { stderr, .. })) => {
+                    let n = races.attempt();
                     tracing::info!(cluster = %c.id, attempt = n, reason = %stderr, "pointer moved under us; re-reading it");
-                    std::thread::sleep(race_backoff(n));
-                }
-                Err(PublishError::Git(GitError::Rejected { .. })) => {
-                    return Err(PublishError::Raced {
-                        cluster: c.id.clone(),
-                        refname: pointer_ref(c),
-                        remote: c.remote.clone(),
-                        attempts: n,
-                    });
+                    if !races.lost() {
+                        return Err(PublishError::Raced {
+                            cluster: c.id.clone(),
+                            refname: pointer_ref(c),
+                            remote: c.remote.clone(),
+                            attempts: n,
+                        });
+                    }
                 }
                 other => return other,
             }
         }
-        unreachable!("the loop returns on the last attempt")
     }
 
     /// The ref main lives in, as a push target.
@@ -487,7 +514,8 @@ impl Fleet {
         mut commit: Oid,
         mut rebuild: impl FnMut(&str) -> PublishResult<Oid>,
     ) -> PublishResult<Oid> {
-        for attempt in 1..=RACE_RETRIES + 1 {
+        let mut races = Races::new();
+        loop {
             let update = git::RefUpdate {
                 src: Some(commit.clone()),
                 dst: t.refname.clone(),
@@ -499,23 +527,22 @@ impl Fleet {
                     self.git.set_ref(&t.tracking, &commit)?;
                     return Ok(commit);
                 }
-                Some(git::RefOutcome::Lost(reason)) if attempt <= RACE_RETRIES => {
-                    tracing::info!(attempt, %reason, refname = %t.refname, "the ref moved on the remote; rebasing and retrying");
-                    std::thread::sleep(race_backoff(attempt));
+                Some(git::RefOutcome::Lost(reason)) => {
+                    tracing::info!(attempt = races.attempt(), %reason, refname = %t.refname, "the ref moved on the remote; rebasing and retrying");
+                    if !races.lost() {
+                        return Err(GitError::Rejected {
+                            remote: t.remote.clone(),
+                            refname: t.refname.clone(),
+                            stderr: reason,
+                        }
+                        .into());
+                    }
                     let tip = self.fetch_target(t)?.ok_or_else(|| GitError::Rejected {
                         remote: t.remote.clone(),
                         refname: t.refname.clone(),
                         stderr: "the ref disappeared while we pushed".into(),
                     })?;
                     commit = rebuild(&tip)?;
-                }
-                Some(git::RefOutcome::Lost(reason)) => {
-                    return Err(GitError::Rejected {
-                        remote: t.remote.clone(),
-                        refname: t.refname.clone(),
-                        stderr: reason,
-                    }
-                    .into());
                 }
                 Some(git::RefOutcome::Refused(reason)) => {
                     return Err(GitError::Refused {
@@ -528,6 +555,5 @@ impl Fleet {
                 None => unreachable!("one outcome per update"),
             }
         }
-        unreachable!("the loop returns on the last attempt")
     }
 }

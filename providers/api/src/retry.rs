@@ -39,17 +39,78 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(60),
-            budget: Duration::from_secs(90),
-        }
+        RetryPolicy::PROVIDER
     }
 }
 
 impl RetryPolicy {
+    /// Calls to a credential source (the default): 6 attempts, 0.5 s doubling to 8 s,
+    /// `Retry-After` up to 60 s, 90 s of waiting per call.
+    pub const PROVIDER: RetryPolicy = RetryPolicy {
+        max_attempts: 6,
+        base_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(8),
+        max_retry_after: Duration::from_secs(60),
+        budget: Duration::from_secs(90),
+    };
+
+    /// A push that lost a race to another writer (main, a cluster pointer, the events
+    /// ref): re-read and push again, 11 attempts, 50 ms doubling to 2 s, so pods that
+    /// collided spread out; at most 20 s of waiting. Races are the only retried git
+    /// errors: hooks and permissions are final.
+    pub const GIT_RACE: RetryPolicy = RetryPolicy {
+        max_attempts: 11,
+        base_delay: Duration::from_millis(50),
+        max_delay: Duration::from_secs(2),
+        max_retry_after: Duration::ZERO,
+        budget: Duration::from_secs(20),
+    };
+
+    /// Requests to a forge (GitHub, GitLab): 4 attempts on server errors and unreachable
+    /// hosts, 0.5 s doubling to 4 s; a rate limit's `Retry-After` (or reset time) up to
+    /// 60 s; at most 60 s of waiting per request.
+    pub const FORGE: RetryPolicy = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(4),
+        max_retry_after: Duration::from_secs(60),
+        budget: Duration::from_secs(60),
+    };
+
+    /// Deliveries that must not hold a run (webhooks, the Pushgateway): 3 attempts,
+    /// 0.5 s doubling, at most 5 s of waiting.
+    pub const DELIVERY: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(2),
+        max_retry_after: Duration::from_secs(2),
+        budget: Duration::from_secs(5),
+    };
+
+    /// The wait before attempt `attempt + 1` after a retryable failure of attempt
+    /// `attempt` (1-based), when `waited` has been spent waiting already and the other
+    /// side asked for `retry_after`; `None` when the caller should stop: attempts or
+    /// budget used up, or the other side asked for more than [`Self::max_retry_after`].
+    /// Whether an error is retryable at all is decided where the error is understood.
+    pub fn backoff(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        waited: Duration,
+    ) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let mut d = self.delay(attempt);
+        if let Some(asked) = retry_after {
+            if asked > self.max_retry_after {
+                return None;
+            }
+            d = d.max(asked);
+        }
+        (waited + d <= self.budget).then_some(d)
+    }
+
     /// The delay before retry number `attempt` (1-based): uniform in
     /// `[0, min(max_delay, base_delay * 2^(attempt-1))]` ("full jitter").
     pub fn delay(&self, attempt: u32) -> Duration {
@@ -76,20 +137,13 @@ impl RetryPolicy {
         timeouts: u32,
         waited: Duration,
     ) -> Option<Duration> {
-        if !e.is_retryable() || attempt >= self.max_attempts {
+        if !e.is_retryable() {
             return None;
         }
         if matches!(e, ProviderError::TimedOut { .. }) && timeouts > 1 {
             return None;
         }
-        let mut d = self.delay(attempt);
-        if let Some(asked) = e.retry_after() {
-            if asked > self.max_retry_after {
-                return None;
-            }
-            d = d.max(asked);
-        }
-        (waited + d <= self.budget).then_some(d)
+        self.backoff(attempt, e.retry_after(), waited)
     }
 
     /// Runs `f` until it succeeds, fails permanently, or attempts or budget run out.
@@ -230,6 +284,43 @@ mod tests {
             operation: "op",
             message: "Throttling".into(),
         }
+    }
+
+    #[test]
+    fn every_named_policy_stops_within_its_attempts_and_budget() {
+        for (name, p) in [
+            ("provider", RetryPolicy::PROVIDER),
+            ("git race", RetryPolicy::GIT_RACE),
+            ("forge", RetryPolicy::FORGE),
+            ("delivery", RetryPolicy::DELIVERY),
+        ] {
+            for _ in 0..50 {
+                let (mut attempt, mut waited) = (1, Duration::ZERO);
+                while let Some(d) = p.backoff(attempt, None, waited) {
+                    assert!(d <= p.max_delay, "{name}: {d:?}");
+                    waited += d;
+                    attempt += 1;
+                }
+                assert!(attempt <= p.max_attempts, "{name}: {attempt} attempts");
+                assert!(waited <= p.budget, "{name}: waited {waited:?}");
+            }
+            // Asking for more than the policy honours stops at once; less is honoured.
+            let too_long = p.max_retry_after + Duration::from_secs(1);
+            assert_eq!(p.backoff(1, Some(too_long), Duration::ZERO), None, "{name}");
+            if !p.max_retry_after.is_zero() {
+                let d = p.backoff(1, Some(p.max_retry_after), Duration::ZERO);
+                assert_eq!(d, Some(p.max_retry_after), "{name}");
+            }
+        }
+        // Ten retries of a lost git race before the run gives the credential up.
+        let mut attempts = 1;
+        while RetryPolicy::GIT_RACE
+            .backoff(attempts, None, Duration::ZERO)
+            .is_some()
+        {
+            attempts += 1;
+        }
+        assert_eq!(attempts, 11);
     }
 
     #[tokio::test(start_paused = true)]
