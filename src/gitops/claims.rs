@@ -2,11 +2,13 @@
 //!
 //! Every update is one `git push` with a lease, so the server decides atomically: create
 //! only if absent, replace or delete only if the ref is still at the commit we read.
-//! Several claims go in one push; each ref succeeds or fails on its own.
+//! Several claims go in one push; each ref succeeds or fails on its own. The claims a run
+//! takes at once share one commit (a file per claim), so a batch of 3,000 claims sends one
+//! commit, one tree and 3,000 small blobs, not 3,000 of each.
 
 use super::Fleet;
 use super::git::{Git, GitResult, Lease, Oid, RefOutcome, RefUpdate};
-use crate::journal::Claim;
+use crate::journal::{Claim, credential_id};
 
 /// Where fetched claims are mirrored in the local clone.
 const MIRROR: &str = "refs/secret-manager/remote-claims/";
@@ -93,20 +95,28 @@ impl ClaimRefs {
                 )
             })
             .collect();
-        let blobs = self.git.read_blobs(
-            &refs
-                .iter()
-                .map(|(oid, _)| format!("{oid}:claim.yaml"))
-                .collect::<Vec<_>>(),
-        )?;
+        // A claim commit holds `claim.yaml` (one claim: a takeover, a renewal) or
+        // `<credential-id>.yaml` per claim of a batch, every ref of which points at it.
+        let specs: Vec<String> = refs
+            .iter()
+            .flat_map(|(oid, name)| {
+                let id = name.trim_start_matches(&self.prefix);
+                [format!("{oid}:claim.yaml"), format!("{oid}:{id}.yaml")]
+            })
+            .collect();
+        let mut blobs = self.git.read_blobs(&specs)?.into_iter();
         Ok(refs
             .into_iter()
-            .zip(blobs)
-            .map(|((commit, refname), blob)| {
-                let claim = match blob {
-                    Some(text) => Claim::from_yaml(&format!("{refname}:claim.yaml"), &text)
+            .map(|(commit, refname)| {
+                let single = blobs.next().flatten();
+                let batched = blobs.next().flatten();
+                let id = refname.trim_start_matches(&self.prefix).to_owned();
+                let claim = match (single, batched) {
+                    (Some(text), _) => Claim::from_yaml(&format!("{refname}:claim.yaml"), &text)
                         .map_err(|e| e.to_string()),
-                    None => Err(format!("{refname} has no claim.yaml")),
+                    (None, Some(text)) => Claim::from_yaml(&format!("{refname}:{id}.yaml"), &text)
+                        .map_err(|e| e.to_string()),
+                    (None, None) => Err(format!("{refname} has no claim.yaml nor {id}.yaml")),
                 };
                 Listed {
                     refname,
@@ -127,6 +137,30 @@ impl ClaimRefs {
             .commit_files_tree(&[("claim.yaml", blob.as_str())], &[], &message)
     }
 
+    /// One commit for a batch of claims: `<credential-id>.yaml` each, so that every claim
+    /// ref of the batch can point at it (one commit and one tree for the push, however
+    /// many claims).
+    fn commit_for_batch(&self, claims: &[Claim]) -> GitResult<Oid> {
+        let mut files = std::collections::BTreeMap::new();
+        for c in claims {
+            let name = format!("{}.yaml", credential_id(&c.source, &c.identity));
+            files.insert(name, self.git.write_blob(&c.to_yaml())?);
+        }
+        let listing: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_str()))
+            .collect();
+        let run = claims
+            .first()
+            .map(|c| c.run.to_string())
+            .unwrap_or_default();
+        let message = format!(
+            "secret-manager: claim {} credentials for run {run}\n",
+            claims.len()
+        );
+        self.git.commit_files_tree(&listing, &[], &message)
+    }
+
     fn push(&self, updates: Vec<(RefUpdate, Option<Claim>)>) -> GitResult<Vec<Taken>> {
         let refs: Vec<RefUpdate> = updates.iter().map(|(u, _)| u.clone()).collect();
         let outcomes = self.git.push_refs(&self.remote, &refs)?;
@@ -145,20 +179,27 @@ impl ClaimRefs {
             .collect())
     }
 
-    /// Creates every claim in one push, each only if its ref does not exist yet.
+    /// Creates every claim in one push, each only if its ref does not exist yet. A single
+    /// claim is its own commit (`claim.yaml`); a batch shares one commit.
     pub fn create(&self, claims: Vec<Claim>) -> GitResult<Vec<Taken>> {
-        let mut updates = Vec::with_capacity(claims.len());
-        for c in claims {
-            let commit = self.commit_for(&c)?;
-            updates.push((
-                RefUpdate {
-                    src: Some(commit),
-                    dst: c.refname(&self.prefix),
-                    lease: Lease::Absent,
-                },
-                Some(c),
-            ));
-        }
+        let commit = match claims.as_slice() {
+            [] => return Ok(Vec::new()),
+            [one] => self.commit_for(one)?,
+            many => self.commit_for_batch(many)?,
+        };
+        let updates = claims
+            .into_iter()
+            .map(|c| {
+                (
+                    RefUpdate {
+                        src: Some(commit.clone()),
+                        dst: c.refname(&self.prefix),
+                        lease: Lease::Absent,
+                    },
+                    Some(c),
+                )
+            })
+            .collect();
         self.push(updates)
     }
 

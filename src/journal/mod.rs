@@ -6,7 +6,8 @@
 //! crash lives in git, on the remote that holds main:
 //!
 //! * **Claims** ([`claim`]): `refs/secret-manager/claims/<credential-id>` → a commit with
-//!   `claim.yaml`. Pushed *before* a run mints for a credential, created with a
+//!   `claim.yaml`, or with `<credential-id>.yaml` when the claims of a batch share one
+//!   commit. Pushed *before* a run mints for a credential, created with a
 //!   "must not exist" lease (atomic on the server), deleted with a lease when the claim
 //!   ends. A claim past its lease with no record on main means the run died: the next run
 //!   takes it over and deletes only the keys that claim can have minted.
