@@ -17,7 +17,7 @@ pub const KEY_MAPPINGS: &str = "keyMappings";
 pub const SEALED_WITH: &str = "sealedWith";
 
 /// Sources built into this tool.
-pub const BUILTIN_SOURCES: &[&str] = &["aws", "azure", "gcp"];
+pub const BUILTIN_SOURCES: &[&str] = &["aws", "azure", "gcp", "random"];
 
 /// The annotation (without prefix) that holds the key id for `source`.
 pub fn key_id_annotation(source: &str) -> &'static str {
@@ -184,12 +184,39 @@ impl Managed {
         self.key_mappings_raw.as_deref().map(parse_key_mappings)
     }
 
-    /// Identity parameters: every annotation except the bookkeeping ones.
+    /// `template.<secretKey>` annotations: `(secret key, template name)` each, or why one
+    /// is malformed.
+    pub fn templates(&self) -> Vec<Result<(String, String), String>> {
+        crate::template::templated_keys(&self.all)
+    }
+
+    /// Whether the values are well described: `keyMappings` (if present) parses, every
+    /// template annotation is well-formed, no key is both mapped and templated, and at
+    /// least one key gets a value.
+    pub fn values_ok(&self) -> bool {
+        let mapped = match self.key_mappings() {
+            Some(Ok(m)) => m,
+            Some(Err(_)) => return false,
+            None => Vec::new(),
+        };
+        let templated = self.templates();
+        if templated.iter().any(Result::is_err) {
+            return false;
+        }
+        let templated: Vec<String> = templated.into_iter().flatten().map(|(k, _)| k).collect();
+        (!mapped.is_empty() || !templated.is_empty())
+            && !mapped.iter().any(|m| templated.contains(&m.secret_key))
+    }
+
+    /// Identity parameters: every annotation except the bookkeeping ones (and templates).
     pub fn params(&self) -> BTreeMap<String, String> {
         let key_id = key_id_annotation(&self.source);
         self.all
             .iter()
-            .filter(|(k, _)| ![SOURCE, CREATE_DATE, KEY_MAPPINGS, key_id].contains(&k.as_str()))
+            .filter(|(k, _)| {
+                ![SOURCE, CREATE_DATE, KEY_MAPPINGS, key_id].contains(&k.as_str())
+                    && !k.starts_with(crate::template::TEMPLATE_ANNOTATION)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }

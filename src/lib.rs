@@ -29,6 +29,7 @@ pub mod random_source;
 pub mod reseal;
 pub mod scan;
 pub mod seal;
+pub mod template;
 pub mod text;
 
 pub use secret_manager_provider as provider;

@@ -46,6 +46,8 @@ pub struct LintOptions<'a> {
     /// With `--require-current-cert`: each cluster's current certificate; a SealedSecret
     /// sealed with another one is a finding.
     pub certs: Option<&'a crate::reseal::CurrentCerts>,
+    /// `.secret-manager.yaml`'s `templates:` (already checked when the file loaded).
+    pub templates: &'a std::collections::BTreeMap<String, String>,
 }
 
 fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
@@ -120,17 +122,20 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
         push(
             "unknown-source",
             format!(
-                "{p}source `{}` is not built in (aws, azure, gcp) and no plugin `secret-manager-provider-{}` is on PATH",
-                m.source, m.source
+                "{p}source `{}` is not built in ({}) and no plugin `secret-manager-provider-{}` is on PATH",
+                m.source,
+                annotations::BUILTIN_SOURCES.join(", "),
+                m.source
             ),
         );
     }
     let key_id_name = annotations::key_id_annotation(&m.source);
-    let mut required: Vec<&str> = vec![
-        annotations::CREATE_DATE,
-        annotations::KEY_MAPPINGS,
-        key_id_name,
-    ];
+    let templated = m.templates();
+    let mut required: Vec<&str> = vec![annotations::CREATE_DATE, key_id_name];
+    // A secret whose every key is templated needs no keyMappings.
+    if templated.is_empty() {
+        required.push(annotations::KEY_MAPPINGS);
+    }
     required.extend(annotations::identity_annotations(&m.source));
     for name in required {
         match m.all.get(name) {
@@ -183,6 +188,7 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
         }
         None => {}
     }
+    lint_templates(f, m, o, &mut push);
     if let Some(r) = m.key_mappings() {
         match r {
             Err(e) => push("malformed-annotation", format!("{p}keyMappings: {e}")),
@@ -211,6 +217,76 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+fn lint_templates(
+    f: &Found,
+    m: &Managed,
+    o: &LintOptions<'_>,
+    push: &mut dyn FnMut(&'static str, String),
+) {
+    let p = o.prefix;
+    let mapped: Vec<String> = m
+        .key_mappings()
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| k.secret_key)
+        .collect();
+    for t in m.templates() {
+        let (key, name) = match t {
+            Ok(t) => t,
+            Err(e) => {
+                push("malformed-annotation", format!("{p}{e}"));
+                continue;
+            }
+        };
+        if mapped.contains(&key) {
+            push(
+                "malformed-annotation",
+                format!(
+                    "{p}template.{key}: `{key}` is also in keyMappings; give it one or the other"
+                ),
+            );
+        }
+        if !f.doc.encrypted_keys.contains(&key) {
+            push(
+                "key-mapping-missing-data",
+                format!(
+                    "{p}template.{key} renders `{key}` but spec.encryptedData has no key `{key}`"
+                ),
+            );
+        }
+        let Some(src) = o.templates.get(&name) else {
+            push(
+                "unknown-template",
+                format!(
+                    "{p}template.{key}: no template `{name}` in .secret-manager.yaml's templates: ({})",
+                    if o.templates.is_empty() {
+                        "there are none".to_owned()
+                    } else {
+                        o.templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            );
+            continue;
+        };
+        if let (Ok(vars), Some(fields)) = (
+            crate::template::check(&name, src),
+            annotations::output_fields(&m.source),
+        ) {
+            for v in vars.iter().filter(|v| !fields.contains(&v.as_str())) {
+                push(
+                    "unknown-field",
+                    format!(
+                        "{p}template.{key}: template `{name}` uses `{v}`, which is not an output field of {} (one of: {})",
+                        m.source,
+                        fields.join(", ")
+                    ),
+                );
             }
         }
     }

@@ -134,7 +134,7 @@ fn parsed_date(m: &Managed) -> Option<DateTime<Utc>> {
 fn rotatable(f: &Found, m: &Managed) -> bool {
     m.key_id.is_some()
         && parsed_date(m).is_some()
-        && m.key_mappings().is_some_and(|r| r.is_ok())
+        && m.values_ok()
         && (f.namespace.is_some() || !f.doc.scope.needs_namespace())
         && f.doc.name.is_some()
         && !matches!(f.attribution, crate::scan::Attribution::Ambiguous(_))

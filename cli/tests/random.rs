@@ -101,3 +101,221 @@ fn a_generated_secret_is_created_rotated_published_and_revoked_without_any_cloud
         assert!(!r.stdout.contains(v.as_str()) && !r.stderr.contains(v.as_str()));
     }
 }
+
+/// Adds `keys` (secret key → template name) to the session secret at `REL` and the
+/// `templates:` to the repo's configuration, committed and published.
+fn template_the_session_secret(
+    f: &GitFleet,
+    secret_type: Option<&str>,
+    keys: &[(&str, &str)],
+    templates: &str,
+) {
+    let work = f.path("work");
+    let path = work.join(REL);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        if let Some(t) = secret_type
+            && line.trim_start().starts_with("type: ")
+            && indent.len() == 4
+        {
+            // spec.template.type
+            out.push_str(&format!("{indent}type: {t}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim_start().starts_with("secret-manager/keyMappings:") {
+            for (k, t) in keys {
+                out.push_str(&format!("{indent}secret-manager/template.{k}: {t}\n"));
+            }
+        }
+        if let Some(ct) = line.trim_start().strip_prefix("SESSION_SECRET: ") {
+            for (k, _) in keys {
+                out.push_str(&format!("{indent}{k}: {ct}\n"));
+            }
+        }
+    }
+    std::fs::write(&path, out).unwrap();
+    let config = work.join(".secret-manager.yaml");
+    let mut c = std::fs::read_to_string(&config).unwrap();
+    c.push_str(templates);
+    std::fs::write(&config, c).unwrap();
+    f.commit_and_publish("Template the session secret", &[DEV1]);
+}
+
+fn create_session_secret(f: &GitFleet) {
+    let work = f.path("work");
+    let r = run_cmd(cmd().args([
+        "--repo",
+        work.to_str().unwrap(),
+        "create",
+        "--source",
+        "random",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "service1",
+        "--name",
+        "session-secret",
+        "--key-mappings",
+        "[SESSION_SECRET:Value]",
+        "--param",
+        "id=service1/session",
+        "-w",
+        work.join(REL).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    f.commit_and_publish("Add a session secret", &[DEV1]);
+}
+
+fn rotate_random(f: &GitFleet) -> crate::common::Run {
+    let mut c = cmd();
+    c.env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+        .env("GIT_AUTHOR_NAME", "Rotator")
+        .env("GIT_AUTHOR_EMAIL", "rotator@example.com")
+        .args([
+            "--repo",
+            f.path("work").to_str().unwrap(),
+            "--yes",
+            "rotate",
+            "--source",
+            "random",
+            "--older-than",
+            "0s",
+            "--revoke-after",
+            "0s",
+        ]);
+    run_cmd(&mut c)
+}
+
+fn decrypted(f: &GitFleet, key: &str) -> String {
+    let text = f.show("dev", "main", REL);
+    let file = f.path("templated-check.yaml");
+    std::fs::write(&file, &text).unwrap();
+    String::from_utf8(decrypt_value(&file, 0, DEV1, "service1/session-secret", key).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn templated_keys_are_rendered_from_the_new_value_and_linted() {
+    let f = GitFleet::new();
+    create_session_secret(&f);
+    template_the_session_secret(
+        &f,
+        None,
+        &[("DATABASE_URL", "pg-url"), ("config.json", "app-json")],
+        "templates:\n  pg-url: \"postgres://app:{{ Value|urlencode }}@db.service1:5432/app\"\n  app-json: |\n    {\"session\": {{ Value|tojson }}, \"b64\": {{ Value|b64encode|tojson }}}\n",
+    );
+    let work = f.path("work");
+    let lint = run_cmd(
+        cmd()
+            .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+            .args(["--repo", work.to_str().unwrap(), "lint"]),
+    );
+    assert_eq!(lint.code, 0, "{}\n{}", lint.stdout, lint.stderr);
+
+    let r = rotate_random(&f);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let value = decrypted(&f, "SESSION_SECRET");
+    assert_eq!(
+        decrypted(&f, "DATABASE_URL"),
+        format!("postgres://app:{value}@db.service1:5432/app"),
+        "alphanumeric values need no escaping"
+    );
+    let json: serde_json::Value = serde_json::from_str(&decrypted(&f, "config.json")).unwrap();
+    assert_eq!(json["session"], value.as_str());
+    use base64::Engine as _;
+    assert_eq!(
+        json["b64"],
+        base64::engine::general_purpose::STANDARD.encode(&value)
+    );
+    assert!(!r.stdout.contains(&value) && !r.stderr.contains(&value));
+    // The template annotations are not part of the identity: the record names it by id.
+    let log = git(&f.path("dev.git"), &["log", "--format=%B", "-1", "main~1"]);
+    assert!(!log.contains("template."), "{log}");
+
+    // lint: a template that does not exist, and one that reads a field random lacks.
+    let config = work.join(".secret-manager.yaml");
+    let c = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        c.replace("{{ Value|tojson }}", "{{ ClientSecret|tojson }}"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(work.join(REL)).unwrap();
+    std::fs::write(work.join(REL), text.replace(": pg-url", ": pg-urll")).unwrap();
+    let lint = run_cmd(
+        cmd()
+            .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+            .args(["--repo", work.to_str().unwrap(), "lint"]),
+    );
+    assert_eq!(lint.code, 3, "findings: {}\n{}", lint.stdout, lint.stderr);
+    assert!(
+        lint.stdout.contains("unknown-template") && lint.stdout.contains("no template `pg-urll`"),
+        "{}",
+        lint.stdout
+    );
+    assert!(
+        lint.stdout.contains("unknown-field")
+            && lint
+                .stdout
+                .contains("uses `ClientSecret`, which is not an output field of random"),
+        "{}",
+        lint.stdout
+    );
+}
+
+/// A template from the repo that reads a file, or renders a value its Secret type
+/// refuses: nothing is committed, nothing is published, and no value is printed.
+#[test]
+fn a_hostile_or_broken_template_stages_nothing_and_quotes_no_value() {
+    let f = GitFleet::new();
+    create_session_secret(&f);
+    let work = f.path("work");
+    // A sandbox escape attempt is refused when the configuration loads.
+    let config = work.join(".secret-manager.yaml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{original}templates:\n  evil: \"{{% include '/etc/passwd' %}}\"\n"),
+    )
+    .unwrap();
+    let lint = run_cmd(
+        cmd()
+            .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+            .args(["--repo", work.to_str().unwrap(), "lint"]),
+    );
+    assert_ne!(lint.code, 0);
+    assert!(
+        lint.stderr
+            .contains(".secret-manager.yaml: templates.evil:")
+            && lint.stderr.contains("self-contained"),
+        "{}",
+        lint.stderr
+    );
+    assert!(!lint.stderr.contains("root:"), "{}", lint.stderr);
+    std::fs::write(&config, &original).unwrap();
+
+    // A .dockerconfigjson without `auths`: refused after minting, undone, nothing lands.
+    template_the_session_secret(
+        &f,
+        Some("kubernetes.io/dockerconfigjson"),
+        &[(".dockerconfigjson", "docker")],
+        "templates:\n  docker: '{\"registry\": {{ Value|tojson }}}'\n",
+    );
+    let before = git(&f.path("dev.git"), &["rev-parse", "main"]);
+    let before_value = decrypted(&f, "SESSION_SECRET");
+    let r = rotate_random(&f);
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("key .dockerconfigjson")
+            && r.stderr.contains("must carry an `auths` object"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(git(&f.path("dev.git"), &["rev-parse", "main"]), before);
+    assert_eq!(decrypted(&f, "SESSION_SECRET"), before_value);
+    assert!(!r.stderr.contains("registry\": \""), "{}", r.stderr);
+}

@@ -155,6 +155,9 @@ pub struct RawConfig {
     /// Webhooks told about each `rotate`/`delete` run.
     #[serde(default)]
     pub notify: Vec<Notify>,
+    /// Value templates by name (`secret-manager/template.<secretKey>: <name>`).
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, String>,
 }
 
 /// When a webhook is told about a run.
@@ -215,6 +218,8 @@ pub struct Config {
     pub forge: Option<Forge>,
     /// Sign every commit, whatever git's own configuration says.
     pub git_sign: bool,
+    /// Value templates by name, each checked (syntax, size, sandbox rules) when loaded.
+    pub templates: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -342,7 +347,20 @@ impl RawConfig {
                 });
             }
         }
+        for (name, src) in &self.templates {
+            if let Err(e) = crate::template::check(name, src) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: format!("templates.{}", crate::text::escape_cut(name, 80)),
+                    message: match e.line {
+                        Some(l) => format!("line {l} of the template: {}", e.message),
+                        None => e.message,
+                    },
+                });
+            }
+        }
         Ok(Config {
+            templates: self.templates,
             notify: self.notify,
             annotation_prefix: prefix,
             claim_lease,

@@ -187,6 +187,19 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// A templated key could not be rendered, or its value does not fit the Secret type.
+    /// The message never quotes a value.
+    #[error(
+        "{file}: key {key}: {message}; fix the template in .secret-manager.yaml's templates: (`secret-manager lint` checks it)"
+    )]
+    Template {
+        /// Repo-relative file.
+        file: String,
+        /// The Secret key.
+        key: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A manifest is not under one cluster's path.
     #[error(
         "{file} is not under one cluster's path: cannot choose a sealing certificate; move it under overlays/<cluster>/ or give it a cluster-specific file"

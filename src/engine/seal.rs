@@ -84,6 +84,32 @@ async fn edit_group(
                 .map_err(|e| edit_err(e.to_string()))?;
             edit.encrypted.insert(km.secret_key.clone(), ct);
         }
+        for t in m.templates() {
+            // The plan only selects secrets whose template annotations parse.
+            let Ok((key, name)) = t else { continue };
+            let template_err = |message: String| EngineError::Template {
+                file: file.clone(),
+                key: key.clone(),
+                message,
+            };
+            let src = ctx.repo.config.templates.get(&name).ok_or_else(|| {
+                template_err(format!(
+                    "no template `{name}` in .secret-manager.yaml's templates:"
+                ))
+            })?;
+            let fields: BTreeMap<String, &str> = minted
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose()))
+                .collect();
+            let value = crate::template::render(&name, src, &fields)
+                .map_err(|e| template_err(e.to_string()))?;
+            crate::template::validate_for_type(f.doc.secret_type.as_deref(), &key, &value)
+                .map_err(template_err)?;
+            let ct = seal_value(&mut rng, &cert, &l, value.as_bytes())
+                .map_err(|e| edit_err(e.to_string()))?;
+            edit.encrypted.insert(key, ct);
+        }
         edit.template_annotations.insert(
             format!("{prefix}{}", key_id_annotation(&cred.source)),
             minted.key_id.0.clone(),

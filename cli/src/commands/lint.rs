@@ -49,6 +49,7 @@ pub async fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> anyhow::Result<u8> {
             max_age,
             plugin_exists: &plugin_exists,
             certs: certs.as_ref(),
+            templates: &repo.config.templates,
         },
     );
     if !write_structured(&mut *ctx.out, ctx.global.output, &findings)? {

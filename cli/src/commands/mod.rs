@@ -285,8 +285,7 @@ pub fn open_git_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
 }
 
 /// Turns filter flags into a validated [`Filter`].
-/// The sources built into this binary.
-const BUILTIN_SOURCES: [&str; 4] = ["aws", "azure", "gcp", "random"];
+use secret_manager::annotations::BUILTIN_SOURCES;
 
 /// `--source s` must name a built-in source or a plugin on PATH: a typo (`AWS`) would
 /// otherwise select nothing and look like a fleet with nothing to do.
