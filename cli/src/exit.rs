@@ -78,8 +78,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             | EngineError::Main(
                 secret_manager::MainError::Config(_) | secret_manager::MainError::Moved(_),
             )
-            | EngineError::Signing(_)
-            | EngineError::Forge(_) => USAGE,
+            | EngineError::Signing(_) => USAGE,
+            EngineError::Forge(f) | EngineError::NotProposed { source: f, .. }
+                if f.is_configuration() =>
+            {
+                USAGE
+            }
             EngineError::Provider(_) => PREFLIGHT,
             _ => PUBLISH,
         };
@@ -112,6 +116,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     }) {
         return PUBLISH;
     }
+    if let Some(f) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<secret_manager::forge::ForgeError>())
+    {
+        return if f.is_configuration() { USAGE } else { PUBLISH };
+    }
     if err
         .chain()
         .any(|c| c.is::<secret_manager::provider::ProviderError>())
@@ -129,6 +139,46 @@ pub struct UsageError(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A forge that fails or refuses one request is a publish failure the next run
+    /// retries (12); only what the operator must fix — credentials, the API URL — is a
+    /// usage error (2).
+    #[test]
+    fn forge_errors_are_usage_errors_only_when_the_operator_must_act() {
+        use secret_manager::engine::EngineError;
+        use secret_manager::forge::ForgeError;
+        let server = || ForgeError::Failed {
+            forge: "github",
+            what: "POST /repos/o/r/pulls".into(),
+            status: 502,
+            message: "Bad Gateway".into(),
+        };
+        let no_creds = || ForgeError::NoCredentials {
+            forge: "github",
+            hint: "set GITHUB_TOKEN",
+        };
+        assert_eq!(code_for(&EngineError::Forge(server()).into()), PUBLISH);
+        assert_eq!(
+            code_for(
+                &EngineError::NotProposed {
+                    branch: "secret-manager/x".into(),
+                    source: server()
+                }
+                .into()
+            ),
+            PUBLISH
+        );
+        assert_eq!(code_for(&anyhow::Error::new(server())), PUBLISH);
+        assert_eq!(code_for(&EngineError::Forge(no_creds()).into()), USAGE);
+        assert_eq!(code_for(&anyhow::Error::new(no_creds())), USAGE);
+        let limited = ForgeError::RateLimited {
+            forge: "gitlab",
+            what: "GET /api/v4/projects/1/merge_requests".into(),
+            reset_in: 3600,
+            waited: 0,
+        };
+        assert_eq!(code_for(&EngineError::Forge(limited).into()), PUBLISH);
+    }
 
     #[test]
     fn the_latest_phase_and_signals_decide() {

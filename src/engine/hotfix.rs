@@ -82,7 +82,7 @@ async fn settle(
         .clone()
         .unwrap_or_else(|| format!("the pull request of branch {}", h.branch));
     match pr {
-        Err(e) => (Outcome::Failed(EngineError::Forge(e.to_string())), false),
+        Err(e) => (Outcome::Failed(EngineError::Forge(e)), false),
         Ok(Some(pr)) if pr.state == PrState::Open => (
             Outcome::Waiting(format!(
                 "waiting for the hot-fix pull request {}: {cluster}'s pointer is behind unrelated changes on main, so main takes the hot-fix before the cluster does",
@@ -101,7 +101,7 @@ async fn settle(
             clear(records, members, cluster);
             delete_branch(ctx, &h.branch);
             (
-                Outcome::Failed(EngineError::Forge(format!(
+                Outcome::Failed(EngineError::PullRequest(format!(
                     "the hot-fix {url} was closed without merging; {cluster} keeps the old key, and the next run proposes a new hot-fix"
                 ))),
                 true,

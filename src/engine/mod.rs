@@ -187,7 +187,7 @@ pub async fn rotate(
     // Pull-request mode: the forge, and the journal on its own ref (main takes no pushes).
     let (journal, forge) = match (&main.config.main_via, &main.config.forge) {
         (MainVia::PullRequest, Some(cfg)) => {
-            let forge = Forge::from_env(cfg).map_err(|e| EngineError::Forge(e.to_string()))?;
+            let forge = Forge::from_env(cfg)?;
             let journal = MainWriter::open_ref(&fleet, propose::journal_target(&fleet))?;
             (Some(journal), Some(forge))
         }

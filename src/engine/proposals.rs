@@ -83,12 +83,7 @@ async fn resolve_one(
     let pr = match found {
         Ok(pr) => pr,
         Err(e) => {
-            fail(
-                ctx,
-                Phase::Publish,
-                &recs,
-                EngineError::Forge(e.to_string()),
-            );
+            fail(ctx, Phase::Publish, &recs, EngineError::Forge(e));
             return Vec::new();
         }
     };
@@ -103,12 +98,7 @@ async fn resolve_one(
                 let _ = ctx.fleet.fetch_main();
             }
             Ok(false) => {}
-            Err(e) => fail(
-                ctx,
-                Phase::Publish,
-                &recs,
-                EngineError::Forge(e.to_string()),
-            ),
+            Err(e) => fail(ctx, Phase::Publish, &recs, EngineError::Forge(e)),
         }
     }
     match pr.state {
@@ -294,12 +284,7 @@ async fn no_pull_request(
                 ctx.step(s);
             }
         }
-        Err(e) => fail(
-            ctx,
-            Phase::Publish,
-            &recs,
-            EngineError::Forge(e.to_string()),
-        ),
+        Err(e) => fail(ctx, Phase::Publish, &recs, EngineError::Forge(e)),
     }
     Vec::new()
 }

@@ -223,9 +223,10 @@ pub(super) async fn propose(
                 Phase::Publish,
                 who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
                 None,
-                EngineError::Forge(format!(
-                    "{e}; the change is on branch {branch}, and the next run opens the pull request"
-                )),
+                EngineError::NotProposed {
+                    branch: branch.to_string(),
+                    source: e,
+                },
             );
             return Ok(());
         }

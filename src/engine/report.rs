@@ -277,9 +277,21 @@ pub enum EngineError {
         "commits must be signed, but git cannot sign ({0}); check gpg.format, user.signingKey and the key's availability (docs/pull-requests.md, \"Signed commits\")"
     )]
     Signing(String),
-    /// The forge refused or failed.
+    /// A forge call failed (the cause says whether it is configuration or the forge).
+    #[error(transparent)]
+    Forge(#[from] crate::forge::ForgeError),
+    /// The pull request of a staged change could not be opened; the change waits on its
+    /// branch.
+    #[error("{source}; the change is on branch {branch}, and the next run opens the pull request")]
+    NotProposed {
+        /// The branch holding the change.
+        branch: String,
+        /// Why.
+        source: crate::forge::ForgeError,
+    },
+    /// A pull request is in a state the run cannot go on from (closed without merging).
     #[error("{0}")]
-    Forge(String),
+    PullRequest(String),
     /// Pull-request mode: a merged pull request's change is not on main as it was merged.
     #[error("{0}")]
     NotOnMain(String),

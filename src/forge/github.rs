@@ -53,10 +53,16 @@ pub(super) async fn open(f: &Forge, p: &NewPullRequest<'_>) -> ForgeResult<PullR
 }
 
 pub(super) async fn find(f: &Forge, branch: &str) -> ForgeResult<Option<PullRequest>> {
+    let head = format!("{}:{branch}", owner(f));
     let path = format!(
-        "/repos/{}/pulls?state=all&head={}:{branch}&sort=created&direction=desc",
+        "/repos/{}/pulls{}",
         f.repository(),
-        owner(f)
+        super::query(&[
+            ("state", "all"),
+            ("head", &head),
+            ("sort", "created"),
+            ("direction", "desc"),
+        ])
     );
     let r = f.send(Method::GET, &path, None).await?;
     if r.status != 200 {

@@ -145,6 +145,30 @@ pub enum ForgeError {
     },
 }
 
+/// `?k=v&...` with every key and value form-encoded: a branch name with `/`, `#`, `&` or
+/// `+` stays one value.
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    format!("?{}", q.finish())
+}
+
+impl ForgeError {
+    /// Whether the operator must change something before any run can reach the forge
+    /// (credentials, the API URL) — a usage error — rather than the forge failing or
+    /// refusing one request (a publish failure the next run retries).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            ForgeError::Untrusted { .. }
+                | ForgeError::NoCredentials { .. }
+                | ForgeError::Unauthorized { .. }
+        )
+    }
+}
+
 /// Result alias.
 pub type ForgeResult<T> = Result<T, ForgeError>;
 
@@ -471,6 +495,20 @@ pub(crate) fn message_of(v: &serde_json::Value) -> String {
 
 fn time(v: &serde_json::Value) -> Option<DateTime<Utc>> {
     v.as_str().and_then(|s| s.parse().ok())
+}
+
+#[cfg(test)]
+mod query_tests {
+    #[test]
+    fn query_values_stay_one_value() {
+        assert_eq!(
+            super::query(&[
+                ("head", "org:secret-manager/rotate#1&x=y+z"),
+                ("state", "all")
+            ]),
+            "?head=org%3Asecret-manager%2Frotate%231%26x%3Dy%2Bz&state=all"
+        );
+    }
 }
 
 #[cfg(test)]
