@@ -9,6 +9,7 @@ mod cli_list;
 mod cli_providers;
 mod cli_seal;
 mod cloud;
+mod demo;
 mod deploy;
 mod edit;
 mod engine;

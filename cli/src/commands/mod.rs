@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cluster;
 pub mod completions;
 pub mod create;
+pub mod demo;
 pub mod keys;
 pub mod lint;
 pub mod list;
@@ -51,6 +52,7 @@ pub enum Command {
     Rotate(rotate::RotateArgs),
     Delete(rotate::DeleteArgs),
     Audit(audit::AuditArgs),
+    Demo(demo::DemoArgs),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
 }
@@ -217,6 +219,7 @@ async fn run_command(ctx: &mut Ctx, command: &Command) -> anyhow::Result<u8> {
         Command::Rotate(a) => rotate::cmd_rotate(ctx, &a.run, false).await,
         Command::Delete(a) => rotate::cmd_rotate(ctx, &a.run, true).await,
         Command::Audit(a) => audit::cmd_audit(ctx, a).await,
+        Command::Demo(a) => demo::cmd_demo(ctx, a),
         Command::Completions(a) => completions::cmd_completions(ctx, a),
         Command::Man(a) => man::cmd_man(ctx, a),
     }
