@@ -24,6 +24,7 @@ pub mod lint;
 pub mod list;
 pub mod manifest;
 pub mod names;
+pub mod postgres_source;
 pub mod providers;
 pub mod random_source;
 pub mod reseal;

@@ -139,6 +139,9 @@ async fn create(
             feature: "gcp",
         }),
         crate::random_source::NAME => Ok(Arc::new(crate::random_source::RandomProvider::default())),
+        crate::postgres_source::NAME => {
+            Ok(Arc::new(crate::postgres_source::PostgresProvider::default()))
+        }
         #[cfg(feature = "exec")]
         other => {
             let plugin = secret_manager_exec::PluginSettings {

@@ -98,7 +98,7 @@ pub struct RandomProvider {
 
 /// `length` characters drawn uniformly from `alphabet` (rejection sampling: no modulo
 /// bias) with the operating system's RNG.
-fn generate(alphabet: &str, length: usize) -> String {
+pub(crate) fn generate(alphabet: &str, length: usize) -> String {
     use rand::Rng;
     let chars: Vec<char> = alphabet.chars().collect();
     let mut rng = rand::rngs::OsRng;

@@ -185,9 +185,9 @@ fn an_unknown_source_is_a_usage_error_with_the_known_values() {
         let r = run_in(&["--repo", &example(), cmd, "--source", "AWS"]);
         assert_eq!(r.code, 2, "{cmd}: {}\n{}", r.stdout, r.stderr);
         assert!(
-            r.stderr
-                .contains("--source AWS: unknown source (built in: aws, azure, gcp, random;")
-                && r.stderr.trim_end().ends_with(hint),
+            r.stderr.contains(
+                "--source AWS: unknown source (built in: aws, azure, gcp, random, postgres;"
+            ) && r.stderr.trim_end().ends_with(hint),
             "{cmd}: {}",
             r.stderr
         );

@@ -16,6 +16,7 @@ mod engine;
 mod gitops;
 mod hostile;
 mod monitoring;
+mod postgres;
 mod pull_requests;
 mod random;
 mod rotate;

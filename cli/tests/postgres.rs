@@ -1,0 +1,261 @@
+//! The `postgres` source against a real PostgreSQL server: alternating users, what the
+//! server sees, and a whole rotation through the binary.
+
+use crate::common::pg::{Pg, SUPERUSER_PASSWORD};
+use crate::common::{GitFleet, cmd, decrypt_value, git, run_cmd};
+use secret_manager::postgres_source::{PASSWORD, PostgresProvider, USERNAME};
+use secret_manager::provider::{KeyId, Provider, Revoke, Revoked, Target};
+
+const ADMIN_PW: &str = "rotator-admin-pw";
+
+/// The pair app_a/app_b (same grants), an admin role with CREATEROLE (not a superuser),
+/// and a provider pointed at it.
+fn setup(pg: &Pg) -> PostgresProvider {
+    pg.psql(&format!(
+        "CREATE ROLE rotator LOGIN CREATEROLE PASSWORD '{ADMIN_PW}'; \
+         CREATE ROLE app_a LOGIN; CREATE ROLE app_b LOGIN; \
+         CREATE TABLE orders (id int); GRANT SELECT ON orders TO app_a, app_b;"
+    ));
+    PostgresProvider::default().with_admin_url("main", &pg.url("rotator", ADMIN_PW))
+}
+
+fn target(current: Option<&str>) -> Target {
+    Target {
+        source: "postgres".into(),
+        params: [("instance", "main"), ("users", "app_a,app_b")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        current_key: current.map(|k| KeyId(k.into())),
+        referenced: current.map(|k| KeyId(k.into())).into_iter().collect(),
+    }
+}
+
+fn can_log_in(pg: &Pg, user: &str, password: &str) -> bool {
+    pg.psql_as(user, password, "SELECT count(*) FROM orders")
+        .status
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_users_never_leave_the_consumers_without_a_working_login() {
+    let pg = Pg::start();
+    let p = setup(&pg);
+    secret_manager::provider::testing::conformance(&p, &target(None)).await;
+
+    // The first key of a new secret is on the first role; a rotation mints on the other.
+    let first = p.mint(&target(None)).await.unwrap();
+    let first_pw = first.fields[PASSWORD].expose().to_owned();
+    assert_eq!(first.fields[USERNAME].expose(), "app_a");
+    p.verify(&first).await.unwrap();
+    let current = first.key_id.0.clone();
+    let second = p.mint(&target(Some(&current))).await.unwrap();
+    let second_pw = second.fields[PASSWORD].expose().to_owned();
+    assert_eq!(second.fields[USERNAME].expose(), "app_b");
+    assert!(second.key_id.0.starts_with("app_b."), "{}", second.key_id);
+    // Both work while the rotation is in flight: no consumer sees a failed login.
+    assert!(can_log_in(&pg, "app_a", &first_pw));
+    assert!(can_log_in(&pg, "app_b", &second_pw));
+    let keys = p.keys(&target(Some(&current))).await.unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+
+    // Revoking the old key locks app_a out (a password nobody holds), never drops it.
+    let t = target(Some(&second.key_id.0));
+    assert_eq!(
+        p.revoke(&t, &first.key_id, Revoke::Delete).await.unwrap(),
+        Revoked::Done
+    );
+    assert!(!can_log_in(&pg, "app_a", &first_pw));
+    assert!(can_log_in(&pg, "app_b", &second_pw));
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'app_a'"),
+        "1"
+    );
+    assert_eq!(
+        p.revoke(&t, &first.key_id, Revoke::Delete).await.unwrap(),
+        Revoked::AlreadyGone
+    );
+
+    // The next rotation alternates back to app_a with a higher generation.
+    let third = p.mint(&t).await.unwrap();
+    assert_eq!(third.fields[USERNAME].expose(), "app_a");
+    let generation = |k: &KeyId| k.0.rsplit_once('.').unwrap().1.parse::<u64>().unwrap();
+    assert!(generation(&third.key_id) > generation(&second.key_id));
+    // A stale key id naming app_a's earlier generation revokes nothing: app_a moved on.
+    assert_eq!(
+        p.revoke(&t, &first.key_id, Revoke::Delete).await.unwrap(),
+        Revoked::AlreadyGone
+    );
+    assert!(can_log_in(&pg, "app_a", third.fields[PASSWORD].expose()));
+
+    // Both roles hold a key now: a further mint refuses (the key limit), it never
+    // overwrites the password someone may be using.
+    let e = p.mint(&target(Some(&third.key_id.0))).await.unwrap_err();
+    assert!(e.to_string().contains("still holds generation"), "{e}");
+
+    // The clear passwords never reached the server: its statement log has verifiers.
+    let log = pg.log();
+    assert!(log.contains("SCRAM-SHA-256$"), "statements are logged");
+    for pw in [
+        first_pw.as_str(),
+        second_pw.as_str(),
+        third.fields[PASSWORD].expose(),
+    ] {
+        assert!(!log.contains(pw), "a password reached the server log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_in_use_or_a_role_the_tool_did_not_write_is_left_alone() {
+    let pg = Pg::start();
+    let p = setup(&pg);
+    let first = p.mint(&target(None)).await.unwrap();
+    // Someone logs in as the standby (app_b) with a password set by hand, and stays.
+    pg.psql("ALTER ROLE app_b PASSWORD 'by-hand'; COMMENT ON ROLE app_b IS 'the reporting job'");
+    let mut session = std::process::Command::new("psql")
+        .env("PGPASSWORD", "by-hand")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "app_b",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT pg_sleep(30)",
+        ])
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if pg.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_b'") != "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let e = p.mint(&target(Some(&first.key_id.0))).await.unwrap_err();
+    assert!(e.to_string().contains("live session"), "{e}");
+    let _ = session.kill();
+    let _ = session.wait();
+    assert!(
+        can_log_in(&pg, "app_b", "by-hand"),
+        "the standby was not touched"
+    );
+    // Its comment is not ours: it holds no key the tool lists or may revoke.
+    let keys = p.keys(&target(Some(&first.key_id.0))).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let t = target(Some(&first.key_id.0));
+    assert_eq!(
+        p.revoke(&t, &KeyId("app_b.7".into()), Revoke::Delete)
+            .await
+            .unwrap(),
+        Revoked::AlreadyGone
+    );
+    assert!(can_log_in(&pg, "app_b", "by-hand"));
+    // A key id outside the pair is refused outright.
+    let e = p
+        .revoke(&t, &KeyId("postgres.1".into()), Revoke::Delete)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("pair"), "{e}");
+    // Without an admin URL: what to set, and no URL or password in the message.
+    let bare = PostgresProvider::default();
+    let e = bare.preflight(&target(None)).await.unwrap_err().to_string();
+    assert!(e.contains("SECRET_MANAGER_POSTGRES_MAIN_URL"), "{e}");
+    let _ = SUPERUSER_PASSWORD;
+}
+
+/// `create` then two rotations through the binary on the example fleet: the manifest
+/// alternates between the roles, the value in it logs in, the previous one stops working.
+#[test]
+fn a_database_password_is_created_and_rotated_through_git() {
+    let pg = Pg::start();
+    pg.psql(&format!(
+        "CREATE ROLE rotator LOGIN CREATEROLE PASSWORD '{ADMIN_PW}'; \
+         CREATE ROLE app_a LOGIN; CREATE ROLE app_b LOGIN; \
+         CREATE TABLE orders (id int); GRANT SELECT ON orders TO app_a, app_b;"
+    ));
+    let f = GitFleet::new();
+    let work = f.path("work");
+    const DEV1: &str = "aws.eu-central-1.dev1";
+    const REL: &str = "applications/service1/state/overlays/aws.eu-central-1.dev1/orders-db.yaml";
+    let url = pg.url("rotator", ADMIN_PW);
+    let r = run_cmd(cmd().env("SECRET_MANAGER_POSTGRES_MAIN_URL", &url).args([
+        "--repo",
+        work.to_str().unwrap(),
+        "create",
+        "--source",
+        "postgres",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "service1",
+        "--name",
+        "orders-db",
+        "--key-mappings",
+        "[DB_USER:Username,DB_PASSWORD:Password]",
+        "--param",
+        "instance=main",
+        "--param",
+        "users=app_a,app_b",
+        "-w",
+        work.join(REL).to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    f.commit_and_publish("Add the orders database credential", &[DEV1]);
+    let login = |f: &GitFleet| -> (String, String) {
+        let file = f.path("orders-check.yaml");
+        std::fs::write(&file, f.show("dev", "main", REL)).unwrap();
+        let get = |k: &str| {
+            String::from_utf8(decrypt_value(&file, 0, DEV1, "service1/orders-db", k).unwrap())
+                .unwrap()
+        };
+        (get("DB_USER"), get("DB_PASSWORD"))
+    };
+    let (u0, p0) = login(&f);
+    assert_eq!(u0, "app_a");
+    assert!(can_log_in(&pg, &u0, &p0));
+    let mut previous = (u0, p0);
+    for (n, expect) in [(1, "app_b"), (2, "app_a")] {
+        let r = run_cmd(
+            cmd()
+                .env("SECRET_MANAGER_POSTGRES_MAIN_URL", &url)
+                .env("SECRET_MANAGER_NOW", format!("2027-0{n}-01T00:00:00Z"))
+                .args([
+                    "--repo",
+                    work.to_str().unwrap(),
+                    "--yes",
+                    "rotate",
+                    "--source",
+                    "postgres",
+                    "--older-than",
+                    "0s",
+                    "--revoke-after",
+                    "0s",
+                ]),
+        );
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr
+                .contains("1 staged, 0 deleted, 1 published, 1 revoked"),
+            "{}",
+            r.stderr
+        );
+        let now = login(&f);
+        assert_eq!(now.0, expect);
+        assert!(can_log_in(&pg, &now.0, &now.1), "the new value logs in");
+        assert!(
+            !can_log_in(&pg, &previous.0, &previous.1),
+            "the previous value is revoked"
+        );
+        for out in [&r.stdout, &r.stderr] {
+            assert!(!out.contains(&now.1) && !out.contains(&previous.1));
+            assert!(!out.contains(ADMIN_PW));
+        }
+        previous = now;
+    }
+    let log = git(&f.path("dev.git"), &["log", "--format=%B", "main"]);
+    assert!(log.contains("Secret-Manager-Action: revoke"), "{log}");
+    assert!(!log.contains(ADMIN_PW));
+}
