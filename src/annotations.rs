@@ -17,7 +17,7 @@ pub const KEY_MAPPINGS: &str = "keyMappings";
 pub const SEALED_WITH: &str = "sealedWith";
 
 /// Sources built into this tool.
-pub const BUILTIN_SOURCES: &[&str] = &["aws", "azure", "gcp", "random", "postgres"];
+pub const BUILTIN_SOURCES: &[&str] = &["aws", "azure", "gcp", "random", "postgres", "mysql"];
 
 /// The annotation (without prefix) that holds the key id for `source`.
 pub fn key_id_annotation(source: &str) -> &'static str {
@@ -35,7 +35,7 @@ pub fn identity_annotations(source: &str) -> &'static [&'static str] {
         "azure" => &["tenantId", "applicationObjectId", "clientId"],
         "gcp" => &["project", "serviceAccount"],
         "random" => &["id"],
-        "postgres" => &["instance", "users"],
+        "postgres" | "mysql" => &["instance", "users"],
         _ => &[],
     }
 }
@@ -47,7 +47,7 @@ pub fn output_fields(source: &str) -> Option<&'static [&'static str]> {
         "azure" => Some(&["ClientId", "ClientSecret", "TenantId", "KeyId"]),
         "gcp" => Some(&["KeyFileJson", "KeyId", "ClientEmail"]),
         "random" => Some(&["Value"]),
-        "postgres" => Some(&["Username", "Password"]),
+        "postgres" | "mysql" => Some(&["Username", "Password"]),
         _ => None,
     }
 }

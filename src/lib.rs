@@ -23,6 +23,7 @@ pub mod keys;
 pub mod lint;
 pub mod list;
 pub mod manifest;
+pub mod mysql_source;
 pub mod names;
 pub mod postgres_source;
 pub mod providers;

@@ -16,6 +16,7 @@ mod engine;
 mod gitops;
 mod hostile;
 mod monitoring;
+mod mysql;
 mod postgres;
 mod pull_requests;
 mod random;

@@ -95,6 +95,7 @@ pub fn snapshot_tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>>
 }
 
 /// The TEST-ONLY decryptor: what the sealed-secrets controller does with its private key.
+pub mod maria;
 pub mod pg;
 
 pub mod unseal {

@@ -1,0 +1,124 @@
+//! A real MariaDB server for one test: `mariadb-install-db` into a temporary directory,
+//! started on a free loopback port, killed on drop.
+
+use std::process::{Child, Command};
+
+/// The root password of every test server: none (a loopback-only server on a random port
+/// that lives as long as one test).
+pub const ROOT_PASSWORD: &str = "";
+
+pub struct Maria {
+    dir: tempfile::TempDir,
+    server: Child,
+    pub port: u16,
+}
+
+fn run(c: &mut Command, what: &str) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Maria {
+    pub fn start() -> Maria {
+        let dir = tempfile::Builder::new()
+            .prefix("sm-maria-")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let user = if unsafe { geteuid() } == 0 {
+            "root".to_owned()
+        } else {
+            std::env::var("USER").unwrap_or_else(|_| "nobody".into())
+        };
+        run(
+            Command::new("mariadb-install-db")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--user={user}"))
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"]),
+            "mariadb-install-db (apt-get install mariadb-server)",
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let server = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--user={user}"))
+            .args([
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+                "--general-log=1",
+            ])
+            .arg(format!(
+                "--general-log-file={}",
+                dir.path().join("general.log").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mariadbd (apt-get install mariadb-server)");
+        let m = Maria { dir, server, port };
+        for _ in 0..150 {
+            if m.sql_as("root", ROOT_PASSWORD, "SELECT 1").status.success() {
+                return m;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("mariadbd did not start");
+    }
+
+    /// A `mysql://` URL for `user` with `password`.
+    pub fn url(&self, user: &str, password: &str) -> String {
+        format!("mysql://{user}:{password}@127.0.0.1:{}/", self.port)
+    }
+
+    /// Runs `sql` as root; returns its output (tab-separated, no headers).
+    pub fn sql(&self, sql: &str) -> String {
+        let out = self.sql_as("root", ROOT_PASSWORD, sql);
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Runs `sql` as `user` (the exit status says whether the login worked).
+    pub fn sql_as(&self, user: &str, password: &str, sql: &str) -> std::process::Output {
+        let mut c = Command::new("mariadb");
+        c.arg("--no-defaults")
+            .args(["-h", "127.0.0.1", "-P", &self.port.to_string(), "-u", user])
+            .args(["-N", "-B", "-e", sql]);
+        if !password.is_empty() {
+            c.env("MYSQL_PWD", password);
+        }
+        c.output().unwrap()
+    }
+
+    /// The general query log (every statement).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("general.log")).unwrap_or_default()
+    }
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+impl Drop for Maria {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
