@@ -5,7 +5,6 @@
 //! (`cluster`, `namespace`, `name`, `source`) and never a key id or a value.
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -28,6 +27,11 @@ struct Kind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Version {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseOutcome {
     phase: String,
     outcome: String,
@@ -38,7 +42,7 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 /// Every series of one command run.
 pub struct Metrics {
     registry: Registry,
-    age: Family<Credential, FloatGauge>,
+    created: Family<Credential, FloatGauge>,
     due: Family<Credential, Gauge>,
     cert_current: Family<Credential, Gauge>,
     scan_files: Gauge,
@@ -49,15 +53,17 @@ impl Metrics {
     /// The credential and scan series.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let age = Family::<Credential, FloatGauge>::default();
+        let created = Family::<Credential, FloatGauge>::default();
         let due = Family::<Credential, Gauge>::default();
         let cert_current = Family::<Credential, Gauge>::default();
         let scan_files = Gauge::default();
         let diagnostics = Family::<Kind, Gauge>::default();
+        // A timestamp, not an age: an age pushed once freezes in the Pushgateway and the
+        // textfile collector; `time() - created` is right whenever it is evaluated.
         registry.register(
-            "secret_manager_credential_age_seconds",
-            "Seconds since the credential's createDate",
-            age.clone(),
+            "secret_manager_credential_created_timestamp_seconds",
+            "When the credential was created (its createDate, Unix time); the age is time() minus this",
+            created.clone(),
         );
         registry.register(
             "secret_manager_credential_due",
@@ -79,9 +85,20 @@ impl Metrics {
             "Files the scan could not use, by kind (error, skipped)",
             diagnostics.clone(),
         );
+        let build = Family::<Version, Gauge>::default();
+        build
+            .get_or_create(&Version {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "secret_manager_build_info",
+            "Always 1; the version label says which build wrote the series",
+            build,
+        );
         Metrics {
             registry,
-            age,
+            created,
             due,
             cert_current,
             scan_files,
@@ -103,8 +120,9 @@ impl Metrics {
                 .as_deref()
                 .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
             {
-                let secs = (now - d.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1e3;
-                self.age.get_or_create(&l).set(secs);
+                let _ = now;
+                let secs = d.with_timezone(&chrono::Utc).timestamp_millis() as f64 / 1e3;
+                self.created.get_or_create(&l).set(secs);
             }
             self.due.get_or_create(&l).set(i64::from(
                 r.state == State::Due || r.state == State::Invalid,
@@ -136,14 +154,19 @@ impl Metrics {
         }
     }
 
-    /// The run's own series: when it ran, whether it succeeded, how long it took, and its
-    /// steps by phase and outcome.
+    /// The run's own series: when it ran, whether it succeeded, how long it took, its
+    /// steps by phase and outcome, and when a run last succeeded — this one, or
+    /// `last_success` (what the previous runs recorded) when this one failed.
+    ///
+    /// Every series describes the last run (gauges): a batch job's counter would restart
+    /// at each push, and `rate()` over it would mean nothing.
     pub fn run(
         &mut self,
         report: &RotateReport,
         started: chrono::DateTime<chrono::Utc>,
         duration: std::time::Duration,
         success: bool,
+        last_success: Option<f64>,
     ) {
         let ts = FloatGauge::default();
         ts.set(started.timestamp_millis() as f64 / 1e3);
@@ -166,14 +189,28 @@ impl Metrics {
             "How long the last run took",
             d,
         );
-        let rotations = Family::<PhaseOutcome, Counter>::default();
+        let finished = (started.timestamp_millis() as f64 / 1e3) + duration.as_secs_f64();
+        if let Some(t) = if success {
+            Some(finished)
+        } else {
+            last_success
+        } {
+            let g = FloatGauge::default();
+            g.set(t);
+            self.registry.register(
+                "secret_manager_last_success_timestamp_seconds",
+                "When a run last finished with exit code 0 (Unix time)",
+                g,
+            );
+        }
+        let steps_family = Family::<PhaseOutcome, Gauge>::default();
         let count = |phase: &str, outcome: &str, n: usize| {
-            rotations
+            steps_family
                 .get_or_create(&PhaseOutcome {
                     phase: phase.into(),
                     outcome: outcome.into(),
                 })
-                .inc_by(n as u64);
+                .inc_by(n as i64);
         };
         let done = |a: Action| report.count(a);
         let steps = |a: Action| report.steps.iter().filter(|s| s.action == a).count();
@@ -190,9 +227,9 @@ impl Metrics {
             count(&format!("{:?}", f.phase).to_lowercase(), "failed", 1);
         }
         self.registry.register(
-            "secret_manager_rotations",
+            "secret_manager_last_run_steps",
             "Steps of the last run by phase and outcome (staged, published, revoked, waiting, busy, failed)",
-            rotations,
+            steps_family,
         );
     }
 
@@ -280,10 +317,20 @@ pub fn write_textfile(path: &std::path::Path, text: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The value of `secret_manager_last_success_timestamp_seconds` in the text a previous run
+/// wrote (a failed run carries it over instead of losing it).
+pub fn last_success_in(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("secret_manager_last_success_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Pushes `text` to a Prometheus Pushgateway under job `secret-manager` and the grouping
-/// label `instance=<instance>` (replacing that group: PUT). Retried on a connection error
-/// or a 5xx, at most 3 attempts within ~10 s.
-pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
+/// label `shard=<shard>` (POST: the series of each metric it pushes are replaced, a metric
+/// it does not push — the last success time after a failed run — is kept). Retried on a connection error or a
+/// 5xx, at most 3 attempts within ~10 s.
+pub async fn push(url: &str, shard: &str, text: &str) -> anyhow::Result<()> {
+    let instance = shard;
     let base = url.trim_end_matches('/');
     // The Pushgateway URL is the operator's (a flag). Plain http to an in-cluster service
     // is usual and carries no secret; a URL with credentials in it must be https.
@@ -299,7 +346,7 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
         );
     }
     let target = format!(
-        "{base}/metrics/job/secret-manager/instance/{}",
+        "{base}/metrics/job/secret-manager/shard/{}",
         instance
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -328,7 +375,7 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
     let mut last = String::new();
     for attempt in 1..=crate::http::ATTEMPTS {
         match client
-            .put(&target)
+            .post(&target)
             .header("Content-Type", "text/plain; version=0.0.4")
             .body(body.clone())
             .send()
@@ -357,4 +404,49 @@ pub async fn push(url: &str, instance: &str, text: &str) -> anyhow::Result<()> {
         "pushgateway {shown}: {last} (after {} attempts)",
         crate::http::ATTEMPTS
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed run keeps the last good run's time; a good run writes its own end time.
+    #[test]
+    fn the_last_success_survives_a_failed_run() {
+        let started = chrono::DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut good = Metrics::new();
+        good.run(
+            &RotateReport::default(),
+            started,
+            std::time::Duration::from_secs(30),
+            true,
+            None,
+        );
+        let text = good.encode();
+        let t = last_success_in(&text).unwrap();
+        assert_eq!(t, started.timestamp() as f64 + 30.0, "{text}");
+        let mut failed = Metrics::new();
+        failed.run(
+            &RotateReport::default(),
+            started + chrono::Duration::hours(1),
+            std::time::Duration::from_secs(5),
+            false,
+            last_success_in(&text),
+        );
+        let after = failed.encode();
+        assert_eq!(last_success_in(&after), Some(t), "{after}");
+        assert!(after.contains("secret_manager_run_success 0"), "{after}");
+        // Nothing to carry: no series rather than a made-up time.
+        let mut first = Metrics::new();
+        first.run(
+            &RotateReport::default(),
+            started,
+            std::time::Duration::from_secs(5),
+            false,
+            None,
+        );
+        assert_eq!(last_success_in(&first.encode()), None);
+    }
 }

@@ -54,9 +54,21 @@ fn list_prints_prometheus_metrics_a_parser_reads_back() {
             if row["state"] == "due" { 1.0 } else { 0.0 },
             "{l:?}"
         );
-        let age = samples(&s, "secret_manager_credential_age_seconds", &l);
+        // A timestamp, so that the age is right whenever it is read: the pinned clock of
+        // the run minus it is the age `list` shows.
+        let created = samples(
+            &s,
+            "secret_manager_credential_created_timestamp_seconds",
+            &l,
+        );
+        let now = chrono::DateTime::parse_from_rfc3339(crate::common::NOW)
+            .unwrap()
+            .timestamp() as f64;
         let days = row["ageDays"].as_f64().unwrap();
-        assert!((value(&age[0].value) / 86400.0 - days).abs() < 1.0, "{l:?}");
+        assert!(
+            ((now - value(&created[0].value)) / 86400.0 - days).abs() < 1.0,
+            "{l:?}"
+        );
     }
     // Never a key id in a label or anywhere else.
     for row in &rows {
@@ -67,7 +79,7 @@ fn list_prints_prometheus_metrics_a_parser_reads_back() {
         keys.sort();
         assert!(
             keys.iter()
-                .all(|k| ["cluster", "kind", "name", "namespace", "source"].contains(k)),
+                .all(|k| ["cluster", "kind", "name", "namespace", "source", "version"].contains(k)),
             "{keys:?}"
         );
     }
@@ -138,7 +150,7 @@ fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
             file.to_str().unwrap(),
             "--pushgateway",
             &gw.url,
-            "--metrics-instance",
+            "--metrics-shard",
             "cron-dev1",
         ],
     );
@@ -151,29 +163,39 @@ fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
     );
     let staged = samples(
         &s,
-        "secret_manager_rotations_total",
+        "secret_manager_last_run_steps",
         &[("phase", "stage"), ("outcome", "staged")],
     );
     assert_eq!(value(&staged[0].value), 1.0, "{text}");
     let revoked = samples(
         &s,
-        "secret_manager_rotations_total",
+        "secret_manager_last_run_steps",
         &[("phase", "revoke"), ("outcome", "revoked")],
     );
     assert_eq!(value(&revoked[0].value), 1.0, "{text}");
     assert!(
-        matches!(staged[0].value, prometheus_parse::Value::Counter(_)),
-        "a counter: {text}"
+        matches!(staged[0].value, prometheus_parse::Value::Gauge(_)),
+        "a gauge of the last run, not a counter that restarts at every push: {text}"
     );
+    let last_ok =
+        value(&samples(&s, "secret_manager_last_success_timestamp_seconds", &[])[0].value);
+    assert!(
+        (last_ok - chrono::Utc::now().timestamp() as f64).abs() < 600.0,
+        "{text}"
+    );
+    let build = samples(&s, "secret_manager_build_info", &[]);
+    assert_eq!(value(&build[0].value), 1.0, "{text}");
     let ts = value(&samples(&s, "secret_manager_run_timestamp_seconds", &[])[0].value);
     assert!((ts - chrono::Utc::now().timestamp() as f64).abs() < 600.0);
-    // The credential gauges reflect main after the run: the new key is 0 s old.
-    let age = samples(
+    // The credential series reflect main after the run: the new key was created now.
+    let created = samples(
         &s,
-        "secret_manager_credential_age_seconds",
+        "secret_manager_credential_created_timestamp_seconds",
         &[("cluster", DEV1), ("name", "route53")],
     );
-    assert!(value(&age[0].value) < 600.0, "{text}");
+    // (the source's own creation time of the new key: the wall clock)
+    let wall = chrono::Utc::now().timestamp() as f64;
+    assert!((value(&created[0].value) - wall).abs() < 600.0, "{text}");
     assert!(
         !text.contains(&old) && !text.contains("AKIA"),
         "no key id: {text}"
@@ -189,17 +211,17 @@ fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
     let served = parse(body.split("\r\n\r\n").nth(1).unwrap());
     let pushed = samples(
         &served,
-        "secret_manager_rotations_total",
+        "secret_manager_last_run_steps",
         &[
             ("job", "secret-manager"),
-            ("instance", "cron-dev1"),
+            ("shard", "cron-dev1"),
             ("phase", "stage"),
             ("outcome", "staged"),
         ],
     );
     assert_eq!(pushed.len(), 1, "{body}");
     assert!(
-        matches!(pushed[0].value, prometheus_parse::Value::Counter(1.0)),
+        matches!(pushed[0].value, prometheus_parse::Value::Gauge(1.0)),
         "{body}"
     );
     let success = samples(

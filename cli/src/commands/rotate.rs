@@ -127,15 +127,23 @@ pub struct RunArgs {
     pub metrics_file: Option<std::path::PathBuf>,
     /// After the run, push the metrics to this Prometheus Pushgateway (job secret-manager).
     ///
-    /// The grouping label is instance=<--metrics-instance>. A failed push (or metrics file)
-    /// is exit 16 when the run itself succeeded; a failed run keeps its own code.
+    /// The grouping label is shard=<--metrics-shard> (instance stays Prometheus' own: the
+    /// Pushgateway's address). Pushed with POST, so a failed run replaces every series it
+    /// writes but keeps secret_manager_last_success_timestamp_seconds of the last good one.
+    /// A failed push (or metrics file) is exit 16 when the run itself succeeded; a failed
+    /// run keeps its own code.
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
-    /// The instance label of pushed metrics (default: from the selection).
+    /// The shard label of pushed metrics (default: from the selection).
     ///
-    /// E.g. source-aws_cluster-aws.eu-*: stable across runs, distinct per shard.
-    #[arg(long, value_name = "NAME", env = "SECRET_MANAGER_METRICS_INSTANCE")]
-    pub metrics_instance: Option<String>,
+    /// E.g. source-aws_cluster-aws.eu-*: stable across runs, distinct per CronJob.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SECRET_MANAGER_METRICS_SHARD",
+        alias = "metrics-instance"
+    )]
+    pub metrics_shard: Option<String>,
     /// POST a JSON summary to a Slack/Mattermost-compatible webhook; repeatable.
     ///
     /// Give `env:NAME` to read the URL from an environment variable (webhook URLs carry a
@@ -572,10 +580,10 @@ async fn reseal_selection(ctx: &Ctx, repo: &secret_manager::Repo, opts: &mut Rot
     };
 }
 
-/// The default `instance` of pushed metrics: the run's selection (`source-aws_cluster-
+/// The default `shard` of pushed metrics: the run's selection (`source-aws_cluster-
 /// aws.eu-_shared-exclude`), the same on every run of one CronJob and different between
 /// shards, so that each job replaces its own group. A pod name would differ every run.
-fn selection_instance(f: &FilterArgs) -> String {
+fn selection_shard(f: &FilterArgs) -> String {
     let mut parts = Vec::new();
     for (k, vs) in [("source", &f.sources), ("cluster", &f.clusters)] {
         if !vs.is_empty() {
@@ -625,7 +633,19 @@ async fn write_metrics(
         m.credentials(&rows, ctx.now);
         m.scan(&scan);
     }
-    m.run(report, started.0, started.1.elapsed(), code == exit::OK);
+    // A failed run keeps the last good run's time (the textfile is rewritten whole).
+    let last_success = args
+        .metrics_file
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| crate::metrics::last_success_in(&t));
+    m.run(
+        report,
+        started.0,
+        started.1.elapsed(),
+        code == exit::OK,
+        last_success,
+    );
     let text = m.encode();
     let mut ok = true;
     if let Some(path) = &args.metrics_file
@@ -635,11 +655,11 @@ async fn write_metrics(
         ok = false;
     }
     if let Some(url) = &args.pushgateway {
-        let instance = args
-            .metrics_instance
+        let shard = args
+            .metrics_shard
             .clone()
-            .unwrap_or_else(|| selection_instance(&args.filter));
-        if let Err(e) = crate::metrics::push(url, &instance, &text).await {
+            .unwrap_or_else(|| selection_shard(&args.filter));
+        if let Err(e) = crate::metrics::push(url, &shard, &text).await {
             crate::output::say(crate::output::Level::Error, &format!("{e:#}"));
             ok = false;
         }

@@ -324,3 +324,41 @@ fn which(name: &str) -> Option<PathBuf> {
         .map(|d| d.join(name))
         .find(|p| p.exists())
 }
+
+/// The OCI image labels carry what the workspace says: source, version, licence, and the
+/// revision from a build argument.
+#[test]
+fn the_image_carries_the_oci_labels_of_the_workspace() {
+    let all = instructions(&dockerfile());
+    let label = all
+        .iter()
+        .find(|i| i.starts_with("LABEL "))
+        .expect("a LABEL instruction");
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let field = |name: &str| {
+        manifest
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("workspace {name}"))
+            .to_owned()
+    };
+    for (key, want) in [
+        ("org.opencontainers.image.source", field("repository")),
+        ("org.opencontainers.image.licenses", field("license")),
+        ("org.opencontainers.image.version", "${VERSION}".to_owned()),
+        (
+            "org.opencontainers.image.revision",
+            "${REVISION}".to_owned(),
+        ),
+    ] {
+        assert!(
+            label.contains(&format!("{key}=\"{want}\"")),
+            "{key} should be {want}: {label}"
+        );
+    }
+    assert!(
+        all.contains(&format!("ARG VERSION={}", field("version"))),
+        "ARG VERSION defaults to the workspace version"
+    );
+}

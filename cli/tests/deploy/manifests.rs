@@ -136,6 +136,11 @@ fn check_network_policy(install: &str, docs: &[Value], gcp: bool) {
             assert_eq!(&labels[k], v, "{install}: the policy misses a pod");
         }
     }
+    let kubectl = of_kind(docs, "CronJob").iter().any(|cj| {
+        pod_spec(cj)["containers"][0]["image"]
+            .as_str()
+            .is_some_and(|i| i.ends_with("-kubectl"))
+    });
     let mut metadata_rules = 0;
     for rule in np["spec"]["egress"].as_array().unwrap() {
         let ports: Vec<u64> = rule["ports"]
@@ -174,6 +179,9 @@ fn check_network_policy(install: &str, docs: &[Value], gcp: bool) {
                 ports == vec![80] || ports == vec![988],
                 "{install}: {ports:?}"
             );
+        } else if kubectl {
+            // components/kubectl: self-managed API servers listen on 6443.
+            assert_eq!(ports, vec![443, 22, 6443], "{install}");
         } else {
             assert_eq!(ports, vec![443, 22], "{install}");
         }
@@ -455,4 +463,116 @@ fn shards_share_resources_once_and_split_the_fleet_exactly() {
     let mut all = all;
     all.sort();
     assert_eq!(seen, all, "each manifest in exactly one shard");
+}
+
+/// Kubernetes' recommended labels on every object of every install (and the target-cluster
+/// RBAC), and on each CronJob's pod template; the version label is the workspace version
+/// and the version of the image the CronJob runs.
+#[test]
+fn every_object_and_pod_template_carries_the_recommended_labels() {
+    let manifest = std::fs::read_to_string(crate::common::root().join("Cargo.toml")).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    let check = |install: &str, what: &str, labels: &Value| {
+        for name in [
+            "name",
+            "instance",
+            "version",
+            "component",
+            "part-of",
+            "managed-by",
+        ] {
+            let key = format!("app.kubernetes.io/{name}");
+            assert!(
+                labels[&key].as_str().is_some_and(|v| !v.is_empty()),
+                "{install}: {what} lacks {key}: {labels}"
+            );
+        }
+        assert_eq!(
+            labels["app.kubernetes.io/name"], "secret-manager",
+            "{install}: {what}"
+        );
+        assert_eq!(
+            labels["app.kubernetes.io/part-of"], "secret-manager",
+            "{install}: {what}"
+        );
+        assert_eq!(
+            labels["app.kubernetes.io/version"], version,
+            "{install}: {what}"
+        );
+    };
+    let installs = INSTALLS.iter().map(|(i, _)| *i).chain(["target-cluster"]);
+    for install in installs {
+        let docs = documents(&render(&deploy(install)));
+        assert!(!docs.is_empty());
+        for d in &docs {
+            let what = format!("{} {}", d["kind"], d["metadata"]["name"]);
+            check(install, &what, &d["metadata"]["labels"]);
+        }
+        for cj in of_kind(&docs, "CronJob") {
+            check(
+                install,
+                "pod template",
+                &cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"],
+            );
+            let image = pod_spec(cj)["containers"][0]["image"].as_str().unwrap();
+            let tag = image.rsplit_once(':').unwrap().1;
+            assert!(
+                tag == version || tag.starts_with(&format!("{version}-")),
+                "{install}: image {image} is not version {version}"
+            );
+        }
+    }
+}
+
+/// examples/remote-base installs a release's overlay as a remote base pinned by the tag of
+/// this version; with the remote resolved to this checkout, it renders, validates and its
+/// patches reach the objects.
+#[test]
+fn the_remote_base_example_is_pinned_by_tag_and_renders() {
+    let text = std::fs::read_to_string(deploy("examples/remote-base/kustomization.yaml")).unwrap();
+    let manifest = std::fs::read_to_string(crate::common::root().join("Cargo.toml")).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    let remote = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- https://"))
+        .expect("a remote resource");
+    let (url, reference) = remote.split_once("?ref=").expect("pinned with ?ref=");
+    assert_eq!(
+        reference,
+        format!("v{version}"),
+        "pinned to this release's tag"
+    );
+    let (_, path) = url.split_once("//").expect("repo//path form");
+    assert_eq!(path, "deploy/overlays/aws");
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = text.replace(
+        &format!("https://{remote}"),
+        &relative(dir.path(), &deploy("overlays/aws")),
+    );
+    std::fs::write(dir.path().join("kustomization.yaml"), local).unwrap();
+    let rendered = render(dir.path());
+    if let Err(e) = validate(&rendered) {
+        panic!("{e}");
+    }
+    let docs = documents(&rendered);
+    let cm = one(&docs, "ConfigMap");
+    assert_eq!(
+        cm["data"]["CONFIG_REPO_URL"],
+        "git@git.example.com:platform/gitops-config.git"
+    );
+    let cj = one(&docs, "CronJob");
+    assert_eq!(
+        pod_spec(cj)["containers"][0]["image"],
+        format!("registry.example.com/platform/secret-manager:{version}")
+    );
+    check_cronjob("examples/remote-base", cj, "aws");
 }
