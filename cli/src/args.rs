@@ -19,6 +19,13 @@ pub struct GlobalArgs {
     /// Output format for results (logs go to stderr).
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// The kubeconfig every kubectl call uses (the gates, controller:// certificates,
+    /// seal --validate); default: kubectl's own ($KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE", hide_short_help = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Tables without their header line (kubectl's --no-headers).
+    #[arg(long, global = true, hide_short_help = true)]
+    pub no_headers: bool,
     /// Log format on stderr: human text or one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, hide_short_help = true)]
     pub log_format: LogFormat,
@@ -73,7 +80,8 @@ pub struct GlobalArgs {
 /// Result formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Aligned columns for people, fitted to the terminal ($COLUMNS, else 120).
+    /// Aligned columns for people, fitted to the terminal ($COLUMNS, else its width); on a
+    /// pipe or in a file every column in full.
     Table,
     /// Like table, with every column in full (file:line, whole key ids); may be wider.
     Wide,
@@ -83,6 +91,9 @@ pub enum Format {
     Yaml,
     /// Prometheus text exposition format (`list` only).
     Prometheus,
+    /// One name per line, for scripts: `list` cluster/namespace/name, `keys` key ids,
+    /// `cluster status` cluster ids.
+    Name,
 }
 
 /// `--color` values.
@@ -141,7 +152,7 @@ pub struct FilterArgs {
     #[arg(long, value_enum, value_name = "WHICH", default_value_t = SharedArg::Include)]
     pub shared: SharedArg,
     /// Only this namespace.
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N")]
     pub namespace: Option<String>,
     /// Only names matching this glob (e.g. 'cloudprovider-*'); repeatable.
     #[arg(long = "name", value_name = "GLOB")]

@@ -9,7 +9,7 @@ pub const OK: u8 = 0;
 pub const INTERNAL: u8 = 1;
 /// Bad command line or bad configuration; nothing was changed.
 pub const USAGE: u8 = 2;
-/// `lint` found problems.
+/// `lint` found problems; `seal --validate`: the controller cannot decrypt it.
 pub const LINT_FINDINGS: u8 = 3;
 /// A source could not be queried or failed its preflight; nothing was changed.
 pub const PREFLIGHT: u8 = 10;

@@ -9,15 +9,25 @@ static COLOR_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 static COLOR_ERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// `--color` for a stream: `auto` colours a terminal unless `NO_COLOR` is set to a
-/// non-empty value (no-color.org) or `TERM=dumb`.
+/// non-empty value (no-color.org), `CLICOLOR=0` or `TERM=dumb`; `CLICOLOR_FORCE` (not
+/// `0`) colours a pipe too. `NO_COLOR` wins over `CLICOLOR_FORCE`.
 fn color_for(when: ColorArg, is_terminal: bool) -> bool {
     match when {
         ColorArg::Always => true,
         ColorArg::Never => false,
         ColorArg::Auto => {
-            is_terminal
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+            if set("NO_COLOR").is_some() {
+                false
+            } else if set("CLICOLOR_FORCE").is_some_and(|v| v != "0") {
+                // CLICOLOR_FORCE: colour even on a pipe (`| less -R`), as ls, git and
+                // cargo do.
+                true
+            } else {
+                is_terminal
+                    && set("CLICOLOR").is_none_or(|v| v != "0")
+                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            }
         }
     }
 }
@@ -217,6 +227,10 @@ pub fn write_structured<T: Serialize>(
             "-o prometheus is for `list` (and `rotate --metrics-file`); use table, wide, json or yaml here".into(),
         )
         .into()),
+        Format::Name => Err(crate::exit::UsageError(
+            "-o name is for `list`, `keys` and `cluster status`; use table, wide, json or yaml here".into(),
+        )
+        .into()),
     }
 }
 
@@ -244,28 +258,46 @@ pub struct Table {
     rows: Vec<Vec<String>>,
     paints: Vec<Option<PaintFn>>,
     color: bool,
+    headers_shown: bool,
 }
 
+/// Display width in terminal columns: a CJK character or an emoji takes two, a combining
+/// mark none (Unicode's East Asian Width, as terminals lay text out).
 fn width(s: &str) -> usize {
-    s.chars().count()
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
-/// `s` in lines of at most `w` characters, broken after a space, `,`, `/`, `-` or `.`
+fn char_width(c: char) -> usize {
+    unicode_width::UnicodeWidthChar::width(c).unwrap_or(0)
+}
+
+/// `s` in lines of at most `w` columns, broken after a space, `,`, `/`, `-` or `.`
 /// when one is in the second half of the line, else hard.
 fn wrap(s: &str, w: usize) -> Vec<String> {
-    let chars: Vec<char> = s.chars().collect();
-    if chars.len() <= w || w == 0 {
+    if width(s) <= w || w == 0 {
         return vec![s.to_owned()];
     }
+    let chars: Vec<char> = s.chars().collect();
     let mut lines = Vec::new();
     let mut start = 0;
-    while chars.len() - start > w {
-        let window = &chars[start..start + w];
+    loop {
+        // The longest window from `start` that fits in `w` columns (at least one char).
+        let mut end = start;
+        let mut cols = 0;
+        while end < chars.len() && (end == start || cols + char_width(chars[end]) <= w) {
+            cols += char_width(chars[end]);
+            end += 1;
+        }
+        if end == chars.len() {
+            lines.push(chars[start..].iter().collect());
+            break;
+        }
+        let window = &chars[start..end];
         let cut = window
             .iter()
             .rposition(|c| matches!(c, ' ' | ',' | '/' | '-' | '.'))
-            .filter(|&i| i + 1 >= w / 2)
-            .map_or(w, |i| i + 1);
+            .filter(|&i| 2 * (i + 1) >= window.len())
+            .map_or(window.len(), |i| i + 1);
         lines.push(
             chars[start..start + cut]
                 .iter()
@@ -277,8 +309,10 @@ fn wrap(s: &str, w: usize) -> Vec<String> {
         while chars.get(start) == Some(&' ') {
             start += 1;
         }
+        if start == chars.len() {
+            break;
+        }
     }
-    lines.push(chars[start..].iter().collect());
     lines
 }
 
@@ -291,6 +325,7 @@ impl Table {
             rows: Vec::new(),
             paints: vec![None; cols.len()],
             color: color_out(),
+            headers_shown: true,
         }
     }
 
@@ -300,6 +335,13 @@ impl Table {
         if let Some(i) = self.headers.iter().position(|h| *h == header) {
             self.paints[i] = Some(f);
         }
+        self
+    }
+
+    /// `--no-headers`: rows only (column widths still count the headers, so the layout
+    /// is the same with and without them).
+    pub fn headers(mut self, shown: bool) -> Self {
+        self.headers_shown = shown;
         self
     }
 
@@ -392,7 +434,9 @@ impl Table {
                 Ok(())
             };
         let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
-        write_row(out, &headers, false)?;
+        if self.headers_shown {
+            write_row(out, &headers, false)?;
+        }
         for r in &self.rows {
             write_row(out, r, true)?;
         }
@@ -402,13 +446,13 @@ impl Table {
             .collect())
     }
 
-    /// Renders for `format`: every column in full for `-o wide`, else fitted to the
-    /// terminal, with a note on stderr naming the columns left out (unless `quiet`).
+    /// Renders for `format`: every column in full for `-o wide` and whenever stdout is
+    /// not a terminal (a pipe or a file gets every column, as from kubectl), else fitted
+    /// to the terminal, with a note on stderr naming the columns left out (unless `quiet`).
     pub fn print(&self, out: &mut dyn Write, format: Format, quiet: bool) -> std::io::Result<()> {
-        let max = if format == Format::Wide {
-            usize::MAX
-        } else {
-            table_width()
+        let max = match (format, table_width()) {
+            (Format::Wide, _) | (_, None) => usize::MAX,
+            (_, Some(w)) => w,
         };
         let dropped = self.render(out, max)?;
         if !dropped.is_empty() && !quiet {
@@ -424,19 +468,33 @@ impl Table {
     }
 }
 
-/// Width for tables: `$COLUMNS` when set, else the terminal's width when stdout is one,
-/// else 120.
-pub fn table_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .or_else(|| {
-            console::Term::stdout()
-                .size_checked()
-                .map(|(_, w)| usize::from(w))
-        })
-        .filter(|&c: &usize| c >= 40)
-        .unwrap_or(120)
+/// `-o name`: one name per line (terminal-safe), for `xargs` and shell loops.
+pub fn write_names<I: IntoIterator<Item = String>>(
+    out: &mut dyn Write,
+    names: I,
+) -> std::io::Result<()> {
+    for n in names {
+        writeln!(out, "{}", terminal_safe(&n))?;
+    }
+    Ok(())
+}
+
+/// The width tables are fitted to, when stdout is a terminal: `$COLUMNS` when set (40 or
+/// more), else the terminal's width, else 120. `None` on a pipe or a file: a table read
+/// by a program is never fitted and never loses a column, whatever `$COLUMNS` says.
+pub fn table_width() -> Option<usize> {
+    let term = console::Term::stdout();
+    if !term.is_term() {
+        return None;
+    }
+    Some(
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .or_else(|| term.size_checked().map(|(_, w)| usize::from(w)))
+            .filter(|&c: &usize| c >= 40)
+            .unwrap_or(120),
+    )
 }
 
 #[cfg(test)]
@@ -476,6 +534,26 @@ mod tests {
         );
         assert_eq!(terminal_safe("plain text\nkept"), "plain text\nkept");
         assert_eq!(terminal_safe("a\u{9b}b"), "a\\u{9b}b");
+    }
+
+    #[test]
+    fn columns_line_up_by_display_width_not_characters() {
+        let mut t = Table::new(&[("NAME", Fit::Fixed), ("STATE", Fit::Fixed)]);
+        t.row(vec!["数据库".into(), "ok".into()]);
+        t.row(vec!["db".into(), "due".into()]);
+        let mut out = Vec::new();
+        t.render(&mut out, usize::MAX).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        // Each CJK character takes two terminal columns: STATE starts at column 8 on
+        // every line (6 columns of name, two spaces).
+        let starts: Vec<usize> = s
+            .lines()
+            .map(|l| width(&l[..l.rfind("  ").unwrap() + 2]))
+            .collect();
+        assert_eq!(starts, vec![8, 8, 8], "{s}");
+        // Wrapping counts columns too: six CJK characters in 7 columns is two lines.
+        assert_eq!(wrap("数据库数据库", 7), vec!["数据库", "数据库"]);
+        assert_eq!(wrap("abc", 7), vec!["abc"]);
     }
 
     #[test]

@@ -8,42 +8,72 @@ fn example() -> String {
 
 #[test]
 fn table_older_than_90d() {
+    // On a pipe (and with $COLUMNS set, as the test harness sets it) the table is never
+    // fitted: every column, whole, as kubectl writes it.
     let r = run_in(&["--repo", &example(), "list", "--older-than", "90d"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    for line in r.stdout.lines() {
-        assert!(
-            line.chars().count() <= 120,
-            "line wider than 120 columns: {line}"
-        );
-    }
     insta::assert_snapshot!(r.stdout);
-    // Key ids are never cut (a GCP key id is 40 characters): the low-value SOURCE column
-    // makes room, and says so.
+    assert!(
+        r.stdout.lines().next().unwrap().contains("SOURCE"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stderr.contains("not shown"), "{}", r.stderr);
     assert!(!r.stdout.contains('…'), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("a1d4dfe1ccc98e1dcef5988c5f9897523b263e8a"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stderr
-            .contains("not shown to fit 120 columns: SOURCE (-o wide shows every column)"),
-        "{}",
-        r.stderr
-    );
-    // On a narrow terminal long names wrap; ids and ages stay whole.
-    let narrow = run_cmd(crate::common::cmd().env("COLUMNS", "80").args([
+    let narrow_pipe = run_cmd(crate::common::cmd().env("COLUMNS", "60").args([
         "--repo",
         &example(),
         "list",
         "--older-than",
         "90d",
     ]));
-    for line in narrow.stdout.lines() {
+    assert_eq!(narrow_pipe.stdout, r.stdout, "$COLUMNS does not fit a pipe");
+
+    // On a terminal 120 columns wide key ids are never cut (a GCP key id is 40
+    // characters): the low-value SOURCE column makes room, and says so.
+    let on_terminal = |columns: &str| {
+        let mut c = crate::common::cmd();
+        c.env("COLUMNS", columns)
+            .args(["--repo", &example(), "list", "--older-than", "90d"]);
+        crate::common::run_on_terminal(&c)
+    };
+    let tty = on_terminal("120");
+    assert_eq!(tty.code, 0, "{}", tty.stdout);
+    let tty_table: Vec<&str> = tty
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("note:"))
+        .collect();
+    for line in &tty_table {
+        assert!(
+            line.chars().count() <= 120,
+            "line wider than 120 columns: {line}"
+        );
+    }
+    assert!(!tty.stdout.contains('…'), "{}", tty.stdout);
+    assert!(
+        tty.stdout
+            .contains("a1d4dfe1ccc98e1dcef5988c5f9897523b263e8a"),
+        "{}",
+        tty.stdout
+    );
+    assert!(
+        tty.stdout
+            .contains("not shown to fit 120 columns: SOURCE (-o wide shows every column)"),
+        "{}",
+        tty.stdout
+    );
+    // On a narrow terminal long names wrap; ids and ages stay whole.
+    let narrow = on_terminal("80");
+    let narrow_table: Vec<&str> = narrow
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("note:"))
+        .collect();
+    for line in &narrow_table {
         assert!(line.chars().count() <= 100, "{line}");
     }
-    assert!(narrow.stdout.lines().count() > r.stdout.lines().count());
+    assert!(narrow_table.len() > tty_table.len());
     for id in [
         "AKIAS3PNRFRWDYIWC5WA",
         "078c6df1-6745-9263-26f4-12513d100217",
@@ -473,5 +503,77 @@ fn colour_on_a_terminal_respects_no_color_and_the_flag() {
         r.stderr.contains("\u{1b}[31m\u{1b}[1merror:\u{1b}[0m"),
         "{:?}",
         r.stderr
+    );
+}
+
+/// `-o name` prints one cluster/namespace/name per line; `--no-headers` drops the header
+/// line and nothing else; `-o name` where it means nothing is refused before anything runs.
+#[test]
+fn names_and_no_headers_for_scripts() {
+    let table = run_in(&["--repo", &example(), "list", "--older-than", "90d"]);
+    let names = run_in(&[
+        "--repo",
+        &example(),
+        "-o",
+        "name",
+        "list",
+        "--older-than",
+        "90d",
+    ]);
+    assert_eq!(names.code, 0, "{}", names.stderr);
+    let rows: Vec<&str> = table.stdout.lines().skip(1).collect();
+    let lines: Vec<&str> = names.stdout.lines().collect();
+    assert_eq!(lines.len(), rows.len(), "{}", names.stdout);
+    assert!(
+        lines.contains(&"aws.eu-central-1.dev1/service1/s3-uploader"),
+        "{}",
+        names.stdout
+    );
+    for (line, row) in lines.iter().zip(&rows) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(*line, format!("{}/{}/{}", cells[0], cells[1], cells[2]));
+    }
+    let bare = run_in(&[
+        "--repo",
+        &example(),
+        "list",
+        "--older-than",
+        "90d",
+        "--no-headers",
+    ]);
+    assert_eq!(bare.code, 0, "{}", bare.stderr);
+    assert_eq!(bare.stdout.lines().collect::<Vec<_>>(), rows);
+    // Not for commands without names: a usage error, before anything runs.
+    let r = run_in(&["--repo", &example(), "-o", "name", "lint"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("-o name is for `list`, `keys` and `cluster status`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+}
+
+/// CLICOLOR_FORCE colours a pipe (for `| less -R`); NO_COLOR still wins.
+#[test]
+fn clicolor_force_colours_a_pipe_and_no_color_wins() {
+    let yellow_due = "\u{1b}[33mdue\u{1b}[0m";
+    let list = |env: &[(&str, &str)]| {
+        let mut c = crate::common::cmd();
+        c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(["--repo", &example(), "list"]);
+        run_cmd(&mut c)
+    };
+    assert!(!list(&[]).stdout.contains('\u{1b}'));
+    assert!(list(&[("CLICOLOR_FORCE", "1")]).stdout.contains(yellow_due));
+    assert!(!list(&[("CLICOLOR_FORCE", "0")]).stdout.contains('\u{1b}'));
+    assert!(
+        !list(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")])
+            .stdout
+            .contains('\u{1b}')
     );
 }

@@ -89,6 +89,26 @@ fn create_mints_seals_and_keys_shows_it() {
     assert_eq!(current["referencedBy"][0], format!("{rel}:1"));
     // A key made by hand, outside any claim: foreign, never the tool's to delete.
     assert_eq!(rows.iter().filter(|r| r["role"] == "foreign").count(), 1);
+    // -o name: the key ids, one per line, in the rows' order.
+    let r = run_cmd(
+        moto.env(&mut cmd())
+            .args(["--repo", repo, "keys", "--name", "dns2", "-o", "name"]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ids: Vec<&str> = rows.iter().map(|r| r["keyId"].as_str().unwrap()).collect();
+    assert_eq!(r.stdout.lines().collect::<Vec<_>>(), ids);
+    // --no-headers: the table's rows only.
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        repo,
+        "keys",
+        "--name",
+        "dns2",
+        "--no-headers",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), rows.len(), "{}", r.stdout);
+    assert!(!r.stdout.contains("KEY ID"), "{}", r.stdout);
 }
 
 #[test]

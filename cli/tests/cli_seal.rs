@@ -891,3 +891,324 @@ fn one_input_sealed_for_several_clusters_decrypts_only_with_each_clusters_key() 
         "no sealingCert: {written:?}"
     );
 }
+
+/// A fake Kubernetes API server (HTTPS, bearer token) serving a sealed-secrets
+/// controller's service proxy: the certificate of `DEV1`, and `/v1/verify`, which decrypts
+/// every value with that cluster's TEST-ONLY key as the controller does (409 when one
+/// does not). Returns the server and the requests it saw.
+fn fake_controller(
+    rt: &tokio::runtime::Runtime,
+) -> (
+    secret_manager_testkit::server::TestServer,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use secret_manager_testkit::server::{Reply, TestServer};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let pem = std::fs::read(testdata(&format!(
+        "example-repo/tooling/sealing-certs/{DEV1}.pem"
+    )))
+    .unwrap();
+    let proxy = "/api/v1/namespaces/sealed/services/http:ctrl:/proxy/v1";
+    let server = rt.block_on(TestServer::start(move |req| {
+        log.lock()
+            .unwrap()
+            .push(format!("{} {}", req.method, req.path));
+        if req.bearer() != Some("test-token") {
+            return Reply::json(401, serde_json::json!({"kind": "Status", "code": 401}));
+        }
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/version") => Reply::json(
+                200,
+                serde_json::json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0"}),
+            ),
+            ("GET", p) if p == format!("{proxy}/cert.pem") => Reply {
+                status: 200,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                body: pem.clone(),
+            },
+            ("POST", p) if p == format!("{proxy}/verify") => {
+                let doc: serde_json::Value =
+                    serde_saphyr::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
+                let ns = doc["metadata"]["namespace"].as_str().unwrap_or("");
+                let name = doc["metadata"]["name"].as_str().unwrap_or("");
+                let key = crate::common::unseal::key(DEV1);
+                let data = doc["spec"]["encryptedData"].as_object();
+                let ok = data.is_some_and(|d| {
+                    !d.is_empty()
+                        && d.values().all(|v| {
+                            crate::common::unseal::decrypt(
+                                &key,
+                                &format!("{ns}/{name}"),
+                                v.as_str().unwrap_or(""),
+                            )
+                            .is_ok()
+                        })
+                });
+                if ok {
+                    Reply::empty(200)
+                } else {
+                    Reply::json(
+                        409,
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "message": "unable to decrypt sealed secret", "reason": "Conflict", "code": 409}),
+                    )
+                }
+            }
+            _ => Reply::json(404, serde_json::json!({"kind": "Status", "code": 404})),
+        }
+    }));
+    (server, seen)
+}
+
+/// A kubeconfig whose context `fake` reaches `server`; the current context is a cluster
+/// that does not answer, so only an explicit --context reaches the fake.
+fn kubeconfig(
+    dir: &Path,
+    server: &secret_manager_testkit::server::TestServer,
+) -> std::path::PathBuf {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(&server.ca_pem);
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\", certificate-authority-data: {ca}}}\n- name: dead\n  cluster: {{server: \"https://127.0.0.1:9\"}}\nusers:\n- name: u\n  user: {{token: test-token}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\n- name: dead\n  context: {{cluster: dead, user: u}}\ncurrent-context: dead\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// kubeseal's flags with the real kubectl against a fake API server: -n, -f, --format,
+/// --sealed-secret-file, the controller flags and their environment variables, --context
+/// and --kubeconfig reaching kubectl, and --validate asking the controller.
+#[test]
+fn kubeseal_flags_reach_the_controller_through_real_kubectl() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, seen) = fake_controller(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), &server);
+    let base = |c: &mut std::process::Command| {
+        c.current_dir(dir.path())
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .stdin(Stdio::null());
+    };
+    // As kubeseal: the controller by name and namespace, -n, --format json.
+    let mut c = cmd();
+    base(&mut c);
+    let r = run_cmd(c.args([
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "seal",
+        "--controller-namespace",
+        "sealed",
+        "--controller-name",
+        "ctrl",
+        "--context",
+        "fake",
+        "-n",
+        "app",
+        "--name",
+        "db",
+        "--from-literal",
+        "password=hunter2",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON, as asked");
+    assert_eq!(doc["metadata"]["namespace"], "app");
+    let ct = doc["spec"]["encryptedData"]["password"].as_str().unwrap();
+    assert_eq!(
+        crate::common::unseal::decrypt(&crate::common::unseal::key(DEV1), "app/db", ct).unwrap(),
+        b"hunter2"
+    );
+    assert!(
+        seen.lock().unwrap().contains(
+            &"GET /api/v1/namespaces/sealed/services/http:ctrl:/proxy/v1/cert.pem".into()
+        ),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    // The environment variables, -f and --sealed-secret-file.
+    let input = dir.path().join("secret.yaml");
+    std::fs::write(
+        &input,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: app}\nstringData: {password: hunter2}\n",
+    )
+    .unwrap();
+    let sealed = dir.path().join("sealed.yaml");
+    let env_cmd = || {
+        let mut c = cmd();
+        base(&mut c);
+        c.env("SEALED_SECRETS_CONTROLLER_NAMESPACE", "sealed")
+            .env("SEALED_SECRETS_CONTROLLER_NAME", "ctrl")
+            .args([
+                "--kubeconfig",
+                kc.to_str().unwrap(),
+                "seal",
+                "--context",
+                "fake",
+            ]);
+        c
+    };
+    let r = run_cmd(env_cmd().args([
+        "-f",
+        input.to_str().unwrap(),
+        "--sealed-secret-file",
+        sealed.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read_to_string(&sealed)
+            .unwrap()
+            .contains("kind: SealedSecret")
+    );
+
+    // --validate: the controller decrypts it (exit 0) ...
+    let r = run_cmd(env_cmd().args(["--validate", "-f", sealed.to_str().unwrap()]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.ends_with("/proxy/v1/verify"))
+    );
+    // ... and not once it names another secret (strict scope binds namespace/name): exit 3.
+    let moved = dir.path().join("moved.yaml");
+    std::fs::write(
+        &moved,
+        std::fs::read_to_string(&sealed)
+            .unwrap()
+            .replace("name: db", "name: other"),
+    )
+    .unwrap();
+    let r = run_cmd(env_cmd().args(["--validate", "-f", moved.to_str().unwrap()]));
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot decrypt it"), "{}", r.stderr);
+
+    // Without --context kubectl uses the kubeconfig's current context (a dead server):
+    // a clear error, exit 2, never a pass.
+    let mut c = cmd();
+    base(&mut c);
+    let r = run_cmd(c.args([
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "seal",
+        "--controller-namespace",
+        "sealed",
+        "--controller-name",
+        "ctrl",
+        "--validate",
+        "-f",
+        sealed.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("controller://sealed/ctrl"),
+        "{}",
+        r.stderr
+    );
+
+    // SEALED_SECRETS_CERT: a certificate file, no repo and no kubectl needed.
+    let before = seen.lock().unwrap().len();
+    let mut c = cmd();
+    base(&mut c);
+    let r = run_cmd(
+        c.env(
+            "SEALED_SECRETS_CERT",
+            testdata(&format!("example-repo/tooling/sealing-certs/{DEV1}.pem")),
+        )
+        .args(["seal", "-n", "app", "--name", "db", "--from-literal", "k=v"]),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("kind: SealedSecret"));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before,
+        "no request for a file certificate"
+    );
+}
+
+/// Hostile inputs to the kubeseal flags: a context or controller name that would be read as
+/// a kubectl option, and a FIFO as -f. Nothing reaches kubectl or the server, nothing
+/// hangs, nothing is written.
+#[test]
+fn hostile_kubeseal_flags_never_reach_kubectl() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, seen) = fake_controller(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path(), &server);
+    let run = |args: &[&str]| {
+        let mut c = cmd();
+        c.current_dir(dir.path())
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .args(["--kubeconfig", kc.to_str().unwrap(), "seal"])
+            .args(args);
+        run_cmd(&mut c)
+    };
+    for args in [
+        &[
+            "--context=--kubeconfig=/tmp/evil",
+            "--controller-namespace",
+            "sealed",
+            "--fetch-cert",
+        ][..],
+        &[
+            "--context",
+            "fake",
+            "--controller-namespace=--as=system:admin",
+            "--fetch-cert",
+        ],
+        &[
+            "--context",
+            "fake",
+            "--controller-name",
+            "../../x",
+            "--fetch-cert",
+        ],
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?}");
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+
+    let fifo = dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = run(&["--cert", "x.pem", "-f", fifo.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    let huge = dir.path().join("huge.yaml");
+    std::fs::write(&huge, vec![b'a'; 5 << 20]).unwrap();
+    let r = run(&[
+        "--cert",
+        testdata(&format!("example-repo/tooling/sealing-certs/{DEV1}.pem"))
+            .to_str()
+            .unwrap(),
+        "-f",
+        huge.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("larger than 4 MiB"), "{}", r.stderr);
+}

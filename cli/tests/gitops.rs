@@ -338,6 +338,17 @@ fn cli_status_json_and_promote_confirmation() {
             assert!(row.get(k).is_some(), "missing {k}: {row}");
         }
     }
+    // -o name: the cluster ids; --no-headers: the rows only.
+    let names = run_cmd(cmd().args(["--repo", w, "cluster", "status", "-o", "name"]));
+    assert_eq!(names.code, 0, "{}", names.stderr);
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["cluster"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.stdout.lines().collect::<Vec<_>>(), ids);
+    let bare = run_cmd(cmd().args(["--repo", w, "cluster", "status", "--no-headers"]));
+    assert_eq!(bare.stdout.lines().count(), rows.len(), "{}", bare.stdout);
+    assert!(!bare.stdout.contains("POINTER"), "{}", bare.stdout);
     let dev2 = rows.iter().find(|r| r["cluster"] == DEV2).unwrap();
     assert_eq!(dev2["pointer"], "tag");
     assert_eq!(dev2["ref"], "refs/tags/tag/dev2");

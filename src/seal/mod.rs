@@ -18,7 +18,7 @@ pub mod trust;
 
 pub use input::{InputError, Plaintext, SecretManifest, parse_secret_manifest};
 
-pub use source::CertSource;
+pub use source::{CertSource, verify_with_controller};
 
 use crate::manifest::Scope;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -43,6 +43,14 @@ pub enum SealError {
         /// Where the certificate came from (file, URL, cluster).
         origin: String,
         /// Parser message.
+        message: String,
+    },
+    /// The sealed-secrets controller could not be asked (kubectl failed or timed out).
+    #[error("{origin}: {message}")]
+    Controller {
+        /// The controller, as controller://<namespace>/<name>.
+        origin: String,
+        /// What went wrong (kubectl's stderr, escaped).
         message: String,
     },
     /// The certificate's key is not RSA.

@@ -181,6 +181,65 @@ async fn fetch_url(url: &str) -> SealResult<Vec<u8>> {
     Ok(body.to_vec())
 }
 
+/// `kubectl [--context=C] <verb> --raw=<path>` against the controller's service proxy,
+/// with `body` on stdin for a POST (`create --raw -f -`). Only valid names reach kubectl
+/// (checked by the callers), every value in the `--flag=value` form.
+async fn kubectl_raw(
+    origin: &str,
+    verb: &str,
+    path: &str,
+    kube_context: Option<&str>,
+    body: Option<&[u8]>,
+) -> SealResult<std::process::Output> {
+    use tokio::io::AsyncWriteExt as _;
+    let fail = |message: String| SealError::Controller {
+        origin: origin.to_owned(),
+        message,
+    };
+    let mut cmd = tokio::process::Command::new("kubectl");
+    if let Some(ctx) = kube_context {
+        let ctx = crate::names::KubeContext::parse(ctx).map_err(|e| fail(e.to_string()))?;
+        cmd.arg(format!("--context={ctx}"));
+    }
+    cmd.arg(verb).arg(format!("--raw={path}"));
+    if body.is_some() {
+        cmd.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    } else {
+        cmd.stdin(std::process::Stdio::null());
+    }
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let run = async {
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("cannot run kubectl: {e}")))?;
+        if let (Some(body), Some(mut stdin)) = (body, child.stdin.take()) {
+            stdin
+                .write_all(body)
+                .await
+                .map_err(|e| fail(format!("writing to kubectl: {e}")))?;
+        }
+        child
+            .wait_with_output()
+            .await
+            .map_err(|e| fail(format!("cannot run kubectl: {e}")))
+    };
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .map_err(|_| fail("kubectl timed out after 60s".into()))?
+}
+
+fn kubectl_message(out: &std::process::Output, what: &str, kube_context: Option<&str>) -> String {
+    format!(
+        "kubectl {what} failed{}: {}",
+        kube_context
+            .map(|c| format!(" (context {c})"))
+            .unwrap_or_default(),
+        crate::text::escape(String::from_utf8_lossy(&out.stderr).trim())
+    )
+}
+
 async fn fetch_controller(
     namespace: &str,
     name: &str,
@@ -188,42 +247,55 @@ async fn fetch_controller(
 ) -> SealResult<Vec<u8>> {
     let path = format!("/api/v1/namespaces/{namespace}/services/http:{name}:/proxy/v1/cert.pem");
     let origin = format!("controller://{namespace}/{name}");
-    let mut cmd = tokio::process::Command::new("kubectl");
-    if let Some(ctx) = kube_context {
-        let ctx = crate::names::KubeContext::parse(ctx).map_err(|e| SealError::BadCertificate {
-            origin: origin.clone(),
-            message: e.to_string(),
-        })?;
-        cmd.arg(format!("--context={ctx}"));
-    }
-    cmd.arg("get")
-        .arg(format!("--raw={path}"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+    let out = kubectl_raw(&origin, "get", &path, kube_context, None)
         .await
-        .map_err(|_| SealError::BadCertificate {
-            origin: origin.clone(),
-            message: "kubectl timed out after 60s".into(),
-        })?
-        .map_err(|e| SealError::BadCertificate {
-            origin: origin.clone(),
-            message: format!("cannot run kubectl: {e}"),
+        .map_err(|e| match e {
+            SealError::Controller { origin, message } => {
+                SealError::BadCertificate { origin, message }
+            }
+            other => other,
         })?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(SealError::BadCertificate {
+            message: kubectl_message(&out, &format!("get --raw {path}"), kube_context),
             origin,
-            message: format!(
-                "kubectl get --raw {path} failed{}: {}",
-                kube_context
-                    .map(|c| format!(" (context {c})"))
-                    .unwrap_or_default(),
-                stderr.trim()
-            ),
         });
     }
     Ok(out.stdout)
+}
+
+/// Asks the sealed-secrets controller `namespace/name` whether it can decrypt the
+/// SealedSecret `manifest` (YAML or JSON), without applying it: its `/v1/verify`
+/// endpoint through the API server's service proxy, as `kubeseal --validate` does.
+/// `Ok(true)` when it decrypts, `Ok(false)` when the controller answers 409 Conflict
+/// (it cannot), an error when the controller cannot be asked.
+pub async fn verify_with_controller(
+    namespace: &str,
+    name: &str,
+    kube_context: Option<&str>,
+    manifest: &[u8],
+) -> SealResult<bool> {
+    let origin = format!("controller://{namespace}/{name}");
+    let bad = |m: String| SealError::Controller {
+        origin: origin.clone(),
+        message: m,
+    };
+    crate::names::Namespace::parse(namespace).map_err(|e| bad(e.to_string()))?;
+    crate::names::KubeName::parse(name).map_err(|e| bad(e.to_string()))?;
+    let path = format!("/api/v1/namespaces/{namespace}/services/http:{name}:/proxy/v1/verify");
+    let out = kubectl_raw(&origin, "create", &path, kube_context, Some(manifest)).await?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    // kubectl prints the API's status reason: a 409 is the controller's "cannot decrypt".
+    if String::from_utf8_lossy(&out.stderr).contains("(Conflict)") {
+        return Ok(false);
+    }
+    Err(bad(kubectl_message(
+        &out,
+        &format!("create --raw {path}"),
+        kube_context,
+    )))
 }
 
 #[cfg(test)]

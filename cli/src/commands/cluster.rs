@@ -106,6 +106,10 @@ fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
             &format!("{}: {}", r.cluster, r.error.as_deref().unwrap_or_default()),
         );
     }
+    if ctx.global.output == crate::args::Format::Name {
+        crate::output::write_names(&mut *ctx.out, rows.iter().map(|r| r.cluster.clone()))?;
+        return Ok(code);
+    }
     if write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
         return Ok(code);
     }
@@ -120,6 +124,7 @@ fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
         ("DIVERGED", Fit::Fixed),
         ("PENDING", Fit::Fixed),
     ])
+    .headers(!ctx.global.no_headers)
     .paint("COMMIT", |c| {
         if c.starts_with('(') {
             Paint::Bad

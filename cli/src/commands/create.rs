@@ -36,7 +36,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "C")]
     pub cluster: String,
     /// Namespace of the new secret.
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N")]
     pub namespace: String,
     /// Name of the new secret.
     #[arg(long, value_name = "NAME")]

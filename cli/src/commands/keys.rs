@@ -121,7 +121,9 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
             &format!("{} {}: {}", f.source, f.identity, f.error),
         );
     }
-    if !write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
+    if ctx.global.output == crate::args::Format::Name {
+        crate::output::write_names(&mut *ctx.out, rows.iter().map(|r| r.key_id.clone()))?;
+    } else if !write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
         let mut t = Table::new(&[
             ("SOURCE", Fit::Drop(3)),
             ("IDENTITY", Fit::Wrap(16)),
@@ -134,6 +136,7 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
             ("ROLE", Fit::Fixed),
             ("REFERENCED BY", Fit::Wrap(16)),
         ])
+        .headers(!ctx.global.no_headers)
         .paint("ROLE", |r| match r {
             "current" => Paint::Good,
             "pending" | "claimed" | "foreign" => Paint::Warn,

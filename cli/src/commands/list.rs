@@ -98,6 +98,14 @@ pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
         ctx.out.write_all(m.encode().as_bytes())?;
         return Ok(exit::OK);
     }
+    if ctx.global.output == crate::args::Format::Name {
+        crate::output::write_names(
+            &mut *ctx.out,
+            rows.iter()
+                .map(|r| format!("{}/{}/{}", r.cluster, r.namespace, r.name)),
+        )?;
+        return Ok(exit::OK);
+    }
     if write_structured(&mut *ctx.out, ctx.global.output, &rows)? {
         return Ok(exit::OK);
     }
@@ -126,15 +134,17 @@ pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
     if wide {
         cols.push(("FILE", Fit::Fixed));
     }
-    let mut t = Table::new(&cols).paint("STATE", |s| match s {
-        s if s.ends_with("+reseal") => Paint::Warn,
-        "ok" => Paint::Good,
-        "due" => Paint::Warn,
-        "invalid" => Paint::Bad,
-        "unmanaged" => Paint::Dim,
-        "rotating" => Paint::Good,
-        _ => Paint::Plain,
-    });
+    let mut t = Table::new(&cols)
+        .headers(!ctx.global.no_headers)
+        .paint("STATE", |s| match s {
+            s if s.ends_with("+reseal") => Paint::Warn,
+            "ok" => Paint::Good,
+            "due" => Paint::Warn,
+            "invalid" => Paint::Bad,
+            "unmanaged" => Paint::Dim,
+            "rotating" => Paint::Good,
+            _ => Paint::Plain,
+        });
     for r in &rows {
         let mut cells = vec![
             r.cluster.clone(),

@@ -164,6 +164,7 @@ fn now() -> anyhow::Result<DateTime<Utc>> {
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut global = cli.global;
+    check_output_format(global.output, &cli.command)?;
     ensure_temp_dir()?;
     let clone_dir = clone_repo(&mut global)?;
     // Reports go out in 64 KiB writes: stdout is line-buffered, which costs one write(2)
@@ -187,7 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let out: Box<dyn std::io::Write> = if global.log_format == crate::args::LogFormat::Json
         && !matches!(
             global.output,
-            crate::args::Format::Yaml | crate::args::Format::Prometheus
+            crate::args::Format::Yaml | crate::args::Format::Prometheus | crate::args::Format::Name
         ) {
         Box::new(crate::output::JsonLines::new(out))
     } else {
@@ -206,6 +207,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let code = code?;
     flushed?;
     Ok(code)
+}
+
+/// `-o name` and `-o prometheus` only where they mean something, checked before anything
+/// runs: a rotation must not run and only then find its report format unknown.
+fn check_output_format(format: crate::args::Format, command: &Command) -> anyhow::Result<()> {
+    use crate::args::Format;
+    let named = matches!(command, Command::List(_) | Command::Keys(_))
+        || matches!(command, Command::Cluster(c) if matches!(c.command, cluster::ClusterCommand::Status));
+    match format {
+        Format::Name if !named => Err(UsageError(
+            "-o name is for `list`, `keys` and `cluster status`; use table, wide, json or yaml here".into(),
+        )
+        .into()),
+        Format::Prometheus if !matches!(command, Command::List(_)) => Err(UsageError(
+            "-o prometheus is for `list` (and `rotate --metrics-file`); use table, wide, json or yaml here".into(),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 async fn run_command(ctx: &mut Ctx, command: &Command) -> anyhow::Result<u8> {

@@ -215,8 +215,8 @@ fn action_paint(a: &str) -> Paint {
     }
 }
 
-/// The steps as a table when it fits, else one block per step: identities, key ids and
-/// clusters are never cut, whatever the terminal's width.
+/// The steps as a table when it fits the terminal (always on a pipe), else one block per
+/// step: identities, key ids and clusters are never cut, whatever the terminal's width.
 fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> anyhow::Result<()> {
     let headers = [
         "ACTION", "SOURCE", "IDENTITY", "OLD KEY", "NEW KEY", "CLUSTERS", "DONE", "DETAIL",
@@ -233,7 +233,7 @@ fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> any
     for s in steps {
         t.row(cells(s));
     }
-    if wide || t.width() <= table_width() {
+    if wide || table_width().is_none_or(|w| t.width() <= w) {
         t.render(out, usize::MAX)?;
         return Ok(());
     }

@@ -34,6 +34,12 @@ use std::path::{Path, PathBuf};
 ///   secret-manager seal --from-file password=./pw.txt --merge-into overlays/aws.eu-central-1.dev1/db.yaml
 ///   secret-manager seal --cert cert.pem --raw --namespace app --name db --from-file password=./pw.txt
 ///   secret-manager seal --cluster aws.eu-central-1.dev1 --fetch-cert > cert.pem
+///   secret-manager seal --controller-namespace kube-system -f secret.yaml -o json   # as kubeseal
+///   secret-manager seal --validate --context prod1 -f db-sealed.yaml
+///
+/// Differences from kubeseal: a certificate source is always named (--cluster, --cert or
+/// --controller-*; never the current context silently), -w refuses to overwrite a file,
+/// the default format is YAML, and --re-encrypt is `rotate --reseal` (docs/guide.md).
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 #[command(group(ArgGroup::new("target").args(["write", "merge_into", "raw", "fetch_cert"])))]
@@ -51,24 +57,79 @@ pub struct SealArgs {
     pub all_clusters: bool,
     /// Certificate to use instead of the cluster's: a PEM file, an https URL, or
     /// controller://<namespace>/<service>.
-    #[arg(long, value_name = "PATH|URL")]
+    #[arg(long, value_name = "PATH|URL", env = "SEALED_SECRETS_CERT")]
     pub cert: Option<String>,
+    /// Ask the sealed-secrets controller of the current kubectl context (or --context)
+    /// for its certificate, as kubeseal does: the controller's Service name. With
+    /// --controller-namespace the same as --cert controller://<namespace>/<name>.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SEALED_SECRETS_CONTROLLER_NAME",
+        conflicts_with = "cert",
+        hide_short_help = true
+    )]
+    pub controller_name: Option<String>,
+    /// The controller's namespace (kubeseal's default: kube-system).
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "SEALED_SECRETS_CONTROLLER_NAMESPACE",
+        conflicts_with = "cert",
+        hide_short_help = true
+    )]
+    pub controller_namespace: Option<String>,
+    /// The kubectl context for --cert controller://..., --controller-* and --validate
+    /// (default: kubectl's current context). A --cluster uses its own
+    /// secretManager.kubeContext instead.
+    #[arg(
+        long,
+        value_name = "CONTEXT",
+        conflicts_with_all = ["cluster", "all_clusters"],
+        hide_short_help = true
+    )]
+    pub context: Option<String>,
+    /// Ask the controller whether the SealedSecret on stdin (or -f) decrypts: exit 0, or 3.
+    ///
+    /// Nothing is applied: the controller's /v1/verify through the API server's service
+    /// proxy, as kubeseal --validate. The controller: --controller-* (or their variables),
+    /// else the --cluster's controller:// sealingCert and kubeContext, else kubeseal's
+    /// defaults; --context picks the kubectl context. Exit 2 when it cannot be asked.
+    #[arg(long, conflicts_with_all = ["write", "merge_into", "raw", "fetch_cert", "from_literal", "from_file"])]
+    pub validate: bool,
+    /// kubeseal's name for the output format: json or yaml (the same as -o).
+    #[arg(
+        long = "format",
+        value_enum,
+        value_name = "FORMAT",
+        hide_short_help = true
+    )]
+    pub format: Option<SealFormat>,
+    /// Read the input manifest from FILE instead of stdin.
+    ///
+    /// A Secret, or the SealedSecret for --validate (kubeseal's -f).
+    #[arg(short = 'f', long = "secret-file", value_name = "FILE", conflicts_with_all = ["from_literal", "from_file"])]
+    pub secret_file: Option<PathBuf>,
     /// Namespace of the secret (default: from the input manifest).
-    #[arg(long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N")]
     pub namespace: Option<String>,
     /// Name of the secret (default: from the input manifest).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Sealing scope (new secrets only; --merge-into keeps the file's scope). Default: what
-    /// the input Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide
-    /// annotation says, else strict (as kubeseal does).
+    /// Sealing scope (default: the input's scope annotation, else strict).
+    ///
+    /// New secrets only; --merge-into keeps the file's scope. Without it, the input
+    /// Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide annotation
+    /// decides, else strict (as kubeseal does).
     #[arg(long, value_enum)]
     pub scope: Option<ScopeArg>,
     /// Secret type for new secrets (default: the manifest's, else Opaque).
     #[arg(long = "type", value_name = "T")]
     pub secret_type: Option<String>,
-    /// A value as KEY=VALUE. It is visible in your shell history and process list:
-    /// prefer --from-file or a manifest on stdin for real secrets.
+    /// A value as KEY=VALUE (visible in shell history: prefer --from-file).
+    ///
+    /// The value is visible in your shell history and the process list: prefer
+    /// --from-file or a manifest on stdin for real secrets.
     #[arg(long, value_name = "KEY=VALUE")]
     pub from_literal: Vec<String>,
     /// A value from a file, as KEY=PATH (or PATH, with the file name as key).
@@ -78,10 +139,16 @@ pub struct SealArgs {
     #[arg(long, value_name = "KEY=VALUE")]
     pub annotation: Vec<String>,
     /// Write a new SealedSecret to FILE (`-` for stdout). Refuses to overwrite a file.
-    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    #[arg(
+        short = 'w',
+        long = "write",
+        visible_alias = "sealed-secret-file",
+        value_name = "FILE"
+    )]
     pub write: Option<PathBuf>,
-    /// Add or replace only the given keys of the SealedSecret in FILE, keeping its scope,
-    /// its other values and every other byte of the file.
+    /// Add or replace only the given keys of the SealedSecret in FILE.
+    ///
+    /// Keeps its scope, its other values and every other byte of the file.
     #[arg(long, value_name = "FILE")]
     pub merge_into: Option<PathBuf>,
     /// Seal one value (--from-literal or --from-file) and print only its ciphertext.
@@ -94,6 +161,15 @@ pub struct SealArgs {
     /// Print the certificate (PEM) of --cluster or --cert and exit; reads no values.
     #[arg(long)]
     pub fetch_cert: bool,
+}
+
+/// `seal --format` values (kubeseal's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SealFormat {
+    /// JSON (kubeseal's default).
+    Json,
+    /// YAML (ours).
+    Yaml,
 }
 
 /// `--scope` values.
@@ -169,27 +245,146 @@ fn read_values(
     if !values.is_empty() {
         return Ok((values, None));
     }
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        return Err(UsageError(
-            "no values: pipe a Secret manifest on stdin, or use --from-literal / --from-file"
-                .into(),
-        )
-        .into());
-    }
-    let mut src = String::new();
-    stdin
-        .lock()
-        .read_to_string(&mut src)
-        .context("reading the Secret manifest from stdin")?;
-    let src = zeroize::Zeroizing::new(src);
+    let (src, origin) = read_input(args, "a Secret manifest")?;
     let manifest = secret_manager::seal::parse_secret_manifest(&src)
-        .map_err(|e| UsageError(format!("stdin: {e}")))?;
+        .map_err(|e| UsageError(format!("{origin}: {e}")))?;
     let values = manifest.data.clone();
     if values.is_empty() {
-        return Err(UsageError("stdin: the Secret has no data or stringData".into()).into());
+        return Err(UsageError(format!("{origin}: the Secret has no data or stringData")).into());
     }
     Ok((values, Some(manifest)))
+}
+
+/// Largest input manifest read (a Secret holds at most 1 MiB of data; base64 and YAML
+/// add to that).
+const MAX_INPUT_BYTES: u64 = 4 << 20;
+
+/// The input manifest: the -f file, else stdin (not a terminal). The text is zeroized on
+/// drop: it may hold the values in the clear.
+fn read_input(args: &SealArgs, what: &str) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
+    let mut src = zeroize::Zeroizing::new(String::new());
+    if let Some(path) = &args.secret_file {
+        let origin = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| UsageError(format!("-f {origin}: {e}")))?;
+        if !meta.is_file() {
+            return Err(UsageError(format!("-f {origin}: not a regular file")).into());
+        }
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_string(&mut src))
+            .map_err(|e| UsageError(format!("-f {origin}: {e}")))?;
+        if src.len() as u64 > MAX_INPUT_BYTES {
+            return Err(UsageError(format!(
+                "-f {origin}: larger than {} MiB; not a Secret manifest",
+                MAX_INPUT_BYTES >> 20
+            ))
+            .into());
+        }
+        return Ok((src, origin));
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(UsageError(format!(
+            "no input: pipe {what} on stdin or pass -f FILE{}",
+            if args.validate {
+                ""
+            } else {
+                ", or use --from-literal / --from-file"
+            }
+        ))
+        .into());
+    }
+    stdin
+        .lock()
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_string(&mut src)
+        .with_context(|| format!("reading {what} from stdin"))?;
+    if src.len() as u64 > MAX_INPUT_BYTES {
+        return Err(UsageError(format!(
+            "stdin: larger than {} MiB; not a Secret manifest",
+            MAX_INPUT_BYTES >> 20
+        ))
+        .into());
+    }
+    Ok((src, "stdin".into()))
+}
+
+/// kubeseal's defaults for the controller's Service.
+const CONTROLLER_NAMESPACE: &str = "kube-system";
+const CONTROLLER_NAME: &str = "sealed-secrets-controller";
+
+/// The controller named by --controller-namespace/--controller-name (or their
+/// SEALED_SECRETS_CONTROLLER_* variables), kubeseal's defaults for the one not given;
+/// `None` when neither is set.
+fn controller_flags(args: &SealArgs) -> Option<(String, String)> {
+    if args.controller_name.is_none() && args.controller_namespace.is_none() {
+        return None;
+    }
+    Some((
+        args.controller_namespace
+            .clone()
+            .unwrap_or_else(|| CONTROLLER_NAMESPACE.into()),
+        args.controller_name
+            .clone()
+            .unwrap_or_else(|| CONTROLLER_NAME.into()),
+    ))
+}
+
+/// `seal --validate`: asks the controller whether the SealedSecret decrypts.
+async fn validate(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
+    let (src, origin) = read_input(args, "a SealedSecret manifest")?;
+    if !src.contains("SealedSecret") {
+        return Err(UsageError(format!(
+            "{origin}: not a SealedSecret manifest (--validate checks one that is already sealed)"
+        ))
+        .into());
+    }
+    // The controller: --controller-*, else the --cluster's controller:// sealingCert and
+    // kubeContext, else kubeseal's defaults in the current context.
+    let mut context = args.context.clone();
+    let mut controller = controller_flags(args);
+    if let Some(id) = args.cluster.first() {
+        let repo = open_repo(ctx)?;
+        let cluster = repo.inventory.get(id).ok_or_else(|| {
+            UsageError(format!(
+                "--cluster {id}: not in the inventory (cluster-values/)"
+            ))
+        })?;
+        context = cluster.kube_context.as_ref().map(|c| c.to_string());
+        if controller.is_none()
+            && let Some(spec) = cluster.sealing_cert.as_deref()
+            && let Ok(CertSource::Controller { namespace, name }) =
+                CertSource::parse(spec, &repo.root)
+        {
+            controller = Some((namespace, name));
+        }
+    }
+    let (namespace, name) =
+        controller.unwrap_or_else(|| (CONTROLLER_NAMESPACE.into(), CONTROLLER_NAME.into()));
+    let ok = secret_manager::seal::verify_with_controller(
+        &namespace,
+        &name,
+        context.as_deref(),
+        src.as_bytes(),
+    )
+    .await?;
+    let at = format!("controller://{namespace}/{name}");
+    if ok {
+        if !ctx.global.quiet {
+            crate::output::say(
+                crate::output::Level::Info,
+                &format!("{origin}: {at} decrypts it"),
+            );
+        }
+        Ok(exit::OK)
+    } else {
+        crate::output::say(
+            crate::output::Level::Error,
+            &format!(
+                "{origin}: {at} cannot decrypt it (sealed for another controller's key, or for another namespace or name); re-seal it for this cluster"
+            ),
+        );
+        Ok(exit::LINT_FINDINGS)
+    }
 }
 
 async fn load_cert(
@@ -200,8 +395,16 @@ async fn load_cert(
 ) -> anyhow::Result<(SealingCert, String)> {
     if let Some(spec) = &args.cert {
         let src = CertSource::parse(spec, &std::env::current_dir()?)?;
-        let cert = src.load(&format!("--cert {spec}"), None, ctx.now).await?;
+        let cert = src
+            .load(&format!("--cert {spec}"), args.context.as_deref(), ctx.now)
+            .await?;
         return Ok((cert, format!("--cert {spec}")));
+    }
+    if let Some((namespace, name)) = controller_flags(args).filter(|_| args.cluster.is_empty()) {
+        let spec = format!("controller://{namespace}/{name}");
+        let src = CertSource::parse(&spec, &std::env::current_dir()?)?;
+        let cert = src.load(&spec, args.context.as_deref(), ctx.now).await?;
+        return Ok((cert, spec));
     }
     if args.cluster.len() > 1 {
         return Err(UsageError(
@@ -212,7 +415,7 @@ async fn load_cert(
     }
     let Some(id) = args.cluster.first().map(String::as_str).or(inferred) else {
         return Err(UsageError(
-            "which certificate? pass --cluster C (uses its sealingCert) or --cert PATH|URL".into(),
+            "which certificate? pass --cluster C (uses its sealingCert), --cert PATH|URL, or --controller-namespace/--controller-name (the controller in the current kubectl context, as kubeseal)".into(),
         )
         .into());
     };
@@ -233,7 +436,12 @@ fn annotations(args: &SealArgs) -> anyhow::Result<BTreeMap<String, String>> {
 pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
     // With --cert and no file to merge into, no config repo is needed (as for kubeseal):
     // no warning about a directory that is not one.
-    let repo = if args.cert.is_some() && args.merge_into.is_none() {
+    if args.validate {
+        return validate(ctx, args).await;
+    }
+    let outside_repo =
+        args.cert.is_some() || (controller_flags(args).is_some() && args.cluster.is_empty());
+    let repo = if outside_repo && args.merge_into.is_none() {
         secret_manager::Repo::open(&ctx.global.repo)
             .with_context(|| format!("cannot open {}", ctx.global.repo.display()))?
     } else {
@@ -376,10 +584,11 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
             &values,
             template.clone(),
         )?;
-        let text = match ctx.global.output {
-            crate::args::Format::Json => doc.to_json(),
-            _ => doc.to_yaml(),
+        let json = match args.format {
+            Some(f) => f == SealFormat::Json,
+            None => ctx.global.output == crate::args::Format::Json,
         };
+        let text = if json { doc.to_json() } else { doc.to_yaml() };
         if path == Path::new("-") {
             ctx.out.write_all(text.as_bytes())?;
         } else {
