@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alternating;
 pub mod annotations;
 pub mod audit;
 pub mod blocking;

@@ -14,24 +14,28 @@
 //! `mysql://` URL of an account with `CREATE USER` and access to `secret_manager.*`; TLS
 //! is required off the loopback interface.
 
-use crate::postgres_source::parse_key;
+use crate::alternating::{Kind, Mark, PASSWORD_LENGTH, new_password};
+pub use crate::alternating::{PASSWORD, USERNAME};
 use crate::provider::{
-    Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
-    Revoke, Revoked, SecretValue, Target,
+    Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Revoked,
+    Target,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use mysql_async::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// The source name.
 pub const NAME: &str = "mysql";
-/// Output field: the account name to log in as.
-pub const USERNAME: &str = "Username";
-/// Output field: its password.
-pub const PASSWORD: &str = "Password";
-const PASSWORD_LENGTH: usize = 32;
+/// MariaDB's logins are accounts (`user@host`; user names up to 32 characters here, so
+/// they fit MySQL 5.7's limit too).
+const KIND: Kind = Kind {
+    source: NAME,
+    login: "account",
+    max_len: 32,
+    url_env,
+};
 
 /// The environment variable holding the admin URL of `instance`.
 pub fn url_env(instance: &str) -> String {
@@ -49,49 +53,23 @@ pub fn native_hash(password: &str) -> String {
     format!("*{}", hex::encode_upper(sha1::Sha1::digest(inner)))
 }
 
+/// A pair of accounts and the host part they share.
 #[derive(Clone, Debug)]
 struct Pair {
-    instance: String,
-    users: [String; 2],
+    base: crate::alternating::Pair,
     host: String,
+}
+
+impl std::ops::Deref for Pair {
+    type Target = crate::alternating::Pair;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 impl Pair {
     fn of(t: &Target) -> ProviderResult<Pair> {
-        let bad = |message: String| ProviderError::Permanent {
-            provider: NAME.into(),
-            operation: "preflight",
-            message,
-        };
-        let instance = t.param("instance")?.trim();
-        if !(1..=32).contains(&instance.len())
-            || !instance
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
-            return Err(bad(format!(
-                "instance `{}`: give a name of lower-case letters, digits, `-` and `_` (its admin URL is in {})",
-                crate::text::escape_cut(instance, 40),
-                url_env("<instance>")
-            )));
-        }
-        let users: Vec<&str> = t.param("users")?.split(',').map(str::trim).collect();
-        let [a, b] = users[..] else {
-            return Err(bad(
-                "users: give the two accounts of the pair, e.g. `app_a,app_b`".into(),
-            ));
-        };
-        for u in [a, b] {
-            if u.len() > 32 || parse_key(&format!("{u}.0")).is_none() {
-                return Err(bad(format!(
-                    "users: `{}` is not an account name this source manages (lower-case letters, digits, `_`, at most 32)",
-                    crate::text::escape_cut(u, 70)
-                )));
-            }
-        }
-        if a == b {
-            return Err(bad("users: the two accounts of the pair must differ".into()));
-        }
+        let base = crate::alternating::Pair::of(KIND, t)?;
         let host = t.params.get("host").map_or("%", |h| h.trim());
         if host.is_empty()
             || host.len() > 60
@@ -99,29 +77,20 @@ impl Pair {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b".-_%:".contains(&b))
         {
-            return Err(bad(format!(
-                "host `{}`: the accounts' host part, e.g. % or 10.0.%",
-                crate::text::escape_cut(host, 60)
-            )));
+            return Err(ProviderError::Permanent {
+                provider: NAME.into(),
+                operation: "preflight",
+                message: format!(
+                    "host `{}`: the accounts' host part, e.g. % or 10.0.%",
+                    crate::text::escape_cut(host, 60)
+                ),
+            });
         }
         Ok(Pair {
-            instance: instance.to_owned(),
-            users: [a.to_owned(), b.to_owned()],
+            base,
             host: host.to_owned(),
         })
     }
-
-    fn index(&self, user: &str) -> Option<usize> {
-        self.users.iter().position(|u| u == user)
-    }
-}
-
-/// What `secret_manager.generations` says about an account.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Mark {
-    None,
-    Active { generation: u64, at: DateTime<Utc> },
-    Revoked { generation: u64 },
 }
 
 fn err(operation: &'static str, e: &mysql_async::Error) -> ProviderError {
@@ -323,17 +292,8 @@ impl Provider for MysqlProvider {
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
         let pair = Pair::of(t)?;
-        if let Some(k) = &t.current_key
-            && parse_key(&k.0).is_none_or(|(u, _)| pair.index(u).is_none())
-        {
-            return Err(ProviderError::IdentityMismatch {
-                provider: NAME.into(),
-                message: format!(
-                    "key id {} is not `<account>.<generation>` of one of the pair's accounts ({})",
-                    crate::text::escape_cut(&k.0, 80),
-                    pair.users.join(", ")
-                ),
-            });
+        if let Some(k) = &t.current_key {
+            pair.key(KIND, k)?;
         }
         let mut conn = self.admin(&pair, "preflight").await?;
         Self::marks(&mut conn, &pair, "preflight").await.map(drop)
@@ -343,68 +303,16 @@ impl Provider for MysqlProvider {
         let pair = Pair::of(t)?;
         let mut conn = self.admin(&pair, "keys").await?;
         let marks = Self::marks(&mut conn, &pair, "keys").await?;
-        let mut out = Vec::new();
-        for (user, mark) in pair.users.iter().zip(&marks) {
-            match mark {
-                Mark::Active { generation, at } => out.push(KeyInfo {
-                    id: KeyId(format!("{user}.{generation}")),
-                    created: Some(*at),
-                    status: KeyStatus::Active,
-                    last_used: None,
-                    expires: None,
-                }),
-                Mark::None => {
-                    if let Some(k) = t
-                        .current_key
-                        .iter()
-                        .chain(&t.referenced)
-                        .find(|k| parse_key(&k.0).is_some_and(|(u, _)| u == user))
-                    {
-                        out.push(KeyInfo {
-                            id: k.clone(),
-                            created: None,
-                            status: KeyStatus::Active,
-                            last_used: None,
-                            expires: None,
-                        });
-                    }
-                }
-                Mark::Revoked { .. } => {}
-            }
-        }
-        Ok(out)
+        let _ = conn.disconnect().await;
+        Ok(pair.keys(&marks, t))
     }
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
         let pair = Pair::of(t)?;
-        let current = t.current_key.as_ref().and_then(|k| parse_key(&k.0));
-        let si = match current {
-            Some((u, _)) => {
-                1 - pair
-                    .index(u)
-                    .ok_or_else(|| ProviderError::IdentityMismatch {
-                        provider: NAME.into(),
-                        message: format!(
-                            "account {u} is not one of the pair ({})",
-                            pair.users.join(", ")
-                        ),
-                    })?
-            }
-            None => 0,
-        };
+        let si = pair.standby(KIND, t)?;
         let standby = pair.users[si].clone();
         let mut conn = self.admin(&pair, "mint").await?;
         let marks = Self::marks(&mut conn, &pair, "mint").await?;
-        if let Mark::Active { generation, .. } = marks[si] {
-            return Err(ProviderError::KeyLimit {
-                provider: NAME.into(),
-                identity: pair.users.join(","),
-                count: 2,
-                hint: format!(
-                    "account {standby} still holds generation {generation}; revoke {standby}.{generation} first"
-                ),
-            });
-        }
         let sessions: Option<i64> = conn
             .exec_first(
                 "SELECT count(*) FROM information_schema.processlist WHERE user = ?",
@@ -412,47 +320,19 @@ impl Provider for MysqlProvider {
             )
             .await
             .map_err(|e| err("mint", &e))?;
-        let sessions = sessions.unwrap_or(0);
-        if sessions > 0 {
-            return Err(ProviderError::Permanent {
-                provider: NAME.into(),
-                operation: "mint",
-                message: format!(
-                    "the standby account {standby} has {sessions} live connection(s): something still logs in as it (a connection pool holding the previous password?); the rotation waits until they end"
-                ),
-            });
-        }
-        let generation = marks
-            .iter()
-            .map(|m| match m {
-                Mark::Active { generation, .. } | Mark::Revoked { generation } => *generation,
-                Mark::None => 0,
-            })
-            .chain(current.map(|(_, g)| g))
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let password =
-            crate::random_source::generate(crate::random_source::ALPHABETS[0].1, PASSWORD_LENGTH);
+        pair.check_standby(KIND, si, &marks, sessions.unwrap_or(0))?;
+        let generation = crate::alternating::next_generation(&marks, t);
+        let password = new_password(PASSWORD_LENGTH);
         // The password first: the table never names a key that does not work.
         Self::set_password(&mut conn, &pair, &standby, &password, "mint").await?;
         Self::record(&mut conn, &pair, &standby, generation, false, "mint").await?;
         let _ = conn.disconnect().await;
-        let id = format!("{standby}.{generation}");
+        let minted = crate::alternating::minted(standby.clone(), generation, password, Utc::now());
         self.minted
             .lock()
             .expect("mysql state")
-            .insert(id.clone(), (pair.instance.clone(), standby.clone()));
-        Ok(Minted {
-            key_id: KeyId(id),
-            created: Utc::now(),
-            fields: [
-                (USERNAME.to_owned(), SecretValue::new(standby)),
-                (PASSWORD.to_owned(), SecretValue::new(password)),
-            ]
-            .into(),
-            operator: None,
-        })
+            .insert(minted.key_id.0.clone(), (pair.instance.clone(), standby));
+        Ok(minted)
     }
 
     async fn verify(&self, m: &Minted) -> ProviderResult<()> {
@@ -491,24 +371,14 @@ impl Provider for MysqlProvider {
 
     async fn revoke(&self, t: &Target, key: &KeyId, _how: Revoke) -> ProviderResult<Revoked> {
         let pair = Pair::of(t)?;
-        let (user, generation) = parse_key(&key.0)
-            .filter(|(u, _)| pair.index(u).is_some())
-            .ok_or_else(|| ProviderError::IdentityMismatch {
-                provider: NAME.into(),
-                message: format!(
-                    "key id {} is not `<account>.<generation>` of one of the pair's accounts ({})",
-                    crate::text::escape_cut(&key.0, 80),
-                    pair.users.join(", ")
-                ),
-            })?;
+        let (i, generation) = pair.key(KIND, key)?;
+        let user = pair.users[i].as_str();
         let mut conn = self.admin(&pair, "revoke").await?;
         let marks = Self::marks(&mut conn, &pair, "revoke").await?;
-        let i = pair.index(user).expect("checked");
-        match &marks[i] {
-            Mark::Active { generation: g, .. } if *g == generation => {}
-            _ => return Ok(Revoked::AlreadyGone),
+        if !crate::alternating::still_holds(&marks[i], generation) {
+            return Ok(Revoked::AlreadyGone);
         }
-        let nobody = crate::random_source::generate(crate::random_source::ALPHABETS[0].1, 48);
+        let nobody = new_password(48);
         Self::set_password(&mut conn, &pair, user, &nobody, "revoke").await?;
         Self::record(&mut conn, &pair, user, generation, true, "revoke").await?;
         let _ = conn.disconnect().await;

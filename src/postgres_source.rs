@@ -23,24 +23,27 @@
 //! holding a `postgres://` URL of a role with `CREATEROLE`. TLS is required unless the
 //! host is the loopback interface or a Unix socket, or the URL says `sslmode=disable`.
 
+use crate::alternating::{Kind, Mark, PASSWORD_LENGTH, Pair, new_password};
+pub use crate::alternating::{PASSWORD, USERNAME, parse_key};
 use crate::provider::{
-    Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
-    Revoke, Revoked, SecretValue, Target,
+    Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Revoked,
+    Target,
 };
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio_postgres::config::{Host, SslMode};
 
 /// The source name.
 pub const NAME: &str = "postgres";
-/// Output field: the role name to log in as.
-pub const USERNAME: &str = "Username";
-/// Output field: its password.
-pub const PASSWORD: &str = "Password";
-/// Length of a generated password (alphanumeric, ~190 bits).
-const PASSWORD_LENGTH: usize = 32;
+/// PostgreSQL's logins are roles (names up to 63 bytes).
+const KIND: Kind = Kind {
+    source: NAME,
+    login: "role",
+    max_len: 63,
+    url_env,
+};
 /// How long a connection or a statement may take.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -50,96 +53,6 @@ pub fn url_env(instance: &str) -> String {
         "SECRET_MANAGER_POSTGRES_{}_URL",
         instance.to_ascii_uppercase().replace('-', "_")
     )
-}
-
-fn valid_instance(s: &str) -> bool {
-    (1..=32).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// A role name this source manages: a plain lower-case SQL identifier (no quoting needed,
-/// no `.`, which separates the generation in a key id).
-fn valid_role(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// `<role>.<generation>` of a key id.
-pub fn parse_key(id: &str) -> Option<(&str, u64)> {
-    let (role, generation) = id.rsplit_once('.')?;
-    (valid_role(role) && generation.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| generation.parse().ok().map(|g| (role, g)))
-        .flatten()
-}
-
-/// The pair of an identity.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Pair {
-    instance: String,
-    users: [String; 2],
-}
-
-impl Pair {
-    fn of(t: &Target) -> ProviderResult<Pair> {
-        let bad = |message: String| ProviderError::Permanent {
-            provider: NAME.into(),
-            operation: "preflight",
-            message,
-        };
-        let instance = t.param("instance")?.trim();
-        if !valid_instance(instance) {
-            return Err(bad(format!(
-                "instance `{}`: give a name of lower-case letters, digits, `-` and `_` (its admin URL is in {})",
-                crate::text::escape_cut(instance, 40),
-                url_env("<instance>")
-            )));
-        }
-        let users: Vec<&str> = t.param("users")?.split(',').map(str::trim).collect();
-        let [a, b] = users[..] else {
-            return Err(bad(
-                "users: give the two login roles of the pair, e.g. `app_a,app_b`".into(),
-            ));
-        };
-        for u in [a, b] {
-            if !valid_role(u) {
-                return Err(bad(format!(
-                    "users: `{}` is not a role name this source manages (lower-case letters, digits, `_`)",
-                    crate::text::escape_cut(u, 70)
-                )));
-            }
-        }
-        if a == b {
-            return Err(bad("users: the two roles of the pair must differ".into()));
-        }
-        Ok(Pair {
-            instance: instance.to_owned(),
-            users: [a.to_owned(), b.to_owned()],
-        })
-    }
-
-    fn other(&self, role: &str) -> Option<&str> {
-        match role {
-            r if r == self.users[0] => Some(&self.users[1]),
-            r if r == self.users[1] => Some(&self.users[0]),
-            _ => None,
-        }
-    }
-}
-
-/// What a role's comment says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Mark {
-    /// Not written by this tool (or no comment).
-    None,
-    /// Holds `generation`, set at `at`.
-    Active { generation: u64, at: DateTime<Utc> },
-    /// Held `generation` until it was revoked.
-    Revoked { generation: u64 },
 }
 
 const MARK: &str = "secret-manager: ";
@@ -158,13 +71,6 @@ fn parse_mark(comment: Option<&str>) -> Mark {
             .parse()
             .map_or(Mark::None, |generation| Mark::Revoked { generation }),
         _ => Mark::None,
-    }
-}
-
-fn generation_of(m: &Mark) -> u64 {
-    match m {
-        Mark::Active { generation, .. } | Mark::Revoked { generation } => *generation,
-        Mark::None => 0,
     }
 }
 
@@ -340,18 +246,9 @@ impl Provider for PostgresProvider {
     }
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
-        let pair = Pair::of(t)?;
-        if let Some(k) = &t.current_key
-            && parse_key(&k.0).is_none_or(|(role, _)| pair.other(role).is_none())
-        {
-            return Err(ProviderError::IdentityMismatch {
-                provider: NAME.into(),
-                message: format!(
-                    "key id {} is not `<role>.<generation>` of one of the pair's roles ({})",
-                    crate::text::escape_cut(&k.0, 80),
-                    pair.users.join(", ")
-                ),
-            });
+        let pair = Pair::of(KIND, t)?;
+        if let Some(k) = &t.current_key {
+            pair.key(KIND, k)?;
         }
         let client = self.admin(&pair, "preflight").await?;
         let row = client
@@ -375,76 +272,18 @@ impl Provider for PostgresProvider {
     }
 
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
-        let pair = Pair::of(t)?;
+        let pair = Pair::of(KIND, t)?;
         let client = self.admin(&pair, "keys").await?;
         let marks = Self::marks(&client, &pair, "keys").await?;
-        let mut out = Vec::new();
-        for (user, mark) in pair.users.iter().zip(&marks) {
-            match mark {
-                Mark::Active { generation, at } => out.push(KeyInfo {
-                    id: KeyId(format!("{user}.{generation}")),
-                    created: Some(*at),
-                    status: KeyStatus::Active,
-                    last_used: None,
-                    expires: None,
-                }),
-                // A role set up by hand that the manifest references: its key is live.
-                Mark::None => {
-                    if let Some(k) = t
-                        .current_key
-                        .iter()
-                        .chain(&t.referenced)
-                        .find(|k| parse_key(&k.0).is_some_and(|(r, _)| r == user))
-                    {
-                        out.push(KeyInfo {
-                            id: k.clone(),
-                            created: None,
-                            status: KeyStatus::Active,
-                            last_used: None,
-                            expires: None,
-                        });
-                    }
-                }
-                Mark::Revoked { .. } => {}
-            }
-        }
-        Ok(out)
+        Ok(pair.keys(&marks, t))
     }
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
-        let pair = Pair::of(t)?;
-        let current = t
-            .current_key
-            .as_ref()
-            .and_then(|k| parse_key(&k.0))
-            .map(|(role, _)| role.to_owned());
-        let standby = match &current {
-            Some(role) => pair.other(role).map(str::to_owned).ok_or_else(|| {
-                ProviderError::IdentityMismatch {
-                    provider: NAME.into(),
-                    message: format!(
-                        "role {role} is not one of the pair ({})",
-                        pair.users.join(", ")
-                    ),
-                }
-            })?,
-            // A new secret: the first role of the pair.
-            None => pair.users[0].clone(),
-        };
+        let pair = Pair::of(KIND, t)?;
+        let si = pair.standby(KIND, t)?;
+        let standby = pair.users[si].clone();
         let client = self.admin(&pair, "mint").await?;
         let marks = Self::marks(&client, &pair, "mint").await?;
-        let si = usize::from(standby != pair.users[0]);
-        if let Mark::Active { generation, .. } = marks[si] {
-            // The standby still holds a key: minting over it would break whoever uses it.
-            return Err(ProviderError::KeyLimit {
-                provider: NAME.into(),
-                identity: pair.users.join(","),
-                count: 2,
-                hint: format!(
-                    "role {standby} still holds generation {generation}; revoke {standby}.{generation} first"
-                ),
-            });
-        }
         let sessions: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
@@ -453,23 +292,9 @@ impl Provider for PostgresProvider {
             .await
             .map_err(|e| err("mint", &e))?
             .get(0);
-        if sessions > 0 {
-            return Err(ProviderError::Permanent {
-                provider: NAME.into(),
-                operation: "mint",
-                message: format!(
-                    "the standby role {standby} has {sessions} live session(s): something still logs in as it (a connection pool holding the previous password?); the rotation waits until they end"
-                ),
-            });
-        }
-        let generation = marks.iter().map(generation_of).max().unwrap_or(0).max(
-            t.current_key
-                .as_ref()
-                .and_then(|k| parse_key(&k.0))
-                .map_or(0, |(_, g)| g),
-        ) + 1;
-        let password =
-            crate::random_source::generate(crate::random_source::ALPHABETS[0].1, PASSWORD_LENGTH);
+        pair.check_standby(KIND, si, &marks, sessions)?;
+        let generation = crate::alternating::next_generation(&marks, t);
+        let password = new_password(PASSWORD_LENGTH);
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         let now = Utc::now();
         // Identifiers are validated lower-case names; the verifier is base64, `$` and `:`.
@@ -481,21 +306,12 @@ impl Provider for PostgresProvider {
             .batch_execute(&sql)
             .await
             .map_err(|e| err("mint", &e))?;
-        let id = format!("{standby}.{generation}");
+        let minted = crate::alternating::minted(standby, generation, password, now);
         self.minted
             .lock()
             .expect("postgres state")
-            .insert(id.clone(), pair.instance.clone());
-        Ok(Minted {
-            key_id: KeyId(id),
-            created: now,
-            fields: [
-                (USERNAME.to_owned(), SecretValue::new(standby)),
-                (PASSWORD.to_owned(), SecretValue::new(password)),
-            ]
-            .into(),
-            operator: None,
-        })
+            .insert(minted.key_id.0.clone(), pair.instance.clone());
+        Ok(minted)
     }
 
     async fn verify(&self, m: &Minted) -> ProviderResult<()> {
@@ -529,27 +345,15 @@ impl Provider for PostgresProvider {
     }
 
     async fn revoke(&self, t: &Target, key: &KeyId, _how: Revoke) -> ProviderResult<Revoked> {
-        let pair = Pair::of(t)?;
-        let (role, generation) = parse_key(&key.0)
-            .filter(|(role, _)| pair.other(role).is_some())
-            .ok_or_else(|| ProviderError::IdentityMismatch {
-                provider: NAME.into(),
-                message: format!(
-                    "key id {} is not `<role>.<generation>` of one of the pair's roles ({})",
-                    crate::text::escape_cut(&key.0, 80),
-                    pair.users.join(", ")
-                ),
-            })?;
+        let pair = Pair::of(KIND, t)?;
+        let (i, generation) = pair.key(KIND, key)?;
+        let role = &pair.users[i];
         let client = self.admin(&pair, "revoke").await?;
         let marks = Self::marks(&client, &pair, "revoke").await?;
-        let i = usize::from(role != pair.users[0]);
-        // Only the generation this key names: a role that moved on (or was never ours)
-        // is not touched.
-        match &marks[i] {
-            Mark::Active { generation: g, .. } if *g == generation => {}
-            _ => return Ok(Revoked::AlreadyGone),
+        if !crate::alternating::still_holds(&marks[i], generation) {
+            return Ok(Revoked::AlreadyGone);
         }
-        let nobody = crate::random_source::generate(crate::random_source::ALPHABETS[0].1, 48);
+        let nobody = new_password(48);
         let verifier = postgres_protocol::password::scram_sha_256(nobody.as_bytes());
         let sql = format!(
             "BEGIN; ALTER ROLE \"{role}\" WITH PASSWORD '{verifier}'; COMMENT ON ROLE \"{role}\" IS '{MARK}revoked generation {generation} at {}'; COMMIT;",

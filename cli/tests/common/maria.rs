@@ -31,6 +31,10 @@ impl Maria {
             .tempdir()
             .unwrap();
         let data = dir.path().join("data");
+        // Its own temporary directory: servers bootstrapped at the same moment (parallel
+        // tests, another suite on the machine) must not share temporary table files.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let user = if unsafe { geteuid() } == 0 {
             "root".to_owned()
         } else {
@@ -41,7 +45,9 @@ impl Maria {
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
                 .arg(format!("--user={user}"))
-                .args(["--auth-root-authentication-method=normal", "--skip-test-db"]),
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .arg(format!("--tmpdir={}", tmp.display()))
+                .env("TMPDIR", &tmp),
             "mariadb-install-db (apt-get install mariadb-server)",
         );
         let port = {
@@ -54,6 +60,8 @@ impl Maria {
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .env("TMPDIR", &tmp)
             .arg(format!("--user={user}"))
             .args([
                 "--skip-log-bin",
