@@ -174,3 +174,14 @@ pub fn kill_plugins() {
     #[cfg(feature = "exec")]
     secret_manager_exec::kill_running();
 }
+
+/// An EKS bearer token for `cluster` from the environment's AWS identity: the token and
+/// when it expires (see `secret-manager eks-token`).
+#[cfg(feature = "aws")]
+pub async fn eks_token(
+    cluster: &str,
+    region: Option<&str>,
+) -> Result<(String, std::time::SystemTime), crate::provider::ProviderError> {
+    let t = secret_manager_aws::eks::token_from_env(cluster, region).await?;
+    Ok((t.token, t.expires))
+}

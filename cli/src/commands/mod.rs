@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod completions;
 pub mod create;
 pub mod demo;
+pub mod eks_token;
 pub mod keys;
 pub mod lint;
 pub mod list;
@@ -53,6 +54,7 @@ pub enum Command {
     Delete(rotate::DeleteArgs),
     Audit(audit::AuditArgs),
     Demo(demo::DemoArgs),
+    EksToken(eks_token::EksTokenArgs),
     Completions(completions::CompletionsArgs),
     Man(man::ManArgs),
 }
@@ -240,6 +242,7 @@ async fn run_command(ctx: &mut Ctx, command: &Command) -> anyhow::Result<u8> {
         Command::Delete(a) => rotate::cmd_rotate(ctx, &a.run, true).await,
         Command::Audit(a) => audit::cmd_audit(ctx, a).await,
         Command::Demo(a) => demo::cmd_demo(ctx, a),
+        Command::EksToken(a) => eks_token::cmd_eks_token(ctx, a).await,
         Command::Completions(a) => completions::cmd_completions(ctx, a),
         Command::Man(a) => man::cmd_man(ctx, a),
     }

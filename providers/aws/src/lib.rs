@@ -4,6 +4,8 @@
 
 pub use secret_manager_provider as api;
 
+pub mod eks;
+
 use api::{
     Attempt, Capabilities, Clock, KeyId, KeyInfo, KeyStatus, Minted, Propagation, Provider,
     ProviderError, ProviderResult, Revoke, Revoked, SecretValue, SystemClock, Target,
