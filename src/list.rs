@@ -123,6 +123,10 @@ pub struct ListRow {
     /// aws.us-east-1.prod1`, `published 2026-12-01T10:00:00Z, old key AKIA… not revoked yet`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation: Option<String>,
+    /// Secret keys rendered from a value template, as `key=template` (from the
+    /// `template.<key>` annotations; a malformed one is left out: `lint` names it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub templated: Vec<String>,
 }
 
 fn parsed_date(m: &Managed) -> Option<DateTime<Utc>> {
@@ -305,6 +309,17 @@ pub fn rows_with_certs(
                 document: f.doc.doc_index,
                 state: state_of(f, now, max_age),
                 rotation: None,
+                templated: f
+                    .managed
+                    .as_ref()
+                    .map(|m| {
+                        m.templates()
+                            .into_iter()
+                            .filter_map(Result::ok)
+                            .map(|(key, template)| format!("{key}={template}"))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 sealed_with: certs
                     .and_then(|(_, prefix)| crate::reseal::CurrentCerts::sealed_with(f, prefix)),
                 cert_current: certs.and_then(|(c, prefix)| c.is_current(f, prefix)),

@@ -215,6 +215,31 @@ fn templated_keys_are_rendered_from_the_new_value_and_linted() {
             .args(["--repo", work.to_str().unwrap(), "lint"]),
     );
     assert_eq!(lint.code, 0, "{}\n{}", lint.stdout, lint.stderr);
+    // list shows which keys are templated: -o wide and -o json.
+    let wide = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "-o", "wide", "list"]));
+    assert_eq!(wide.code, 0, "{}", wide.stderr);
+    assert!(
+        wide.stdout.lines().next().unwrap().contains("TEMPLATES"),
+        "{}",
+        wide.stdout
+    );
+    let row = wide
+        .stdout
+        .lines()
+        .find(|l| l.contains("DATABASE_URL=pg-url"))
+        .unwrap_or_else(|| panic!("{}", wide.stdout));
+    assert!(row.contains("config.json=app-json"), "{row}");
+    let json = run_cmd(cmd().args(["--repo", work.to_str().unwrap(), "-o", "json", "list"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    let templated: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r.get("templated").is_some())
+        .collect();
+    assert_eq!(templated.len(), 1, "{}", json.stdout);
+    assert_eq!(
+        templated[0]["templated"],
+        serde_json::json!(["DATABASE_URL=pg-url", "config.json=app-json"])
+    );
 
     let r = rotate_random(&f);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);

@@ -132,6 +132,7 @@ pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
         ("STATE", Fit::Fixed),
     ];
     if wide {
+        cols.push(("TEMPLATES", Fit::Fixed));
         cols.push(("FILE", Fit::Fixed));
     }
     let mut t = Table::new(&cols)
@@ -169,6 +170,8 @@ pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
             },
         ];
         if wide {
+            // Keys rendered from a value template (`key=template`), `-` for none.
+            cells.push(r.templated.join(","));
             cells.push(format!("{}:{}", r.file, r.line));
         }
         t.row(cells);
