@@ -4,10 +4,9 @@
 use super::claims::{self, keep_fresh};
 use super::context::Ctx;
 use super::report::{Action, EngineError, Phase, Step};
-use super::stage::{Claimed, MintOutcome};
+use super::stage::{Claimed, MintFailure, MintOutcome};
 use crate::journal::{TrailerAction, TrailerBlock};
 use crate::provider::{Provider, Revoke, Target};
-use futures::StreamExt;
 
 /// What [`undo`] did: its step, the audit block when the key is gone, the error if not.
 pub(crate) type Undone = (Step, Option<TrailerBlock>, Option<EngineError>);
@@ -58,7 +57,15 @@ pub(crate) async fn undo(
 }
 
 /// Mints and verifies one key per group of a claimed credential.
-pub(super) async fn mint_one<'a>(ctx: &Ctx<'_>, mut claimed: Claimed<'a>) -> MintOutcome<'a> {
+pub(super) async fn mint_one<'a>(
+    ctx: &Ctx<'_>,
+    mut claimed: Claimed<'a>,
+) -> Result<MintOutcome<'a>, MintFailure<'a>> {
+    let stop = |claimed, minted, error| MintFailure {
+        done: MintOutcome { claimed, minted },
+        phase: Phase::Mint,
+        error,
+    };
     let target = claimed.cred.target();
     let mut minted = Vec::new();
     for i in 0..claimed.cred.groups.len() {
@@ -66,32 +73,22 @@ pub(super) async fn mint_one<'a>(ctx: &Ctx<'_>, mut claimed: Claimed<'a>) -> Min
             break;
         }
         if let Err(e) = keep_fresh(ctx, &mut claimed.held) {
-            return MintOutcome {
-                claimed,
-                minted,
-                error: Some((Phase::Mint, e)),
-            };
+            return Err(stop(claimed, minted, e));
         }
         crate::failpoint("before-mint");
         let m = match claimed.provider.mint(&target).await {
             Ok(m) => m,
-            Err(e) => {
-                return MintOutcome {
-                    claimed,
-                    minted,
-                    error: Some((Phase::Mint, e.into())),
-                };
-            }
+            Err(e) => return Err(stop(claimed, minted, e.into())),
         };
         crate::failpoint("after-mint");
         if let Err(e) = claimed.provider.verify(&m).await {
             let key = m.key_id.0.clone();
             minted.push((i, m));
-            return MintOutcome {
+            return Err(stop(
                 claimed,
                 minted,
-                error: Some((Phase::Mint, EngineError::Verify { key, source: e })),
-            };
+                EngineError::Verify { key, source: e },
+            ));
         }
         let mut s = claimed
             .cred
@@ -101,42 +98,35 @@ pub(super) async fn mint_one<'a>(ctx: &Ctx<'_>, mut claimed: Claimed<'a>) -> Min
         ctx.progress(&s);
         minted.push((i, m));
     }
-    MintOutcome {
-        claimed,
-        minted,
-        error: None,
-    }
+    Ok(MintOutcome { claimed, minted })
 }
 
 /// Undoes every minted key of `outcomes` and releases their claims. Failures to say why
 /// are the caller's to report.
 pub(super) async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why: &str) {
     let run = ctx.run.0.clone();
-    let undone: Vec<Vec<Undone>> = futures::stream::iter(&outcomes)
-        .map(|o| {
-            let run = run.clone();
-            async move {
-                let target = o.claimed.cred.target();
-                let mut v = Vec::new();
-                for (_, m) in &o.minted {
-                    v.push(
-                        undo(
-                            o.claimed.provider.as_ref(),
-                            &target,
-                            &o.claimed.cred.identity,
-                            &run,
-                            &m.key_id.0,
-                            why,
-                        )
-                        .await,
-                    );
-                }
-                v
+    let undone: Vec<Vec<Undone>> = super::bounded(ctx.opts.concurrency, &outcomes, |o| {
+        let run = run.clone();
+        async move {
+            let target = o.claimed.cred.target();
+            let mut v = Vec::new();
+            for (_, m) in &o.minted {
+                v.push(
+                    undo(
+                        o.claimed.provider.as_ref(),
+                        &target,
+                        &o.claimed.cred.identity,
+                        &run,
+                        &m.key_id.0,
+                        why,
+                    )
+                    .await,
+                );
             }
-        })
-        .buffered(ctx.opts.concurrency.max(1))
-        .collect()
-        .await;
+            v
+        }
+    })
+    .await;
     let mut events = Vec::new();
     let mut releasable = Vec::new();
     for (results, o) in undone.into_iter().zip(&outcomes) {

@@ -234,3 +234,19 @@ pub async fn rotate(
         .map(|s| s.name().to_owned());
     Ok(ctx.report)
 }
+
+/// Runs `f` over `items` with at most `limit` (at least one) in flight; the results in the
+/// order of `items`. The one way the engine calls a provider for many credentials.
+pub(crate) async fn bounded<I, T, F, Fut>(limit: usize, items: I, f: F) -> Vec<T>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    use futures::StreamExt as _;
+    futures::stream::iter(items)
+        .map(f)
+        .buffered(limit.max(1))
+        .collect()
+        .await
+}

@@ -12,7 +12,6 @@ use crate::config::RevokeMode;
 use crate::journal::record::ts;
 use crate::journal::{RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers};
 use crate::provider::{KeyId, Revoke, Revoked};
-use futures::StreamExt;
 
 /// What to do with one record this run.
 enum Todo {
@@ -256,8 +255,8 @@ async fn call_sources(
     todo: Vec<(usize, Todo)>,
 ) -> (Vec<(usize, Todo)>, std::collections::BTreeSet<usize>) {
     let providers = ctx.providers;
-    let calls: Vec<(usize, Todo, Result<Revoked, EngineError>)> = futures::stream::iter(todo)
-        .map(|(i, t)| {
+    let calls: Vec<(usize, Todo, Result<Revoked, EngineError>)> =
+        super::bounded(ctx.opts.concurrency, todo, |(i, t)| {
             let rec = &records[i];
             async move {
                 let result = match &t {
@@ -273,8 +272,6 @@ async fn call_sources(
                 (i, t, result)
             }
         })
-        .buffered(ctx.opts.concurrency.max(1))
-        .collect()
         .await;
     let mut done = Vec::new();
     let mut gone = std::collections::BTreeSet::new();

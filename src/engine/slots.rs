@@ -9,7 +9,6 @@ use super::report::{EngineError, Phase};
 use super::stage::{Claimed, Ready};
 use crate::journal::record::ts;
 use crate::provider::KeyInfo;
-use futures::StreamExt;
 
 /// Describes why every key of a full identity stays, for the key-limit error.
 pub(super) fn key_limit(cred: &Credential<'_>, keys: &[KeyInfo], limit: u32) -> EngineError {
@@ -65,8 +64,8 @@ pub(super) async fn slots<'a>(
     ctx: &mut Ctx<'_>,
     ready: Vec<Ready<'a>>,
 ) -> Vec<(Ready<'a>, Vec<KeyInfo>)> {
-    let listed: Vec<(Ready<'a>, Result<Vec<KeyInfo>, EngineError>)> = futures::stream::iter(ready)
-        .map(|r| async move {
+    let listed: Vec<(Ready<'a>, Result<Vec<KeyInfo>, EngineError>)> =
+        super::bounded(ctx.opts.concurrency, ready, |r| async move {
             let keys = r
                 .provider
                 .keys(&r.cred.target())
@@ -74,8 +73,6 @@ pub(super) async fn slots<'a>(
                 .map_err(EngineError::from);
             (r, keys)
         })
-        .buffered(ctx.opts.concurrency.max(1))
-        .collect()
         .await;
     let mut out = Vec::new();
     for (r, keys) in listed {

@@ -19,7 +19,6 @@ use crate::gitops::claims::Held;
 use crate::journal::record::ts;
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, trailers};
 use crate::provider::{KeyInfo, Minted, Provider};
-use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -36,13 +35,19 @@ pub(super) struct Claimed<'a> {
     pub(super) held: Held,
 }
 
-/// What minting did for one claimed credential.
+/// A claimed credential with a new key for each of its groups, every one verified.
 pub(super) struct MintOutcome<'a> {
     pub(super) claimed: Claimed<'a>,
     /// (group index, new key), verified.
     pub(super) minted: Vec<(usize, Minted)>,
-    /// Why it stopped, if it did (the keys in `minted` must then be undone).
-    pub(super) error: Option<(Phase, EngineError)>,
+}
+
+/// Minting stopped part-way: the keys `done.minted` holds (some, none, or one that failed
+/// its verification) must be undone, and `error` said in `phase`.
+pub(super) struct MintFailure<'a> {
+    pub(super) done: MintOutcome<'a>,
+    pub(super) phase: Phase,
+    pub(super) error: EngineError,
 }
 
 /// The plan line of a credential.
@@ -104,8 +109,8 @@ async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Rea
         }
         checked.push(Ready { cred, provider });
     }
-    let results: Vec<(Ready<'a>, Result<(), EngineError>)> = futures::stream::iter(checked)
-        .map(|r| async move {
+    let results: Vec<(Ready<'a>, Result<(), EngineError>)> =
+        super::bounded(ctx.opts.concurrency, checked, |r| async move {
             let res = r
                 .provider
                 .preflight(&r.cred.target())
@@ -113,8 +118,6 @@ async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Rea
                 .map_err(EngineError::from);
             (r, res)
         })
-        .buffered(ctx.opts.concurrency.max(1))
-        .collect()
         .await;
     let mut ready = Vec::new();
     for (r, res) in results {
@@ -198,20 +201,16 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         .collect();
     let claimed = claim_all(ctx, ready);
     let claimed = check_slots(ctx, claimed, &listed).await;
-    let outcomes: Vec<MintOutcome<'_>> = {
+    let outcomes: Vec<Result<MintOutcome<'_>, MintFailure<'_>>> = {
         let c: &Ctx<'_> = ctx;
-        futures::stream::iter(claimed)
-            .map(|cl| mint_one(c, cl))
-            .buffered(c.opts.concurrency.max(1))
-            .collect()
-            .await
+        super::bounded(c.opts.concurrency, claimed, |cl| mint_one(c, cl)).await
     };
     // A credential that failed undoes what it minted; the others go on.
     let mut good = Vec::new();
-    for mut o in outcomes {
-        match o.error.take() {
-            Some((phase, e)) => fail_and_abort(ctx, o, phase, e).await,
-            None => good.push(o),
+    for o in outcomes {
+        match o {
+            Ok(o) => good.push(o),
+            Err(f) => fail_and_abort(ctx, f.done, f.phase, f.error).await,
         }
     }
     if let Some(signal) = ctx.opts.cancel.as_ref().and_then(|c| c.get()) {
