@@ -174,6 +174,53 @@ fn form_encode(v: &str) -> String {
 mod tests {
     use super::*;
 
+    fn param<'a>(url: &'a str, name: &str) -> &'a str {
+        url.split(['?', '&'])
+            .find_map(|p| p.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("{name} in {url}"))
+    }
+
+    /// SigV4 of a presigned GET written out from AWS's specification (canonical request,
+    /// string to sign, derived key), independent of the `aws-sigv4` signer under test:
+    /// the signature STS recomputes when the API server calls the URL with the header.
+    fn signature_of(url: &str, secret: &str, cluster: &str) -> String {
+        use hmac::{KeyInit as _, Mac as _};
+        use sha2::Digest as _;
+        let mac = |key: &[u8], data: &str| {
+            let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            m.update(data.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        };
+        let (base, query) = url.split_once('?').unwrap();
+        let host = base.strip_prefix("https://").unwrap().trim_end_matches('/');
+        let mut pairs: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.starts_with("X-Amz-Signature="))
+            .collect();
+        pairs.sort();
+        let canonical = format!(
+            "GET\n/\n{}\nhost:{host}\nx-k8s-aws-id:{cluster}\n\nhost;x-k8s-aws-id\n{}",
+            pairs.join("&"),
+            hex::encode(sha2::Sha256::digest(b""))
+        );
+        let date = param(url, "X-Amz-Date");
+        let scope = param(url, "X-Amz-Credential")
+            .split_once("%2F")
+            .unwrap()
+            .1
+            .replace("%2F", "/");
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+            hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+        );
+        let parts: Vec<&str> = scope.split('/').collect();
+        let mut key = mac(format!("AWS4{secret}").as_bytes(), parts[0]);
+        for p in &parts[1..] {
+            key = mac(&key, p);
+        }
+        hex::encode(mac(&key, &to_sign))
+    }
+
     #[tokio::test]
     async fn a_token_is_a_presigned_get_caller_identity_bound_to_the_cluster() {
         let config = aws_config::SdkConfig::builder()
@@ -229,6 +276,15 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + TOKEN_LIFETIME
         );
         assert!(!format!("{t:?}").contains("k8s-aws-v1"));
+        assert_eq!(
+            signature_of(&url, "secret", "prod-1"),
+            param(&url, "X-Amz-Signature")
+        );
+        // Signed for another cluster, the token would not match: the header is signed.
+        assert_ne!(
+            signature_of(&url, "secret", "prod-2"),
+            param(&url, "X-Amz-Signature")
+        );
         // A header injection in the cluster name, or a region that is a host, is refused.
         for (cluster, region) in [("a\r\nx-amz-foo: 1", "eu-west-1"), ("a", "evil.example/x")] {
             assert!(
