@@ -242,6 +242,7 @@ impl Provider for PostgresProvider {
             max_keys_per_identity: Some(2),
             can_disable: false,
             needs_propagation: false,
+            reports_last_use: false,
         }
     }
 

@@ -118,6 +118,7 @@ impl Provider for RandomProvider {
             max_keys_per_identity: None,
             can_disable: false,
             needs_propagation: false,
+            reports_last_use: false,
         }
     }
 

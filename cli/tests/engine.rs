@@ -509,6 +509,53 @@ async fn gates_wait_while_pending_and_fail_when_they_cannot_be_evaluated() {
     assert_eq!(env.keys().len(), 2, "the old key stays");
 }
 
+/// A source that cannot tell when a key was last used: `--require-old-key-unused` does not
+/// pass as if it had looked — the old key waits out the grace period only, and the revoke
+/// (and its dry-run plan) says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_blind_to_key_use_says_so_and_keeps_only_the_grace_period() {
+    let env = Env::with(FakeProvider::new("aws").without_last_use());
+    let mut o = env.opts(t(T0));
+    o.require_old_key_unused = true;
+    o.revoke_after = chrono::Duration::minutes(30);
+    // A use after publish that this source cannot report: it is not consulted.
+    env.fake
+        .set_last_used(DNS_KEY, Utc::now() + chrono::Duration::hours(1));
+    let r = env.run(&o).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    assert_eq!(count(&r, Action::Revoke), 0, "the grace period holds");
+    assert_eq!(env.keys().len(), 2);
+    o.now = at(T0, 40);
+    o.dry_run = true;
+    let plan = env.run(&o).await;
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.action == Action::Revoke)
+        .expect("a revoke in the plan");
+    assert!(
+        step.detail
+            .contains("cannot tell whether the old key is still used"),
+        "{}",
+        step.detail
+    );
+    o.dry_run = false;
+    let r = env.run(&o).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    let step = r
+        .steps
+        .iter()
+        .find(|s| s.action == Action::Revoke)
+        .expect("revoked after the grace period");
+    assert!(
+        step.detail.contains("deleted old key")
+            && step.detail.contains("fell back to the grace period"),
+        "{}",
+        step.detail
+    );
+    env.assert_converged();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_mode_disables_first_and_deletes_after_the_grace_period() {
     let env = Env::new();

@@ -16,6 +16,9 @@ use chrono::{DateTime, Utc};
 pub(super) enum Gate {
     /// Revoke now.
     Open,
+    /// Revoke now, although the gate could not look: the source cannot tell (the reason
+    /// goes into the revoke step, so nobody mistakes it for a check that passed).
+    Blind(String),
     /// Not yet, for this reason.
     Wait(String),
     /// Cannot be evaluated.
@@ -161,6 +164,12 @@ async fn unused_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Ut
         Ok(p) => p,
         Err(e) => return err(e.to_string()),
     };
+    if !p.capabilities().reports_last_use {
+        return Gate::Blind(format!(
+            "the {} source cannot tell whether the old key is still used: --require-old-key-unused fell back to the grace period",
+            rec.source
+        ));
+    }
     match p.keys(&rec.target()).await {
         Ok(keys) => match keys.iter().find(|k| k.id.0 == rec.old_key_id) {
             Some(k) if !unused_since(k.last_used, published) => Gate::Wait(format!(

@@ -15,10 +15,15 @@ use crate::provider::{KeyId, Revoke, Revoked};
 
 /// What to do with one record this run.
 enum Todo {
-    /// Delete or disable the old key.
-    Revoke(Revoke),
+    /// Delete or disable the old key; with what a gate could not check, if anything.
+    Revoke(Revoke, Option<String>),
     /// A deleted secret's key stays: other manifests still use it.
     Keep(Vec<String>),
+}
+
+/// ` (why)` after a revoke's detail when a gate could not look, else nothing.
+fn note(blind: Option<&str>) -> String {
+    blind.map(|why| format!(" ({why})")).unwrap_or_default()
 }
 
 /// Manifests on main that still hold the record's old key (for `delete` records).
@@ -173,9 +178,11 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
             ctx.step(s);
             continue;
         }
+        let mut blind = None;
         if !disabled {
             match gates::check(ctx, rec, since).await {
                 Gate::Open => {}
+                Gate::Blind(why) => blind = Some(why),
                 Gate::Wait(reason) => {
                     let s = record_step(
                         rec,
@@ -206,7 +213,7 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
                 rec,
                 Action::Revoke,
                 rec.clusters(),
-                format!("{verb} the old key"),
+                format!("{verb} the old key{}", note(blind.as_deref())),
             );
             ctx.step(s);
             continue;
@@ -224,7 +231,7 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
             ctx.step(s);
             continue;
         }
-        todo.push((i, Todo::Revoke(how)));
+        todo.push((i, Todo::Revoke(how, blind)));
     }
     todo
 }
@@ -261,7 +268,7 @@ async fn call_sources(
             async move {
                 let result = match &t {
                     Todo::Keep(_) => Ok(Revoked::Done),
-                    Todo::Revoke(how) => match providers.get(&rec.source).await {
+                    Todo::Revoke(how, _) => match providers.get(&rec.source).await {
                         Ok(p) => p
                             .revoke(&rec.target(), &KeyId(rec.old_key_id.clone()), *how)
                             .await
@@ -295,8 +302,8 @@ async fn call_sources(
 /// The subject of the revoke commit.
 fn subject(records: &[RotationRecord], done: &[(usize, Todo)]) -> String {
     let n = |f: fn(&Todo) -> bool| done.iter().filter(|(_, t)| f(t)).count();
-    let revoked = n(|t| matches!(t, Todo::Revoke(Revoke::Delete)));
-    let disabled = n(|t| matches!(t, Todo::Revoke(Revoke::Disable)));
+    let revoked = n(|t| matches!(t, Todo::Revoke(Revoke::Delete, _)));
+    let disabled = n(|t| matches!(t, Todo::Revoke(Revoke::Disable, _)));
     let kept = n(|t| matches!(t, Todo::Keep(_)));
     match done {
         [(i, Todo::Keep(_))] => format!(
@@ -350,7 +357,7 @@ fn commit(
         let rec = &mut records[*i];
         let path = ctx.journal().dir().join(rec.path());
         let written = match t {
-            Todo::Revoke(Revoke::Disable) => {
+            Todo::Revoke(Revoke::Disable, _) => {
                 let mut r = rec.clone();
                 r.disabled_at = Some(now);
                 std::fs::write(&path, r.to_yaml())
@@ -367,14 +374,14 @@ fn commit(
         paths.push(rec.path());
         let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
         let mut b = match t {
-            Todo::Revoke(Revoke::Disable) => {
+            Todo::Revoke(Revoke::Disable, _) => {
                 rec.disabled_at = Some(now);
                 let mut b = rec.trailer(TrailerAction::Revoke);
                 b.reason =
                     Some("old key disabled; deleted once the grace period has passed again".into());
                 b
             }
-            Todo::Revoke(Revoke::Delete) => rec.trailer(if was_disabled {
+            Todo::Revoke(Revoke::Delete, _) => rec.trailer(if was_disabled {
                 TrailerAction::DeleteDisabled
             } else {
                 TrailerAction::Revoke
@@ -431,24 +438,29 @@ fn commit(
     for (i, t) in done {
         let rec = &records[i];
         let (action, detail) = match &t {
-            Todo::Revoke(Revoke::Disable) => (
+            Todo::Revoke(Revoke::Disable, blind) => (
                 Action::Revoke,
                 format!(
-                    "disabled old key {}; deleted after {}",
+                    "disabled old key {}; deleted after {}{}",
                     rec.old_key_id,
-                    ts(now + ctx.opts.revoke_after)
+                    ts(now + ctx.opts.revoke_after),
+                    note(blind.as_deref())
                 ),
             ),
-            Todo::Revoke(Revoke::Delete) if gone.contains(&i) => (
+            Todo::Revoke(Revoke::Delete, _) if gone.contains(&i) => (
                 Action::Revoke,
                 format!(
                     "old key {} was already gone at the source (deleted outside this run); nothing to delete",
                     rec.old_key_id
                 ),
             ),
-            Todo::Revoke(Revoke::Delete) => (
+            Todo::Revoke(Revoke::Delete, blind) => (
                 Action::Revoke,
-                format!("deleted old key {}", rec.old_key_id),
+                format!(
+                    "deleted old key {}{}",
+                    rec.old_key_id,
+                    note(blind.as_deref())
+                ),
             ),
             Todo::Keep(users) => (
                 Action::Skip,

@@ -69,6 +69,7 @@ struct State {
 pub struct FakeProvider {
     name: &'static str,
     max_keys: Option<u32>,
+    reports_last_use: bool,
     state: Mutex<State>,
     hook: Mutex<Option<Hook>>,
 }
@@ -96,6 +97,7 @@ impl FakeProvider {
         FakeProvider {
             name,
             max_keys: Some(2),
+            reports_last_use: true,
             state: Mutex::new(State::default()),
             hook: Mutex::new(None),
         }
@@ -104,6 +106,12 @@ impl FakeProvider {
     /// Sets the key limit per identity (`None`: unlimited).
     pub fn with_max_keys(mut self, n: Option<u32>) -> Self {
         self.max_keys = n;
+        self
+    }
+
+    /// A source that cannot tell when a key was last used (like Azure and GCP here).
+    pub fn without_last_use(mut self) -> Self {
+        self.reports_last_use = false;
         self
     }
 
@@ -262,6 +270,7 @@ impl Provider for FakeProvider {
             max_keys_per_identity: self.max_keys,
             can_disable: true,
             needs_propagation: false,
+            reports_last_use: self.reports_last_use,
         }
     }
 

@@ -397,6 +397,7 @@ mod tests {
                 max_keys_per_identity: None,
                 can_disable: false,
                 needs_propagation: false,
+                reports_last_use: false,
             }
         }
         async fn preflight(&self, _: &Target) -> ProviderResult<()> {

@@ -55,6 +55,10 @@ pub struct Capabilities {
     pub can_disable: bool,
     /// Whether a new key needs time before it works everywhere.
     pub needs_propagation: bool,
+    /// Whether `keys` reports each key's last use (`last_used: None` then means "never
+    /// used"). A source that cannot tell makes `--require-old-key-unused` fall back to
+    /// the grace period, and the revoke says so.
+    pub reports_last_use: bool,
 }
 
 /// Status of a key at its source.

@@ -385,6 +385,7 @@ impl Provider for AwsProvider {
             max_keys_per_identity: Some(MAX_KEYS),
             can_disable: true,
             needs_propagation: true,
+            reports_last_use: true,
         }
     }
 

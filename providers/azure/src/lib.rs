@@ -226,6 +226,7 @@ impl Provider for AzureProvider {
             max_keys_per_identity: None,
             can_disable: false,
             needs_propagation: true,
+            reports_last_use: false,
         }
     }
 

@@ -108,6 +108,7 @@ struct WireResponse {
     max_keys_per_identity: Option<u32>,
     can_disable: Option<bool>,
     needs_propagation: Option<bool>,
+    reports_last_use: Option<bool>,
 }
 
 impl ExecProvider {
@@ -129,6 +130,7 @@ impl ExecProvider {
                 max_keys_per_identity: None,
                 can_disable: false,
                 needs_propagation: false,
+                reports_last_use: false,
             },
         }
     }
@@ -500,6 +502,7 @@ impl ExecProvider {
             max_keys_per_identity: r.max_keys_per_identity,
             can_disable: r.can_disable.unwrap_or(false),
             needs_propagation: r.needs_propagation.unwrap_or(false),
+            reports_last_use: r.reports_last_use.unwrap_or(false),
         })
     }
 }

@@ -362,6 +362,7 @@ impl Provider for GcpProvider {
             max_keys_per_identity: Some(MAX_KEYS),
             can_disable: true,
             needs_propagation: true,
+            reports_last_use: false,
         }
     }
 
