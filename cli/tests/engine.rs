@@ -183,10 +183,7 @@ impl Env {
             "{:?}",
             self.records_on_main()
         );
-        assert!(
-            self.refs("dev", "refs/secret-manager/claims/").is_empty(),
-            "no claim left"
-        );
+        assert!(self.f.claims("dev").is_empty(), "no claim left");
     }
 }
 
@@ -370,7 +367,7 @@ async fn the_retry_layer_retries_idempotent_calls_and_never_mint() {
     assert_eq!(phases(&r), vec![Phase::Mint], "{}", errors(&r));
     assert_eq!(env.fake.calls(Op::Mint), 1);
     assert_eq!(env.keys(), vec![DNS_KEY.to_string()]);
-    assert!(env.refs("dev", "refs/secret-manager/claims/").is_empty());
+    assert!(env.f.claims("dev").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,7 +382,7 @@ async fn a_key_that_does_not_verify_is_deleted_again_and_recorded() {
     assert!(undo.done);
     assert_eq!(env.keys(), vec![DNS_KEY.to_string()], "the new key is gone");
     assert_eq!(env.f.remote_ref("dev", "refs/heads/main"), main_before);
-    assert!(env.refs("dev", "refs/secret-manager/claims/").is_empty());
+    assert!(env.f.claims("dev").is_empty());
     let events = env.events();
     assert!(events.contains("Secret-Manager-Action: undo"), "{events}");
     assert!(
@@ -423,7 +420,7 @@ async fn a_hook_refusing_main_is_a_publish_failure_and_the_new_key_is_undone() {
     );
     assert_eq!(env.keys(), vec![DNS_KEY.to_string()], "minted key revoked");
     assert_eq!(env.f.remote_ref("dev", "refs/heads/main"), main_before);
-    assert!(env.refs("dev", "refs/secret-manager/claims/").is_empty());
+    assert!(env.f.claims("dev").is_empty());
     assert_eq!(count(&r, Action::Undo), 1);
 }
 
@@ -621,6 +618,78 @@ fn foreign_claim(env: &Env, now: DateTime<Utc>) {
     ));
 }
 
+/// A file in the claims table that is no claim (written by hand, or by an attacker who can
+/// push claims) keeps its credential away from every run, with the remedy in the error,
+/// and nobody else's claim is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_claim_in_the_table_blocks_its_credential_with_the_remedy() {
+    let env = Env::new();
+    let other = env.f.clone_as("other");
+    let id = secret_manager::journal::credential_id("aws", "111111111111/external-dns-dev1");
+    let blob = {
+        let mut c = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .args(["hash-object", "-w", "--stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(b"\x1b[31mnot: [a claim")
+            .unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let tree = {
+        let mut c = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .arg("mktree")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("100644 blob {}\t{id}.yaml\n", blob.trim()).as_bytes())
+            .unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let commit = git(&other, &["commit-tree", tree.trim(), "-m", "junk"]);
+    git(
+        &other,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("{}:refs/secret-manager/claims/table", commit.trim()),
+        ],
+    );
+    let r = env.run(&env.opts(t(T0))).await;
+    assert_eq!(phases(&r), vec![Phase::Preflight], "{}", errors(&r));
+    let e = errors(&r);
+    assert!(
+        e.contains(&format!("remove {id}.yaml from the claims table")),
+        "{e}"
+    );
+    assert!(
+        !e.contains('\x1b'),
+        "terminal escapes reach the message: {e}"
+    );
+    assert_eq!(env.fake.calls(Op::Mint), 0);
+    assert_eq!(env.keys(), vec![DNS_KEY.to_string()]);
+    assert_eq!(
+        env.f.claims("dev"),
+        vec![id],
+        "the file stays until removed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_claim_makes_the_credential_busy_and_an_expired_one_is_released() {
     let env = Env::new();
@@ -688,7 +757,7 @@ async fn a_dead_runs_key_is_cleaned_up_and_nothing_else() {
         .into_iter()
         .find(|k| k != DNS_KEY && !k.contains("BREAKGLASS"))
         .expect("the dead run minted a key");
-    assert_eq!(env.refs("dev", "refs/secret-manager/claims/").len(), 1);
+    assert_eq!(env.f.claims("dev").len(), 1);
     let r = env.run(&env.opts(at(T0, 15))).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
     let cleanup = r
@@ -833,7 +902,7 @@ async fn a_signal_before_staging_undoes_the_minted_key() {
     assert!(r.steps.iter().any(|s| s.action == Action::Interrupted));
     assert_eq!(env.keys(), vec![DNS_KEY.to_string()]);
     assert_eq!(env.f.remote_ref("dev", "refs/heads/main"), main_before);
-    assert!(env.refs("dev", "refs/secret-manager/claims/").is_empty());
+    assert!(env.f.claims("dev").is_empty());
     // The next run converges.
     env.fake.before_each(|_, _, _| {});
     let r = env.run(&env.opts(at(T0, 1))).await;

@@ -140,13 +140,7 @@ fn assert_finished(f: &GitFleet, moto: &Moto, old: &str) {
         "the branch is gone: {:?}",
         branches(f)
     );
-    assert!(
-        git(
-            &f.path("dev.git"),
-            &["for-each-ref", "refs/secret-manager/claims/"]
-        )
-        .is_empty()
-    );
+    assert!(f.claims("dev").is_empty(), "{:?}", f.claims("dev"));
 }
 
 /// Proposes, then merges with `style`: the next run publishes and revokes.

@@ -326,11 +326,7 @@ fn concurrent_pods_some_killed_converge_without_touching_foreign_keys() {
             &["ls-tree", "-r", "--name-only", "main"],
         )
         .contains(".secret-manager/rotations/")
-            && git(
-                &f.path("dev.git"),
-                &["for-each-ref", "refs/secret-manager/claims/"],
-            )
-            .is_empty()
+            && f.claims("dev").is_empty()
     };
     // At most two more rounds, each after the previous one's claims have run out.
     let mut rounds = 0;

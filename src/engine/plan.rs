@@ -208,9 +208,21 @@ pub(super) fn credentials<'a>(
             .iter()
             .find(|l| l.claim.is_err() && l.refname.ends_with(&format!("/{}", cred.id())))
         {
+            let remedy = if l.legacy {
+                format!(
+                    "if no run is active, delete it: git push <main remote> :{}",
+                    l.refname
+                )
+            } else {
+                format!(
+                    "if no run is active, remove {}.yaml from the claims table (docs/rotation.md, \"An unreadable claim\")",
+                    cred.id()
+                )
+            };
             let e = EngineError::ClaimUnreadable {
                 refname: l.refname.clone(),
                 message: l.claim.clone().err().unwrap_or_default(),
+                remedy,
             };
             ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
             continue;

@@ -232,15 +232,15 @@ pub enum EngineError {
         /// What the operator can do.
         hint: String,
     },
-    /// A claim ref on the remote cannot be read.
-    #[error(
-        "claim {refname} is unreadable ({message}); if no run is active, delete it: git push <main remote> :{refname}"
-    )]
+    /// A claim on the remote cannot be read.
+    #[error("claim {refname} is unreadable ({message}); {remedy}")]
     ClaimUnreadable {
-        /// Ref.
+        /// Where the claim lives (`<prefix><credential-id>`).
         refname: String,
         /// Why.
         message: String,
+        /// What the operator can do.
+        remedy: String,
     },
     /// The remote refused a claim ref (hook or permission).
     #[error(

@@ -82,6 +82,17 @@ pub type GitResult<T> = Result<T, GitError>;
 /// A commit id (full hex).
 pub type Oid = String;
 
+/// One entry of a tree's top level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// The file name (no `/`).
+    pub name: String,
+    /// The mode as git stores it (`0o100644` a file, `0o040000` a directory, ...).
+    pub mode: u32,
+    /// The object the entry names.
+    pub oid: Oid,
+}
+
 /// A git work tree (or bare repo) driven through the CLI.
 #[derive(Clone, Debug)]
 pub struct Git {
@@ -518,8 +529,31 @@ impl Git {
     /// branch moves fast-forward, anything else only under its lease. Fails as a whole only
     /// when git could not talk to the remote at all.
     pub fn push_refs(&self, remote: &str, updates: &[RefUpdate]) -> GitResult<Vec<RefOutcome>> {
+        self.push_refs_with(remote, updates, false)
+    }
+
+    /// [`Self::push_refs`] with `--atomic`: the remote applies every update or none. When
+    /// one is rejected, the others report why (git's "atomic push failed"); a caller reads
+    /// the first `Lost` or `Refused` as the outcome of the whole push.
+    pub fn push_refs_atomic(
+        &self,
+        remote: &str,
+        updates: &[RefUpdate],
+    ) -> GitResult<Vec<RefOutcome>> {
+        self.push_refs_with(remote, updates, true)
+    }
+
+    fn push_refs_with(
+        &self,
+        remote: &str,
+        updates: &[RefUpdate],
+        atomic: bool,
+    ) -> GitResult<Vec<RefOutcome>> {
         self.check_remote(remote)?;
         let mut args: Vec<String> = vec!["push".into(), "--porcelain".into()];
+        if atomic {
+            args.push("--atomic".into());
+        }
         for u in updates {
             match &u.lease {
                 Lease::FastForward => {}
@@ -605,6 +639,122 @@ impl Git {
         args.push("-F".into());
         args.push("-".into());
         Ok(self.run_input(&args, Some(message))?.trim().to_owned())
+    }
+
+    /// The top level of `rev`'s tree; `Ok(None)` when `rev` does not exist; `Err` when
+    /// the tree object is larger than `limit` bytes (checked before it is read).
+    pub fn tree_entries(&self, rev: &str, limit: u64) -> GitResult<Option<Vec<TreeEntry>>> {
+        if let Some(o) = self.objects() {
+            return o.tree_entries(rev, limit);
+        }
+        let Some(commit) = self.resolve(rev)? else {
+            return Ok(None);
+        };
+        let size: u64 = self
+            .run(&["cat-file", "-s", &format!("{commit}^{{tree}}")])?
+            .trim()
+            .parse()
+            .map_err(|_| GitError::Parse {
+                args: "cat-file -s".into(),
+                message: "not a size".into(),
+            })?;
+        if size > limit {
+            return Err(GitError::Parse {
+                args: "ls-tree".into(),
+                message: format!("the tree of {rev} is {size} bytes, over the limit of {limit}"),
+            });
+        }
+        let out = self.run(&["ls-tree", "-z", "--full-tree", &commit])?;
+        let mut entries = Vec::new();
+        for item in out.split('\0').filter(|i| !i.is_empty()) {
+            let parsed = item.split_once('\t').and_then(|(meta, name)| {
+                let mut m = meta.split(' ');
+                let mode = u32::from_str_radix(m.next()?, 8).ok()?;
+                let _kind = m.next()?;
+                let oid = m.next()?.to_owned();
+                Some(TreeEntry {
+                    name: name.to_owned(),
+                    mode,
+                    oid,
+                })
+            });
+            entries.push(parsed.ok_or_else(|| GitError::Parse {
+                args: "ls-tree -z".into(),
+                message: format!("unexpected entry `{}`", crate::text::escape(item)),
+            })?);
+        }
+        Ok(Some(entries))
+    }
+
+    /// A commit whose whole tree is `entries` (one level), with `parents` and `message`;
+    /// returns its id. Signed through git's configured program when this `Git` signs.
+    pub fn commit_tree(
+        &self,
+        entries: &[TreeEntry],
+        parents: &[&str],
+        message: &str,
+    ) -> GitResult<Oid> {
+        if !self.sign
+            && let Some(o) = self.objects()
+        {
+            return o.commit_tree(entries, parents, message, &self.idents()?);
+        }
+        let mut listing = String::new();
+        for e in entries {
+            if e.name.is_empty() || e.name.contains(['/', '\0']) {
+                return Err(GitError::Parse {
+                    args: "mktree -z".into(),
+                    message: format!("not a file name: {:?}", e.name),
+                });
+            }
+            let kind = match e.mode {
+                0o040000 => "tree",
+                0o160000 => "commit",
+                _ => "blob",
+            };
+            listing.push_str(&format!("{:06o} {kind} {}\t{}\0", e.mode, e.oid, e.name));
+        }
+        let tree = self
+            .run_input(&["mktree", "-z"], Some(&listing))?
+            .trim()
+            .to_owned();
+        let mut args = vec!["commit-tree".to_owned(), tree];
+        if self.sign {
+            args.push("-S".into());
+        }
+        for p in parents {
+            args.push("-p".into());
+            args.push((*p).to_owned());
+        }
+        args.push("-F".into());
+        args.push("-".into());
+        Ok(self.run_input(&args, Some(message))?.trim().to_owned())
+    }
+
+    /// The content of each blob in `oids`, `None` where it is missing, not a blob or
+    /// larger than `limit` bytes (in-process, the size is checked before the blob is read).
+    pub fn read_blob_ids(&self, oids: &[Oid], limit: u64) -> GitResult<Vec<Option<String>>> {
+        if let Some(bad) = oids
+            .iter()
+            .find(|o| o.len() != 40 || !o.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(GitError::Parse {
+                args: "cat-file --batch".into(),
+                message: format!("not an object id: {}", crate::text::escape(bad)),
+            });
+        }
+        if let Some(o) = self.objects() {
+            let blobs = o.read_blob_ids(oids, limit)?;
+            return Ok(blobs
+                .into_iter()
+                .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                .collect());
+        }
+        Ok(self
+            .read_blobs(oids)?
+            .into_iter()
+            .map(|b| b.filter(|b| b.len() as u64 <= limit))
+            .collect())
     }
 
     /// The text of `<rev>:<path>` for each of `specs`, in one `git cat-file --batch`;

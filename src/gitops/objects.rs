@@ -7,7 +7,7 @@
 //! below, unless the repository cannot be opened by gix (then the CLI does it, as before)
 //! or `SECRET_MANAGER_GIT_OBJECTS=cli` asks for the CLI (benchmarks compare the two).
 
-use super::git::{GitError, GitResult, Oid};
+use super::git::{GitError, GitResult, Oid, TreeEntry};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::FindExt as _;
@@ -356,8 +356,91 @@ impl Objects {
             });
         }
         entries.sort_by(|a, b| a.filename.cmp(&b.filename));
+        self.write_commit(&repo, gix::objs::Tree { entries }, parents, message, idents)
+    }
+
+    /// The top level of `rev`'s tree, as stored (names sorted as git sorts them);
+    /// `Ok(None)` when `rev` does not exist; `Err` when the tree object is larger than
+    /// `limit` bytes (checked before it is read).
+    pub(crate) fn tree_entries(&self, rev: &str, limit: u64) -> GitResult<Option<Vec<TreeEntry>>> {
+        let Some(commit) = self.resolve(rev)? else {
+            return Ok(None);
+        };
+        let repo = self.local();
+        let tree = Self::tree_of(&repo, commit)?;
+        let size = repo
+            .find_header(tree)
+            .map_err(|e| err("read tree", e))?
+            .size();
+        if size > limit {
+            return Err(err(
+                "read tree",
+                format!("the tree of {rev} is {size} bytes, over the limit of {limit}"),
+            ));
+        }
         let tree = repo
-            .write_object(gix::objs::Tree { entries })
+            .find_object(tree)
+            .map_err(|e| err("read tree", e))?
+            .into_tree();
+        let decoded = tree.decode().map_err(|e| err("read tree", e))?;
+        Ok(Some(
+            decoded
+                .entries
+                .iter()
+                .map(|e| TreeEntry {
+                    name: e.filename.to_str_lossy().into_owned(),
+                    mode: u32::from(e.mode.value()),
+                    oid: e.oid.to_string(),
+                })
+                .collect(),
+        ))
+    }
+
+    /// A commit whose whole tree is `entries` (one level, any modes), with `parents` and
+    /// `message`, by `idents`.
+    pub(crate) fn commit_tree(
+        &self,
+        entries: &[TreeEntry],
+        parents: &[&str],
+        message: &str,
+        idents: &Idents,
+    ) -> GitResult<Oid> {
+        let repo = self.local();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.name.is_empty() || e.name.contains(['/', '\0']) || e.name == "." || e.name == ".."
+            {
+                return Err(err("mktree", format!("not a file name: {:?}", e.name)));
+            }
+            out.push(gix::objs::tree::Entry {
+                mode: gix::objs::tree::EntryMode::try_from(e.mode)
+                    .map_err(|_| err("mktree", format!("not a tree entry mode: {:o}", e.mode)))?,
+                filename: e.name.as_str().into(),
+                oid: hex(&e.oid)
+                    .ok_or_else(|| err("mktree", format!("not an object id: {}", e.oid)))?,
+            });
+        }
+        // git's order: a directory sorts as if its name ended in `/`.
+        out.sort();
+        self.write_commit(
+            &repo,
+            gix::objs::Tree { entries: out },
+            parents,
+            message,
+            idents,
+        )
+    }
+
+    fn write_commit(
+        &self,
+        repo: &gix::Repository,
+        tree: gix::objs::Tree,
+        parents: &[&str],
+        message: &str,
+        idents: &Idents,
+    ) -> GitResult<Oid> {
+        let tree = repo
+            .write_object(tree)
             .map_err(|e| err("write tree", e))?
             .detach();
         let mut parent_ids = Vec::with_capacity(parents.len());
@@ -376,6 +459,35 @@ impl Objects {
         repo.write_object(&commit)
             .map(|id| id.to_string())
             .map_err(|e| err("write commit", e))
+    }
+
+    /// The content of each blob in `oids`; `None` where it is missing, not a blob, or
+    /// larger than `limit` bytes (its size is read from the header, the blob is not).
+    pub(crate) fn read_blob_ids(
+        &self,
+        oids: &[Oid],
+        limit: u64,
+    ) -> GitResult<Vec<Option<Vec<u8>>>> {
+        let repo = self.local();
+        let mut out = Vec::with_capacity(oids.len());
+        for o in oids {
+            let Some(id) = hex(o) else {
+                return Err(err("read", format!("not an object id: {o}")));
+            };
+            let header = repo.try_find_header(id).map_err(|e| err("read", e))?;
+            match header {
+                Some(h) if h.kind() == gix::object::Kind::Blob && h.size() <= limit => {
+                    let data = repo
+                        .find_object(id)
+                        .map_err(|e| err("read blob", e))?
+                        .detach()
+                        .data;
+                    out.push(Some(data));
+                }
+                _ => out.push(None),
+            }
+        }
+        Ok(out)
     }
 
     /// The text of `<rev>:<path>` for each spec (`rev` a commit id or ref; `path`

@@ -1,13 +1,13 @@
 //! Claims: a run's exclusive hold on one credential, taken on the main remote BEFORE it
 //! mints anything for it.
 //!
-//! A claim is a small commit (one file, `claim.yaml`) that the ref
-//! `refs/secret-manager/claims/<credential-id>` points at. The run creates the ref with a
-//! lease that says it must not exist yet, which the git server applies as one atomic
-//! compare-and-swap: two runs can never both hold a claim, whatever branch protection says
-//! about `main`. The claim ends when the run's stage commit has landed (the record on main
-//! takes over), when it undid its mint, or — if the run died — when a later run takes the
-//! expired claim over (again by lease) and cleans up after it.
+//! A claim is a small YAML file, `<credential-id>.yaml`, in the claims table on the main
+//! remote ([`crate::gitops::claims`]). The run adds it only if the credential has no file
+//! yet, in a table commit pushed with a lease on the table it read, which the git server
+//! applies as one atomic compare-and-swap: two runs can never both hold a claim, whatever
+//! branch protection says about `main`. The claim ends when the run's stage commit has
+//! landed (the record on main takes over), when it undid its mint, or — if the run died —
+//! when a later run takes the expired claim over (again by lease) and cleans up after it.
 //!
 //! What a claim lets a later run delete: keys of the identity that did not exist when the
 //! claim was made (`keysBefore`), were created inside the claim's window

@@ -5,12 +5,12 @@
 //! A CronJob pod has no disk that outlives it, so every piece of state that must survive a
 //! crash lives in git, on the remote that holds main:
 //!
-//! * **Claims** ([`claim`]): `refs/secret-manager/claims/<credential-id>` → a commit with
-//!   `claim.yaml`, or with `<credential-id>.yaml` when the claims of a batch share one
-//!   commit. Pushed *before* a run mints for a credential, created with a
-//!   "must not exist" lease (atomic on the server), deleted with a lease when the claim
-//!   ends. A claim past its lease with no record on main means the run died: the next run
-//!   takes it over and deletes only the keys that claim can have minted.
+//! * **Claims** ([`claim`]): one file per claimed credential, `<credential-id>.yaml`, in
+//!   the tree of the claims table `refs/secret-manager/claims/table` (the layout is in
+//!   [`crate::gitops::claims`]). Taken *before* a run mints for a credential, only if the
+//!   credential has no file yet; every change is one table commit pushed with a lease
+//!   (atomic on the server). A claim past its lease with no record on main means the run
+//!   died: the next run takes it over and deletes only the keys that claim can have minted.
 //! * **Records** ([`record`]): `.secret-manager/rotations/<id>.yaml` on main, committed in
 //!   the same commit as the new ciphertexts. [`record::RotationRecord::state`] says where
 //!   a rotation stands (`Staged` → `Published` → optionally `Disabled`); the commit that

@@ -337,6 +337,12 @@ impl GitFleet {
         git(dir, &["rev-parse", "HEAD"])
     }
 
+    /// The claims on `remote` (its claims table's files and any claim refs of earlier
+    /// versions), as `<credential-id>` each, sorted.
+    pub fn claims(&self, remote: &str) -> Vec<String> {
+        claims_on(&self.path(&format!("{remote}.git")))
+    }
+
     /// Where `refname` points on bare remote `remote` (`dev` or `prod`).
     pub fn remote_ref(&self, remote: &str, refname: &str) -> Option<String> {
         let out = Command::new("git")
@@ -482,4 +488,33 @@ pub fn cert_fingerprint(pem: &Path) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The claims on the bare repository `bare`: the files of its claims table
+/// (`refs/secret-manager/claims/table`) and any claim refs of earlier versions, as
+/// `<credential-id>` each, sorted.
+pub fn claims_on(bare: &Path) -> Vec<String> {
+    const PREFIX: &str = "refs/secret-manager/claims/";
+    let refs = git(bare, &["for-each-ref", "--format=%(refname)", PREFIX]);
+    let mut out: Vec<String> = refs
+        .lines()
+        .filter(|r| *r != "refs/secret-manager/claims/table")
+        .map(|r| r.trim_start_matches(PREFIX).to_owned())
+        .collect();
+    if refs
+        .lines()
+        .any(|r| r == "refs/secret-manager/claims/table")
+    {
+        let files = git(
+            bare,
+            &["ls-tree", "--name-only", "refs/secret-manager/claims/table"],
+        );
+        out.extend(
+            files
+                .lines()
+                .map(|f| f.trim_end_matches(".yaml").to_owned()),
+        );
+    }
+    out.sort();
+    out
 }
