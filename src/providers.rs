@@ -4,7 +4,8 @@
 //! plugin `secret-manager-provider-<name>` on PATH. [`Providers::with`] puts any
 //! implementation under a name — how tests hand the engine an in-memory source. Every
 //! provider handed out is wrapped in [`Checked`] (key ids of the source's format, printable)
-//! inside [`Retrying`], the one place its calls are retried.
+//! inside [`Retrying`], the one place its calls are retried, inside [`OnWorker`], which
+//! runs each call as its own task.
 
 use crate::config::ProviderSettings;
 use crate::provider::{Checked, Provider, ProviderError, ProviderResult, RetryPolicy, Retrying};
@@ -71,7 +72,8 @@ impl Providers {
             Some(p) => p.clone(),
             None => create(source, &self.settings, &self.session).await?,
         };
-        let p: Arc<dyn Provider> = Arc::new(Retrying::new(Checked::new(inner), self.policy));
+        let retrying: Arc<dyn Provider> = Arc::new(Retrying::new(Checked::new(inner), self.policy));
+        let p: Arc<dyn Provider> = Arc::new(OnWorker(retrying));
         cache.insert(source.to_owned(), p.clone());
         Ok(p)
     }
@@ -184,4 +186,79 @@ pub async fn eks_token(
 ) -> Result<(String, std::time::SystemTime), crate::provider::ProviderError> {
     let t = secret_manager_aws::eks::token_from_env(cluster, region).await?;
     Ok((t.token, t.expires))
+}
+
+/// Runs every call of the provider it wraps as its own tokio task.
+///
+/// The engine drives a batch's calls from one task (`engine::bounded`): the client work of
+/// each call — signing, endpoint rules, parsing the answer — then runs on that task's
+/// thread, one call after the other, while the calls' network waits overlap. On a
+/// 2-core pod at 32 calls in flight that queueing made every provider phase ~1.5× its
+/// latency. As tasks, the calls' client work runs on any runtime worker.
+///
+/// Dropping a call's future aborts its task, as dropping the call itself would have.
+#[derive(Debug)]
+pub struct OnWorker(pub Arc<dyn Provider>);
+
+/// Aborts the task when the caller stops waiting for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn on_worker<T, F>(fut: F) -> T
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut task = AbortOnDrop(tokio::spawn(fut));
+    match (&mut task.0).await {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels a task it did not abort.
+            Err(e) => panic!("a provider call's task ended without an answer: {e}"),
+        },
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for OnWorker {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn capabilities(&self) -> crate::provider::Capabilities {
+        self.0.capabilities()
+    }
+    async fn preflight(&self, t: &crate::provider::Target) -> ProviderResult<()> {
+        let (p, t) = (self.0.clone(), t.clone());
+        on_worker(async move { p.preflight(&t).await }).await
+    }
+    async fn keys(
+        &self,
+        t: &crate::provider::Target,
+    ) -> ProviderResult<Vec<crate::provider::KeyInfo>> {
+        let (p, t) = (self.0.clone(), t.clone());
+        on_worker(async move { p.keys(&t).await }).await
+    }
+    async fn mint(&self, t: &crate::provider::Target) -> ProviderResult<crate::provider::Minted> {
+        let (p, t) = (self.0.clone(), t.clone());
+        on_worker(async move { p.mint(&t).await }).await
+    }
+    async fn verify(&self, m: &crate::provider::Minted) -> ProviderResult<()> {
+        let (p, m) = (self.0.clone(), m.clone());
+        on_worker(async move { p.verify(&m).await }).await
+    }
+    async fn revoke(
+        &self,
+        t: &crate::provider::Target,
+        key: &crate::provider::KeyId,
+        how: crate::provider::Revoke,
+    ) -> ProviderResult<crate::provider::Revoked> {
+        let (p, t, key) = (self.0.clone(), t.clone(), key.clone());
+        on_worker(async move { p.revoke(&t, &key, how).await }).await
+    }
 }

@@ -7,7 +7,7 @@ use super::plan::{busy_reason, index};
 use super::report::{Action, EngineError, Phase, Step};
 use super::seal::record_manifest;
 use crate::journal::{RecordKind, RotationRecord, TrailerAction, trailers};
-use crate::manifest::edit::{remove_document, remove_item, write_atomic};
+use crate::manifest::edit::{remove_document, remove_item, write_in_worktree};
 use crate::scan::Found;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,7 +31,9 @@ fn remove_documents(ctx: &Ctx<'_>, manifests: &[&Found]) -> Result<(), EngineErr
             None => remove_document(&src, f.doc.doc_index),
         };
         match removed.map_err(|e| err(e.to_string()))? {
-            Some(text) => write_atomic(&path, text.as_bytes()).map_err(|e| err(e.to_string()))?,
+            Some(text) => {
+                write_in_worktree(&path, text.as_bytes()).map_err(|e| err(e.to_string()))?
+            }
             None => std::fs::remove_file(&path).map_err(|e| err(e.to_string()))?,
         }
     }

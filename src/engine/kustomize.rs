@@ -93,7 +93,7 @@ pub(super) fn drop_entries(root: &Path, removed: &[String]) -> Result<Vec<String
                             crate::text::path(&k)
                         )
                     })?;
-                    crate::manifest::edit::write_atomic(&path, out.as_bytes())
+                    crate::manifest::edit::write_in_worktree(&path, out.as_bytes())
                         .map_err(|e| e.to_string())?;
                     changed.push(k.to_string_lossy().replace('\\', "/"));
                 }

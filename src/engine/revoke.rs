@@ -49,7 +49,12 @@ type MainRefs = std::collections::BTreeMap<(String, String, String), Vec<String>
 /// only when no manifest on main references it (for that identity), and — for a rotation — main holds the new
 /// key and every pointer the record names has the new key in the record's files and not
 /// the old one.
-fn truth_allows(ctx: &Ctx<'_>, rec: &RotationRecord, main_refs: &MainRefs) -> Result<(), String> {
+fn truth_allows(
+    ctx: &Ctx<'_>,
+    rec: &RotationRecord,
+    main_refs: &MainRefs,
+    files: &mut PointerFiles,
+) -> Result<(), String> {
     let key = |k: &str| (rec.source.clone(), rec.identity.clone(), k.to_owned());
     if let Some(users) = main_refs.get(&key(&rec.old_key_id)) {
         return Err(format!(
@@ -86,10 +91,11 @@ fn truth_allows(ctx: &Ctx<'_>, rec: &RotationRecord, main_refs: &MainRefs) -> Re
             format!("{}:{}", crate::gitops::Fleet::pointer_tracking(c), m.file),
         ));
     }
-    let blobs = ctx
-        .fleet
-        .git()
-        .read_blobs(&specs.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>())
+    let blobs = files
+        .get(
+            ctx,
+            &specs.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
+        )
         .map_err(|e| format!("cannot read the cluster pointers: {e}"))?;
     for ((cluster, spec), blob) in specs.iter().zip(blobs) {
         let file = spec.split_once(':').map_or(spec.as_str(), |(_, f)| f);
@@ -110,6 +116,61 @@ fn truth_allows(ctx: &Ctx<'_>, rec: &RotationRecord, main_refs: &MainRefs) -> Re
         }
     }
     Ok(())
+}
+
+/// Files at the cluster pointers (`<pointer>:<file>` → text), read once for every record
+/// a run decides on: one read resolves each pointer and decodes each tree once, where a
+/// read per record did it thousands of times.
+#[derive(Default)]
+struct PointerFiles {
+    read: std::collections::HashMap<String, Option<String>>,
+}
+
+impl PointerFiles {
+    /// Reads the files every record in `records` names at its clusters' pointers. A
+    /// record naming an unknown cluster or a path outside the repo is left out (its own
+    /// check says why); a failed read leaves everything to the per-record reads.
+    fn prefetch(ctx: &Ctx<'_>, records: &[RotationRecord]) -> PointerFiles {
+        let mut specs: Vec<String> = records
+            .iter()
+            .filter(|r| !r.is_delete())
+            .flat_map(|r| r.manifests.iter())
+            .filter(|m| crate::fsx::is_contained(std::path::Path::new(&m.file)))
+            .filter_map(|m| {
+                let c = ctx.repo.inventory.get(&m.cluster)?;
+                Some(format!(
+                    "{}:{}",
+                    crate::gitops::Fleet::pointer_tracking(c),
+                    m.file
+                ))
+            })
+            .collect();
+        specs.sort();
+        specs.dedup();
+        let mut files = PointerFiles::default();
+        if let Ok(texts) = ctx.fleet.git().read_blobs(&specs) {
+            files.read = specs.into_iter().zip(texts).collect();
+        }
+        files
+    }
+
+    /// The text of each spec, read now for those not read yet.
+    fn get(
+        &mut self,
+        ctx: &Ctx<'_>,
+        specs: &[String],
+    ) -> crate::gitops::git::GitResult<Vec<Option<String>>> {
+        let missing: Vec<String> = specs
+            .iter()
+            .filter(|s| !self.read.contains_key(*s))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let texts = ctx.fleet.git().read_blobs(&missing)?;
+            self.read.extend(missing.into_iter().zip(texts));
+        }
+        Ok(specs.iter().map(|s| self.read[s].clone()).collect())
+    }
 }
 
 /// (source, identity, key id) → the manifests on main that hold it.
@@ -133,6 +194,7 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
     let now = ctx.now();
     let mut todo = Vec::new();
     let mut main_refs = None;
+    let mut files = None;
     for (i, rec) in records.iter().enumerate() {
         // The stricter of what the staging run promised and this run's flags: a later
         // run never shortens the grace period or turns disable into delete.
@@ -226,7 +288,8 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
             }
         }
         let refs = main_refs.get_or_insert_with(|| main_references(ctx));
-        if let Err(why) = truth_allows(ctx, rec, refs) {
+        let files = files.get_or_insert_with(|| PointerFiles::prefetch(ctx, records));
+        if let Err(why) = truth_allows(ctx, rec, refs, files) {
             let s = record_step(rec, Action::Wait, rec.clusters(), why);
             ctx.step(s);
             continue;

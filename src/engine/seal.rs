@@ -9,7 +9,7 @@ use super::report::{EngineError, EngineResult};
 use crate::annotations::{CREATE_DATE, SEALED_WITH, key_id_annotation};
 use crate::journal::record::ts;
 use crate::journal::{RecordKind, RecordManifest, RotationRecord};
-use crate::manifest::edit::{Edit, apply, write_atomic};
+use crate::manifest::edit::{Edit, apply, write_in_worktree};
 use crate::provider::Minted;
 use crate::seal::{label, seal_value};
 use std::collections::BTreeMap;
@@ -192,7 +192,7 @@ pub(super) fn write_all(
     let mut recs: Vec<std::path::PathBuf> = Vec::new();
     let result = (|| {
         for (file, text) in contents {
-            write_atomic(&dir.join(file), text.as_bytes()).map_err(|e| EngineError::Edit {
+            write_in_worktree(&dir.join(file), text.as_bytes()).map_err(|e| EngineError::Edit {
                 file: file.clone(),
                 message: e.to_string(),
             })?;
@@ -217,7 +217,7 @@ pub(super) fn write_all(
     if result.is_err() {
         for f in written {
             if let Some(orig) = originals.get(f) {
-                let _ = write_atomic(&dir.join(f), orig.as_bytes());
+                let _ = write_in_worktree(&dir.join(f), orig.as_bytes());
             }
         }
         for p in recs {

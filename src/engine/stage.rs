@@ -269,6 +269,7 @@ async fn seal_each<'a>(
 ) -> (Vec<Sealed<'a>>, Vec<String>) {
     let mut staged: Vec<Sealed<'a>> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for mut o in good {
         if let Err(e) = keep_fresh(ctx, &mut o.claimed.held) {
             fail_and_abort(ctx, o, Phase::Mint, e).await;
@@ -281,7 +282,7 @@ async fn seal_each<'a>(
                     .into_iter()
                     .chain(recs.iter().map(RotationRecord::path))
                 {
-                    if !paths.contains(&f) {
+                    if seen.insert(f.clone()) {
                         paths.push(f);
                     }
                 }

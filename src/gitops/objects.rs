@@ -491,36 +491,71 @@ impl Objects {
     }
 
     /// The text of `<rev>:<path>` for each spec (`rev` a commit id or ref; `path`
-    /// repo-relative); `None` where it does not exist or is not a blob.
+    /// repo-relative); `None` where it does not exist or is not a blob. Each rev is
+    /// resolved and each tree decoded once per call, however many specs share them (a
+    /// revoke reads thousands of files from the same few commits).
     pub(crate) fn read_blobs(&self, specs: &[String]) -> GitResult<Vec<Option<String>>> {
+        use std::collections::HashMap;
+        type Entries = HashMap<Vec<u8>, (gix::objs::tree::EntryMode, ObjectId)>;
         let repo = self.local();
+        let mut roots: HashMap<&str, Option<ObjectId>> = HashMap::new();
+        let mut trees: HashMap<ObjectId, Entries> = HashMap::new();
         let mut out = Vec::with_capacity(specs.len());
         for spec in specs {
             let Some((rev, path)) = spec.split_once(':') else {
                 return Err(err("read", format!("not <rev>:<path>: {spec}")));
             };
-            let Some(commit) = self.resolve(rev)? else {
+            let root = match roots.get(rev) {
+                Some(r) => *r,
+                None => {
+                    let r = match self.resolve(rev)? {
+                        Some(commit) => Some(Self::tree_of(&repo, commit)?),
+                        None => None,
+                    };
+                    roots.insert(rev, r);
+                    r
+                }
+            };
+            let Some(mut tree) = root else {
                 out.push(None);
                 continue;
             };
-            let tree = Self::tree_of(&repo, commit)?;
-            let tree = repo
-                .find_object(tree)
-                .map_err(|e| err("read tree", e))?
-                .into_tree();
-            let entry = tree
-                .lookup_entry_by_path(path)
-                .map_err(|e| err("read tree", e))?;
-            let blob = match entry {
-                Some(e) if e.mode().is_blob() => Some(
-                    repo.find_object(e.object_id())
+            let parts: Vec<&str> = path.split('/').collect();
+            let mut blob = None;
+            for (i, part) in parts.iter().enumerate() {
+                if !trees.contains_key(&tree) {
+                    let t = repo
+                        .find_object(tree)
+                        .map_err(|e| err("read tree", e))?
+                        .into_tree();
+                    let decoded = t.decode().map_err(|e| err("read tree", e))?;
+                    let entries: Entries = decoded
+                        .entries
+                        .iter()
+                        .map(|e| (e.filename.to_vec(), (e.mode, e.oid.to_owned())))
+                        .collect();
+                    trees.insert(tree, entries);
+                }
+                match trees[&tree].get(part.as_bytes()) {
+                    Some((mode, oid)) if i + 1 == parts.len() => {
+                        if mode.is_blob() {
+                            blob = Some(*oid);
+                        }
+                    }
+                    Some((mode, oid)) if mode.is_tree() => tree = *oid,
+                    _ => break,
+                }
+            }
+            let text = match blob {
+                Some(id) => Some(
+                    repo.find_object(id)
                         .map_err(|e| err("read blob", e))?
                         .detach()
                         .data,
                 ),
-                _ => None,
+                None => None,
             };
-            out.push(blob.map(|b| String::from_utf8_lossy(&b).into_owned()));
+            out.push(text.map(|b| String::from_utf8_lossy(&b).into_owned()));
         }
         Ok(out)
     }

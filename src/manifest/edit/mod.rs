@@ -518,6 +518,35 @@ pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
 /// Writes `contents` to `path` atomically: a temp file in the same directory, fsync,
 /// rename over the original. Keeps the original file's permissions.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, contents, true)
+}
+
+/// Writes `contents` to `path` in a private worktree the tool made (what lasts is the
+/// commit it pushes, not the file), without fsync: a regular file with one link is
+/// overwritten in place (opened with `O_NOFOLLOW`, so a symlink swapped in meanwhile is
+/// refused, not followed); anything else — a new file, a symlink, a hard link — is
+/// replaced by rename like [`write_atomic`]. A rotation of thousands of credentials
+/// spent most of its own disk time creating temp files and fsyncing them.
+pub fn write_in_worktree(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_file()
+        && meta.nlink() == 1
+    {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path);
+        if let Ok(mut f) = opened {
+            return f.write_all(contents);
+        }
+    }
+    write_replacing(path, contents, false)
+}
+
+fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> std::io::Result<()> {
     use std::io::Write as _;
     let dir = path
         .parent()
@@ -537,7 +566,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         Err(_) => tmp.as_file().metadata()?.permissions(),
     };
     tmp.as_file().set_permissions(perms)?;
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -292,3 +292,57 @@ fn atomic_write_keeps_mode() {
         "no temp file left"
     );
 }
+
+/// In a worktree of its own the tool overwrites a plain file in place, and never writes
+/// through a symlink or into another name of a hard-linked file: those are replaced.
+#[test]
+fn worktree_write_overwrites_plain_files_and_never_writes_through_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "old").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o640)).unwrap();
+    write_in_worktree(&plain, b"new").unwrap();
+    assert_eq!(std::fs::read(&plain).unwrap(), b"new");
+    assert_eq!(
+        std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    let target = outside.path().join("secret");
+    std::fs::write(&target, "outside").unwrap();
+    let link = dir.path().join("link.yaml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    write_in_worktree(&link, b"edited").unwrap();
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"outside",
+        "wrote through a symlink"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    assert_eq!(std::fs::read(&link).unwrap(), b"edited");
+    let other = outside.path().join("other-name");
+    std::fs::write(&other, "shared").unwrap();
+    let hard = dir.path().join("hard.yaml");
+    std::fs::hard_link(&other, &hard).unwrap();
+    write_in_worktree(&hard, b"edited").unwrap();
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        b"shared",
+        "wrote into a hard link"
+    );
+    assert_eq!(std::fs::read(&hard).unwrap(), b"edited");
+    let new = dir.path().join("new.yaml");
+    write_in_worktree(&new, b"fresh").unwrap();
+    assert_eq!(std::fs::read(&new).unwrap(), b"fresh");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        4,
+        "no temp file left"
+    );
+}
