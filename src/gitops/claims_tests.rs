@@ -32,6 +32,11 @@ struct Remote {
 }
 
 fn remote(n: usize) -> Remote {
+    remote_with(n, false)
+}
+
+/// [`remote`], with every object operation of the clones through the git CLI.
+fn remote_with(n: usize, cli: bool) -> Remote {
     let dir = tempfile::tempdir().unwrap();
     let bare = dir.path().join("remote.git");
     std::fs::create_dir_all(&bare).unwrap();
@@ -49,7 +54,10 @@ fn remote(n: usize) -> Remote {
         .collect();
     let clones = dirs
         .iter()
-        .map(|d| ClaimRefs::on(Git::new(d), "origin", PREFIX))
+        .map(|d| {
+            let g = Git::new(d);
+            ClaimRefs::on(if cli { g.cli_only() } else { g }, "origin", PREFIX)
+        })
         .collect();
     Remote {
         _dir: dir,
@@ -126,7 +134,17 @@ fn a_batch_is_one_ref_and_a_taken_credential_is_lost_to_the_second_run() {
 
 #[test]
 fn a_stale_view_loses_the_push_rereads_and_keeps_the_other_runs_claims() {
-    let r = remote(2);
+    stale_view(remote(2));
+}
+
+/// The same through the git CLI (`mktree -z`, `ls-tree -z`, `cat-file --batch`): what a
+/// repository gix cannot open, and signed claims, go through.
+#[test]
+fn the_table_reads_and_writes_the_same_through_the_git_cli() {
+    stale_view(remote_with(2, true));
+}
+
+fn stale_view(r: Remote) {
     let (a, b) = (&r.clones[0], &r.clones[1]);
     let held_a = won(a.create(vec![claim("run-a", "u1")]).unwrap().remove(0));
     // b writes after a's view was taken: a's next push carries a stale lease.

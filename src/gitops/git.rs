@@ -130,6 +130,14 @@ impl Git {
         }
     }
 
+    /// The same repository with every object operation through the git CLI (what a
+    /// repository gix cannot open gets): tests hold the two paths to the same answers.
+    #[cfg(test)]
+    pub(crate) fn cli_only(self) -> Self {
+        let _ = self.objects.set(None);
+        self
+    }
+
     /// The in-process object store, opened on first use.
     fn objects(&self) -> Option<&super::objects::Objects> {
         self.objects
@@ -455,21 +463,36 @@ impl Git {
     }
 
     /// Stages `paths` (additions, changes and deletions) and commits them with `message`
-    /// (trailers included). Returns the new commit.
+    /// (trailers included). Returns the new commit. Nothing else is committed: the index
+    /// matches `HEAD` before (every commit of the tool goes through here, and a failed
+    /// one puts the index back) and only `paths` are staged.
+    ///
+    /// Files go in by name through `git update-index --stdin`, not as pathspecs to
+    /// `git add`/`git commit --`: git matches every index entry against every pathspec,
+    /// which at 10,000 credentials (20,000 paths in a 20,000-file tree) was most of the
+    /// run's CPU.
     pub fn commit_paths(&self, paths: &[String], message: &str) -> GitResult<Oid> {
-        let mut add = vec!["add".to_owned(), "--all".into(), "--".into()];
-        add.extend(paths.iter().cloned());
-        self.run(&add)?;
-        let mut args = vec![
-            "commit".to_owned(),
-            "--quiet".into(),
-            "--no-verify".into(),
-            "-F".into(),
-            "-".into(),
-            "--".into(),
-        ];
-        args.extend(paths.iter().cloned());
-        self.run_input(&args, Some(message))?;
+        if paths.iter().any(|p| self.dir.join(p).is_dir()) {
+            // A directory is a pathspec: everything under it.
+            let mut add = vec!["add".to_owned(), "--all".into(), "--".into()];
+            add.extend(paths.iter().cloned());
+            self.run(&add)?;
+        } else {
+            let input: String = paths.iter().map(|p| format!("{p}\0")).collect();
+            self.run_input(
+                &["update-index", "--add", "--remove", "-z", "--stdin"],
+                Some(&input),
+            )?;
+        }
+        let committed = self.run_input(
+            &["commit", "--quiet", "--no-verify", "-F", "-"],
+            Some(message),
+        );
+        if let Err(e) = committed {
+            // Unstage: the next commit must carry only its own paths.
+            let _ = self.run(&["reset", "--quiet"]);
+            return Err(e);
+        }
         Ok(self.resolve("HEAD")?.expect("just committed"))
     }
 
