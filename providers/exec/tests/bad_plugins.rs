@@ -268,7 +268,14 @@ async fn dropped_calls_and_a_forced_stop_kill_the_plugin() {
     while !pidfile.exists() && t0.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    secret_manager_exec::kill_running();
+    // The plugin wrote its pid file, but the provider may register its process group a
+    // moment later (spawn returns, then registers): a stop in between misses it, so the
+    // test stops again until the call ends, as a third signal would.
+    let t0 = Instant::now();
+    while !call.is_finished() && t0.elapsed() < Duration::from_secs(5) {
+        secret_manager_exec::kill_running();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = tokio::time::timeout(Duration::from_secs(5), call)
         .await
         .unwrap()
