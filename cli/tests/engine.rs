@@ -3,7 +3,7 @@
 //! gate, failure path, crash point and the claim rules are tested here; the binary tests
 //! only check what the CLI adds.
 
-use crate::common::{GitFleet, decrypt_value, git};
+use crate::common::{GitFleet, decrypt_value, git, git_input};
 use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use secret_manager::engine::{Action, Cancel, Phase, RotateOptions, RotateReport, Signal, rotate};
@@ -626,40 +626,16 @@ async fn an_unreadable_claim_in_the_table_blocks_its_credential_with_the_remedy(
     let env = Env::new();
     let other = env.f.clone_as("other");
     let id = secret_manager::journal::credential_id("aws", "111111111111/external-dns-dev1");
-    let blob = {
-        let mut c = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&other)
-            .args(["hash-object", "-w", "--stdin"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(b"\x1b[31mnot: [a claim")
-            .unwrap();
-        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
-    };
-    let tree = {
-        let mut c = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&other)
-            .arg("mktree")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("100644 blob {}\t{id}.yaml\n", blob.trim()).as_bytes())
-            .unwrap();
-        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
-    };
+    let blob = git_input(
+        &other,
+        &["hash-object", "-w", "--stdin"],
+        b"\x1b[31mnot: [a claim",
+    );
+    let tree = git_input(
+        &other,
+        &["mktree"],
+        format!("100644 blob {blob}\t{id}.yaml\n").as_bytes(),
+    );
     let commit = git(&other, &["commit-tree", tree.trim(), "-m", "junk"]);
     git(
         &other,

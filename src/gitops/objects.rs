@@ -334,31 +334,6 @@ impl Objects {
             .map_err(|e| err("write blob", e))
     }
 
-    /// A commit whose whole tree is `files` (name → blob id, one level), with `parents`
-    /// and `message`, by `idents`. Nothing is checked out and no ref moves.
-    pub(crate) fn commit_files_tree(
-        &self,
-        files: &[(&str, &str)],
-        parents: &[&str],
-        message: &str,
-        idents: &Idents,
-    ) -> GitResult<Oid> {
-        let repo = self.local();
-        let mut entries = Vec::with_capacity(files.len());
-        for (name, blob) in files {
-            if name.is_empty() || name.contains(['/', '\0']) {
-                return Err(err("mktree", format!("not a file name: {name:?}")));
-            }
-            entries.push(gix::objs::tree::Entry {
-                mode: gix::objs::tree::EntryKind::Blob.into(),
-                filename: (*name).into(),
-                oid: hex(blob).ok_or_else(|| err("mktree", format!("not an object id: {blob}")))?,
-            });
-        }
-        entries.sort_by(|a, b| a.filename.cmp(&b.filename));
-        self.write_commit(&repo, gix::objs::Tree { entries }, parents, message, idents)
-    }
-
     /// The top level of `rev`'s tree, as stored (names sorted as git sorts them);
     /// `Ok(None)` when `rev` does not exist; `Err` when the tree object is larger than
     /// `limit` bytes (checked before it is read).

@@ -167,9 +167,14 @@ fn in_process_answers_equal_the_cli() {
         author: parse_ident("A <a@example.com> 1700000000 +0000").unwrap(),
         committer: parse_ident("C <c@example.com> 1700000000 +0000").unwrap(),
     };
+    let file = |name: &str| crate::gitops::git::TreeEntry {
+        name: name.to_owned(),
+        mode: 0o100644,
+        oid: blob.clone(),
+    };
     let c = o
-        .commit_files_tree(
-            &[("z.yaml", &blob), ("claim.yaml", &blob)],
+        .commit_tree(
+            &[file("z.yaml"), file("claim.yaml")],
             &[&merge],
             "msg\n",
             &idents,

@@ -197,7 +197,13 @@ pub struct GitFleet {
 
 /// Runs git in `dir` with a fixed identity; panics with stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
+    git_input(dir, args, b"")
+}
+
+/// [`git`] with `input` on stdin (`hash-object --stdin`, `mktree`).
+pub fn git_input(dir: &Path, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
@@ -207,8 +213,13 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_AUTHOR_EMAIL", "operator@example.com")
         .env("GIT_COMMITTER_NAME", "Test Operator")
         .env("GIT_COMMITTER_EMAIL", "operator@example.com")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "git {args:?} in {}: {}",

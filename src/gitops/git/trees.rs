@@ -37,30 +37,15 @@ impl Git {
         message: &str,
     ) -> GitResult<Oid> {
         // Signed commits go through `git commit-tree -S` (the configured signing program).
-        if !self.sign
-            && let Some(o) = self.objects()
-        {
-            return o.commit_files_tree(files, parents, message, &self.idents()?);
-        }
-        let listing: String = files
+        let entries: Vec<TreeEntry> = files
             .iter()
-            .map(|(name, blob)| format!("100644 blob {blob}\t{name}\n"))
+            .map(|(name, blob)| TreeEntry {
+                name: (*name).to_owned(),
+                mode: 0o100644,
+                oid: (*blob).to_owned(),
+            })
             .collect();
-        let tree = self
-            .run_input(&["mktree"], Some(&listing))?
-            .trim()
-            .to_owned();
-        let mut args = vec!["commit-tree".to_owned(), tree];
-        if self.sign {
-            args.push("-S".into());
-        }
-        for p in parents {
-            args.push("-p".into());
-            args.push((*p).to_owned());
-        }
-        args.push("-F".into());
-        args.push("-".into());
-        Ok(self.run_input(&args, Some(message))?.trim().to_owned())
+        self.commit_tree(&entries, parents, message)
     }
 
     /// The top level of `rev`'s tree; `Ok(None)` when `rev` does not exist; `Err` when
