@@ -233,6 +233,77 @@ fn publishing_never_ships_unrelated_changes() {
 }
 
 #[test]
+fn a_hot_fix_carries_only_its_clusters_part_of_a_commit_that_spans_clusters() {
+    let f = GitFleet::new();
+    let work = f.path("work");
+    // A secret added for dev1 (never published to dev2: its pointer has no such file),
+    // and a shared change that makes dev2's publish a hot-fix.
+    let dev1_new = "applications/service1/state/overlays/aws.eu-central-1.dev1/new.yaml";
+    f.commit_main(&work, dev1_new, "added\n", "Add a dev1 secret");
+    f.commit_main(&work, SHARED, "UNRELATED\n", "Unrelated shared change");
+    // One commit (a batch's) for both clusters: dev1's new file and dev2's DNS secret.
+    let dev2_dns = "applications/root/external-dns/state/overlays/gcp.europe-west1.dev2/sealedSeacret-cloud-dns.yaml";
+    std::fs::write(work.join(dev1_new), "rotated dev1\n").unwrap();
+    std::fs::write(work.join(dev2_dns), "rotated dev2\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(
+        &work,
+        &[
+            "commit",
+            "--quiet",
+            "--author=Batch Author <batch@example.com>",
+            "-m",
+            "Rotate both\n\nSecret-Manager-Action: stage",
+        ],
+    );
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    let change = git(&work, &["rev-parse", "HEAD"]);
+
+    let repo = open(&work);
+    let fleet = Fleet::new(&repo);
+    // Before: the whole commit was cherry-picked, and dev1's file (absent at dev2's
+    // pointer) made it a conflict for a human to resolve.
+    let out = fleet.publish(DEV2, &change).unwrap();
+    assert_eq!(out.mode, PublishMode::Hotfix);
+    let tag = "refs/tags/tag/dev2";
+    assert_eq!(f.remote_ref("dev", tag), Some(out.to.clone()));
+    assert_eq!(f.show("dev", tag, dev2_dns), "rotated dev2");
+    let absent = git(
+        &f.path("dev.git"),
+        &["ls-tree", "--name-only", &out.to, "--", dev1_new],
+    );
+    assert_eq!(
+        absent, "",
+        "another cluster's file stays out of dev2's tree"
+    );
+    assert_ne!(f.show("dev", tag, SHARED), "UNRELATED");
+    // A copy like `cherry-pick -x` makes: the change's author, message and pick line, one
+    // commit on the old pointer.
+    let shown = git(
+        &f.path("dev.git"),
+        &["log", "-1", "--format=%an <%ae>%n%B", &out.to],
+    );
+    assert!(
+        shown.starts_with("Batch Author <batch@example.com>"),
+        "{shown}"
+    );
+    assert!(shown.contains("Secret-Manager-Action: stage"), "{shown}");
+    assert!(
+        shown.contains(&format!("(cherry picked from commit {change})")),
+        "{shown}"
+    );
+    assert_eq!(
+        git(&f.path("dev.git"), &["rev-parse", &format!("{}^", out.to)]),
+        out.from
+    );
+    // Published is published: a second run sees dev2's part in place.
+    assert_eq!(
+        fleet.publish(DEV2, &change).unwrap().mode,
+        PublishMode::AlreadyPublished
+    );
+}
+
+#[test]
 fn changes_of_other_clusters_and_state_do_not_block_a_fast_forward() {
     let f = GitFleet::new();
     let work = f.path("work");

@@ -409,6 +409,25 @@ impl Fleet {
             .expect("caller checked the cluster id")
     }
 
+    /// The part of a change's `files` that reaches `cluster`: its own files, shared files
+    /// and the tool's state. Another cluster's file is not its business — and may not even
+    /// exist at its pointer (a secret added for one cluster, not yet published to another).
+    fn files_for(&self, cluster: &Cluster, files: &BTreeSet<String>) -> BTreeSet<String> {
+        let ids: BTreeSet<String> = self.inventory.ids().map(str::to_owned).collect();
+        files
+            .iter()
+            .filter(|f| {
+                f.starts_with(STATE_DIR)
+                    || match attribute(std::path::Path::new(f), &ids) {
+                        Attribution::Cluster(c) => c == cluster.id,
+                        Attribution::Shared => true,
+                        Attribution::Ambiguous(v) => v.contains(&cluster.id),
+                    }
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Files in `from..to` that would reach `cluster` but are not part of `allowed`.
     fn unrelated(
         &self,

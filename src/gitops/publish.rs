@@ -123,7 +123,8 @@ impl Fleet {
                         files_of.insert(change.clone(), files);
                     }
                     let files = &files_of[&change];
-                    if self.git.is_ancestor(&change, &p)? || self.holds(&p, &change, files)? {
+                    let own = self.files_for(c, files);
+                    if self.git.is_ancestor(&change, &p)? || self.holds(&p, &change, &own)? {
                         return Ok(Some(Ok(PublishMode::AlreadyPublished)));
                     }
                     if self.git.is_ancestor(&p, &change)?
@@ -250,7 +251,8 @@ impl Fleet {
         };
         // Published already when the pointer has the change itself, or (after a hot-fix,
         // which is a copy) when its tree holds every changed file as the change left it.
-        if self.git.is_ancestor(change, p)? || self.holds(p, change, files)? {
+        let own = self.files_for(c, files);
+        if self.git.is_ancestor(change, p)? || self.holds(p, change, &own)? {
             return Ok(outcome(PublishMode::AlreadyPublished, p));
         }
         if self.git.is_ancestor(p, change)? && self.unrelated(c, p, change, files)?.is_empty() {
@@ -258,7 +260,11 @@ impl Fleet {
             return Ok(outcome(PublishMode::FastForward, change));
         }
         // Hot-fix: the change on top of P, merged into main, then the pointer moves to it.
-        let hotfix = self.hotfix(c, p, change)?;
+        let hotfix = if own.len() == files.len() {
+            self.hotfix(c, p, change)?
+        } else {
+            self.hotfix_of(c, p, change, &own)?
+        };
         if let HotfixVia::Branch(branch) = via {
             // Main takes no pushes: the hot-fix waits on a branch for its pull request.
             let update = super::git::RefUpdate {
@@ -334,6 +340,61 @@ impl Fleet {
         }
         args.push(change);
         self.in_worktree(c, base, &args, &["cherry-pick", "--abort"])
+    }
+
+    /// Like [`Self::hotfix`], for a change that also touched other clusters' files (one
+    /// commit of a batch): only `files` (this cluster's part) are applied onto `base`,
+    /// three-way like a cherry-pick, and committed with the change's message, author and
+    /// the `(cherry picked from commit …)` line `cherry-pick -x` writes. Picking the whole
+    /// commit would conflict wherever another cluster's file differs at this pointer.
+    fn hotfix_of(
+        &self,
+        c: &Cluster,
+        base: &str,
+        change: &str,
+        files: &BTreeSet<String>,
+    ) -> PublishResult<Oid> {
+        let mut diff: Vec<String> = ["diff", "--binary", "--full-index", "--no-renames"]
+            .map(str::to_owned)
+            .to_vec();
+        diff.extend([format!("{change}^1"), change.to_owned(), "--".to_owned()]);
+        diff.extend(files.iter().cloned());
+        let mut patch = self.git.run(&diff)?;
+        if !patch.ends_with('\n') {
+            patch.push('\n');
+        }
+        let message = self.git.run(&["log", "-1", "--format=%B", change])?;
+        let message = format!(
+            "{}\n(cherry picked from commit {change})\n",
+            message.trim_end()
+        );
+        let wt = self.git.temp_worktree(base)?;
+        let conflict = |detail: String| {
+            let _ = wt.git.run(&["reset", "--quiet", "--hard"]);
+            PublishError::Conflict {
+                cluster: c.id.clone(),
+                base: base.to_owned(),
+                detail,
+            }
+        };
+        let steps: [(&[&str], Option<&str>); 3] = [
+            (&["apply", "--index", "--3way", "-"], Some(&patch)),
+            // The change's authorship (as cherry-pick keeps it), then its message with the
+            // pick line.
+            (&["commit", "--quiet", "--no-verify", "-C", change], None),
+            (
+                &["commit", "--quiet", "--no-verify", "--amend", "-F", "-"],
+                Some(&message),
+            ),
+        ];
+        for (args, input) in steps {
+            match wt.git.run_input(args, input) {
+                Ok(_) => {}
+                Err(GitError::Failed { stderr, .. }) => return Err(conflict(stderr)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(wt.git.resolve("HEAD")?.expect("HEAD"))
     }
 
     /// A non-fast-forward merge of `other` into `into`.
