@@ -112,7 +112,7 @@ fn json_rows_carry_the_documented_fields() {
     let r = run_in(&["--repo", &example(), "list", "--all", "-o", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(rows.len(), 14);
+    assert_eq!(rows.len(), 15);
     for row in &rows {
         for field in [
             "cluster",

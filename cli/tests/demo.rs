@@ -26,7 +26,8 @@ fn the_demo_rotates_a_generated_secret_end_to_end_and_leaves_nothing_behind() {
         assert!(all.contains(step), "{step} missing:\n{all}");
     }
     assert!(
-        all.contains("1 staged, 0 deleted, 1 published, 1 revoked"),
+        // The secret the demo created and the example fleet's own generated secret.
+        all.contains("2 staged, 0 deleted, 2 published, 2 revoked"),
         "{all}"
     );
     // The cluster's branch on the dev remote carries the rotated secret, and the audit

@@ -74,8 +74,9 @@ fn a_generated_secret_is_created_rotated_published_and_revoked_without_any_cloud
     let r = run_cmd(&mut c);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
+        // The one just created and the example fleet's own (service2/webhook on dev2).
         r.stderr
-            .contains("1 staged, 0 deleted, 1 published, 1 revoked"),
+            .contains("2 staged, 0 deleted, 2 published, 2 revoked"),
         "{}",
         r.stderr
     );
@@ -95,6 +96,19 @@ fn a_generated_secret_is_created_rotated_published_and_revoked_without_any_cloud
         f.show("dev", &branch, REL),
         f.show("dev", "main", REL),
         "published to the cluster"
+    );
+    let webhook = "applications/service2/state/overlays/gcp.europe-west1.dev2/sealed-webhook.yaml";
+    assert_ne!(
+        f.show("dev", "main", webhook),
+        std::fs::read_to_string(crate::common::testdata(&format!("example-repo/{webhook}")))
+            .unwrap()
+            .trim_end(),
+        "the example fleet's generated secret was rotated too"
+    );
+    assert_eq!(
+        f.show("dev", "refs/tags/tag/dev2", webhook),
+        f.show("dev", "main", webhook),
+        "and published to its cluster"
     );
     // No value reached the output.
     for v in [&before, &after] {
@@ -182,6 +196,8 @@ fn rotate_random(f: &GitFleet) -> crate::common::Run {
             "rotate",
             "--source",
             "random",
+            "--cluster",
+            DEV1,
             "--older-than",
             "0s",
             "--revoke-after",

@@ -175,9 +175,9 @@ fn bad_files_become_diagnostics_and_the_scan_goes_on() {
 #[test]
 fn example_repo_attribution_and_distractors() {
     let r = scan(&testdata("example-repo"));
-    // 10 managed + 4 unmanaged repo secrets; the CRD, the Application, the ExternalSecret,
+    // 11 managed (one a generated `random` secret) + 4 unmanaged repo secrets; the CRD, the Application, the ExternalSecret,
     // the plain Secret and the Helm template are not SealedSecrets.
-    assert_eq!(r.secrets.iter().filter(|f| f.managed.is_some()).count(), 10);
+    assert_eq!(r.secrets.iter().filter(|f| f.managed.is_some()).count(), 11);
     assert_eq!(r.secrets.iter().filter(|f| f.managed.is_none()).count(), 4);
     assert!(
         r.secrets

@@ -51,6 +51,13 @@ fn every_example_value_decrypts_and_matches_its_annotations() {
                         m.all.get("serviceAccount").map(String::as_str)
                     );
                 }
+                "Value" => {
+                    // A generated secret holds what its policy says.
+                    let len: usize = m.all["length"].parse().unwrap();
+                    assert_eq!(v.len(), len, "{}", f.file.display());
+                    assert_eq!(m.all.get("alphabet").map(String::as_str), Some("hex"));
+                    assert!(v.bytes().all(|b| b.is_ascii_hexdigit()), "{v:?}");
+                }
                 _ => assert!(!v.is_empty()),
             }
         }

@@ -276,7 +276,7 @@ pub fn generate(root: &Path) -> Res {
     write(
         root,
         ".secret-manager.yaml",
-        "# secret-manager settings for this repo (all optional).\nannotationPrefix: secret-manager/\npolicy:\n  maxAge: 90d        # `list` marks older credentials as due\n  revokeAfter: 1h    # grace period between publish and revoke\n  revokeMode: delete\npointers:\n  branch: \"cluster/{id}\"\n  tag: \"tag/{name}\"\nmainBranch: main\nmainRemote: origin\n",
+        "# secret-manager settings for this repo (all optional).\nannotationPrefix: secret-manager/\npolicy:\n  maxAge: 90d        # `list` marks older credentials as due\n  revokeAfter: 1h    # grace period between publish and revoke\n  revokeMode: delete\npointers:\n  branch: \"cluster/{id}\"\n  tag: \"tag/{name}\"\nmainBranch: main\nmainRemote: origin\nproviders:\n  exec:\n    # The example plugin (testdata/plugins) gets only the base environment plus these.\n    demo:\n      env: [DEMO_PROVIDER_STATE, DEMO_PROVIDER_FAIL, DEMO_PROVIDER_CRASH]\n      timeout: 30s\n",
     )?;
     write(
         root,
@@ -657,7 +657,14 @@ spec:
         write(
             root,
             &format!("applications/service2/state/overlays/{DEV2}/kustomization.yaml"),
-            &kustomization(None, &["sealed-db.json", "external-secret.yaml"]),
+            &kustomization(
+                None,
+                &[
+                    "sealed-db.json",
+                    "external-secret.yaml",
+                    "sealed-webhook.yaml",
+                ],
+            ),
         )?;
         write(
             root,
@@ -716,6 +723,46 @@ spec:
             &format!("applications/service2/state/overlays/{PROD2}/plain-secret.yaml"),
             &format!(
                 "# A plain Secret (distractor). Values are fake.\napiVersion: v1\nkind: Secret\nmetadata:\n  name: feature-flags\n  namespace: service2\ndata:\n  flags: {b64}\n"
+            ),
+        )?;
+    }
+
+    // service2 on dev2: a generated secret (source random), in the form `create` writes —
+    // a rotation that needs no cloud at all. Drawn last, so the values above stay the same.
+    {
+        let value = g.hexs(64);
+        let key_id = format!("rnd-{}", g.hexs(20));
+        let c = g.seal(DEV2, Scope::Strict, "service2", "webhook-secret", &value);
+        let fingerprint = g.certs[DEV2].fingerprint.clone();
+        write(
+            root,
+            &format!("applications/service2/state/overlays/{DEV2}/sealed-webhook.yaml"),
+            &format!(
+                r#"---
+apiVersion: bitnami.com/v1alpha1
+kind: SealedSecret
+metadata:
+  name: webhook-secret
+  namespace: service2
+  annotations:
+    secret-manager/sealedWith: "{fingerprint}"
+spec:
+  encryptedData:
+    WEBHOOK_HMAC_KEY: {c}
+  template:
+    metadata:
+      name: webhook-secret
+      namespace: service2
+      annotations:
+        secret-manager/alphabet: hex
+        secret-manager/createDate: "2026-08-14T09:30:00Z"
+        secret-manager/id: service2/webhook
+        secret-manager/keyId: {key_id}
+        secret-manager/keyMappings: "[WEBHOOK_HMAC_KEY:Value]"
+        secret-manager/length: "64"
+        secret-manager/source: random
+    type: Opaque
+"#
             ),
         )?;
     }

@@ -13,8 +13,9 @@ use std::process::Command;
 ///
 /// Copies the example fleet repo (testdata/example-repo) into a temporary directory,
 /// gives it a dev and a prod remote (local bare repositories) with every cluster's
-/// branch or tag, creates a generated secret (source `random`) for one cluster, and then
-/// runs what an operator would: `list`, `rotate` (stage → publish → revoke), `list` again,
+/// branch or tag, creates a generated secret (source `random`) for one cluster (the
+/// fleet holds another already), and then runs what an operator would: `list`, `rotate`
+/// of both (stage → publish → revoke), `list` again,
 /// `cluster status` and `audit export`. Nothing outside the temporary directory is
 /// touched; it is removed at the end unless --keep is given. Your git configuration is
 /// not used (commits are made as "secret-manager demo").
@@ -285,11 +286,11 @@ fn run_steps(ctx: &mut Ctx, r: &Runner) -> anyhow::Result<u8> {
     publish_new_secret(r)?;
     let rest: [(&str, Vec<&str>); 5] = [
         (
-            "Every managed secret and how old its credential is.",
+            "Every generated secret and how old it is: the one just created and the example fleet's own (service2's webhook key on gcp.europe-west1.dev2).",
             vec!["list", "--source", "random"],
         ),
         (
-            "Rotate it: mint a new value, seal it, commit to main, publish to the cluster's branch, then revoke the old one (a zero grace period, for the demo).",
+            "Rotate both: mint new values, seal each for its cluster, commit to main, publish to each cluster's branch or tag, then revoke the old ones (a zero grace period, for the demo).",
             vec![
                 "--yes",
                 "rotate",
@@ -302,7 +303,7 @@ fn run_steps(ctx: &mut Ctx, r: &Runner) -> anyhow::Result<u8> {
             ],
         ),
         (
-            "The same secret now carries the new key id and today's date.",
+            "Both now carry a new key id and today's date.",
             vec!["list", "--source", "random"],
         ),
         (
