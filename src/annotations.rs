@@ -62,13 +62,7 @@ pub struct KeyMapping {
     pub field: String,
 }
 
-/// Whether `k` is a valid Kubernetes Secret data key (`[-._a-zA-Z0-9]+`).
-pub fn is_valid_secret_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 253
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
+pub use crate::names::is_valid_secret_key;
 
 /// Parses `[secretKey:ProviderField,...]`.
 pub fn parse_key_mappings(s: &str) -> Result<Vec<KeyMapping>, String> {

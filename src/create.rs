@@ -10,8 +10,8 @@
 use crate::annotations::{self, CREATE_DATE, KEY_MAPPINGS, SOURCE};
 use crate::engine::{EngineError, Phase, undo};
 use crate::gitops::Fleet;
-use crate::gitops::claims::{ClaimRefs, Held, Taken};
 use crate::gitops::events::EventLog;
+use crate::journal::table::{ClaimTable, Held, Taken};
 use crate::journal::{Claim, RunId, TrailerAction, TrailerBlock, credential_id, trailers};
 use crate::keys::identity_label;
 use crate::manifest::Scope;
@@ -85,7 +85,7 @@ fn failed(phase: Phase, error: impl Into<EngineError>) -> CreateError {
 
 /// The claim side of `create`, when a main remote is reachable.
 struct Claiming {
-    refs: ClaimRefs,
+    refs: ClaimTable,
     events: EventLog,
     held: Held,
 }
@@ -144,7 +144,7 @@ fn claim(
         tracing::warn!(error = %e, "no reachable main remote: minting without a claim (a crash now leaves the key for you to delete)");
         return Ok(None);
     }
-    let refs = ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+    let refs = ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
     let id = credential_id(&req.source, identity);
     let listed = refs.list().map_err(|e| failed(Phase::Publish, e))?;
     if let Some(l) = listed

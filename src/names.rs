@@ -16,6 +16,14 @@
 
 use std::fmt;
 
+/// Whether `k` is a valid Kubernetes Secret data key (`[-._a-zA-Z0-9]+`, at most 253).
+pub fn is_valid_secret_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// A value that is not a valid name of its kind.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} `{shown}` is invalid: {why}")]

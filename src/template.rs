@@ -317,7 +317,7 @@ pub fn templated_keys(all: &BTreeMap<String, String>) -> Vec<Result<(String, Str
         .filter_map(|(k, v)| {
             let key = k.strip_prefix(TEMPLATE_ANNOTATION)?;
             let name = v.trim();
-            Some(if !crate::annotations::is_valid_secret_key(key) {
+            Some(if !crate::names::is_valid_secret_key(key) {
                 Err(format!(
                     "{TEMPLATE_ANNOTATION}{}: `{}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)",
                     crate::text::escape_cut(key, 120),

@@ -600,7 +600,7 @@ fn foreign_claim(env: &Env, now: DateTime<Utc>) {
     let repo = secret_manager::Repo::open(&other).unwrap();
     let fleet = secret_manager::gitops::Fleet::new(&repo);
     let refs =
-        secret_manager::gitops::claims::ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+        secret_manager::journal::table::ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
     let c = secret_manager::journal::Claim::new(
         &secret_manager::journal::RunId("20261121T115500Z-0therrun".into()),
         "aws",
@@ -614,7 +614,7 @@ fn foreign_claim(env: &Env, now: DateTime<Utc>) {
     let taken = refs.create(vec![c]).unwrap();
     assert!(matches!(
         taken[0],
-        secret_manager::gitops::claims::Taken::Won(_)
+        secret_manager::journal::table::Taken::Won(_)
     ));
 }
 

@@ -15,6 +15,9 @@ use crate::duration::parse_chrono;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Default ref namespace of claims on the main remote (`claims.refPrefix`).
+pub const CLAIMS_REF_PREFIX: &str = "refs/secret-manager/claims/";
+
 /// File name of the repo configuration.
 pub const CONFIG_FILE: &str = ".secret-manager.yaml";
 
@@ -314,7 +317,7 @@ impl RawConfig {
         let claim_ref_prefix = self
             .claims
             .ref_prefix
-            .unwrap_or_else(|| crate::journal::CLAIMS_REF_PREFIX.to_owned());
+            .unwrap_or_else(|| CLAIMS_REF_PREFIX.to_owned());
         if !claim_ref_prefix.starts_with("refs/")
             || !claim_ref_prefix.ends_with('/')
             || claim_ref_prefix.contains(char::is_whitespace)

@@ -4,7 +4,7 @@
 
 use super::context::Ctx;
 use super::report::{Action, EngineError, EngineResult, Phase, Step};
-use crate::gitops::claims::{Held, Taken};
+use crate::journal::table::{Held, Taken};
 use crate::journal::{Claim, RotationRecord, credential_id};
 use chrono::Utc;
 use std::collections::BTreeMap;

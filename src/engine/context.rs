@@ -4,9 +4,9 @@
 use super::RotateOptions;
 use super::report::{EngineError, Failure, Phase, RotateReport, Step};
 use crate::gitops::batch::MainWriter;
-use crate::gitops::claims::{ClaimRefs, Listed};
 use crate::gitops::events::EventLog;
 use crate::gitops::{Fleet, Unavailable};
+use crate::journal::table::{ClaimTable, Listed};
 use crate::journal::{RotationRecord, RunId, TrailerBlock, trailers};
 use crate::providers::Providers;
 use crate::seal::SealingCert;
@@ -98,7 +98,7 @@ pub(super) struct Ctx<'a> {
     pub journal: Option<MainWriter>,
     /// Pull-request mode: the forge.
     pub forge: Option<crate::forge::Forge>,
-    pub claims: ClaimRefs,
+    pub claims: ClaimTable,
     pub events: EventLog,
     /// The config repo as main has it (config, inventory), opened on the worktree.
     pub repo: crate::Repo,
@@ -107,7 +107,7 @@ pub(super) struct Ctx<'a> {
     pub listed_claims: Vec<Listed>,
     pub lease: chrono::Duration,
     /// Claims this run holds (released when the run ends).
-    pub held: Vec<crate::gitops::claims::Held>,
+    pub held: Vec<crate::journal::table::Held>,
     certs: BTreeMap<String, Result<SealingCert, String>>,
     /// Main's SealedSecrets as the run found them, for the certificates' continuity
     /// (scanned once, when the first certificate is needed).
@@ -128,7 +128,7 @@ impl<'a> Ctx<'a> {
         unavailable: Unavailable,
         listed_claims: Vec<Listed>,
     ) -> Ctx<'a> {
-        let claims = ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+        let claims = ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
         let events = EventLog::new(&fleet);
         Ctx {
             opts,

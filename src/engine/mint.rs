@@ -3,8 +3,8 @@
 
 use super::claims::{self, keep_fresh};
 use super::context::Ctx;
+use super::pipeline::{Claimed, MintFailure, MintOutcome};
 use super::report::{Action, EngineError, Phase, Step};
-use super::stage::{Claimed, MintFailure, MintOutcome};
 use crate::journal::{TrailerAction, TrailerBlock};
 use crate::provider::{Provider, Revoke, Target};
 

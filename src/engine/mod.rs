@@ -28,6 +28,7 @@ mod gates;
 mod hotfix;
 mod kustomize;
 mod mint;
+mod pipeline;
 mod plan;
 mod proposals;
 mod propose;
@@ -49,7 +50,7 @@ use crate::config::{MainVia, RevokeMode};
 use crate::forge::Forge;
 use crate::gitops::Fleet;
 use crate::gitops::batch::MainWriter;
-use crate::gitops::claims::ClaimRefs;
+use crate::journal::table::ClaimTable;
 use crate::journal::{RotationRecord, RunId};
 use crate::list::Filter;
 use crate::providers::Providers;
@@ -181,7 +182,7 @@ pub async fn rotate(
         .check_signing()
         .map_err(|e| EngineError::Signing(e.to_string()))?;
     let unavailable = fleet.fetch()?;
-    let claims = ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix).list()?;
+    let claims = ClaimTable::new(&fleet, &repo.config.claim_ref_prefix).list()?;
     let writer = MainWriter::open(&fleet)?;
     let main = crate::Repo::open(writer.dir())?;
     // Pull-request mode: the forge, and the journal on its own ref (main takes no pushes).

@@ -4,7 +4,7 @@
 
 use super::context::Ctx;
 use super::report::{Action, EngineError, Phase, Step};
-use crate::gitops::claims::Listed;
+use crate::journal::table::Listed;
 use crate::journal::{RotationRecord, credential_id};
 use crate::keys::{Identity, identities};
 use crate::list::{Filter, State, state_of};

@@ -7,7 +7,7 @@ use super::claims;
 use super::context::Ctx;
 use super::plan::index;
 use super::report::{Action, EngineError, Phase, Step};
-use crate::gitops::claims::{Held, Taken};
+use crate::journal::table::{Held, Taken};
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, record::ts};
 use crate::provider::{KeyInfo, Provider, Revoke, Target};
 use std::collections::BTreeSet;

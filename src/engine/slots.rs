@@ -4,9 +4,9 @@
 
 use super::claims;
 use super::context::Ctx;
+use super::pipeline::{Claimed, Ready};
 use super::plan::Credential;
 use super::report::{EngineError, Phase};
-use super::stage::{Claimed, Ready};
 use crate::journal::record::ts;
 use crate::provider::KeyInfo;
 

@@ -10,45 +10,16 @@
 use super::claims::{self, Got, keep_fresh};
 use super::context::Ctx;
 use super::mint::{abort, fail_and_abort, mint_one};
+use super::pipeline::{Claimed, MintFailure, MintOutcome, Ready};
 use super::plan::{self, Credential};
 use super::propose::propose;
 use super::report::{Action, EngineError, Phase, Step};
 use super::seal;
 use super::slots::{check_slots, slots};
-use crate::gitops::claims::Held;
 use crate::journal::record::ts;
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, trailers};
-use crate::provider::{KeyInfo, Minted, Provider};
+use crate::provider::{KeyInfo, Provider};
 use std::collections::BTreeSet;
-use std::sync::Arc;
-
-/// A credential that passed every check without side effects.
-pub(super) struct Ready<'a> {
-    pub(super) cred: Credential<'a>,
-    pub(super) provider: Arc<dyn Provider>,
-}
-
-/// A credential this run holds a claim on.
-pub(super) struct Claimed<'a> {
-    pub(super) cred: Credential<'a>,
-    pub(super) provider: Arc<dyn Provider>,
-    pub(super) held: Held,
-}
-
-/// A claimed credential with a new key for each of its groups, every one verified.
-pub(super) struct MintOutcome<'a> {
-    pub(super) claimed: Claimed<'a>,
-    /// (group index, new key), verified.
-    pub(super) minted: Vec<(usize, Minted)>,
-}
-
-/// Minting stopped part-way: the keys `done.minted` holds (some, none, or one that failed
-/// its verification) must be undone, and `error` said in `phase`.
-pub(super) struct MintFailure<'a> {
-    pub(super) done: MintOutcome<'a>,
-    pub(super) phase: Phase,
-    pub(super) error: EngineError,
-}
 
 /// The plan line of a credential.
 fn plan_step(ctx: &Ctx<'_>, cred: &Credential<'_>) -> Step {

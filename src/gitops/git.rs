@@ -13,77 +13,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A git failure: the command and what git said.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GitError {
-    /// git could not be started.
-    #[error("cannot run git: {0}; install git and make sure it is on PATH")]
-    Spawn(std::io::Error),
-    /// git exited non-zero.
-    #[error("`git {args}` failed: {stderr}")]
-    Failed {
-        /// Arguments (never contain secrets).
-        args: String,
-        /// git's stderr, trimmed.
-        stderr: String,
-        /// Exit code.
-        code: Option<i32>,
-    },
-    /// A push lost a race: the remote ref moved (non-fast-forward, stale lease, or the
-    /// server's compare-and-swap failed because another push landed first).
-    #[error("push of {refname} to {remote} was rejected: the remote ref moved ({stderr})")]
-    Rejected {
-        /// Remote.
-        remote: String,
-        /// Ref being pushed.
-        refname: String,
-        /// git's message.
-        stderr: String,
-    },
-    /// The remote refused the push for good: a hook declined it or the credentials lack
-    /// the permission. Retrying changes nothing.
-    #[error("push of {refname} to {remote} was refused by the remote: {reason}")]
-    Refused {
-        /// Remote.
-        remote: String,
-        /// Ref being pushed.
-        refname: String,
-        /// What the remote said (hook output included).
-        reason: String,
-    },
-    /// The repo named a remote this checkout does not have (or something that is not a
-    /// remote name at all: a URL, a path, an option).
-    #[error("{message}")]
-    UnknownRemote {
-        /// What is wrong and what to do.
-        message: String,
-    },
-    /// The worktree holds something the tool will not write through (a symlink where
-    /// its state lives).
-    #[error("{message}")]
-    Unsafe {
-        /// What and where.
-        message: String,
-    },
-    /// Output was not what we expected.
-    #[error("unexpected output from `git {args}`: {message}")]
-    Parse {
-        /// Arguments.
-        args: String,
-        /// What was wrong.
-        message: String,
-    },
-}
-
-/// Result alias.
-pub type GitResult<T> = Result<T, GitError>;
-
-/// A commit id (full hex).
-pub type Oid = String;
+pub use super::types::{GitError, GitResult, Oid, TreeEntry};
 
 mod trees;
-pub use trees::TreeEntry;
 
 /// A git work tree (or bare repo) driven through the CLI.
 #[derive(Clone, Debug)]

@@ -18,7 +18,6 @@
 
 pub mod batch;
 pub mod checkout;
-pub mod claims;
 pub mod events;
 pub mod git;
 mod objects;
@@ -27,6 +26,7 @@ mod publish;
 mod push;
 pub use publish::HotfixVia;
 mod status;
+mod types;
 
 use crate::inventory::{Cluster, Inventory, PointerKind};
 use crate::provider::RetryPolicy;

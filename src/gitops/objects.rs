@@ -7,7 +7,7 @@
 //! below, unless the repository cannot be opened by gix (then the CLI does it, as before)
 //! or `SECRET_MANAGER_GIT_OBJECTS=cli` asks for the CLI (benchmarks compare the two).
 
-use super::git::{GitError, GitResult, Oid, TreeEntry};
+use super::types::{GitError, GitResult, Oid, TreeEntry};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::FindExt as _;

@@ -1,7 +1,7 @@
 //! What a push asked for and what came back: leases (never a force), and telling a lost
 //! race (fetch and retry) from a final refusal (a hook, a protected branch).
 
-use super::git::Oid;
+use super::types::Oid;
 
 /// How a pushed ref may replace what the remote has. There is no "force".
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! mints anything for it.
 //!
 //! A claim is a small YAML file, `<credential-id>.yaml`, in the claims table on the main
-//! remote ([`crate::gitops::claims`]). The run adds it only if the credential has no file
+//! remote ([`crate::journal::table`]). The run adds it only if the credential has no file
 //! yet, in a table commit pushed with a lease on the table it read, which the git server
 //! applies as one atomic compare-and-swap: two runs can never both hold a claim, whatever
 //! branch protection says about `main`. The claim ends when the run's stage commit has
@@ -19,8 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Default ref namespace of claims on the main remote.
-pub const CLAIMS_REF_PREFIX: &str = "refs/secret-manager/claims/";
+pub use crate::config::CLAIMS_REF_PREFIX;
 
 /// Default lease of a claim: how long a run may hold a credential before another run
 /// may consider it dead. A live run renews its claims before they run out.

@@ -7,7 +7,7 @@
 //!
 //! * **Claims** ([`claim`]): one file per claimed credential, `<credential-id>.yaml`, in
 //!   the tree of the claims table `refs/secret-manager/claims/table` (the layout is in
-//!   [`crate::gitops::claims`]). Taken *before* a run mints for a credential, only if the
+//!   [`crate::journal::table`]). Taken *before* a run mints for a credential, only if the
 //!   credential has no file yet; every change is one table commit pushed with a lease
 //!   (atomic on the server). A claim past its lease with no record on main means the run
 //!   died: the next run takes it over and deletes only the keys that claim can have minted.
@@ -33,6 +33,7 @@
 
 pub mod claim;
 pub mod record;
+pub mod table;
 pub mod trailers;
 
 pub use claim::{CLAIMS_REF_PREFIX, Claim, RunId, credential_id};

@@ -117,7 +117,7 @@ pub fn parse_secret_manifest(src: &str) -> Result<SecretManifest, InputError> {
         };
         for (k, v) in entries {
             let key = k.as_str().unwrap_or_default().to_owned();
-            if !crate::annotations::is_valid_secret_key(&key) {
+            if !crate::names::is_valid_secret_key(&key) {
                 return Err(InputError::BadKey(key));
             }
             let Some(val) = v.as_str() else {

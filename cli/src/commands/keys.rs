@@ -63,7 +63,7 @@ fn records(
 fn list_claims(repo: &secret_manager::Repo) -> Vec<secret_manager::journal::Claim> {
     let fleet = secret_manager::gitops::Fleet::new(repo);
     let refs =
-        secret_manager::gitops::claims::ClaimRefs::new(&fleet, &repo.config.claim_ref_prefix);
+        secret_manager::journal::table::ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
     match refs.list() {
         Ok(l) => l.into_iter().filter_map(|l| l.claim.ok()).collect(),
         Err(e) => {

@@ -2,19 +2,8 @@
 //! [`crate::gitops::objects`]) or, where gix cannot open the repository, a commit must be
 //! signed, or `SECRET_MANAGER_GIT_OBJECTS=cli` asks, through git children.
 
-use super::{Git, GitError, GitResult, Oid};
+use super::{Git, GitError, GitResult, Oid, TreeEntry};
 use std::process::Stdio;
-
-/// One entry of a tree's top level.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TreeEntry {
-    /// The file name (no `/`).
-    pub name: String,
-    /// The mode as git stores it (`0o100644` a file, `0o040000` a directory, ...).
-    pub mode: u32,
-    /// The object the entry names.
-    pub oid: Oid,
-}
 
 impl Git {
     /// Stores `content` as a blob; returns its id.

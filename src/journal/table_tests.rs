@@ -23,12 +23,12 @@ fn sh(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A bare remote and `n` clones of it, each with its own [`ClaimRefs`].
+/// A bare remote and `n` clones of it, each with its own [`ClaimTable`].
 struct Remote {
     _dir: tempfile::TempDir,
     bare: std::path::PathBuf,
     dirs: Vec<std::path::PathBuf>,
-    clones: Vec<ClaimRefs>,
+    clones: Vec<ClaimTable>,
 }
 
 fn remote(n: usize) -> Remote {
@@ -56,7 +56,7 @@ fn remote_with(n: usize, cli: bool) -> Remote {
         .iter()
         .map(|d| {
             let g = Git::new(d);
-            ClaimRefs::on(if cli { g.cli_only() } else { g }, "origin", PREFIX)
+            ClaimTable::on(if cli { g.cli_only() } else { g }, "origin", PREFIX)
         })
         .collect();
     Remote {
@@ -88,7 +88,7 @@ fn won(t: Taken) -> Held {
 }
 
 /// (credential, run) of every claim on the remote, as a fresh reader sees them.
-fn holders(r: &ClaimRefs) -> Vec<(String, String)> {
+fn holders(r: &ClaimTable) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = r
         .list()
         .unwrap()
@@ -181,7 +181,7 @@ fn runs_racing_on_one_table_each_get_exactly_their_share() {
             .enumerate()
             .map(|(i, d)| {
                 s.spawn(move || {
-                    let c = ClaimRefs::on(Git::new(d), "origin", PREFIX);
+                    let c = ClaimTable::on(Git::new(d), "origin", PREFIX);
                     // Every run wants the same 6 credentials plus 3 of its own.
                     let mut want: Vec<Claim> = (0..6)
                         .map(|k| claim(&format!("run-{i}"), &format!("shared{k}")))

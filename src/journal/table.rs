@@ -23,10 +23,10 @@
 //! in one atomic push (delete the ref by lease, add the entry). Earlier versions do not
 //! read the table, so runs of both must not overlap (docs/rotation.md, "Upgrading").
 
-use super::Fleet;
-use super::Races;
-use super::git::{Git, GitError, GitResult, Lease, Oid, RefOutcome, RefUpdate, TreeEntry};
-use crate::journal::{Claim, credential_id};
+use super::{Claim, credential_id};
+use crate::gitops::Fleet;
+use crate::gitops::Races;
+use crate::gitops::git::{Git, GitError, GitResult, Lease, Oid, RefOutcome, RefUpdate, TreeEntry};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -124,7 +124,7 @@ enum Applied {
 
 /// The claims on one remote.
 #[derive(Clone, Debug)]
-pub struct ClaimRefs {
+pub struct ClaimTable {
     git: Git,
     remote: String,
     prefix: String,
@@ -132,15 +132,15 @@ pub struct ClaimRefs {
     snapshot: Arc<Mutex<Option<Snapshot>>>,
 }
 
-impl ClaimRefs {
+impl ClaimTable {
     /// Claims under `prefix` on the fleet's main remote.
-    pub fn new(fleet: &Fleet, prefix: &str) -> ClaimRefs {
-        ClaimRefs::on(fleet.git().clone(), fleet.main_remote(), prefix)
+    pub fn new(fleet: &Fleet, prefix: &str) -> ClaimTable {
+        ClaimTable::on(fleet.git().clone(), fleet.main_remote(), prefix)
     }
 
     /// Claims under `prefix` on `remote`, through `git`.
-    pub(crate) fn on(git: Git, remote: &str, prefix: &str) -> ClaimRefs {
-        ClaimRefs {
+    pub(crate) fn on(git: Git, remote: &str, prefix: &str) -> ClaimTable {
+        ClaimTable {
             git,
             remote: remote.to_owned(),
             prefix: prefix.to_owned(),
@@ -497,5 +497,5 @@ fn file(name: &str, blob: &str) -> TreeEntry {
 }
 
 #[cfg(test)]
-#[path = "claims_tests.rs"]
+#[path = "table_tests.rs"]
 mod tests;
