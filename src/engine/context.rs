@@ -273,9 +273,14 @@ impl<'a> Ctx<'a> {
         self.forge.is_some()
     }
 
+    /// The journal store: where the records live, and the only writer of record files.
+    pub fn store(&self) -> crate::journal::Store<'_> {
+        crate::journal::Store::new(self.journal())
+    }
+
     /// The records, as the journal's worktree has them.
     pub fn records(&self) -> Result<Vec<RotationRecord>, EngineError> {
-        Ok(crate::journal::load_records(self.journal().dir())?)
+        Ok(self.store().records()?)
     }
 
     /// A scan of main as the worktree has it.

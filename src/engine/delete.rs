@@ -6,7 +6,7 @@ use super::context::Ctx;
 use super::plan::{busy_reason, index};
 use super::report::{Action, EngineError, Phase, Step};
 use super::seal::record_manifest;
-use crate::journal::{RecordKind, RotationRecord, TrailerAction, trailers};
+use crate::journal::{Change, RecordKind, RotationRecord, TrailerAction, trailers};
 use crate::manifest::edit::{remove_document, remove_item, write_in_worktree};
 use crate::scan::Found;
 use std::collections::{BTreeMap, BTreeSet};
@@ -211,7 +211,10 @@ async fn stage_one(
     };
     let kustomizations = remove_documents(ctx, &manifests)
         .and_then(|()| fix_kustomizations(ctx, &files))
-        .and_then(|k| write_record(ctx, &rec).map(|()| k));
+        .and_then(|k| {
+            ctx.store().write(&[Change::Put(&rec)])?;
+            Ok(k)
+        });
     let kustomizations = match kustomizations {
         Ok(k) => k,
         Err(e) => {
@@ -269,14 +272,4 @@ fn files_of(paths: &[String], rec: &RotationRecord) -> Vec<String> {
         .filter(|p| **p != rec.path())
         .cloned()
         .collect()
-}
-
-fn write_record(ctx: &Ctx<'_>, rec: &RotationRecord) -> Result<(), EngineError> {
-    let path = ctx.journal().dir().join(rec.path());
-    std::fs::create_dir_all(path.parent().expect("records have a directory"))
-        .and_then(|()| std::fs::write(&path, rec.to_yaml()))
-        .map_err(|source| EngineError::Io {
-            path: rec.path(),
-            source,
-        })
 }

@@ -17,7 +17,9 @@ use super::report::{Action, EngineError, Phase, Step};
 use crate::forge::{NewPullRequest, PrState, PullRequest};
 use crate::gitops::git::{Lease, RefUpdate};
 use crate::journal::record::ts;
-use crate::journal::{RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers};
+use crate::journal::{
+    Change, RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers,
+};
 use crate::provider::{KeyId, Revoke};
 use std::collections::BTreeMap;
 
@@ -292,7 +294,7 @@ async fn no_pull_request(
 /// Deletes the proposal's new keys (they never reached a cluster), its branch and records.
 async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why: &str) {
     let mut blocks = Vec::new();
-    let mut paths = Vec::new();
+    let mut ended = Vec::new();
     for r in &recs {
         if !r.is_delete() && !r.new_key_id.is_empty() {
             let provider = match ctx.providers.get(&r.source).await {
@@ -325,16 +327,17 @@ async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why
         let mut b = r.trailer(TrailerAction::Abandon);
         b.reason = Some(detail);
         blocks.push(b);
-        let _ = std::fs::remove_file(ctx.journal().dir().join(r.path()));
-        paths.push(r.path());
+        ended.push(Change::End(r));
     }
-    if !paths.is_empty() {
+    if !ended.is_empty() {
         let msg = trailers::message(
             &format!("secret-manager: abandoned the proposal on {branch}"),
             &blocks,
         );
-        if let Err(e) = ctx.journal().commit_and_push(&paths, &msg) {
-            fail(ctx, Phase::Publish, &recs, EngineError::Publish(e));
+        // A record that cannot be removed stays: the next run abandons it again (the key
+        // delete is idempotent) and retries.
+        if let Err(e) = ctx.store().commit(&ended, &[], &msg) {
+            fail(ctx, Phase::Publish, &recs, e.into());
         }
     }
     delete_branch(ctx, branch);

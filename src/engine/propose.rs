@@ -10,7 +10,7 @@ use crate::forge::NewPullRequest;
 use crate::gitops::RefTarget;
 use crate::gitops::git::{GitError, Lease, RefOutcome, RefUpdate};
 use crate::journal::record::{Proposal, ts};
-use crate::journal::{RotationRecord, TrailerAction, TrailerBlock, trailers};
+use crate::journal::{Change, RotationRecord, TrailerAction, TrailerBlock, trailers};
 
 /// The journal ref in pull-request mode: the records, outside main.
 pub const JOURNAL_REF: &str = "refs/secret-manager/journal";
@@ -104,24 +104,14 @@ pub(super) fn body(ctx: &Ctx<'_>, records: &[RotationRecord], blocks: &[TrailerB
     b
 }
 
-/// Writes `records` into the journal's worktree and commits and pushes them.
+/// Writes `records` through the journal store and commits and pushes them.
 pub(super) fn write_records(
     ctx: &Ctx<'_>,
     records: &[RotationRecord],
     message: &str,
 ) -> Result<(), EngineError> {
-    let mut paths = Vec::new();
-    for r in records {
-        let p = ctx.journal().dir().join(r.path());
-        std::fs::create_dir_all(p.parent().expect("records have a directory"))
-            .and_then(|()| std::fs::write(&p, r.to_yaml()))
-            .map_err(|source| EngineError::Io {
-                path: r.path(),
-                source,
-            })?;
-        paths.push(r.path());
-    }
-    ctx.journal().commit_and_push(&paths, message)?;
+    let changes: Vec<Change<'_>> = records.iter().map(Change::Put).collect();
+    ctx.store().commit(&changes, &[], message)?;
     Ok(())
 }
 
@@ -187,13 +177,12 @@ pub(super) async fn propose(
                 _ => "no answer".into(),
             };
             // Drop the records again (best effort: else the next run drops them).
-            let paths: Vec<String> = records.iter().map(RotationRecord::path).collect();
-            for p in &paths {
-                let _ = std::fs::remove_file(ctx.journal().dir().join(p));
-            }
-            let _ = ctx
-                .journal()
-                .commit_and_push(&paths, &format!("secret-manager: drop the proposal on {branch} (the branch could not be pushed)\n"));
+            let changes: Vec<Change<'_>> = records.iter().map(Change::End).collect();
+            let _ = ctx.store().commit(
+                &changes,
+                &[],
+                &format!("secret-manager: drop the proposal on {branch} (the branch could not be pushed)\n"),
+            );
             return Err(EngineError::Git(GitError::Refused {
                 remote: ctx.fleet.main_remote().to_owned(),
                 refname: format!("refs/heads/{branch}"),

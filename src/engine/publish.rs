@@ -6,8 +6,8 @@ use super::context::Ctx;
 use super::hotfix;
 use super::report::{Action, EngineError, Phase, Step};
 use crate::gitops::PublishError;
-use crate::journal::record::staging_commits;
-use crate::journal::{RotationRecord, RotationState, TrailerAction, trailers};
+use crate::journal::store::staging_commits;
+use crate::journal::{Change, RotationRecord, RotationState, TrailerAction, trailers};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn record_step(
@@ -240,22 +240,13 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
             .keys()
             .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()))
     };
-    let mut paths = Vec::new();
+    let mut changes = Vec::new();
     let mut blocks = Vec::new();
     let mut clusters = BTreeSet::new();
     for (&i, m) in moved {
         let rec = &records[i];
-        if let Err(source) = std::fs::write(ctx.journal().dir().join(rec.path()), rec.to_yaml()) {
-            let _ = ctx.journal().discard();
-            let e = EngineError::Io {
-                path: rec.path(),
-                source,
-            };
-            ctx.fail_all(Phase::Publish, who(), None, e);
-            return false;
-        }
+        changes.push(Change::Put(rec));
         let names: Vec<String> = m.iter().map(|(c, _)| c.clone()).collect();
-        paths.push(rec.path());
         if names.is_empty() {
             // Only its hot-fix state changed (pull-request mode).
             continue;
@@ -283,10 +274,10 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
         ),
     };
     if let Err(e) = ctx
-        .journal()
-        .commit_and_push(&paths, &trailers::message(&subject, &blocks))
+        .store()
+        .commit(&changes, &[], &trailers::message(&subject, &blocks))
     {
-        ctx.fail_all(Phase::Publish, who(), None, EngineError::Publish(e));
+        ctx.fail_all(Phase::Publish, who(), None, e.into());
         return false;
     }
     for (&i, m) in moved {

@@ -330,6 +330,24 @@ impl EngineError {
     }
 }
 
+impl From<crate::journal::store::StoreError> for EngineError {
+    fn from(e: crate::journal::store::StoreError) -> Self {
+        EngineError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
+impl From<crate::journal::store::CommitError> for EngineError {
+    fn from(e: crate::journal::store::CommitError) -> Self {
+        match e {
+            crate::journal::store::CommitError::Write(e) => e.into(),
+            crate::journal::store::CommitError::Push(e) => EngineError::Publish(e),
+        }
+    }
+}
+
 /// Result alias.
 pub type EngineResult<T> = Result<T, EngineError>;
 

@@ -10,7 +10,9 @@ use super::publish::record_step;
 use super::report::{Action, EngineError, Phase};
 use crate::config::RevokeMode;
 use crate::journal::record::ts;
-use crate::journal::{RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers};
+use crate::journal::{
+    Change, RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers,
+};
 use crate::provider::{KeyId, Revoke, Revoked};
 
 /// What to do with one record this run.
@@ -418,23 +420,21 @@ fn commit(
     let mut unwritten: Vec<(usize, String)> = Vec::new();
     for (i, t) in &done {
         let rec = &mut records[*i];
-        let path = ctx.journal().dir().join(rec.path());
         let written = match t {
             Todo::Revoke(Revoke::Disable, _) => {
                 let mut r = rec.clone();
                 r.disabled_at = Some(now);
-                std::fs::write(&path, r.to_yaml())
+                ctx.store().write(&[Change::Put(&r)])
             }
-            _ => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
+            _ => ctx.store().write(&[Change::End(rec)]),
         };
-        if let Err(e) = written {
-            unwritten.push((*i, format!("{}: {e}", rec.path())));
-            continue;
+        match written {
+            Ok(p) => paths.extend(p),
+            Err(e) => {
+                unwritten.push((*i, e.to_string()));
+                continue;
+            }
         }
-        paths.push(rec.path());
         let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
         let mut b = match t {
             Todo::Revoke(Revoke::Disable, _) => {
@@ -480,7 +480,7 @@ fn commit(
         return;
     }
     let message = trailers::message(&subject(records, &done), &blocks);
-    if let Err(e) = ctx.journal().commit_and_push(&paths, &message) {
+    if let Err(e) = ctx.store().commit_written(&paths, &message) {
         // The keys are revoked; the records stay and the next run revokes again
         // (idempotent) and retries the commit.
         let msg = format!(

@@ -8,7 +8,7 @@ use super::plan::{Credential, KeyGroup};
 use super::report::{EngineError, EngineResult};
 use crate::annotations::{CREATE_DATE, SEALED_WITH, key_id_annotation};
 use crate::journal::record::ts;
-use crate::journal::{RecordKind, RecordManifest, RotationRecord};
+use crate::journal::{Change, RecordKind, RecordManifest, RotationRecord};
 use crate::manifest::edit::{Edit, apply, write_in_worktree};
 use crate::provider::Minted;
 use crate::seal::{label, seal_value};
@@ -177,8 +177,8 @@ pub(super) async fn credential(
     Ok((records, contents.into_keys().collect()))
 }
 
-/// Writes `contents` (manifests, into main's worktree) and the `records` (into the
-/// journal's); on any failure puts back `originals` and removes the records written, so
+/// Writes `contents` (manifests, into main's worktree) and the `records` (through the
+/// journal store); on any failure puts back `originals` (the store puts back its own), so
 /// the worktrees are as the previous credential left them.
 pub(super) fn write_all(
     ctx: &Ctx<'_>,
@@ -187,9 +187,7 @@ pub(super) fn write_all(
     records: &[RotationRecord],
 ) -> EngineResult<()> {
     let dir = ctx.writer.dir();
-    let journal = ctx.journal().dir();
     let mut written: Vec<&String> = Vec::new();
-    let mut recs: Vec<std::path::PathBuf> = Vec::new();
     let result = (|| {
         for (file, text) in contents {
             write_in_worktree(&dir.join(file), text.as_bytes()).map_err(|e| EngineError::Edit {
@@ -198,20 +196,9 @@ pub(super) fn write_all(
             })?;
             written.push(file);
         }
-        for r in records {
-            let p = journal.join(r.path());
-            std::fs::create_dir_all(p.parent().expect("records have a directory")).map_err(
-                |source| EngineError::Io {
-                    path: r.path(),
-                    source,
-                },
-            )?;
-            std::fs::write(&p, r.to_yaml()).map_err(|source| EngineError::Io {
-                path: r.path(),
-                source,
-            })?;
-            recs.push(p);
-        }
+        // All the records or none (the store puts back what it wrote).
+        let changes: Vec<Change<'_>> = records.iter().map(Change::Put).collect();
+        ctx.store().write(&changes)?;
         Ok(())
     })();
     if result.is_err() {
@@ -219,9 +206,6 @@ pub(super) fn write_all(
             if let Some(orig) = originals.get(f) {
                 let _ = write_in_worktree(&dir.join(f), orig.as_bytes());
             }
-        }
-        for p in recs {
-            let _ = std::fs::remove_file(p);
         }
     }
     result

@@ -33,11 +33,11 @@
 
 pub mod claim;
 pub mod record;
+pub mod store;
 pub mod table;
 pub mod trailers;
 
 pub use claim::{CLAIMS_REF_PREFIX, Claim, RunId, credential_id};
-pub use record::{
-    RecordKind, RecordManifest, RotationRecord, RotationState, load_records, load_records_at,
-};
+pub use record::{RecordKind, RecordManifest, RotationRecord, RotationState};
+pub use store::{Change, Store, load_records, load_records_at};
 pub use trailers::{TrailerAction, TrailerBlock};

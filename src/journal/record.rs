@@ -7,13 +7,10 @@
 //! fields are optional, `kind` defaults to `rotate`.
 
 use super::trailers::{SecretTrailer, TrailerAction, TrailerBlock};
-use crate::config::{ConfigResult, from_yaml};
-use crate::gitops::git::{Git, GitResult, Oid};
 use crate::provider::{KeyId, Target};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 /// Directory of rotation records, repo-relative.
 pub const RECORDS_DIR: &str = ".secret-manager/rotations";
@@ -300,85 +297,11 @@ impl RotationRecord {
     }
 }
 
-/// Loads every record under `root` (a checkout of main), sorted by path.
-pub fn load_records(root: &Path) -> ConfigResult<Vec<RotationRecord>> {
-    let dir = root.join(RECORDS_DIR);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        if p.extension().and_then(|e| e.to_str()) != Some("yaml") {
-            continue;
-        }
-        let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
-        // Records are repo content: a symlink out of the repo or a FIFO is an error.
-        let Some(src) = crate::fsx::read_text_in_repo(root, &rel, crate::fsx::MAX_CONFIG_BYTES)?
-        else {
-            continue;
-        };
-        out.push(from_yaml::<RotationRecord>(&rel, &src)?);
-    }
-    Ok(out)
-}
-
-/// Loads every record at `rev` (e.g. the journal ref) without a checkout.
-pub fn load_records_at(git: &Git, rev: &str) -> ConfigResult<Vec<RotationRecord>> {
-    let listing = git
-        .run(&["ls-tree", "-r", "--name-only", rev, "--", RECORDS_DIR])
-        .unwrap_or_default();
-    let paths: Vec<String> = listing
-        .lines()
-        .filter(|p| p.ends_with(".yaml"))
-        .map(str::to_owned)
-        .collect();
-    let blobs = git
-        .read_blobs(
-            &paths
-                .iter()
-                .map(|p| format!("{rev}:{p}"))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for (p, blob) in paths.iter().zip(blobs) {
-        if let Some(src) = blob {
-            out.push(from_yaml::<RotationRecord>(Path::new(p), &src)?);
-        }
-    }
-    Ok(out)
-}
-
-/// The staging commit of every record file at `HEAD`: the newest first-parent commit that
-/// added it, found in one `git log` (a per-record lookup costs a process and a history
-/// walk each — seconds for a thousand records). A squash or rebase merge of a pull
-/// request is found the same way: by the record, not by the branch's commit id.
-pub fn staging_commits(git: &Git) -> GitResult<BTreeMap<String, Oid>> {
-    let out = git.run(&[
-        "log",
-        "--first-parent",
-        "--diff-filter=A",
-        "--format=%x1e%H",
-        "--name-only",
-        "--",
-        RECORDS_DIR,
-    ])?;
-    let mut map = BTreeMap::new();
-    for entry in out.split('\x1e').filter(|e| !e.trim().is_empty()) {
-        let mut lines = entry.lines().map(str::trim).filter(|l| !l.is_empty());
-        let Some(sha) = lines.next() else { continue };
-        for path in lines {
-            map.entry(path.to_owned()).or_insert_with(|| sha.to_owned());
-        }
-    }
-    Ok(map)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::from_yaml;
+    use std::path::Path;
 
     fn fixture(name: &str) -> RotationRecord {
         let rel = format!("testdata/journal/{name}");

@@ -40,10 +40,7 @@ fn records(
         tracking: secret_manager::engine::JOURNAL_TRACKING.into(),
     };
     match fleet.fetch_target(&target) {
-        Ok(Some(tip)) => Ok(secret_manager::journal::record::load_records_at(
-            fleet.git(),
-            &tip,
-        )?),
+        Ok(Some(tip)) => Ok(secret_manager::journal::load_records_at(fleet.git(), &tip)?),
         Ok(None) => Ok(Vec::new()),
         Err(e) => {
             crate::output::say(
