@@ -64,49 +64,89 @@ pub struct KeyMapping {
 
 pub use crate::names::is_valid_secret_key;
 
+/// Annotation (without prefix) naming the template of one Secret key:
+/// `secret-manager/template.<secretKey>: <template name>`.
+pub const TEMPLATE_ANNOTATION: &str = "template.";
+
+/// An annotation of a managed SealedSecret that does not parse. What it quotes comes
+/// from the repo and is escaped and cut when the error is made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    /// `keyMappings` is not a bracketed list.
+    #[error("`{0}` is not of the form [secretKey:ProviderField,...]")]
+    NotAList(String),
+    /// `keyMappings` has an empty entry.
+    #[error("`{0}` has an empty entry")]
+    EmptyEntry(String),
+    /// A `keyMappings` entry without `:`.
+    #[error("entry `{0}` has no `:` (expected secretKey:ProviderField)")]
+    NoColon(String),
+    /// Not a Kubernetes Secret data key.
+    #[error("`{0}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)")]
+    SecretKey(String),
+    /// Not a provider output field name.
+    #[error("`{0}` is not a valid provider field name")]
+    Field(String),
+    /// One Secret key mapped twice.
+    #[error("secret key `{0}` is mapped twice")]
+    MappedTwice(String),
+    /// `createDate` is not RFC 3339.
+    #[error("`{input}` is not an RFC 3339 timestamp ({reason}); write e.g. 2026-08-01T10:00:00Z")]
+    Timestamp {
+        /// What was given.
+        input: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A `template.<secretKey>` annotation whose key is not a Secret key.
+    #[error(
+        "{}{key}: `{key}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)",
+        TEMPLATE_ANNOTATION
+    )]
+    TemplateKey {
+        /// The key.
+        key: String,
+    },
+    /// A `template.<secretKey>` annotation whose value is not a template name.
+    #[error("{}{key}: `{name}` is not a template name", TEMPLATE_ANNOTATION)]
+    TemplateName {
+        /// The Secret key.
+        key: String,
+        /// What was given.
+        name: String,
+    },
+}
+
+fn cut(s: &str) -> String {
+    crate::text::escape_cut(s, 120)
+}
+
 /// Parses `[secretKey:ProviderField,...]`.
-pub fn parse_key_mappings(s: &str) -> Result<Vec<KeyMapping>, String> {
+pub fn parse_key_mappings(s: &str) -> Result<Vec<KeyMapping>, AnnotationError> {
     let inner = s
         .trim()
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
-        .ok_or_else(|| {
-            format!(
-                "`{}` is not of the form [secretKey:ProviderField,...]",
-                crate::text::escape_cut(s, 120)
-            )
-        })?;
+        .ok_or_else(|| AnnotationError::NotAList(cut(s)))?;
     let mut out: Vec<KeyMapping> = Vec::new();
     // Linear: the annotation is repo input and may be huge.
     let mut seen = std::collections::HashSet::new();
     for part in inner.split(',').map(str::trim) {
         if part.is_empty() {
-            return Err(format!(
-                "`{}` has an empty entry",
-                crate::text::escape_cut(s, 120)
-            ));
+            return Err(AnnotationError::EmptyEntry(cut(s)));
         }
-        let (k, f) = part.split_once(':').ok_or_else(|| {
-            format!(
-                "entry `{}` has no `:` (expected secretKey:ProviderField)",
-                crate::text::escape_cut(part, 120)
-            )
-        })?;
+        let (k, f) = part
+            .split_once(':')
+            .ok_or_else(|| AnnotationError::NoColon(cut(part)))?;
         let (k, f) = (k.trim(), f.trim());
         if !is_valid_secret_key(k) {
-            return Err(format!(
-                "`{}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)",
-                crate::text::escape_cut(k, 120)
-            ));
+            return Err(AnnotationError::SecretKey(cut(k)));
         }
         if f.is_empty() || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!(
-                "`{}` is not a valid provider field name",
-                crate::text::escape_cut(f, 120)
-            ));
+            return Err(AnnotationError::Field(cut(f)));
         }
         if !seen.insert(k) {
-            return Err(format!("secret key `{k}` is mapped twice"));
+            return Err(AnnotationError::MappedTwice(k.to_owned()));
         }
         out.push(KeyMapping {
             secret_key: k.to_owned(),
@@ -117,12 +157,38 @@ pub fn parse_key_mappings(s: &str) -> Result<Vec<KeyMapping>, String> {
 }
 
 /// Parses an RFC 3339 timestamp such as `2026-08-01T10:00:00Z`.
-pub fn parse_create_date(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_create_date(s: &str) -> Result<DateTime<Utc>, AnnotationError> {
     DateTime::parse_from_rfc3339(s.trim())
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| {
-            format!("`{s}` is not an RFC 3339 timestamp ({e}); write e.g. 2026-08-01T10:00:00Z")
+        .map_err(|e| AnnotationError::Timestamp {
+            input: cut(s),
+            reason: e.to_string(),
         })
+}
+
+/// The template annotations of a managed secret: `(secret key, template name)`, or why
+/// one is malformed.
+pub fn templated_keys(
+    all: &BTreeMap<String, String>,
+) -> Vec<Result<(String, String), AnnotationError>> {
+    all.iter()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix(TEMPLATE_ANNOTATION)?;
+            let name = v.trim();
+            Some(if !crate::names::is_valid_secret_key(key) {
+                Err(AnnotationError::TemplateKey {
+                    key: crate::text::escape_cut(key, 120),
+                })
+            } else if !crate::names::is_valid_template_name(name) {
+                Err(AnnotationError::TemplateName {
+                    key: key.to_owned(),
+                    name: crate::text::escape_cut(name, 120),
+                })
+            } else {
+                Ok((key.to_owned(), name.to_owned()))
+            })
+        })
+        .collect()
 }
 
 /// The managed view of a SealedSecret: our annotations with the prefix stripped.
@@ -171,19 +237,19 @@ impl Managed {
     }
 
     /// `createDate` parsed, `None` when absent.
-    pub fn create_date(&self) -> Option<Result<DateTime<Utc>, String>> {
+    pub fn create_date(&self) -> Option<Result<DateTime<Utc>, AnnotationError>> {
         self.create_date_raw.as_deref().map(parse_create_date)
     }
 
     /// `keyMappings` parsed, `None` when absent.
-    pub fn key_mappings(&self) -> Option<Result<Vec<KeyMapping>, String>> {
+    pub fn key_mappings(&self) -> Option<Result<Vec<KeyMapping>, AnnotationError>> {
         self.key_mappings_raw.as_deref().map(parse_key_mappings)
     }
 
     /// `template.<secretKey>` annotations: `(secret key, template name)` each, or why one
     /// is malformed.
-    pub fn templates(&self) -> Vec<Result<(String, String), String>> {
-        crate::template::templated_keys(&self.all)
+    pub fn templates(&self) -> Vec<Result<(String, String), AnnotationError>> {
+        templated_keys(&self.all)
     }
 
     /// Whether the values are well described: `keyMappings` (if present) parses, every
@@ -211,7 +277,7 @@ impl Managed {
             .iter()
             .filter(|(k, _)| {
                 ![SOURCE, CREATE_DATE, KEY_MAPPINGS, key_id].contains(&k.as_str())
-                    && !k.starts_with(crate::template::TEMPLATE_ANNOTATION)
+                    && !k.starts_with(TEMPLATE_ANNOTATION)
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -229,8 +295,12 @@ mod tests {
         assert_eq!(parsed.len(), 100_000);
         let dup = format!("[{},k5:G]", many.join(","));
         let e = parse_key_mappings(&dup).unwrap_err();
-        assert!(e.contains("`k5` is mapped twice"), "{e}");
-        let e = parse_key_mappings("x\u{1b}[2J").unwrap_err();
+        assert_eq!(e, AnnotationError::MappedTwice("k5".into()));
+        assert!(e.to_string().contains("`k5` is mapped twice"), "{e}");
+        let e = parse_key_mappings("x\u{1b}[2J").unwrap_err().to_string();
+        assert!(!e.contains('\u{1b}'), "{e}");
+        // A timestamp from the repo is quoted escaped too.
+        let e = parse_create_date("x\u{1b}[2J").unwrap_err().to_string();
         assert!(!e.contains('\u{1b}'), "{e}");
     }
 
@@ -246,27 +316,17 @@ mod tests {
 
     #[test]
     fn key_mappings_errors_say_what_is_wrong() {
-        assert!(
-            parse_key_mappings("a:B")
-                .unwrap_err()
-                .contains("not of the form")
-        );
-        assert!(
-            parse_key_mappings("[a:B,]")
-                .unwrap_err()
-                .contains("empty entry")
-        );
-        assert!(parse_key_mappings("[aB]").unwrap_err().contains("no `:`"));
-        assert!(
-            parse_key_mappings("[a:B,a:C]")
-                .unwrap_err()
-                .contains("mapped twice")
-        );
-        assert!(
-            parse_key_mappings("[a/b:C]")
-                .unwrap_err()
-                .contains("not a valid Secret key")
-        );
+        let e = |s: &str| parse_key_mappings(s).unwrap_err();
+        assert_eq!(e("a:B"), AnnotationError::NotAList("a:B".into()));
+        assert!(e("a:B").to_string().contains("not of the form"));
+        assert!(matches!(e("[a:B,]"), AnnotationError::EmptyEntry(_)));
+        assert!(e("[a:B,]").to_string().contains("empty entry"));
+        assert_eq!(e("[aB]"), AnnotationError::NoColon("aB".into()));
+        assert!(e("[aB]").to_string().contains("no `:`"));
+        assert_eq!(e("[a:B,a:C]"), AnnotationError::MappedTwice("a".into()));
+        assert_eq!(e("[a/b:C]"), AnnotationError::SecretKey("a/b".into()));
+        assert!(e("[a/b:C]").to_string().contains("not a valid Secret key"));
+        assert_eq!(e("[a:B-C]"), AnnotationError::Field("B-C".into()));
     }
 
     #[test]
@@ -276,6 +336,7 @@ mod tests {
         assert!(
             parse_create_date("2026-08-01")
                 .unwrap_err()
+                .to_string()
                 .contains("RFC 3339")
         );
     }

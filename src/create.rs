@@ -155,7 +155,7 @@ fn claim(
             .claim
             .as_ref()
             .map(Claim::describe)
-            .unwrap_or_else(|e| e.clone());
+            .unwrap_or_else(|e| e.to_string());
         return Err(CreateError::Invalid(format!(
             "{identity} is claimed ({who}); wait for that run, or run `secret-manager rotate` to clean up after it if it died"
         )));

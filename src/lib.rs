@@ -60,8 +60,8 @@ pub enum RepoError {
         file: PathBuf,
     },
     /// The repo's certificate for a cluster is not one the tool may seal to.
-    #[error("{0}")]
-    UntrustedCert(String),
+    #[error(transparent)]
+    UntrustedCert(#[from] seal::trust::Untrusted),
     /// Loading or validating the certificate failed.
     #[error(transparent)]
     Seal(#[from] seal::SealError),
@@ -332,7 +332,7 @@ impl Repo {
         id: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<seal::SealingCert, RepoError> {
-        let pins = seal::trust::Pins::from_env().map_err(RepoError::UntrustedCert)?;
+        let pins = seal::trust::Pins::from_env().map_err(seal::trust::Untrusted::from)?;
         let found = self.scan().secrets;
         self.trusted_sealing_cert(id, now, &found, &pins).await
     }

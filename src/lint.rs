@@ -50,7 +50,15 @@ pub struct LintOptions<'a> {
     pub templates: &'a std::collections::BTreeMap<String, String>,
 }
 
-fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
+/// An identity annotation's value that is not of its kind (the value shown escaped).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not {expected}")]
+struct Malformed {
+    value: String,
+    expected: String,
+}
+
+fn well_formed(source: &str, name: &str, value: &str) -> Result<(), Malformed> {
     let is_guid = |v: &str| {
         let parts: Vec<&str> = v.split('-').collect();
         parts.len() == 5
@@ -61,11 +69,10 @@ fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
         return if crate::provider::is_valid_key_id(source, value) {
             Ok(())
         } else {
-            Err(format!(
-                "`{}` is not {}",
-                crate::provider::escape_for_display(value),
-                crate::provider::key_id_format(source)
-            ))
+            Err(Malformed {
+                value: crate::provider::escape_for_display(value),
+                expected: crate::provider::key_id_format(source).to_string(),
+            })
         };
     }
     let ok = match (source, name) {
@@ -100,10 +107,10 @@ fn well_formed(source: &str, name: &str, value: &str) -> Result<(), String> {
             }
             _ => "a non-empty value",
         };
-        Err(format!(
-            "`{}` is not {hint}",
-            crate::provider::escape_for_display(value)
-        ))
+        Err(Malformed {
+            value: crate::provider::escape_for_display(value),
+            expected: hint.to_owned(),
+        })
     }
 }
 

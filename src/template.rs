@@ -12,9 +12,7 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use zeroize::Zeroizing;
 
-/// Annotation (without prefix) naming the template of one Secret key:
-/// `secret-manager/template.<secretKey>: <template name>`.
-pub const TEMPLATE_ANNOTATION: &str = "template.";
+pub use crate::annotations::TEMPLATE_ANNOTATION;
 
 /// The longest template source accepted (a credential file's template is a few hundred
 /// bytes).
@@ -39,14 +37,7 @@ pub struct TemplateError {
     pub message: String,
 }
 
-/// Whether `name` is a valid template name (letters, digits, `-`, `_`, `.`).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
+pub use crate::names::is_valid_template_name as is_valid_name;
 
 /// The longest value a filter accepts: every filter grows its input by a bounded factor,
 /// so with no loops, no `set` and no `*` (see [`check`]) a render's memory is bounded by
@@ -135,7 +126,7 @@ const STATEMENTS: &[&str] = &["if", "elif", "else", "endif"];
 
 /// What a template's tags hold, outside string literals: the statement keyword of each
 /// `{% %}` and whether any `{{ }}`/`{% %}` uses `*` (repetition, power).
-fn scan_tags(src: &str) -> Result<(), String> {
+fn scan_tags(src: &str) -> Result<(), Forbidden> {
     let b = src.as_bytes();
     let mut i = 0;
     while i + 1 < b.len() {
@@ -166,10 +157,7 @@ fn scan_tags(src: &str) -> Result<(), String> {
         }
         let code = String::from_utf8_lossy(&code);
         if code.contains('*') {
-            return Err(
-                "uses `*` (repetition or power): a template only arranges the source's fields"
-                    .into(),
-            );
+            return Err(Forbidden::Repetition);
         }
         if open == b"{%" {
             let word = code
@@ -179,15 +167,23 @@ fn scan_tags(src: &str) -> Result<(), String> {
                 .next()
                 .unwrap_or("");
             if !STATEMENTS.contains(&word) {
-                return Err(format!(
-                    "uses `{{% {} %}}`: templates are self-contained and use only if/elif/else (no include, import, extends, for, set, macro)",
-                    crate::text::escape_cut(word, 40)
-                ));
+                return Err(Forbidden::Statement(crate::text::escape_cut(word, 40)));
             }
         }
         i = j + 2;
     }
     Ok(())
+}
+
+/// What a template may not do (found before it is compiled).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum Forbidden {
+    #[error("uses `*` (repetition or power): a template only arranges the source's fields")]
+    Repetition,
+    #[error(
+        "uses `{{% {0} %}}`: templates are self-contained and use only if/elif/else (no include, import, extends, for, set, macro)"
+    )]
+    Statement(String),
 }
 
 fn error(template: &str, e: &minijinja::Error, with_detail: bool) -> TemplateError {
@@ -241,7 +237,7 @@ pub fn check(name: &str, src: &str) -> Result<BTreeSet<String>, TemplateError> {
             src.len()
         )));
     }
-    scan_tags(src).map_err(bad)?;
+    scan_tags(src).map_err(|e| bad(e.to_string()))?;
     let env = environment();
     let t = env
         .template_from_named_str(name, src)
@@ -280,29 +276,28 @@ pub fn render(
 /// `kubernetes.io/dockerconfigjson` Secret's `.dockerconfigjson` must be JSON with an
 /// `auths` object, a `kubernetes.io/dockercfg` Secret's `.dockercfg` a JSON object. The
 /// message never quotes the value.
-pub fn validate_for_type(secret_type: Option<&str>, key: &str, value: &str) -> Result<(), String> {
+pub fn validate_for_type(
+    secret_type: Option<&str>,
+    key: &str,
+    value: &str,
+) -> Result<(), WrongForType> {
     match (secret_type, key) {
         (Some("kubernetes.io/dockerconfigjson"), ".dockerconfigjson") => {
-            let v: serde_json::Value = serde_json::from_str(value).map_err(|e| {
-                format!(
-                    "a kubernetes.io/dockerconfigjson Secret's .dockerconfigjson must be JSON (line {}, column {} of the rendered value is not)",
-                    e.line(),
-                    e.column()
-                )
-            })?;
+            let v: serde_json::Value =
+                serde_json::from_str(value).map_err(|e| WrongForType::DockerConfigJson {
+                    line: e.line(),
+                    column: e.column(),
+                })?;
             if !v.get("auths").is_some_and(serde_json::Value::is_object) {
-                return Err("a kubernetes.io/dockerconfigjson Secret's .dockerconfigjson must carry an `auths` object".into());
+                return Err(WrongForType::NoAuths);
             }
             Ok(())
         }
         (Some("kubernetes.io/dockercfg"), ".dockercfg") => {
-            let v: serde_json::Value = serde_json::from_str(value).map_err(|_| {
-                "a kubernetes.io/dockercfg Secret's .dockercfg must be JSON".to_owned()
-            })?;
+            let v: serde_json::Value =
+                serde_json::from_str(value).map_err(|_| WrongForType::DockerCfg)?;
             if !v.is_object() {
-                return Err(
-                    "a kubernetes.io/dockercfg Secret's .dockercfg must be a JSON object".into(),
-                );
+                return Err(WrongForType::DockerCfg);
             }
             Ok(())
         }
@@ -310,29 +305,27 @@ pub fn validate_for_type(secret_type: Option<&str>, key: &str, value: &str) -> R
     }
 }
 
-/// The template annotations of a managed secret: `(secret key, template name)`, or why
-/// one is malformed.
-pub fn templated_keys(all: &BTreeMap<String, String>) -> Vec<Result<(String, String), String>> {
-    all.iter()
-        .filter_map(|(k, v)| {
-            let key = k.strip_prefix(TEMPLATE_ANNOTATION)?;
-            let name = v.trim();
-            Some(if !crate::names::is_valid_secret_key(key) {
-                Err(format!(
-                    "{TEMPLATE_ANNOTATION}{}: `{}` is not a valid Secret key (letters, digits, `-`, `_`, `.`)",
-                    crate::text::escape_cut(key, 120),
-                    crate::text::escape_cut(key, 120)
-                ))
-            } else if !is_valid_name(name) {
-                Err(format!(
-                    "{TEMPLATE_ANNOTATION}{key}: `{}` is not a template name",
-                    crate::text::escape_cut(name, 120)
-                ))
-            } else {
-                Ok((key.to_owned(), name.to_owned()))
-            })
-        })
-        .collect()
+/// A rendered value its Secret's `type` does not accept (never quoting the value).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WrongForType {
+    /// Not JSON.
+    #[error(
+        "a kubernetes.io/dockerconfigjson Secret's .dockerconfigjson must be JSON (line {line}, column {column} of the rendered value is not)"
+    )]
+    DockerConfigJson {
+        /// Where the JSON breaks.
+        line: usize,
+        /// Where the JSON breaks.
+        column: usize,
+    },
+    /// JSON without `auths`.
+    #[error(
+        "a kubernetes.io/dockerconfigjson Secret's .dockerconfigjson must carry an `auths` object"
+    )]
+    NoAuths,
+    /// Not a JSON object.
+    #[error("a kubernetes.io/dockercfg Secret's .dockercfg must be a JSON object")]
+    DockerCfg,
 }
 
 #[cfg(test)]
@@ -431,9 +424,22 @@ mod tests {
     fn a_dockerconfigjson_without_auths_is_refused_without_the_value() {
         let t = Some("kubernetes.io/dockerconfigjson");
         let e = validate_for_type(t, ".dockerconfigjson", "{\"secret\": 1").unwrap_err();
+        assert_eq!(
+            e,
+            WrongForType::DockerConfigJson {
+                line: 1,
+                column: 12
+            }
+        );
+        let e = e.to_string();
         assert!(e.contains("must be JSON") && !e.contains("secret"), "{e}");
         let e = validate_for_type(t, ".dockerconfigjson", "{\"x\": {}}").unwrap_err();
-        assert!(e.contains("auths"), "{e}");
+        assert_eq!(e, WrongForType::NoAuths);
+        assert!(e.to_string().contains("auths"), "{e}");
+        assert_eq!(
+            validate_for_type(Some("kubernetes.io/dockercfg"), ".dockercfg", "[]"),
+            Err(WrongForType::DockerCfg)
+        );
         assert!(validate_for_type(Some("Opaque"), ".dockerconfigjson", "not json").is_ok());
     }
 
@@ -448,7 +454,7 @@ mod tests {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-        let keys = templated_keys(&all);
+        let keys = crate::annotations::templated_keys(&all);
         assert_eq!(keys.len(), 3);
         assert!(keys.contains(&Ok(("config.json".into(), "acr".into()))));
         assert_eq!(keys.iter().filter(|k| k.is_err()).count(), 2);

@@ -6,6 +6,10 @@
 //!
 //! Read from the source, as a reader does: `crate::a` names module `a`, `super::b` a
 //! sibling file `b`. Comments and `#[cfg(test)] mod tests` are not part of the graph.
+//!
+//! And no function of the library says why it failed in a bare `String`: errors are
+//! types that keep their causes (`Result<_, String>` loses them, and every caller has to
+//! parse words to decide).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -159,6 +163,63 @@ fn no_module_uses_a_module_that_uses_it() {
     }
 }
 
+/// The `Result<T, E>` types written in `code` whose error type is a bare `String`.
+fn string_errors(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (start, _) in code.match_indices("Result<") {
+        let rest = &code[start + "Result<".len()..];
+        let (mut depth, mut parens, mut args, mut cur) = (1, 0, Vec::new(), String::new());
+        for c in rest.chars() {
+            match c {
+                '(' | '[' => {
+                    parens += 1;
+                    cur.push(c);
+                }
+                ')' | ']' => {
+                    parens -= 1;
+                    cur.push(c);
+                }
+                '<' => {
+                    depth += 1;
+                    cur.push(c);
+                }
+                '>' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        args.push(std::mem::take(&mut cur));
+                        break;
+                    }
+                    cur.push(c);
+                }
+                ',' if depth == 1 && parens == 0 => args.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        if args.len() == 2 && args[1].trim() == "String" {
+            out.push(format!("Result<{}>", args.join(",")));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_library_function_fails_with_a_bare_string() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for f in files {
+        if f.file_stem().unwrap().to_str().unwrap().ends_with("_tests") {
+            continue;
+        }
+        let code = code(&std::fs::read_to_string(&f).unwrap());
+        for r in string_errors(&code) {
+            found.push(format!("{}: {r}", f.strip_prefix(&src).unwrap().display()));
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
+
 #[test]
 fn a_circle_is_found_and_named() {
     let g: Graph = [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]
@@ -174,4 +235,11 @@ fn a_circle_is_found_and_named() {
     // Comments and test modules do not count.
     let c = code("use crate::x; // crate::y\n#[cfg(test)]\nmod tests { use crate::z; }");
     assert_eq!(names_after(&c, "crate::"), ["x"]);
+    // A string error is found however deep the success type; a map of strings is not one.
+    assert_eq!(
+        string_errors(
+            "fn f() -> Result<Vec<(String, u8)>, String> {}\nfn g() -> Result<BTreeMap<String, String>, E> {}"
+        ),
+        ["Result<Vec<(String, u8)>, String>"]
+    );
 }

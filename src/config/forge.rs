@@ -166,7 +166,7 @@ impl RawForge {
                     .as_deref()
                     .map(parse_chrono)
                     .transpose()
-                    .map_err(|m| invalid("forge.maxOpenAge", m))?;
+                    .map_err(|m| invalid("forge.maxOpenAge", m.to_string()))?;
                 Some(Forge {
                     kind: f.kind,
                     api_url,

@@ -250,7 +250,7 @@ impl RawConfig {
             parse_chrono(v.as_deref().unwrap_or(default)).map_err(|message| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 field: field.to_owned(),
-                message,
+                message: message.to_string(),
             })
         };
         let prefix = self

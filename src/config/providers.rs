@@ -130,7 +130,8 @@ impl ProviderSettings {
         };
         let range = |field: String, v: &Option<String>, min: u64, max: u64| -> ConfigResult<()> {
             let Some(s) = v else { return Ok(()) };
-            let d = crate::duration::parse_duration(s).map_err(|m| invalid(field.clone(), m))?;
+            let d = crate::duration::parse_duration(s)
+                .map_err(|m| invalid(field.clone(), m.to_string()))?;
             if d.as_secs() < min || d.as_secs() > max {
                 return Err(invalid(
                     field,

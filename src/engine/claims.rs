@@ -140,7 +140,7 @@ pub(super) fn for_records(ctx: &mut Ctx<'_>, records: Vec<RotationRecord>) -> Ve
                 .claim
                 .as_ref()
                 .map(Claim::describe)
-                .unwrap_or_else(|e| e.clone());
+                .unwrap_or_else(|e| e.to_string());
             status.insert(id, Some(format!("another run is working on it: {who}")));
             continue;
         }

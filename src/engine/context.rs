@@ -108,7 +108,8 @@ pub(super) struct Ctx<'a> {
     pub lease: chrono::Duration,
     /// Claims this run holds (released when the run ends).
     pub held: Vec<crate::journal::table::Held>,
-    certs: BTreeMap<String, Result<SealingCert, String>>,
+    /// Each cluster's certificate, or why it cannot be used (said for every credential).
+    certs: BTreeMap<String, Result<SealingCert, Arc<crate::RepoError>>>,
     /// Main's SealedSecrets as the run found them, for the certificates' continuity
     /// (scanned once, when the first certificate is needed).
     cert_scan: Option<Vec<crate::scan::Found>>,
@@ -252,8 +253,8 @@ impl<'a> Ctx<'a> {
                     .repo
                     .trusted_sealing_cert(cluster, self.opts.now, found, &pins)
                     .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
+                    .map_err(Arc::new),
+                Err(e) => Err(Arc::new(crate::seal::trust::Untrusted::from(e).into())),
             };
             self.certs.insert(cluster.to_owned(), c);
         }

@@ -50,9 +50,9 @@ fn fix_kustomizations(ctx: &Ctx<'_>, files: &[String]) -> Result<Vec<String>, En
         .filter(|f| !root.join(f).exists())
         .cloned()
         .collect();
-    let err = |file: &str, message: String| EngineError::Edit {
+    let err = |file: &str, e: super::kustomize::KustomizeError| EngineError::Edit {
         file: file.to_owned(),
-        message,
+        message: e.to_string(),
     };
     let changed = super::kustomize::drop_entries(root, &gone)
         .map_err(|m| err(gone.first().map_or("", String::as_str), m))?;

@@ -35,36 +35,48 @@ pub fn unused_since(last_used: Option<DateTime<Utc>>, published: DateTime<Utc>) 
     last_used.is_none_or(|u| u < published)
 }
 
+/// What the controller shows instead of the new key, Synced.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(super) enum NotSynced {
+    /// The SealedSecret in the cluster still carries another key id (escaped: it comes
+    /// from the cluster).
+    #[error("the cluster still has key {0}")]
+    OtherKey(String),
+    /// The controller has not looked at the current generation yet.
+    #[error("controller saw generation {observed:?}, current is {current:?}")]
+    Generation {
+        observed: Option<i64>,
+        current: Option<i64>,
+    },
+    /// No `Synced=True` condition yet.
+    #[error("not Synced=True yet")]
+    NotYet,
+}
+
 /// Reads `kubectl get sealedsecret -o json`: the template holds `key_id` under
 /// `key_annotation`, and `Synced=True` at the current generation.
 pub(super) fn synced(
     json: &serde_json::Value,
     key_annotation: &str,
     key_id: &str,
-) -> Result<(), String> {
+) -> Result<(), NotSynced> {
     let ann = &json["spec"]["template"]["metadata"]["annotations"][key_annotation];
     if ann.as_str() != Some(key_id) {
-        return Err(format!(
-            "the cluster still has key {}",
-            ann.as_str().unwrap_or("?")
-        ));
+        return Err(NotSynced::OtherKey(crate::text::escape_cut(
+            ann.as_str().unwrap_or("?"),
+            100,
+        )));
     }
-    let generation = json["metadata"]["generation"].as_i64();
+    let current = json["metadata"]["generation"].as_i64();
     let observed = json["status"]["observedGeneration"].as_i64();
-    if generation.is_some() && observed.is_some() && generation != observed {
-        return Err(format!(
-            "controller saw generation {observed:?}, current is {generation:?}"
-        ));
+    if current.is_some() && observed.is_some() && current != observed {
+        return Err(NotSynced::Generation { observed, current });
     }
     let ok = json["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
             .any(|c| c["type"] == "Synced" && c["status"] == "True")
     });
-    if ok {
-        Ok(())
-    } else {
-        Err("not Synced=True yet".into())
-    }
+    if ok { Ok(()) } else { Err(NotSynced::NotYet) }
 }
 
 /// Classifies a failed `kubectl get`: a SealedSecret the cluster does not have yet is a
@@ -211,22 +223,33 @@ mod tests {
             "spec": {"template": {"metadata": {"annotations": {"secret-manager/accessKeyId": "NEW"}}}},
             "status": {"observedGeneration": 3, "conditions": [{"type": "Synced", "status": "True"}]}
         });
-        assert!(synced(&ok, "secret-manager/accessKeyId", "NEW").is_ok());
-        assert!(
-            synced(&ok, "secret-manager/accessKeyId", "OTHER")
-                .unwrap_err()
-                .contains("still has key NEW")
-        );
+        assert_eq!(synced(&ok, "secret-manager/accessKeyId", "NEW"), Ok(()));
+        let other = synced(&ok, "secret-manager/accessKeyId", "OTHER").unwrap_err();
+        assert_eq!(other, NotSynced::OtherKey("NEW".into()));
+        assert_eq!(other.to_string(), "the cluster still has key NEW");
         let mut stale = ok.clone();
         stale["status"]["observedGeneration"] = 2.into();
-        assert!(
-            synced(&stale, "secret-manager/accessKeyId", "NEW")
-                .unwrap_err()
-                .contains("generation")
+        assert_eq!(
+            synced(&stale, "secret-manager/accessKeyId", "NEW"),
+            Err(NotSynced::Generation {
+                observed: Some(2),
+                current: Some(3)
+            })
         );
         let mut failing = ok.clone();
         failing["status"]["conditions"][0]["status"] = "False".into();
-        assert!(synced(&failing, "secret-manager/accessKeyId", "NEW").is_err());
+        assert_eq!(
+            synced(&failing, "secret-manager/accessKeyId", "NEW"),
+            Err(NotSynced::NotYet)
+        );
+        // What the cluster says is shown escaped.
+        let mut hostile = ok.clone();
+        hostile["spec"]["template"]["metadata"]["annotations"]["secret-manager/accessKeyId"] =
+            "\u{1b}]8;;x\u{7}K".into();
+        let shown = synced(&hostile, "secret-manager/accessKeyId", "NEW")
+            .unwrap_err()
+            .to_string();
+        assert!(!shown.contains('\u{1b}'), "{shown:?}");
     }
 
     #[test]

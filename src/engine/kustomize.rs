@@ -66,7 +66,7 @@ fn remove_entry(src: &str, entry: &str) -> Option<String> {
 /// the directories above it (as the path relative to each). Returns the kustomizations
 /// changed (repo-relative). An entry that is not a plain list line is an error: nothing
 /// is left half-done (the caller discards the worktree).
-pub(super) fn drop_entries(root: &Path, removed: &[String]) -> Result<Vec<String>, String> {
+pub(super) fn drop_entries(root: &Path, removed: &[String]) -> Result<Vec<String>, KustomizeError> {
     let mut changed = Vec::new();
     for file in removed {
         let file = Path::new(file);
@@ -76,7 +76,7 @@ pub(super) fn drop_entries(root: &Path, removed: &[String]) -> Result<Vec<String
                 let rel = file.strip_prefix(d).unwrap_or(file);
                 let entry = rel.to_string_lossy().replace('\\', "/");
                 let path = root.join(&k);
-                let src = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+                let src = std::fs::read_to_string(&path).map_err(|e| io(&k, e))?;
                 let listed = resources_of(&src).unwrap_or_default();
                 if listed
                     .iter()
@@ -87,14 +87,13 @@ pub(super) fn drop_entries(root: &Path, removed: &[String]) -> Result<Vec<String
                     } else {
                         format!("./{entry}")
                     };
-                    let out = remove_entry(&src, &name).ok_or_else(|| {
-                        format!(
-                            "{} lists `{name}` in a form this tool does not edit (a flow list or a duplicate); remove the entry by hand, then delete again",
-                            crate::text::path(&k)
-                        )
-                    })?;
+                    let out =
+                        remove_entry(&src, &name).ok_or_else(|| KustomizeError::Unedited {
+                            kustomization: crate::text::path(&k),
+                            entry: crate::text::escape(&name).into_owned(),
+                        })?;
                     crate::manifest::edit::write_in_worktree(&path, out.as_bytes())
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| io(&k, e))?;
                     changed.push(k.to_string_lossy().replace('\\', "/"));
                 }
             }
@@ -106,7 +105,7 @@ pub(super) fn drop_entries(root: &Path, removed: &[String]) -> Result<Vec<String
 
 /// Every local `resources:` entry of the kustomizations of `dirs` (repo-relative) and
 /// their parents exists; otherwise the kustomization and the missing entries.
-pub(super) fn check_resolves(root: &Path, dirs: &[PathBuf]) -> Result<(), String> {
+pub(super) fn check_resolves(root: &Path, dirs: &[PathBuf]) -> Result<(), KustomizeError> {
     let mut seen = std::collections::BTreeSet::new();
     for d in dirs {
         let mut dir = Some(d.as_path());
@@ -114,28 +113,63 @@ pub(super) fn check_resolves(root: &Path, dirs: &[PathBuf]) -> Result<(), String
             if seen.insert(d.to_path_buf())
                 && let Some(k) = kustomization_in(root, d)
             {
-                let src = std::fs::read_to_string(root.join(&k)).map_err(|e| e.to_string())?;
+                let src = std::fs::read_to_string(root.join(&k)).map_err(|e| io(&k, e))?;
                 let missing: Vec<String> = resources_of(&src)
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|r| is_local(r) && !root.join(d).join(r).exists())
                     .collect();
                 if !missing.is_empty() {
-                    return Err(format!(
-                        "{} would list missing resources ({}); `kubectl kustomize` on it would fail, so nothing is deleted",
-                        crate::text::path(&k),
-                        missing
+                    return Err(KustomizeError::Missing {
+                        kustomization: crate::text::path(&k),
+                        missing: missing
                             .iter()
                             .map(|m| crate::text::escape(m).into_owned())
                             .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                            .join(", "),
+                    });
                 }
             }
             dir = d.parent();
         }
     }
     Ok(())
+}
+
+/// Why the kustomizations of a deletion cannot be left buildable (nothing is deleted).
+/// Paths and entries are escaped when the error is made (they come from the repo).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum KustomizeError {
+    /// A kustomization could not be read or written.
+    #[error("{kustomization}: {source}")]
+    Io {
+        kustomization: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The entry is written in a form the tool does not edit.
+    #[error(
+        "{kustomization} lists `{entry}` in a form this tool does not edit (a flow list or a duplicate); remove the entry by hand, then delete again"
+    )]
+    Unedited {
+        kustomization: String,
+        entry: String,
+    },
+    /// The kustomization would list files that are gone.
+    #[error(
+        "{kustomization} would list missing resources ({missing}); `kubectl kustomize` on it would fail, so nothing is deleted"
+    )]
+    Missing {
+        kustomization: String,
+        missing: String,
+    },
+}
+
+fn io(kustomization: &Path, source: std::io::Error) -> KustomizeError {
+    KustomizeError::Io {
+        kustomization: crate::text::path(kustomization),
+        source,
+    }
 }
 
 #[cfg(test)]
@@ -171,7 +205,10 @@ mod tests {
         )
         .unwrap();
         let e = check_resolves(d.path(), &[PathBuf::from("o")]).unwrap_err();
-        assert!(e.contains("gone.yaml") && !e.contains("a.yaml,"), "{e}");
+        let KustomizeError::Missing { missing, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(missing, "gone.yaml");
         std::fs::write(o.join("kustomization.yaml"), "resources:\n  - a.yaml\n").unwrap();
         assert!(check_resolves(d.path(), &[PathBuf::from("o")]).is_ok());
     }

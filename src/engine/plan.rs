@@ -203,10 +203,11 @@ pub(super) fn credentials<'a>(
                 .collect(),
             groups,
         };
-        if let Some(l) = ctx
+        if let Some((l, Err(why))) = ctx
             .listed_claims
             .iter()
             .find(|l| l.claim.is_err() && l.refname.ends_with(&format!("/{}", cred.id())))
+            .map(|l| (l, &l.claim))
         {
             let remedy = if l.legacy {
                 format!(
@@ -221,7 +222,7 @@ pub(super) fn credentials<'a>(
             };
             let e = EngineError::ClaimUnreadable {
                 refname: l.refname.clone(),
-                message: l.claim.clone().err().unwrap_or_default(),
+                source: why.clone(),
                 remedy,
             };
             ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);

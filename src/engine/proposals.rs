@@ -150,13 +150,14 @@ fn open(
 /// Finds the commit on `main` that brought a record's change: the newest first-parent
 /// commit that changed how often its key id appears in its files (a merge commit, a
 /// squash, or the last rebased commit), and checks the change still stands at `main`.
-fn staging_commit(ctx: &Ctx<'_>, main: &str, r: &RotationRecord) -> Result<String, String> {
+fn staging_commit(ctx: &Ctx<'_>, main: &str, r: &RotationRecord) -> Result<String, NotAsMerged> {
     let git = ctx.writer.git();
     let needle = if r.is_delete() {
         &r.old_key_id
     } else {
         &r.new_key_id
     };
+    let esc = |s: &str| crate::text::escape(s).into_owned();
     let mut args = vec![
         "log".to_owned(),
         "--first-parent".into(),
@@ -167,12 +168,12 @@ fn staging_commit(ctx: &Ctx<'_>, main: &str, r: &RotationRecord) -> Result<Strin
         "--".into(),
     ];
     args.extend(r.files());
-    let sha = git.run(&args).map_err(|e| e.to_string())?.trim().to_owned();
+    let sha = git.run(&args)?.trim().to_owned();
     if sha.is_empty() {
-        return Err(format!(
-            "no commit on main changes {needle} in {}",
-            r.files().join(", ")
-        ));
+        return Err(NotAsMerged::NoCommit {
+            key: esc(needle),
+            files: esc(&r.files().join(", ")),
+        });
     }
     for f in r.files() {
         let text = git
@@ -180,14 +181,28 @@ fn staging_commit(ctx: &Ctx<'_>, main: &str, r: &RotationRecord) -> Result<Strin
             .unwrap_or_default();
         let holds = text.contains(needle.as_str());
         if r.is_delete() == holds {
+            let (file, key) = (esc(&f), esc(needle));
             return Err(if r.is_delete() {
-                format!("{f} still holds key {needle}")
+                NotAsMerged::StillHolds { file, key }
             } else {
-                format!("{f} no longer holds key {needle}")
+                NotAsMerged::NoLongerHolds { file, key }
             });
         }
     }
     Ok(sha)
+}
+
+/// Why a merged pull request's change is not on main as it was merged.
+#[derive(Debug, thiserror::Error)]
+enum NotAsMerged {
+    #[error(transparent)]
+    Git(#[from] crate::gitops::git::GitError),
+    #[error("no commit on main changes {key} in {files}")]
+    NoCommit { key: String, files: String },
+    #[error("{file} still holds key {key}")]
+    StillHolds { file: String, key: String },
+    #[error("{file} no longer holds key {key}")]
+    NoLongerHolds { file: String, key: String },
 }
 
 /// Merged: the records continue as staged, from the commit the merge made.

@@ -41,14 +41,13 @@ const MAX_WINDOW_LEASES: i32 = 6;
 /// believed for what main confirms: the identity it names must be a credential on main
 /// with exactly those parameters (never another user or account), and its mint window
 /// must be one a run could have held. Otherwise nothing is deleted.
-fn credible(ctx: &Ctx<'_>, c: &Claim) -> Result<(), String> {
+fn credible(ctx: &Ctx<'_>, c: &Claim) -> Result<(), Unbelieved> {
     let window = c.mints_before - c.mints_after;
     if window < chrono::Duration::zero() || window > ctx.lease * MAX_WINDOW_LEASES {
-        return Err(format!(
-            "its mint window ({} to {}) is longer than any run holds a claim",
-            ts(c.mints_after),
-            ts(c.mints_before)
-        ));
+        return Err(Unbelieved::Window {
+            from: ts(c.mints_after),
+            to: ts(c.mints_before),
+        });
     }
     let scan = ctx.scan();
     let on_main = index(&scan.secrets, ctx.now())
@@ -56,9 +55,20 @@ fn credible(ctx: &Ctx<'_>, c: &Claim) -> Result<(), String> {
         .find(|i| i.source == c.source && i.identity == c.identity);
     match on_main {
         Some(i) if i.target.params == c.params => Ok(()),
-        Some(_) => Err("its identity parameters differ from the credential's on main".into()),
-        None => Err("main has no credential with its identity".into()),
+        Some(_) => Err(Unbelieved::OtherParams),
+        None => Err(Unbelieved::NotOnMain),
     }
+}
+
+/// Why a dead claim is not believed (nothing is deleted for it).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum Unbelieved {
+    #[error("its mint window ({from} to {to}) is longer than any run holds a claim")]
+    Window { from: String, to: String },
+    #[error("its identity parameters differ from the credential's on main")]
+    OtherParams,
+    #[error("main has no credential with its identity")]
+    NotOnMain,
 }
 
 /// Cleans up after every expired claim. Returns nothing: the credentials are free again

@@ -176,9 +176,10 @@ pub enum EngineError {
         #[source]
         source: ProviderError,
     },
-    /// A cluster's sealing certificate cannot be used.
-    #[error("{0}")]
-    Certificate(String),
+    /// A cluster's sealing certificate cannot be used (one cause, shared by every
+    /// credential of the cluster).
+    #[error(transparent)]
+    Certificate(std::sync::Arc<crate::RepoError>),
     /// A manifest could not be sealed or edited.
     #[error("{file}: {message}")]
     Edit {
@@ -233,12 +234,12 @@ pub enum EngineError {
         hint: String,
     },
     /// A claim on the remote cannot be read.
-    #[error("claim {refname} is unreadable ({message}); {remedy}")]
+    #[error("claim {refname} is unreadable ({source}); {remedy}")]
     ClaimUnreadable {
         /// Where the claim lives (`<prefix><credential-id>`).
         refname: String,
         /// Why.
-        message: String,
+        source: crate::journal::table::Unreadable,
         /// What the operator can do.
         remedy: String,
     },

@@ -56,37 +56,34 @@ fn truth_allows(
     rec: &RotationRecord,
     main_refs: &MainRefs,
     files: &mut PointerFiles,
-) -> Result<(), String> {
+) -> Result<(), NotYet> {
+    let esc = crate::text::escape;
     let key = |k: &str| (rec.source.clone(), rec.identity.clone(), k.to_owned());
     if let Some(users) = main_refs.get(&key(&rec.old_key_id)) {
-        return Err(format!(
-            "main still references the old key {} ({}); not revoked",
-            crate::text::escape(&rec.old_key_id),
-            users.join(", ")
-        ));
+        return Err(NotYet::OldKeyOnMain {
+            key: esc(&rec.old_key_id).into_owned(),
+            users: users.join(", "),
+        });
     }
     if rec.is_delete() {
         return Ok(());
     }
     if !main_refs.contains_key(&key(&rec.new_key_id)) {
-        return Err(format!(
-            "no manifest on main holds the new key {}; the record does not match main, so the old key is not revoked",
-            crate::text::escape(&rec.new_key_id)
-        ));
+        return Err(NotYet::NewKeyNotOnMain {
+            key: esc(&rec.new_key_id).into_owned(),
+        });
     }
     let mut specs = Vec::new();
     for m in &rec.manifests {
         let Some(c) = ctx.repo.inventory.get(&m.cluster) else {
-            return Err(format!(
-                "the record names cluster `{}`, which is not in cluster-values/; not revoked",
-                crate::text::escape(&m.cluster)
-            ));
+            return Err(NotYet::UnknownCluster {
+                cluster: esc(&m.cluster).into_owned(),
+            });
         };
         if !crate::fsx::is_contained(std::path::Path::new(&m.file)) {
-            return Err(format!(
-                "the record names file `{}` outside the repo; not revoked",
-                crate::text::escape(&m.file)
-            ));
+            return Err(NotYet::OutsideRepo {
+                file: esc(&m.file).into_owned(),
+            });
         }
         specs.push((
             m.cluster.clone(),
@@ -98,26 +95,41 @@ fn truth_allows(
             ctx,
             &specs.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
         )
-        .map_err(|e| format!("cannot read the cluster pointers: {e}"))?;
+        .map_err(NotYet::PointersUnreadable)?;
     for ((cluster, spec), blob) in specs.iter().zip(blobs) {
-        let file = spec.split_once(':').map_or(spec.as_str(), |(_, f)| f);
+        let file = esc(spec.split_once(':').map_or(spec.as_str(), |(_, f)| f)).into_owned();
+        let cluster = cluster.clone();
         match blob {
             Some(text) if text.contains(&rec.new_key_id) && !text.contains(&rec.old_key_id) => {}
-            Some(_) => {
-                return Err(format!(
-                    "cluster {cluster}'s pointer does not hold the new key in {} (or still holds the old one); not revoked",
-                    crate::text::escape(file)
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "cluster {cluster}'s pointer has no {}; not revoked",
-                    crate::text::escape(file)
-                ));
-            }
+            Some(_) => return Err(NotYet::PointerBehind { cluster, file }),
+            None => return Err(NotYet::PointerLacksFile { cluster, file }),
         }
     }
     Ok(())
+}
+
+/// Why git does not allow revoking a record's old key (yet): the run waits and says so.
+/// Values are escaped when the reason is made (they come from the repo).
+#[derive(Debug, thiserror::Error)]
+enum NotYet {
+    #[error("main still references the old key {key} ({users}); not revoked")]
+    OldKeyOnMain { key: String, users: String },
+    #[error(
+        "no manifest on main holds the new key {key}; the record does not match main, so the old key is not revoked"
+    )]
+    NewKeyNotOnMain { key: String },
+    #[error("the record names cluster `{cluster}`, which is not in cluster-values/; not revoked")]
+    UnknownCluster { cluster: String },
+    #[error("the record names file `{file}` outside the repo; not revoked")]
+    OutsideRepo { file: String },
+    #[error("cannot read the cluster pointers: {0}")]
+    PointersUnreadable(#[source] crate::gitops::git::GitError),
+    #[error(
+        "cluster {cluster}'s pointer does not hold the new key in {file} (or still holds the old one); not revoked"
+    )]
+    PointerBehind { cluster: String, file: String },
+    #[error("cluster {cluster}'s pointer has no {file}; not revoked")]
+    PointerLacksFile { cluster: String, file: String },
 }
 
 /// Files at the cluster pointers (`<pointer>:<file>` → text), read once for every record
@@ -292,7 +304,7 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
         let refs = main_refs.get_or_insert_with(|| main_references(ctx));
         let files = files.get_or_insert_with(|| PointerFiles::prefetch(ctx, records));
         if let Err(why) = truth_allows(ctx, rec, refs, files) {
-            let s = record_step(rec, Action::Wait, rec.clusters(), why);
+            let s = record_step(rec, Action::Wait, rec.clusters(), why.to_string());
             ctx.step(s);
             continue;
         }

@@ -105,7 +105,7 @@ async fn edit_group(
             let value = crate::template::render(&name, src, &fields)
                 .map_err(|e| template_err(e.to_string()))?;
             crate::template::validate_for_type(f.doc.secret_type.as_deref(), &key, &value)
-                .map_err(template_err)?;
+                .map_err(|e| template_err(e.to_string()))?;
             let ct = seal_value(&mut rng, &cert, &l, value.as_bytes())
                 .map_err(|e| edit_err(e.to_string()))?;
             edit.encrypted.insert(key, ct);

@@ -201,7 +201,8 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         return Vec::new();
     }
     let mut staged = staged;
-    if let Err(why) = commit(ctx, &mut staged, &paths).await {
+    if let Err(e) = commit(ctx, &mut staged, &paths).await {
+        let why = report_not_staged(ctx, &staged, e);
         // Not on main: nothing references the new keys. Delete them now.
         abort(ctx, staged.into_iter().map(|(o, _)| o).collect(), &why).await;
         return Vec::new();
@@ -266,25 +267,15 @@ async fn seal_each<'a>(
 }
 
 /// The one stage commit for the whole batch, pushed to main — or, in pull-request mode,
-/// proposed on a branch (the records then name the pull request). `Err(why)` when it did
-/// not land (every credential of the batch is reported; the caller undoes their keys).
+/// proposed on a branch (the records then name the pull request). `Err` when it did not
+/// land; the caller reports every credential of the batch and undoes their keys.
 async fn commit(
     ctx: &mut Ctx<'_>,
     staged: &mut [Sealed<'_>],
     paths: &[String],
-) -> Result<(), String> {
+) -> Result<(), NotStaged> {
     let (subject, blocks) = stage_message(staged);
     crate::failpoint("before-commit");
-    let who: Vec<(String, String)> = staged
-        .iter()
-        .map(|(o, _)| {
-            (
-                o.claimed.cred.source.clone(),
-                o.claimed.cred.identity.clone(),
-            )
-        })
-        .collect();
-    let who = || who.iter().map(|(s, i)| (s.as_str(), i.as_str()));
     if ctx.pr_mode() {
         let records: Vec<String> = staged
             .iter()
@@ -296,18 +287,9 @@ async fn commit(
             .cloned()
             .collect();
         let mut recs: Vec<RotationRecord> = staged.iter().flat_map(|(_, r)| r.clone()).collect();
-        if let Err(e) = propose(ctx, &mut recs, &manifests, &subject, &blocks).await {
-            let why = format!("proposing the rotation failed: {e}");
-            let names: Vec<(String, String)> =
-                who().map(|(a, b)| (a.to_owned(), b.to_owned())).collect();
-            ctx.fail_all(
-                Phase::Publish,
-                names.iter().map(|(a, b)| (a.as_str(), b.as_str())),
-                None,
-                e,
-            );
-            return Err(why);
-        }
+        propose(ctx, &mut recs, &manifests, &subject, &blocks)
+            .await
+            .map_err(NotStaged::Proposal)?;
         for (_, rs) in staged.iter_mut() {
             for r in rs.iter_mut() {
                 if let Some(p) = recs.iter().find(|q| q.id == r.id) {
@@ -326,25 +308,62 @@ async fn commit(
         let _ = ctx.writer.refresh();
         return Ok(());
     }
-    let mut why = format!("committing the staged rotation to main failed: {e}");
+    Err(NotStaged::Main(e))
+}
+
+/// Why the stage commit did not land.
+#[derive(Debug, thiserror::Error)]
+enum NotStaged {
+    /// Pull-request mode: the change could not be proposed.
+    #[error("proposing the rotation failed: {0}")]
+    Proposal(#[source] EngineError),
+    /// The commit did not reach main.
+    #[error("committing the staged rotation to main failed: {0}{hint}", hint = main_hint(.0))]
+    Main(#[source] crate::gitops::PublishError),
+}
+
+/// What to do when main refused the commit for good.
+fn main_hint(e: &crate::gitops::PublishError) -> &'static str {
     if matches!(
-        &e,
+        e,
         crate::gitops::PublishError::Git(crate::gitops::git::GitError::Refused { .. })
     ) {
-        why.push_str(
-            "; if main only takes reviewed changes, set mainVia: pull-request in .secret-manager.yaml (docs/pull-requests.md)",
-        );
+        "; if main only takes reviewed changes, set mainVia: pull-request in .secret-manager.yaml (docs/pull-requests.md)"
+    } else {
+        ""
     }
-    for (source, identity) in who() {
-        ctx.fail(
-            Phase::Publish,
-            source,
-            identity,
-            None,
-            EngineError::Batch(why.clone()),
-        );
+}
+
+/// Reports every credential of a batch whose stage commit did not land; returns why, for
+/// the undo of their keys.
+fn report_not_staged(ctx: &mut Ctx<'_>, staged: &[Sealed<'_>], e: NotStaged) -> String {
+    let why = e.to_string();
+    let who: Vec<(String, String)> = staged
+        .iter()
+        .map(|(o, _)| {
+            (
+                o.claimed.cred.source.clone(),
+                o.claimed.cred.identity.clone(),
+            )
+        })
+        .collect();
+    let who = || who.iter().map(|(s, i)| (s.as_str(), i.as_str()));
+    match e {
+        // The forge's or the journal's own error, said once for the batch.
+        NotStaged::Proposal(e) => ctx.fail_all(Phase::Publish, who(), None, e),
+        NotStaged::Main(_) => {
+            for (source, identity) in who() {
+                ctx.fail(
+                    Phase::Publish,
+                    source,
+                    identity,
+                    None,
+                    EngineError::Batch(why.clone()),
+                );
+            }
+        }
     }
-    Err(why)
+    why
 }
 
 /// The stage commit's message: one trailer block per record.

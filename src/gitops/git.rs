@@ -23,12 +23,14 @@ pub struct Git {
     dir: PathBuf,
     sign: bool,
     /// The checkout's configured remote names, read once.
-    remotes: std::sync::Arc<std::sync::OnceLock<Result<Vec<String>, String>>>,
+    remotes: std::sync::Arc<std::sync::OnceLock<Result<Vec<String>, std::sync::Arc<GitError>>>>,
     /// The object store in-process; `None` when gix cannot open the repository (the CLI
     /// does that work then) or `SECRET_MANAGER_GIT_OBJECTS=cli`.
     objects: std::sync::Arc<std::sync::OnceLock<Option<super::objects::Objects>>>,
     /// Author and committer of in-process commits, as git resolves them.
-    idents: std::sync::Arc<std::sync::OnceLock<Result<super::objects::Idents, String>>>,
+    idents: std::sync::Arc<
+        std::sync::OnceLock<Result<super::objects::Idents, std::sync::Arc<GitError>>>,
+    >,
 }
 
 /// Configuration every git child runs with, whatever the checkout or the environment
@@ -80,20 +82,22 @@ impl Git {
     /// config), asked once; the time is now unless `GIT_*_DATE` fixes it.
     fn idents(&self) -> GitResult<super::objects::Idents> {
         let cached = self.idents.get_or_init(|| {
-            let one = |var: &str| -> Result<gix::actor::Signature, String> {
-                let line = self.run(&["var", var]).map_err(|e| e.to_string())?;
-                super::objects::parse_ident(&line)
-                    .ok_or_else(|| format!("`git var {var}` printed `{}`", line.trim()))
+            let one = |var: &str| -> GitResult<gix::actor::Signature> {
+                let line = self.run(&["var", var])?;
+                super::objects::parse_ident(&line).ok_or_else(|| GitError::Parse {
+                    args: format!("var {var}"),
+                    message: format!("printed `{}`", crate::text::escape(line.trim())),
+                })
             };
-            Ok(super::objects::Idents {
-                author: one("GIT_AUTHOR_IDENT")?,
-                committer: one("GIT_COMMITTER_IDENT")?,
-            })
+            let idents = (|| {
+                Ok(super::objects::Idents {
+                    author: one("GIT_AUTHOR_IDENT")?,
+                    committer: one("GIT_COMMITTER_IDENT")?,
+                })
+            })();
+            idents.map_err(std::sync::Arc::new)
         });
-        let mut idents = cached.clone().map_err(|message| GitError::Parse {
-            args: "var".into(),
-            message,
-        })?;
+        let mut idents = cached.clone().map_err(GitError::Shared)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -241,7 +245,7 @@ impl Git {
         let known = self.remotes.get_or_init(|| {
             self.run(&["remote"])
                 .map(|out| out.lines().map(str::to_owned).collect())
-                .map_err(|e| e.to_string())
+                .map_err(std::sync::Arc::new)
         });
         match known {
             Ok(names) if names.iter().any(|n| n == remote) => Ok(()),

@@ -55,6 +55,10 @@ pub enum GitError {
         /// What and where.
         message: String,
     },
+    /// A failure found once and kept (the checkout's remotes, git's identities), said
+    /// again to every caller.
+    #[error(transparent)]
+    Shared(std::sync::Arc<GitError>),
     /// Output was not what we expected.
     #[error("unexpected output from `git {args}`: {message}")]
     Parse {

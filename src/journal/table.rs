@@ -57,9 +57,42 @@ pub struct Listed {
     /// commit of an earlier version's ref.
     pub commit: Oid,
     /// The parsed claim, or why it could not be read.
-    pub claim: Result<Claim, String>,
+    pub claim: Result<Claim, Unreadable>,
     /// Whether it is an earlier version's claim ref rather than an entry of the table.
     pub legacy: bool,
+}
+
+/// Why a claim on the remote cannot be read (its credential stays busy until someone
+/// looks). Names from the table are escaped when the error is made.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Unreadable {
+    /// An earlier version's claim ref without a claim file.
+    #[error("{refname} has no claim.yaml nor {id}.yaml")]
+    Missing {
+        /// The ref.
+        refname: String,
+        /// The credential id.
+        id: String,
+    },
+    /// A table entry that is not a regular file (a tree, a symlink, a submodule).
+    #[error("{at} is not a regular file")]
+    NotAFile {
+        /// `<table ref>:<entry>`.
+        at: String,
+    },
+    /// A table entry over the size a claim may have, or gone.
+    #[error("{at} cannot be read (missing, or larger than {MAX_CLAIM_BYTES} bytes)")]
+    TooLarge {
+        /// `<table ref>:<entry>`.
+        at: String,
+    },
+    /// Not a claim.
+    #[error(transparent)]
+    Parse(std::sync::Arc<crate::config::ConfigError>),
+}
+
+fn parsed(c: crate::config::ConfigResult<Claim>) -> Result<Claim, Unreadable> {
+    c.map_err(|e| Unreadable::Parse(std::sync::Arc::new(e)))
 }
 
 /// A claim this run holds: where it lives and its version (the lease for the next
@@ -229,11 +262,16 @@ impl ClaimTable {
             let batched = blobs.next().flatten();
             let id = self.id_of(refname);
             let claim = match (single, batched) {
-                (Some(text), _) => Claim::from_yaml(&format!("{refname}:claim.yaml"), &text)
-                    .map_err(|e| e.to_string()),
-                (None, Some(text)) => Claim::from_yaml(&format!("{refname}:{id}.yaml"), &text)
-                    .map_err(|e| e.to_string()),
-                (None, None) => Err(format!("{refname} has no claim.yaml nor {id}.yaml")),
+                (Some(text), _) => {
+                    parsed(Claim::from_yaml(&format!("{refname}:claim.yaml"), &text))
+                }
+                (None, Some(text)) => {
+                    parsed(Claim::from_yaml(&format!("{refname}:{id}.yaml"), &text))
+                }
+                (None, None) => Err(Unreadable::Missing {
+                    refname: crate::text::escape(refname).into_owned(),
+                    id: crate::text::escape(&id).into_owned(),
+                }),
             };
             listed.push(Listed {
                 refname: refname.clone(),
@@ -259,13 +297,11 @@ impl ClaimTable {
             let id = e.name.trim_end_matches(".yaml");
             let at = format!("{table}:{}", crate::text::escape(&e.name));
             let claim = if e.mode != FILE_MODE {
-                Err(format!("{at} is not a regular file"))
+                Err(Unreadable::NotAFile { at })
             } else {
                 match texts.next().flatten() {
-                    Some(text) => Claim::from_yaml(&at, &text).map_err(|e| e.to_string()),
-                    None => Err(format!(
-                        "{at} cannot be read (missing, or larger than {MAX_CLAIM_BYTES} bytes)"
-                    )),
+                    Some(text) => parsed(Claim::from_yaml(&at, &text)),
+                    None => Err(Unreadable::TooLarge { at }),
                 }
             };
             listed.push(Listed {

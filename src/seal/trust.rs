@@ -42,16 +42,14 @@ fn normalise(fp: &str) -> Option<String> {
 
 impl Pins {
     /// Parses `CLUSTER=SHA256` entries separated by commas, spaces or newlines.
-    pub fn parse(s: &str) -> Result<Pins, String> {
+    pub fn parse(s: &str) -> Result<Pins, PinError> {
         let mut pins = Pins::default();
         for entry in s.split([',', ' ', '\n', '\t']).filter(|e| !e.is_empty()) {
-            let (cluster, fp) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("{TRUSTED_CERTS_ENV}: `{entry}` is not CLUSTER=SHA256"))?;
-            let fp = normalise(fp).ok_or_else(|| {
-                format!(
-                    "{TRUSTED_CERTS_ENV}: `{fp}` is not a SHA-256 fingerprint (64 hex digits, as `secret-manager seal --fetch-cert` and `list -o wide` show)"
-                )
+            let (cluster, fp) = entry.split_once('=').ok_or_else(|| PinError::NotAPair {
+                entry: crate::text::escape_cut(entry, 200),
+            })?;
+            let fp = normalise(fp).ok_or_else(|| PinError::NotAFingerprint {
+                fingerprint: crate::text::escape_cut(fp, 200),
             })?;
             pins.0.entry(cluster.to_owned()).or_default().insert(fp);
         }
@@ -59,7 +57,7 @@ impl Pins {
     }
 
     /// The pins of the environment (none when unset).
-    pub fn from_env() -> Result<Pins, String> {
+    pub fn from_env() -> Result<Pins, PinError> {
         match std::env::var(TRUSTED_CERTS_ENV) {
             Ok(s) => Pins::parse(&s),
             Err(_) => Ok(Pins::default()),
@@ -70,6 +68,80 @@ impl Pins {
     pub fn of(&self, cluster: &str) -> Option<&BTreeSet<String>> {
         self.0.get(cluster).filter(|s| !s.is_empty())
     }
+}
+
+/// An entry of the operator's pins that is not `CLUSTER=SHA256` (shown escaped).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    /// No `=`.
+    #[error("{TRUSTED_CERTS_ENV}: `{entry}` is not CLUSTER=SHA256")]
+    NotAPair {
+        /// The entry.
+        entry: String,
+    },
+    /// Not 64 hex digits.
+    #[error(
+        "{TRUSTED_CERTS_ENV}: `{fingerprint}` is not a SHA-256 fingerprint (64 hex digits, as `secret-manager seal --fetch-cert` and `list -o wide` show)"
+    )]
+    NotAFingerprint {
+        /// What was given.
+        fingerprint: String,
+    },
+}
+
+/// Why the repo's certificate for a cluster may not seal: nothing is sealed for it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    /// The operator pinned other certificates for the cluster.
+    #[error(
+        "cluster {cluster}: the sealing certificate in the repo ({}…) is not one the operator pinned ({}); nothing is sealed for this cluster. If the controller's key really changed, {}",
+        short(fingerprint),
+        pinned.iter().map(|p| format!("{}…", short(p))).collect::<Vec<_>>().join(", "),
+        accept(cluster, fingerprint)
+    )]
+    NotPinned {
+        /// The cluster.
+        cluster: String,
+        /// The repo's certificate.
+        fingerprint: String,
+        /// What the operator pinned.
+        pinned: Vec<String>,
+    },
+    /// The cluster's manifests record another certificate, and neither a pin nor the
+    /// controller vouches for the repo's.
+    #[error(
+        "cluster {cluster}: the sealing certificate in the repo changed: its manifests record {}… ({usual_count} of {total}), the repo's certificate is {}…{}; a certificate is not trusted because the repo holds it, so nothing is sealed for this cluster. {}",
+        short(usual),
+        short(fingerprint),
+        match controller {
+            Some(c) => format!(" and the cluster's controller serves {}…", short(c)),
+            None => String::new(),
+        },
+        accept(cluster, fingerprint)
+    )]
+    Changed {
+        /// The cluster.
+        cluster: String,
+        /// The repo's certificate.
+        fingerprint: String,
+        /// The certificate most of its manifests record.
+        usual: String,
+        /// How many record it.
+        usual_count: usize,
+        /// How many record one.
+        total: usize,
+        /// What the controller serves, when it could be asked.
+        controller: Option<String>,
+    },
+    /// The operator's pins cannot be read.
+    #[error(transparent)]
+    Pins(#[from] PinError),
+}
+
+fn accept(cluster: &str, fp: &str) -> String {
+    format!(
+        "to accept it, pin it in the rotator's environment ({TRUSTED_CERTS_ENV}={cluster}={fp}), or give the cluster a kubeContext so that it is verified against its controller"
+    )
 }
 
 /// Why a certificate is trusted.
@@ -116,23 +188,16 @@ pub fn decide(
     pins: &Pins,
     recorded: &Recorded,
     controller: Option<&str>,
-) -> Result<Basis, String> {
-    let accept = format!(
-        "to accept it, pin it in the rotator's environment ({TRUSTED_CERTS_ENV}={cluster}={fp}), or give the cluster a kubeContext so that it is verified against its controller"
-    );
+) -> Result<Basis, Untrusted> {
     if let Some(pinned) = pins.of(cluster) {
         return if pinned.contains(fp) {
             Ok(Basis::Pinned)
         } else {
-            Err(format!(
-                "cluster {cluster}: the sealing certificate in the repo ({}…) is not one the operator pinned ({}); nothing is sealed for this cluster. If the controller's key really changed, {accept}",
-                short(fp),
-                pinned
-                    .iter()
-                    .map(|p| format!("{}…", short(p)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            Err(Untrusted::NotPinned {
+                cluster: cluster.to_owned(),
+                fingerprint: fp.to_owned(),
+                pinned: pinned.iter().cloned().collect(),
+            })
         };
     }
     if controller == Some(fp) {
@@ -146,16 +211,14 @@ pub fn decide(
         return Ok(Basis::Continuity);
     }
     let (usual, _) = recorded.iter().max_by_key(|(_, n)| **n).expect("total > 0");
-    Err(format!(
-        "cluster {cluster}: the sealing certificate in the repo changed: its manifests record {}… ({} of {total}), the repo's certificate is {}…{}; a certificate is not trusted because the repo holds it, so nothing is sealed for this cluster. {accept}",
-        short(usual),
-        recorded[usual],
-        short(fp),
-        match controller {
-            Some(c) => format!(" and the cluster's controller serves {}…", short(c)),
-            None => String::new(),
-        }
-    ))
+    Err(Untrusted::Changed {
+        cluster: cluster.to_owned(),
+        fingerprint: fp.to_owned(),
+        usual: usual.clone(),
+        usual_count: recorded[usual],
+        total,
+        controller: controller.map(str::to_owned),
+    })
 }
 
 #[cfg(test)]
@@ -179,8 +242,16 @@ mod tests {
         .unwrap();
         assert!(p.of("aws.x.dev1").unwrap().contains(A));
         assert!(p.of("gcp.y.dev2").unwrap().contains(B));
-        assert!(Pins::parse("aws.x.dev1").is_err());
-        assert!(Pins::parse("aws.x.dev1=abc").is_err());
+        assert_eq!(
+            Pins::parse("aws.x.dev1"),
+            Err(PinError::NotAPair {
+                entry: "aws.x.dev1".into()
+            })
+        );
+        assert!(matches!(
+            Pins::parse("aws.x.dev1=abc"),
+            Err(PinError::NotAFingerprint { .. })
+        ));
     }
 
     #[test]
@@ -194,6 +265,11 @@ mod tests {
         );
         // A few forged annotations do not outvote the rest.
         let e = decide("c", B, &none, &rec(&[(A, 3), (B, 1)]), None).unwrap_err();
+        assert!(
+            matches!(&e, Untrusted::Changed { usual, usual_count: 3, total: 4, .. } if usual == A),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(
             e.contains("changed") && e.contains(&A[..16]) && e.contains(&B[..16]),
             "{e}"

@@ -532,8 +532,9 @@ pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
             return Err(UsageError("--all-clusters: no cluster has a sealingCert".into()).into());
         }
         // One scan and one read of the pins for every cluster, not one per cluster.
-        let pins = secret_manager::seal::trust::Pins::from_env()
-            .map_err(secret_manager::RepoError::UntrustedCert)?;
+        let pins = secret_manager::seal::trust::Pins::from_env().map_err(|e| {
+            secret_manager::RepoError::from(secret_manager::seal::trust::Untrusted::from(e))
+        })?;
         let found = repo.scan().secrets;
         for id in &clusters {
             let cert = repo
