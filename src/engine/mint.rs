@@ -1,7 +1,7 @@
 //! Mint → verify for each claimed credential, and the one undo: a key this run minted
 //! but cannot stage is deleted again, recorded in the audit log, and its claim released.
 
-use super::claims::{self, keep_fresh};
+use super::held::{self, keep_fresh};
 use super::context::Ctx;
 use super::pipeline::{Claimed, MintFailure, MintOutcome};
 use super::report::{Action, EngineError, Phase, Step};
@@ -149,7 +149,7 @@ pub(super) async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why
         "secret-manager: deleted new keys that could not be staged",
         events,
     );
-    claims::release(ctx, &releasable);
+    held::release(ctx, &releasable);
 }
 
 /// Reports `error` for the credential of `o`, then undoes it.

@@ -21,7 +21,7 @@
 //! The on-disk contract every step relies on is [`crate::journal`]; git is driven only
 //! through [`crate::gitops`].
 
-mod claims;
+mod held;
 mod context;
 mod delete;
 mod gates;
@@ -36,7 +36,7 @@ mod publish;
 mod recover;
 mod report;
 mod revoke;
-mod seal;
+mod edits;
 mod slots;
 mod stage;
 
@@ -215,7 +215,7 @@ pub async fn rotate(
         .filter(|r| selection_covers(&opts.filter, r))
         .cloned()
         .collect();
-    let existing = claims::for_records(&mut ctx, covered);
+    let existing = held::for_records(&mut ctx, covered);
     let existing = proposals::resolve(&mut ctx, existing).await;
     let existing = publish::publish(&mut ctx, existing).await;
     revoke::revoke(&mut ctx, existing).await;
@@ -226,7 +226,7 @@ pub async fn rotate(
     };
     let new = publish::publish(&mut ctx, new).await;
     revoke::revoke(&mut ctx, new).await;
-    claims::release_all(&mut ctx);
+    held::release_all(&mut ctx);
 
     ctx.report.interrupted = opts
         .cancel

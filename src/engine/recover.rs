@@ -3,7 +3,7 @@
 //! keys that claim's run minted and never committed — and no other key — records that in
 //! the audit log, and releases the claim.
 
-use super::claims;
+use super::held;
 use super::context::Ctx;
 use super::plan::index;
 use super::report::{Action, EngineError, Phase, Step};
@@ -182,7 +182,7 @@ async fn recover_one(
         s.done = true;
         ctx.step(s);
     }
-    claims::release(ctx, &[held]);
+    held::release(ctx, &[held]);
     // The credential is free again: staging may claim it in this same run.
     ctx.listed_claims.retain(|l| l.refname != refname);
     Some(blocks)

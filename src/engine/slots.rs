@@ -2,7 +2,7 @@
 //! its to delete, so a full identity stops with an error that names every key and says
 //! which one is in the way.
 
-use super::claims;
+use super::held;
 use super::context::Ctx;
 use super::pipeline::{Claimed, Ready};
 use super::plan::Credential;
@@ -140,6 +140,6 @@ pub(super) async fn check_slots<'a>(
             }
         }
     }
-    claims::release(ctx, &release);
+    held::release(ctx, &release);
     out
 }

@@ -7,14 +7,14 @@
 //! enough behind for the next run to clean up. A key that is minted but cannot be staged
 //! is deleted again ([`super::mint::undo`]) — the one place that happens.
 
-use super::claims::{self, Got, keep_fresh};
+use super::held::{self, Got, keep_fresh};
 use super::context::Ctx;
 use super::mint::{abort, fail_and_abort, mint_one};
 use super::pipeline::{Claimed, MintFailure, MintOutcome, Ready};
 use super::plan::{self, Credential};
 use super::propose::propose;
 use super::report::{Action, EngineError, Phase, Step};
-use super::seal;
+use super::edits;
 use super::slots::{check_slots, slots};
 use crate::journal::record::ts;
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, trailers};
@@ -118,7 +118,7 @@ fn claim_all<'a>(ctx: &mut Ctx<'_>, ready: Vec<(Ready<'a>, Vec<KeyInfo>)>) -> Ve
             )
         })
         .collect();
-    let got = claims::take(ctx, claims);
+    let got = held::take(ctx, claims);
     let mut out = Vec::new();
     for ((r, _), g) in ready.into_iter().zip(got) {
         match g {
@@ -248,7 +248,7 @@ async fn seal_each<'a>(
             continue;
         }
         let claimed_at = o.claimed.held.claim.claimed_at;
-        match seal::credential(ctx, &o.claimed.cred, &o.minted, claimed_at).await {
+        match edits::credential(ctx, &o.claimed.cred, &o.minted, claimed_at).await {
             Ok((recs, files)) => {
                 for f in files
                     .into_iter()

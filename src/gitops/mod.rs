@@ -22,9 +22,9 @@ pub mod events;
 pub mod git;
 mod objects;
 mod promote;
-mod publish;
+mod pointers;
 mod push;
-pub use publish::HotfixVia;
+pub use pointers::HotfixVia;
 mod status;
 mod types;
 
