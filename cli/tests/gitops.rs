@@ -2,7 +2,7 @@
 
 use crate::common::{GitFleet, cmd, git, run_cmd};
 use secret_manager::Repo;
-use secret_manager::gitops::git::{Git, GitError};
+use secret_manager::gitops::git::{Git, GitError, Oid};
 use secret_manager::gitops::{Fleet, PublishError, PublishMode};
 
 const DEV1: &str = "aws.eu-central-1.dev1"; // branch on dev
@@ -166,14 +166,14 @@ fn racing_publishers_on_main_both_land() {
     // A lands first.
     let repo_a = open(&a);
     Fleet::new(&repo_a)
-        .push_main_with_retry(ca, |_| unreachable!("no race yet"))
+        .push_main_with_retry(Oid::parse(&ca).unwrap(), |_| unreachable!("no race yet"))
         .unwrap();
     // B is rejected, rebases its commit onto the new main and retries.
     let repo_b = open(&b);
     let fleet_b = Fleet::new(&repo_b);
     let mut rebuilt = 0;
     let landed = fleet_b
-        .push_main_with_retry(cb.clone(), |new_main| {
+        .push_main_with_retry(Oid::parse(&cb).unwrap(), |new_main| {
             rebuilt += 1;
             let wt = fleet_b.git().temp_worktree(new_main)?;
             wt.git.run(&["cherry-pick", &cb])?;
@@ -181,7 +181,10 @@ fn racing_publishers_on_main_both_land() {
         })
         .unwrap();
     assert_eq!(rebuilt, 1);
-    assert_eq!(f.remote_ref("dev", "refs/heads/main"), Some(landed));
+    assert_eq!(
+        f.remote_ref("dev", "refs/heads/main"),
+        Some(landed.to_string())
+    );
     assert_eq!(f.show("dev", "main", "from-a.txt"), "from-a.txt");
     assert_eq!(f.show("dev", "main", "from-b.txt"), "from-b.txt");
 }
@@ -199,7 +202,7 @@ fn publishing_never_ships_unrelated_changes() {
     let out = fleet.publish(DEV1, &change).unwrap();
     assert_eq!(out.mode, PublishMode::Hotfix);
     let ptr = format!("refs/heads/cluster/{DEV1}");
-    assert_eq!(f.remote_ref("dev", &ptr), Some(out.to.clone()));
+    assert_eq!(f.remote_ref("dev", &ptr), Some(out.to.to_string()));
     assert_eq!(
         f.show("dev", &ptr, DEV1_DNS),
         "rotated dev1",
@@ -266,7 +269,7 @@ fn a_hot_fix_carries_only_its_clusters_part_of_a_commit_that_spans_clusters() {
     let out = fleet.publish(DEV2, &change).unwrap();
     assert_eq!(out.mode, PublishMode::Hotfix);
     let tag = "refs/tags/tag/dev2";
-    assert_eq!(f.remote_ref("dev", tag), Some(out.to.clone()));
+    assert_eq!(f.remote_ref("dev", tag), Some(out.to.to_string()));
     assert_eq!(f.show("dev", tag, dev2_dns), "rotated dev2");
     let absent = git(
         &f.path("dev.git"),

@@ -3,9 +3,9 @@
 //! uses it) are the next phases' job, as for a rotation.
 
 use super::context::Ctx;
+use super::edits::record_manifest;
 use super::plan::{busy_reason, index};
 use super::report::{Action, EngineError, Phase, Step};
-use super::edits::record_manifest;
 use crate::journal::{Change, RecordKind, RotationRecord, TrailerAction, trailers};
 use crate::manifest::edit::{remove_document, remove_item, write_in_worktree};
 use crate::scan::Found;

@@ -162,7 +162,7 @@ so the cluster never gets a commit main does not have. Closing it keeps the clus
         records[i].hotfixes.insert(
             cluster.to_owned(),
             Hotfix {
-                commit: out.to.clone(),
+                commit: out.to.to_string(),
                 branch: branch.clone(),
                 number,
                 url: url.clone(),

@@ -1,8 +1,8 @@
 //! Mint → verify for each claimed credential, and the one undo: a key this run minted
 //! but cannot stage is deleted again, recorded in the audit log, and its claim released.
 
-use super::held::{self, keep_fresh};
 use super::context::Ctx;
+use super::held::{self, keep_fresh};
 use super::pipeline::{Claimed, MintFailure, MintOutcome};
 use super::report::{Action, EngineError, Phase, Step};
 use crate::journal::{TrailerAction, TrailerBlock};

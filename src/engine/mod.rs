@@ -21,10 +21,11 @@
 //! The on-disk contract every step relies on is [`crate::journal`]; git is driven only
 //! through [`crate::gitops`].
 
-mod held;
 mod context;
 mod delete;
+mod edits;
 mod gates;
+mod held;
 mod hotfix;
 mod kustomize;
 mod mint;
@@ -36,7 +37,6 @@ mod publish;
 mod recover;
 mod report;
 mod revoke;
-mod edits;
 mod slots;
 mod stage;
 

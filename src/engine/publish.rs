@@ -86,7 +86,7 @@ fn plan_moves(
         let Some(sha) = rec
             .staging_commit
             .clone()
-            .or_else(|| commits.get(&rec.path()).cloned())
+            .or_else(|| commits.get(&rec.path()).map(ToString::to_string))
         else {
             let e = EngineError::NoStagingCommit { record: rec.path() };
             ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e);

@@ -3,8 +3,8 @@
 //! keys that claim's run minted and never committed — and no other key — records that in
 //! the audit log, and releases the claim.
 
-use super::held;
 use super::context::Ctx;
+use super::held;
 use super::plan::index;
 use super::report::{Action, EngineError, Phase, Step};
 use crate::journal::table::{Held, Taken};
@@ -75,7 +75,7 @@ enum Unbelieved {
 /// afterwards, and staging picks them up like any other.
 pub(super) async fn expired_claims(ctx: &mut Ctx<'_>, records: &[RotationRecord]) {
     let now = ctx.now();
-    let expired: Vec<(String, String, Claim)> = ctx
+    let expired: Vec<(String, crate::gitops::git::Oid, Claim)> = ctx
         .listed_claims
         .iter()
         .filter_map(|l| {
@@ -103,7 +103,7 @@ async fn recover_one(
     ctx: &mut Ctx<'_>,
     records: &[RotationRecord],
     refname: &str,
-    commit: &str,
+    commit: &crate::gitops::git::Oid,
     dead: Claim,
 ) -> Option<Vec<TrailerBlock>> {
     let (source, identity) = (dead.source.clone(), dead.identity.clone());
@@ -190,7 +190,12 @@ async fn recover_one(
 
 /// Takes the dead run's claim over (by lease), keeping its window: from here on no other
 /// run acts on the credential. `None` when another run was first or the remote refused.
-fn take_over(ctx: &mut Ctx<'_>, refname: &str, commit: &str, dead: &Claim) -> Option<Held> {
+fn take_over(
+    ctx: &mut Ctx<'_>,
+    refname: &str,
+    commit: &crate::gitops::git::Oid,
+    dead: &Claim,
+) -> Option<Held> {
     let mut mine = dead.clone();
     mine.run = ctx.run.clone();
     mine.claimed_at = ctx.now();

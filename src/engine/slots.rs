@@ -2,8 +2,8 @@
 //! its to delete, so a full identity stops with an error that names every key and says
 //! which one is in the way.
 
-use super::held;
 use super::context::Ctx;
+use super::held;
 use super::pipeline::{Claimed, Ready};
 use super::plan::Credential;
 use super::report::{EngineError, Phase};

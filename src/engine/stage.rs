@@ -7,14 +7,14 @@
 //! enough behind for the next run to clean up. A key that is minted but cannot be staged
 //! is deleted again ([`super::mint::undo`]) — the one place that happens.
 
-use super::held::{self, Got, keep_fresh};
 use super::context::Ctx;
+use super::edits;
+use super::held::{self, Got, keep_fresh};
 use super::mint::{abort, fail_and_abort, mint_one};
 use super::pipeline::{Claimed, MintFailure, MintOutcome, Ready};
 use super::plan::{self, Credential};
 use super::propose::propose;
 use super::report::{Action, EngineError, Phase, Step};
-use super::edits;
 use super::slots::{check_slots, slots};
 use crate::journal::record::ts;
 use crate::journal::{Claim, RotationRecord, TrailerAction, TrailerBlock, trailers};

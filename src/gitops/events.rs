@@ -50,7 +50,7 @@ impl EventLog {
         let mut races = Races::new();
         loop {
             let tip = self.fetch()?;
-            let parents: Vec<&str> = tip.iter().map(String::as_str).collect();
+            let parents: Vec<&str> = tip.iter().map(Oid::as_str).collect();
             let commit = self.git.commit_files_tree(&[], &parents, message)?;
             let update = RefUpdate {
                 src: Some(commit.clone()),

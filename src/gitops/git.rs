@@ -218,7 +218,7 @@ impl Git {
         if let Some(o) = self.objects()
             && let Ok(found) = o.resolve(rev)
         {
-            return Ok(found.map(|id| id.to_string()));
+            return Ok(found.map(Oid::from));
         }
         match self.run(&[
             "rev-parse",
@@ -226,7 +226,7 @@ impl Git {
             "--quiet",
             &format!("{rev}^{{commit}}"),
         ]) {
-            Ok(s) => Ok(Some(s.trim().to_owned())),
+            Ok(s) => Ok(Some(Oid::from_git(&s, "rev-parse")?)),
             Err(GitError::Failed { code: Some(1), .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -292,7 +292,7 @@ impl Git {
             .lines()
             .filter_map(|line| {
                 let (oid, name) = line.split_once('\t')?;
-                Some((name.to_owned(), oid.to_owned()))
+                Some((name.to_owned(), Oid::parse(oid)?))
             })
             .collect())
     }
@@ -431,7 +431,7 @@ impl Git {
         self.push_one(
             remote,
             RefUpdate {
-                src: Some(oid.to_owned()),
+                src: Some(Oid::from_git(oid, "push")?),
                 dst: format!("refs/heads/{branch}"),
                 lease: Lease::FastForward,
             },
@@ -450,9 +450,12 @@ impl Git {
         self.push_one(
             remote,
             RefUpdate {
-                src: Some(oid.to_owned()),
+                src: Some(Oid::from_git(oid, "push")?),
                 dst: format!("refs/tags/{tag}"),
-                lease: old.map_or(Lease::Absent, |o| Lease::At(o.to_owned())),
+                lease: match old {
+                    Some(o) => Lease::At(Oid::from_git(o, "push")?),
+                    None => Lease::Absent,
+                },
             },
         )
     }

@@ -330,7 +330,7 @@ impl Objects {
     pub(crate) fn write_blob(&self, content: &[u8]) -> GitResult<Oid> {
         let repo = self.local();
         repo.write_blob(content)
-            .map(|id| id.to_string())
+            .map(|id| Oid::from(id.detach()))
             .map_err(|e| err("write blob", e))
     }
 
@@ -365,7 +365,7 @@ impl Objects {
                 .map(|e| TreeEntry {
                     name: e.filename.to_str_lossy().into_owned(),
                     mode: u32::from(e.mode.value()),
-                    oid: e.oid.to_string(),
+                    oid: Oid::from(e.oid.to_owned()),
                 })
                 .collect(),
         ))
@@ -432,7 +432,7 @@ impl Objects {
             extra_headers: Vec::new(),
         };
         repo.write_object(&commit)
-            .map(|id| id.to_string())
+            .map(|id| Oid::from(id.detach()))
             .map_err(|e| err("write commit", e))
     }
 

@@ -59,7 +59,7 @@ impl Fleet {
             .expect("main fetched");
         if !self.git.is_ancestor(&change, &main)? {
             return Err(PublishError::NotOnMain {
-                rev: change,
+                rev: change.to_string(),
                 main: self.main_branch.clone(),
             });
         }
@@ -108,7 +108,7 @@ impl Fleet {
             for i in idx {
                 let (id, change) = &moves[i];
                 let c = self.cluster(id);
-                let decided = (|| -> GitResult<Option<Result<PublishMode, (Oid, Oid)>>> {
+                let decided = (|| -> GitResult<Option<Result<(PublishMode, Oid), (Oid, Oid)>>> {
                     let Some(change) = self.git.resolve(change)? else {
                         return Ok(None);
                     };
@@ -125,7 +125,7 @@ impl Fleet {
                     let files = &files_of[&change];
                     let own = self.files_for(c, files);
                     if self.git.is_ancestor(&change, &p)? || self.holds(&p, &change, &own)? {
-                        return Ok(Some(Ok(PublishMode::AlreadyPublished)));
+                        return Ok(Some(Ok((PublishMode::AlreadyPublished, p))));
                     }
                     if self.git.is_ancestor(&p, &change)?
                         && self.unrelated(c, &p, &change, files)?.is_empty()
@@ -135,8 +135,7 @@ impl Fleet {
                     Ok(None)
                 })();
                 match decided {
-                    Ok(Some(Ok(mode))) => {
-                        let p = self.pointer(c).ok().flatten().unwrap_or_default();
+                    Ok(Some(Ok((mode, p)))) => {
                         out[i] = Some(Ok(PublishOutcome {
                             cluster: c.id.clone(),
                             mode,
@@ -195,13 +194,17 @@ impl Fleet {
     /// pointer is an ancestor of `commit` and `commit` is on main.
     pub fn advance_to(&self, id: &str, commit: &str) -> PublishResult<PublishOutcome> {
         let c = self.cluster(id);
+        let commit = &self
+            .git
+            .resolve(commit)?
+            .ok_or_else(|| PublishError::UnknownRevision(commit.to_owned()))?;
         let main = self
             .git
             .resolve(&self.main_tracking())?
             .expect("main fetched");
         if !self.git.is_ancestor(commit, &main)? {
             return Err(PublishError::NotOnMain {
-                rev: commit.to_owned(),
+                rev: commit.to_string(),
                 main: self.main_branch.clone(),
             });
         }
@@ -217,7 +220,7 @@ impl Fleet {
                 cluster: c.id.clone(),
                 mode,
                 from: p.clone(),
-                to: commit.to_owned(),
+                to: commit.clone(),
             };
             if self.git.is_ancestor(commit, &p)? {
                 return Ok(outcome(PublishMode::AlreadyPublished));
@@ -238,16 +241,16 @@ impl Fleet {
     fn publish_from(
         &self,
         c: &Cluster,
-        p: &str,
-        change: &str,
+        p: &Oid,
+        change: &Oid,
         files: &BTreeSet<String>,
         via: HotfixVia<'_>,
     ) -> PublishResult<PublishOutcome> {
-        let outcome = |mode, to: &str| PublishOutcome {
+        let outcome = |mode, to: &Oid| PublishOutcome {
             cluster: c.id.clone(),
             mode,
-            from: p.to_owned(),
-            to: to.to_owned(),
+            from: p.clone(),
+            to: to.clone(),
         };
         // Published already when the pointer has the change itself, or (after a hot-fix,
         // which is a copy) when its tree holds every changed file as the change left it.

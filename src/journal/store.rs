@@ -212,7 +212,9 @@ pub fn staging_commits(git: &Git) -> GitResult<BTreeMap<String, Oid>> {
         let mut lines = entry.lines().map(str::trim).filter(|l| !l.is_empty());
         let Some(sha) = lines.next() else { continue };
         for path in lines {
-            map.entry(path.to_owned()).or_insert_with(|| sha.to_owned());
+            if let Some(oid) = Oid::parse(sha) {
+                map.entry(path.to_owned()).or_insert(oid);
+            }
         }
     }
     Ok(map)

@@ -214,12 +214,12 @@ impl ClaimTable {
             .run(&["for-each-ref", "--format=%(objectname) %(refname)", MIRROR])?;
         let mut snap = Snapshot::default();
         for (oid, name) in out.lines().filter_map(|l| l.split_once(' ')) {
+            let oid = Oid::from_git(oid, "for-each-ref")?;
             let id = name.trim_start_matches(MIRROR);
             if id == TABLE {
-                snap.tip = Some(oid.to_owned());
+                snap.tip = Some(oid);
             } else {
-                snap.legacy
-                    .insert(format!("{}{id}", self.prefix), oid.to_owned());
+                snap.legacy.insert(format!("{}{id}", self.prefix), oid);
             }
         }
         if let Some(tip) = &snap.tip {
@@ -438,17 +438,17 @@ impl ClaimTable {
         entries: &BTreeMap<String, TreeEntry>,
         snap: &Snapshot,
         name: &str,
-        expect: &str,
+        expect: &Oid,
     ) -> Option<Option<RefUpdate>> {
         let file_name = format!("{}.yaml", self.id_of(name));
         if let Some(e) = entries.get(&file_name) {
-            return (e.oid == expect).then_some(None);
+            return (&e.oid == expect).then_some(None);
         }
         match snap.legacy.get(name) {
             Some(commit) if commit == expect => Some(Some(RefUpdate {
                 src: None,
                 dst: name.to_owned(),
-                lease: Lease::At(expect.to_owned()),
+                lease: Lease::At(expect.clone()),
             })),
             _ => None,
         }
@@ -456,13 +456,15 @@ impl ClaimTable {
 
     fn taken(&self, applied: Applied, claim: Claim) -> Taken {
         match applied {
-            Applied::Done(blob) => Taken::Won(Box::new(Held {
+            // A take or a replacement writes the claim's blob; only a release has none.
+            Applied::Done(None) => Taken::Lost,
+            Applied::Done(Some(blob)) => Taken::Won(Box::new(Held {
                 refname: format!(
                     "{}{}",
                     self.prefix,
                     credential_id(&claim.source, &claim.identity)
                 ),
-                commit: blob.unwrap_or_default(),
+                commit: blob,
                 claim,
             })),
             Applied::Lost => Taken::Lost,
@@ -486,10 +488,10 @@ impl ClaimTable {
 
     /// Replaces the claim at `refname` with `claim` only if it is still at `old` (taking
     /// over an expired claim, or renewing our own).
-    pub fn replace(&self, refname: &str, old: &str, claim: Claim) -> GitResult<Taken> {
+    pub fn replace(&self, refname: &str, old: &Oid, claim: Claim) -> GitResult<Taken> {
         let op = Op::Replace {
             name: refname.to_owned(),
-            expect: old.to_owned(),
+            expect: old.clone(),
             claim: claim.clone(),
         };
         let applied = self.apply(std::slice::from_ref(&op))?;
@@ -524,11 +526,11 @@ impl ClaimTable {
     }
 }
 
-fn file(name: &str, blob: &str) -> TreeEntry {
+fn file(name: &str, blob: &Oid) -> TreeEntry {
     TreeEntry {
         name: name.to_owned(),
         mode: FILE_MODE,
-        oid: blob.to_owned(),
+        oid: blob.clone(),
     }
 }
 

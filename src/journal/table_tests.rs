@@ -244,8 +244,12 @@ fn an_earlier_versions_claim_ref_is_busy_and_is_taken_over_into_the_table_atomic
     assert_eq!(l.claim.as_ref().unwrap().run.0, "run-old");
     // Taking it over with a wrong lease loses; with the listed one it moves into the table.
     assert_eq!(
-        a.replace(&legacy, &"0".repeat(40), claim("run-a", "u1"))
-            .unwrap(),
+        a.replace(
+            &legacy,
+            &Oid::parse(&"0".repeat(40)).unwrap(),
+            claim("run-a", "u1")
+        )
+        .unwrap(),
         Taken::Lost
     );
     let held = won(a.replace(&legacy, &l.commit, claim("run-a", "u1")).unwrap());
@@ -285,7 +289,7 @@ fn what_others_left_in_the_table_is_reported_or_carried_never_trusted() {
         TreeEntry {
             name: "sub".into(),
             mode: 0o040000,
-            oid: empty_tree,
+            oid: Oid::parse(&empty_tree).unwrap(),
         },
         TreeEntry {
             name: format!("{}.yaml", credential_id("aws", "bad")),

@@ -11,10 +11,10 @@ impl Git {
         if let Some(o) = self.objects() {
             return o.write_blob(content.as_bytes());
         }
-        Ok(self
-            .run_input(&["hash-object", "-w", "--stdin"], Some(content))?
-            .trim()
-            .to_owned())
+        Oid::from_git(
+            &self.run_input(&["hash-object", "-w", "--stdin"], Some(content))?,
+            "hash-object",
+        )
     }
 
     /// A commit with `files` (name → blob id, one level) as its whole tree, `parents`
@@ -28,12 +28,14 @@ impl Git {
         // Signed commits go through `git commit-tree -S` (the configured signing program).
         let entries: Vec<TreeEntry> = files
             .iter()
-            .map(|(name, blob)| TreeEntry {
-                name: (*name).to_owned(),
-                mode: 0o100644,
-                oid: (*blob).to_owned(),
+            .map(|(name, blob)| {
+                Ok(TreeEntry {
+                    name: (*name).to_owned(),
+                    mode: 0o100644,
+                    oid: Oid::from_git(blob, "commit-tree")?,
+                })
             })
-            .collect();
+            .collect::<GitResult<_>>()?;
         self.commit_tree(&entries, parents, message)
     }
 
@@ -67,7 +69,7 @@ impl Git {
                 let mut m = meta.split(' ');
                 let mode = u32::from_str_radix(m.next()?, 8).ok()?;
                 let _kind = m.next()?;
-                let oid = m.next()?.to_owned();
+                let oid = Oid::parse(m.next()?)?;
                 Some(TreeEntry {
                     name: name.to_owned(),
                     mode,
@@ -124,21 +126,12 @@ impl Git {
         }
         args.push("-F".into());
         args.push("-".into());
-        Ok(self.run_input(&args, Some(message))?.trim().to_owned())
+        Oid::from_git(&self.run_input(&args, Some(message))?, "commit-tree")
     }
 
     /// The content of each blob in `oids`, `None` where it is missing, not a blob or
     /// larger than `limit` bytes (in-process, the size is checked before the blob is read).
     pub fn read_blob_ids(&self, oids: &[Oid], limit: u64) -> GitResult<Vec<Option<String>>> {
-        if let Some(bad) = oids
-            .iter()
-            .find(|o| o.len() != 40 || !o.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(GitError::Parse {
-                args: "cat-file --batch".into(),
-                message: format!("not an object id: {}", crate::text::escape(bad)),
-            });
-        }
         if let Some(o) = self.objects() {
             let blobs = o.read_blob_ids(oids, limit)?;
             return Ok(blobs
@@ -146,8 +139,9 @@ impl Git {
                 .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
                 .collect());
         }
+        let specs: Vec<String> = oids.iter().map(ToString::to_string).collect();
         Ok(self
-            .read_blobs(oids)?
+            .read_blobs(&specs)?
             .into_iter()
             .map(|b| b.filter(|b| b.len() as u64 <= limit))
             .collect())
