@@ -148,6 +148,63 @@ fn unreferenced_role(
     }
 }
 
+/// What `keys` shows: each selected identity's keys with their roles, the identities whose
+/// source failed, and what could not be read (the rotations in flight, the claims on the
+/// main remote) — without which keys show as `foreign`, for a warning.
+#[derive(Debug)]
+pub struct KeysReport {
+    /// One row per key.
+    pub rows: Vec<KeyRow>,
+    /// Identities whose source could not be asked.
+    pub failures: Vec<KeysFailure>,
+    /// What could not be read, and what that means for the roles.
+    pub warnings: Vec<String>,
+}
+
+/// The keys of `ids` (selected from `repo`'s manifests): reads the rotations in flight and
+/// the claims on the main remote, then asks each source, `concurrency` at a time.
+pub async fn report(
+    repo: &crate::Repo,
+    ids: &[Identity<'_>],
+    providers: &Providers,
+    now: DateTime<Utc>,
+    concurrency: usize,
+) -> crate::config::ConfigResult<KeysReport> {
+    let fleet = crate::gitops::Fleet::new(repo);
+    let pr_mode = repo.config.main_via == crate::config::MainVia::PullRequest;
+    let in_flight = crate::journal::store::in_flight(&fleet, &repo.root, pr_mode)?;
+    let mut warnings = Vec::new();
+    if let Some(why) = in_flight.unread {
+        warnings.push(format!(
+            "{why}; keys of rotations in flight show as foreign"
+        ));
+    }
+    let table = crate::journal::table::ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
+    let claims: Vec<crate::journal::Claim> = match table.list() {
+        Ok(l) => l.into_iter().filter_map(|l| l.claim.ok()).collect(),
+        Err(e) => {
+            warnings.push(format!(
+                "cannot read the claims on the main remote ({e}); unreferenced keys show as foreign"
+            ));
+            Vec::new()
+        }
+    };
+    let (rows, failures) = key_rows(
+        providers,
+        ids,
+        &in_flight.records,
+        &claims,
+        now,
+        concurrency,
+    )
+    .await;
+    Ok(KeysReport {
+        rows,
+        failures,
+        warnings,
+    })
+}
+
 /// Lists keys for every identity, at most `concurrency` provider calls at a time.
 /// `records` are the rotations in flight: their old and new keys get the role `pending`;
 /// `claims` (read from the main remote) tell a key a run minted from a foreign one.

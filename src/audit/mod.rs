@@ -339,6 +339,68 @@ fn regex_escape(s: &str) -> String {
         .collect()
 }
 
+/// The refs the history of `repo`'s fleet is in, fetched now: main (the checkout's `HEAD`
+/// when main was never fetched), every cluster's pointer, the journal ref of pull-request
+/// mode (its publish, revoke and abandon commits) and the audit log (cleanups, undos,
+/// promotions). What could not be fetched is said in the warnings; the export then comes
+/// from the refs as last fetched.
+pub fn history_refs(
+    fleet: &crate::gitops::Fleet,
+    repo: &crate::Repo,
+) -> GitResult<(Vec<String>, Vec<String>)> {
+    let mut warnings = Vec::new();
+    if let Err(e) = fleet.fetch() {
+        warnings.push(format!(
+            "could not fetch the remotes ({e}); exporting from local refs"
+        ));
+    }
+    let mut refs = vec![fleet.main_tracking()];
+    for c in &repo.inventory.clusters {
+        if fleet.pointer(c)?.is_some() {
+            refs.push(crate::gitops::Fleet::pointer_tracking(c));
+        }
+    }
+    if fleet.git().resolve(&refs[0])?.is_none() {
+        refs[0] = "HEAD".into();
+    }
+    let journal = crate::journal::store::journal_target(fleet);
+    if let Ok(Some(_)) = fleet.fetch_target(&journal) {
+        refs.push(journal.tracking.clone());
+    }
+    match crate::gitops::events::EventLog::new(fleet).fetch() {
+        Ok(Some(_)) => refs.push(crate::gitops::events::EVENTS_MIRROR.into()),
+        Ok(None) => {}
+        Err(e) => warnings.push(format!(
+            "could not fetch the audit log {} ({e}); cleanups and undos are missing from the export",
+            crate::gitops::events::EVENTS_REF
+        )),
+    }
+    Ok((refs, warnings))
+}
+
+/// Records a promotion in the audit log (`refs/secret-manager/audit` on the main
+/// remote): a promotion adds no commit to the pointer, so without this event the export
+/// could not say who moved it.
+pub fn record_promote(
+    fleet: &crate::gitops::Fleet,
+    c: &crate::inventory::Cluster,
+    from: &str,
+    to: &str,
+    commits: usize,
+) -> GitResult<()> {
+    let mut b = TrailerBlock::new(TrailerAction::Promote);
+    b.clusters = vec![c.id.clone()];
+    b.reason = Some(format!(
+        "{} on {} moved from {from} to {to} ({commits} commit(s), fast-forward)",
+        crate::gitops::pointer_ref(c),
+        c.remote
+    ));
+    let msg = trailers::message(&format!("secret-manager: promoted {}", c.id), &[b]);
+    crate::gitops::events::EventLog::new(fleet)
+        .append(&msg)
+        .map(drop)
+}
+
 /// Rebuilds the audit history from `refs` (main and the pointers) of the clone at `git`.
 pub fn export(git: &Git, refs: &[String], o: &AuditOptions) -> GitResult<Vec<AuditRecord>> {
     let out = log(

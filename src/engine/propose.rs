@@ -7,25 +7,11 @@
 use super::context::Ctx;
 use super::report::{EngineError, Phase};
 use crate::forge::NewPullRequest;
-use crate::gitops::RefTarget;
 use crate::gitops::git::{GitError, Lease, RefOutcome, RefUpdate};
 use crate::journal::record::{Proposal, ts};
 use crate::journal::{Change, RotationRecord, TrailerAction, TrailerBlock, trailers};
 
-/// The journal ref in pull-request mode: the records, outside main.
-pub const JOURNAL_REF: &str = "refs/secret-manager/journal";
-
-/// Where the journal ref is tracked locally.
-pub const JOURNAL_TRACKING: &str = "refs/secret-manager/remote-journal";
-
-/// The journal ref on the fleet's main remote.
-pub(super) fn journal_target(fleet: &crate::gitops::Fleet) -> RefTarget {
-    RefTarget {
-        remote: fleet.main_remote().to_owned(),
-        refname: JOURNAL_REF.into(),
-        tracking: JOURNAL_TRACKING.into(),
-    }
-}
+pub use crate::journal::store::{JOURNAL_REF, JOURNAL_TRACKING, journal_target};
 
 /// The marker the tool puts in its pull requests' bodies.
 pub(super) fn marker(run: &str) -> String {

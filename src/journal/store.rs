@@ -14,7 +14,65 @@ use super::record::{RECORDS_DIR, RotationRecord};
 use crate::config::{ConfigResult, from_yaml};
 use crate::gitops::batch::MainWriter;
 use crate::gitops::git::{Git, GitResult, Oid};
-use crate::gitops::{PublishError, PublishResult};
+use crate::gitops::{Fleet, PublishError, PublishResult, RefTarget};
+
+/// The journal ref in pull-request mode: the records, outside main (which takes only
+/// reviewed changes).
+pub const JOURNAL_REF: &str = "refs/secret-manager/journal";
+
+/// Where the journal ref is tracked locally.
+pub const JOURNAL_TRACKING: &str = "refs/secret-manager/remote-journal";
+
+/// The journal ref on the fleet's main remote.
+pub fn journal_target(fleet: &Fleet) -> RefTarget {
+    RefTarget {
+        remote: fleet.main_remote().to_owned(),
+        refname: JOURNAL_REF.into(),
+        tracking: JOURNAL_TRACKING.into(),
+    }
+}
+
+/// The rotations in flight, for commands that show them (`list`, `keys`).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    /// The records.
+    pub records: Vec<RotationRecord>,
+    /// What could not be read (the records shown may be incomplete), for a warning.
+    pub unread: Option<String>,
+}
+
+/// The rotations in flight as the main remote last showed them: the records on main as
+/// last fetched (the checkout's when main was never fetched) and, in pull-request mode,
+/// those on the journal ref — fetched now when `fetch_journal`, else as last fetched. A
+/// journal ref that cannot be fetched is reported in [`InFlight::unread`]; a record that
+/// does not parse is an error (it names the file).
+pub fn in_flight(fleet: &Fleet, checkout: &Path, fetch_journal: bool) -> ConfigResult<InFlight> {
+    let tracking = fleet.main_tracking();
+    let mut out = InFlight {
+        records: match fleet.git().resolve(&tracking) {
+            Ok(Some(_)) => load_records_at(fleet.git(), &tracking)?,
+            _ => load_records(checkout)?,
+        },
+        unread: None,
+    };
+    let target = journal_target(fleet);
+    let journal = if fetch_journal {
+        fleet.fetch_target(&target).map_err(|e| e.to_string())
+    } else {
+        fleet
+            .git()
+            .resolve(JOURNAL_TRACKING)
+            .map_err(|e| e.to_string())
+    };
+    match journal {
+        Ok(Some(_)) => out
+            .records
+            .extend(load_records_at(fleet.git(), JOURNAL_TRACKING)?),
+        Ok(None) => {}
+        Err(e) => out.unread = Some(format!("cannot read {JOURNAL_REF} ({e})")),
+    }
+    Ok(out)
+}
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

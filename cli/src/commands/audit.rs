@@ -92,42 +92,9 @@ pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
         .transpose()?;
     let repo = open_git_repo(ctx)?;
     let fleet = Fleet::new(&repo);
-    if let Err(e) = fleet.fetch() {
-        crate::output::say(
-            crate::output::Level::Warn,
-            &format!("could not fetch the remotes ({e}); exporting from local refs"),
-        );
-    }
-    let mut refs = vec![fleet.main_tracking()];
-    for c in &repo.inventory.clusters {
-        if fleet.pointer(c)?.is_some() {
-            refs.push(format!("refs/secret-manager/pointers/{}", c.id));
-        }
-    }
-    if fleet.git().resolve(&refs[0])?.is_none() {
-        refs[0] = "HEAD".into();
-    }
-    // Pull-request mode keeps its records on the journal ref: their publish, revoke and
-    // abandon commits are there.
-    let journal = secret_manager::gitops::RefTarget {
-        remote: fleet.main_remote().to_owned(),
-        refname: secret_manager::engine::JOURNAL_REF.into(),
-        tracking: secret_manager::engine::JOURNAL_TRACKING.into(),
-    };
-    if let Ok(Some(_)) = fleet.fetch_target(&journal) {
-        refs.push(journal.tracking.clone());
-    }
-    let events = secret_manager::gitops::events::EventLog::new(&fleet);
-    match events.fetch() {
-        Ok(Some(_)) => refs.push(secret_manager::gitops::events::EVENTS_MIRROR.into()),
-        Ok(None) => {}
-        Err(e) => crate::output::say(
-            crate::output::Level::Warn,
-            &format!(
-                "could not fetch the audit log {} ({e}); cleanups and undos are missing from the export",
-                secret_manager::gitops::events::EVENTS_REF
-            ),
-        ),
+    let (refs, warnings) = secret_manager::audit::history_refs(&fleet, &repo)?;
+    for w in &warnings {
+        crate::output::say(crate::output::Level::Warn, w);
     }
     let opts = AuditOptions {
         since,

@@ -173,16 +173,7 @@ fn record_promote(
     to: &str,
     commits: usize,
 ) {
-    use secret_manager::journal::{TrailerAction, TrailerBlock, trailers};
-    let mut b = TrailerBlock::new(TrailerAction::Promote);
-    b.clusters = vec![c.id.clone()];
-    b.reason = Some(format!(
-        "{} on {} moved from {from} to {to} ({commits} commit(s), fast-forward)",
-        secret_manager::gitops::pointer_ref(c),
-        c.remote
-    ));
-    let msg = trailers::message(&format!("secret-manager: promoted {}", c.id), &[b]);
-    if let Err(e) = secret_manager::gitops::events::EventLog::new(fleet).append(&msg) {
+    if let Err(e) = secret_manager::audit::record_promote(fleet, c, from, to, commits) {
         crate::output::say(
             crate::output::Level::Warn,
             &format!(

@@ -26,55 +26,6 @@ pub struct KeysArgs {
     pub concurrency: usize,
 }
 
-/// The rotations in flight: on main, or (pull-request mode) on the journal ref.
-fn records(
-    repo: &secret_manager::Repo,
-) -> anyhow::Result<Vec<secret_manager::journal::RotationRecord>> {
-    if repo.config.main_via != secret_manager::config::MainVia::PullRequest {
-        return Ok(secret_manager::journal::load_records(&repo.root)?);
-    }
-    let fleet = secret_manager::gitops::Fleet::new(repo);
-    let target = secret_manager::gitops::RefTarget {
-        remote: fleet.main_remote().to_owned(),
-        refname: secret_manager::engine::JOURNAL_REF.into(),
-        tracking: secret_manager::engine::JOURNAL_TRACKING.into(),
-    };
-    match fleet.fetch_target(&target) {
-        Ok(Some(tip)) => Ok(secret_manager::journal::load_records_at(fleet.git(), &tip)?),
-        Ok(None) => Ok(Vec::new()),
-        Err(e) => {
-            crate::output::say(
-                crate::output::Level::Warn,
-                &format!(
-                    "cannot read {} ({e}); keys of rotations in flight show as foreign",
-                    target.refname
-                ),
-            );
-            Ok(Vec::new())
-        }
-    }
-}
-
-/// The claims on the main remote (to tell keys runs minted from foreign ones); none when
-/// the remote cannot be reached (then unreferenced keys show as `foreign`).
-fn list_claims(repo: &secret_manager::Repo) -> Vec<secret_manager::journal::Claim> {
-    let fleet = secret_manager::gitops::Fleet::new(repo);
-    let refs =
-        secret_manager::journal::table::ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
-    match refs.list() {
-        Ok(l) => l.into_iter().filter_map(|l| l.claim.ok()).collect(),
-        Err(e) => {
-            crate::output::say(
-                crate::output::Level::Warn,
-                &format!(
-                    "cannot read the claims on the main remote ({e}); unreferenced keys show as foreign"
-                ),
-            );
-            Vec::new()
-        }
-    }
-}
-
 /// Runs `keys`.
 pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
     let repo = open_repo(ctx)?;
@@ -86,17 +37,14 @@ pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
         repo.config.providers.clone(),
         &secret_manager::journal::RunId::new(ctx.now).0,
     );
-    let records = records(&repo)?;
-    let claims = list_claims(&repo);
-    let (rows, failures) = secret_manager::keys::key_rows(
-        &providers,
-        &ids,
-        &records,
-        &claims,
-        ctx.now,
-        args.concurrency,
-    )
-    .await;
+    let secret_manager::keys::KeysReport {
+        rows,
+        failures,
+        warnings,
+    } = secret_manager::keys::report(&repo, &ids, &providers, ctx.now, args.concurrency).await?;
+    for w in &warnings {
+        crate::output::say(crate::output::Level::Warn, w);
+    }
     // Missing credentials are said once per source (the same line for each identity).
     let mut said = std::collections::BTreeSet::new();
     for f in &failures {

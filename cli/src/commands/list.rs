@@ -44,20 +44,9 @@ fn in_flight_and_checkout(
     rows: &mut [secret_manager::list::ListRow],
 ) {
     let fleet = secret_manager::gitops::Fleet::new(repo);
-    let tracking = fleet.main_tracking();
-    let mut records = match fleet.git().resolve(&tracking) {
-        Ok(Some(_)) => secret_manager::journal::load_records_at(fleet.git(), &tracking),
-        _ => secret_manager::journal::load_records(&repo.root),
-    };
-    // Pull-request mode keeps the records on the journal ref.
-    let journal = secret_manager::engine::JOURNAL_TRACKING;
-    if let (Ok(rs), Ok(Some(_))) = (&mut records, fleet.git().resolve(journal))
-        && let Ok(more) = secret_manager::journal::load_records_at(fleet.git(), journal)
-    {
-        rs.extend(more);
-    }
-    match records {
-        Ok(records) => secret_manager::list::mark_in_flight(rows, &records),
+    // As last fetched: `list` does not touch the network for this.
+    match secret_manager::journal::store::in_flight(&fleet, &repo.root, false) {
+        Ok(f) => secret_manager::list::mark_in_flight(rows, &f.records),
         Err(e) => tracing::debug!(error = %e, "rotation records not read"),
     }
     if !ctx.global.quiet
