@@ -44,7 +44,7 @@ pub(super) async fn publish(
 
 fn clear(records: &mut [RotationRecord], members: &[usize], cluster: &str) {
     for &i in members {
-        records[i].hotfixes.remove(cluster);
+        records[i].hotfix_settled(cluster);
     }
 }
 
@@ -159,8 +159,8 @@ so the cluster never gets a commit main does not have. Closing it keeps the clus
         }
     };
     for &i in members {
-        records[i].hotfixes.insert(
-            cluster.to_owned(),
+        records[i].hotfix_proposed(
+            cluster,
             Hotfix {
                 commit: out.to.to_string(),
                 branch: branch.clone(),

@@ -223,10 +223,10 @@ fn merged(
     let mut out = Vec::new();
     for mut r in recs {
         match staging_commit(ctx, &main, &r) {
-            Ok(sha) => {
-                r.staging_commit = Some(sha);
-                out.push(r);
-            }
+            Ok(sha) => match r.merged(&sha) {
+                Ok(()) => out.push(r),
+                Err(e) => ctx.fail(Phase::Publish, &r.source, &r.identity, None, e.into()),
+            },
             Err(why) => {
                 let e = EngineError::NotOnMain(format!(
                     "{} was merged, but its change is not on main as merged ({why}); nothing is published or revoked. Restore the change on main, or delete {} from {} (and the new key {} at the source)",
@@ -279,10 +279,8 @@ async fn no_pull_request(
     match opened {
         Ok(pr) => {
             for r in recs.iter_mut() {
-                if let Some(p) = r.proposal.as_mut() {
-                    p.number = Some(pr.number);
-                    p.url = Some(pr.url.clone());
-                }
+                // The records of an open branch are `Proposed`.
+                let _ = r.proposal_opened(pr.number, &pr.url);
             }
             let _ = write_records(
                 ctx,

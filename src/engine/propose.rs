@@ -8,7 +8,7 @@ use super::context::Ctx;
 use super::report::{EngineError, Phase};
 use crate::forge::NewPullRequest;
 use crate::gitops::git::{GitError, Lease, RefOutcome, RefUpdate};
-use crate::journal::record::{Proposal, ts};
+use crate::journal::record::ts;
 use crate::journal::{Change, RotationRecord, TrailerAction, TrailerBlock, trailers};
 
 pub use crate::journal::store::{JOURNAL_REF, JOURNAL_TRACKING, journal_target};
@@ -126,12 +126,10 @@ pub(super) async fn propose(
         .commit_local(manifests, &trailers::message(subject, blocks))?;
     let now = ctx.now();
     for r in records.iter_mut() {
-        r.proposal = Some(Proposal {
-            branch: branch.clone(),
-            number: None,
-            url: None,
-            opened_at: now,
-        });
+        if let Err(e) = r.propose(&branch, now) {
+            let _ = ctx.writer.reset_to(&main);
+            return Err(e.into());
+        }
     }
     // 1. The journal first: from here on a dying run leaves a record naming the branch.
     let journal_msg = format!(
@@ -209,10 +207,8 @@ pub(super) async fn propose(
     // 4. The records learn the pull request.
     let mut blocks = Vec::new();
     for r in records.iter_mut() {
-        if let Some(p) = r.proposal.as_mut() {
-            p.number = Some(pr.number);
-            p.url = Some(pr.url.clone());
-        }
+        // Just proposed above: the record is `Proposed`.
+        let _ = r.proposal_opened(pr.number, &pr.url);
         let mut b = r.trailer(TrailerAction::Propose);
         b.reason = Some(format!(
             "pull request {} on branch {branch}, opened {}",

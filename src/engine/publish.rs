@@ -177,7 +177,12 @@ async fn move_pointers(
                 let short = |s: &str| s[..12.min(s.len())].to_owned();
                 let detail = format!("{} {} -> {}", out.mode, short(&out.from), short(&out.to));
                 for &i in &members {
-                    records[i].published_at.insert(cluster.clone(), now);
+                    if let Err(e) = records[i].published(&cluster, now) {
+                        let (source, identity) =
+                            (records[i].source.clone(), records[i].identity.clone());
+                        ctx.fail(Phase::Publish, &source, &identity, Some(&cluster), e.into());
+                        continue;
+                    }
                     moved
                         .entry(i)
                         .or_default()

@@ -303,6 +303,10 @@ pub enum EngineError {
     /// the batch carries the cause).
     #[error("{0}")]
     Batch(String),
+    /// A record was asked for a change that does not apply where it stands (a bug in the
+    /// run; the record was left as it was).
+    #[error(transparent)]
+    Transition(#[from] crate::journal::record::IllegalTransition),
     /// A file could not be written or removed.
     #[error("{path}: {source}")]
     Io {

@@ -435,8 +435,13 @@ fn commit(
         let written = match t {
             Todo::Revoke(Revoke::Disable, _) => {
                 let mut r = rec.clone();
-                r.disabled_at = Some(now);
-                ctx.store().write(&[Change::Put(&r)])
+                match r.disable(now) {
+                    Ok(()) => ctx.store().write(&[Change::Put(&r)]),
+                    Err(e) => {
+                        unwritten.push((*i, e.to_string()));
+                        continue;
+                    }
+                }
             }
             _ => ctx.store().write(&[Change::End(rec)]),
         };
@@ -450,7 +455,8 @@ fn commit(
         let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
         let mut b = match t {
             Todo::Revoke(Revoke::Disable, _) => {
-                rec.disabled_at = Some(now);
+                // Checked on the copy just written.
+                let _ = rec.disable(now);
                 let mut b = rec.trailer(TrailerAction::Revoke);
                 b.reason =
                     Some("old key disabled; deleted once the grace period has passed again".into());

@@ -293,7 +293,8 @@ async fn commit(
         for (_, rs) in staged.iter_mut() {
             for r in rs.iter_mut() {
                 if let Some(p) = recs.iter().find(|q| q.id == r.id) {
-                    r.proposal = p.proposal.clone();
+                    // The same record, now `Proposed`.
+                    *r = p.clone();
                 }
             }
         }
