@@ -85,11 +85,11 @@ pub fn identities<'a>(
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyRow {
-    /// Source.
+    /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
     /// Identity label.
     pub identity: String,
-    /// Key id.
+    /// The key's id at its source.
     pub key_id: String,
     /// Created at the source.
     pub created: Option<String>,
@@ -113,9 +113,9 @@ pub struct KeyRow {
 /// A failure to list one identity's keys.
 #[derive(Debug)]
 pub struct KeysFailure {
-    /// Source.
+    /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
-    /// Identity.
+    /// The identity label the source keys belong to (an IAM user, an application, a service account).
     pub identity: String,
     /// Error text.
     pub error: String,

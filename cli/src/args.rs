@@ -103,7 +103,7 @@ pub enum ColorArg {
     Auto,
     /// Always, even on a pipe and with NO_COLOR.
     Always,
-    /// Never.
+    /// No colour, even on a terminal.
     Never,
 }
 

@@ -33,13 +33,13 @@ pub struct AuditRecord {
     pub name: String,
     /// Repo-relative file.
     pub file: String,
-    /// Source.
+    /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
     /// Key replaced or revoked.
     pub old_key_id: String,
     /// Key introduced.
     pub new_key_id: String,
-    /// Rotation id.
+    /// The rotation record's id (empty for events outside a rotation).
     pub rotation_id: String,
     /// Commit id.
     pub commit: String,

@@ -52,7 +52,7 @@ pub struct RawForge {
 /// A validated `forge:` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forge {
-    /// Kind.
+    /// GitHub or GitLab.
     pub kind: ForgeKind,
     /// REST base URL as the repo wrote it, without a trailing `/`. Only a statement of
     /// intent: the token goes to the URL the operator trusts
@@ -62,7 +62,7 @@ pub struct Forge {
     pub repository: String,
     /// Branch prefix (ends with `/` or `-` as written).
     pub branch_prefix: String,
-    /// Labels.
+    /// Labels put on the tool's pull requests.
     pub labels: Vec<String>,
     /// Merge once the forge allows it.
     pub auto_merge: bool,

@@ -197,7 +197,7 @@ pub struct Config {
     pub max_age: chrono::Duration,
     /// Grace period between publish and revoke.
     pub revoke_after: chrono::Duration,
-    /// Revoke mode.
+    /// Whether the old key is deleted, or disabled first and deleted after the grace period again.
     pub revoke_mode: RevokeMode,
     /// Branch pointer pattern.
     pub branch_pattern: String,

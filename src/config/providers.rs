@@ -61,13 +61,13 @@ pub struct ExecSettings {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProviderSettings {
-    /// AWS.
+    /// Settings of the `aws` source.
     #[serde(default)]
     pub aws: AwsSettings,
-    /// Azure.
+    /// Settings of the `azure` source.
     #[serde(default)]
     pub azure: AzureSettings,
-    /// GCP.
+    /// Settings of the `gcp` source.
     #[serde(default)]
     pub gcp: GcpSettings,
     /// External plugins by source name.

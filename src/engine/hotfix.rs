@@ -20,7 +20,7 @@ pub(super) enum Outcome {
     Moved(PublishOutcome),
     /// Waiting for a hot-fix pull request.
     Waiting(String),
-    /// Failed.
+    /// The hot-fix could not be made or proposed (reported for each record).
     Failed(EngineError),
 }
 

@@ -112,7 +112,7 @@ impl std::fmt::Display for Action {
 pub struct Step {
     /// What.
     pub action: Action,
-    /// Source.
+    /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
     /// Identity label.
     pub identity: String,
@@ -214,7 +214,7 @@ pub enum EngineError {
     MissingField {
         /// Source.
         source_name: String,
-        /// Field.
+        /// The output field `keyMappings` names.
         field: String,
     },
     /// The identity holds as many keys as it may, and none is this tool's to delete.
@@ -250,7 +250,7 @@ pub enum EngineError {
     ClaimRefused {
         /// Ref.
         refname: String,
-        /// Prefix.
+        /// The ref namespace the claims live under (`claims.refPrefix`).
         prefix: String,
         /// What the remote said.
         reason: String,
@@ -261,7 +261,7 @@ pub enum EngineError {
     /// A revocation gate cannot be evaluated.
     #[error("cluster {cluster}: {message}")]
     Gate {
-        /// Cluster.
+        /// The cluster id (`cloud.region.name`).
         cluster: String,
         /// What failed and what to do.
         message: String,
@@ -310,7 +310,7 @@ pub enum EngineError {
     /// A file could not be written or removed.
     #[error("{path}: {source}")]
     Io {
-        /// Path.
+        /// Repo-relative path.
         path: String,
         /// Cause.
         #[source]
@@ -364,11 +364,11 @@ fn as_text<S: Serializer>(e: &EngineError, s: S) -> Result<S::Ok, S::Error> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
-    /// Phase.
+    /// The phase the failure happened in (it decides the exit code).
     pub phase: Phase,
-    /// Source.
+    /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
-    /// Identity.
+    /// The identity label the source keys belong to (an IAM user, an application, a service account).
     pub identity: String,
     /// The cluster, when the failure concerns one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -386,7 +386,7 @@ pub struct RotateReport {
     pub run: String,
     /// Steps in order.
     pub steps: Vec<Step>,
-    /// Failures.
+    /// What failed, per credential (and cluster).
     pub failures: Vec<Failure>,
     /// The signal that interrupted the run, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -50,7 +50,7 @@ pub struct PullRequest {
     pub number: u64,
     /// Web URL for people.
     pub url: String,
-    /// State.
+    /// Open, merged or closed.
     pub state: PrState,
     /// The head (source) branch.
     pub head: String,
@@ -65,11 +65,11 @@ pub struct NewPullRequest<'a> {
     pub head: &'a str,
     /// Base (target) branch.
     pub base: &'a str,
-    /// Title.
+    /// The pull request's title.
     pub title: &'a str,
     /// Body (Markdown).
     pub body: &'a str,
-    /// Labels.
+    /// Labels put on the tool's pull requests.
     pub labels: &'a [String],
 }
 

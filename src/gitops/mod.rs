@@ -94,7 +94,7 @@ pub enum PublishError {
         cluster: String,
         /// Full ref name.
         refname: String,
-        /// Remote.
+        /// The git remote (its name in the checkout).
         remote: String,
     },
     /// The pointer has commits main lacks: fast-forward is impossible.
@@ -131,7 +131,7 @@ pub enum PublishError {
         cluster: String,
         /// Ref.
         refname: String,
-        /// Remote.
+        /// The git remote (its name in the checkout).
         remote: String,
         /// Attempts made.
         attempts: u32,
@@ -141,7 +141,7 @@ pub enum PublishError {
     RemoteUnavailable {
         /// Cluster id.
         cluster: String,
-        /// Remote.
+        /// The git remote (its name in the checkout).
         remote: String,
         /// Why.
         reason: String,
@@ -241,7 +241,7 @@ pub type Unavailable = BTreeMap<String, String>;
 /// A ref the tool writes by fast-forward: where it lives and where it is tracked locally.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefTarget {
-    /// Remote.
+    /// The git remote (its name in the checkout).
     pub remote: String,
     /// Full ref name on the remote.
     pub refname: String,

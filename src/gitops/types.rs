@@ -23,7 +23,7 @@ pub enum GitError {
     /// server's compare-and-swap failed because another push landed first).
     #[error("push of {refname} to {remote} was rejected: the remote ref moved ({stderr})")]
     Rejected {
-        /// Remote.
+        /// The git remote (its name in the checkout).
         remote: String,
         /// Ref being pushed.
         refname: String,
@@ -34,7 +34,7 @@ pub enum GitError {
     /// the permission. Retrying changes nothing.
     #[error("push of {refname} to {remote} was refused by the remote: {reason}")]
     Refused {
-        /// Remote.
+        /// The git remote (its name in the checkout).
         remote: String,
         /// Ref being pushed.
         refname: String,

@@ -72,7 +72,7 @@ pub struct Claim {
     /// Where the run runs (pod or host name), for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Source.
+    /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
     /// Identity label.
     pub identity: String,

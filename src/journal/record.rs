@@ -168,7 +168,7 @@ pub struct RotationRecord {
     /// Rotation or deletion.
     #[serde(default)]
     pub kind: RecordKind,
-    /// Source.
+    /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
     /// Identity label.
     pub identity: String,

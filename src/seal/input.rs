@@ -65,9 +65,9 @@ pub enum InputError {
         "data.{key} (line {line}) is not valid base64; put plain text under stringData instead"
     )]
     BadBase64 {
-        /// Key.
+        /// The Secret data key.
         key: String,
-        /// Line.
+        /// 1-based line in the file.
         line: usize,
     },
     /// A key is not a valid Secret key.
@@ -78,9 +78,9 @@ pub enum InputError {
     NotAString {
         /// data or stringData.
         section: &'static str,
-        /// Key.
+        /// The Secret data key.
         key: String,
-        /// Line.
+        /// 1-based line in the file.
         line: usize,
     },
 }

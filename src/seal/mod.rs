@@ -86,7 +86,7 @@ pub enum SealError {
         "{scope} scope needs a namespace for the sealing label; pass --namespace (or set metadata.namespace in the file)"
     )]
     NoNamespace {
-        /// Scope.
+        /// Strict, namespace-wide or cluster-wide: what the ciphertext is bound to.
         scope: Scope,
     },
     /// Strict scope without a name.

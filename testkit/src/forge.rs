@@ -37,11 +37,11 @@ pub struct FakePr {
     pub head: String,
     /// Base branch.
     pub base: String,
-    /// Title.
+    /// The pull request's title.
     pub title: String,
-    /// Body.
+    /// The description, as the tool wrote it (markdown).
     pub body: String,
-    /// Labels.
+    /// Labels put on the tool's pull requests.
     pub labels: Vec<String>,
     /// `open`, `merged` or `closed`.
     pub state: String,
@@ -90,9 +90,9 @@ pub struct ForgeState {
 /// Which REST shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// GitHub.
+    /// GitHub's REST shapes (`/repos/{owner}/{repo}/pulls`).
     Github,
-    /// GitLab.
+    /// GitLab's REST shapes (`/projects/{id}/merge_requests`).
     Gitlab,
 }
 

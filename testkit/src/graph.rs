@@ -48,7 +48,7 @@ pub struct Password {
     pub key_id: String,
     /// The secret (TEST-ONLY values; the fake keeps them to check sign-ins).
     pub secret: String,
-    /// Display name.
+    /// The name shown in the portal (not an identifier).
     pub display_name: Option<String>,
     /// Start of validity.
     pub start: DateTime<Utc>,
@@ -67,7 +67,7 @@ pub struct Password {
 pub struct App {
     /// Application (client) id.
     pub app_id: String,
-    /// Display name.
+    /// The name shown in the portal (not an identifier).
     pub display_name: String,
     /// Password credentials.
     pub passwords: Vec<Password>,

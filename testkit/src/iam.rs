@@ -47,9 +47,9 @@ pub struct Key {
     pub id: String,
     /// Public half, to check JWTs; `None` for keys seeded without material.
     pub public: Option<RsaPublicKey>,
-    /// Created.
+    /// When the key was created.
     pub created: DateTime<Utc>,
-    /// Disabled.
+    /// Whether the key is disabled (inactive).
     pub disabled: bool,
     /// `USER_MANAGED` or `SYSTEM_MANAGED`.
     pub user_managed: bool,

@@ -47,7 +47,7 @@ pub struct FakeKey {
     pub id: String,
     /// Creation time.
     pub created: DateTime<Utc>,
-    /// Status.
+    /// Active or inactive at the source.
     pub status: KeyStatus,
     /// Last use.
     pub last_used: Option<DateTime<Utc>>,

@@ -81,7 +81,7 @@ pub struct KeyInfo {
     pub id: KeyId,
     /// Creation time reported by the source.
     pub created: Option<DateTime<Utc>>,
-    /// Status.
+    /// Active or inactive at the source.
     pub status: KeyStatus,
     /// Last authentication with this key, where the source reports it.
     pub last_used: Option<DateTime<Utc>>,
@@ -146,7 +146,7 @@ pub enum ProviderError {
     /// A required identity annotation is missing.
     #[error("{provider}: missing parameter `{name}`")]
     MissingParameter {
-        /// Provider.
+        /// The source that failed.
         provider: String,
         /// Annotation name without prefix.
         name: &'static str,
@@ -154,9 +154,9 @@ pub enum ProviderError {
     /// The identity already holds the maximum number of keys and none may be freed.
     #[error("{provider}: {identity} already has {count} keys (the limit); {hint}")]
     KeyLimit {
-        /// Provider.
+        /// The source that failed.
         provider: String,
-        /// Identity.
+        /// The identity label the source keys belong to (an IAM user, an application, a service account).
         identity: String,
         /// Keys present.
         count: usize,
@@ -166,9 +166,9 @@ pub enum ProviderError {
     /// The caller lacks a permission.
     #[error("{provider}: access denied for {operation}: {message}")]
     AccessDenied {
-        /// Provider.
+        /// The source that failed.
         provider: String,
-        /// Operation.
+        /// What it was asked to do (`mint`, `verify`, `keys`, `revoke`, ...).
         operation: &'static str,
         /// Message from the source (never contains secrets).
         message: String,
@@ -177,7 +177,7 @@ pub enum ProviderError {
     /// machine the tool runs on, reported once in one line and never retried.
     #[error("{provider}: {message}")]
     NoCredentials {
-        /// Provider.
+        /// The source that failed.
         provider: String,
         /// What is missing and how to provide it.
         message: String,
@@ -185,7 +185,7 @@ pub enum ProviderError {
     /// The identity does not exist at the source.
     #[error("{provider}: {what} not found")]
     NotFound {
-        /// Provider.
+        /// The source that failed.
         provider: String,
         /// What was missing.
         what: String,
@@ -194,7 +194,7 @@ pub enum ProviderError {
     /// account): nothing may change for this identity.
     #[error("{provider}: {message}")]
     IdentityMismatch {
-        /// Provider.
+        /// The source that failed.
         provider: String,
         /// Both identities and what to do.
         message: String,
@@ -202,22 +202,22 @@ pub enum ProviderError {
     /// Throttling, 5xx, timeouts, connection failures.
     #[error("{provider}: transient failure during {operation}: {message}")]
     Transient {
-        /// Provider.
+        /// The source that failed.
         provider: String,
-        /// Operation.
+        /// What it was asked to do (`mint`, `verify`, `keys`, `revoke`, ...).
         operation: &'static str,
-        /// Message.
+        /// What the source said, cut and escaped (never a secret value).
         message: String,
     },
     /// The source asked the caller to slow down, possibly saying for how long
     /// (`Retry-After`, Google's `RetryInfo`).
     #[error("{provider}: throttled during {operation}: {message}")]
     Throttled {
-        /// Provider.
+        /// The source that failed.
         provider: String,
-        /// Operation.
+        /// What it was asked to do (`mint`, `verify`, `keys`, `revoke`, ...).
         operation: &'static str,
-        /// Message.
+        /// What the source said, cut and escaped (never a secret value).
         message: String,
         /// How long the source asked to wait, when it said.
         retry_after: Option<std::time::Duration>,
@@ -226,9 +226,9 @@ pub enum ProviderError {
     /// usually hangs again, and every attempt costs the whole timeout.
     #[error("{provider}: {operation} did not answer within {}s", after.as_secs())]
     TimedOut {
-        /// Provider.
+        /// The source that failed.
         provider: String,
-        /// Operation.
+        /// What it was asked to do (`mint`, `verify`, `keys`, `revoke`, ...).
         operation: &'static str,
         /// The timeout.
         after: std::time::Duration,
@@ -236,11 +236,11 @@ pub enum ProviderError {
     /// Anything else the source rejected.
     #[error("{provider}: {operation} failed: {message}")]
     Permanent {
-        /// Provider.
+        /// The source that failed.
         provider: String,
-        /// Operation.
+        /// What it was asked to do (`mint`, `verify`, `keys`, `revoke`, ...).
         operation: &'static str,
-        /// Message.
+        /// What the source said, cut and escaped (never a secret value).
         message: String,
     },
 }

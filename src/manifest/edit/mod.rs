@@ -66,7 +66,7 @@ pub enum EditError {
     Unsupported {
         /// Dotted path.
         path: String,
-        /// Line.
+        /// 1-based line in the file.
         line: usize,
         /// What the construct is.
         what: &'static str,
