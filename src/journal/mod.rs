@@ -7,14 +7,16 @@
 //!
 //! * **Claims** ([`claim`]): one file per claimed credential, `<credential-id>.yaml`, in
 //!   the tree of the claims table `refs/secret-manager/claims/table` (the layout is in
-//!   [`crate::journal::table`]). Taken *before* a run mints for a credential, only if the
+//!   [`table`]). Taken *before* a run mints for a credential, only if the
 //!   credential has no file yet; every change is one table commit pushed with a lease
 //!   (atomic on the server). A claim past its lease with no record on main means the run
 //!   died: the next run takes it over and deletes only the keys that claim can have minted.
 //! * **Records** ([`record`]): `.secret-manager/rotations/<id>.yaml` on main, committed in
 //!   the same commit as the new ciphertexts. [`record::RotationRecord::state`] says where
-//!   a rotation stands (`Staged` → `Published` → optionally `Disabled`); the commit that
-//!   ends it deletes the file.
+//!   a rotation stands (`Proposed` → `Staged` → `Published` → optionally `Disabled`); a
+//!   record moves only through its transitions (`propose`, `merged`, `published`,
+//!   `disable`), and only the [`store::Store`] writes record files; the commit that ends
+//!   a rotation deletes its file.
 //! * **Trailers** ([`trailers`]): every commit the tool makes carries one
 //!   `Secret-Manager-*` block per rotation it touches; `audit export` rebuilds the history
 //!   from them.
