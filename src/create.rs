@@ -147,15 +147,7 @@ fn claim(
     let refs = ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
     let id = credential_id(&req.source, identity);
     let listed = refs.list().map_err(|e| failed(Phase::Publish, e))?;
-    if let Some(l) = listed
-        .iter()
-        .find(|l| l.refname.ends_with(&format!("/{id}")))
-    {
-        let who = l
-            .claim
-            .as_ref()
-            .map(Claim::describe)
-            .unwrap_or_else(|e| e.to_string());
+    if let Some(who) = crate::journal::table::claimed_by(&listed, &id) {
         return Err(CreateError::Invalid(format!(
             "{identity} is claimed ({who}); wait for that run, or run `secret-manager rotate` to clean up after it if it died"
         )));
@@ -205,13 +197,7 @@ fn seal_and_write(
     let mappings = annotations::parse_key_mappings(&req.key_mappings).unwrap_or_default();
     let mut values = BTreeMap::new();
     for m in &mappings {
-        let v = minted
-            .fields
-            .get(&m.field)
-            .ok_or_else(|| EngineError::MissingField {
-                source_name: req.source.clone(),
-                field: m.field.clone(),
-            })?;
+        let v = crate::engine::field(minted, &req.source, &m.field)?;
         values.insert(
             m.secret_key.clone(),
             Plaintext::new(v.expose().as_bytes().to_vec()),
@@ -387,16 +373,23 @@ pub async fn create(
     if let Some(limit) = provider.capabilities().max_keys_per_identity
         && keys.len() >= limit as usize
     {
-        let list: Vec<String> = keys.iter().map(|k| k.id.0.clone()).collect();
+        // The same error as a rotation's: each key, and the manifests that hold it.
+        let found = repo.scan().secrets;
+        let holders = |id: &str| {
+            let h: Vec<String> = found
+                .iter()
+                .filter(|f| {
+                    f.managed
+                        .as_ref()
+                        .is_some_and(|m| m.source == req.source && m.key_id.as_deref() == Some(id))
+                })
+                .map(|f| format!("{}:{}", f.file.display(), f.doc.line))
+                .collect();
+            (!h.is_empty()).then_some(h)
+        };
         return Err(failed(
             Phase::Mint,
-            EngineError::KeyLimit {
-                identity: identity.clone(),
-                count: keys.len(),
-                limit,
-                keys: list.join(", "),
-                hint: "delete or deactivate a key you no longer use, then run again".into(),
-            },
+            crate::engine::key_limit_error(&identity, &keys, limit, holders),
         ));
     }
     let claiming = claim(

@@ -109,6 +109,43 @@ fn create_mints_seals_and_keys_shows_it() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), rows.len(), "{}", r.stdout);
     assert!(!r.stdout.contains("KEY ID"), "{}", r.stdout);
+    // The user now holds AWS's two keys: another create stops before minting, with the
+    // same key-limit error a rotation gives — each key and what holds it — and writes
+    // nothing.
+    let rel3 = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/dns3.yaml";
+    let r = run_cmd(moto.env(&mut cmd()).args([
+        "--repo",
+        repo,
+        "create",
+        "--source",
+        "aws",
+        "--cluster",
+        DEV1,
+        "--namespace",
+        "external-dns",
+        "--name",
+        "dns3",
+        "--key-mappings",
+        "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
+        "--param",
+        "username=external-dns-dev1",
+        "--param",
+        "account=123456789012",
+        "-w",
+        &format!("{repo}/{rel3}"),
+    ]));
+    assert_eq!(r.code, 11, "{}", r.stderr);
+    let foreign = ids.iter().find(|id| **id != keys[0]).unwrap();
+    for says in [
+        "already has 2 of at most 2 keys".to_owned(),
+        format!("{} (held by {rel}:1)", keys[0]),
+        format!("{foreign} (created "),
+        format!("if {foreign} is unused"),
+    ] {
+        assert!(r.stderr.contains(&says), "{says}: {}", r.stderr);
+    }
+    assert!(!dir.path().join(rel3).exists());
+    assert_eq!(moto.key_ids("external-dns-dev1").len(), 2);
 }
 
 #[test]

@@ -73,13 +73,7 @@ async fn edit_group(
             ..Edit::default()
         };
         for km in &mappings {
-            let v = minted
-                .fields
-                .get(&km.field)
-                .ok_or_else(|| EngineError::MissingField {
-                    source_name: cred.source.clone(),
-                    field: km.field.clone(),
-                })?;
+            let v = field(minted, &cred.source, &km.field)?;
             let ct = seal_value(&mut rng, &cert, &l, v.expose().as_bytes())
                 .map_err(|e| edit_err(e.to_string()))?;
             edit.encrypted.insert(km.secret_key.clone(), ct);
@@ -209,4 +203,20 @@ pub(super) fn write_all(
         }
     }
     result
+}
+
+/// The value the new key has for output `field` (a `keyMappings` entry names it); a
+/// source that returned none is the credential's error, said with the annotation to check.
+pub(crate) fn field<'m>(
+    minted: &'m crate::provider::Minted,
+    source: &str,
+    field: &str,
+) -> Result<&'m crate::provider::SecretValue, EngineError> {
+    minted
+        .fields
+        .get(field)
+        .ok_or_else(|| EngineError::MissingField {
+            source_name: source.to_owned(),
+            field: field.to_owned(),
+        })
 }

@@ -131,16 +131,7 @@ pub(super) fn for_records(ctx: &mut Ctx<'_>, records: Vec<RotationRecord>) -> Ve
             status.insert(id, None);
             continue;
         }
-        if let Some(l) = ctx
-            .listed_claims
-            .iter()
-            .find(|l| l.refname.ends_with(&format!("/{id}")))
-        {
-            let who = l
-                .claim
-                .as_ref()
-                .map(Claim::describe)
-                .unwrap_or_else(|e| e.to_string());
+        if let Some(who) = crate::journal::table::claimed_by(&ctx.listed_claims, &id) {
             status.insert(id, Some(format!("another run is working on it: {who}")));
             continue;
         }

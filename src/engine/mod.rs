@@ -41,10 +41,12 @@ mod slots;
 mod stage;
 
 pub use context::{Cancel, Signal};
+pub(crate) use edits::field;
 pub use gates::unused_since;
 pub(crate) use mint::undo;
 pub use propose::{JOURNAL_REF, JOURNAL_TRACKING};
 pub use report::{Action, EngineError, EngineResult, Failure, Phase, RotateReport, Step};
+pub(crate) use slots::key_limit_error;
 
 use crate::config::{MainVia, RevokeMode};
 use crate::forge::Forge;

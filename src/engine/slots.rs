@@ -12,24 +12,35 @@ use crate::provider::KeyInfo;
 
 /// Describes why every key of a full identity stays, for the key-limit error.
 pub(super) fn key_limit(cred: &Credential<'_>, keys: &[KeyInfo], limit: u32) -> EngineError {
+    key_limit_error(&cred.identity, keys, limit, |id| {
+        cred.referenced.iter().any(|r| r == id).then(|| {
+            cred.groups
+                .iter()
+                .flat_map(|g| &g.manifests)
+                .filter(|f| f.managed.as_ref().and_then(|m| m.key_id.as_deref()) == Some(id))
+                .map(|f| format!("{}:{}", f.file.display(), f.doc.line))
+                .collect()
+        })
+    })
+}
+
+/// The key-limit error of a full identity (`rotate` and `create` alike): every key and
+/// why it stays. `holders(key id)` is `None` for a key no manifest references (not this
+/// tool's: the operator decides), else the manifests that hold it (empty when they are
+/// not among those at hand).
+pub(crate) fn key_limit_error(
+    identity: &str,
+    keys: &[KeyInfo],
+    limit: u32,
+    holders: impl Fn(&str) -> Option<Vec<String>>,
+) -> EngineError {
     let mut foreign = Vec::new();
     let described: Vec<String> = keys
         .iter()
-        .map(|k| {
-            let holders: Vec<String> = cred
-                .groups
-                .iter()
-                .flat_map(|g| &g.manifests)
-                .filter(|f| f.managed.as_ref().and_then(|m| m.key_id.as_deref()) == Some(&k.id.0))
-                .map(|f| format!("{}:{}", f.file.display(), f.doc.line))
-                .collect();
-            if cred.referenced.contains(&k.id.0) {
-                if holders.is_empty() {
-                    format!("{} (held by another manifest)", k.id)
-                } else {
-                    format!("{} (held by {})", k.id, holders.join(", "))
-                }
-            } else {
+        .map(|k| match holders(&k.id.0) {
+            Some(h) if h.is_empty() => format!("{} (held by another manifest)", k.id),
+            Some(h) => format!("{} (held by {})", k.id, h.join(", ")),
+            None => {
                 foreign.push(k.id.0.clone());
                 format!(
                     "{} (created {}, referenced by no manifest: not minted by secret-manager)",
@@ -50,7 +61,7 @@ pub(super) fn key_limit(cred: &Credential<'_>, keys: &[KeyInfo], limit: u32) -> 
         )
     };
     EngineError::KeyLimit {
-        identity: cred.identity.clone(),
+        identity: identity.to_owned(),
         count: keys.len(),
         limit,
         keys: described.join("; "),

@@ -62,6 +62,18 @@ pub struct Listed {
     pub legacy: bool,
 }
 
+/// Who holds credential `id` among `listed` (the claims on the remote), described for a
+/// `busy` message — or why that claim cannot be read; `None` when nobody does.
+pub fn claimed_by(listed: &[Listed], id: &str) -> Option<String> {
+    let l = listed
+        .iter()
+        .find(|l| l.refname.ends_with(&format!("/{id}")))?;
+    Some(match &l.claim {
+        Ok(c) => c.describe(),
+        Err(e) => e.to_string(),
+    })
+}
+
 /// Why a claim on the remote cannot be read (its credential stays busy until someone
 /// looks). Names from the table are escaped when the error is made.
 #[derive(Clone, Debug, thiserror::Error)]
