@@ -153,6 +153,7 @@ fn a_mariadb_password_is_created_and_rotated_through_git() {
     assert_eq!(previous.0, "app_a");
     assert!(can_log_in(&m, &previous.0, &previous.1));
     for (n, expect) in [(1, "app_b"), (2, "app_a")] {
+        let logged = m.log().len();
         let r = run_cmd(
             cmd()
                 .env("SECRET_MANAGER_MYSQL_SHOP_URL", &url)
@@ -171,6 +172,22 @@ fn a_mariadb_password_is_created_and_rotated_through_git() {
                 ]),
         );
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        // The calls of one whole rotation (docs/benchmarks.md): statements and logins.
+        let (statements, logins) = Maria::calls(&m.log()[logged..]);
+        eprintln!(
+            "mariadb rotation {n}: {logins} logins, {} statements:",
+            statements.len()
+        );
+        for s in &statements {
+            eprintln!("  {}", s.split(" IDENTIFIED ").next().unwrap_or(s));
+        }
+        // Pinned, as the AWS calls are (docs/benchmarks.md, "Calls per rotated credential,
+        // by source"): a change that adds a call shows here.
+        assert_eq!(
+            (logins, statements.len()),
+            (5, 33),
+            "logins and statements of one rotation changed: update docs/benchmarks.md"
+        );
         let now = login(&f);
         assert_eq!(now.0, expect);
         assert!(can_log_in(&m, &now.0, &now.1), "the new value logs in");

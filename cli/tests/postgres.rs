@@ -218,6 +218,7 @@ fn a_database_password_is_created_and_rotated_through_git() {
     assert!(can_log_in(&pg, &u0, &p0));
     let mut previous = (u0, p0);
     for (n, expect) in [(1, "app_b"), (2, "app_a")] {
+        let logged = pg.log().len();
         let r = run_cmd(
             cmd()
                 .env("SECRET_MANAGER_POSTGRES_MAIN_URL", &url)
@@ -241,6 +242,22 @@ fn a_database_password_is_created_and_rotated_through_git() {
                 .contains("1 staged, 0 deleted, 1 published, 1 revoked"),
             "{}",
             r.stderr
+        );
+        // The calls of one whole rotation (docs/benchmarks.md): statements and logins.
+        let (statements, logins) = Pg::calls(&pg.log()[logged..]);
+        eprintln!(
+            "postgres rotation {n}: {logins} logins, {} statements:",
+            statements.len()
+        );
+        for s in &statements {
+            eprintln!("  {}", s.split(" PASSWORD ").next().unwrap_or(s));
+        }
+        // Pinned, as the AWS calls are (docs/benchmarks.md, "Calls per rotated credential,
+        // by source"): a change that adds a call shows here.
+        assert_eq!(
+            (logins, statements.len()),
+            (5, 9),
+            "logins and statements of one rotation changed: update docs/benchmarks.md"
         );
         let now = login(&f);
         assert_eq!(now.0, expect);

@@ -118,6 +118,36 @@ impl Maria {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("general.log")).unwrap_or_default()
     }
+
+    /// The statements (`Query`, or `Execute` of a prepared one) and the logins
+    /// (`Connect`) in a piece of the general log.
+    pub fn calls(log: &str) -> (Vec<String>, usize) {
+        let mut statements = Vec::new();
+        let mut logins = 0;
+        for l in log.lines() {
+            // `[time]\t<thread id> <command>\t<argument>`.
+            let fields: Vec<&str> = l.split('\t').collect();
+            let Some(i) = fields.iter().position(|f| {
+                let mut w = f.split_whitespace();
+                // Not the timestamp (`261204  0:27:50`): a number, then a command word.
+                w.next()
+                    .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit()))
+                    && w.next()
+                        .is_some_and(|c| c.bytes().all(|b| b.is_ascii_alphabetic()))
+                    && w.next().is_none()
+            }) else {
+                continue;
+            };
+            let command = fields[i].split_whitespace().nth(1).unwrap_or_default();
+            let arg = fields.get(i + 1).copied().unwrap_or_default();
+            match command {
+                "Connect" if !arg.starts_with("Access denied") => logins += 1,
+                "Query" | "Execute" => statements.push(arg.to_owned()),
+                _ => {}
+            }
+        }
+        (statements, logins)
+    }
 }
 
 unsafe extern "C" {

@@ -102,7 +102,7 @@ impl Pg {
             .arg(data.join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all -c log_connections=on",
                 data.display()
             ))
             .args(["-w", "start"]);
@@ -154,9 +154,27 @@ impl Pg {
             .unwrap()
     }
 
-    /// The server's log (every statement: `log_statement=all`).
+    /// The server's log (every statement: `log_statement=all`; every login:
+    /// `log_connections=on`).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("data/server.log")).unwrap_or_default()
+    }
+
+    /// The statements (simple or extended protocol) and the logins in a piece of the log.
+    pub fn calls(log: &str) -> (Vec<String>, usize) {
+        let statements = log
+            .lines()
+            .filter_map(|l| {
+                let (_, rest) = l.split_once("LOG:  ")?;
+                (rest.starts_with("statement: ") || rest.starts_with("execute "))
+                    .then(|| rest.to_owned())
+            })
+            .collect();
+        let logins = log
+            .lines()
+            .filter(|l| l.contains("connection authorized"))
+            .count();
+        (statements, logins)
     }
 }
 
