@@ -33,6 +33,8 @@ pub mod reseal;
 pub mod scan;
 pub mod seal;
 pub mod template;
+#[cfg(test)]
+mod test_support;
 pub mod text;
 
 pub use secret_manager_provider as provider;

@@ -378,6 +378,17 @@ impl Fleet {
         Ok(())
     }
 
+    /// Fetches one cluster's pointer afresh; a pointer its remote does not have is
+    /// [`PublishError::MissingPointer`].
+    fn current_pointer(&self, c: &Cluster) -> PublishResult<Oid> {
+        self.refresh_pointer(c)?
+            .ok_or_else(|| PublishError::MissingPointer {
+                cluster: c.id.clone(),
+                refname: pointer_ref(c),
+                remote: c.remote.clone(),
+            })
+    }
+
     /// Fetches one cluster's pointer afresh; `None` when the ref does not exist there.
     fn refresh_pointer(&self, c: &Cluster) -> GitResult<Option<Oid>> {
         let present = self.git.ls_remote_all(&c.remote)?;

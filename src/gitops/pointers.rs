@@ -65,13 +65,7 @@ impl Fleet {
         }
         let files: BTreeSet<String> = self.git.commit_files(&change)?.into_iter().collect();
         self.retry_races(c, || {
-            let p = self
-                .refresh_pointer(c)?
-                .ok_or_else(|| PublishError::MissingPointer {
-                    cluster: c.id.clone(),
-                    refname: pointer_ref(c),
-                    remote: c.remote.clone(),
-                })?;
+            let p = self.current_pointer(c)?;
             self.publish_from(c, &p, &change, &files, via)
         })
     }
@@ -209,13 +203,7 @@ impl Fleet {
             });
         }
         self.retry_races(c, || {
-            let p = self
-                .refresh_pointer(c)?
-                .ok_or_else(|| PublishError::MissingPointer {
-                    cluster: c.id.clone(),
-                    refname: pointer_ref(c),
-                    remote: c.remote.clone(),
-                })?;
+            let p = self.current_pointer(c)?;
             let outcome = |mode| PublishOutcome {
                 cluster: c.id.clone(),
                 mode,

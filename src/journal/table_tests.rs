@@ -3,25 +3,10 @@
 
 use super::*;
 use crate::journal::{Claim, RunId};
-use std::path::Path;
 
 const PREFIX: &str = "refs/secret-manager/claims/";
 
-fn sh(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::test_support::git as sh;
 
 /// A bare remote and `n` clones of it, each with its own [`ClaimTable`].
 struct Remote {
