@@ -57,12 +57,9 @@ pub fn in_flight(fleet: &Fleet, checkout: &Path, fetch_journal: bool) -> ConfigR
     };
     let target = journal_target(fleet);
     let journal = if fetch_journal {
-        fleet.fetch_target(&target).map_err(|e| e.to_string())
+        fleet.fetch_target(&target)
     } else {
-        fleet
-            .git()
-            .resolve(JOURNAL_TRACKING)
-            .map_err(|e| e.to_string())
+        fleet.git().resolve(JOURNAL_TRACKING)
     };
     match journal {
         Ok(Some(_)) => out
