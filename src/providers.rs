@@ -170,11 +170,11 @@ async fn create(
     }
 }
 
-/// Kills the external plugins still running (their whole process groups): for a process
-/// that exits at once, without unwinding the calls in flight.
+/// Kills the external plugins still running (their whole process groups) and starts no
+/// other: for a process that exits at once, without unwinding the calls in flight.
 pub fn kill_plugins() {
     #[cfg(feature = "exec")]
-    secret_manager_exec::kill_running();
+    secret_manager_exec::stop_all();
 }
 
 /// An EKS bearer token for `cluster` from the environment's AWS identity: the token and

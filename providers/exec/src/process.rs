@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
@@ -53,8 +54,22 @@ fn kill_group(pgid: i32) {
     }
 }
 
-/// Kills every plugin process group still running: for a tool that exits at once (a
-/// second SIGINT/SIGTERM) without unwinding the calls in flight.
+/// Set once the tool is exiting at once ([`stop_all`]): no plugin starts any more, and one
+/// whose call registers it after that is killed there and then.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// For a tool that exits at once (a second SIGINT/SIGTERM) without unwinding the calls in
+/// flight: kills every plugin running now, starts no other, and kills a plugin that was
+/// being started meanwhile as soon as its call registers it — a plugin runs before its
+/// call registers its process group, and [`kill_running`] alone misses one that registers
+/// just after it looked.
+pub fn stop_all() {
+    STOPPING.store(true, Ordering::SeqCst);
+    kill_running();
+}
+
+/// Kills every plugin process group registered now (see [`stop_all`] for a tool that is
+/// exiting).
 pub fn kill_running() {
     let groups: Vec<i32> = RUNNING
         .lock()
@@ -73,6 +88,11 @@ impl Group {
         let g = pid as i32;
         if let Ok(mut r) = RUNNING.lock() {
             r.insert(g);
+        }
+        // Registered before the flag is read, and `stop_all` sets the flag before it
+        // reads the registry: one of the two sees the other.
+        if STOPPING.load(Ordering::SeqCst) {
+            kill_group(g);
         }
         Group(g)
     }
@@ -175,6 +195,11 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if STOPPING.load(Ordering::SeqCst) {
+        return Err(RunError::Spawn(std::io::Error::other(
+            "the tool is stopping: no plugin is started",
+        )));
+    }
     let mut child = cmd.spawn().map_err(RunError::Spawn)?;
     let group = Group::new(child.id().unwrap_or_default());
     let pgid = group.0;

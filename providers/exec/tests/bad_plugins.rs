@@ -1,52 +1,12 @@
 //! Deliberately bad plugins: each one is bounded, killed (children included), reported
 //! clearly, and cannot block or flood the tool.
 
-use secret_manager_exec::api::{Checked, Provider, ProviderError, RetryPolicy, Retrying, Target};
-use secret_manager_exec::{ExecProvider, PluginSettings};
-use std::path::{Path, PathBuf};
+use secret_manager_exec::ExecProvider;
+use secret_manager_exec::api::{Checked, Provider, ProviderError, RetryPolicy, Retrying};
 use std::time::{Duration, Instant};
 
-/// Writes an executable `sh` plugin with `body`; `$DIR` is its directory.
-fn plugin(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join(format!("secret-manager-provider-{name}"));
-    std::fs::write(&p, format!("#!/bin/sh\nDIR='{}'\n{body}\n", dir.display())).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
-}
-
-fn settings(timeout_ms: u64) -> PluginSettings {
-    PluginSettings {
-        env: Vec::new(),
-        timeout: Duration::from_millis(timeout_ms),
-    }
-}
-
-fn target(big: usize) -> Target {
-    Target {
-        source: "bad".into(),
-        params: [("account".to_string(), "x".repeat(big.max(1)))].into(),
-        current_key: None,
-        referenced: Vec::new(),
-    }
-}
-
-fn alive(pid: &str) -> bool {
-    // A killed process may linger as a zombie of whoever reaps it: count it as gone.
-    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
-}
-
-fn wait_gone(pid: &str) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(5) {
-        if !alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
+mod common;
+use common::{plugin, settings, target, wait_gone};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_plugin_and_its_child_are_killed_at_the_timeout() {
