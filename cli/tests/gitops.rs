@@ -248,6 +248,9 @@ fn a_hot_fix_carries_only_its_clusters_part_of_a_commit_that_spans_clusters() {
     let dev2_dns = "applications/root/external-dns/state/overlays/gcp.europe-west1.dev2/sealedSeacret-cloud-dns.yaml";
     std::fs::write(work.join(dev1_new), "rotated dev1\n").unwrap();
     std::fs::write(work.join(dev2_dns), "rotated dev2\n").unwrap();
+    // A shared file named like a pattern: as a pathspec it would match every file under
+    // applications/ — dev1's too — and bring the conflict back.
+    std::fs::write(work.join("applications/*"), "shared\n").unwrap();
     git(&work, &["add", "-A"]);
     git(
         &work,
@@ -279,6 +282,7 @@ fn a_hot_fix_carries_only_its_clusters_part_of_a_commit_that_spans_clusters() {
         absent, "",
         "another cluster's file stays out of dev2's tree"
     );
+    assert_eq!(f.show("dev", tag, "applications/*"), "shared");
     assert_ne!(f.show("dev", tag, SHARED), "UNRELATED");
     // A copy like `cherry-pick -x` makes: the change's author, message and pick line, one
     // commit on the old pointer.

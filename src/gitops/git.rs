@@ -167,6 +167,9 @@ impl Git {
             .env("LC_ALL", "C")
             .env("GIT_EDITOR", "true")
             .env("GIT_MERGE_AUTOEDIT", "no")
+            // Paths are paths: a file named `*` or `:(exclude)x` in the repo is that file,
+            // never a pattern or pathspec magic (`--literal-pathspecs` for every child).
+            .env("GIT_LITERAL_PATHSPECS", "1")
             .stdin(Stdio::null());
         c
     }
@@ -350,7 +353,6 @@ impl Git {
             return Ok(same);
         }
         let mut args = vec![
-            "--literal-pathspecs".to_owned(),
             "diff".to_owned(),
             "--quiet".into(),
             a.to_owned(),
