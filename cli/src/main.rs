@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod error;
 mod exit;
 mod http;
 mod metrics;
@@ -30,8 +31,8 @@ fn main() -> std::process::ExitCode {
     let code = match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            output::say(output::Level::Error, &format!("{err:#}"));
-            exit::code_for(&err)
+            err.say();
+            err.exit_code()
         }
     };
     std::process::ExitCode::from(code)

@@ -43,13 +43,13 @@ pub fn targets(
     flags: &[String],
     flag_on: NotifyOn,
     config: &[secret_manager::config::Notify],
-) -> anyhow::Result<Vec<Target>> {
+) -> crate::error::Result<Vec<Target>> {
     let from_env = |name: &str, what: &str| {
         std::env::var(name)
             .ok()
             .filter(|v| !v.is_empty())
             .ok_or_else(|| {
-                crate::exit::UsageError(format!(
+                crate::error::UsageError(format!(
                     "{what}: environment variable {name} is not set (it holds the webhook URL)"
                 ))
             })
@@ -72,7 +72,7 @@ pub fn targets(
         // A webhook URL carries a token: https only (plain http to loopback, for a local
         // relay), never a redirect elsewhere (see `send`).
         if !secret_manager::config::secure_or_loopback(&t.url) {
-            return Err(crate::exit::UsageError(format!(
+            return Err(crate::error::UsageError(format!(
                 "--notify: {} must be an https URL (plain http only to a loopback address)",
                 shown(&t.url)
             ))

@@ -199,7 +199,7 @@ pub fn write_structured<T: Serialize>(
     out: &mut dyn Write,
     format: Format,
     rows: &T,
-) -> anyhow::Result<bool> {
+) -> crate::error::Result<bool> {
     match format {
         // With JSON logs every stdout line is one JSON object too: the report as one
         // compact line, whatever table format was asked for.
@@ -223,11 +223,11 @@ pub fn write_structured<T: Serialize>(
             Ok(true)
         }
         Format::Table | Format::Wide => Ok(false),
-        Format::Prometheus => Err(crate::exit::UsageError(
+        Format::Prometheus => Err(crate::error::UsageError(
             "-o prometheus is for `list` (and `rotate --metrics-file`); use table, wide, json or yaml here".into(),
         )
         .into()),
-        Format::Name => Err(crate::exit::UsageError(
+        Format::Name => Err(crate::error::UsageError(
             "-o name is for `list`, `keys` and `cluster status`; use table, wide, json or yaml here".into(),
         )
         .into()),

@@ -209,8 +209,8 @@ fn filters_combine() {
 #[test]
 fn an_unknown_source_is_a_usage_error_with_the_known_values() {
     for (cmd, hint) in [
-        ("list", "; did you mean `aws`?"),
-        ("keys", "; did you mean `aws`?"),
+        ("list", "\nhint: did you mean `aws`?"),
+        ("keys", "\nhint: did you mean `aws`?"),
     ] {
         let r = run_in(&["--repo", &example(), cmd, "--source", "AWS"]);
         assert_eq!(r.code, 2, "{cmd}: {}\n{}", r.stdout, r.stderr);

@@ -1,8 +1,8 @@
 //! `secret-manager audit export`.
 
 use super::{Ctx, open_git_repo};
+use crate::error::UsageError;
 use crate::exit;
-use crate::exit::UsageError;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use secret_manager::audit::{AuditOptions, export, write_csv};
@@ -78,7 +78,7 @@ pub fn audit_time(flag: &str, v: &str, now: DateTime<Utc>) -> Result<String, Usa
     Ok(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
-pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> anyhow::Result<u8> {
+pub async fn cmd_audit(ctx: &mut Ctx, args: &AuditArgs) -> crate::error::Result<u8> {
     let AuditCommand::Export(a) = &args.command;
     let since = a
         .since

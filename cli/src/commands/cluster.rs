@@ -1,7 +1,8 @@
 //! `secret-manager cluster status|promote|reconcile`.
 
 use super::{Ctx, confirm, open_git_repo};
-use crate::exit::{self, UsageError};
+use crate::error::UsageError;
+use crate::exit;
 use crate::output::{Fit, Paint, Table, write_structured};
 use clap::{Args, Subcommand};
 use secret_manager::gitops::{Fleet, PublishMode};
@@ -70,7 +71,7 @@ fn short(oid: &str) -> &str {
 fn cluster<'r>(
     repo: &'r secret_manager::Repo,
     id: &str,
-) -> anyhow::Result<&'r secret_manager::inventory::Cluster> {
+) -> crate::error::Result<&'r secret_manager::inventory::Cluster> {
     repo.inventory.get(id).ok_or_else(|| {
         let known: Vec<&str> = repo.inventory.ids().collect();
         UsageError(format!(
@@ -82,7 +83,7 @@ fn cluster<'r>(
 }
 
 /// Runs `cluster ...`.
-pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8> {
+pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> crate::error::Result<u8> {
     let repo = open_git_repo(ctx)?;
     let fleet = Fleet::new(&repo);
     match &args.command {
@@ -93,7 +94,7 @@ pub async fn cmd_cluster(ctx: &mut Ctx, args: &ClusterArgs) -> anyhow::Result<u8
 }
 
 /// `cluster status`.
-fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> anyhow::Result<u8> {
+fn cmd_status(ctx: &mut Ctx, fleet: &Fleet) -> crate::error::Result<u8> {
     let rows = fleet.status()?;
     let code = if rows.iter().any(|r| r.error.is_some()) {
         exit::PUBLISH
@@ -187,7 +188,7 @@ fn record_promote(
 
 /// The commits and files a move from `from` to `to` ships (repo text escaped; at most 50
 /// lines of each).
-fn what_ships(fleet: &Fleet, from: &str, to: &str) -> anyhow::Result<String> {
+fn what_ships(fleet: &Fleet, from: &str, to: &str) -> crate::error::Result<String> {
     const MAX: usize = 50;
     let log = fleet.git().run(&[
         "log",
@@ -221,7 +222,7 @@ fn cmd_promote(
     repo: &secret_manager::Repo,
     fleet: &Fleet,
     a: &PromoteArgs,
-) -> anyhow::Result<u8> {
+) -> crate::error::Result<u8> {
     let c = cluster(repo, &a.cluster)?;
     let (from, to) = fleet.plan_promote(&a.cluster, a.to.as_deref())?;
     let n = fleet.git().count(&from, &to)?;
@@ -269,7 +270,7 @@ fn cmd_reconcile(
     repo: &secret_manager::Repo,
     fleet: &Fleet,
     a: &ReconcileArgs,
-) -> anyhow::Result<u8> {
+) -> crate::error::Result<u8> {
     let c = cluster(repo, &a.cluster)?;
     if let Some(e) = fleet.fetch()?.get(&c.remote) {
         return Err(secret_manager::gitops::PublishError::RemoteUnavailable {

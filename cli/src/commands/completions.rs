@@ -17,7 +17,7 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-pub fn cmd_completions(ctx: &mut Ctx, args: &CompletionsArgs) -> anyhow::Result<u8> {
+pub fn cmd_completions(ctx: &mut Ctx, args: &CompletionsArgs) -> crate::error::Result<u8> {
     let mut cmd = Cli::command();
     clap_complete::generate(args.shell, &mut cmd, "secret-manager", &mut ctx.out);
     ctx.out.flush()?;

@@ -1,7 +1,8 @@
 //! `secret-manager create`.
 
 use super::{Ctx, open_repo};
-use crate::exit::{self, UsageError};
+use crate::error::UsageError;
+use crate::exit;
 use clap::Args;
 use secret_manager::create::{CreateRequest, create};
 use secret_manager::journal::RunId;
@@ -58,7 +59,7 @@ pub struct CreateArgs {
 }
 
 /// Runs `create`.
-pub async fn cmd_create(ctx: &mut Ctx, args: &CreateArgs) -> anyhow::Result<u8> {
+pub async fn cmd_create(ctx: &mut Ctx, args: &CreateArgs) -> crate::error::Result<u8> {
     let repo = open_repo(ctx)?;
     let mut params = BTreeMap::new();
     for p in &args.params {

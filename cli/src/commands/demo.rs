@@ -3,8 +3,8 @@
 //! commands an operator runs, each explained in one line.
 
 use super::Ctx;
-use crate::exit::UsageError;
-use anyhow::Context as _;
+use crate::error::UsageError;
+use crate::error::{CommandError, Context as _};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,7 +57,7 @@ impl Runner {
             .env_remove("SECRET_MANAGER_NOW");
     }
 
-    fn git(&self, dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    fn git(&self, dir: &Path, args: &[&str]) -> crate::error::Result<()> {
         let mut c = Command::new("git");
         Self::isolate(&mut c);
         let out = c
@@ -67,18 +67,18 @@ impl Runner {
             .output()
             .context("cannot run git: is it installed and on PATH?")?;
         if !out.status.success() {
-            anyhow::bail!(
+            return Err(CommandError::internal(anyhow::anyhow!(
                 "git {} failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
-            );
+            )));
         }
         Ok(())
     }
 
     /// Runs `secret-manager <args>` on the demo fleet, its output going straight to the
     /// terminal; returns its exit code.
-    fn us(&self, ctx: &mut Ctx, why: &str, args: &[&str]) -> anyhow::Result<i32> {
+    fn us(&self, ctx: &mut Ctx, why: &str, args: &[&str]) -> crate::error::Result<i32> {
         writeln!(ctx.out, "\n# {why}")?;
         writeln!(ctx.out, "$ secret-manager {}", args.join(" "))?;
         ctx.out.flush()?;
@@ -110,7 +110,7 @@ fn copy_dir(src: &Path, dst: &Path) -> std::io::Result<()> {
 
 /// Builds the fleet: dev and prod bare remotes, main on dev, every cluster's pointer on
 /// its remote, and a working clone at `fleet`.
-fn build_fleet(r: &Runner, from: &Path) -> anyhow::Result<()> {
+fn build_fleet(r: &Runner, from: &Path) -> crate::error::Result<()> {
     let root = &r.root;
     for bare in ["dev.git", "prod.git"] {
         r.git(
@@ -148,7 +148,7 @@ fn build_fleet(r: &Runner, from: &Path) -> anyhow::Result<()> {
 
 /// Commits the new secret, pushes main and moves the cluster's pointer to it: what an
 /// operator does once when a secret is bootstrapped.
-fn publish_new_secret(r: &Runner) -> anyhow::Result<()> {
+fn publish_new_secret(r: &Runner) -> crate::error::Result<()> {
     r.git(&r.fleet, &["add", "-A"])?;
     r.git(
         &r.fleet,
@@ -166,7 +166,11 @@ fn publish_new_secret(r: &Runner) -> anyhow::Result<()> {
         .clusters
         .iter()
         .find(|c| c.id == CLUSTER)
-        .with_context(|| format!("the example fleet has no cluster {CLUSTER}"))?;
+        .ok_or_else(|| {
+            CommandError::internal(anyhow::anyhow!(
+                "the example fleet has no cluster {CLUSTER}"
+            ))
+        })?;
     let refname = secret_manager::gitops::pointer_ref(c);
     r.git(
         &r.fleet,
@@ -180,7 +184,7 @@ fn publish_new_secret(r: &Runner) -> anyhow::Result<()> {
     )
 }
 
-pub fn cmd_demo(ctx: &mut Ctx, args: &DemoArgs) -> anyhow::Result<u8> {
+pub fn cmd_demo(ctx: &mut Ctx, args: &DemoArgs) -> crate::error::Result<u8> {
     if !args.from.join(".secret-manager.yaml").is_file() {
         return Err(UsageError(format!(
             "{} is not the example fleet repo; run the demo from a checkout of secret-manager, or pass --from <path to testdata/example-repo>",
@@ -249,7 +253,7 @@ pub fn cmd_demo(ctx: &mut Ctx, args: &DemoArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-fn run_steps(ctx: &mut Ctx, r: &Runner) -> anyhow::Result<u8> {
+fn run_steps(ctx: &mut Ctx, r: &Runner) -> crate::error::Result<u8> {
     let steps: [(&str, Vec<&str>); 1] = [(
         "Create a generated secret (source random: no cloud account) for one cluster; it is sealed with that cluster's certificate from the repo.",
         vec![
@@ -273,10 +277,10 @@ fn run_steps(ctx: &mut Ctx, r: &Runner) -> anyhow::Result<u8> {
     for (why, a) in &steps {
         let code = r.us(ctx, why, a)?;
         if code != 0 {
-            anyhow::bail!(
+            return Err(CommandError::internal(anyhow::anyhow!(
                 "the demo stopped: `secret-manager {}` exited {code}",
                 a.join(" ")
-            );
+            )));
         }
     }
     writeln!(

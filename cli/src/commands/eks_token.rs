@@ -37,7 +37,7 @@ pub struct EksTokenArgs {
 
 /// Runs `eks-token`: the ExecCredential JSON on stdout, nothing else.
 #[cfg(feature = "aws")]
-pub async fn cmd_eks_token(ctx: &mut Ctx, args: &EksTokenArgs) -> anyhow::Result<u8> {
+pub async fn cmd_eks_token(ctx: &mut Ctx, args: &EksTokenArgs) -> crate::error::Result<u8> {
     let (token, expires) =
         secret_manager::providers::eks_token(&args.cluster_name, args.region.as_deref()).await?;
     let expires = chrono::DateTime::<chrono::Utc>::from(expires)
@@ -54,6 +54,6 @@ pub async fn cmd_eks_token(ctx: &mut Ctx, args: &EksTokenArgs) -> anyhow::Result
 
 /// Without the aws feature there is no signer.
 #[cfg(not(feature = "aws"))]
-pub async fn cmd_eks_token(_ctx: &mut Ctx, _args: &EksTokenArgs) -> anyhow::Result<u8> {
-    Err(crate::exit::UsageError("eks-token needs a build with the aws feature".into()).into())
+pub async fn cmd_eks_token(_ctx: &mut Ctx, _args: &EksTokenArgs) -> crate::error::Result<u8> {
+    Err(crate::error::UsageError("eks-token needs a build with the aws feature".into()).into())
 }

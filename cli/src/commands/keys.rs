@@ -27,7 +27,7 @@ pub struct KeysArgs {
 }
 
 /// Runs `keys`.
-pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> anyhow::Result<u8> {
+pub async fn cmd_keys(ctx: &mut Ctx, args: &KeysArgs) -> crate::error::Result<u8> {
     let repo = open_repo(ctx)?;
     let filter = build_filter(&args.filter, &repo)?;
     let report = repo.scan();

@@ -1,7 +1,8 @@
 //! `secret-manager lint`.
 
 use super::{Ctx, open_repo};
-use crate::exit::{self, UsageError};
+use crate::error::UsageError;
+use crate::exit;
 use crate::output::write_structured;
 use clap::Args;
 
@@ -26,7 +27,7 @@ pub struct LintArgs {
 }
 
 /// Runs `lint`.
-pub async fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> anyhow::Result<u8> {
+pub async fn cmd_lint(ctx: &mut Ctx, args: &LintArgs) -> crate::error::Result<u8> {
     let repo = open_repo(ctx)?;
     let max_age = args
         .max_age

@@ -57,7 +57,7 @@ fn in_flight_and_checkout(
 }
 
 /// Runs `list`.
-pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> anyhow::Result<u8> {
+pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> crate::error::Result<u8> {
     let repo = open_repo(ctx)?;
     let mut filter = build_filter(&args.filter, &repo)?;
     filter.include_unmanaged = args.all;

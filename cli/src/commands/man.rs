@@ -1,8 +1,8 @@
 //! `secret-manager man`: the manual in roff, for `man -l -` or a MANPATH directory.
 
 use super::{Cli, Ctx};
-use crate::exit::UsageError;
-use anyhow::Context as _;
+use crate::error::Context as _;
+use crate::error::UsageError;
 use clap::{Args, CommandFactory};
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-pub fn cmd_man(ctx: &mut Ctx, args: &ManArgs) -> anyhow::Result<u8> {
+pub fn cmd_man(ctx: &mut Ctx, args: &ManArgs) -> crate::error::Result<u8> {
     let cmd = Cli::command();
     if let Some(dir) = &args.out_dir {
         if !dir.is_dir() {

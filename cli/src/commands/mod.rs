@@ -16,8 +16,8 @@ pub mod rotate;
 pub mod seal;
 
 use crate::args::{FilterArgs, GlobalArgs};
-use crate::exit::UsageError;
-use anyhow::Context as _;
+use crate::error::Context as _;
+use crate::error::{CommandError, UsageError};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use secret_manager::list::Filter;
@@ -69,7 +69,7 @@ pub struct Ctx {
 }
 
 /// Refuses URLs that carry a password or token: it would end up in argv and logs.
-fn check_clone_url(url: &str) -> anyhow::Result<()> {
+fn check_clone_url(url: &str) -> crate::error::Result<()> {
     let authority = url
         .split_once("://")
         .map(|(_, r)| r.split('/').next().unwrap_or_default());
@@ -84,7 +84,7 @@ fn check_clone_url(url: &str) -> anyhow::Result<()> {
 }
 
 /// `--clone`: clone the config repo (and add remotes) before the command runs.
-fn clone_repo(global: &mut GlobalArgs) -> anyhow::Result<Option<tempfile::TempDir>> {
+fn clone_repo(global: &mut GlobalArgs) -> crate::error::Result<Option<tempfile::TempDir>> {
     let Some(url) = global.clone.clone() else {
         return Ok(None);
     };
@@ -139,7 +139,7 @@ fn add_clone_remotes(
     repo_git: &secret_manager::gitops::git::Git,
     remotes: &[String],
     reused: bool,
-) -> anyhow::Result<()> {
+) -> crate::error::Result<()> {
     for r in remotes {
         let (name, url) = r
             .split_once('=')
@@ -155,7 +155,7 @@ fn add_clone_remotes(
 }
 
 /// The reference time: `SECRET_MANAGER_NOW` (RFC 3339, for reproducible runs) or the clock.
-fn now() -> anyhow::Result<DateTime<Utc>> {
+fn now() -> crate::error::Result<DateTime<Utc>> {
     match std::env::var("SECRET_MANAGER_NOW") {
         Ok(s) => secret_manager::annotations::parse_create_date(&s)
             .map_err(|e| UsageError(format!("SECRET_MANAGER_NOW: {e}")).into()),
@@ -164,7 +164,7 @@ fn now() -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// Runs the parsed command line; returns the exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+pub async fn run(cli: Cli) -> crate::error::Result<u8> {
     let mut global = cli.global;
     check_output_format(global.output, &cli.command)?;
     ensure_temp_dir()?;
@@ -213,7 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// `-o name` and `-o prometheus` only where they mean something, checked before anything
 /// runs: a rotation must not run and only then find its report format unknown.
-fn check_output_format(format: crate::args::Format, command: &Command) -> anyhow::Result<()> {
+fn check_output_format(format: crate::args::Format, command: &Command) -> crate::error::Result<()> {
     use crate::args::Format;
     let named = matches!(command, Command::List(_) | Command::Keys(_))
         || matches!(command, Command::Cluster(c) if matches!(c.command, cluster::ClusterCommand::Status));
@@ -230,7 +230,7 @@ fn check_output_format(format: crate::args::Format, command: &Command) -> anyhow
     }
 }
 
-async fn run_command(ctx: &mut Ctx, command: &Command) -> anyhow::Result<u8> {
+async fn run_command(ctx: &mut Ctx, command: &Command) -> crate::error::Result<u8> {
     match command {
         Command::List(a) => list::cmd_list(ctx, a).await,
         Command::Lint(a) => lint::cmd_lint(ctx, a).await,
@@ -251,7 +251,7 @@ async fn run_command(ctx: &mut Ctx, command: &Command) -> anyhow::Result<u8> {
 /// Creates `TMPDIR` when it names a directory that does not exist yet: the CronJob points
 /// it at a fresh work volume (`/work/tmp`), so temporary worktrees count against that
 /// volume's size limit instead of a small `/tmp`.
-fn ensure_temp_dir() -> anyhow::Result<()> {
+fn ensure_temp_dir() -> crate::error::Result<()> {
     if let Some(dir) = std::env::var_os("TMPDIR").filter(|d| !d.is_empty()) {
         let dir = std::path::PathBuf::from(dir);
         if !dir.exists() {
@@ -269,7 +269,7 @@ fn ensure_temp_dir() -> anyhow::Result<()> {
 /// Opens the repo named by `--repo`; warns when the directory does not look like a config
 /// repo (no `cluster-values/`, not a git work tree): `--repo /tmp` would otherwise list
 /// whatever SealedSecrets happen to lie there.
-pub fn open_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
+pub fn open_repo(ctx: &Ctx) -> crate::error::Result<secret_manager::Repo> {
     let root = &ctx.global.repo;
     if !ctx.global.quiet
         && root.is_dir()
@@ -290,7 +290,7 @@ pub fn open_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
 
 /// Opens the repo for a command that works with its remotes (rotate, delete, cluster,
 /// audit): it must be a git work tree, else a usage error says how to get one.
-pub fn open_git_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
+pub fn open_git_repo(ctx: &Ctx) -> crate::error::Result<secret_manager::Repo> {
     let repo = open_repo(ctx)?;
     let inside = std::process::Command::new("git")
         .arg("-C")
@@ -301,11 +301,11 @@ pub fn open_git_repo(ctx: &Ctx) -> anyhow::Result<secret_manager::Repo> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !inside {
-        return Err(UsageError(format!(
-            "{} is not a git work tree: this command reads and pushes the config repo's remotes; run it in a clone (git clone <url>), or pass --clone URL",
+        return Err(CommandError::usage(format!(
+            "{} is not a git work tree: this command reads and pushes the config repo's remotes",
             repo.root.display()
         ))
-        .into());
+        .hint("run it in a clone (git clone <url>), or pass --clone URL"));
     }
     Ok(repo)
 }
@@ -315,27 +315,25 @@ use secret_manager::annotations::BUILTIN_SOURCES;
 
 /// `--source s` must name a built-in source or a plugin on PATH: a typo (`AWS`) would
 /// otherwise select nothing and look like a fleet with nothing to do.
-fn check_source(s: &str) -> anyhow::Result<()> {
+fn check_source(s: &str) -> crate::error::Result<()> {
     if BUILTIN_SOURCES.contains(&s) || secret_manager::plugin_exists(s) {
         return Ok(());
     }
     let lower = s.to_ascii_lowercase();
-    let hint = if lower != s
-        && (BUILTIN_SOURCES.contains(&lower.as_str()) || secret_manager::plugin_exists(&lower))
-    {
-        format!("; did you mean `{lower}`?")
-    } else {
-        String::new()
-    };
-    Err(UsageError(format!(
-        "--source {}: unknown source (built in: {}; any other is a plugin `secret-manager-provider-<name>` on PATH, and none is called that){hint}",
+    let e = CommandError::usage(format!(
+        "--source {}: unknown source (built in: {}; any other is a plugin `secret-manager-provider-<name>` on PATH, and none is called that)",
         secret_manager::text::escape(s),
         BUILTIN_SOURCES.join(", ")
-    ))
-    .into())
+    ));
+    if lower != s
+        && (BUILTIN_SOURCES.contains(&lower.as_str()) || secret_manager::plugin_exists(&lower))
+    {
+        return Err(e.hint(format!("did you mean `{lower}`?")));
+    }
+    Err(e)
 }
 
-pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> anyhow::Result<Filter> {
+pub fn build_filter(f: &FilterArgs, repo: &secret_manager::Repo) -> crate::error::Result<Filter> {
     let older_than = f
         .older_than
         .as_deref()
@@ -447,7 +445,7 @@ pub fn declined() -> u8 {
 
 /// Asks before a change: `--yes` answers yes; without a TTY (or with --non-interactive)
 /// there is nobody to ask, so the command fails and says to pass `--yes`.
-pub fn confirm(ctx: &Ctx, plan: &str) -> anyhow::Result<bool> {
+pub fn confirm(ctx: &Ctx, plan: &str) -> crate::error::Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     if ctx.global.yes {
         return Ok(true);

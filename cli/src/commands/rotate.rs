@@ -2,7 +2,8 @@
 
 use super::{Ctx, build_filter, confirm, open_git_repo};
 use crate::args::FilterArgs;
-use crate::exit::{self, UsageError};
+use crate::error::UsageError;
+use crate::exit;
 use crate::output::{Fit, Paint, Table, table_width, write_structured};
 use clap::Args;
 use secret_manager::config::RevokeMode;
@@ -219,7 +220,11 @@ fn action_paint(a: &str) -> Paint {
 
 /// The steps as a table when it fits the terminal (always on a pipe), else one block per
 /// step: identities, key ids and clusters are never cut, whatever the terminal's width.
-fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> anyhow::Result<()> {
+fn render_steps(
+    out: &mut dyn std::io::Write,
+    steps: &[Step],
+    wide: bool,
+) -> crate::error::Result<()> {
     let headers = [
         "ACTION", "SOURCE", "IDENTITY", "OLD KEY", "NEW KEY", "CLUSTERS", "DONE", "DETAIL",
     ];
@@ -270,7 +275,7 @@ fn render_steps(out: &mut dyn std::io::Write, steps: &[Step], wide: bool) -> any
     Ok(())
 }
 
-fn render(ctx: &mut Ctx, report: &RotateReport) -> anyhow::Result<()> {
+fn render(ctx: &mut Ctx, report: &RotateReport) -> crate::error::Result<()> {
     if write_structured(&mut *ctx.out, ctx.global.output, report)? {
         return Ok(());
     }
@@ -296,7 +301,7 @@ fn render(ctx: &mut Ctx, report: &RotateReport) -> anyhow::Result<()> {
 
 /// After a run: fast-forwards a clean checkout of main to the main the run pushed (so that
 /// `list` shows the new keys), else says why the checkout differs.
-fn follow_main(ctx: &Ctx) -> anyhow::Result<()> {
+fn follow_main(ctx: &Ctx) -> crate::error::Result<()> {
     let Ok(repo) = secret_manager::Repo::open(&ctx.global.repo) else {
         return Ok(());
     };
@@ -341,7 +346,7 @@ fn options(
     repo: &secret_manager::Repo,
     args: &RunArgs,
     delete: bool,
-) -> anyhow::Result<(RotateOptions, secret_manager::providers::Providers)> {
+) -> crate::error::Result<(RotateOptions, secret_manager::providers::Providers)> {
     let filter = build_filter(&args.filter, repo)?;
     let revoke_after = match &args.revoke_after {
         Some(d) => secret_manager::duration::parse_chrono(d)
@@ -473,7 +478,7 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
 }
 
 /// Runs `rotate`, or `delete` when `delete` is set.
-pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::Result<u8> {
+pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::error::Result<u8> {
     if delete && (args.reseal || args.require_synced) {
         return Err(UsageError(format!(
             "delete: {} is a rotation flag (a removed SealedSecret has no new key to re-seal or to sync); see `secret-manager delete --help`",
@@ -484,13 +489,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> anyhow::
     let checkout = open_git_repo(ctx)?;
     // Every setting the run acts on — policies, provider settings, webhooks, clusters —
     // comes from the fetched main, never from this checkout's branch or uncommitted edits.
-    let repo = secret_manager::Repo::main_of(&checkout.root).map_err(|e| match e {
-        secret_manager::MainError::Config(c) => anyhow::Error::from(c),
-        secret_manager::MainError::Git(g) => {
-            anyhow::Error::from(secret_manager::engine::EngineError::Git(g))
-        }
-        e => anyhow::Error::from(UsageError(e.to_string())),
-    })?;
+    let repo = secret_manager::Repo::main_of(&checkout.root)?;
     let f = &args.filter;
     if delete
         && f.sources.is_empty()

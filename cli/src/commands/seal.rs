@@ -1,8 +1,9 @@
 //! `secret-manager seal`.
 
 use super::{Ctx, open_repo};
-use crate::exit::{self, UsageError};
-use anyhow::Context as _;
+use crate::error::Context as _;
+use crate::error::UsageError;
+use crate::exit;
 use clap::{ArgGroup, Args, ValueEnum};
 use secret_manager::manifest::Scope;
 use secret_manager::manifest::render::NewSealedSecret;
@@ -193,7 +194,7 @@ impl From<ScopeArg> for Scope {
     }
 }
 
-fn kv<'a>(flag: &str, s: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+fn kv<'a>(flag: &str, s: &'a str) -> crate::error::Result<(&'a str, &'a str)> {
     s.split_once('=')
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| {
@@ -208,7 +209,7 @@ fn kv<'a>(flag: &str, s: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
 /// Values from flags, or a Secret manifest from stdin.
 fn read_values(
     args: &SealArgs,
-) -> anyhow::Result<(
+) -> crate::error::Result<(
     BTreeMap<String, Plaintext>,
     Option<secret_manager::seal::SecretManifest>,
 )> {
@@ -261,7 +262,10 @@ const MAX_INPUT_BYTES: u64 = 4 << 20;
 
 /// The input manifest: the -f file, else stdin (not a terminal). The text is zeroized on
 /// drop: it may hold the values in the clear.
-fn read_input(args: &SealArgs, what: &str) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
+fn read_input(
+    args: &SealArgs,
+    what: &str,
+) -> crate::error::Result<(zeroize::Zeroizing<String>, String)> {
     let mut src = zeroize::Zeroizing::new(String::new());
     if let Some(path) = &args.secret_file {
         let origin = path.display().to_string();
@@ -330,7 +334,7 @@ fn controller_flags(args: &SealArgs) -> Option<(String, String)> {
 }
 
 /// `seal --validate`: asks the controller whether the SealedSecret decrypts.
-async fn validate(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
+async fn validate(ctx: &mut Ctx, args: &SealArgs) -> crate::error::Result<u8> {
     let (src, origin) = read_input(args, "a SealedSecret manifest")?;
     if !src.contains("SealedSecret") {
         return Err(UsageError(format!(
@@ -392,7 +396,7 @@ async fn load_cert(
     repo: &secret_manager::Repo,
     args: &SealArgs,
     inferred: Option<&str>,
-) -> anyhow::Result<(SealingCert, String)> {
+) -> crate::error::Result<(SealingCert, String)> {
     if let Some(spec) = &args.cert {
         let src = CertSource::parse(spec, &std::env::current_dir()?)?;
         let cert = src
@@ -425,7 +429,7 @@ async fn load_cert(
     ))
 }
 
-fn annotations(args: &SealArgs) -> anyhow::Result<BTreeMap<String, String>> {
+fn annotations(args: &SealArgs) -> crate::error::Result<BTreeMap<String, String>> {
     args.annotation
         .iter()
         .map(|a| kv("--annotation", a).map(|(k, v)| (k.to_owned(), v.to_owned())))
@@ -433,7 +437,7 @@ fn annotations(args: &SealArgs) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Runs `seal`.
-pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> anyhow::Result<u8> {
+pub async fn cmd_seal(ctx: &mut Ctx, args: &SealArgs) -> crate::error::Result<u8> {
     // With --cert and no file to merge into, no config repo is needed (as for kubeseal):
     // no warning about a directory that is not one.
     if args.validate {
@@ -622,7 +626,7 @@ async fn raw(
     repo: &secret_manager::Repo,
     args: &SealArgs,
     values: &BTreeMap<String, Plaintext>,
-) -> anyhow::Result<u8> {
+) -> crate::error::Result<u8> {
     let [(_, value)] = values.iter().collect::<Vec<_>>()[..] else {
         return Err(UsageError(format!(
             "--raw seals exactly one value (--from-literal or --from-file); got {}",
@@ -658,7 +662,7 @@ async fn merge(
     template_annotations: &BTreeMap<String, String>,
     prefix: &str,
     rng: &mut rand::rngs::OsRng,
-) -> anyhow::Result<u8> {
+) -> crate::error::Result<u8> {
     let src = std::fs::read_to_string(file)
         .map_err(|e| UsageError(format!("--merge-into {}: {e}", file.display())))?;
     let doc = ops::select_document(&src, args.name.as_deref())
@@ -712,7 +716,7 @@ async fn merge(
         values,
         template_annotations,
     )
-    .map_err(|e| anyhow::Error::new(e).context(file.display().to_string()))?;
+    .context(file.display().to_string())?;
     secret_manager::manifest::edit::write_atomic(file, out.as_bytes())
         .with_context(|| format!("writing {}", file.display()))?;
     if !ctx.global.quiet {
