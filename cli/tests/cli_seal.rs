@@ -985,7 +985,9 @@ fn kubeconfig(
 /// --sealed-secret-file, the controller flags and their environment variables, --context
 /// and --kubeconfig reaching kubectl, and --validate asking the controller.
 #[test]
+#[ignore = "environment: needs kubectl (scripts/test runs it)"]
 fn kubeseal_flags_reach_the_controller_through_real_kubectl() {
+    secret_manager_testkit::tier::environment("kubectl");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

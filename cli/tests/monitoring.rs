@@ -137,6 +137,7 @@ const ROUTE53_NOW: [&str; 8] = [
 ];
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn a_rotation_writes_the_textfile_and_pushes_to_a_real_pushgateway() {
     let (f, moto, old) = setup();
     let gw = secret_manager_testkit::Pushgateway::start(&pushgateway_bin());
@@ -289,6 +290,7 @@ fn webhook(status: u16) -> (String, std::sync::mpsc::Receiver<(String, String)>)
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn notifications_say_what_happened_and_never_a_secret() {
     let (f, moto, _) = setup();
     let (url, rx) = webhook(200);
@@ -425,6 +427,7 @@ fn notifications_say_what_happened_and_never_a_secret() {
 /// manifests are marked, `lint --require-current-cert` finds them, and `rotate --reseal`
 /// re-seals exactly those with the new certificate.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn a_replaced_certificate_marks_manifests_and_rotate_reseal_reseals_them() {
     use rsa::pkcs8::DecodePrivateKey;
     let (f, moto, old) = setup();

@@ -58,25 +58,19 @@ pub(crate) fn setup() -> (GitFleet, Moto, String) {
 }
 
 pub(crate) fn rotate(f: &GitFleet, moto: &Moto, now: &str, extra: &[&str]) -> Run {
-    let work = f.path("work");
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("SECRET_MANAGER_NOW", now)
-        .env("GIT_AUTHOR_NAME", "Rotator")
-        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
-    c.args([
-        "--repo",
-        work.to_str().unwrap(),
-        "rotate",
-        "--source",
-        "aws",
-        "--cluster",
-        DEV1,
-        "--name",
-        "route53",
-    ]);
-    c.args(extra);
-    run_cmd(&mut c)
+    f.bot(now)
+        .aws(moto)
+        .args([
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--name",
+            "route53",
+        ])
+        .args(extra)
+        .run()
 }
 
 fn refs(f: &GitFleet) -> String {
@@ -142,6 +136,7 @@ fn check_rotated(f: &GitFleet, moto: &Moto, old: &str, before: &str) {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn rotate_with_zero_grace_stages_publishes_and_revokes_in_one_run() {
     let (f, moto, old) = setup();
     let before = main_file(&f, REL);
@@ -195,6 +190,7 @@ fn rotate_with_zero_grace_stages_publishes_and_revokes_in_one_run() {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn default_grace_revokes_on_a_later_run() {
     let (f, moto, old) = setup();
     let before = main_file(&f, REL);
@@ -251,6 +247,7 @@ fn default_grace_revokes_on_a_later_run() {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn dry_run_changes_nothing_anywhere() {
     let (f, moto, old) = setup();
     let refs_before = refs(&f);
@@ -286,27 +283,26 @@ fn dry_run_changes_nothing_anywhere() {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn a_failing_source_leaves_everything_working() {
     let (f, moto, old) = setup();
     let refs_before = refs(&f);
-    let work = f.path("work");
     // Point IAM at a dead endpoint: preflight fails, nothing is minted or published.
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9");
-    c.args([
-        "--repo",
-        work.to_str().unwrap(),
-        "--yes",
-        "rotate",
-        "--source",
-        "aws",
-        "--cluster",
-        DEV1,
-        "--name",
-        "route53",
-    ]);
-    let r = run_cmd(&mut c);
+    let r = f
+        .bot(NOW)
+        .aws(&moto)
+        .env("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:9")
+        .args([
+            "--yes",
+            "rotate",
+            "--source",
+            "aws",
+            "--cluster",
+            DEV1,
+            "--name",
+            "route53",
+        ])
+        .run();
     assert_eq!(r.code, 10, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stderr
@@ -319,6 +315,7 @@ fn a_failing_source_leaves_everything_working() {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn without_aws_credentials_one_clear_line_is_said_and_nothing_is_retried() {
     let (f, moto, old) = setup();
     let refs_before = refs(&f);
@@ -372,6 +369,7 @@ fn without_aws_credentials_one_clear_line_is_said_and_nothing_is_retried() {
 /// same one-line hint once (not `dispatch failure`, not once per credential), and a
 /// metadata endpoint that answers 403 adds no warnings of the SDK's internals.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn without_credentials_behind_an_assumed_role_the_hint_is_said_once() {
     let (f, moto, old) = setup();
     let work = f.path("work");
@@ -448,6 +446,7 @@ fn without_credentials_behind_an_assumed_role_the_hint_is_said_once() {
 /// names its keys, clusters and files; a failure is one ERROR event (not also a text
 /// line); the finish event carries `interrupted` only when there was an interruption.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn json_logs_are_json_on_both_streams_with_the_fields_a_pipeline_needs() {
     let (f, moto, old) = setup();
     let r = rotate(
@@ -529,6 +528,7 @@ fn json_logs_are_json_on_both_streams_with_the_fields_a_pipeline_needs() {
 /// An unreachable remote is said once per run with git's own words, not once per phase
 /// or per cluster.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn an_unreachable_remote_is_said_once() {
     let (f, moto, _) = setup();
     let work = f.path("work");
@@ -536,24 +536,12 @@ fn an_unreachable_remote_is_said_once() {
         &work,
         &["remote", "set-url", "prod", "/nonexistent/prod.git"],
     );
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
-        .env("GIT_AUTHOR_NAME", "Rotator")
-        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
-    c.args([
-        "--repo",
-        work.to_str().unwrap(),
-        "--yes",
-        "rotate",
+    let r = f.bot("2027-06-01T00:00:00Z").aws(&moto).rotate_now(&[
         "--source",
         "aws",
         "--older-than",
         "0d",
-        "--revoke-after",
-        "0s",
     ]);
-    let r = run_cmd(&mut c);
     let said = r
         .stderr
         .matches("does not appear to be a git repository")
@@ -563,29 +551,18 @@ fn an_unreachable_remote_is_said_once() {
 
 /// Per-phase progress with counts on a terminal; nothing of it on a pipe.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn progress_per_phase_on_a_terminal_and_none_on_a_pipe() {
     let (f, moto, _) = setup();
-    let work = f.path("work");
     let run = |now: &str| {
-        let mut c = cmd();
-        moto.env(&mut c)
-            .env("SECRET_MANAGER_NOW", now)
+        let mut c = f
+            .bot(now)
+            .aws(&moto)
             .env("TERM", "xterm")
-            .env_remove("NO_COLOR");
-        c.args([
-            "--repo",
-            work.to_str().unwrap(),
-            "--yes",
-            "rotate",
-            "--source",
-            "aws",
-            "--cluster",
-            DEV1,
-            "--name",
-            "route53",
-            "--revoke-after",
-            "0s",
-        ]);
+            .args(["--yes", "rotate", "--revoke-after", "0s"])
+            .args(["--source", "aws", "--cluster", DEV1, "--name", "route53"])
+            .command();
+        c.env_remove("NO_COLOR");
         c
     };
     let pipe = run_cmd(&mut run("2026-11-21T12:00:00Z"));
@@ -619,6 +596,7 @@ fn progress_per_phase_on_a_terminal_and_none_on_a_pipe() {
 /// A SealedSecret inside a `kind: List` (as kubectl and kubeseal write them) is listed
 /// and rotated in place; the List's other objects stay byte for byte.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn a_sealed_secret_inside_a_kind_list_is_rotated_in_place() {
     let (f, moto, old) = setup();
     let work = f.path("work");
@@ -678,6 +656,7 @@ fn a_sealed_secret_inside_a_kind_list_is_rotated_in_place() {
 /// checkout follows main, the credential shows as `rotating` until its old key is revoked,
 /// and a checkout that differs from main says so.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn list_follows_the_remote_main_and_shows_rotations_in_flight() {
     let (f, moto, old) = setup();
     let work = f.path("work");
@@ -757,6 +736,7 @@ const PROD_REL: &str =
     "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/route53.yaml";
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved() {
     let (f, moto, old) = setup();
     let work = f.path("work");
@@ -887,6 +867,7 @@ fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved()
 /// the change published once.
 #[cfg(feature = "failpoints")]
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn every_crash_point_converges_on_the_next_run() {
     for point in [
         "before-mint",
@@ -898,24 +879,11 @@ fn every_crash_point_converges_on_the_next_run() {
     ] {
         let (f, moto, old) = setup();
         let before = main_file(&f, REL);
-        let work = f.path("work");
-        let mut c = cmd();
-        moto.env(&mut c).env("SECRET_MANAGER_FAILPOINT", point);
-        c.args([
-            "--repo",
-            work.to_str().unwrap(),
-            "--yes",
-            "rotate",
-            "--source",
-            "aws",
-            "--cluster",
-            DEV1,
-            "--name",
-            "route53",
-            "--revoke-after",
-            "0s",
-        ]);
-        let r = run_cmd(&mut c);
+        let r = f
+            .bot(NOW)
+            .aws(&moto)
+            .env("SECRET_MANAGER_FAILPOINT", point)
+            .rotate_now(&["--source", "aws", "--cluster", DEV1, "--name", "route53"]);
         assert_eq!(r.code, 86, "{point}: {}", r.stderr);
         assert_eq!(
             moto.key_ids(USER).contains(&old),
@@ -965,6 +933,7 @@ fn every_crash_point_converges_on_the_next_run() {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn delete_removes_the_manifest_publishes_and_then_revokes_the_key() {
     let (f, moto, _old) = setup();
     let work = f.path("work");
@@ -1025,6 +994,7 @@ fn delete_removes_the_manifest_publishes_and_then_revokes_the_key() {
 /// do). After every kill, main's manifest must reference a key that exists; after a final
 /// clean run exactly one key exists — the manifest's, and it works — and no record is left.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn sigkill_at_random_moments_converges() {
     let (f, moto, _) = setup();
     let run = |now: &str| {
@@ -1114,6 +1084,7 @@ fn sigkill_at_random_moments_converges() {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn require_synced_waits_for_the_controller() {
     let (f, moto, old) = setup();
     let bin = tempfile::tempdir().unwrap();
@@ -1198,6 +1169,7 @@ fn require_synced_waits_for_the_controller() {
 /// commit, one pointer move per cluster, one publish commit and one revoke commit — and the
 /// audit trail still has a record per secret and phase.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cluster() {
     const PROD1: &str = "aws.us-east-1.prod1";
     let f = GitFleet::new();
@@ -1221,23 +1193,12 @@ fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cl
         .collect();
     let main_before = git(&f.path("dev.git"), &["rev-parse", "main"]);
 
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("SECRET_MANAGER_NOW", "2026-11-21T12:00:00Z")
-        .env("GIT_AUTHOR_NAME", "Rotator")
-        .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
-    let r = run_cmd(c.args([
-        "--repo",
-        work.to_str().unwrap(),
-        "rotate",
+    let r = f.bot("2026-11-21T12:00:00Z").aws(&moto).rotate_now(&[
         "--namespace",
         "batch",
-        "--yes",
-        "--revoke-after",
-        "0s",
         "--concurrency",
         "3",
-    ]));
+    ]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stderr
@@ -1308,6 +1269,7 @@ fn a_batch_of_credentials_makes_one_commit_per_phase_and_one_pointer_move_per_cl
 /// the crash is an orphan the next run deletes; every identity ends with exactly the key
 /// its manifest holds.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn a_crash_in_a_parallel_batch_converges() {
     let f = GitFleet::new();
     let moto = Moto::start();
@@ -1319,21 +1281,11 @@ fn a_crash_in_a_parallel_batch_converges() {
         create_aws(&moto, &work, DEV1, "par", u, u, &rel);
     }
     f.commit_and_publish("Add par credentials", &[DEV1]);
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("SECRET_MANAGER_FAILPOINT", "after-mint");
-    let r = run_cmd(c.args([
-        "--repo",
-        work.to_str().unwrap(),
-        "--yes",
-        "rotate",
-        "--namespace",
-        "par",
-        "--revoke-after",
-        "0s",
-        "--concurrency",
-        "3",
-    ]));
+    let r = f
+        .bot(NOW)
+        .aws(&moto)
+        .env("SECRET_MANAGER_FAILPOINT", "after-mint")
+        .rotate_now(&["--namespace", "par", "--concurrency", "3"]);
     assert_eq!(r.code, 86, "{}", r.stderr);
     let minted: usize = users.iter().map(|u| moto.key_ids(u).len()).sum();
     assert!(
@@ -1341,19 +1293,10 @@ fn a_crash_in_a_parallel_batch_converges() {
         "at least one new key exists after the crash: {minted}"
     );
     // After the dead run's lease (10 min) the next run cleans up and rotates.
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("SECRET_MANAGER_NOW", "2026-11-21T12:15:00Z");
-    let r = run_cmd(c.args([
-        "--repo",
-        work.to_str().unwrap(),
-        "--yes",
-        "rotate",
-        "--namespace",
-        "par",
-        "--revoke-after",
-        "0s",
-    ]));
+    let r = f
+        .bot("2026-11-21T12:15:00Z")
+        .aws(&moto)
+        .rotate_now(&["--namespace", "par"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("3 staged"), "{}", r.stderr);
     for u in &users {
@@ -1410,6 +1353,7 @@ fn a_crash_in_a_parallel_batch_converges() {
 /// Deleting one of two manifests that hold the same key: the manifest goes, the key stays
 /// (the other manifest still uses it), and the record is closed.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn delete_keeps_a_key_another_manifest_still_uses() {
     let (f, moto, old) = setup();
     let work = f.path("work");
@@ -1456,6 +1400,7 @@ fn delete_keeps_a_key_another_manifest_still_uses() {
 /// The plan never cuts an identity or a key id: on a narrow terminal the table becomes one
 /// block per step; a pipe always gets the whole table.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn the_plan_shows_full_identities_and_key_ids_on_a_pipe_and_on_a_terminal() {
     let (f, moto, old) = setup();
     let work = f.path("work");
@@ -1590,6 +1535,7 @@ fn one_runs_flags_never_cut_another_runs_grace_period() {
 /// `delete` removes a file's entry from the kustomization that lists it, and the overlay
 /// the cluster pointer moves to still builds with the real `kubectl kustomize`.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn delete_leaves_an_overlay_that_builds() {
     let f = GitFleet::new();
     let moto = Moto::start();
@@ -1646,6 +1592,7 @@ fn delete_leaves_an_overlay_that_builds() {
             .join("dns-credentials.yaml")
             .exists()
     );
+    secret_manager_testkit::tier::environment("kubectl");
     let built = std::process::Command::new("kubectl")
         .arg("kustomize")
         .arg(tree.path().join(overlay))
@@ -1662,6 +1609,7 @@ fn delete_leaves_an_overlay_that_builds() {
 /// `keys` checks the account as `rotate` does: credentials of another account than the
 /// manifest's are named as such, never shown as the same-named user's keys or `missing`.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn keys_names_an_account_mismatch() {
     let f = GitFleet::new();
     let moto = Moto::start();
@@ -1722,6 +1670,7 @@ fn answering_no_at_the_prompt_changes_nothing_and_exits_0() {
 /// `keys` in a narrow table drops less important columns first, never STATUS (where a
 /// `missing` key shows).
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn keys_never_drops_the_status_column() {
     let (f, moto, _) = setup();
     let mut c = cmd();

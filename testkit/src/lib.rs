@@ -20,6 +20,7 @@ pub mod iam;
 pub mod moto;
 pub mod provider;
 pub mod server;
+pub mod tier;
 pub mod trace;
 
 pub use aws::FakeAws;

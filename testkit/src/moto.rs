@@ -34,6 +34,7 @@ impl MotoServer {
     ///
     /// Panics with what to do when the binary is missing or the server cannot start.
     pub fn start(bin: &str) -> MotoServer {
+        crate::tier::environment("moto_server");
         assert!(
             Path::new(bin).exists(),
             "moto_server not found at {bin}: run scripts/test (it installs moto[server] into target/venv) or set MOTO_SERVER"
@@ -89,6 +90,7 @@ impl Pushgateway {
     /// Starts the pushgateway at `bin` on a free loopback port, waiting for its
     /// `Listening on` line (a port collision is retried on a new port).
     pub fn start(bin: &str) -> Pushgateway {
+        crate::tier::environment("prometheus-pushgateway");
         let mut last = String::new();
         for _ in 0..8 {
             let port = free_port();
@@ -187,6 +189,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "environment: needs moto_server (scripts/test runs it)"]
     fn a_port_taken_by_another_server_is_a_failed_start_not_a_false_ready() {
         let bin = bin();
         if !Path::new(&bin).exists() {

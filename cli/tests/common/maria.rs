@@ -26,6 +26,7 @@ fn run(c: &mut Command, what: &str) -> String {
 
 impl Maria {
     pub fn start() -> Maria {
+        secret_manager_testkit::tier::environment("MariaDB");
         let dir = tempfile::Builder::new()
             .prefix("sm-maria-")
             .tempdir()

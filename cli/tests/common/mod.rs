@@ -229,7 +229,74 @@ pub fn git_input(dir: &Path, args: &[&str], input: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// One run of the binary the way a test's bot runs it (`GitFleet::bot`): on the fleet's
+/// `work` clone, at a pinned time, as the rotator's git identity, with moto's AWS
+/// environment when asked. The command line the rotation tests used to build by hand.
+pub struct Bot {
+    c: Command,
+    repo: PathBuf,
+    args: Vec<std::ffi::OsString>,
+}
+
+impl Bot {
+    /// Adds moto's AWS environment (test credentials only).
+    pub fn aws(mut self, moto: &Moto) -> Bot {
+        moto.env(&mut self.c);
+        self
+    }
+
+    /// Sets one environment variable of the run.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Bot {
+        self.c.env(key, value);
+        self
+    }
+
+    /// Runs in another clone than `work`.
+    pub fn repo(mut self, dir: &Path) -> Bot {
+        self.repo = dir.to_owned();
+        self
+    }
+
+    /// Appends arguments (after `--repo <clone>`).
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Bot {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// `rotate --yes --revoke-after 0s <args>`: one run that stages, publishes and revokes.
+    pub fn rotate_now(self, args: &[&str]) -> Run {
+        self.args(["--yes", "rotate", "--revoke-after", "0s"])
+            .args(args)
+            .run()
+    }
+
+    /// The command, for a test that spawns it itself.
+    pub fn command(mut self) -> Command {
+        self.c.arg("--repo").arg(&self.repo).args(&self.args);
+        self.c
+    }
+
+    /// Runs it to the end.
+    pub fn run(self) -> Run {
+        run_cmd(&mut self.command())
+    }
+}
+
 impl GitFleet {
+    /// A run of the binary on `work` at `now` (RFC 3339), committing as the rotator.
+    pub fn bot(&self, now: &str) -> Bot {
+        let mut c = cmd();
+        c.env("SECRET_MANAGER_NOW", now)
+            .env("GIT_AUTHOR_NAME", "Rotator")
+            .env("GIT_AUTHOR_EMAIL", "rotator@example.com");
+        Bot {
+            c,
+            repo: self.path("work"),
+            args: Vec::new(),
+        }
+    }
+
     /// The example repo on main, every cluster's pointer at main's first commit.
     pub fn new() -> GitFleet {
         let root = tempfile::tempdir().unwrap();

@@ -63,6 +63,7 @@ fn run(mut c: Command, what: &str) {
 
 impl Pg {
     pub fn start() -> Pg {
+        secret_manager_testkit::tier::environment("PostgreSQL");
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("sm-pg-").tempdir().unwrap();
         let data = dir.path().join("data");

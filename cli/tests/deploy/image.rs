@@ -65,6 +65,7 @@ fn build_context(skip: Option<&str>) -> tempfile::TempDir {
 }
 
 fn cargo(dir: &Path, args: &[&str]) -> std::process::Output {
+    secret_manager_testkit::tier::environment("a cargo check of the image's build context");
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(dir)
         .args(args)
@@ -79,6 +80,7 @@ fn cargo(dir: &Path, args: &[&str]) -> std::process::Output {
 /// Slow (a `cargo check` of the whole release graph, ~2 minutes from cold): scripts/test
 /// runs it on its own after the rest of the suite.
 #[test]
+#[ignore = "environment: a cargo check of the image's build context (~2 min; scripts/test runs it last, alone)"]
 fn dockerfile_build_context_resolves_and_compiles_offline() {
     let sources = copied();
     assert!(sources.contains(&"testkit".to_owned()), "{sources:?}");
@@ -157,6 +159,7 @@ fn dockerfile_build_context_resolves_and_compiles_offline() {
 }
 
 #[test]
+#[ignore = "environment: needs hadolint (scripts/test runs it)"]
 fn dockerfile_lints_clean_and_pins_its_bases_by_digest() {
     let hadolint = venv_tool("HADOLINT", "hadolint");
     let out = Command::new(&hadolint)
@@ -255,8 +258,10 @@ fn children(pid: u32) -> Vec<u32> {
 /// exit 143 with the minted key undone, and the next run converges.
 #[cfg(feature = "failpoints")]
 #[test]
+#[ignore = "environment: needs tini (scripts/test runs it)"]
 fn sigterm_to_pid_1_stops_the_run_cleanly() {
     use crate::rotate::{USER, setup};
+    secret_manager_testkit::tier::environment("tini");
     let tini = which("tini").expect("tini is needed (apt-get install tini; scripts/test does)");
     for entry in [vec![tini.display().to_string(), "--".into()], vec![]] {
         let (f, moto, old) = setup();

@@ -15,6 +15,7 @@ use std::process::Command;
 
 /// `kubectl kustomize <dir>` (kustomize is built into kubectl).
 pub fn render(dir: &Path) -> String {
+    secret_manager_testkit::tier::environment("kubectl");
     let out = Command::new("kubectl")
         .arg("kustomize")
         .arg(dir)
@@ -57,6 +58,7 @@ pub fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 
 /// A tool installed in the test venv by scripts/test (or named by `env`).
 pub fn venv_tool(env: &str, name: &str) -> PathBuf {
+    secret_manager_testkit::tier::environment(name);
     let path = std::env::var_os(env)
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/venv/bin").join(name));

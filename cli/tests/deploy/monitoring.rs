@@ -7,6 +7,7 @@ use crate::common::{root, run_in, testdata};
 use std::process::Command;
 
 fn promtool(args: &[&str]) -> std::process::Output {
+    secret_manager_testkit::tier::environment("promtool");
     Command::new(std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into()))
         .current_dir(deploy("monitoring"))
         .args(args)
@@ -15,6 +16,7 @@ fn promtool(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "environment: needs promtool (scripts/test runs it)"]
 fn the_alert_rules_pass_promtool_check_and_their_unit_tests() {
     let check = promtool(&["check", "rules", "rules.yaml"]);
     assert!(
@@ -93,6 +95,7 @@ fn rules_and_dashboard_use_only_series_the_binary_writes() {
 }
 
 #[test]
+#[ignore = "environment: needs kubectl (scripts/test runs it)"]
 fn the_monitoring_component_pushes_and_notifies_from_a_secret() {
     let docs = documents(&render(&deploy("examples/aws-monitored")));
     let cj = one(&docs, "CronJob");

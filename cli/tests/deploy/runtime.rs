@@ -60,6 +60,7 @@ fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
 }
 
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn cronjob_style_runs_log_json_and_exit_right() {
     let (f, moto, old) = setup();
     // Nothing due yet (the key is brand new): exit 0, no ref moves.
@@ -124,6 +125,7 @@ fn cronjob_style_runs_log_json_and_exit_right() {
 /// Secret mount and never writes; git's `store` helper, which the docs used to suggest,
 /// fails on that mount.
 #[test]
+#[ignore = "environment: needs kubectl (scripts/test runs it)"]
 fn the_https_token_helper_reads_a_read_only_mount_and_never_writes() {
     // Render the component on top of an overlay, as a user would stack it.
     let dir = tempfile::tempdir().unwrap();
@@ -177,6 +179,7 @@ password=tok-123
         secret = secret.path().display(),
         ro = ro.path().display(),
     );
+    secret_manager_testkit::tier::environment("unshare (user namespaces)");
     let out = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -209,6 +212,7 @@ password=tok-123
 /// Without kubectl in the image, --require-synced is an error (exit 14) that says why,
 /// never a "wait" that keeps the old key forever.
 #[test]
+#[ignore = "environment: needs moto_server (scripts/test runs it)"]
 fn kubectl_that_cannot_run_is_an_error_not_a_wait() {
     let (f, moto, old) = setup();
     let bin = tempfile::tempdir().unwrap();
