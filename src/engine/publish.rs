@@ -77,17 +77,9 @@ fn plan_moves(
             return (moves, staged.iter().copied().collect());
         }
     };
-    for &i in staged {
+    for (i, planned) in pending_moves(records, staged, &commits) {
         let rec = &records[i];
-        let RotationState::Staged { pending } = rec.state() else {
-            continue;
-        };
-        // Pull-request mode: the commit the merge made, found when it was noticed.
-        let Some(sha) = rec
-            .staging_commit
-            .clone()
-            .or_else(|| commits.get(&rec.path()).map(ToString::to_string))
-        else {
+        let Some((sha, pending)) = planned else {
             let e = EngineError::NoStagingCommit { record: rec.path() };
             ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e);
             blocked.insert(i);
@@ -105,6 +97,31 @@ fn plan_moves(
         }
     }
     (moves, blocked)
+}
+
+/// For each staged record: its staging commit and the clusters whose pointers still lack
+/// it, or `None` when the commit is not found. The commit is the one the pull request's
+/// merge made (pull-request mode, found when the merge was noticed), else the one on main
+/// that added the record file (`commits`: record path → commit). Pure.
+fn pending_moves<C: std::fmt::Display>(
+    records: &[RotationRecord],
+    staged: &[usize],
+    commits: &BTreeMap<String, C>,
+) -> Vec<(usize, Option<(String, Vec<String>)>)> {
+    staged
+        .iter()
+        .filter_map(|&i| {
+            let rec = &records[i];
+            let RotationState::Staged { pending } = rec.state() else {
+                return None;
+            };
+            let sha = rec
+                .staging_commit
+                .clone()
+                .or_else(|| commits.get(&rec.path()).map(ToString::to_string));
+            Some((i, sha.map(|sha| (sha, pending))))
+        })
+        .collect()
 }
 
 /// Moves each pointer once per staging commit; records the publish time in memory.
@@ -307,4 +324,76 @@ fn drop_indices(records: Vec<RotationRecord>, drop: &BTreeSet<usize>) -> Vec<Rot
         .filter(|(i, _)| !drop.contains(i))
         .map(|(_, r)| r)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_moves;
+    use crate::journal::record::{RecordKind, RecordManifest, RotationRecord};
+    use std::collections::BTreeMap;
+
+    fn record(id: &str, clusters: &[&str]) -> RotationRecord {
+        RotationRecord {
+            version: 1,
+            id: id.into(),
+            kind: RecordKind::Rotate,
+            source: "aws".into(),
+            identity: format!("123456789012/{id}"),
+            params: Default::default(),
+            old_key_id: "AKIAOLD".into(),
+            new_key_id: "AKIANEW".into(),
+            staged_at: "2026-12-01T10:00:00Z".parse().unwrap(),
+            manifests: clusters
+                .iter()
+                .map(|c| RecordManifest {
+                    file: format!("applications/{id}/overlays/{c}/s.yaml"),
+                    document: 0,
+                    cluster: (*c).into(),
+                    secret: format!("ns/{id}"),
+                })
+                .collect(),
+            published_at: Default::default(),
+            operator: None,
+            run: None,
+            claimed_at: None,
+            disabled_at: None,
+            proposal: None,
+            staging_commit: None,
+            hotfixes: Default::default(),
+            promised: None,
+        }
+    }
+
+    /// Only the clusters still lacking the change move; a merged pull request's commit
+    /// wins over main's log; a record whose commit is nowhere is said, not guessed; a
+    /// record that is not staged is no move at all.
+    #[test]
+    fn each_staged_record_moves_the_pointers_that_lack_its_commit() {
+        let mut half = record("half", &["dev1", "prod1"]);
+        half.published("dev1", "2026-12-01T10:05:00Z".parse().unwrap())
+            .unwrap();
+        let mut merged = record("merged", &["dev1"]);
+        merged.staging_commit = Some("c0ffee".into());
+        let lost = record("lost", &["dev1"]);
+        let mut done = record("done", &["dev1"]);
+        done.published("dev1", "2026-12-01T10:05:00Z".parse().unwrap())
+            .unwrap();
+        let records = vec![half, merged, lost, done];
+        let commits: BTreeMap<String, &str> = [
+            (records[0].path(), "aaa111"),
+            (records[1].path(), "bbb222"),
+            (records[3].path(), "ddd444"),
+        ]
+        .into_iter()
+        .collect();
+        let planned = pending_moves(&records, &[0, 1, 2, 3], &commits);
+        assert_eq!(
+            planned,
+            vec![
+                (0, Some(("aaa111".to_owned(), vec!["prod1".to_owned()]))),
+                (1, Some(("c0ffee".to_owned(), vec!["dev1".to_owned()]))),
+                (2, None),
+            ]
+        );
+    }
 }

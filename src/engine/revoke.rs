@@ -14,6 +14,7 @@ use crate::journal::{
     Change, RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers,
 };
 use crate::provider::{KeyId, Revoke, Revoked};
+use chrono::{DateTime, Utc};
 
 /// What to do with one record this run.
 enum Todo {
@@ -203,6 +204,76 @@ fn main_references(ctx: &Ctx<'_>) -> MainRefs {
     out
 }
 
+/// When a record's old key may go, by its state and the stricter of what the staging run
+/// promised and this run's flags: a later run (another shard, a hand run) never shortens
+/// the grace period or turns disable into delete. Pure: no git, no provider, no clock.
+#[derive(Debug, PartialEq, Eq)]
+enum Schedule {
+    /// Not on every pointer yet, or still in review: publishing's business.
+    NotPublished,
+    /// The grace period runs until `until`.
+    Wait {
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        /// The key was disabled at `since` (this wait ends in its deletion).
+        disabled: bool,
+    },
+    /// Due now: delete, or disable first; `disabled`: it was disabled on an earlier run
+    /// (its gates were passed then).
+    Due {
+        since: DateTime<Utc>,
+        how: Revoke,
+        disabled: bool,
+    },
+}
+
+fn schedule(
+    rec: &RotationRecord,
+    revoke_after: chrono::Duration,
+    revoke_mode: RevokeMode,
+    now: DateTime<Utc>,
+) -> Schedule {
+    let (after, mode) = match &rec.promised {
+        Some(p) => (
+            revoke_after.max(chrono::Duration::seconds(p.revoke_after_seconds)),
+            if p.revoke_mode == RevokeMode::Disable {
+                RevokeMode::Disable
+            } else {
+                revoke_mode
+            },
+        ),
+        None => (revoke_after, revoke_mode),
+    };
+    let (since, how, disabled) = match rec.state() {
+        RotationState::Staged { .. } | RotationState::Proposed { .. } => {
+            return Schedule::NotPublished;
+        }
+        RotationState::Published { since } => (
+            since,
+            match mode {
+                RevokeMode::Delete => Revoke::Delete,
+                RevokeMode::Disable => Revoke::Disable,
+            },
+            false,
+        ),
+        RotationState::Disabled { since } => (since, Revoke::Delete, true),
+    };
+    let until = since + after;
+    if now < until {
+        Schedule::Wait {
+            since,
+            until,
+            disabled,
+        }
+    } else {
+        Schedule::Due {
+            since,
+            how,
+            disabled,
+        }
+    }
+}
+
 /// Decides, per record, whether its old key goes now; reports waits and gate errors.
 async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, Todo)> {
     let now = ctx.now();
@@ -210,50 +281,37 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
     let mut main_refs = None;
     let mut files = None;
     for (i, rec) in records.iter().enumerate() {
-        // The stricter of what the staging run promised and this run's flags: a later
-        // run never shortens the grace period or turns disable into delete.
-        let (after, mode) = match &rec.promised {
-            Some(p) => (
-                ctx.opts
-                    .revoke_after
-                    .max(chrono::Duration::seconds(p.revoke_after_seconds)),
-                if p.revoke_mode == RevokeMode::Disable {
-                    RevokeMode::Disable
-                } else {
-                    ctx.opts.revoke_mode
-                },
-            ),
-            None => (ctx.opts.revoke_after, ctx.opts.revoke_mode),
-        };
-        let mode = match mode {
-            RevokeMode::Delete => Revoke::Delete,
-            RevokeMode::Disable => Revoke::Disable,
-        };
-        let (since, how) = match rec.state() {
-            RotationState::Staged { .. } | RotationState::Proposed { .. } => continue,
-            RotationState::Published { since } => (since, mode),
-            RotationState::Disabled { since } => (since, Revoke::Delete),
-        };
-        let until = since + after;
-        let disabled = matches!(rec.state(), RotationState::Disabled { .. });
-        if now < until {
-            let detail = if disabled {
-                format!(
-                    "old key disabled since {}; deleted after {}",
-                    ts(since),
-                    ts(until)
-                )
-            } else {
-                format!(
-                    "grace period: published since {}; revoke the old key after {}",
-                    ts(since),
-                    ts(until)
-                )
+        let (since, how, disabled) =
+            match schedule(rec, ctx.opts.revoke_after, ctx.opts.revoke_mode, now) {
+                Schedule::NotPublished => continue,
+                Schedule::Wait {
+                    since,
+                    until,
+                    disabled,
+                } => {
+                    let detail = if disabled {
+                        format!(
+                            "old key disabled since {}; deleted after {}",
+                            ts(since),
+                            ts(until)
+                        )
+                    } else {
+                        format!(
+                            "grace period: published since {}; revoke the old key after {}",
+                            ts(since),
+                            ts(until)
+                        )
+                    };
+                    let s = record_step(rec, Action::Wait, rec.clusters(), detail);
+                    ctx.step(s);
+                    continue;
+                }
+                Schedule::Due {
+                    since,
+                    how,
+                    disabled,
+                } => (since, how, disabled),
             };
-            let s = record_step(rec, Action::Wait, rec.clusters(), detail);
-            ctx.step(s);
-            continue;
-        }
         let mut blind = None;
         if !disabled {
             match gates::check(ctx, rec, since).await {
@@ -551,5 +609,169 @@ fn commit(
         let mut s = record_step(rec, action, rec.clusters(), detail);
         s.done = true;
         ctx.step(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Schedule, schedule};
+    use crate::config::RevokeMode;
+    use crate::journal::record::{Promise, RecordKind, RecordManifest, RotationRecord};
+    use crate::provider::Revoke;
+    use chrono::{DateTime, Duration, Utc};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    /// A rotation of one credential on two clusters, staged at 10:00.
+    fn record(promised: Option<(i64, RevokeMode)>) -> RotationRecord {
+        let manifest = |cluster: &str| RecordManifest {
+            file: format!("applications/a/overlays/{cluster}/s.yaml"),
+            document: 0,
+            cluster: cluster.into(),
+            secret: "ns/s".into(),
+        };
+        RotationRecord {
+            version: 1,
+            id: "r1".into(),
+            kind: RecordKind::Rotate,
+            source: "aws".into(),
+            identity: "123456789012/app".into(),
+            params: Default::default(),
+            old_key_id: "AKIAOLD".into(),
+            new_key_id: "AKIANEW".into(),
+            staged_at: at("2026-12-01T10:00:00Z"),
+            manifests: vec![manifest("aws.eu.dev1"), manifest("aws.eu.prod1")],
+            published_at: Default::default(),
+            operator: None,
+            run: None,
+            claimed_at: None,
+            disabled_at: None,
+            proposal: None,
+            staging_commit: None,
+            hotfixes: Default::default(),
+            promised: promised.map(|(secs, mode)| Promise {
+                revoke_after_seconds: secs,
+                revoke_mode: mode,
+                require_synced: false,
+                require_old_key_unused: false,
+            }),
+        }
+    }
+
+    fn published(mut r: RotationRecord) -> RotationRecord {
+        r.published(&r.manifests[0].cluster.clone(), at("2026-12-01T10:05:00Z"))
+            .unwrap();
+        r.published(&r.manifests[1].cluster.clone(), at("2026-12-01T11:00:00Z"))
+            .unwrap();
+        r
+    }
+
+    /// The grace period runs from the last cluster's publish; until every cluster has it,
+    /// nothing is scheduled.
+    #[test]
+    fn the_grace_period_runs_from_the_last_publish() {
+        let mut r = record(Some((3600, RevokeMode::Delete)));
+        r.published("aws.eu.dev1", at("2026-12-01T10:05:00Z"))
+            .unwrap();
+        let hour = Duration::hours(1);
+        let late = at("2026-12-09T00:00:00Z");
+        assert_eq!(
+            schedule(&r, hour, RevokeMode::Delete, late),
+            Schedule::NotPublished
+        );
+        let r = published(record(Some((3600, RevokeMode::Delete))));
+        assert_eq!(
+            schedule(&r, hour, RevokeMode::Delete, at("2026-12-01T11:59:59Z")),
+            Schedule::Wait {
+                since: at("2026-12-01T11:00:00Z"),
+                until: at("2026-12-01T12:00:00Z"),
+                disabled: false,
+            }
+        );
+        assert_eq!(
+            schedule(&r, hour, RevokeMode::Delete, at("2026-12-01T12:00:00Z")),
+            Schedule::Due {
+                since: at("2026-12-01T11:00:00Z"),
+                how: Revoke::Delete,
+                disabled: false,
+            }
+        );
+    }
+
+    /// One run's flags never cut another's promise: `--revoke-after 0s` on a record
+    /// staged with 24 h waits 24 h; a longer grace of this run applies too.
+    #[test]
+    fn the_stricter_of_the_promise_and_the_flags_applies() {
+        let r = published(record(Some((86_400, RevokeMode::Delete))));
+        let next_morning = at("2026-12-02T09:00:00Z");
+        assert!(matches!(
+            schedule(&r, Duration::zero(), RevokeMode::Delete, next_morning),
+            Schedule::Wait { until, .. } if until == at("2026-12-02T11:00:00Z")
+        ));
+        let r = published(record(Some((0, RevokeMode::Delete))));
+        assert!(matches!(
+            schedule(&r, Duration::hours(2), RevokeMode::Delete, at("2026-12-01T12:00:00Z")),
+            Schedule::Wait { until, .. } if until == at("2026-12-01T13:00:00Z")
+        ));
+        // A record of an earlier version, with no promise: this run's flags.
+        let r = published(record(None));
+        assert!(matches!(
+            schedule(
+                &r,
+                Duration::zero(),
+                RevokeMode::Delete,
+                at("2026-12-01T11:00:00Z")
+            ),
+            Schedule::Due {
+                how: Revoke::Delete,
+                ..
+            }
+        ));
+    }
+
+    /// Promised disable stays disable whatever this run says; a disabled key is deleted
+    /// once the grace period has passed again, counted from the disable.
+    #[test]
+    fn disable_is_kept_and_a_disabled_key_goes_after_a_second_grace_period() {
+        let r = published(record(Some((600, RevokeMode::Disable))));
+        let due = at("2026-12-01T11:10:00Z");
+        assert_eq!(
+            schedule(&r, Duration::zero(), RevokeMode::Delete, due),
+            Schedule::Due {
+                since: at("2026-12-01T11:00:00Z"),
+                how: Revoke::Disable,
+                disabled: false,
+            }
+        );
+        let mut r = r;
+        r.disable(due).unwrap();
+        assert_eq!(
+            schedule(
+                &r,
+                Duration::zero(),
+                RevokeMode::Delete,
+                at("2026-12-01T11:19:59Z")
+            ),
+            Schedule::Wait {
+                since: due,
+                until: at("2026-12-01T11:20:00Z"),
+                disabled: true,
+            }
+        );
+        assert_eq!(
+            schedule(
+                &r,
+                Duration::zero(),
+                RevokeMode::Delete,
+                at("2026-12-01T11:20:00Z")
+            ),
+            Schedule::Due {
+                since: due,
+                how: Revoke::Delete,
+                disabled: true,
+            }
+        );
     }
 }
