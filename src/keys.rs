@@ -108,6 +108,10 @@ pub struct KeyRow {
     pub role: String,
     /// `file:line` of every manifest referencing the key.
     pub referenced_by: Vec<String>,
+    /// For a `pending` key: where its rotation stands, in `list`'s words (`proposed`,
+    /// `staged`, `published`, `disabled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
 }
 
 /// A failure to list one identity's keys.
@@ -260,6 +264,11 @@ pub async fn key_rows(
         };
         for k in &keys {
             let referenced_by = refs(&k.id.0);
+            let rotation = records.iter().find(|r| {
+                r.source == id.source
+                    && r.identity == id.identity
+                    && (r.old_key_id == k.id.0 || r.new_key_id == k.id.0)
+            });
             rows.push(KeyRow {
                 source: id.source.clone(),
                 identity: id.identity.clone(),
@@ -273,11 +282,7 @@ pub async fn key_rows(
                 .into(),
                 last_used: ts(k.last_used),
                 expires: ts(k.expires),
-                role: if records.iter().any(|r| {
-                    r.source == id.source
-                        && r.identity == id.identity
-                        && (r.old_key_id == k.id.0 || r.new_key_id == k.id.0)
-                }) {
+                role: if rotation.is_some() {
                     "pending"
                 } else if referenced_by.is_empty() {
                     unreferenced_role(id, k, claims, now)
@@ -286,6 +291,7 @@ pub async fn key_rows(
                 }
                 .into(),
                 referenced_by,
+                rotation: rotation.map(|r| r.state().name().to_owned()),
             });
         }
         for r in &id.target.referenced {
@@ -300,6 +306,7 @@ pub async fn key_rows(
                     expires: None,
                     role: "current".into(),
                     referenced_by: refs(&r.0),
+                    rotation: None,
                 });
             }
         }

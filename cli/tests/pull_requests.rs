@@ -576,4 +576,9 @@ fn keys_sees_rotations_in_review_as_pending() {
     let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(rows.len(), 2, "{rows:#?}");
     assert!(rows.iter().all(|r| r["role"] == "pending"), "{rows:#?}");
+    // In the words `list` uses for the same rotation.
+    assert!(
+        rows.iter().all(|r| r["rotation"] == "proposed"),
+        "{rows:#?}"
+    );
 }

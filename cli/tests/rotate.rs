@@ -216,19 +216,20 @@ fn default_grace_revokes_on_a_later_run() {
     // `keys` shows both keys as pending while the rotation is in flight.
     let work = f.path("work");
     git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
-    let r = run_cmd(moto.env(&mut cmd()).args([
-        "--repo",
-        work.to_str().unwrap(),
-        "keys",
-        "--name",
-        "route53",
-        "-o",
-        "json",
-    ]));
+    let r = f
+        .bot(NOW)
+        .aws(&moto)
+        .args(["keys", "--name", "route53", "-o", "json"])
+        .run();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(rows.len(), 2, "{rows:#?}");
     assert!(rows.iter().all(|r| r["role"] == "pending"), "{rows:#?}");
+    // Where the rotation stands, as `list` says it.
+    assert!(
+        rows.iter().all(|r| r["rotation"] == "published"),
+        "{rows:#?}"
+    );
     // 30 minutes later: still waiting, nothing changes.
     let r = rotate(&f, &moto, "2026-11-21T12:30:00Z", &["--yes"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
