@@ -17,7 +17,15 @@ pub const KEY_MAPPINGS: &str = "keyMappings";
 pub const SEALED_WITH: &str = "sealedWith";
 
 /// Sources built into this tool.
-pub const BUILTIN_SOURCES: &[&str] = &["aws", "azure", "gcp", "random", "postgres", "mysql"];
+pub const BUILTIN_SOURCES: &[&str] = &[
+    "aws",
+    "azure",
+    "gcp",
+    "random",
+    "postgres",
+    "mysql",
+    "github-deploy-key",
+];
 
 /// The annotation (without prefix) that holds the key id for `source`.
 pub fn key_id_annotation(source: &str) -> &'static str {
@@ -36,6 +44,7 @@ pub fn identity_annotations(source: &str) -> &'static [&'static str] {
         "gcp" => &["project", "serviceAccount"],
         "random" => &["id"],
         "postgres" | "mysql" => &["instance", "users"],
+        "github-deploy-key" => &["repository"],
         _ => &[],
     }
 }
@@ -48,6 +57,7 @@ pub fn output_fields(source: &str) -> Option<&'static [&'static str]> {
         "gcp" => Some(&["KeyFileJson", "KeyId", "ClientEmail"]),
         "random" => Some(&["Value"]),
         "postgres" | "mysql" => Some(&["Username", "Password"]),
+        "github-deploy-key" => Some(&["PrivateKey", "PublicKey"]),
         _ => None,
     }
 }

@@ -30,6 +30,11 @@ pub fn identity_label(source: &str, params: &BTreeMap<String, String>) -> String
         "azure" => format!("{}/{}", g("tenantId"), g("applicationObjectId")),
         "gcp" => g("serviceAccount").to_owned(),
         "random" => g("id").to_owned(),
+        // One deploy key per `id` (a cluster's Argo CD each) on the same repository.
+        "github-deploy-key" => match params.get("id") {
+            Some(id) => format!("{}:{id}", g("repository")),
+            None => g("repository").to_owned(),
+        },
         _ => params
             .iter()
             .map(|(k, v)| format!("{k}={v}"))

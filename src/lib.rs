@@ -13,6 +13,7 @@ pub mod audit;
 pub mod blocking;
 pub mod config;
 pub mod create;
+pub mod deploy_key_source;
 pub mod duration;
 pub mod engine;
 pub mod forge;

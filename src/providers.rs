@@ -141,6 +141,9 @@ async fn create(
             feature: "gcp",
         }),
         crate::random_source::NAME => Ok(Arc::new(crate::random_source::RandomProvider::default())),
+        crate::deploy_key_source::NAME => Ok(Arc::new(
+            crate::deploy_key_source::DeployKeyProvider::default(),
+        )),
         crate::mysql_source::NAME => Ok(Arc::new(crate::mysql_source::MysqlProvider::default())),
         crate::postgres_source::NAME => {
             Ok(Arc::new(crate::postgres_source::PostgresProvider::default()))

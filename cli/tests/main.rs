@@ -13,6 +13,7 @@ mod demo;
 mod deploy;
 mod edit;
 mod engine;
+mod git_credentials;
 mod gitops;
 mod hostile;
 mod monitoring;

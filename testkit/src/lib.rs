@@ -14,6 +14,7 @@
 
 pub mod aws;
 pub mod clock;
+pub mod deploy_keys;
 pub mod forge;
 pub mod graph;
 pub mod iam;
@@ -25,6 +26,7 @@ pub mod trace;
 
 pub use aws::FakeAws;
 pub use clock::VirtualClock;
+pub use deploy_keys::FakeDeployKeys;
 pub use forge::{FakeForge, MergeStyle};
 pub use moto::{MotoServer, Pushgateway};
 pub use provider::{Fail, FakeKey, FakeProvider, Op};

@@ -103,9 +103,9 @@ pub struct RunArgs {
     pub require_synced: bool,
     /// Before revoking, wait until the source reports no use of the old key since publish.
     ///
-    /// AWS: GetAccessKeyLastUsed; plugins that declare reportsLastUse. Sources that cannot
-    /// tell (Azure, GCP, random, postgres, mysql) keep the grace period only, and the
-    /// revoke step says so.
+    /// AWS: GetAccessKeyLastUsed; github-deploy-key: the deploy key's `last_used`; plugins
+    /// that declare reportsLastUse. Sources that cannot tell (Azure, GCP, random, postgres,
+    /// mysql) keep the grace period only, and the revoke step says so.
     #[arg(long)]
     pub require_old_key_unused: bool,
     /// Credentials whose provider calls run at once; lower it when a source throttles.

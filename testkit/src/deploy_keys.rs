@@ -1,0 +1,255 @@
+//! A fake GitHub deploy-keys API (REST "Deploy keys"): `GET /repos/{o}/{r}/keys` (paged
+//! with `per_page` ≤ 100 and `page`, a `Link: rel="next"` header), `POST
+//! /repos/{o}/{r}/keys` (`title`, `key`, `read_only`; 201 with the deploy key object; 422
+//! "Validation Failed" for a key that is not an SSH public key or already in use),
+//! `GET`/`DELETE /repos/{o}/{r}/keys/{id}` (200/204, 404 "Not Found"). `Authorization:
+//! Bearer` must carry the token (401 "Bad credentials"); a repository the token does not
+//! administer is a 404, as on GitHub. Every request is recorded, so a test can prove what
+//! was (not) sent.
+
+use crate::server::{Reply, Request, TestServer};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+/// A deploy key the fake holds.
+#[derive(Clone, Debug)]
+pub struct FakeDeployKey {
+    /// The key's id.
+    pub id: u64,
+    /// Repository (`owner/name`).
+    pub repository: String,
+    /// The public key as registered (type and base64, no comment).
+    pub key: String,
+    /// Title.
+    pub title: String,
+    /// Read-only.
+    pub read_only: bool,
+    /// When it was last used, if ever.
+    pub last_used: Option<String>,
+}
+
+/// What the fake holds; tests read and change it.
+#[derive(Debug, Default)]
+pub struct DeployKeysState {
+    /// Repositories the token administers.
+    pub repositories: Vec<String>,
+    /// The token the fake accepts.
+    pub token: String,
+    /// Keys, in creation order.
+    pub keys: Vec<FakeDeployKey>,
+    /// Every request: method and path (with query).
+    pub requests: Vec<String>,
+    next_id: u64,
+}
+
+/// A running fake GitHub deploy-keys API.
+pub struct FakeDeployKeys {
+    /// Shared state.
+    pub state: Arc<Mutex<DeployKeysState>>,
+    /// Base URL (plain HTTP on loopback).
+    pub url: String,
+    _server: TestServer,
+}
+
+impl FakeDeployKeys {
+    /// A fake where `token` administers `repositories`.
+    pub async fn start(repositories: &[&str], token: &str) -> FakeDeployKeys {
+        let state = Arc::new(Mutex::new(DeployKeysState {
+            repositories: repositories.iter().map(|r| r.to_string()).collect(),
+            token: token.to_owned(),
+            next_id: 71_000_001,
+            ..DeployKeysState::default()
+        }));
+        let s = state.clone();
+        let server = TestServer::start_http(move |req| handle(&mut s.lock().unwrap(), &req)).await;
+        FakeDeployKeys {
+            state,
+            url: server.url.clone(),
+            _server: server,
+        }
+    }
+
+    /// The keys registered on `repository`.
+    pub fn keys(&self, repository: &str) -> Vec<FakeDeployKey> {
+        self.state
+            .lock()
+            .unwrap()
+            .keys
+            .iter()
+            .filter(|k| k.repository == repository)
+            .cloned()
+            .collect()
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Marks key `id` as used at `at` (RFC 3339).
+    pub fn used(&self, id: u64, at: &str) {
+        if let Some(k) = self
+            .state
+            .lock()
+            .unwrap()
+            .keys
+            .iter_mut()
+            .find(|k| k.id == id)
+        {
+            k.last_used = Some(at.to_owned());
+        }
+    }
+}
+
+fn not_found() -> Reply {
+    Reply::json(
+        404,
+        json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest/deploy-keys/deploy-keys", "status": "404"}),
+    )
+}
+
+fn object(k: &FakeDeployKey, url: &str) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "key": k.key,
+        "url": format!("{url}/repos/{}/keys/{}", k.repository, k.id),
+        "title": k.title,
+        "verified": true,
+        "created_at": "2026-12-01T10:00:00Z",
+        "read_only": k.read_only,
+        "added_by": "secret-manager-bot",
+        "last_used": k.last_used,
+        "enabled": true,
+    })
+}
+
+fn handle(st: &mut DeployKeysState, req: &Request) -> Reply {
+    let query = req
+        .query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    st.requests.push(format!(
+        "{} {}{}{query}",
+        req.method,
+        req.path,
+        if query.is_empty() { "" } else { "?" }
+    ));
+    if req.bearer() != Some(st.token.as_str()) {
+        return Reply::json(
+            401,
+            json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest", "status": "401"}),
+        );
+    }
+    let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let (repo, id) = match parts.as_slice() {
+        ["repos", o, r, "keys"] => (format!("{o}/{r}"), None),
+        ["repos", o, r, "keys", id] => (format!("{o}/{r}"), Some(*id)),
+        _ => return not_found(),
+    };
+    if !st
+        .repositories
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(&repo))
+    {
+        return not_found();
+    }
+    let base = "https://api.github.com";
+    match (req.method.as_str(), id) {
+        ("GET", None) => {
+            let per_page: usize = req
+                .query
+                .get("per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(30)
+                .clamp(1, 100);
+            let page: usize = req
+                .query
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let all: Vec<&FakeDeployKey> =
+                st.keys.iter().filter(|k| k.repository == repo).collect();
+            let items: Vec<serde_json::Value> = all
+                .iter()
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(|k| object(k, base))
+                .collect();
+            let mut reply = Reply::json(200, serde_json::Value::Array(items));
+            if page * per_page < all.len() {
+                reply = reply.header(
+                    "link",
+                    &format!(
+                        "<{base}/repos/{repo}/keys?per_page={per_page}&page={}>; rel=\"next\"",
+                        page + 1
+                    ),
+                );
+            }
+            reply
+        }
+        ("POST", None) => {
+            let body = req.json();
+            let key = body["key"].as_str().unwrap_or_default();
+            let parts: Vec<&str> = key.split_whitespace().collect();
+            let valid = parts.len() >= 2
+                && parts[0].starts_with("ssh-")
+                && parts[1].len() > 40
+                && parts[1]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+            let error = |message: &str| {
+                Reply::json(
+                    422,
+                    json!({
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PublicKey", "code": "custom", "field": "key", "message": message}],
+                        "documentation_url": "https://docs.github.com/rest/deploy-keys/deploy-keys#create-a-deploy-key",
+                        "status": "422"
+                    }),
+                )
+            };
+            if !valid {
+                return error("key is invalid. You must supply a key in OpenSSH public key format");
+            }
+            let stored = format!("{} {}", parts[0], parts[1]);
+            if st.keys.iter().any(|k| k.key == stored) {
+                return error("key is already in use");
+            }
+            st.next_id += 1;
+            let k = FakeDeployKey {
+                id: st.next_id,
+                repository: repo,
+                key: stored,
+                title: body["title"].as_str().unwrap_or_default().to_owned(),
+                // GitHub's default is read-write; the tool must ask for read-only.
+                read_only: body["read_only"].as_bool().unwrap_or(false),
+                last_used: None,
+            };
+            let v = object(&k, base);
+            st.keys.push(k);
+            Reply::json(201, v)
+        }
+        ("GET", Some(id)) => match st
+            .keys
+            .iter()
+            .find(|k| k.repository == repo && k.id.to_string() == id)
+        {
+            Some(k) => Reply::json(200, object(k, base)),
+            None => not_found(),
+        },
+        ("DELETE", Some(id)) => {
+            let before = st.keys.len();
+            st.keys
+                .retain(|k| !(k.repository == repo && k.id.to_string() == id));
+            if st.keys.len() < before {
+                Reply::empty(204)
+            } else {
+                not_found()
+            }
+        }
+        _ => not_found(),
+    }
+}
