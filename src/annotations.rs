@@ -25,6 +25,7 @@ pub const BUILTIN_SOURCES: &[&str] = &[
     "postgres",
     "mysql",
     "github-deploy-key",
+    "gitlab-deploy-token",
 ];
 
 /// The annotation (without prefix) that holds the key id for `source`.
@@ -45,6 +46,7 @@ pub fn identity_annotations(source: &str) -> &'static [&'static str] {
         "random" => &["id"],
         "postgres" | "mysql" => &["instance", "users"],
         "github-deploy-key" => &["repository"],
+        "gitlab-deploy-token" => &["project"],
         _ => &[],
     }
 }
@@ -58,6 +60,7 @@ pub fn output_fields(source: &str) -> Option<&'static [&'static str]> {
         "random" => Some(&["Value"]),
         "postgres" | "mysql" => Some(&["Username", "Password"]),
         "github-deploy-key" => Some(&["PrivateKey", "PublicKey"]),
+        "gitlab-deploy-token" => Some(&["Username", "Token"]),
         _ => None,
     }
 }

@@ -86,8 +86,9 @@ pub fn is_valid_repository(repo: &str) -> bool {
     owner_ok && name_ok
 }
 
-/// Whether `allowed` (`owner/name` or `owner/*`, comma-separated) lists `repo`. GitHub
-/// names are case-insensitive, and so is the match.
+/// Whether `allowed` (`owner/name` or `owner/*`, comma-separated) lists `repo`; `owner/*`
+/// covers everything under `owner/` (GitLab's subgroups too). Forge paths are
+/// case-insensitive, and so is the match.
 pub fn is_allowed(allowed: &str, repo: &str) -> bool {
     let repo = repo.to_ascii_lowercase();
     allowed
@@ -95,7 +96,7 @@ pub fn is_allowed(allowed: &str, repo: &str) -> bool {
         .map(|e| e.trim().to_ascii_lowercase())
         .filter(|e| !e.is_empty())
         .any(|e| match e.strip_suffix("/*") {
-            Some(owner) => repo.split_once('/').is_some_and(|(o, _)| o == owner),
+            Some(owner) => !owner.is_empty() && repo.starts_with(&format!("{owner}/")),
             None => e == repo,
         })
 }
@@ -106,7 +107,7 @@ impl DeployKeyProvider {
     pub fn with(api_url: &str, auth: Auth, allowed: &str) -> DeployKeyProvider {
         DeployKeyProvider {
             client: tokio::sync::OnceCell::new_with(Some(Forge::new(
-                &github(),
+                &forge_config(ForgeKind::Github),
                 api_url.to_owned(),
                 auth,
             ))),
@@ -147,7 +148,7 @@ impl DeployKeyProvider {
     async fn client(&self) -> ProviderResult<&Forge> {
         self.client
             .get_or_try_init(|| async {
-                let cfg = github();
+                let cfg = forge_config(ForgeKind::Github);
                 let operator = std::env::var(crate::forge::API_URL_ENV)
                     .ok()
                     .filter(|v| !v.is_empty());
@@ -199,11 +200,11 @@ impl DeployKeyProvider {
     }
 }
 
-/// The forge settings of the GitHub client: the API URL is the operator's (the repo's
-/// `forge:` block plays no part here).
-fn github() -> ForgeConfig {
+/// The forge settings of a deploy-key or deploy-token client: the API URL is the
+/// operator's (the repo's `forge:` block plays no part here).
+pub(crate) fn forge_config(kind: ForgeKind) -> ForgeConfig {
     ForgeConfig {
-        kind: ForgeKind::Github,
+        kind,
         api_url: None,
         repository: String::new(),
         branch_prefix: String::new(),
@@ -214,25 +215,39 @@ fn github() -> ForgeConfig {
 }
 
 fn forge_error(operation: &'static str, e: ForgeError) -> ProviderError {
+    forge_error_of(NAME, operation, e)
+}
+
+/// A forge client's error as source `provider`'s: rate limits are throttling, an
+/// unreachable forge or a 5xx is transient, missing credentials are said once.
+pub(crate) fn forge_error_of(
+    provider: &str,
+    operation: &'static str,
+    e: ForgeError,
+) -> ProviderError {
     match e {
-        ForgeError::NoCredentials { hint, .. } => ProviderError::NoCredentials {
-            provider: NAME.into(),
-            message: format!("no GitHub credentials: {hint}"),
+        ForgeError::NoCredentials { forge, hint } => ProviderError::NoCredentials {
+            provider: provider.into(),
+            message: format!("no {forge} credentials: {hint}"),
         },
         ForgeError::RateLimited { .. } => ProviderError::Throttled {
-            provider: NAME.into(),
+            provider: provider.into(),
             operation,
             message: e.to_string(),
             retry_after: None,
         },
         ForgeError::Failed { status, .. } if status == 0 || status >= 500 => {
             ProviderError::Transient {
-                provider: NAME.into(),
+                provider: provider.into(),
                 operation,
                 message: e.to_string(),
             }
         }
-        other => permanent(operation, other.to_string()),
+        other => ProviderError::Permanent {
+            provider: provider.into(),
+            operation,
+            message: other.to_string(),
+        },
     }
 }
 

@@ -31,10 +31,17 @@ pub fn identity_label(source: &str, params: &BTreeMap<String, String>) -> String
         "gcp" => g("serviceAccount").to_owned(),
         "random" => g("id").to_owned(),
         // One deploy key per `id` (a cluster's Argo CD each) on the same repository.
-        "github-deploy-key" => match params.get("id") {
-            Some(id) => format!("{}:{id}", g("repository")),
-            None => g("repository").to_owned(),
-        },
+        "github-deploy-key" | "gitlab-deploy-token" => {
+            let at = if source == "github-deploy-key" {
+                g("repository")
+            } else {
+                g("project")
+            };
+            match params.get("id") {
+                Some(id) => format!("{at}:{id}"),
+                None => at.to_owned(),
+            }
+        }
         _ => params
             .iter()
             .map(|(k, v)| format!("{k}={v}"))

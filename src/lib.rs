@@ -14,6 +14,7 @@ pub mod blocking;
 pub mod config;
 pub mod create;
 pub mod deploy_key_source;
+pub mod deploy_token_source;
 pub mod duration;
 pub mod engine;
 pub mod forge;

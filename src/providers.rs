@@ -144,6 +144,9 @@ async fn create(
         crate::deploy_key_source::NAME => Ok(Arc::new(
             crate::deploy_key_source::DeployKeyProvider::default(),
         )),
+        crate::deploy_token_source::NAME => Ok(Arc::new(
+            crate::deploy_token_source::DeployTokenProvider::default(),
+        )),
         crate::mysql_source::NAME => Ok(Arc::new(crate::mysql_source::MysqlProvider::default())),
         crate::postgres_source::NAME => {
             Ok(Arc::new(crate::postgres_source::PostgresProvider::default()))

@@ -216,7 +216,7 @@ fn an_unknown_source_is_a_usage_error_with_the_known_values() {
         assert_eq!(r.code, 2, "{cmd}: {}\n{}", r.stdout, r.stderr);
         assert!(
             r.stderr.contains(
-                "--source AWS: unknown source (built in: aws, azure, gcp, random, postgres, mysql, github-deploy-key;"
+                "--source AWS: unknown source (built in: aws, azure, gcp, random, postgres, mysql, github-deploy-key, gitlab-deploy-token;"
             ) && r.stderr.trim_end().ends_with(hint),
             "{cmd}: {}",
             r.stderr

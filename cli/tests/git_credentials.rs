@@ -302,3 +302,205 @@ fn argocds_deploy_key_is_created_rotated_and_never_moved_to_another_repository()
     assert_eq!(fake.requests().len(), before, "nothing was sent");
     assert!(fake.keys("acme/secrets").is_empty());
 }
+
+mod gitlab {
+    //! `gitlab-deploy-token` against a fake GitLab deploy-tokens API.
+
+    use super::runtime;
+    use crate::common::{GitFleet, cmd, decrypt_value, run_cmd};
+    use secret_manager::deploy_token_source::{
+        DeployTokenProvider, TOKEN as TOKEN_FIELD, USERNAME,
+    };
+    use secret_manager::forge::Auth;
+    use secret_manager::provider::{KeyId, Provider, Revoke, SecretValue, Target};
+    use secret_manager_testkit::FakeDeployTokens;
+
+    const TOKEN: &str = "glpat-TESTONLYdeploytokens000000";
+    const PROJECT: &str = "acme/platform/config";
+    const DEV1: &str = "aws.eu-central-1.dev1";
+    const REL: &str =
+        "applications/service1/state/overlays/aws.eu-central-1.dev1/argocd-gitlab-repo.yaml";
+
+    fn target(project: &str, scopes: Option<&str>) -> Target {
+        let mut params: std::collections::BTreeMap<String, String> =
+            [("project".to_string(), project.to_string())].into();
+        if let Some(s) = scopes {
+            params.insert("scopes".into(), s.into());
+        }
+        Target {
+            source: "gitlab-deploy-token".into(),
+            params,
+            current_key: None,
+            referenced: Vec::new(),
+        }
+    }
+
+    fn provider(fake: &FakeDeployTokens) -> DeployTokenProvider {
+        DeployTokenProvider::with(
+            &fake.url,
+            Auth::Token(SecretValue::new(TOKEN.to_owned())),
+            "acme/platform/*",
+        )
+    }
+
+    /// The provider contract holds; the token GitLab holds has the read scopes asked for
+    /// and the value handed out; revoke revokes it.
+    #[test]
+    fn a_deploy_token_is_created_read_only_verified_and_revoked() {
+        let rt = runtime();
+        rt.block_on(async {
+            let fake = FakeDeployTokens::start(&[PROJECT], TOKEN).await;
+            let p = provider(&fake);
+            let t = target(PROJECT, Some("read_repository,read_registry"));
+            secret_manager::provider::testing::conformance(&p, &t).await;
+            assert!(
+                fake.active(PROJECT).is_empty(),
+                "conformance revokes what it mints"
+            );
+            let m = p.mint(&t).await.unwrap();
+            p.verify(&m).await.unwrap();
+            let held = fake.active(PROJECT);
+            assert_eq!(held.len(), 1);
+            assert_eq!(held[0].scopes, ["read_registry", "read_repository"]);
+            assert_eq!(m.fields[TOKEN_FIELD].expose(), held[0].token);
+            assert_eq!(m.fields[USERNAME].expose(), held[0].username);
+            assert_eq!(p.keys(&t).await.unwrap().len(), 1);
+            p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
+            assert!(fake.active(PROJECT).is_empty());
+            assert!(
+                p.keys(&t).await.unwrap().is_empty(),
+                "revoked tokens are not keys"
+            );
+        });
+    }
+
+    /// A project the operator did not list, a path that is not a project, or a write
+    /// scope sends nothing to GitLab.
+    #[test]
+    fn an_unlisted_project_or_a_write_scope_gets_no_request() {
+        let rt = runtime();
+        rt.block_on(async {
+            let fake = FakeDeployTokens::start(&[PROJECT, "acme/secrets"], TOKEN).await;
+            let p = provider(&fake);
+            for (project, scopes) in [
+                ("acme/secrets", None),
+                ("acme/platform/../secrets", None),
+                ("https://evil.example/acme/platform/config", None),
+                ("acme/platform/config?private_token=x", None),
+                (PROJECT, Some("write_repository")),
+                (PROJECT, Some("read_repository,write_registry")),
+                (PROJECT, Some("api")),
+            ] {
+                let t = target(project, scopes);
+                let e = p.preflight(&t).await.unwrap_err().to_string();
+                assert!(
+                    e.contains("SECRET_MANAGER_DEPLOY_TOKEN_PROJECTS")
+                        || e.contains("not a GitLab project path")
+                        || e.contains("may only read"),
+                    "{project} {scopes:?}: {e}"
+                );
+                assert!(p.mint(&t).await.is_err(), "{project} {scopes:?}");
+            }
+            let e = p
+                .revoke(
+                    &target(PROJECT, None),
+                    &KeyId("1?x=y".into()),
+                    Revoke::Delete,
+                )
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("is not a deploy token id"), "{e}");
+            assert_eq!(fake.requests(), Vec::<String>::new(), "nothing was sent");
+        });
+    }
+
+    /// `create` then a whole rotation: the cluster's Secret gets the new username and
+    /// token, the old token is revoked, nothing secret is printed.
+    #[test]
+    fn a_deploy_token_is_created_and_rotated_through_git() {
+        let rt = runtime();
+        let fake = rt.block_on(FakeDeployTokens::start(&[PROJECT], TOKEN));
+        let env = |c: &mut std::process::Command| {
+            c.env("SECRET_MANAGER_FORGE_API_URL", &fake.url)
+                .env("GITLAB_TOKEN", TOKEN)
+                .env("SECRET_MANAGER_DEPLOY_TOKEN_PROJECTS", PROJECT);
+        };
+        let f = GitFleet::new();
+        let work = f.path("work");
+        let mut c = cmd();
+        env(&mut c);
+        let r = run_cmd(c.args([
+            "--repo",
+            work.to_str().unwrap(),
+            "create",
+            "--source",
+            "gitlab-deploy-token",
+            "--cluster",
+            DEV1,
+            "--namespace",
+            "argocd",
+            "--name",
+            "gitlab-repo",
+            "--key-mappings",
+            "[username:Username,password:Token]",
+            "--param",
+            &format!("project={PROJECT}"),
+            "-w",
+            work.join(REL).to_str().unwrap(),
+        ]));
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        f.commit_and_publish("Argo CD reads the GitLab repo with a deploy token", &[DEV1]);
+        let first = fake.active(PROJECT);
+        assert_eq!(first.len(), 1);
+        let mut c = f
+            .bot("2027-06-01T00:00:00Z")
+            .args(["--yes", "rotate", "--revoke-after", "0s"])
+            .args(["--source", "gitlab-deploy-token", "--older-than", "0s"])
+            .command();
+        env(&mut c);
+        let sent_before = fake.requests().len();
+        let r = run_cmd(&mut c);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr
+                .contains("1 staged, 0 deleted, 1 published, 1 revoked"),
+            "{}",
+            r.stderr
+        );
+        let now = fake.active(PROJECT);
+        // What one rotation costs GitLab (docs/benchmarks.md).
+        let path = format!("/api/v4/projects/{PROJECT}/deploy_tokens");
+        let sent: Vec<String> = fake.requests()[sent_before..]
+            .iter()
+            .map(|r| {
+                r.replace(&path, "{tokens}")
+                    .replace(&now[0].id.to_string(), "{new}")
+                    .replace(&first[0].id.to_string(), "{old}")
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                "GET {tokens}?active=true&per_page=1",
+                "GET {tokens}?active=true&page=1&per_page=100",
+                "POST {tokens}",
+                "GET {tokens}/{new}",
+                "DELETE {tokens}/{old}",
+            ]
+        );
+        assert_eq!(now.len(), 1, "the old token is revoked");
+        assert_ne!(now[0].id, first[0].id);
+        let text = f.show("dev", &format!("refs/heads/cluster/{DEV1}"), REL);
+        let file = f.path("gitlab-check.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let token = decrypt_value(&file, 0, DEV1, "argocd/gitlab-repo", "password").unwrap();
+        let user = decrypt_value(&file, 0, DEV1, "argocd/gitlab-repo", "username").unwrap();
+        assert_eq!(String::from_utf8(token).unwrap(), now[0].token);
+        assert_eq!(String::from_utf8(user).unwrap(), now[0].username);
+        for out in [&r.stdout, &r.stderr] {
+            assert!(!out.contains(TOKEN), "{out}");
+            assert!(!out.contains(&now[0].token), "{out}");
+            assert!(!out.contains(&first[0].token), "{out}");
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! A fake GitHub deploy-keys API (REST "Deploy keys"): `GET /repos/{o}/{r}/keys` (paged
+//! Fake forge credential APIs: GitLab project deploy tokens ([`FakeDeployTokens`], below) and
+//! a fake GitHub deploy-keys API (REST "Deploy keys"): `GET /repos/{o}/{r}/keys` (paged
 //! with `per_page` ≤ 100 and `page`, a `Link: rel="next"` header), `POST
 //! /repos/{o}/{r}/keys` (`title`, `key`, `read_only`; 201 with the deploy key object; 422
 //! "Validation Failed" for a key that is not an SSH public key or already in use),
@@ -252,4 +253,226 @@ fn handle(st: &mut DeployKeysState, req: &Request) -> Reply {
         }
         _ => not_found(),
     }
+}
+
+/// A deploy token the fake GitLab holds.
+#[derive(Clone, Debug)]
+pub struct FakeDeployToken {
+    /// The token's id.
+    pub id: u64,
+    /// Project path (`group/project`).
+    pub project: String,
+    /// Name.
+    pub name: String,
+    /// `gitlab+deploy-token-<id>`.
+    pub username: String,
+    /// The token's value (shown once, at creation).
+    pub token: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Revoked (GitLab keeps revoked tokens and lists them unless `active=true`).
+    pub revoked: bool,
+}
+
+/// What the fake GitLab holds.
+#[derive(Debug, Default)]
+pub struct DeployTokensState {
+    /// Projects the token maintains.
+    pub projects: Vec<String>,
+    /// The `PRIVATE-TOKEN` the fake accepts.
+    pub token: String,
+    /// Tokens, in creation order.
+    pub tokens: Vec<FakeDeployToken>,
+    /// Every request: method and path (with query).
+    pub requests: Vec<String>,
+    next_id: u64,
+}
+
+/// A running fake GitLab project deploy-tokens API (`/api/v4/projects/:id/deploy_tokens`,
+/// `:id` the URL-encoded path): list (`active`, `per_page`, `page`), create (`name`,
+/// `scopes`; 201 with the token's value, 400 for an unknown scope), get and delete
+/// (revoke: 204; the token stays, `revoked: true`), 401 without the right
+/// `PRIVATE-TOKEN`, 404 for a project the token does not maintain.
+pub struct FakeDeployTokens {
+    /// Shared state.
+    pub state: Arc<Mutex<DeployTokensState>>,
+    /// API URL (`http://127.0.0.1:<port>/api/v4`).
+    pub url: String,
+    _server: TestServer,
+}
+
+impl FakeDeployTokens {
+    /// A fake where `token` maintains `projects`.
+    pub async fn start(projects: &[&str], token: &str) -> FakeDeployTokens {
+        let state = Arc::new(Mutex::new(DeployTokensState {
+            projects: projects.iter().map(|p| p.to_string()).collect(),
+            token: token.to_owned(),
+            next_id: 4_000,
+            ..DeployTokensState::default()
+        }));
+        let s = state.clone();
+        let server =
+            TestServer::start_http(move |req| handle_gitlab(&mut s.lock().unwrap(), &req)).await;
+        FakeDeployTokens {
+            state,
+            url: format!("{}/api/v4", server.url),
+            _server: server,
+        }
+    }
+
+    /// The tokens of `project` that are not revoked.
+    pub fn active(&self, project: &str) -> Vec<FakeDeployToken> {
+        self.state
+            .lock()
+            .unwrap()
+            .tokens
+            .iter()
+            .filter(|t| t.project == project && !t.revoked)
+            .cloned()
+            .collect()
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+fn gitlab_object(t: &FakeDeployToken, with_token: bool) -> serde_json::Value {
+    let mut v = json!({
+        "id": t.id,
+        "name": t.name,
+        "username": t.username,
+        "expires_at": null,
+        "revoked": t.revoked,
+        "expired": false,
+        "scopes": t.scopes,
+    });
+    if with_token {
+        v["token"] = json!(t.token);
+    }
+    v
+}
+
+fn handle_gitlab(st: &mut DeployTokensState, req: &Request) -> Reply {
+    let query = req
+        .query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    st.requests.push(format!(
+        "{} {}{}{query}",
+        req.method,
+        req.path,
+        if query.is_empty() { "" } else { "?" }
+    ));
+    let gone = || Reply::json(404, json!({"message": "404 Project Not Found"}));
+    if req.headers.get("private-token") != Some(&st.token) {
+        return Reply::json(401, json!({"message": "401 Unauthorized"}));
+    }
+    // The path arrives percent-decoded: /api/v4/projects/<group/…/project>/deploy_tokens[/id]
+    let Some(rest) = req.path.strip_prefix("/api/v4/projects/") else {
+        return gone();
+    };
+    let (project, id) = if let Some(p) = rest.strip_suffix("/deploy_tokens") {
+        (p.to_owned(), None)
+    } else if let Some((p, id)) = rest.rsplit_once("/deploy_tokens/") {
+        (p.to_owned(), Some(id.to_owned()))
+    } else {
+        return gone();
+    };
+    if !st.projects.iter().any(|p| p.eq_ignore_ascii_case(&project)) {
+        return gone();
+    }
+    match (req.method.as_str(), id) {
+        ("GET", None) => {
+            let active = req.query.get("active").is_some_and(|a| a == "true");
+            let per_page: usize = req
+                .query
+                .get("per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(20)
+                .clamp(1, 100);
+            let page: usize = req
+                .query
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let items: Vec<serde_json::Value> = st
+                .tokens
+                .iter()
+                .filter(|t| t.project == project && (!active || !t.revoked))
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(|t| gitlab_object(t, false))
+                .collect();
+            Reply::json(200, serde_json::Value::Array(items))
+        }
+        ("POST", None) => {
+            let body = req.json();
+            let scopes: Vec<String> = body["scopes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let known = [
+                "read_repository",
+                "read_registry",
+                "write_registry",
+                "read_package_registry",
+                "write_package_registry",
+            ];
+            if scopes.is_empty() || scopes.iter().any(|s| !known.contains(&s.as_str())) {
+                return Reply::json(400, json!({"error": "scopes does not have a valid value"}));
+            }
+            st.next_id += 1;
+            let id = st.next_id;
+            let t = FakeDeployToken {
+                id,
+                project,
+                name: body["name"].as_str().unwrap_or_default().to_owned(),
+                username: format!("gitlab+deploy-token-{id}"),
+                token: format!("gldt-{:020x}", rand_token(id)),
+                scopes,
+                revoked: false,
+            };
+            let v = gitlab_object(&t, true);
+            st.tokens.push(t);
+            Reply::json(201, v)
+        }
+        ("GET", Some(id)) => match st
+            .tokens
+            .iter()
+            .find(|t| t.project == project && t.id.to_string() == id)
+        {
+            Some(t) => Reply::json(200, gitlab_object(t, false)),
+            None => Reply::json(404, json!({"message": "404 Deploy Token Not Found"})),
+        },
+        ("DELETE", Some(id)) => match st
+            .tokens
+            .iter_mut()
+            .find(|t| t.project == project && t.id.to_string() == id && !t.revoked)
+        {
+            Some(t) => {
+                t.revoked = true;
+                Reply::empty(204)
+            }
+            None => Reply::json(404, json!({"message": "404 Deploy Token Not Found"})),
+        },
+        _ => gone(),
+    }
+}
+
+/// A token value that differs per id and per fake (not a secret: a test fixture).
+fn rand_token(id: u64) -> u128 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    nanos ^ (u128::from(id) << 64)
 }

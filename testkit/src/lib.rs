@@ -26,7 +26,7 @@ pub mod trace;
 
 pub use aws::FakeAws;
 pub use clock::VirtualClock;
-pub use deploy_keys::FakeDeployKeys;
+pub use deploy_keys::{FakeDeployKeys, FakeDeployTokens};
 pub use forge::{FakeForge, MergeStyle};
 pub use moto::{MotoServer, Pushgateway};
 pub use provider::{Fail, FakeKey, FakeProvider, Op};
