@@ -34,8 +34,14 @@ pub struct CreateRequest {
     pub namespace: String,
     /// Name of the new secret.
     pub name: String,
-    /// `keyMappings`, e.g. `[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]`.
+    /// `keyMappings`, e.g. `[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]`;
+    /// empty when every key is templated.
     pub key_mappings: String,
+    /// Templated keys: Secret key → the name of a template in `.secret-manager.yaml`'s
+    /// `templates:` (written as `secret-manager/template.<key>` annotations).
+    pub templates: BTreeMap<String, String>,
+    /// The Secret's `type` (default `Opaque`), e.g. `kubernetes.io/dockerconfigjson`.
+    pub secret_type: Option<String>,
     /// Identity annotations (without prefix).
     pub params: BTreeMap<String, String>,
     /// Sealing scope.
@@ -90,9 +96,62 @@ struct Claiming {
     held: Held,
 }
 
-fn validate(req: &CreateRequest) -> Result<(), CreateError> {
-    let mappings = annotations::parse_key_mappings(&req.key_mappings)
-        .map_err(|e| CreateError::Invalid(format!("--key-mappings: {e}")))?;
+fn validate(req: &CreateRequest, repo: &crate::Repo) -> Result<(), CreateError> {
+    let mappings = if req.key_mappings.is_empty() && !req.templates.is_empty() {
+        Vec::new()
+    } else {
+        annotations::parse_key_mappings(&req.key_mappings)
+            .map_err(|e| CreateError::Invalid(format!("--key-mappings: {e}")))?
+    };
+    for (key, name) in &req.templates {
+        let esc = |s: &str| crate::text::escape(s).into_owned();
+        if !crate::names::is_valid_secret_key(key) {
+            return Err(CreateError::Invalid(format!(
+                "--template {}: not a valid Secret key",
+                esc(key)
+            )));
+        }
+        if mappings.iter().any(|m| &m.secret_key == key) {
+            return Err(CreateError::Invalid(format!(
+                "--template {}: the key is in --key-mappings too; give it one or the other",
+                esc(key)
+            )));
+        }
+        let Some(src) = repo.config.templates.get(name) else {
+            return Err(CreateError::Invalid(format!(
+                "--template {}={}: no template `{}` in .secret-manager.yaml's templates:",
+                esc(key),
+                esc(name),
+                esc(name)
+            )));
+        };
+        let reads = crate::template::check(name, src)
+            .map_err(|e| CreateError::Invalid(format!("--template {}: {e}", esc(key))))?;
+        if let Some(fields) = annotations::output_fields(&req.source)
+            && let Some(unknown) = reads.iter().find(|v| !fields.contains(&v.as_str()))
+        {
+            return Err(CreateError::Invalid(format!(
+                "--template {}={}: the template reads `{}`, which {} does not provide (one of: {})",
+                esc(key),
+                esc(name),
+                esc(unknown),
+                req.source,
+                fields.join(", ")
+            )));
+        }
+    }
+    if let Some(t) = &req.secret_type
+        && (t.is_empty()
+            || t.len() > 253
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-' | b'_')))
+    {
+        return Err(CreateError::Invalid(format!(
+            "--type {}: not a Secret type (e.g. kubernetes.io/dockerconfigjson)",
+            crate::text::escape(t)
+        )));
+    }
     if let Some(fields) = annotations::output_fields(&req.source) {
         for m in &mappings {
             if !fields.contains(&m.field.as_str()) {
@@ -190,10 +249,11 @@ fn claim(
 /// Seals the minted values into a new SealedSecret and writes it to `req.write`.
 fn seal_and_write(
     req: &CreateRequest,
-    prefix: &str,
+    repo: &crate::Repo,
     cert: &crate::seal::SealingCert,
     minted: &crate::provider::Minted,
 ) -> Result<(), EngineError> {
+    let prefix = repo.config.annotation_prefix.as_str();
     let mappings = annotations::parse_key_mappings(&req.key_mappings).unwrap_or_default();
     let mut values = BTreeMap::new();
     for m in &mappings {
@@ -202,6 +262,29 @@ fn seal_and_write(
             m.secret_key.clone(),
             Plaintext::new(v.expose().as_bytes().to_vec()),
         );
+    }
+    // Templated keys, rendered as a rotation renders them.
+    let fields: BTreeMap<String, &str> = minted
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose()))
+        .collect();
+    for (key, name) in &req.templates {
+        let template_err = |message: String| EngineError::Template {
+            file: req.write.display().to_string(),
+            key: key.clone(),
+            message,
+        };
+        let src = repo.config.templates.get(name).ok_or_else(|| {
+            template_err(format!(
+                "no template `{name}` in .secret-manager.yaml's templates:"
+            ))
+        })?;
+        let value =
+            crate::template::render(name, src, &fields).map_err(|e| template_err(e.to_string()))?;
+        crate::template::validate_for_type(req.secret_type.as_deref(), key, &value)
+            .map_err(|e| template_err(e.to_string()))?;
+        values.insert(key.clone(), Plaintext::new(value.as_bytes().to_vec()));
     }
     let mut template_annotations: BTreeMap<String, String> = req
         .params
@@ -217,10 +300,18 @@ fn seal_and_write(
         format!("{prefix}{CREATE_DATE}"),
         minted.created.to_rfc3339_opts(SecondsFormat::Secs, true),
     );
-    template_annotations.insert(format!("{prefix}{KEY_MAPPINGS}"), req.key_mappings.clone());
+    if !req.key_mappings.is_empty() {
+        template_annotations.insert(format!("{prefix}{KEY_MAPPINGS}"), req.key_mappings.clone());
+    }
+    for (key, name) in &req.templates {
+        template_annotations.insert(
+            format!("{prefix}{}{key}", annotations::TEMPLATE_ANNOTATION),
+            name.clone(),
+        );
+    }
     let doc = NewSealedSecret {
         template_annotations,
-        secret_type: Some("Opaque".into()),
+        secret_type: Some(req.secret_type.clone().unwrap_or_else(|| "Opaque".into())),
         ..NewSealedSecret::default()
     };
     let edit_err = |message: String| EngineError::Edit {
@@ -344,8 +435,7 @@ pub async fn create(
     now: DateTime<Utc>,
     run: &RunId,
 ) -> Result<Created, CreateError> {
-    validate(req)?;
-    let prefix = repo.config.annotation_prefix.clone();
+    validate(req, repo)?;
     let identity = identity_label(&req.source, &req.params);
     // Everything that can fail without side effects comes first.
     let cert = repo
@@ -414,7 +504,7 @@ pub async fn create(
     };
     // From here on a key exists: if anything fails, it is deleted again.
     let result = match provider.verify(&minted).await {
-        Ok(()) => seal_and_write(req, &prefix, &cert, &minted),
+        Ok(()) => seal_and_write(req, repo, &cert, &minted),
         Err(source) => Err(EngineError::Verify {
             key: minted.key_id.0.clone(),
             source,

@@ -90,9 +90,22 @@ impl CommandError {
         }
     }
 
-    /// The message with its causes (`a: b: c`), then one `hint:` line per hint.
+    /// The message with its causes (`a: b: c`), then one `hint:` line per hint. A cause
+    /// the message already says (an error whose text includes its source) is not said
+    /// twice.
     pub fn render(&self) -> Vec<String> {
-        let mut lines = vec![format!("{:#}", self.error)];
+        let mut message = String::new();
+        for cause in self.error.chain() {
+            let c = cause.to_string();
+            if message.contains(&c) {
+                continue;
+            }
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&c);
+        }
+        let mut lines = vec![message];
         lines.extend(self.hints.iter().map(|h| format!("hint: {h}")));
         lines
     }
@@ -307,6 +320,23 @@ mod tests {
         let e = r.context("writing out.yaml").unwrap_err();
         assert_eq!(e.exit_code(), exit::INTERNAL);
         assert_eq!(e.render(), ["writing out.yaml: disk full"]);
+    }
+
+    /// An error whose message already includes its source (`CreateError`'s does) says
+    /// it once.
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        use secret_manager::create::CreateError;
+        let e = CreateError::Failed {
+            phase: Phase::Mint,
+            error: Box::new(EngineError::Signing("no key".into())),
+            undo: Some("rolled back".into()),
+        };
+        let lines = CommandError::from(e).context("create").render();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].matches("no key").count(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("create: "), "{lines:?}");
+        assert!(lines[0].ends_with("; rolled back"), "{lines:?}");
     }
 
     /// A failed create keeps the phase that failed as its code.

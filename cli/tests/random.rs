@@ -360,3 +360,149 @@ fn a_hostile_or_broken_template_stages_nothing_and_quotes_no_value() {
     assert_eq!(decrypted(&f, "SESSION_SECRET"), before_value);
     assert!(!r.stderr.contains("registry\": \""), "{}", r.stderr);
 }
+
+/// `create --template KEY=NAME --type T`: the new Secret's templated keys are rendered from
+/// the minted fields, checked against the type, and carry their template annotations, so
+/// `lint` passes and every rotation renders them again. A template that is missing,
+/// reads a field the source does not have, or is given for a mapped key too is a usage
+/// error before anything is minted; a value that does not fit the type writes nothing.
+#[test]
+fn create_writes_templated_keys_and_their_annotations() {
+    let f = GitFleet::new();
+    let work = f.path("work");
+    let config = work.join(".secret-manager.yaml");
+    let mut c = std::fs::read_to_string(&config).unwrap();
+    c.push_str(concat!(
+        "templates:\n",
+        "  pull: '{\"auths\": {\"registry.example\": {\"auth\": {{ (\"robot:\" ~ Value)|b64encode|tojson }}}}}'\n",
+        "  broken-json: '{\"auths\": {{ Value }}'\n",
+        "  no-auths: '{\"registry\": {{ Value|tojson }}}'\n",
+        "  aws-only: '{{ SecretAccessKey }}'\n",
+    ));
+    std::fs::write(&config, c).unwrap();
+    f.commit_and_publish("Registry templates", &[DEV1]);
+    let rel = "applications/service1/state/overlays/aws.eu-central-1.dev1/pull.yaml";
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "--repo",
+            work.to_str().unwrap(),
+            "create",
+            "--source",
+            "random",
+            "--cluster",
+            DEV1,
+            "--namespace",
+            "service1",
+            "--name",
+            "registry-pull",
+            "--param",
+            "id=service1/registry",
+            "-w",
+        ];
+        let out = work.join(rel);
+        let out = out.to_str().unwrap().to_owned();
+        args.push(&out);
+        args.extend_from_slice(extra);
+        run_cmd(cmd().args(&args))
+    };
+    let docker = ["--type", "kubernetes.io/dockerconfigjson"];
+    for (extra, code, says) in [
+        (
+            vec!["--template", ".dockerconfigjson=nope"],
+            2,
+            "no template `nope`",
+        ),
+        (
+            vec!["--template", ".dockerconfigjson=aws-only"],
+            2,
+            "reads `SecretAccessKey`, which random does not provide",
+        ),
+        (
+            vec![
+                "--key-mappings",
+                "[.dockerconfigjson:Value]",
+                "--template",
+                ".dockerconfigjson=pull",
+            ],
+            2,
+            "in --key-mappings too",
+        ),
+        (vec![], 2, "give --key-mappings, --template"),
+        (
+            vec!["--template", ".dockerconfigjson=broken-json"],
+            11,
+            "must be JSON",
+        ),
+        (
+            vec!["--template", ".dockerconfigjson=no-auths"],
+            11,
+            "auths",
+        ),
+    ] {
+        let mut all = extra.clone();
+        all.extend_from_slice(&docker);
+        let r = create(&all);
+        assert_eq!(r.code, code, "{extra:?}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(says), "{extra:?}: {}", r.stderr);
+        assert!(!work.join(rel).exists(), "{extra:?}: nothing written");
+    }
+    let r = create(&[
+        "--template",
+        ".dockerconfigjson=pull",
+        "--type",
+        "kubernetes.io/dockerconfigjson",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let text = std::fs::read_to_string(work.join(rel)).unwrap();
+    assert!(
+        text.contains("secret-manager/template..dockerconfigjson: pull"),
+        "{text}"
+    );
+    assert!(
+        text.contains("type: kubernetes.io/dockerconfigjson"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("keyMappings"),
+        "every key is templated: {text}"
+    );
+    let rendered = String::from_utf8(
+        decrypt_value(
+            &work.join(rel),
+            0,
+            DEV1,
+            "service1/registry-pull",
+            ".dockerconfigjson",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+    assert!(v["auths"]["registry.example"]["auth"].is_string(), "{v}");
+    let lint = run_cmd(
+        cmd()
+            .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+            .args(["--repo", work.to_str().unwrap(), "lint"]),
+    );
+    assert_eq!(lint.code, 0, "{}\n{}", lint.stdout, lint.stderr);
+    // The next rotation renders it again from the new value.
+    f.commit_and_publish("Add the registry pull secret", &[DEV1]);
+    let r = rotate_random(&f);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let text = f.show("dev", "main", rel);
+    let file = f.path("pull-check.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let again = String::from_utf8(
+        decrypt_value(
+            &file,
+            0,
+            DEV1,
+            "service1/registry-pull",
+            ".dockerconfigjson",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_ne!(again, rendered, "rendered from the new value");
+    assert!(serde_json::from_str::<serde_json::Value>(&again).unwrap()["auths"].is_object());
+}
