@@ -21,7 +21,8 @@ pub const PUBLISH: u8 = 12;
 /// Revoking an old key failed; the new key is live and the old one still works.
 pub const REVOKE: u8 = 13;
 /// A revocation gate cannot be evaluated (kubectl missing, unknown context, access
-/// denied); the old key stays until someone fixes it.
+/// denied) or fails (Argo CD shows the application Degraded after the change); the old
+/// key stays until someone fixes it.
 pub const GATE: u8 = 14;
 /// Pull-request mode: a pull request has waited for review longer than
 /// `forge.maxOpenAge`; nothing else failed.

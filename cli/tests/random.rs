@@ -506,3 +506,97 @@ fn create_writes_templated_keys_and_their_annotations() {
     assert_ne!(again, rendered, "rendered from the new value");
     assert!(serde_json::from_str::<serde_json::Value>(&again).unwrap()["auths"].is_object());
 }
+
+/// `--require-argocd-synced`: the old value goes only once the cluster's Argo CD
+/// application (argocdApp) is Synced and Healthy at a revision whose file holds the new
+/// key — not while it is out of sync, not at the old revision, and not when it is
+/// Degraded, which is an error (14) that keeps the old value.
+#[test]
+fn the_argocd_gate_waits_for_a_healthy_sync_of_the_new_key() {
+    const DEV2: &str = "gcp.europe-west1.dev2";
+    let f = GitFleet::new();
+    let bin = tempfile::tempdir().unwrap();
+    let state = bin.path().join("application.json");
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"--context=dev2 --namespace=argocd get -o json -- applications.argoproj.io cluster-list\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = |sync: &str, health: &str, revision: &str| {
+        let json = serde_json::json!({
+            "metadata": {"name": "cluster-list", "namespace": "argocd"},
+            "status": {
+                "sync": {"status": sync, "revision": revision},
+                "health": {"status": health, "message": "Deployment service2 exceeded its progress deadline"}
+            }
+        });
+        std::fs::write(&state, json.to_string()).unwrap();
+    };
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let run = |now: &str| {
+        f.bot(now).env("PATH", &path).rotate_now(&[
+            "--source",
+            "random",
+            "--cluster",
+            DEV2,
+            "--older-than",
+            "0s",
+            "--require-argocd-synced",
+        ])
+    };
+    let old_revision = crate::common::git(&f.path("dev.git"), &["rev-parse", "main"]);
+    app("OutOfSync", "Healthy", &old_revision);
+    let r = run("2027-06-01T00:00:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("sync status OutOfSync"), "{}", r.stdout);
+    // Synced and Healthy, but at the revision before the change.
+    app("Synced", "Healthy", &old_revision);
+    let r = run("2027-06-01T00:10:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("does not hold the new key"),
+        "{}",
+        r.stdout
+    );
+    // At the pointer's commit, but the workloads do not come up: an error, the old
+    // value stays.
+    let repo = secret_manager::Repo::open(&f.path("work")).unwrap();
+    let refname = secret_manager::gitops::pointer_ref(repo.inventory.get(DEV2).unwrap());
+    let pointer = crate::common::git(
+        &f.path("dev.git"),
+        &["rev-parse", &format!("{refname}^{{commit}}")],
+    );
+    assert_ne!(pointer, old_revision);
+    app("Synced", "Degraded", &pointer);
+    let r = run("2027-06-01T00:20:00Z");
+    assert_eq!(r.code, 14, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("Degraded"), "{}", r.stderr);
+    assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    // Healthy at the pointer's commit: the old value goes.
+    app("Synced", "Healthy", &pointer);
+    let r = run("2027-06-01T00:30:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+}

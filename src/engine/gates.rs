@@ -103,65 +103,244 @@ pub(super) fn kubectl_failure(stderr: &str) -> Option<String> {
     Some(format!("kubectl failed: {msg} ({hint})"))
 }
 
+/// What `kubectl get` answered.
+enum Got {
+    /// The object, as JSON.
+    Object(serde_json::Value),
+    /// The cluster does not have it (yet).
+    Missing,
+}
+
+/// Why a gate's `kubectl get` cannot be evaluated.
+#[derive(Debug, thiserror::Error)]
+enum KubectlError {
+    /// The record names something that is not a namespace or object name.
+    #[error("not asking kubectl: {0}")]
+    BadName(String),
+    /// kubectl failed; the message says how and what to do ([`kubectl_failure`]).
+    #[error("{0}")]
+    Failed(String),
+    /// kubectl is not there or cannot start.
+    #[error(
+        "kubectl cannot run ({source}); {flag} needs kubectl on PATH and a kubeconfig for the cluster"
+    )]
+    CannotRun {
+        source: std::io::Error,
+        flag: &'static str,
+    },
+    /// No answer in time.
+    #[error("kubectl did not answer within 60s")]
+    Timeout,
+    /// The answer is not JSON.
+    #[error("kubectl output is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+}
+
+/// `kubectl [--context=<cluster's>] --namespace=<ns> get -o json -- <kind> <name>`, with a
+/// 60 s limit. The namespace and name are checked names and the name comes after `--`, so
+/// nothing from the repo or the cluster can be read as an option (such as a
+/// `--kubeconfig` that runs an exec credential plugin).
+async fn kubectl_get(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    flag: &'static str,
+) -> Result<Got, KubectlError> {
+    let (ns, name) = match (
+        crate::names::Namespace::parse(ns),
+        crate::names::KubeName::parse(name),
+    ) {
+        (Ok(ns), Ok(name)) => (ns, name),
+        (Err(e), _) | (_, Err(e)) => return Err(KubectlError::BadName(e.to_string())),
+    };
+    let mut cmd = tokio::process::Command::new("kubectl");
+    if let Some(c) = ctx
+        .repo
+        .inventory
+        .get(cluster)
+        .and_then(|c| c.kube_context.as_ref())
+    {
+        cmd.arg(format!("--context={c}"));
+    }
+    cmd.arg(format!("--namespace={ns}"))
+        .args(["get", "-o", "json", "--", kind])
+        .arg(name.as_str())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = match tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await {
+        Ok(Ok(o)) if o.status.success() => o.stdout,
+        Ok(Ok(o)) => {
+            return match kubectl_failure(&String::from_utf8_lossy(&o.stderr)) {
+                None => Ok(Got::Missing),
+                Some(message) => Err(KubectlError::Failed(message)),
+            };
+        }
+        Ok(Err(source)) => return Err(KubectlError::CannotRun { source, flag }),
+        Err(_) => return Err(KubectlError::Timeout),
+    };
+    serde_json::from_slice(&out)
+        .map(Got::Object)
+        .map_err(KubectlError::NotJson)
+}
+
 async fn synced_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
     let key_annotation = format!("{}{}", ctx.prefix(), key_id_annotation(&rec.source));
     for m in &rec.manifests {
-        let err = |message: String| Gate::Error {
-            cluster: m.cluster.clone(),
-            message,
-        };
-        // The record names the secret; only a valid namespace and name reach kubectl, and
-        // the name comes after `--`, so nothing in it can be read as an option (such as
-        // a `--kubeconfig` that runs an exec credential plugin).
         let (ns, name) = m.secret.split_once('/').unwrap_or(("", ""));
-        let (ns, name) = match (
-            crate::names::Namespace::parse(ns),
-            crate::names::KubeName::parse(name),
-        ) {
-            (Ok(ns), Ok(name)) => (ns, name),
-            (Err(e), _) | (_, Err(e)) => {
-                return err(format!("not asking kubectl: {e}"));
-            }
-        };
-        let mut cmd = tokio::process::Command::new("kubectl");
-        if let Some(c) = ctx
-            .repo
-            .inventory
-            .get(&m.cluster)
-            .and_then(|c| c.kube_context.as_ref())
+        let json = match kubectl_get(
+            ctx,
+            &m.cluster,
+            ns,
+            "sealedsecret",
+            name,
+            "--require-synced",
+        )
+        .await
         {
-            cmd.arg(format!("--context={c}"));
-        }
-        cmd.arg(format!("--namespace={ns}"))
-            .args(["get", "-o", "json", "--", "sealedsecret"])
-            .arg(name.as_str())
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let out = match tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await
-        {
-            Ok(Ok(o)) if o.status.success() => o.stdout,
-            Ok(Ok(o)) => match kubectl_failure(&String::from_utf8_lossy(&o.stderr)) {
-                None => {
-                    return Gate::Wait(format!(
-                        "waiting for {} to have SealedSecret {ns}/{name} (not applied yet)",
-                        m.cluster
-                    ));
-                }
-                Some(message) => return err(message),
-            },
-            Ok(Err(e)) => {
-                return err(format!(
-                    "kubectl cannot run ({e}); --require-synced needs kubectl on PATH and a kubeconfig for the cluster"
+            Ok(Got::Object(json)) => json,
+            Ok(Got::Missing) => {
+                return Gate::Wait(format!(
+                    "waiting for {} to have SealedSecret {ns}/{name} (not applied yet)",
+                    m.cluster
                 ));
             }
-            Err(_) => return err("kubectl did not answer within 60s".into()),
-        };
-        let json: serde_json::Value = match serde_json::from_slice(&out) {
-            Ok(j) => j,
-            Err(e) => return err(format!("kubectl output is not JSON: {e}")),
+            Err(e) => {
+                return Gate::Error {
+                    cluster: m.cluster.clone(),
+                    message: e.to_string(),
+                };
+            }
         };
         if let Err(why) = synced(&json, &key_annotation, &rec.new_key_id) {
             return Gate::Wait(format!("waiting for {} {ns}/{name}: {why}", m.cluster));
+        }
+    }
+    Gate::Open
+}
+
+/// Where an Argo CD application stands, from `kubectl get application -o json`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Argo {
+    /// Synced at `revision` and Healthy.
+    Ready(crate::gitops::git::Oid),
+    /// Not there yet, for this reason (still syncing, progressing, out of sync).
+    Waiting(String),
+    /// Degraded: the workloads do not come up with what was synced. Someone must look
+    /// before the old key goes.
+    Degraded(String),
+}
+
+/// Reads an Application's `status`: `sync.status` Synced at `sync.revision` (a commit id;
+/// anything else from the cluster is refused), `health.status` Healthy. What the cluster
+/// says is escaped before it is shown.
+pub(super) fn argocd_state(json: &serde_json::Value) -> Argo {
+    let esc = |v: &serde_json::Value| crate::text::escape_cut(v.as_str().unwrap_or("?"), 100);
+    let sync = &json["status"]["sync"]["status"];
+    let health = &json["status"]["health"]["status"];
+    if sync.as_str() != Some("Synced") {
+        return Argo::Waiting(format!("sync status {}", esc(sync)));
+    }
+    match health.as_str() {
+        Some("Healthy") => {}
+        Some("Degraded") => {
+            let message = &json["status"]["health"]["message"];
+            return Argo::Degraded(if message.is_string() {
+                format!("Degraded: {}", esc(message))
+            } else {
+                "Degraded".into()
+            });
+        }
+        _ => return Argo::Waiting(format!("health {}", esc(health))),
+    }
+    match json["status"]["sync"]["revision"]
+        .as_str()
+        .and_then(crate::gitops::git::Oid::parse)
+    {
+        Some(rev) => Argo::Ready(rev),
+        None => Argo::Waiting(format!(
+            "no commit revision synced ({})",
+            esc(&json["status"]["sync"]["revision"])
+        )),
+    }
+}
+
+/// Each cluster of `rec` has its Argo CD application (`argocdApp`, `name` in namespace
+/// `argocd` or `namespace/name`) Synced and Healthy at a revision whose files hold the new
+/// key and not the old one — read from git, so a hot-fixed pointer counts as well as the
+/// staging commit itself.
+async fn argocd_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
+    let mut clusters = rec.clusters();
+    clusters.dedup();
+    for cluster in clusters {
+        let err = |message: String| Gate::Error {
+            cluster: cluster.clone(),
+            message,
+        };
+        let Some(app) = ctx
+            .repo
+            .inventory
+            .get(&cluster)
+            .and_then(|c| c.argocd_app.clone())
+        else {
+            return err(format!(
+                "--require-argocd-synced: cluster {cluster} names no argocdApp in its cluster-values file"
+            ));
+        };
+        let (ns, name) = app.split_once('/').unwrap_or(("argocd", app.as_str()));
+        let json = match kubectl_get(
+            ctx,
+            &cluster,
+            ns,
+            "applications.argoproj.io",
+            name,
+            "--require-argocd-synced",
+        )
+        .await
+        {
+            Ok(Got::Object(json)) => json,
+            Ok(Got::Missing) => {
+                return err(format!(
+                    "Argo CD application {ns}/{name} does not exist in cluster {cluster}; fix argocdApp in its cluster-values file"
+                ));
+            }
+            Err(e) => return err(e.to_string()),
+        };
+        let revision = match argocd_state(&json) {
+            Argo::Ready(rev) => rev,
+            Argo::Waiting(why) => {
+                return Gate::Wait(format!(
+                    "waiting for Argo CD application {ns}/{name} on {cluster}: {why}"
+                ));
+            }
+            Argo::Degraded(why) => {
+                return err(format!(
+                    "Argo CD application {ns}/{name} is {why} after the change; the old key stays until someone looks"
+                ));
+            }
+        };
+        let files: Vec<&str> = rec
+            .manifests
+            .iter()
+            .filter(|m| m.cluster == cluster)
+            .map(|m| m.file.as_str())
+            .collect();
+        let specs: Vec<String> = files.iter().map(|f| format!("{revision}:{f}")).collect();
+        let blobs = match ctx.fleet.git().read_blobs(&specs) {
+            Ok(b) => b,
+            Err(e) => return err(format!("cannot read revision {revision}: {e}")),
+        };
+        for (file, blob) in files.iter().zip(blobs) {
+            let holds =
+                blob.is_some_and(|t| t.contains(&rec.new_key_id) && !t.contains(&rec.old_key_id));
+            if !holds {
+                return Gate::Wait(format!(
+                    "waiting for Argo CD application {ns}/{name} on {cluster}: the synced revision {} does not hold the new key in {}",
+                    &revision.as_str()[..12],
+                    crate::text::escape(file)
+                ));
+            }
         }
     }
     Gate::Open
@@ -200,8 +379,16 @@ pub(super) async fn check(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTi
     let require_synced = ctx.opts.require_synced || promised.is_some_and(|p| p.require_synced);
     let require_unused =
         ctx.opts.require_old_key_unused || promised.is_some_and(|p| p.require_old_key_unused);
+    let require_argocd =
+        ctx.opts.require_argocd_synced || promised.is_some_and(|p| p.require_argocd_synced);
     if require_synced && !rec.is_delete() {
         let g = synced_gate(ctx, rec).await;
+        if g != Gate::Open {
+            return g;
+        }
+    }
+    if require_argocd && !rec.is_delete() {
+        let g = argocd_gate(ctx, rec).await;
         if g != Gate::Open {
             return g;
         }
@@ -250,6 +437,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    }
+
+    /// Ready only when Synced and Healthy at a commit id; Degraded is its own verdict;
+    /// a revision that is not a commit id (a branch name, an option) is never read.
+    #[test]
+    fn the_argocd_state_needs_synced_healthy_and_a_commit() {
+        let rev = "0123456789abcdef0123456789abcdef01234567";
+        let app = |sync: &str, health: &str, revision: &str| {
+            serde_json::json!({"status": {
+                "sync": {"status": sync, "revision": revision},
+                "health": {"status": health, "message": "pod crashes\u{1b}[2J"}
+            }})
+        };
+        assert_eq!(
+            argocd_state(&app("Synced", "Healthy", rev)),
+            Argo::Ready(crate::gitops::git::Oid::parse(rev).unwrap())
+        );
+        assert!(matches!(
+            argocd_state(&app("OutOfSync", "Healthy", rev)),
+            Argo::Waiting(w) if w.contains("OutOfSync")
+        ));
+        assert!(matches!(
+            argocd_state(&app("Synced", "Progressing", rev)),
+            Argo::Waiting(w) if w.contains("Progressing")
+        ));
+        match argocd_state(&app("Synced", "Degraded", rev)) {
+            Argo::Degraded(why) => {
+                assert!(why.contains("pod crashes"), "{why}");
+                assert!(!why.contains('\u{1b}'), "escaped: {why:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for hostile in ["main", "--output=/tmp/x", "HEAD~1", "0123456789abcdef"] {
+            assert!(
+                matches!(
+                    argocd_state(&app("Synced", "Healthy", hostile)),
+                    Argo::Waiting(_)
+                ),
+                "{hostile}"
+            );
+        }
     }
 
     #[test]

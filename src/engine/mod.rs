@@ -97,6 +97,9 @@ pub struct RotateOptions {
     pub require_synced: bool,
     /// Gate: revoke only when the source reports no use of the old key since publish.
     pub require_old_key_unused: bool,
+    /// Gate: revoke only when each cluster's Argo CD application (`argocdApp` in its
+    /// cluster-values) is Synced at a revision whose files hold the new key, and Healthy.
+    pub require_argocd_synced: bool,
     /// Credentials whose provider calls run at once (at least 1).
     pub concurrency: usize,
     /// Progress callback.
@@ -121,6 +124,7 @@ impl RotateOptions {
             run: RunId::new(now),
             require_synced: false,
             require_old_key_unused: false,
+            require_argocd_synced: false,
             concurrency: DEFAULT_CONCURRENCY,
             observer: None,
             phases: None,
@@ -148,6 +152,7 @@ pub(crate) fn promise(opts: &RotateOptions) -> crate::journal::record::Promise {
         revoke_mode: opts.revoke_mode,
         require_synced: opts.require_synced,
         require_old_key_unused: opts.require_old_key_unused,
+        require_argocd_synced: opts.require_argocd_synced,
     }
 }
 

@@ -42,6 +42,7 @@ fn record(promised: Option<(i64, RevokeMode)>) -> RotationRecord {
             revoke_mode: mode,
             require_synced: false,
             require_old_key_unused: false,
+            require_argocd_synced: false,
         }),
     }
 }

@@ -155,6 +155,10 @@ pub struct Promise {
     /// Wait until the old key is unused (`--require-old-key-unused`).
     #[serde(default)]
     pub require_old_key_unused: bool,
+    /// Wait until each cluster's Argo CD application is Synced at a revision with the new
+    /// key, and Healthy (`--require-argocd-synced`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_argocd_synced: bool,
 }
 
 /// A staged, published or disabled rotation (or deletion).

@@ -63,6 +63,7 @@ pub struct RotateArgs {
         .help("`delete` the key, or `disable` it and delete it on a later run")
         .long_help("`delete` the key, or `disable` it and delete it on a later run.\n\nDefault: policy.revokeMode in .secret-manager.yaml, else delete.")),
     mut_arg("require_synced", |a| a.hide(true)),
+    mut_arg("require_argocd_synced", |a| a.hide(true)),
     mut_arg("require_old_key_unused", |a| a
         .help("Before revoking, wait until the source reports no use of the key since publish")
         .long_help("Before revoking, wait until the source reports no use of the key since publish.\n\nAWS: GetAccessKeyLastUsed.")),
@@ -101,6 +102,14 @@ pub struct RunArgs {
     /// reach the cluster is an error (exit 14), not a wait.
     #[arg(long)]
     pub require_synced: bool,
+    /// Before revoking, wait until each cluster's Argo CD application has synced it.
+    ///
+    /// Checks with kubectl, in the cluster's kubeContext, that the application named by
+    /// argocdApp in its cluster-values file (`name` in namespace argocd, or
+    /// `namespace/name`) is Synced and Healthy at a revision whose files hold the new key.
+    /// Degraded is an error (exit 14): the old key stays until someone looks.
+    #[arg(long)]
+    pub require_argocd_synced: bool,
     /// Before revoking, wait until the source reports no use of the old key since publish.
     ///
     /// AWS: GetAccessKeyLastUsed; github-deploy-key: the deploy key's `last_used`; plugins
@@ -371,6 +380,7 @@ fn options(
         fixed_clock: std::env::var_os("SECRET_MANAGER_NOW").is_some(),
         run,
         require_synced: args.require_synced,
+        require_argocd_synced: args.require_argocd_synced,
         require_old_key_unused: args.require_old_key_unused,
         concurrency: usize::from(args.concurrency),
         observer: None,
@@ -479,10 +489,16 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
 
 /// Runs `rotate`, or `delete` when `delete` is set.
 pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::error::Result<u8> {
-    if delete && (args.reseal || args.require_synced) {
+    if delete && (args.reseal || args.require_synced || args.require_argocd_synced) {
         return Err(UsageError(format!(
             "delete: {} is a rotation flag (a removed SealedSecret has no new key to re-seal or to sync); see `secret-manager delete --help`",
-            if args.reseal { "--reseal" } else { "--require-synced" }
+            if args.reseal {
+                "--reseal"
+            } else if args.require_synced {
+                "--require-synced"
+            } else {
+                "--require-argocd-synced"
+            }
         ))
         .into());
     }

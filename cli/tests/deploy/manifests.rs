@@ -298,12 +298,23 @@ fn the_gates_variant_has_kubectl_a_kubeconfig_and_target_rbac() {
         .flat_map(|r| r["verbs"].as_array().unwrap())
         .collect();
     assert!(verbs.iter().all(|v| *v == "get"), "{verbs:?}");
-    let resources: Vec<&str> = rules
+    let mut resources: Vec<&str> = rules
         .iter()
         .flat_map(|r| r["resources"].as_array().unwrap())
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert_eq!(resources, vec!["sealedsecrets", "services/proxy"]);
+    resources.sort();
+    assert_eq!(
+        resources,
+        vec!["applications", "sealedsecrets", "services/proxy"]
+    );
+    // Argo CD's Applications are read in Argo CD's namespace only, not cluster-wide.
+    let argocd: Vec<&Value> = of_kind(&rbac, "Role")
+        .into_iter()
+        .filter(|r| r["rules"][0]["resources"][0] == "applications")
+        .collect();
+    assert_eq!(argocd.len(), 1);
+    assert_eq!(argocd[0]["metadata"]["namespace"], "argocd");
 }
 
 /// `to` relative to `dir` (kustomize refuses absolute paths).
