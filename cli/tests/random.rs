@@ -600,3 +600,105 @@ fn the_argocd_gate_waits_for_a_healthy_sync_of_the_new_key() {
         r.stderr
     );
 }
+
+/// `--gate-command`: the operator's program decides per cluster — 75 waits, any other
+/// failure is an error (14) quoting its stderr, 0 lets the old value go. It reads where
+/// the new key is on stdin, never a value, and runs without the rotator's environment.
+#[test]
+fn the_gate_command_decides_per_cluster_and_never_sees_a_value() {
+    const DEV2: &str = "gcp.europe-west1.dev2";
+    let f = GitFleet::new();
+    let dir = tempfile::tempdir().unwrap();
+    let verdict = dir.path().join("verdict");
+    let seen = dir.path().join("seen.json");
+    let env_seen = dir.path().join("env");
+    let gate = dir.path().join("smoke-test");
+    std::fs::write(
+        &gate,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = gate ] || exit 9\ncat > {seen}\nenv > {env}\ncase $(cat {verdict}) in\n  wait) echo 'pods still starting' >&2; exit 75 ;;\n  fail) printf 'smoke test failed: 503 from /healthz\\033[2J' >&2; exit 1 ;;\nesac\nexit 0\n",
+            seen = seen.display(),
+            env = env_seen.display(),
+            verdict = verdict.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&gate, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |now: &str| {
+        f.bot(now)
+            .env("SECRET_MANAGER_TEST_CANARY", "rotator-only")
+            .env("AWS_SECRET_ACCESS_KEY", "not-for-the-gate")
+            .rotate_now(&[
+                "--source",
+                "random",
+                "--cluster",
+                DEV2,
+                "--older-than",
+                "0s",
+                "--gate-command",
+                gate.to_str().unwrap(),
+            ])
+    };
+    std::fs::write(&verdict, "wait").unwrap();
+    let r = run("2027-06-01T00:00:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("pods still starting"), "{}", r.stdout);
+    let input: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(input["cluster"], DEV2);
+    assert_eq!(input["source"], "random");
+    assert_eq!(input["secrets"][0]["namespace"], "service2");
+    assert!(input["newKeyId"].as_str().unwrap().starts_with("rnd-"));
+    // The value itself is nowhere in what the gate got.
+    let rel = input["secrets"][0]["file"].as_str().unwrap().to_owned();
+    let text = f.show("dev", "main", &rel);
+    let file = f.path("gate-check.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let name = format!("service2/{}", input["secrets"][0]["name"].as_str().unwrap());
+    let sealed = crate::common::encrypted_data(&file, 0);
+    let value =
+        String::from_utf8(decrypt_value(&file, 0, DEV2, &name, &sealed[0].0).unwrap()).unwrap();
+    let raw = std::fs::read_to_string(&seen).unwrap();
+    assert!(!raw.contains(&value), "the gate saw the value");
+    let env = std::fs::read_to_string(&env_seen).unwrap();
+    assert!(!env.contains("rotator-only"), "{env}");
+    assert!(!env.contains("not-for-the-gate"), "{env}");
+    // A failing gate: an error, its stderr quoted (escaped), the old value kept.
+    std::fs::write(&verdict, "fail").unwrap();
+    let r = run("2027-06-01T00:10:00Z");
+    assert_eq!(r.code, 14, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("smoke test failed: 503 from /healthz"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains('\u{1b}'), "escaped: {:?}", r.stderr);
+    assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    // A run without the flag cannot drop the gate the rotation was staged with.
+    let r = f
+        .bot("2027-06-01T00:20:00Z")
+        .rotate_now(&["--source", "random", "--cluster", DEV2]);
+    assert_eq!(r.code, 14, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("give this run the gate command too"),
+        "{}",
+        r.stderr
+    );
+    // Passing: the old value goes.
+    std::fs::write(&verdict, "pass").unwrap();
+    let r = run("2027-06-01T00:30:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+}

@@ -346,6 +346,123 @@ async fn argocd_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
     Gate::Open
 }
 
+/// How long the operator's gate command may take for one cluster.
+pub const GATE_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Exit code of a gate command that says "not yet" (`EX_TEMPFAIL`).
+pub const GATE_WAIT: i32 = 75;
+
+/// What the gate command reads on stdin for one cluster: where the new key is, never a
+/// value.
+pub(super) fn gate_input(
+    rec: &RotationRecord,
+    cluster: &str,
+    published: DateTime<Utc>,
+) -> serde_json::Value {
+    let secrets: Vec<serde_json::Value> = rec
+        .manifests
+        .iter()
+        .filter(|m| m.cluster == cluster)
+        .map(|m| {
+            let (ns, name) = m.secret.split_once('/').unwrap_or(("", m.secret.as_str()));
+            serde_json::json!({"namespace": ns, "name": name, "file": m.file})
+        })
+        .collect();
+    serde_json::json!({
+        "version": 1,
+        "cluster": cluster,
+        "source": rec.source,
+        "identity": rec.identity,
+        "oldKeyId": rec.old_key_id,
+        "newKeyId": rec.new_key_id,
+        "publishedAt": ts(published),
+        "secrets": secrets,
+    })
+}
+
+/// The operator's gate command (`--gate-command`), once per cluster: `<program> gate` with
+/// [`gate_input`] on stdin, isolated as an exec plugin is (a cleared environment but for
+/// the plugins' base variables and `KUBECONFIG`, its own process group, a timeout,
+/// bounded output). Exit 0 passes, [`GATE_WAIT`] waits, anything else fails.
+#[cfg(feature = "exec")]
+async fn command_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Utc>) -> Gate {
+    let mut clusters = rec.clusters();
+    clusters.dedup();
+    for cluster in clusters {
+        let err = |message: String| Gate::Error {
+            cluster: cluster.clone(),
+            message,
+        };
+        let Some(program) = ctx.opts.gate_command.as_ref() else {
+            return err(
+                "this rotation was staged with --gate-command: give this run the gate command too"
+                    .into(),
+            );
+        };
+        let input = zeroize::Zeroizing::new(
+            serde_json::to_vec(&gate_input(rec, &cluster, published)).unwrap_or_default(),
+        );
+        let shown = crate::text::escape(&program.display().to_string()).into_owned();
+        let out = match secret_manager_exec::run(
+            program,
+            "gate",
+            &["KUBECONFIG".to_owned()],
+            input,
+            GATE_COMMAND_TIMEOUT,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(secret_manager_exec::RunError::Timeout) => {
+                return err(format!(
+                    "gate command {shown} did not finish within {}s",
+                    GATE_COMMAND_TIMEOUT.as_secs()
+                ));
+            }
+            Err(
+                secret_manager_exec::RunError::Spawn(e) | secret_manager_exec::RunError::Wait(e),
+            ) => return err(format!("gate command {shown} cannot run: {e}")),
+        };
+        let said = crate::text::escape_cut(String::from_utf8_lossy(&out.stderr).trim(), 300);
+        match out.status.code() {
+            Some(0) => {}
+            Some(GATE_WAIT) => {
+                return Gate::Wait(format!(
+                    "waiting for the gate command on {cluster}{}",
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {said}")
+                    }
+                ));
+            }
+            code => {
+                return err(format!(
+                    "gate command {shown} failed ({}){}",
+                    code.map_or("killed by a signal".into(), |c| format!("exit {c}")),
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {said}")
+                    }
+                ));
+            }
+        }
+    }
+    Gate::Open
+}
+
+#[cfg(not(feature = "exec"))]
+async fn command_gate(_: &Ctx<'_>, rec: &RotationRecord, _: DateTime<Utc>) -> Gate {
+    Gate::Error {
+        cluster: "-".into(),
+        message: format!(
+            "rotation {}: --gate-command needs a build with the exec feature",
+            rec.id
+        ),
+    }
+}
+
 async fn unused_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Utc>) -> Gate {
     let err = |message: String| Gate::Error {
         cluster: "-".into(),
@@ -393,6 +510,14 @@ pub(super) async fn check(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTi
             return g;
         }
     }
+    let require_command =
+        ctx.opts.gate_command.is_some() || promised.is_some_and(|p| p.require_gate_command);
+    if require_command && !rec.is_delete() {
+        let g = command_gate(ctx, rec, published).await;
+        if g != Gate::Open {
+            return g;
+        }
+    }
     if require_unused {
         return unused_gate(ctx, rec, published).await;
     }
@@ -400,114 +525,5 @@ pub(super) async fn check(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTi
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn synced_gate_reads_the_controller_status() {
-        let ok = serde_json::json!({
-            "metadata": {"generation": 3},
-            "spec": {"template": {"metadata": {"annotations": {"secret-manager/accessKeyId": "NEW"}}}},
-            "status": {"observedGeneration": 3, "conditions": [{"type": "Synced", "status": "True"}]}
-        });
-        assert_eq!(synced(&ok, "secret-manager/accessKeyId", "NEW"), Ok(()));
-        let other = synced(&ok, "secret-manager/accessKeyId", "OTHER").unwrap_err();
-        assert_eq!(other, NotSynced::OtherKey("NEW".into()));
-        assert_eq!(other.to_string(), "the cluster still has key NEW");
-        let mut stale = ok.clone();
-        stale["status"]["observedGeneration"] = 2.into();
-        assert_eq!(
-            synced(&stale, "secret-manager/accessKeyId", "NEW"),
-            Err(NotSynced::Generation {
-                observed: Some(2),
-                current: Some(3)
-            })
-        );
-        let mut failing = ok.clone();
-        failing["status"]["conditions"][0]["status"] = "False".into();
-        assert_eq!(
-            synced(&failing, "secret-manager/accessKeyId", "NEW"),
-            Err(NotSynced::NotYet)
-        );
-        // What the cluster says is shown escaped.
-        let mut hostile = ok.clone();
-        hostile["spec"]["template"]["metadata"]["annotations"]["secret-manager/accessKeyId"] =
-            "\u{1b}]8;;x\u{7}K".into();
-        let shown = synced(&hostile, "secret-manager/accessKeyId", "NEW")
-            .unwrap_err()
-            .to_string();
-        assert!(!shown.contains('\u{1b}'), "{shown:?}");
-    }
-
-    /// Ready only when Synced and Healthy at a commit id; Degraded is its own verdict;
-    /// a revision that is not a commit id (a branch name, an option) is never read.
-    #[test]
-    fn the_argocd_state_needs_synced_healthy_and_a_commit() {
-        let rev = "0123456789abcdef0123456789abcdef01234567";
-        let app = |sync: &str, health: &str, revision: &str| {
-            serde_json::json!({"status": {
-                "sync": {"status": sync, "revision": revision},
-                "health": {"status": health, "message": "pod crashes\u{1b}[2J"}
-            }})
-        };
-        assert_eq!(
-            argocd_state(&app("Synced", "Healthy", rev)),
-            Argo::Ready(crate::gitops::git::Oid::parse(rev).unwrap())
-        );
-        assert!(matches!(
-            argocd_state(&app("OutOfSync", "Healthy", rev)),
-            Argo::Waiting(w) if w.contains("OutOfSync")
-        ));
-        assert!(matches!(
-            argocd_state(&app("Synced", "Progressing", rev)),
-            Argo::Waiting(w) if w.contains("Progressing")
-        ));
-        match argocd_state(&app("Synced", "Degraded", rev)) {
-            Argo::Degraded(why) => {
-                assert!(why.contains("pod crashes"), "{why}");
-                assert!(!why.contains('\u{1b}'), "escaped: {why:?}");
-            }
-            other => panic!("{other:?}"),
-        }
-        for hostile in ["main", "--output=/tmp/x", "HEAD~1", "0123456789abcdef"] {
-            assert!(
-                matches!(
-                    argocd_state(&app("Synced", "Healthy", hostile)),
-                    Argo::Waiting(_)
-                ),
-                "{hostile}"
-            );
-        }
-    }
-
-    #[test]
-    fn unused_gate_compares_last_use_with_publish() {
-        let t = |s: &str| crate::annotations::parse_create_date(s).unwrap();
-        assert!(unused_since(None, t("2026-11-21T12:00:00Z")));
-        assert!(unused_since(
-            Some(t("2026-11-21T11:00:00Z")),
-            t("2026-11-21T12:00:00Z")
-        ));
-        assert!(!unused_since(
-            Some(t("2026-11-21T12:30:00Z")),
-            t("2026-11-21T12:00:00Z")
-        ));
-    }
-
-    #[test]
-    fn only_a_missing_sealedsecret_is_a_wait() {
-        assert_eq!(
-            kubectl_failure(
-                "Error from server (NotFound): sealedsecrets.bitnami.com \"x\" not found"
-            ),
-            None
-        );
-        let e = kubectl_failure("error: context \"dev9\" does not exist").unwrap();
-        assert!(e.contains("kubeContext"), "{e}");
-        let e = kubectl_failure("Error from server (Forbidden): sealedsecrets.bitnami.com \"x\" is forbidden: User \"bot\" cannot get resource").unwrap();
-        assert!(e.contains("grant `get`"), "{e}");
-        assert!(
-            kubectl_failure("Unable to connect to the server: dial tcp: i/o timeout").is_some()
-        );
-    }
-}
+#[path = "gates_tests.rs"]
+mod tests;

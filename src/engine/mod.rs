@@ -100,6 +100,9 @@ pub struct RotateOptions {
     /// Gate: revoke only when each cluster's Argo CD application (`argocdApp` in its
     /// cluster-values) is Synced at a revision whose files hold the new key, and Healthy.
     pub require_argocd_synced: bool,
+    /// Gate: revoke only when this operator program passes for each cluster (exit 0;
+    /// 75 waits, anything else fails). It reads a JSON description on stdin, never a value.
+    pub gate_command: Option<std::path::PathBuf>,
     /// Credentials whose provider calls run at once (at least 1).
     pub concurrency: usize,
     /// Progress callback.
@@ -125,6 +128,7 @@ impl RotateOptions {
             require_synced: false,
             require_old_key_unused: false,
             require_argocd_synced: false,
+            gate_command: None,
             concurrency: DEFAULT_CONCURRENCY,
             observer: None,
             phases: None,
@@ -153,6 +157,7 @@ pub(crate) fn promise(opts: &RotateOptions) -> crate::journal::record::Promise {
         require_synced: opts.require_synced,
         require_old_key_unused: opts.require_old_key_unused,
         require_argocd_synced: opts.require_argocd_synced,
+        require_gate_command: opts.gate_command.is_some(),
     }
 }
 

@@ -159,6 +159,10 @@ pub struct Promise {
     /// key, and Healthy (`--require-argocd-synced`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_argocd_synced: bool,
+    /// Wait until the operator's gate command passes for each cluster (`--gate-command`;
+    /// the command itself is the operator's and is not recorded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_gate_command: bool,
 }
 
 /// A staged, published or disabled rotation (or deletion).

@@ -64,6 +64,7 @@ pub struct RotateArgs {
         .long_help("`delete` the key, or `disable` it and delete it on a later run.\n\nDefault: policy.revokeMode in .secret-manager.yaml, else delete.")),
     mut_arg("require_synced", |a| a.hide(true)),
     mut_arg("require_argocd_synced", |a| a.hide(true)),
+    mut_arg("gate_command", |a| a.hide(true)),
     mut_arg("require_old_key_unused", |a| a
         .help("Before revoking, wait until the source reports no use of the key since publish")
         .long_help("Before revoking, wait until the source reports no use of the key since publish.\n\nAWS: GetAccessKeyLastUsed.")),
@@ -110,6 +111,16 @@ pub struct RunArgs {
     /// Degraded is an error (exit 14): the old key stays until someone looks.
     #[arg(long)]
     pub require_argocd_synced: bool,
+    /// Before revoking, run this program for each cluster and wait until it passes.
+    ///
+    /// `PROGRAM gate` reads JSON on stdin: version, cluster, source, identity, oldKeyId,
+    /// newKeyId, publishedAt and the cluster's secrets (namespace, name, file) — never a
+    /// value. Exit 0 passes, 75 waits, anything else is an error (exit 14) that keeps the
+    /// old key; stderr is quoted in the step. It runs isolated like an exec plugin: a
+    /// cleared environment (PATH, HOME, locale, proxies, TMPDIR, KUBECONFIG), its own
+    /// process group, 5 minutes at most. A smoke test, or an Argo Workflow submit --wait.
+    #[arg(long, value_name = "PROGRAM")]
+    pub gate_command: Option<std::path::PathBuf>,
     /// Before revoking, wait until the source reports no use of the old key since publish.
     ///
     /// AWS: GetAccessKeyLastUsed; github-deploy-key: the deploy key's `last_used`; plugins
@@ -381,6 +392,7 @@ fn options(
         run,
         require_synced: args.require_synced,
         require_argocd_synced: args.require_argocd_synced,
+        gate_command: args.gate_command.clone(),
         require_old_key_unused: args.require_old_key_unused,
         concurrency: usize::from(args.concurrency),
         observer: None,
@@ -489,15 +501,22 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
 
 /// Runs `rotate`, or `delete` when `delete` is set.
 pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::error::Result<u8> {
-    if delete && (args.reseal || args.require_synced || args.require_argocd_synced) {
+    if delete
+        && (args.reseal
+            || args.require_synced
+            || args.require_argocd_synced
+            || args.gate_command.is_some())
+    {
         return Err(UsageError(format!(
             "delete: {} is a rotation flag (a removed SealedSecret has no new key to re-seal or to sync); see `secret-manager delete --help`",
             if args.reseal {
                 "--reseal"
             } else if args.require_synced {
                 "--require-synced"
-            } else {
+            } else if args.require_argocd_synced {
                 "--require-argocd-synced"
+            } else {
+                "--gate-command"
             }
         ))
         .into());

@@ -14,7 +14,9 @@ pub use secret_manager_provider as api;
 mod plugin;
 mod process;
 pub use plugin::{DEFAULT_TIMEOUT, ExecProvider, PROTOCOL_VERSION, PluginSettings};
-pub use process::{BASE_ENV, MAX_STDERR_KEPT, MAX_STDOUT, kill_running, stop_all};
+pub use process::{
+    BASE_ENV, MAX_STDERR_KEPT, MAX_STDOUT, Output, RunError, kill_running, run, stop_all,
+};
 
 use std::path::{Path, PathBuf};
 
