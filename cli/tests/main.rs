@@ -1,4 +1,8 @@
-//! The one integration-test binary: a module per area.
+//! The CLI's binary tests: the real binary against local git remotes and the in-process
+//! fakes, the engine in-process (`engine.rs`), and — marked `#[ignore = "environment:
+//! ..."]` — the end-to-end runs against moto. The tests that need the environment
+//! `scripts/test` installs (the deploy/ manifests and image, real PostgreSQL and MariaDB)
+//! are their own target, `environment.rs`.
 
 mod common;
 
@@ -10,15 +14,12 @@ mod cli_providers;
 mod cli_seal;
 mod cloud;
 mod demo;
-mod deploy;
 mod edit;
 mod engine;
 mod git_credentials;
 mod gitops;
 mod hostile;
 mod monitoring;
-mod mysql;
-mod postgres;
 mod pull_requests;
 mod random;
 mod rotate;
@@ -27,18 +28,19 @@ mod scan;
 mod seal;
 mod signing;
 
-/// Every `tests/*.rs` file must be a module here, or it silently never runs.
+/// Every `tests/*.rs` file must be a module here or in `environment.rs`, or it silently
+/// never runs.
 #[test]
 fn every_test_file_is_wired_in() {
-    let main = include_str!("main.rs");
+    let main = [include_str!("main.rs"), include_str!("environment.rs")].concat();
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "rs") {
             let stem = path.file_stem().unwrap().to_str().unwrap();
-            if stem != "main" {
+            if stem != "main" && stem != "environment" {
                 assert!(
                     main.contains(&format!("mod {stem};")),
-                    "tests/{stem}.rs is not declared in tests/main.rs"
+                    "tests/{stem}.rs is declared in neither tests/main.rs nor tests/environment.rs"
                 );
             }
         }

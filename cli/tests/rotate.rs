@@ -1,61 +1,8 @@
 //! End-to-end rotations: the real binary, dev/prod bare remotes, moto as AWS.
 
-use std::path::Path;
-
 use crate::common::{GitFleet, Moto, NOW, Run, cmd, decrypt_value, git, run_cmd};
 
-pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
-pub(crate) const REL: &str =
-    "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/route53.yaml";
-pub(crate) const LABEL: &str = "external-dns/route53";
-pub(crate) const USER: &str = "external-dns-dev1";
-
-/// `create` for an AWS IAM user (which must exist at moto): writes `rel` in `work`.
-pub(crate) fn create_aws(
-    moto: &Moto,
-    work: &Path,
-    cluster: &str,
-    namespace: &str,
-    user: &str,
-    name: &str,
-    rel: &str,
-) {
-    let r = run_cmd(moto.env(&mut cmd()).args([
-        "--repo",
-        work.to_str().unwrap(),
-        "create",
-        "--source",
-        "aws",
-        "--cluster",
-        cluster,
-        "--namespace",
-        namespace,
-        "--name",
-        name,
-        "--key-mappings",
-        "[accessKeyId:AccessKeyId,secretAccessKey:SecretAccessKey]",
-        "--param",
-        &format!("username={user}"),
-        "--param",
-        "account=123456789012",
-        "-w",
-        work.join(rel).to_str().unwrap(),
-    ]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-}
-
-/// A fleet whose dev1 cluster holds a real (moto) AWS key in `REL`, published.
-pub(crate) fn setup() -> (GitFleet, Moto, String) {
-    let f = GitFleet::new();
-    let moto = Moto::start();
-    moto.iam(&[("Action", "CreateUser"), ("UserName", USER)]);
-    let work = f.path("work");
-    create_aws(&moto, &work, DEV1, "external-dns", USER, "route53", REL);
-    f.commit_and_publish("Add route53 credentials", &[DEV1]);
-    let old = moto.key_ids(USER);
-    assert_eq!(old.len(), 1);
-    (f, moto, old[0].clone())
-}
+pub(crate) use crate::common::aws::{DEV1, LABEL, REL, USER, create_aws, setup};
 
 pub(crate) fn rotate(f: &GitFleet, moto: &Moto, now: &str, extra: &[&str]) -> Run {
     f.bot(now)

@@ -2,6 +2,7 @@
 //! at random moments, SIGTERM mid-phase, keys made by hand, users in two AWS accounts,
 //! a protected main — and every documented exit code.
 
+pub(crate) use crate::common::aws::{pod, wait_for};
 use crate::common::{GitFleet, Moto, Run, cmd, decrypt_value, git, run_cmd, with_demo_plugin};
 use crate::rotate::create_aws;
 use std::collections::BTreeMap;
@@ -86,30 +87,6 @@ fn key_at(f: &GitFleet, remote: &str, rev: &str, rel: &str) -> String {
         .unwrap()
         .trim_matches('"')
         .to_owned()
-}
-
-/// A `rotate` process on a fresh clone, the CronJob's way.
-pub(crate) fn pod(f: &GitFleet, moto: &Moto, now: &str, dir: &Path, args: &[&str]) -> Command {
-    let mut c = cmd();
-    moto.env(&mut c)
-        .env("SECRET_MANAGER_NOW", now)
-        .env("GIT_AUTHOR_NAME", "cron")
-        .env("GIT_AUTHOR_EMAIL", "cron@example.com")
-        .env("GIT_COMMITTER_NAME", "cron")
-        .env("GIT_COMMITTER_EMAIL", "cron@example.com")
-        .env("TMPDIR", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .args([
-            &format!("--clone={}", f.path("dev.git").display()),
-            &format!("--clone-remote=prod={}", f.path("prod.git").display()),
-            "--yes",
-            "rotate",
-            "--revoke-after=0s",
-        ])
-        .args(args);
-    c
 }
 
 /// Every update a bare remote's reflog shows for `refname`: (old, new).
@@ -546,18 +523,6 @@ fn signal(child: &std::process::Child, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{sig}");
-}
-
-/// Waits until `path`'s content contains `needle` (the child's stderr, written to a file).
-pub(crate) fn wait_for(path: &Path, needle: &str) {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(60) {
-        if std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{needle} never appeared in {}", path.display());
 }
 
 /// SIGTERM while a new key is being minted and while the change is being published: the

@@ -1,6 +1,8 @@
 //! Test harness: hermetic CLI runs, repo copies, and the TEST-ONLY decryptor.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -260,14 +260,14 @@ fn children(pid: u32) -> Vec<u32> {
 #[test]
 #[ignore = "environment: needs tini (scripts/test runs it)"]
 fn sigterm_to_pid_1_stops_the_run_cleanly() {
-    use crate::rotate::{USER, setup};
+    use crate::common::aws::{USER, setup};
     secret_manager_testkit::tier::environment("tini");
     let tini = which("tini").expect("tini is needed (apt-get install tini; scripts/test does)");
     for entry in [vec![tini.display().to_string(), "--".into()], vec![]] {
         let (f, moto, old) = setup();
         let tmp = tempfile::tempdir().unwrap();
         let err = tmp.path().join("stderr");
-        let inner = crate::safety::pod(
+        let inner = crate::common::aws::pod(
             &f,
             &moto,
             "2026-11-21T12:00:00Z",
@@ -290,7 +290,7 @@ fn sigterm_to_pid_1_stops_the_run_cleanly() {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&err).unwrap());
         let mut child = c.spawn().unwrap();
-        crate::safety::wait_for(&err, "failpoint after-mint: pausing");
+        crate::common::aws::wait_for(&err, "failpoint after-mint: pausing");
         // unshare --fork waits for its child, which is PID 1 in the new namespace.
         let pid1 = children(child.id());
         assert_eq!(pid1.len(), 1, "{pid1:?}");
@@ -306,7 +306,7 @@ fn sigterm_to_pid_1_stops_the_run_cleanly() {
         assert!(stderr.contains("received SIGTERM"), "{how}: {stderr}");
         assert_eq!(moto.key_ids(USER), vec![old.clone()], "{how}: undone");
         let dir = tempfile::tempdir().unwrap();
-        let out = crate::safety::pod(
+        let out = crate::common::aws::pod(
             &f,
             &moto,
             "2026-11-21T12:01:00Z",

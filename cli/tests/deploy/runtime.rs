@@ -2,8 +2,8 @@
 //! volume, git credentials from a read-only mount, and kubectl absent.
 
 use super::{deploy, documents, env_var, one, render};
+use crate::common::aws::{DEV1, USER, setup};
 use crate::common::{Moto, cmd, git, run_cmd};
-use crate::rotate::{DEV1, USER, setup};
 use std::process::Command;
 
 /// Runs like the CronJob: no TTY, --clone from the bare remote, JSON logs.
@@ -104,9 +104,10 @@ fn cronjob_style_runs_log_json_and_exit_right() {
     assert_ne!(keys[0], old);
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("m.yaml");
-    std::fs::write(&p, f.show("dev", "main", crate::rotate::REL)).unwrap();
+    std::fs::write(&p, f.show("dev", "main", crate::common::aws::REL)).unwrap();
     let secret =
-        crate::common::decrypt_value(&p, 0, DEV1, crate::rotate::LABEL, "secretAccessKey").unwrap();
+        crate::common::decrypt_value(&p, 0, DEV1, crate::common::aws::LABEL, "secretAccessKey")
+            .unwrap();
     assert!(
         !r.stderr.contains(std::str::from_utf8(&secret).unwrap()),
         "secret in logs"
