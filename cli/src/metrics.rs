@@ -37,6 +37,11 @@ struct PhaseOutcome {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WaitingOnLabel {
+    on: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every series of one command run.
@@ -230,6 +235,22 @@ impl Metrics {
             "secret_manager_last_run_steps",
             "Steps of the last run by phase and outcome (staged, published, revoked, waiting, busy, failed)",
             steps_family,
+        );
+        // What the waiting rotations wait on: a gate that never opens shows here.
+        let waiting = Family::<WaitingOnLabel, Gauge>::default();
+        for s in report.steps.iter().filter(|s| s.action == Action::Wait) {
+            if let Some(on) = s.waiting_on {
+                waiting
+                    .get_or_create(&WaitingOnLabel {
+                        on: on.name().into(),
+                    })
+                    .inc();
+            }
+        }
+        self.registry.register(
+            "secret_manager_last_run_waiting",
+            "Rotations of the last run waiting to revoke, by what they wait on (grace, synced, argocd, command, unused, pointers, hotfix, claim)",
+            waiting,
         );
     }
 

@@ -556,15 +556,52 @@ fn the_argocd_gate_waits_for_a_healthy_sync_of_the_new_key() {
     };
     let old_revision = crate::common::git(&f.path("dev.git"), &["rev-parse", "main"]);
     app("OutOfSync", "Healthy", &old_revision);
-    let r = run("2027-06-01T00:00:00Z");
+    let metrics = bin.path().join("rotate.prom");
+    let r = f
+        .bot("2027-06-01T00:00:00Z")
+        .env("PATH", &path)
+        .rotate_now(&[
+            "--source",
+            "random",
+            "--cluster",
+            DEV2,
+            "--older-than",
+            "0s",
+            "--require-argocd-synced",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+            "-o",
+            "json",
+        ]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // What the rotation waits on, in the report and in the metrics.
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let waits: Vec<&serde_json::Value> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "wait")
+        .collect();
+    assert_eq!(waits.len(), 1, "{report:#}");
+    assert_eq!(waits[0]["waitingOn"], "argocd", "{report:#}");
+    assert!(
+        waits[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sync status OutOfSync"),
+        "{report:#}"
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("secret_manager_last_run_waiting{on=\"argocd\"} 1"),
+        "{text}"
+    );
     assert!(
         r.stderr
             .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
         "{}",
         r.stderr
     );
-    assert!(r.stdout.contains("sync status OutOfSync"), "{}", r.stdout);
     // Synced and Healthy, but at the revision before the change.
     app("Synced", "Healthy", &old_revision);
     let r = run("2027-06-01T00:10:00Z");

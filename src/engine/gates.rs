@@ -6,6 +6,7 @@
 //! silent "wait": a wait that can never end would keep the old key forever.
 
 use super::context::Ctx;
+use super::report::WaitingOn;
 use crate::annotations::key_id_annotation;
 use crate::journal::RotationRecord;
 use crate::journal::record::ts;
@@ -19,8 +20,8 @@ pub(super) enum Gate {
     /// Revoke now, although the gate could not look: the source cannot tell (the reason
     /// goes into the revoke step, so nobody mistakes it for a check that passed).
     Blind(String),
-    /// Not yet, for this reason.
-    Wait(String),
+    /// Not yet: what it waits on, and why.
+    Wait(WaitingOn, String),
     /// Cannot be evaluated.
     Error {
         /// Cluster (or `-` for source-side gates).
@@ -201,10 +202,13 @@ async fn synced_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
         {
             Ok(Got::Object(json)) => json,
             Ok(Got::Missing) => {
-                return Gate::Wait(format!(
-                    "waiting for {} to have SealedSecret {ns}/{name} (not applied yet)",
-                    m.cluster
-                ));
+                return Gate::Wait(
+                    WaitingOn::Synced,
+                    format!(
+                        "waiting for {} to have SealedSecret {ns}/{name} (not applied yet)",
+                        m.cluster
+                    ),
+                );
             }
             Err(e) => {
                 return Gate::Error {
@@ -214,7 +218,10 @@ async fn synced_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
             }
         };
         if let Err(why) = synced(&json, &key_annotation, &rec.new_key_id) {
-            return Gate::Wait(format!("waiting for {} {ns}/{name}: {why}", m.cluster));
+            return Gate::Wait(
+                WaitingOn::Synced,
+                format!("waiting for {} {ns}/{name}: {why}", m.cluster),
+            );
         }
     }
     Gate::Open
@@ -310,9 +317,10 @@ async fn argocd_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
         let revision = match argocd_state(&json) {
             Argo::Ready(rev) => rev,
             Argo::Waiting(why) => {
-                return Gate::Wait(format!(
-                    "waiting for Argo CD application {ns}/{name} on {cluster}: {why}"
-                ));
+                return Gate::Wait(
+                    WaitingOn::Argocd,
+                    format!("waiting for Argo CD application {ns}/{name} on {cluster}: {why}"),
+                );
             }
             Argo::Degraded(why) => {
                 return err(format!(
@@ -335,11 +343,14 @@ async fn argocd_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
             let holds =
                 blob.is_some_and(|t| t.contains(&rec.new_key_id) && !t.contains(&rec.old_key_id));
             if !holds {
-                return Gate::Wait(format!(
-                    "waiting for Argo CD application {ns}/{name} on {cluster}: the synced revision {} does not hold the new key in {}",
-                    &revision.as_str()[..12],
-                    crate::text::escape(file)
-                ));
+                return Gate::Wait(
+                    WaitingOn::Argocd,
+                    format!(
+                        "waiting for Argo CD application {ns}/{name} on {cluster}: the synced revision {} does not hold the new key in {}",
+                        &revision.as_str()[..12],
+                        crate::text::escape(file)
+                    ),
+                );
             }
         }
     }
@@ -427,14 +438,17 @@ async fn command_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<U
         match out.status.code() {
             Some(0) => {}
             Some(GATE_WAIT) => {
-                return Gate::Wait(format!(
-                    "waiting for the gate command on {cluster}{}",
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {said}")
-                    }
-                ));
+                return Gate::Wait(
+                    WaitingOn::Command,
+                    format!(
+                        "waiting for the gate command on {cluster}{}",
+                        if said.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {said}")
+                        }
+                    ),
+                );
             }
             code => {
                 return err(format!(
@@ -480,10 +494,13 @@ async fn unused_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Ut
     }
     match p.keys(&rec.target()).await {
         Ok(keys) => match keys.iter().find(|k| k.id.0 == rec.old_key_id) {
-            Some(k) if !unused_since(k.last_used, published) => Gate::Wait(format!(
-                "the old key was used at {} after publish; waiting until it is idle",
-                k.last_used.map(ts).unwrap_or_default()
-            )),
+            Some(k) if !unused_since(k.last_used, published) => Gate::Wait(
+                WaitingOn::Unused,
+                format!(
+                    "the old key was used at {} after publish; waiting until it is idle",
+                    k.last_used.map(ts).unwrap_or_default()
+                ),
+            ),
             _ => Gate::Open,
         },
         Err(e) => err(format!("cannot check the old key's last use: {e}")),

@@ -45,7 +45,9 @@ pub(crate) use edits::field;
 pub use gates::unused_since;
 pub(crate) use mint::undo;
 pub use propose::{JOURNAL_REF, JOURNAL_TRACKING};
-pub use report::{Action, EngineError, EngineResult, Failure, Phase, RotateReport, Step};
+pub use report::{
+    Action, EngineError, EngineResult, Failure, Phase, RotateReport, Step, WaitingOn,
+};
 pub(crate) use slots::key_limit_error;
 
 use crate::config::{MainVia, RevokeMode};

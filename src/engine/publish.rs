@@ -164,12 +164,13 @@ async fn move_pointers(
                     hotfix::Outcome::Waiting(detail) => {
                         blocked.extend(&members);
                         for &i in &members {
-                            let s = record_step(
+                            let mut s = record_step(
                                 &records[i],
                                 Action::Wait,
                                 vec![cluster.clone()],
                                 detail.clone(),
                             );
+                            s.waiting_on = Some(super::report::WaitingOn::Hotfix);
                             ctx.step(s);
                         }
                         continue;

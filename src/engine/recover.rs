@@ -123,7 +123,9 @@ async fn recover_one(
             "the claim of run {} is not believed ({why}); no key is deleted for it",
             crate::text::escape(&dead.run.0)
         );
-        ctx.step(Step::new(Action::Wait, &source, &identity, detail));
+        let mut s = Step::new(Action::Wait, &source, &identity, detail);
+        s.waiting_on = Some(super::report::WaitingOn::Claim);
+        ctx.step(s);
     }
     let provider = match ctx.providers.get(&source).await {
         Ok(p) => p,

@@ -128,6 +128,47 @@ pub struct Step {
     pub detail: String,
     /// Whether it happened (false in a dry run or when it failed).
     pub done: bool,
+    /// For a `wait`: what it waits on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<WaitingOn>,
+}
+
+/// What a `wait` step waits on (the `secret_manager_last_run_waiting` series).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitingOn {
+    /// The grace period (or, after a disable, the second one).
+    Grace,
+    /// `--require-synced`: the SealedSecret controller.
+    Synced,
+    /// `--require-argocd-synced`: Argo CD's sync and health.
+    Argocd,
+    /// `--gate-command`: the operator's program (exit 75).
+    Command,
+    /// `--require-old-key-unused`: the old key is still used.
+    Unused,
+    /// What git shows: main or a pointer does not hold the new key yet.
+    Pointers,
+    /// A hot-fix waiting for its pull request.
+    Hotfix,
+    /// A dead run's claim that is not believed.
+    Claim,
+}
+
+impl WaitingOn {
+    /// The name in JSON and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitingOn::Grace => "grace",
+            WaitingOn::Synced => "synced",
+            WaitingOn::Argocd => "argocd",
+            WaitingOn::Command => "command",
+            WaitingOn::Unused => "unused",
+            WaitingOn::Pointers => "pointers",
+            WaitingOn::Hotfix => "hotfix",
+            WaitingOn::Claim => "claim",
+        }
+    }
 }
 
 impl Step {
@@ -143,6 +184,7 @@ impl Step {
             files: Vec::new(),
             detail: detail.into(),
             done: false,
+            waiting_on: None,
         }
     }
 }

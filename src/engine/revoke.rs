@@ -7,7 +7,7 @@ use super::context::Ctx;
 use super::gates::{self, Gate};
 use super::plan::index;
 use super::publish::record_step;
-use super::report::{Action, EngineError, Phase};
+use super::report::{Action, EngineError, Phase, WaitingOn};
 use crate::config::RevokeMode;
 use crate::journal::record::ts;
 use crate::journal::{
@@ -302,7 +302,8 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
                             ts(until)
                         )
                     };
-                    let s = record_step(rec, Action::Wait, rec.clusters(), detail);
+                    let mut s = record_step(rec, Action::Wait, rec.clusters(), detail);
+                    s.waiting_on = Some(WaitingOn::Grace);
                     ctx.step(s);
                     continue;
                 }
@@ -317,13 +318,14 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
             match gates::check(ctx, rec, since).await {
                 Gate::Open => {}
                 Gate::Blind(why) => blind = Some(why),
-                Gate::Wait(reason) => {
-                    let s = record_step(
+                Gate::Wait(on, reason) => {
+                    let mut s = record_step(
                         rec,
                         Action::Wait,
                         rec.clusters(),
                         format!("{reason} (published since {})", ts(since)),
                     );
+                    s.waiting_on = Some(on);
                     ctx.step(s);
                     continue;
                 }
@@ -362,7 +364,8 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
         let refs = main_refs.get_or_insert_with(|| main_references(ctx));
         let files = files.get_or_insert_with(|| PointerFiles::prefetch(ctx, records));
         if let Err(why) = truth_allows(ctx, rec, refs, files) {
-            let s = record_step(rec, Action::Wait, rec.clusters(), why.to_string());
+            let mut s = record_step(rec, Action::Wait, rec.clusters(), why.to_string());
+            s.waiting_on = Some(WaitingOn::Pointers);
             ctx.step(s);
             continue;
         }
