@@ -18,8 +18,9 @@
 //! the API URL and credentials are the forge's (`SECRET_MANAGER_FORGE_API_URL`,
 //! `GITHUB_TOKEN` or the GitHub App), never the repo's.
 
-use crate::config::{Forge as ForgeConfig, ForgeKind};
-use crate::forge::{Auth, Forge, ForgeError};
+use crate::config::ForgeKind;
+use crate::forge::Auth;
+use crate::forge_api::{ForgeApi, check_listed, numeric_id};
 use crate::provider::{
     Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
     Revoke, Revoked, SecretValue, Target,
@@ -39,15 +40,29 @@ pub const PUBLIC_KEY: &str = "PublicKey";
 pub const ALLOWED_ENV: &str = "SECRET_MANAGER_DEPLOY_KEY_REPOS";
 
 /// Deploy keys (see the module documentation).
-#[derive(Default)]
 pub struct DeployKeyProvider {
     /// The GitHub client, made on first use (so that a run without deploy keys needs no
     /// GitHub credentials).
-    client: tokio::sync::OnceCell<Forge>,
+    api: ForgeApi,
     /// Keys minted by this process: key id → (repository, public key), for verify.
     minted: Mutex<BTreeMap<String, (String, String)>>,
     /// The operator's list, when not from the environment (tests, embedding).
     allowed: Option<String>,
+}
+
+impl Default for DeployKeyProvider {
+    fn default() -> Self {
+        DeployKeyProvider {
+            api: ForgeApi::new(
+                NAME,
+                ForgeKind::Github,
+                "check GITHUB_TOKEN or the GitHub App's id, key and installation",
+                "the token or App needs administration read/write on the repository",
+            ),
+            minted: Mutex::default(),
+            allowed: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for DeployKeyProvider {
@@ -86,33 +101,15 @@ pub fn is_valid_repository(repo: &str) -> bool {
     owner_ok && name_ok
 }
 
-/// Whether `allowed` (`owner/name` or `owner/*`, comma-separated) lists `repo`; `owner/*`
-/// covers everything under `owner/` (GitLab's subgroups too). Forge paths are
-/// case-insensitive, and so is the match.
-pub fn is_allowed(allowed: &str, repo: &str) -> bool {
-    let repo = repo.to_ascii_lowercase();
-    allowed
-        .split(',')
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| !e.is_empty())
-        .any(|e| match e.strip_suffix("/*") {
-            Some(owner) => !owner.is_empty() && repo.starts_with(&format!("{owner}/")),
-            None => e == repo,
-        })
-}
-
 impl DeployKeyProvider {
     /// A provider that talks to `api_url` with `auth` and allows `allowed`, instead of
     /// what the environment says (tests, embedding).
     pub fn with(api_url: &str, auth: Auth, allowed: &str) -> DeployKeyProvider {
+        let d = DeployKeyProvider::default();
         DeployKeyProvider {
-            client: tokio::sync::OnceCell::new_with(Some(Forge::new(
-                &forge_config(ForgeKind::Github),
-                api_url.to_owned(),
-                auth,
-            ))),
+            api: d.api.at(api_url, auth),
             allowed: Some(allowed.to_owned()),
-            ..DeployKeyProvider::default()
+            minted: d.minted,
         }
     }
 
@@ -128,126 +125,15 @@ impl DeployKeyProvider {
                 ),
             ));
         }
-        let allowed = self
-            .allowed
-            .clone()
-            .or_else(|| std::env::var(ALLOWED_ENV).ok())
-            .unwrap_or_default();
-        if !is_allowed(&allowed, repo) {
-            return Err(ProviderError::AccessDenied {
-                provider: NAME.into(),
-                operation,
-                message: format!(
-                    "repository {repo} is not in {ALLOWED_ENV}: the rotator registers deploy keys only on repositories its operator lists (owner/name or owner/*, comma-separated)"
-                ),
-            });
-        }
+        check_listed(
+            NAME,
+            operation,
+            ALLOWED_ENV,
+            self.allowed.as_deref(),
+            repo,
+            "repository",
+        )?;
         Ok(repo)
-    }
-
-    async fn client(&self) -> ProviderResult<&Forge> {
-        self.client
-            .get_or_try_init(|| async {
-                let cfg = forge_config(ForgeKind::Github);
-                let operator = std::env::var(crate::forge::API_URL_ENV)
-                    .ok()
-                    .filter(|v| !v.is_empty());
-                let api = crate::forge::trusted_api_url(&cfg, operator.as_deref())
-                    .map_err(|e| forge_error("preflight", e))?;
-                let auth = Auth::from_env(ForgeKind::Github, &api)
-                    .map_err(|e| forge_error("preflight", e))?;
-                Ok(Forge::new(&cfg, api, auth))
-            })
-            .await
-    }
-
-    /// One request to `path`; the status and body for 2xx and 404, an error otherwise.
-    async fn call(
-        &self,
-        operation: &'static str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> ProviderResult<(u16, serde_json::Value)> {
-        let r = self
-            .client()
-            .await?
-            .send(method, path, body)
-            .await
-            .map_err(|e| forge_error(operation, e))?;
-        match r.status {
-            200..=299 | 404 => Ok((r.status, r.json)),
-            401 => Err(ProviderError::NoCredentials {
-                provider: NAME.into(),
-                message: format!(
-                    "GitHub refused the credentials ({}); check GITHUB_TOKEN or the GitHub App's id, key and installation",
-                    crate::forge::message_of(&r.json)
-                ),
-            }),
-            403 => Err(ProviderError::AccessDenied {
-                provider: NAME.into(),
-                operation,
-                message: format!(
-                    "{} (the token or App needs administration read/write on the repository)",
-                    crate::forge::message_of(&r.json)
-                ),
-            }),
-            status => Err(permanent(
-                operation,
-                format!("HTTP {status}: {}", crate::forge::message_of(&r.json)),
-            )),
-        }
-    }
-}
-
-/// The forge settings of a deploy-key or deploy-token client: the API URL is the
-/// operator's (the repo's `forge:` block plays no part here).
-pub(crate) fn forge_config(kind: ForgeKind) -> ForgeConfig {
-    ForgeConfig {
-        kind,
-        api_url: None,
-        repository: String::new(),
-        branch_prefix: String::new(),
-        labels: Vec::new(),
-        auto_merge: false,
-        max_open_age: None,
-    }
-}
-
-fn forge_error(operation: &'static str, e: ForgeError) -> ProviderError {
-    forge_error_of(NAME, operation, e)
-}
-
-/// A forge client's error as source `provider`'s: rate limits are throttling, an
-/// unreachable forge or a 5xx is transient, missing credentials are said once.
-pub(crate) fn forge_error_of(
-    provider: &str,
-    operation: &'static str,
-    e: ForgeError,
-) -> ProviderError {
-    match e {
-        ForgeError::NoCredentials { forge, hint } => ProviderError::NoCredentials {
-            provider: provider.into(),
-            message: format!("no {forge} credentials: {hint}"),
-        },
-        ForgeError::RateLimited { .. } => ProviderError::Throttled {
-            provider: provider.into(),
-            operation,
-            message: e.to_string(),
-            retry_after: None,
-        },
-        ForgeError::Failed { status, .. } if status == 0 || status >= 500 => {
-            ProviderError::Transient {
-                provider: provider.into(),
-                operation,
-                message: e.to_string(),
-            }
-        }
-        other => ProviderError::Permanent {
-            provider: provider.into(),
-            operation,
-            message: other.to_string(),
-        },
     }
 }
 
@@ -300,6 +186,7 @@ impl Provider for DeployKeyProvider {
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
         let repo = self.repository(t, "preflight")?;
         let (status, _) = self
+            .api
             .call(
                 "preflight",
                 reqwest::Method::GET,
@@ -323,6 +210,7 @@ impl Provider for DeployKeyProvider {
         let mut out = Vec::new();
         for page in 1..=100 {
             let (status, json) = self
+                .api
                 .call(
                     "keys",
                     reqwest::Method::GET,
@@ -366,6 +254,7 @@ impl Provider for DeployKeyProvider {
         );
         let body = serde_json::json!({"title": title, "key": public, "read_only": true});
         let (status, json) = self
+            .api
             .call(
                 "mint",
                 reqwest::Method::POST,
@@ -417,6 +306,7 @@ impl Provider for DeployKeyProvider {
             ));
         };
         let (status, json) = self
+            .api
             .call(
                 "verify",
                 reqwest::Method::GET,
@@ -440,13 +330,9 @@ impl Provider for DeployKeyProvider {
 
     async fn revoke(&self, t: &Target, key: &KeyId, _: Revoke) -> ProviderResult<Revoked> {
         let repo = self.repository(t, "revoke")?;
-        if key.0.is_empty() || !key.0.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(permanent(
-                "revoke",
-                format!("`{}` is not a deploy key id", crate::text::escape(&key.0)),
-            ));
-        }
+        numeric_id(NAME, key, "deploy key")?;
         let (status, _) = self
+            .api
             .call(
                 "revoke",
                 reqwest::Method::DELETE,
@@ -488,17 +374,5 @@ mod tests {
         ] {
             assert!(!is_valid_repository(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn only_listed_repositories_are_allowed() {
-        let list = "acme/config, Other/*";
-        assert!(is_allowed(list, "acme/config"));
-        assert!(is_allowed(list, "ACME/Config"));
-        assert!(is_allowed(list, "other/anything"));
-        assert!(!is_allowed(list, "acme/secrets"));
-        assert!(!is_allowed(list, "otherx/anything"));
-        assert!(!is_allowed("", "acme/config"));
-        assert!(!is_allowed("*", "acme/config"));
     }
 }

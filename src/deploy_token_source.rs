@@ -13,8 +13,8 @@
 //! scopes, and with the operator's API URL and `GITLAB_TOKEN`.
 
 use crate::config::ForgeKind;
-use crate::deploy_key_source::{forge_config, forge_error_of, is_allowed};
-use crate::forge::{Auth, Forge};
+use crate::forge::Auth;
+use crate::forge_api::{ForgeApi, check_listed, numeric_id};
 use crate::provider::{
     Capabilities, KeyId, KeyInfo, KeyStatus, Minted, Provider, ProviderError, ProviderResult,
     Revoke, Revoked, SecretValue, Target,
@@ -36,12 +36,27 @@ pub const ALLOWED_ENV: &str = "SECRET_MANAGER_DEPLOY_TOKEN_PROJECTS";
 pub const READ_SCOPES: &[&str] = &["read_repository", "read_registry", "read_package_registry"];
 
 /// GitLab project deploy tokens (see the module documentation).
-#[derive(Default)]
 pub struct DeployTokenProvider {
-    client: tokio::sync::OnceCell<Forge>,
+    /// The GitLab client, made on first use.
+    api: ForgeApi,
     /// Tokens minted by this process: id → (project, scopes), for verify.
     minted: Mutex<BTreeMap<String, (String, Vec<String>)>>,
     allowed: Option<String>,
+}
+
+impl Default for DeployTokenProvider {
+    fn default() -> Self {
+        DeployTokenProvider {
+            api: ForgeApi::new(
+                NAME,
+                ForgeKind::Gitlab,
+                "check GITLAB_TOKEN",
+                "the token needs the api scope and the Maintainer role on the project",
+            ),
+            minted: Mutex::default(),
+            allowed: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for DeployTokenProvider {
@@ -109,14 +124,11 @@ pub fn scopes(t: &Target) -> ProviderResult<Vec<String>> {
 impl DeployTokenProvider {
     /// A provider that talks to `api_url` with `auth` and allows `allowed` (tests).
     pub fn with(api_url: &str, auth: Auth, allowed: &str) -> DeployTokenProvider {
+        let d = DeployTokenProvider::default();
         DeployTokenProvider {
-            client: tokio::sync::OnceCell::new_with(Some(Forge::new(
-                &forge_config(ForgeKind::Gitlab),
-                api_url.to_owned(),
-                auth,
-            ))),
+            api: d.api.at(api_url, auth),
             allowed: Some(allowed.to_owned()),
-            ..DeployTokenProvider::default()
+            minted: d.minted,
         }
     }
 
@@ -133,70 +145,15 @@ impl DeployTokenProvider {
                 ),
             ));
         }
-        let allowed = self
-            .allowed
-            .clone()
-            .or_else(|| std::env::var(ALLOWED_ENV).ok())
-            .unwrap_or_default();
-        if !is_allowed(&allowed, project) {
-            return Err(ProviderError::AccessDenied {
-                provider: NAME.into(),
-                operation,
-                message: format!(
-                    "project {project} is not in {ALLOWED_ENV}: the rotator creates deploy tokens only on projects its operator lists (group/project or group/*, comma-separated)"
-                ),
-            });
-        }
+        check_listed(
+            NAME,
+            operation,
+            ALLOWED_ENV,
+            self.allowed.as_deref(),
+            project,
+            "project",
+        )?;
         Ok((project.to_owned(), project.replace('/', "%2F")))
-    }
-
-    async fn call(
-        &self,
-        operation: &'static str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> ProviderResult<(u16, serde_json::Value)> {
-        let client = self
-            .client
-            .get_or_try_init(|| async {
-                let cfg = forge_config(ForgeKind::Gitlab);
-                let operator = std::env::var(crate::forge::API_URL_ENV)
-                    .ok()
-                    .filter(|v| !v.is_empty());
-                let api = crate::forge::trusted_api_url(&cfg, operator.as_deref())
-                    .map_err(|e| forge_error_of(NAME, "preflight", e))?;
-                let auth = Auth::from_env(ForgeKind::Gitlab, &api)
-                    .map_err(|e| forge_error_of(NAME, "preflight", e))?;
-                Ok::<_, ProviderError>(Forge::new(&cfg, api, auth))
-            })
-            .await?;
-        let r = client
-            .send(method, path, body)
-            .await
-            .map_err(|e| forge_error_of(NAME, operation, e))?;
-        match r.status {
-            200..=299 | 404 => Ok((r.status, r.json)),
-            401 => Err(ProviderError::NoCredentials {
-                provider: NAME.into(),
-                message: format!(
-                    "GitLab refused the credentials ({}); check GITLAB_TOKEN",
-                    crate::forge::message_of(&r.json)
-                ),
-            }),
-            403 => Err(ProviderError::AccessDenied {
-                provider: NAME.into(),
-                operation,
-                message: format!(
-                    "{} (the token needs the api scope and the Maintainer role on the project)",
-                    crate::forge::message_of(&r.json)
-                ),
-            }),
-            status => Err(permanent(
-                operation,
-                format!("HTTP {status}: {}", crate::forge::message_of(&r.json)),
-            )),
-        }
     }
 }
 
@@ -249,6 +206,7 @@ impl Provider for DeployTokenProvider {
         let (project, enc) = self.project(t, "preflight")?;
         let path = format!("/projects/{enc}/deploy_tokens?active=true&per_page=1");
         let (status, _) = self
+            .api
             .call("preflight", reqwest::Method::GET, &path, None)
             .await?;
         if status == 404 {
@@ -263,7 +221,10 @@ impl Provider for DeployTokenProvider {
         for page in 1..=100 {
             let path =
                 format!("/projects/{enc}/deploy_tokens?active=true&per_page=100&page={page}");
-            let (status, json) = self.call("keys", reqwest::Method::GET, &path, None).await?;
+            let (status, json) = self
+                .api
+                .call("keys", reqwest::Method::GET, &path, None)
+                .await?;
             if status == 404 {
                 return Err(not_found(&project));
             }
@@ -287,6 +248,7 @@ impl Provider for DeployTokenProvider {
         );
         let body = serde_json::json!({"name": name, "scopes": scopes});
         let (status, json) = self
+            .api
             .call(
                 "mint",
                 reqwest::Method::POST,
@@ -338,6 +300,7 @@ impl Provider for DeployTokenProvider {
             ));
         };
         let (status, json) = self
+            .api
             .call(
                 "verify",
                 reqwest::Method::GET,
@@ -370,13 +333,9 @@ impl Provider for DeployTokenProvider {
 
     async fn revoke(&self, t: &Target, key: &KeyId, _: Revoke) -> ProviderResult<Revoked> {
         let (_, enc) = self.project(t, "revoke")?;
-        if key.0.is_empty() || !key.0.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(permanent(
-                "revoke",
-                format!("`{}` is not a deploy token id", crate::text::escape(&key.0)),
-            ));
-        }
+        numeric_id(NAME, key, "deploy token")?;
         let (status, _) = self
+            .api
             .call(
                 "revoke",
                 reqwest::Method::DELETE,

@@ -18,6 +18,7 @@ pub mod deploy_token_source;
 pub mod duration;
 pub mod engine;
 pub mod forge;
+pub mod forge_api;
 pub mod fsx;
 pub mod gitops;
 pub mod inventory;

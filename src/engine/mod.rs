@@ -39,6 +39,7 @@ mod report;
 mod revoke;
 mod slots;
 mod stage;
+mod truth;
 
 pub use context::{Cancel, Signal};
 pub(crate) use edits::field;
