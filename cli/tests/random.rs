@@ -739,3 +739,67 @@ fn the_gate_command_decides_per_cluster_and_never_sees_a_value() {
         r.stderr
     );
 }
+
+/// The Argo CD application's name comes from the repo (cluster-values): one that is not a
+/// Kubernetes name — an option, a path — is an error (14) before kubectl runs, and
+/// kubectl is never started.
+#[test]
+fn a_hostile_argocd_app_never_reaches_kubectl() {
+    const DEV2: &str = "gcp.europe-west1.dev2";
+    let bin = tempfile::tempdir().unwrap();
+    let ran = bin.path().join("kubectl-ran");
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!("#!/bin/sh\necho \"$*\" >> {}\nexit 1\n", ran.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    for hostile in [
+        "--kubeconfig=/tmp/evil-kubeconfig",
+        "argocd/--context=prod",
+        "../argocd/cluster-list",
+        "argocd/cluster-list\\u001b]8;;x\\u0007",
+    ] {
+        let f = GitFleet::new();
+        let values = f.path(&format!("work/cluster-values/{DEV2}.yaml"));
+        let text = std::fs::read_to_string(&values).unwrap();
+        let changed = text.replace(
+            "argocdApp: cluster-list",
+            &format!("argocdApp: \"{hostile}\""),
+        );
+        assert_ne!(changed, text);
+        std::fs::write(&values, changed).unwrap();
+        f.commit_and_publish("Point the gate elsewhere", &[DEV2]);
+        let r = f
+            .bot("2027-06-01T00:00:00Z")
+            .env("PATH", &path)
+            .rotate_now(&[
+                "--source",
+                "random",
+                "--cluster",
+                DEV2,
+                "--older-than",
+                "0s",
+                "--require-argocd-synced",
+            ]);
+        assert_eq!(r.code, 14, "{hostile}: {}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("not asking kubectl"),
+            "{hostile}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains('\u{1b}'), "{hostile}: {:?}", r.stderr);
+        assert!(
+            !ran.exists(),
+            "{hostile}: kubectl ran: {}",
+            std::fs::read_to_string(&ran).unwrap_or_default()
+        );
+    }
+}
