@@ -16,7 +16,7 @@ use super::propose::{body, write_records};
 use super::report::{Action, EngineError, Phase, Step};
 use crate::forge::{NewPullRequest, PrState, PullRequest};
 use crate::gitops::git::{Lease, RefUpdate};
-use crate::journal::record::ts;
+use crate::journal::record::{IllegalTransition, ts};
 use crate::journal::{
     Change, RotationRecord, RotationState, TrailerAction, TrailerBlock, trailers,
 };
@@ -223,10 +223,12 @@ fn merged(
     let mut out = Vec::new();
     for mut r in recs {
         match staging_commit(ctx, &main, &r) {
-            Ok(sha) => match r.merged(&sha) {
-                Ok(()) => out.push(r),
-                Err(e) => ctx.fail(Phase::Publish, &r.source, &r.identity, None, e.into()),
-            },
+            Ok(sha) => {
+                match r.apply(|l| Ok::<_, IllegalTransition>(l.proposed("merge")?.merged(&sha))) {
+                    Ok(()) => out.push(r),
+                    Err(e) => ctx.fail(Phase::Publish, &r.source, &r.identity, None, e.into()),
+                }
+            }
             Err(why) => {
                 let e = EngineError::NotOnMain(format!(
                     "{} was merged, but its change is not on main as merged ({why}); nothing is published or revoked. Restore the change on main, or delete {} from {} (and the new key {} at the source)",
@@ -279,8 +281,16 @@ async fn no_pull_request(
     match opened {
         Ok(pr) => {
             for r in recs.iter_mut() {
-                // The records of an open branch are `Proposed`.
-                let _ = r.proposal_opened(pr.number, &pr.url);
+                // The records of an open branch are `Proposed`: one that is not stays as
+                // it was, and the run says so.
+                if let Err(e) = r.apply(|l| {
+                    Ok::<_, IllegalTransition>(
+                        l.proposed("record the pull request of")?
+                            .opened(pr.number, &pr.url),
+                    )
+                }) {
+                    tracing::warn!(error = %e, "record left as it was");
+                }
             }
             let _ = write_records(
                 ctx,
@@ -340,7 +350,7 @@ async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why
         let mut b = r.trailer(TrailerAction::Abandon);
         b.reason = Some(detail);
         blocks.push(b);
-        ended.push(Change::End(r));
+        ended.push(r.clone().lifecycle().end());
     }
     if !ended.is_empty() {
         let msg = trailers::message(
@@ -349,7 +359,8 @@ async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why
         );
         // A record that cannot be removed stays: the next run abandons it again (the key
         // delete is idempotent) and retries.
-        if let Err(e) = ctx.store().commit(&ended, &[], &msg) {
+        let changes: Vec<Change<'_>> = ended.iter().map(Change::End).collect();
+        if let Err(e) = ctx.store().commit(&changes, &[], &msg) {
             fail(ctx, Phase::Publish, &recs, e.into());
         }
     }

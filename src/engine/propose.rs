@@ -8,8 +8,9 @@ use super::context::Ctx;
 use super::report::{EngineError, Phase};
 use crate::forge::NewPullRequest;
 use crate::gitops::git::{GitError, Lease, RefOutcome, RefUpdate};
+use crate::journal::record::IllegalTransition;
 use crate::journal::record::ts;
-use crate::journal::{Change, RotationRecord, TrailerAction, TrailerBlock, trailers};
+use crate::journal::{Change, Ended, RotationRecord, TrailerAction, TrailerBlock, trailers};
 
 pub use crate::journal::store::{JOURNAL_REF, JOURNAL_TRACKING, journal_target};
 
@@ -132,7 +133,7 @@ pub(super) async fn propose(
         .commit_local(manifests, &trailers::message(subject, blocks))?;
     let now = ctx.now();
     for r in records.iter_mut() {
-        if let Err(e) = r.propose(&branch, now) {
+        if let Err(e) = r.apply(|l| l.staged("propose")?.propose(&branch, now)) {
             let _ = ctx.writer.reset_to(&main);
             return Err(e.into());
         }
@@ -167,7 +168,11 @@ pub(super) async fn propose(
                 _ => "no answer".into(),
             };
             // Drop the records again (best effort: else the next run drops them).
-            let changes: Vec<Change<'_>> = records.iter().map(Change::End).collect();
+            let ended: Vec<Ended> = records
+                .iter()
+                .map(|r| r.clone().lifecycle().end())
+                .collect();
+            let changes: Vec<Change<'_>> = ended.iter().map(Change::End).collect();
             let _ = ctx.store().commit(
                 &changes,
                 &[],
@@ -213,8 +218,13 @@ pub(super) async fn propose(
     // 4. The records learn the pull request.
     let mut blocks = Vec::new();
     for r in records.iter_mut() {
-        // Just proposed above: the record is `Proposed`.
-        let _ = r.proposal_opened(pr.number, &pr.url);
+        // Each record was proposed above (or the run returned).
+        r.apply(|l| {
+            Ok::<_, IllegalTransition>(
+                l.proposed("record the pull request of")?
+                    .opened(pr.number, &pr.url),
+            )
+        })?;
         let mut b = r.trailer(TrailerAction::Propose);
         b.reason = Some(format!(
             "pull request {} on branch {branch}, opened {}",

@@ -195,7 +195,7 @@ async fn move_pointers(
                 let short = |s: &str| s[..12.min(s.len())].to_owned();
                 let detail = format!("{} {} -> {}", out.mode, short(&out.from), short(&out.to));
                 for &i in &members {
-                    if let Err(e) = records[i].published(&cluster, now) {
+                    if let Err(e) = records[i].apply(|l| l.publish(&cluster, now)) {
                         let (source, identity) =
                             (records[i].source.clone(), records[i].identity.clone());
                         ctx.fail(Phase::Publish, &source, &identity, Some(&cluster), e.into());
@@ -371,13 +371,13 @@ mod tests {
     #[test]
     fn each_staged_record_moves_the_pointers_that_lack_its_commit() {
         let mut half = record("half", &["dev1", "prod1"]);
-        half.published("dev1", "2026-12-01T10:05:00Z".parse().unwrap())
+        half.apply(|l| l.publish("dev1", "2026-12-01T10:05:00Z".parse().unwrap()))
             .unwrap();
         let mut merged = record("merged", &["dev1"]);
         merged.staging_commit = Some("c0ffee".into());
         let lost = record("lost", &["dev1"]);
         let mut done = record("done", &["dev1"]);
-        done.published("dev1", "2026-12-01T10:05:00Z".parse().unwrap())
+        done.apply(|l| l.publish("dev1", "2026-12-01T10:05:00Z".parse().unwrap()))
             .unwrap();
         let records = vec![half, merged, lost, done];
         let commits: BTreeMap<String, &str> = [

@@ -333,18 +333,28 @@ fn commit(
     let mut unwritten: Vec<(usize, String)> = Vec::new();
     for (i, t) in &done {
         let rec = &mut records[*i];
+        let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
+        // Disabling writes the record as `Disabled`; anything else ends it.
         let written = match t {
             Todo::Revoke(Revoke::Disable, _) => {
-                let mut r = rec.clone();
-                match r.disable(now) {
-                    Ok(()) => ctx.store().write(&[Change::Put(&r)]),
+                match rec.clone().lifecycle().published("disable the old key of") {
+                    Ok(published) => {
+                        let disabled = published.disable(now);
+                        let w = ctx.store().write(&[Change::Put(&disabled)]);
+                        if w.is_ok() {
+                            *rec = disabled.into_record();
+                        }
+                        w
+                    }
                     Err(e) => {
                         unwritten.push((*i, e.to_string()));
                         continue;
                     }
                 }
             }
-            _ => ctx.store().write(&[Change::End(rec)]),
+            _ => ctx
+                .store()
+                .write(&[Change::End(&rec.clone().lifecycle().end())]),
         };
         match written {
             Ok(p) => paths.extend(p),
@@ -353,11 +363,8 @@ fn commit(
                 continue;
             }
         }
-        let was_disabled = matches!(rec.state(), RotationState::Disabled { .. });
         let mut b = match t {
             Todo::Revoke(Revoke::Disable, _) => {
-                // Checked on the copy just written.
-                let _ = rec.disable(now);
                 let mut b = rec.trailer(TrailerAction::Revoke);
                 b.reason =
                     Some("old key disabled; deleted once the grace period has passed again".into());

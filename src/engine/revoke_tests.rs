@@ -49,9 +49,13 @@ fn record(promised: Option<(i64, RevokeMode)>) -> RotationRecord {
 }
 
 fn published(mut r: RotationRecord) -> RotationRecord {
-    r.published(&r.manifests[0].cluster.clone(), at("2026-12-01T10:05:00Z"))
+    let (a, b) = (
+        r.manifests[0].cluster.clone(),
+        r.manifests[1].cluster.clone(),
+    );
+    r.apply(|l| l.publish(&a, at("2026-12-01T10:05:00Z")))
         .unwrap();
-    r.published(&r.manifests[1].cluster.clone(), at("2026-12-01T11:00:00Z"))
+    r.apply(|l| l.publish(&b, at("2026-12-01T11:00:00Z")))
         .unwrap();
     r
 }
@@ -61,7 +65,7 @@ fn published(mut r: RotationRecord) -> RotationRecord {
 #[test]
 fn the_grace_period_runs_from_the_last_publish() {
     let mut r = record(Some((3600, RevokeMode::Delete)));
-    r.published("aws.eu.dev1", at("2026-12-01T10:05:00Z"))
+    r.apply(|l| l.publish("aws.eu.dev1", at("2026-12-01T10:05:00Z")))
         .unwrap();
     let hour = Duration::hours(1);
     let late = at("2026-12-09T00:00:00Z");
@@ -134,7 +138,10 @@ fn disable_is_kept_and_a_disabled_key_goes_after_a_second_grace_period() {
         }
     );
     let mut r = r;
-    r.disable(due).unwrap();
+    r.apply(|l| {
+        Ok::<_, crate::journal::record::IllegalTransition>(l.published("disable")?.disable(due))
+    })
+    .unwrap();
     assert_eq!(
         schedule(
             &r,

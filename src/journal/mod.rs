@@ -12,11 +12,11 @@
 //!   (atomic on the server). A claim past its lease with no record on main means the run
 //!   died: the next run takes it over and deletes only the keys that claim can have minted.
 //! * **Records** ([`record`]): `.secret-manager/rotations/<id>.yaml` on main, committed in
-//!   the same commit as the new ciphertexts. [`record::RotationRecord::state`] says where
-//!   a rotation stands (`Proposed` → `Staged` → `Published` → optionally `Disabled`); a
-//!   record moves only through its transitions (`propose`, `merged`, `published`,
-//!   `disable`), and only the [`store::Store`] writes record files; the commit that ends
-//!   a rotation deletes its file.
+//!   the same commit as the new ciphertexts. A record is parsed once into its state
+//!   ([`lifecycle`]: `Proposed` → `Staged` → `Published` → optionally `Disabled`, then
+//!   `Ended`); a transition consumes the state it starts from and returns the next, and
+//!   only the [`store::Store`] writes record files; the commit that ends a rotation
+//!   deletes its file.
 //! * **Trailers** ([`trailers`]): every commit the tool makes carries one
 //!   `Secret-Manager-*` block per rotation it touches; `audit export` rebuilds the history
 //!   from them.
@@ -34,12 +34,14 @@
 //! record on main is what makes the credential busy for other runs.
 
 pub mod claim;
+pub mod lifecycle;
 pub mod record;
 pub mod store;
 pub mod table;
 pub mod trailers;
 
 pub use claim::{CLAIMS_REF_PREFIX, Claim, RunId, credential_id};
+pub use lifecycle::{Disabled, Ended, Lifecycle, Proposed, Published, Staged};
 pub use record::{RecordKind, RecordManifest, RotationRecord, RotationState};
 pub use store::{Change, Store, load_records, load_records_at};
 pub use trailers::{TrailerAction, TrailerBlock};

@@ -257,80 +257,6 @@ impl RotationRecord {
         }
     }
 
-    fn refuse(&self, action: &'static str) -> IllegalTransition {
-        IllegalTransition {
-            id: self.id.clone(),
-            action,
-            state: self.state().name(),
-        }
-    }
-
-    // The transitions. Each checks where the record stands and changes only the fields of
-    // its step; the journal store writes the result.
-
-    /// Pull-request mode: the staged change waits on `branch` for review (→ `Proposed`).
-    pub fn propose(&mut self, branch: &str, at: DateTime<Utc>) -> Result<(), IllegalTransition> {
-        if self.proposal.is_some() || self.staging_commit.is_some() || !self.published_at.is_empty()
-        {
-            return Err(self.refuse("propose"));
-        }
-        self.proposal = Some(Proposal {
-            branch: branch.to_owned(),
-            number: None,
-            url: None,
-            opened_at: at,
-        });
-        Ok(())
-    }
-
-    /// The pull request of a `Proposed` rotation is open as `number` at `url`.
-    pub fn proposal_opened(&mut self, number: u64, url: &str) -> Result<(), IllegalTransition> {
-        if !matches!(self.state(), RotationState::Proposed { .. }) {
-            return Err(self.refuse("record the pull request of"));
-        }
-        let p = self
-            .proposal
-            .as_mut()
-            .expect("a proposed record has a proposal");
-        p.number = Some(number);
-        p.url = Some(url.to_owned());
-        Ok(())
-    }
-
-    /// The pull request was merged: the change is on main at `commit` (`Proposed` →
-    /// `Staged`).
-    pub fn merged(&mut self, commit: &str) -> Result<(), IllegalTransition> {
-        if !matches!(self.state(), RotationState::Proposed { .. }) {
-            return Err(self.refuse("merge"));
-        }
-        self.staging_commit = Some(commit.to_owned());
-        Ok(())
-    }
-
-    /// `cluster`'s pointer holds the change since `at` (`Staged` → `Staged` with one
-    /// cluster fewer to go, or `Published`). The first time is kept: the grace period runs
-    /// from it, and publishing again does not restart it.
-    pub fn published(&mut self, cluster: &str, at: DateTime<Utc>) -> Result<(), IllegalTransition> {
-        if !matches!(
-            self.state(),
-            RotationState::Staged { .. } | RotationState::Published { .. }
-        ) || !self.manifests.iter().any(|m| m.cluster == cluster)
-        {
-            return Err(self.refuse("publish"));
-        }
-        self.published_at.entry(cluster.to_owned()).or_insert(at);
-        Ok(())
-    }
-
-    /// The old key was disabled at `at` (`Published` → `Disabled`).
-    pub fn disable(&mut self, at: DateTime<Utc>) -> Result<(), IllegalTransition> {
-        if !matches!(self.state(), RotationState::Published { .. }) {
-            return Err(self.refuse("disable the old key of"));
-        }
-        self.disabled_at = Some(at);
-        Ok(())
-    }
-
     /// Pull-request mode: `cluster`'s hot-fix waits for its own pull request.
     pub fn hotfix_proposed(&mut self, cluster: &str, hotfix: Hotfix) {
         self.hotfixes.insert(cluster.to_owned(), hotfix);
@@ -467,57 +393,6 @@ mod tests {
         );
         r.disabled_at = Some("2026-11-21T13:00:00Z".parse().unwrap());
         assert!(matches!(r.state(), RotationState::Disabled { .. }));
-    }
-
-    #[test]
-    fn transitions_apply_only_where_the_record_stands() {
-        let t = |s: &str| -> DateTime<Utc> { s.parse().unwrap() };
-        let mut r = fixture("v1-published.yaml");
-        let cluster = r.clusters()[0].clone();
-        r.published_at.clear();
-        assert_eq!(r.state().name(), "staged");
-        // Staged: not yet disabled, not merged; a cluster it does not name is refused.
-        assert_eq!(
-            r.disable(t("2026-11-22T00:00:00Z")).unwrap_err().state,
-            "staged"
-        );
-        assert!(r.merged("abc").is_err());
-        assert!(
-            r.published("other.cluster", t("2026-11-21T12:00:00Z"))
-                .is_err()
-        );
-        // Publish; the first time stays.
-        r.published(&cluster, t("2026-11-21T12:00:00Z")).unwrap();
-        r.published(&cluster, t("2026-11-21T18:00:00Z")).unwrap();
-        assert_eq!(
-            r.state(),
-            RotationState::Published {
-                since: t("2026-11-21T12:00:00Z")
-            }
-        );
-        assert!(r.propose("b", t("2026-11-21T12:00:00Z")).is_err());
-        r.disable(t("2026-11-22T00:00:00Z")).unwrap();
-        assert_eq!(r.state().name(), "disabled");
-        let e = r.disable(t("2026-11-23T00:00:00Z")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "rotation {}: cannot disable the old key of a rotation that is disabled",
-                r.id
-            )
-        );
-        // Pull-request mode: proposed → opened → merged (staged) → published.
-        let mut p = fixture("v1-published.yaml");
-        p.published_at.clear();
-        p.propose("rotate-x", t("2026-11-21T12:00:00Z")).unwrap();
-        assert_eq!(p.state().name(), "proposed");
-        assert!(p.published(&cluster, t("2026-11-21T12:00:00Z")).is_err());
-        p.proposal_opened(7, "https://forge/pr/7").unwrap();
-        p.merged("0123abcd").unwrap();
-        assert_eq!(p.state().name(), "staged");
-        assert!(p.proposal_opened(8, "u").is_err());
-        p.published(&cluster, t("2026-11-21T13:00:00Z")).unwrap();
-        assert_eq!(p.state().name(), "published");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! ([`staging_commits`]) are here too, so the record format itself ([`super::record`])
 //! knows nothing of git.
 
+use super::lifecycle::Ended;
 use super::record::{RECORDS_DIR, RotationRecord};
 use crate::config::{ConfigResult, from_yaml};
 use crate::gitops::batch::MainWriter;
@@ -79,14 +80,15 @@ pub enum Change<'r> {
     /// Written: a new record, or one whose state moved (published, disabled, proposed).
     Put(&'r RotationRecord),
     /// Removed: the rotation is over (revoked, abandoned, deleted); the audit trail keeps
-    /// its history.
-    End(&'r RotationRecord),
+    /// its history. Only an [`Ended`] record is removed.
+    End(&'r Ended),
 }
 
 impl Change<'_> {
     fn record(&self) -> &RotationRecord {
         match self {
-            Change::Put(r) | Change::End(r) => r,
+            Change::Put(r) => r,
+            Change::End(r) => r,
         }
     }
 }
@@ -321,6 +323,7 @@ mod tests {
                 .iter()
                 .any(|r| r.id == "c" && r.disabled_at.is_some())
         );
+        let a = a.lifecycle().end();
         write_changes(d.path(), &[Change::End(&a), Change::End(&a)]).unwrap();
         assert_eq!(load_records(d.path()).unwrap().len(), 2);
     }
