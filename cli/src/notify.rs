@@ -86,6 +86,7 @@ pub fn targets(
 #[serde(rename_all = "camelCase")]
 struct FailureField {
     phase: String,
+    during: &'static str,
     source: String,
     identity: String,
     cluster: Option<String>,
@@ -156,6 +157,7 @@ fn payload(report: &RotateReport, code: u8, verb: &'static str) -> Payload {
         .iter()
         .map(|f| FailureField {
             phase: format!("{:?}", f.phase).to_lowercase(),
+            during: f.during.name(),
             source: f.source.clone(),
             identity: f.identity.clone(),
             cluster: f.cluster.clone(),

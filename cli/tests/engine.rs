@@ -6,7 +6,9 @@
 use crate::common::{GitFleet, decrypt_value, git, git_input};
 use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
-use secret_manager::engine::{Action, Cancel, Phase, RotateOptions, RotateReport, Signal, rotate};
+use secret_manager::engine::{
+    Action, Cancel, During, Phase, RotateOptions, RotateReport, Signal, rotate,
+};
 use secret_manager::provider::RetryPolicy;
 use secret_manager::providers::Providers;
 use secret_manager_testkit::{Fail, FakeProvider, Op};
@@ -195,6 +197,11 @@ fn phases(r: &RotateReport) -> Vec<Phase> {
     r.failures.iter().map(|f| f.phase).collect()
 }
 
+/// What failed, and in which part of the run `rotate()` had entered.
+fn wheres(r: &RotateReport) -> Vec<(Phase, During)> {
+    r.failures.iter().map(|f| (f.phase, f.during)).collect()
+}
+
 fn errors(r: &RotateReport) -> String {
     r.failures
         .iter()
@@ -341,6 +348,7 @@ async fn a_failing_preflight_changes_nothing() {
     let r = env.run(&env.opts(t(T0))).await;
     assert_eq!(phases(&r), vec![Phase::Preflight], "{}", errors(&r));
     assert!(errors(&r).contains("scripted denial"), "{}", errors(&r));
+    assert_eq!(wheres(&r), vec![(Phase::Preflight, During::Stage)]);
     assert_eq!(
         env.fake.calls(Op::Preflight),
         1,
@@ -418,6 +426,8 @@ async fn a_hook_refusing_main_is_a_publish_failure_and_the_new_key_is_undone() {
         "names the hook: {}",
         errors(&r)
     );
+    // A git step (what decides the exit code) that failed while staging (where).
+    assert_eq!(wheres(&r), vec![(Phase::Publish, During::Stage)]);
     assert_eq!(env.keys(), vec![DNS_KEY.to_string()], "minted key revoked");
     assert_eq!(env.f.remote_ref("dev", "refs/heads/main"), main_before);
     assert!(env.f.claims("dev").is_empty());
@@ -438,6 +448,7 @@ async fn a_refused_pointer_keeps_the_old_key_until_a_later_run_publishes() {
     let r = env.run(&o).await;
     assert_eq!(phases(&r), vec![Phase::Publish], "{}", errors(&r));
     assert!(errors(&r).contains("prod is frozen"), "{}", errors(&r));
+    assert_eq!(wheres(&r), vec![(Phase::Publish, During::Publish)]);
     assert_eq!(r.failures[0].cluster.as_deref(), Some(PROD1));
     let keys: Vec<String> = env.fake.keys_of(&prod).into_iter().map(|k| k.id).collect();
     assert_eq!(keys.len(), 2, "staged, old key kept: {keys:?}");
@@ -469,6 +480,7 @@ async fn a_failed_revoke_is_retried_by_the_next_run() {
     env.fake.fail_always(Op::Revoke, Fail::Permanent);
     let r = env.run(&env.opts(t(T0))).await;
     assert_eq!(phases(&r), vec![Phase::Revoke], "{}", errors(&r));
+    assert_eq!(wheres(&r), vec![(Phase::Revoke, During::Revoke)]);
     assert_eq!(env.keys().len(), 2, "new key live, old key still works");
     assert_eq!(env.records_on_main().len(), 1);
     env.fake.heal();
@@ -502,6 +514,7 @@ async fn gates_wait_while_pending_and_fail_when_they_cannot_be_evaluated() {
     let r = env.run(&o).await;
     assert_eq!(phases(&r), vec![Phase::Gate], "{}", errors(&r));
     assert_eq!(r.failures[0].cluster.as_deref(), Some(DEV1));
+    assert_eq!(wheres(&r), vec![(Phase::Gate, During::Revoke)]);
     assert!(errors(&r).contains("kubectl"), "{}", errors(&r));
     assert_eq!(env.keys().len(), 2, "the old key stays");
 }

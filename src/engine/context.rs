@@ -2,7 +2,7 @@
 //! providers, the clock and the report being built.
 
 use super::RotateOptions;
-use super::report::{EngineError, Failure, Phase, RotateReport, Step};
+use super::report::{During, EngineError, Failure, Phase, RotateReport, Step};
 use crate::gitops::batch::MainWriter;
 use crate::gitops::events::EventLog;
 use crate::gitops::{Fleet, Unavailable};
@@ -113,6 +113,8 @@ pub(super) struct Ctx<'a> {
     /// Main's SealedSecrets as the run found them, for the certificates' continuity
     /// (scanned once, when the first certificate is needed).
     cert_scan: Option<Vec<crate::scan::Found>>,
+    /// The part of the run in progress: set by `rotate()` only, stamped on failures.
+    during: During,
     pub report: RotateReport,
 }
 
@@ -149,6 +151,7 @@ impl<'a> Ctx<'a> {
             held: Vec::new(),
             certs: BTreeMap::new(),
             cert_scan: None,
+            during: During::Open,
             report: RotateReport {
                 run: opts.run.to_string(),
                 ..RotateReport::default()
@@ -171,6 +174,12 @@ impl<'a> Ctx<'a> {
         self.opts.cancel.as_ref().and_then(Cancel::get).is_some()
     }
 
+    /// `rotate()` hands the run to `part`: failures from here on say they happened
+    /// during it.
+    pub fn enter(&mut self, part: During) {
+        self.during = part;
+    }
+
     pub fn fail(
         &mut self,
         phase: Phase,
@@ -181,9 +190,10 @@ impl<'a> Ctx<'a> {
     ) {
         // Said once, by the command that renders the report (a line per failure, in text
         // or as a JSON event): here only for `-vv`, as it happens.
-        tracing::debug!(?phase, source, identity, cluster, error = %error, "rotation failed");
+        tracing::debug!(?phase, during = %self.during, source, identity, cluster, error = %error, "rotation failed");
         self.report.failures.push(Failure {
             phase,
+            during: self.during,
             source: source.to_owned(),
             identity: identity.to_owned(),
             cluster: cluster.map(str::to_owned),

@@ -47,7 +47,7 @@ pub use gates::unused_since;
 pub(crate) use mint::undo;
 pub use propose::{JOURNAL_REF, JOURNAL_TRACKING};
 pub use report::{
-    Action, EngineError, EngineResult, Failure, Phase, RotateReport, Step, WaitingOn,
+    Action, During, EngineError, EngineResult, Failure, Phase, RotateReport, Step, WaitingOn,
 };
 pub(crate) use slots::key_limit_error;
 
@@ -222,6 +222,9 @@ pub async fn rotate(
     );
     let records = ctx.records()?;
 
+    // Each part is entered here, and only here: a failure says which part it happened
+    // in (`During`) besides what failed (`Phase`, set where the error is understood).
+    ctx.enter(During::Recover);
     recover::expired_claims(&mut ctx, &records).await;
     // In-flight rotations outside this run's selection are another run's to advance: its
     // flags (a shorter --revoke-after, no gate) must not reach them.
@@ -230,17 +233,26 @@ pub async fn rotate(
         .filter(|r| selection_covers(&opts.filter, r))
         .cloned()
         .collect();
+    ctx.enter(During::Resume);
     let existing = held::for_records(&mut ctx, covered);
+    ctx.enter(During::Review);
     let existing = proposals::resolve(&mut ctx, existing).await;
+    ctx.enter(During::Publish);
     let existing = publish::publish(&mut ctx, existing).await;
+    ctx.enter(During::Revoke);
     revoke::revoke(&mut ctx, existing).await;
     let new = if opts.delete {
+        ctx.enter(During::Delete);
         delete::stage(&mut ctx, &records).await
     } else {
+        ctx.enter(During::Stage);
         stage::stage(&mut ctx, &records).await
     };
+    ctx.enter(During::Publish);
     let new = publish::publish(&mut ctx, new).await;
+    ctx.enter(During::Revoke);
     revoke::revoke(&mut ctx, new).await;
+    ctx.enter(During::Release);
     held::release_all(&mut ctx);
 
     ctx.report.interrupted = opts

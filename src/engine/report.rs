@@ -6,9 +6,11 @@ use crate::gitops::git::GitError;
 use crate::provider::ProviderError;
 use serde::{Serialize, Serializer};
 
-/// The phase a failure happened in (it decides the exit code). Ordered as a run goes
-/// (after a stale review, which is the mildest): when several credentials fail, the
-/// latest phase wins.
+/// What kind of step failed (it decides the exit code): a preflight check, minting, a git
+/// or forge step that gets a change onto main and the pointers, a gate, a revocation.
+/// Set where the error is understood — an audit-log append is a git step whichever part
+/// of the run makes it; [`During`] says which part that was. Ordered as a run goes (after
+/// a stale review, which is the mildest): when several credentials fail, the latest wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -38,6 +40,56 @@ impl std::fmt::Display for Phase {
             Phase::Gate => "Gate",
             Phase::Revoke => "Revoke",
         })
+    }
+}
+
+/// Where in a run's order a failure happened. Stamped by `rotate()` as it hands the run
+/// to each part, never by the part itself; [`Phase`] says what failed. A report reads
+/// `phase: publish, during: revoke` for a revoke commit that could not be pushed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum During {
+    /// Opening the run (before any part started).
+    #[default]
+    Open,
+    /// Cleaning up after runs that died.
+    Recover,
+    /// Claiming the recorded rotations this run advances.
+    Resume,
+    /// Pull-request mode: following the pull requests of proposed rotations.
+    Review,
+    /// Moving the cluster pointers to staged changes.
+    Publish,
+    /// The gates, and revoking or disabling old keys.
+    Revoke,
+    /// Staging new rotations: claim, mint, verify, seal, commit (or propose).
+    Stage,
+    /// Removing the selected SealedSecrets (`--delete`).
+    Delete,
+    /// Releasing the run's claims.
+    Release,
+}
+
+impl During {
+    /// The name in JSON and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            During::Open => "open",
+            During::Recover => "recover",
+            During::Resume => "resume",
+            During::Review => "review",
+            During::Publish => "publish",
+            During::Revoke => "revoke",
+            During::Stage => "stage",
+            During::Delete => "delete",
+            During::Release => "release",
+        }
+    }
+}
+
+impl std::fmt::Display for During {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -406,8 +458,10 @@ fn as_text<S: Serializer>(e: &EngineError, s: S) -> Result<S::Ok, S::Error> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
-    /// The phase the failure happened in (it decides the exit code).
+    /// What kind of step failed (it decides the exit code).
     pub phase: Phase,
+    /// Which part of the run it happened in (stamped by the run's order).
+    pub during: During,
     /// The credential source (`aws`, `azure`, `gcp`, `random`, a database, a plugin).
     pub source: String,
     /// The identity label the source keys belong to (an IAM user, an application, a service account).
@@ -482,6 +536,7 @@ mod tests {
     fn failures_serialize_their_message() {
         let f = Failure {
             phase: Phase::Mint,
+            during: During::Stage,
             source: "aws".into(),
             identity: "1/u".into(),
             cluster: None,
@@ -492,6 +547,7 @@ mod tests {
         };
         let v = serde_json::to_value(&f).unwrap();
         assert_eq!(v["phase"], "mint");
+        assert_eq!(v["during"], "stage");
         assert_eq!(
             v["error"],
             "aws returned no field X; check secret-manager/keyMappings"

@@ -413,6 +413,13 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
             .as_deref()
             .map(|c| format!(" (cluster {c})"))
             .unwrap_or_default();
+        // Where in the run, when the kind of step does not already say it: a git step
+        // that fails while revoking reads "Publish failed ..., during revoke".
+        let during = if f.during.name() == f.phase.to_string().to_lowercase() {
+            String::new()
+        } else {
+            format!(", during {}", f.during)
+        };
         // A source without credentials, an unreachable remote: the same error for many
         // credentials is said in full once, the others point at it.
         let error = match f.error.said_once_as() {
@@ -422,6 +429,7 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
         if json {
             tracing::error!(
                 phase = %f.phase,
+                during = %f.during,
                 source = %f.source,
                 identity = %f.identity,
                 cluster = f.cluster.as_deref(),
@@ -432,7 +440,7 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
             crate::output::say(
                 crate::output::Level::Error,
                 &format!(
-                    "{} failed for {} {}{cluster}: {error}",
+                    "{} failed for {} {}{cluster}{during}: {error}",
                     f.phase, f.source, f.identity
                 ),
             );
