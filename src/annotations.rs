@@ -46,7 +46,17 @@ pub fn identity_annotations(source: &str) -> &'static [&'static str] {
         "random" => &["id"],
         "postgres" | "mysql" => &["instance", "users"],
         "github-deploy-key" => &["repository"],
-        "gitlab-deploy-token" => &["project"],
+        // `project` or `group`: see `identity_alternatives`.
+        "gitlab-deploy-token" => &[],
+        _ => &[],
+    }
+}
+
+/// Identity annotations of which exactly one must be set (a GitLab deploy token belongs to
+/// a project or to a group).
+pub fn identity_alternatives(source: &str) -> &'static [&'static str] {
+    match source {
+        "gitlab-deploy-token" => &["project", "group"],
         _ => &[],
     }
 }

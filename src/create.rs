@@ -172,6 +172,21 @@ fn validate(req: &CreateRequest, repo: &crate::Repo) -> Result<(), CreateError> 
             )));
         }
     }
+    let alternatives = annotations::identity_alternatives(&req.source);
+    if !alternatives.is_empty()
+        && alternatives
+            .iter()
+            .filter(|a| req.params.contains_key(**a))
+            .count()
+            != 1
+    {
+        return Err(CreateError::Invalid(format!(
+            "source {} needs exactly one of {}: --param {}=...",
+            req.source,
+            alternatives.join(", "),
+            alternatives[0]
+        )));
+    }
     if req.write.exists() {
         return Err(CreateError::Invalid(format!(
             "{} exists; refusing to overwrite",

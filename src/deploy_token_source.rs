@@ -1,16 +1,20 @@
-//! The `gitlab-deploy-token` source: a GitLab project deploy token — the git (and
+//! The `gitlab-deploy-token` source: a GitLab project or group deploy token — the git (and
 //! registry) read credential of a cluster whose config repo or images live on GitLab.
 //!
-//! Mint creates a token with read scopes only (`POST /projects/:id/deploy_tokens`; GitLab
+//! The identity is a project (`project: group/project`) or a whole group (`group: group`,
+//! one token reading every project in it), never both. Mint creates a token with read
+//! scopes only (`POST /projects/:id/deploy_tokens` or `/groups/:id/deploy_tokens`; GitLab
 //! shows the token's value once, in that answer, and the engine seals it); verify reads
 //! it back (`GET …/deploy_tokens/:token_id`: not revoked, not expired, the same scopes);
 //! revoke revokes it (`DELETE …/deploy_tokens/:token_id`; a token already gone is
-//! success). `keys` lists the project's active tokens. The key id is the token's id.
+//! success). `keys` lists the active tokens. The key id is the token's id.
 //!
-//! As for GitHub deploy keys, the project comes from a manifest the rotator does not
-//! trust: a token is created only on projects the operator lists in
-//! `SECRET_MANAGER_DEPLOY_TOKEN_PROJECTS` (`group/project` or `group/*`), only with read
-//! scopes, and with the operator's API URL and `GITLAB_TOKEN`.
+//! As for GitHub deploy keys, the project or group comes from a manifest the rotator does
+//! not trust: a token is created only where the operator lists it —
+//! `SECRET_MANAGER_DEPLOY_TOKEN_PROJECTS` for projects (`group/project` or `group/*`),
+//! `SECRET_MANAGER_DEPLOY_TOKEN_GROUPS` for group tokens (a group token reads every
+//! project of the group, so a project list never grants one) — only with read scopes,
+//! and with the operator's API URL and `GITLAB_TOKEN`.
 
 use crate::config::ForgeKind;
 use crate::forge::Auth;
@@ -32,6 +36,8 @@ pub const USERNAME: &str = "Username";
 pub const TOKEN: &str = "Token";
 /// The operator's list of projects the rotator may create deploy tokens on.
 pub const ALLOWED_ENV: &str = "SECRET_MANAGER_DEPLOY_TOKEN_PROJECTS";
+/// The operator's list of groups the rotator may create group deploy tokens on.
+pub const ALLOWED_GROUPS_ENV: &str = "SECRET_MANAGER_DEPLOY_TOKEN_GROUPS";
 /// The scopes a token may have: read only. A `write_*` scope is refused.
 pub const READ_SCOPES: &[&str] = &["read_repository", "read_registry", "read_package_registry"];
 
@@ -42,6 +48,7 @@ pub struct DeployTokenProvider {
     /// Tokens minted by this process: id → (project, scopes), for verify.
     minted: Mutex<BTreeMap<String, (String, Vec<String>)>>,
     allowed: Option<String>,
+    allowed_groups: Option<String>,
 }
 
 impl Default for DeployTokenProvider {
@@ -55,6 +62,7 @@ impl Default for DeployTokenProvider {
             ),
             minted: Mutex::default(),
             allowed: None,
+            allowed_groups: None,
         }
     }
 }
@@ -74,13 +82,13 @@ fn permanent(operation: &'static str, message: String) -> ProviderError {
     }
 }
 
-/// Whether `path` is a GitLab project path: segments of letters, digits, `_`, `.` and
-/// `-` (not starting with `-` or `.`, not ending in `.git`), at least a namespace and a
-/// project, at most 255 characters. Anything else never reaches a request.
-pub fn is_valid_project(path: &str) -> bool {
+/// Whether `path` is a GitLab namespace path of at least `min` segments: segments of
+/// letters, digits, `_`, `.` and `-` (not starting with `-` or `.`, not ending in `.git`
+/// or `.atom`), at most 255 characters. Anything else never reaches a request.
+fn is_valid_path(path: &str, min: usize) -> bool {
     let segments: Vec<&str> = path.split('/').collect();
     path.len() <= 255
-        && segments.len() >= 2
+        && segments.len() >= min
         && segments.iter().all(|s| {
             !s.is_empty()
                 && s.bytes()
@@ -89,6 +97,23 @@ pub fn is_valid_project(path: &str) -> bool {
                 && !s.ends_with(".git")
                 && !s.ends_with(".atom")
         })
+}
+
+/// Whether `path` is a GitLab project path (a namespace and a project at least).
+pub fn is_valid_project(path: &str) -> bool {
+    is_valid_path(path, 2)
+}
+
+/// Whether `path` is a GitLab group path (`acme`, `acme/platform`).
+pub fn is_valid_group(path: &str) -> bool {
+    is_valid_path(path, 1)
+}
+
+/// Where a token lives: a project or a group, its path, and that path URL-encoded
+/// (`projects/group%2Fproject`).
+struct Owner {
+    path: String,
+    api: String,
 }
 
 /// The scopes a manifest asks for (`scopes: read_repository,read_registry`; default
@@ -122,38 +147,83 @@ pub fn scopes(t: &Target) -> ProviderResult<Vec<String>> {
 }
 
 impl DeployTokenProvider {
-    /// A provider that talks to `api_url` with `auth` and allows `allowed` (tests).
+    /// A provider that talks to `api_url` with `auth` and allows the projects `allowed`
+    /// (tests).
     pub fn with(api_url: &str, auth: Auth, allowed: &str) -> DeployTokenProvider {
         let d = DeployTokenProvider::default();
         DeployTokenProvider {
             api: d.api.at(api_url, auth),
             allowed: Some(allowed.to_owned()),
+            allowed_groups: Some(String::new()),
             minted: d.minted,
         }
     }
 
-    /// The manifest's project, checked against the operator's list, URL-encoded for a
-    /// path (`group%2Fproject`).
-    fn project(&self, t: &Target, operation: &'static str) -> ProviderResult<(String, String)> {
-        let project = t.param("project")?;
-        if !is_valid_project(project) {
-            return Err(permanent(
+    /// The same, allowing group tokens on `groups` too (tests).
+    pub fn with_groups(mut self, groups: &str) -> DeployTokenProvider {
+        self.allowed_groups = Some(groups.to_owned());
+        self
+    }
+
+    /// The manifest's project or group, checked against the operator's lists.
+    fn owner(&self, t: &Target, operation: &'static str) -> ProviderResult<Owner> {
+        let esc = |s: &str| crate::text::escape(s).into_owned();
+        match (t.params.get("project"), t.params.get("group")) {
+            (Some(project), None) => {
+                if !is_valid_project(project) {
+                    return Err(permanent(
+                        operation,
+                        format!(
+                            "project `{}` is not a GitLab project path (group/project)",
+                            esc(project)
+                        ),
+                    ));
+                }
+                check_listed(
+                    NAME,
+                    operation,
+                    ALLOWED_ENV,
+                    self.allowed.as_deref(),
+                    project,
+                    "project",
+                )?;
+                Ok(Owner {
+                    path: project.clone(),
+                    api: format!("projects/{}", project.replace('/', "%2F")),
+                })
+            }
+            (None, Some(group)) => {
+                if !is_valid_group(group) {
+                    return Err(permanent(
+                        operation,
+                        format!(
+                            "group `{}` is not a GitLab group path (acme or acme/platform)",
+                            esc(group)
+                        ),
+                    ));
+                }
+                check_listed(
+                    NAME,
+                    operation,
+                    ALLOWED_GROUPS_ENV,
+                    self.allowed_groups.as_deref(),
+                    group,
+                    "group",
+                )?;
+                Ok(Owner {
+                    path: group.clone(),
+                    api: format!("groups/{}", group.replace('/', "%2F")),
+                })
+            }
+            (Some(_), Some(_)) => Err(permanent(
                 operation,
-                format!(
-                    "project `{}` is not a GitLab project path (group/project)",
-                    crate::text::escape(project)
-                ),
-            ));
+                "both secret-manager/project and secret-manager/group are set; a deploy token belongs to one: keep the one you mean".into(),
+            )),
+            (None, None) => Err(ProviderError::MissingParameter {
+                provider: NAME.into(),
+                name: "project",
+            }),
         }
-        check_listed(
-            NAME,
-            operation,
-            ALLOWED_ENV,
-            self.allowed.as_deref(),
-            project,
-            "project",
-        )?;
-        Ok((project.to_owned(), project.replace('/', "%2F")))
     }
 }
 
@@ -179,10 +249,21 @@ fn token_info(v: &serde_json::Value) -> Option<KeyInfo> {
     })
 }
 
-fn not_found(project: &str) -> ProviderError {
+fn not_found(owner: &Owner) -> ProviderError {
+    let what = if owner.api.starts_with("groups/") {
+        format!(
+            "group {} (or the token has no Owner access to it)",
+            owner.path
+        )
+    } else {
+        format!(
+            "project {} (or the token has no Maintainer access to it)",
+            owner.path
+        )
+    };
     ProviderError::NotFound {
         provider: NAME.into(),
-        what: format!("project {project} (or the token has no Maintainer access to it)"),
+        what,
     }
 }
 
@@ -203,30 +284,32 @@ impl Provider for DeployTokenProvider {
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
         scopes(t)?;
-        let (project, enc) = self.project(t, "preflight")?;
-        let path = format!("/projects/{enc}/deploy_tokens?active=true&per_page=1");
+        let owner = self.owner(t, "preflight")?;
+        let path = format!("/{}/deploy_tokens?active=true&per_page=1", owner.api);
         let (status, _) = self
             .api
             .call("preflight", reqwest::Method::GET, &path, None)
             .await?;
         if status == 404 {
-            return Err(not_found(&project));
+            return Err(not_found(&owner));
         }
         Ok(())
     }
 
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
-        let (project, enc) = self.project(t, "keys")?;
+        let owner = self.owner(t, "keys")?;
         let mut out = Vec::new();
         for page in 1..=100 {
-            let path =
-                format!("/projects/{enc}/deploy_tokens?active=true&per_page=100&page={page}");
+            let path = format!(
+                "/{}/deploy_tokens?active=true&per_page=100&page={page}",
+                owner.api
+            );
             let (status, json) = self
                 .api
                 .call("keys", reqwest::Method::GET, &path, None)
                 .await?;
             if status == 404 {
-                return Err(not_found(&project));
+                return Err(not_found(&owner));
             }
             let items = json.as_array().cloned().unwrap_or_default();
             out.extend(items.iter().filter_map(token_info));
@@ -239,11 +322,13 @@ impl Provider for DeployTokenProvider {
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
         let scopes = scopes(t)?;
-        let (project, enc) = self.project(t, "mint")?;
+        let owner = self.owner(t, "mint")?;
         let created = Utc::now();
         let name = format!(
             "secret-manager {} {}",
-            t.params.get("id").map_or(project.as_str(), String::as_str),
+            t.params
+                .get("id")
+                .map_or(owner.path.as_str(), String::as_str),
             created.format("%Y-%m-%dT%H:%M:%SZ")
         );
         let body = serde_json::json!({"name": name, "scopes": scopes});
@@ -252,12 +337,12 @@ impl Provider for DeployTokenProvider {
             .call(
                 "mint",
                 reqwest::Method::POST,
-                &format!("/projects/{enc}/deploy_tokens"),
+                &format!("/{}/deploy_tokens", owner.api),
                 Some(&body),
             )
             .await?;
         if status == 404 {
-            return Err(not_found(&project));
+            return Err(not_found(&owner));
         }
         let (Some(id), Some(username), Some(token)) = (
             json.get("id").and_then(|i| i.as_u64()),
@@ -273,7 +358,7 @@ impl Provider for DeployTokenProvider {
         self.minted
             .lock()
             .expect("deploy token state")
-            .insert(id.clone(), (enc, scopes));
+            .insert(id.clone(), (owner.api, scopes));
         Ok(Minted {
             key_id: KeyId(id),
             created,
@@ -287,7 +372,7 @@ impl Provider for DeployTokenProvider {
     }
 
     async fn verify(&self, m: &Minted) -> ProviderResult<()> {
-        let Some((enc, scopes)) = self
+        let Some((api, scopes)) = self
             .minted
             .lock()
             .expect("deploy token state")
@@ -304,7 +389,7 @@ impl Provider for DeployTokenProvider {
             .call(
                 "verify",
                 reqwest::Method::GET,
-                &format!("/projects/{enc}/deploy_tokens/{}", m.key_id.0),
+                &format!("/{api}/deploy_tokens/{}", m.key_id.0),
                 None,
             )
             .await?;
@@ -332,14 +417,14 @@ impl Provider for DeployTokenProvider {
     }
 
     async fn revoke(&self, t: &Target, key: &KeyId, _: Revoke) -> ProviderResult<Revoked> {
-        let (_, enc) = self.project(t, "revoke")?;
+        let owner = self.owner(t, "revoke")?;
         numeric_id(NAME, key, "deploy token")?;
         let (status, _) = self
             .api
             .call(
                 "revoke",
                 reqwest::Method::DELETE,
-                &format!("/projects/{enc}/deploy_tokens/{}", key.0),
+                &format!("/{}/deploy_tokens/{}", owner.api, key.0),
                 None,
             )
             .await?;
@@ -390,6 +475,17 @@ mod tests {
             "acme/\u{1b}[31m",
         ] {
             assert!(!is_valid_project(bad), "{bad:?}");
+        }
+        assert!(is_valid_group("acme") && is_valid_group("acme/platform"));
+        for bad in [
+            "",
+            "acme/",
+            "../acme",
+            "acme/.x",
+            "https://evil.example",
+            "a b",
+        ] {
+            assert!(!is_valid_group(bad), "{bad:?}");
         }
     }
 

@@ -34,6 +34,8 @@ pub fn identity_label(source: &str, params: &BTreeMap<String, String>) -> String
         "github-deploy-key" | "gitlab-deploy-token" => {
             let at = if source == "github-deploy-key" {
                 g("repository")
+            } else if let Some(group) = params.get("group") {
+                group.as_str()
             } else {
                 g("project")
             };

@@ -144,6 +144,31 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
         required.push(annotations::KEY_MAPPINGS);
     }
     required.extend(annotations::identity_annotations(&m.source));
+    let alternatives = annotations::identity_alternatives(&m.source);
+    match alternatives
+        .iter()
+        .filter(|a| m.all.contains_key(**a))
+        .count()
+    {
+        0 if !alternatives.is_empty() => push(
+            "missing-annotation",
+            format!(
+                "{p}{} is missing (source {}: one of {})",
+                alternatives[0],
+                m.source,
+                alternatives.join(", ")
+            ),
+        ),
+        n if n > 1 => push(
+            "malformed-annotation",
+            format!(
+                "{p}{} are all set (source {}): set exactly one",
+                alternatives.join(" and "),
+                m.source
+            ),
+        ),
+        _ => {}
+    }
     for name in required {
         match m.all.get(name) {
             None => push(

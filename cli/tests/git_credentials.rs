@@ -503,4 +503,167 @@ mod gitlab {
             assert!(!out.contains(&first[0].token), "{out}");
         }
     }
+
+    fn group_target(group: &str) -> Target {
+        Target {
+            source: "gitlab-deploy-token".into(),
+            params: [
+                ("group".to_string(), group.to_string()),
+                ("scopes".to_string(), "read_registry".to_string()),
+            ]
+            .into(),
+            current_key: None,
+            referenced: Vec::new(),
+        }
+    }
+
+    /// A group deploy token (one token for every project of a group, e.g. the registry
+    /// of all a cluster's images) goes through the group API; a project list never grants
+    /// one, and a group value that is not a group path, or a manifest naming both a
+    /// project and a group, sends nothing.
+    #[test]
+    fn a_group_deploy_token_needs_the_operators_group_list() {
+        let rt = runtime();
+        rt.block_on(async {
+            const GROUP: &str = "acme/platform";
+            let fake = FakeDeployTokens::start(&[PROJECT], TOKEN).await;
+            fake.own_groups(&[GROUP, "acme"]);
+            // Projects `acme/platform/*` are listed; the group is not.
+            let e = provider(&fake)
+                .preflight(&group_target(GROUP))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SECRET_MANAGER_DEPLOY_TOKEN_GROUPS"), "{e}");
+            let p = provider(&fake).with_groups(GROUP);
+            for hostile in [
+                "acme",
+                "https://evil.example/acme",
+                "acme/../secrets",
+                "acme/platform?private_token=x",
+                "acme/\u{1b}]52;c;x\u{7}",
+                "--help",
+            ] {
+                let e = p
+                    .mint(&group_target(hostile))
+                    .await
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains("SECRET_MANAGER_DEPLOY_TOKEN_GROUPS")
+                        || e.contains("not a GitLab group path"),
+                    "{hostile:?}: {e}"
+                );
+                assert!(!e.contains('\u{1b}'), "escaped: {e:?}");
+            }
+            let mut both = group_target(GROUP);
+            both.params.insert("project".into(), PROJECT.into());
+            let e = p.mint(&both).await.unwrap_err().to_string();
+            assert!(
+                e.contains("set exactly one") || e.contains("keep the one you mean"),
+                "{e}"
+            );
+            assert_eq!(fake.requests(), Vec::<String>::new(), "nothing was sent");
+            // The listed group: the contract holds through /groups/:id/deploy_tokens.
+            let t = group_target(GROUP);
+            secret_manager::provider::testing::conformance(&p, &t).await;
+            let m = p.mint(&t).await.unwrap();
+            p.verify(&m).await.unwrap();
+            let held = fake.active_group(GROUP);
+            assert_eq!(held.len(), 1);
+            assert_eq!(held[0].scopes, ["read_registry"]);
+            assert!(fake.active(GROUP).is_empty(), "not a project token");
+            assert_eq!(m.fields[TOKEN_FIELD].expose(), held[0].token);
+            p.revoke(&t, &m.key_id, Revoke::Delete).await.unwrap();
+            assert!(fake.active_group(GROUP).is_empty());
+            assert!(
+                fake.requests()
+                    .iter()
+                    .all(|r| r.contains("/api/v4/groups/acme/platform/deploy_tokens")),
+                "{:?}",
+                fake.requests()
+            );
+        });
+    }
+
+    /// `create` and `lint` want a project or a group, not both: `create` refuses both
+    /// before any request, `lint` says which to keep.
+    #[test]
+    fn create_and_lint_want_a_project_or_a_group_not_both() {
+        let rt = runtime();
+        let fake = rt.block_on(FakeDeployTokens::start(&[PROJECT], TOKEN));
+        let f = GitFleet::new();
+        let work = f.path("work");
+        let create = |params: &[&str]| {
+            let mut c = cmd();
+            c.env("SECRET_MANAGER_FORGE_API_URL", &fake.url)
+                .env("GITLAB_TOKEN", TOKEN)
+                .env("SECRET_MANAGER_DEPLOY_TOKEN_PROJECTS", PROJECT)
+                .args(["--repo", work.to_str().unwrap(), "create"])
+                .args(["--source", "gitlab-deploy-token", "--cluster", DEV1])
+                .args(["--namespace", "argocd", "--name", "gitlab-repo"])
+                .args(["--key-mappings", "[username:Username,password:Token]"]);
+            for p in params {
+                c.args(["--param", p]);
+            }
+            c.args(["-w", work.join(REL).to_str().unwrap()]);
+            run_cmd(&mut c)
+        };
+        let r = create(&[&format!("project={PROJECT}"), "group=acme"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("needs exactly one of project, group"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(fake.requests(), Vec::<String>::new(), "nothing was sent");
+        assert!(!work.join(REL).exists());
+        let r = create(&[&format!("project={PROJECT}")]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let lint = || {
+            run_cmd(
+                cmd()
+                    .env("SECRET_MANAGER_NOW", "2027-06-01T00:00:00Z")
+                    .args(["--repo", work.to_str().unwrap(), "lint"]),
+            )
+        };
+        let l = lint();
+        assert_eq!(l.code, 0, "{}\n{}", l.stdout, l.stderr);
+        let text = std::fs::read_to_string(work.join(REL)).unwrap();
+        let line = format!("secret-manager/project: {PROJECT}");
+        assert!(text.contains(&line), "{text}");
+        let indent: String = text
+            .lines()
+            .find(|l| l.contains(&line))
+            .unwrap()
+            .chars()
+            .take_while(|c| *c == ' ')
+            .collect();
+        std::fs::write(
+            work.join(REL),
+            text.replace(
+                &line,
+                &format!("{line}\n{indent}secret-manager/group: acme"),
+            ),
+        )
+        .unwrap();
+        let l = lint();
+        assert_eq!(l.code, 3, "{}\n{}", l.stdout, l.stderr);
+        assert!(
+            l.stdout.contains("project and group are all set"),
+            "{}",
+            l.stdout
+        );
+        std::fs::write(
+            work.join(REL),
+            text.replace(&line, "secret-manager/group: acme"),
+        )
+        .unwrap();
+        let l = lint();
+        assert_eq!(
+            l.code, 0,
+            "a group alone is an identity: {}\n{}",
+            l.stdout, l.stderr
+        );
+    }
 }

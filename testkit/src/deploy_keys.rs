@@ -260,8 +260,10 @@ fn handle(st: &mut DeployKeysState, req: &Request) -> Reply {
 pub struct FakeDeployToken {
     /// The token's id.
     pub id: u64,
-    /// Project path (`group/project`).
+    /// Project path (`group/project`), or the group's path for a group token.
     pub project: String,
+    /// A group deploy token (`/groups/:id/deploy_tokens`).
+    pub group: bool,
     /// Name.
     pub name: String,
     /// `gitlab+deploy-token-<id>`.
@@ -279,6 +281,8 @@ pub struct FakeDeployToken {
 pub struct DeployTokensState {
     /// Projects the token maintains.
     pub projects: Vec<String>,
+    /// Groups the token owns (group deploy tokens need the Owner role).
+    pub groups: Vec<String>,
     /// The `PRIVATE-TOKEN` the fake accepts.
     pub token: String,
     /// Tokens, in creation order.
@@ -288,11 +292,12 @@ pub struct DeployTokensState {
     next_id: u64,
 }
 
-/// A running fake GitLab project deploy-tokens API (`/api/v4/projects/:id/deploy_tokens`,
-/// `:id` the URL-encoded path): list (`active`, `per_page`, `page`), create (`name`,
+/// A running fake GitLab deploy-tokens API, project (`/api/v4/projects/:id/deploy_tokens`)
+/// and group (`/api/v4/groups/:id/deploy_tokens`), `:id` the URL-encoded path: list (`active`, `per_page`, `page`), create (`name`,
 /// `scopes`; 201 with the token's value, 400 for an unknown scope), get and delete
 /// (revoke: 204; the token stays, `revoked: true`), 401 without the right
-/// `PRIVATE-TOKEN`, 404 for a project the token does not maintain.
+/// `PRIVATE-TOKEN`, 404 for a project the token does not maintain or a group it does not
+/// own.
 pub struct FakeDeployTokens {
     /// Shared state.
     pub state: Arc<Mutex<DeployTokensState>>,
@@ -320,14 +325,28 @@ impl FakeDeployTokens {
         }
     }
 
+    /// Lets the token own `groups` too (group deploy tokens).
+    pub fn own_groups(&self, groups: &[&str]) {
+        self.state.lock().unwrap().groups = groups.iter().map(|g| g.to_string()).collect();
+    }
+
     /// The tokens of `project` that are not revoked.
     pub fn active(&self, project: &str) -> Vec<FakeDeployToken> {
+        self.active_of(project, false)
+    }
+
+    /// The group tokens of `group` that are not revoked.
+    pub fn active_group(&self, group: &str) -> Vec<FakeDeployToken> {
+        self.active_of(group, true)
+    }
+
+    fn active_of(&self, path: &str, group: bool) -> Vec<FakeDeployToken> {
         self.state
             .lock()
             .unwrap()
             .tokens
             .iter()
-            .filter(|t| t.project == project && !t.revoked)
+            .filter(|t| t.project == path && t.group == group && !t.revoked)
             .cloned()
             .collect()
     }
@@ -371,8 +390,12 @@ fn handle_gitlab(st: &mut DeployTokensState, req: &Request) -> Reply {
     if req.headers.get("private-token") != Some(&st.token) {
         return Reply::json(401, json!({"message": "401 Unauthorized"}));
     }
-    // The path arrives percent-decoded: /api/v4/projects/<group/…/project>/deploy_tokens[/id]
-    let Some(rest) = req.path.strip_prefix("/api/v4/projects/") else {
+    // The path arrives percent-decoded: /api/v4/{projects,groups}/<path>/deploy_tokens[/id]
+    let (group, rest) = if let Some(rest) = req.path.strip_prefix("/api/v4/projects/") {
+        (false, rest)
+    } else if let Some(rest) = req.path.strip_prefix("/api/v4/groups/") {
+        (true, rest)
+    } else {
         return gone();
     };
     let (project, id) = if let Some(p) = rest.strip_suffix("/deploy_tokens") {
@@ -382,9 +405,15 @@ fn handle_gitlab(st: &mut DeployTokensState, req: &Request) -> Reply {
     } else {
         return gone();
     };
-    if !st.projects.iter().any(|p| p.eq_ignore_ascii_case(&project)) {
-        return gone();
+    let known = if group { &st.groups } else { &st.projects };
+    if !known.iter().any(|p| p.eq_ignore_ascii_case(&project)) {
+        return if group {
+            Reply::json(404, json!({"message": "404 Group Not Found"}))
+        } else {
+            gone()
+        };
     }
+    let mine = |t: &FakeDeployToken| t.project == project && t.group == group;
     match (req.method.as_str(), id) {
         ("GET", None) => {
             let active = req.query.get("active").is_some_and(|a| a == "true");
@@ -403,7 +432,7 @@ fn handle_gitlab(st: &mut DeployTokensState, req: &Request) -> Reply {
             let items: Vec<serde_json::Value> = st
                 .tokens
                 .iter()
-                .filter(|t| t.project == project && (!active || !t.revoked))
+                .filter(|t| mine(t) && (!active || !t.revoked))
                 .skip((page - 1) * per_page)
                 .take(per_page)
                 .map(|t| gitlab_object(t, false))
@@ -434,7 +463,8 @@ fn handle_gitlab(st: &mut DeployTokensState, req: &Request) -> Reply {
             let id = st.next_id;
             let t = FakeDeployToken {
                 id,
-                project,
+                project: project.clone(),
+                group,
                 name: body["name"].as_str().unwrap_or_default().to_owned(),
                 username: format!("gitlab+deploy-token-{id}"),
                 token: format!("gldt-{:020x}", rand_token(id)),
@@ -445,19 +475,13 @@ fn handle_gitlab(st: &mut DeployTokensState, req: &Request) -> Reply {
             st.tokens.push(t);
             Reply::json(201, v)
         }
-        ("GET", Some(id)) => match st
-            .tokens
-            .iter()
-            .find(|t| t.project == project && t.id.to_string() == id)
-        {
+        ("GET", Some(id)) => match st.tokens.iter().find(|t| mine(t) && t.id.to_string() == id) {
             Some(t) => Reply::json(200, gitlab_object(t, false)),
             None => Reply::json(404, json!({"message": "404 Deploy Token Not Found"})),
         },
-        ("DELETE", Some(id)) => match st
-            .tokens
-            .iter_mut()
-            .find(|t| t.project == project && t.id.to_string() == id && !t.revoked)
-        {
+        ("DELETE", Some(id)) => match st.tokens.iter_mut().find(|t| {
+            t.project == project && t.group == group && t.id.to_string() == id && !t.revoked
+        }) {
             Some(t) => {
                 t.revoked = true;
                 Reply::empty(204)

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 /// --param per source: aws username, account; azure tenantId, applicationObjectId
 /// (the object id, not the appId), clientId; gcp project, serviceAccount (email);
 /// random id (length, alphabet); postgres/mysql instance, users; github-deploy-key
-/// repository (id); gitlab-deploy-token project (scopes, id).
+/// repository (id); gitlab-deploy-token project or group (scopes, id).
 /// Output fields for --key-mappings and templates: aws AccessKeyId, SecretAccessKey; azure
 /// ClientId, ClientSecret, TenantId, KeyId; gcp KeyFileJson, KeyId, ClientEmail; random
 /// Value; postgres/mysql Username, Password; github-deploy-key PrivateKey, PublicKey;
