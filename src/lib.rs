@@ -12,6 +12,7 @@ pub mod annotations;
 pub mod audit;
 pub mod blocking;
 pub mod config;
+pub mod consumers;
 pub mod create;
 pub mod deploy_key_source;
 pub mod deploy_token_source;

@@ -16,15 +16,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-const DEV1: &str = "aws.eu-central-1.dev1";
+pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
 const PROD1: &str = "aws.us-east-1.prod1";
-const DNS: &str = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
+pub(crate) const DNS: &str = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
 const DNS_PROD: &str = "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/sealedSeacret-cloud-dns.yaml";
 const DNS_KEY: &str = "AKIA2XDAMLXHPVQO3KSY";
 const LABEL: &str = "external-dns/cloudprovider-dns-access";
-const T0: &str = "2026-11-21T12:00:00Z";
+pub(crate) const T0: &str = "2026-11-21T12:00:00Z";
 
-fn t(s: &str) -> DateTime<Utc> {
+pub(crate) fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
@@ -41,14 +41,14 @@ fn dns() -> BTreeMap<String, String> {
     .into()
 }
 
-struct Env {
-    f: GitFleet,
-    fake: Arc<FakeProvider>,
+pub(crate) struct Env {
+    pub(crate) f: GitFleet,
+    pub(crate) fake: Arc<FakeProvider>,
     providers: Providers,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env::with(FakeProvider::new("aws"))
     }
 
@@ -81,7 +81,7 @@ impl Env {
     }
 
     /// The dev1 DNS credential, zero grace.
-    fn opts(&self, now: DateTime<Utc>) -> RotateOptions {
+    pub(crate) fn opts(&self, now: DateTime<Utc>) -> RotateOptions {
         let mut o = RotateOptions::new(now);
         o.filter.sources = vec!["aws".into()];
         o.filter.clusters = vec![DEV1.into()];
@@ -90,7 +90,7 @@ impl Env {
         o
     }
 
-    async fn run(&self, o: &RotateOptions) -> RotateReport {
+    pub(crate) async fn run(&self, o: &RotateOptions) -> RotateReport {
         rotate(&self.f.path("work"), &self.providers, o)
             .await
             .expect("the run starts")
@@ -105,7 +105,7 @@ impl Env {
     }
 
     /// The key id the manifest at `rel` holds on main.
-    fn main_key(&self, rel: &str) -> String {
+    pub(crate) fn main_key(&self, rel: &str) -> String {
         self.f
             .show("dev", "main", rel)
             .lines()
@@ -123,7 +123,7 @@ impl Env {
         out.lines().map(str::to_owned).collect()
     }
 
-    fn all_refs(&self) -> String {
+    pub(crate) fn all_refs(&self) -> String {
         format!(
             "{}\n{}",
             git(&self.f.path("dev.git"), &["for-each-ref"]),
@@ -202,7 +202,7 @@ fn wheres(r: &RotateReport) -> Vec<(Phase, During)> {
     r.failures.iter().map(|f| (f.phase, f.during)).collect()
 }
 
-fn errors(r: &RotateReport) -> String {
+pub(crate) fn errors(r: &RotateReport) -> String {
     r.failures
         .iter()
         .map(|f| format!("{:?}: {}", f.phase, f.error))

@@ -13,6 +13,7 @@ mod cli_list;
 mod cli_providers;
 mod cli_seal;
 mod cloud;
+mod consumers;
 mod demo;
 mod edit;
 mod engine;

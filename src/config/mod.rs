@@ -161,6 +161,18 @@ pub struct RawConfig {
     /// Value templates by name (`secret-manager/template.<secretKey>: <name>`).
     #[serde(default)]
     pub templates: std::collections::BTreeMap<String, String>,
+    /// The workloads that read a rotated Secret.
+    #[serde(default)]
+    pub consumers: RawConsumers,
+}
+
+/// `consumers:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConsumers {
+    /// Restart them through git: the stage commit annotates their pod templates.
+    #[serde(default)]
+    pub restart: bool,
 }
 
 /// When a webhook is told about a run.
@@ -223,6 +235,9 @@ pub struct Config {
     pub git_sign: bool,
     /// Value templates by name, each checked (syntax, size, sandbox rules) when loaded.
     pub templates: std::collections::BTreeMap<String, String>,
+    /// `consumers.restart`: the stage commit annotates the pod templates of the workloads
+    /// that read a rotated Secret, so they restart with the new value.
+    pub restart_consumers: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -364,6 +379,7 @@ impl RawConfig {
         }
         Ok(Config {
             templates: self.templates,
+            restart_consumers: self.consumers.restart,
             notify: self.notify,
             annotation_prefix: prefix,
             claim_lease,

@@ -145,6 +145,7 @@ pub(super) async fn credential(
     for (i, m) in minted {
         let group = &cred.groups[*i];
         let manifests = edit_group(ctx, cred, group, m, &mut contents, &mut originals).await?;
+        restart_consumers(ctx, group, m, &mut contents, &mut originals)?;
         records.push(RotationRecord {
             version: 1,
             id: record_id(&cred.source, &cred.identity, m),
@@ -169,6 +170,92 @@ pub(super) async fn credential(
     }
     write_all(ctx, &contents, &originals, &records)?;
     Ok((records, contents.into_keys().collect()))
+}
+
+/// The workloads that read the Secrets of `group`, when the repo asks for consumers to
+/// be restarted (`consumers.restart`) and the secret does not opt out
+/// (`secret-manager/restartConsumers: "false"`).
+pub(super) fn consumers(ctx: &Ctx<'_>, group: &KeyGroup<'_>) -> Vec<crate::consumers::Consumer> {
+    if !ctx.repo.config.restart_consumers {
+        return Vec::new();
+    }
+    let ids: std::collections::BTreeSet<String> =
+        ctx.repo.inventory.ids().map(str::to_owned).collect();
+    let mut out: Vec<crate::consumers::Consumer> = Vec::new();
+    for f in &group.manifests {
+        let opted_out = f.managed.as_ref().is_some_and(|m| {
+            m.all
+                .get(crate::consumers::RESTART_CONSUMERS)
+                .is_some_and(|v| v.trim() == "false")
+        });
+        let (Some(name), Some(cluster)) = (f.doc.name.as_deref(), f.attribution.cluster()) else {
+            continue;
+        };
+        if opted_out {
+            continue;
+        }
+        let wanted = crate::consumers::Wanted {
+            file: &f.file,
+            namespace: f.namespace.as_deref(),
+            name,
+            cluster,
+        };
+        for c in crate::consumers::find(ctx.writer.dir(), wanted, &ids) {
+            if !out
+                .iter()
+                .any(|o| o.file == c.file && o.document == c.document && o.kind == c.kind)
+            {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Annotates the pod template of every consumer of `group` the tool restarts with the
+/// new key's hash, in `contents` (verified byte-preserving edits, like the manifests').
+fn restart_consumers(
+    ctx: &Ctx<'_>,
+    group: &KeyGroup<'_>,
+    minted: &Minted,
+    contents: &mut BTreeMap<String, String>,
+    originals: &mut BTreeMap<String, String>,
+) -> EngineResult<()> {
+    let key = format!("{}{}", ctx.prefix(), crate::consumers::ROTATED);
+    let value = crate::consumers::rotated_value(&minted.key_id.0);
+    for c in consumers(ctx, group) {
+        if c.fate != crate::consumers::Fate::Restart {
+            continue;
+        }
+        let file = c.file.display().to_string();
+        let edit_err = |message: String| EngineError::Edit {
+            file: file.clone(),
+            message: format!("restarting {}: {message}", c.describe()),
+        };
+        let src = match contents.get(&file) {
+            Some(s) => s.clone(),
+            None => {
+                let s = crate::fsx::read_text_in_repo(
+                    ctx.writer.dir(),
+                    &c.file,
+                    crate::fsx::MAX_MANIFEST_BYTES,
+                )
+                .map_err(|e| edit_err(e.to_string()))?
+                .ok_or_else(|| edit_err("the file is gone".into()))?;
+                originals.insert(file.clone(), s.clone());
+                s
+            }
+        };
+        let edit = Edit {
+            doc_index: c.document,
+            job_template: c.job_template,
+            template_annotations: [(key.clone(), value.clone())].into(),
+            ..Edit::default()
+        };
+        let out = apply(&src, &edit).map_err(|e| edit_err(e.to_string()))?;
+        contents.insert(file, out);
+    }
+    Ok(())
 }
 
 /// Writes `contents` (manifests, into main's worktree) and the `records` (through the

@@ -25,19 +25,53 @@ use std::collections::BTreeSet;
 fn plan_step(ctx: &Ctx<'_>, cred: &Credential<'_>) -> Step {
     let expanded = cred.groups.iter().any(|g| g.expanded);
     let n: usize = cred.groups.iter().map(|g| g.manifests.len()).sum();
-    cred.step(
-        Action::Stage,
-        format!(
-            "mint a new key, seal it into {n} manifest(s){}, publish to {}, then revoke the old key after {}",
-            if expanded {
-                " (expanded: every manifest holding this key)"
-            } else {
-                ""
-            },
-            cred.clusters().join(", "),
-            humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default())
+    let mut detail = format!(
+        "mint a new key, seal it into {n} manifest(s){}, publish to {}, then revoke the old key after {}",
+        if expanded {
+            " (expanded: every manifest holding this key)"
+        } else {
+            ""
+        },
+        cred.clusters().join(", "),
+        humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default())
+    );
+    detail.push_str(&consumers_said(ctx, cred));
+    cred.step(Action::Stage, detail)
+}
+
+/// What the stage does about the workloads that read the credential's Secrets (with
+/// `consumers.restart`), for its plan line: those it restarts, those Reloader restarts,
+/// and those it does not, with why.
+fn consumers_said(ctx: &Ctx<'_>, cred: &Credential<'_>) -> String {
+    use crate::consumers::Fate;
+    let all: Vec<crate::consumers::Consumer> = cred
+        .groups
+        .iter()
+        .flat_map(|g| edits::consumers(ctx, g))
+        .collect();
+    let of = |want: fn(&Fate) -> bool| -> Vec<String> {
+        all.iter()
+            .filter(|c| want(&c.fate))
+            .map(|c| match &c.fate {
+                Fate::Manual(why) => format!("{} ({why})", c.describe()),
+                _ => c.describe(),
+            })
+            .collect()
+    };
+    let mut out = String::new();
+    for (label, list) in [
+        ("restarts", of(|f| *f == Fate::Restart)),
+        ("restarted by Reloader", of(|f| *f == Fate::Reloader)),
+        (
+            "consumers not restarted by the tool",
+            of(|f| matches!(f, Fate::Manual(_))),
         ),
-    )
+    ] {
+        if !list.is_empty() {
+            out.push_str(&format!("; {label}: {}", list.join(", ")));
+        }
+    }
+    out
 }
 
 /// Checks without side effects: provider, remotes, certificates, preflight.

@@ -30,10 +30,25 @@ pub struct Edit {
     /// `spec.encryptedData` keys to set (replaced, or added when absent). Values are
     /// ciphertexts (base64), never plaintext.
     pub encrypted: BTreeMap<String, String>,
-    /// `spec.template.metadata.annotations` to set.
+    /// `spec.template.metadata.annotations` to set (for a CronJob, with `job_template`,
+    /// `spec.jobTemplate.spec.template.metadata.annotations`).
     pub template_annotations: BTreeMap<String, String>,
+    /// The template is a CronJob's pod template (`spec.jobTemplate.spec.template`).
+    pub job_template: bool,
     /// `metadata.annotations` (outer) to set.
     pub outer_annotations: BTreeMap<String, String>,
+}
+
+impl Edit {
+    /// Where the template's metadata is: `spec.template.metadata`, or a CronJob's
+    /// `spec.jobTemplate.spec.template.metadata`.
+    pub fn template_path(&self) -> &'static [&'static str] {
+        if self.job_template {
+            &["spec", "jobTemplate", "spec", "template", "metadata"]
+        } else {
+            &["spec", "template", "metadata"]
+        }
+    }
 }
 
 /// Why an edit was refused. Nothing is written when this is returned.
@@ -461,7 +476,9 @@ pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
         not_shared_along(root, &["spec", "encryptedData"])?;
     }
     if !edit.template_annotations.is_empty() {
-        not_shared_along(root, &["spec", "template", "metadata", "annotations"])?;
+        let mut keys = edit.template_path().to_vec();
+        keys.push("annotations");
+        not_shared_along(root, &keys)?;
     }
     if !edit.outer_annotations.is_empty() {
         not_shared_along(root, &["metadata", "annotations"])?;
@@ -481,9 +498,9 @@ pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
     }
     plan_annotations(
         src,
-        root.path(&["spec", "template", "metadata"]),
+        root.path(edit.template_path()),
         &edit.template_annotations,
-        "spec.template.metadata",
+        &edit.template_path().join("."),
         root.line,
         &mut splices,
     )?;

@@ -56,11 +56,10 @@ fn expected_paths(edit: &Edit) -> Vec<(Vec<String>, String)> {
     for (k, v) in &edit.encrypted {
         out.push((p(&["spec", "encryptedData"], k), v.clone()));
     }
+    let mut template = edit.template_path().to_vec();
+    template.push("annotations");
     for (k, v) in &edit.template_annotations {
-        out.push((
-            p(&["spec", "template", "metadata", "annotations"], k),
-            v.clone(),
-        ));
+        out.push((p(&template, k), v.clone()));
     }
     for (k, v) in &edit.outer_annotations {
         out.push((p(&["metadata", "annotations"], k), v.clone()));

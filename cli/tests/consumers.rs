@@ -1,0 +1,210 @@
+//! Consumers restart through git: with `consumers: {restart: true}`, the stage commit
+//! annotates the pod templates of the workloads that read a rotated Secret in the
+//! cluster's own files, and says which ones it leaves (Reloader, a shared base, Helm).
+
+use crate::common::git;
+use crate::engine::{DEV1, DNS, Env, T0, errors, t};
+use secret_manager::engine::Action;
+
+const OVERLAY: &str = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1";
+const BASE: &str = "applications/root/external-dns/state/base";
+
+const DEPLOYMENT: &str = "# the DNS controller (comments and order stay)\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: external-dns\nspec:\n  selector:\n    matchLabels: {app: external-dns}\n  template:\n    metadata:\n      labels:\n        app: external-dns\n    spec:\n      containers:\n        - name: external-dns\n          image: registry.k8s.io/external-dns/external-dns:v0.15.0\n          envFrom:\n            - secretRef:\n                name: cloudprovider-dns-access\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: unrelated\nspec:\n  template:\n    metadata:\n      labels: {app: unrelated}\n    spec:\n      containers:\n        - name: x\n          image: x\n          envFrom:\n            - secretRef:\n                name: another-secret\n";
+
+const CRONJOB: &str = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: dns-audit\nspec:\n  schedule: \"0 * * * *\"\n  jobTemplate:\n    spec:\n      template:\n        metadata:\n          labels:\n            app: dns-audit\n        spec:\n          restartPolicy: Never\n          containers:\n            - name: audit\n              image: busybox\n              env:\n                - name: AWS_ACCESS_KEY_ID\n                  valueFrom:\n                    secretKeyRef:\n                      name: cloudprovider-dns-access\n                      key: accessKeyId\n";
+
+const RELOADED: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: reloaded\n  annotations:\n    reloader.stakater.com/auto: \"true\"\nspec:\n  template:\n    metadata:\n      labels: {app: reloaded}\n    spec:\n      volumes:\n        - name: creds\n          secret:\n            secretName: cloudprovider-dns-access\n      containers:\n        - name: x\n          image: x\n";
+
+const SHARED: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shared\nspec:\n  template:\n    metadata:\n      labels: {app: shared}\n    spec:\n      volumes:\n        - name: creds\n          projected:\n            sources:\n              - secret:\n                  name: cloudprovider-dns-access\n      containers:\n        - name: x\n          image: x\n";
+
+/// The dev1 overlay with its workloads, a shared base, and resources that must not be
+/// followed (a URL, a path out of the repo, a symlink out of it).
+fn layout(env: &Env, restart: bool) {
+    let work = env.f.path("work");
+    let w = |rel: &str, text: &str| {
+        let p = work.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w(&format!("{OVERLAY}/deployment.yaml"), DEPLOYMENT);
+    w(&format!("{OVERLAY}/cronjob.yaml"), CRONJOB);
+    w(&format!("{OVERLAY}/reloaded.yaml"), RELOADED);
+    w(&format!("{BASE}/shared.yaml"), SHARED);
+    w(
+        &format!("{BASE}/kustomization.yaml"),
+        "resources:\n  - shared.yaml\n",
+    );
+    // Outside the repo: a build whose Deployment reads the Secret too. Neither the symlink
+    // to it nor a path climbing out of the repo is followed.
+    let outsider = env.f.path("outsider");
+    std::fs::create_dir_all(&outsider).unwrap();
+    std::fs::write(
+        outsider.join("kustomization.yaml"),
+        "resources:\n  - d.yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        outsider.join("d.yaml"),
+        SHARED.replace("name: shared", "name: outsider"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outsider, work.join(format!("{OVERLAY}/outside"))).unwrap();
+    std::os::unix::fs::symlink(&outsider, work.join(format!("{OVERLAY}/outside.yaml"))).unwrap();
+    w(
+        &format!("{OVERLAY}/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: external-dns\nresources:\n  - sealedSeacret-cloud-dns.yaml\n  - deployment.yaml\n  - cronjob.yaml\n  - reloaded.yaml\n  - ../../base\n  - ../../../../../../../outsider\n  - outside\n  - outside.yaml\n  - outside/d.yaml\n  - https://github.com/evil/base?ref=main\n",
+    );
+    if restart {
+        let cfg = work.join(".secret-manager.yaml");
+        let mut c = std::fs::read_to_string(&cfg).unwrap();
+        c.push_str("consumers:\n  restart: true\n");
+        std::fs::write(cfg, c).unwrap();
+    }
+    env.f
+        .commit_and_publish("external-dns and its consumers", &[DEV1]);
+}
+
+/// A file on main (`show` drops the final newline; every file here has one).
+fn main_file(env: &Env, rel: &str) -> String {
+    format!("{}\n", env.f.show("dev", "main", rel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leaves() {
+    let env = Env::new();
+    layout(&env, true);
+    // The plan names each consumer and changes nothing.
+    let before = env.all_refs();
+    let mut o = env.opts(t(T0));
+    o.dry_run = true;
+    let r = env.run(&o).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    let plan = &r
+        .steps
+        .iter()
+        .find(|s| s.action == Action::Stage)
+        .unwrap()
+        .detail;
+    assert!(
+        plan.contains(&format!(
+            "restarts: Deployment/external-dns ({OVERLAY}/deployment.yaml), CronJob/dns-audit ({OVERLAY}/cronjob.yaml)"
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "restarted by Reloader: Deployment/reloaded ({OVERLAY}/reloaded.yaml)"
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "consumers not restarted by the tool: Deployment/shared ({BASE}/shared.yaml) (in a shared base"
+        )),
+        "{plan}"
+    );
+    assert!(!plan.contains("unrelated"), "{plan}");
+    assert!(
+        !plan.contains("outsider"),
+        "nothing outside the repo is read: {plan}"
+    );
+    assert_eq!(env.all_refs(), before, "a dry run changes nothing");
+
+    let r = env.run(&env.opts(t(T0))).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    let new_key = env.main_key(DNS);
+    let hash = secret_manager::consumers::rotated_value(&new_key);
+    // The Deployment: one line added to its pod template, nothing else changed.
+    let deployment = main_file(&env, &format!("{OVERLAY}/deployment.yaml"));
+    let line = format!("        secret-manager/rotated: \"{hash}\"\n");
+    assert_eq!(
+        deployment,
+        DEPLOYMENT.replacen(
+            "      labels:\n        app: external-dns\n",
+            &format!("      labels:\n        app: external-dns\n      annotations:\n{line}"),
+            1
+        ),
+        "only the pod template's annotation is new"
+    );
+    // The CronJob: under jobTemplate.
+    let cronjob = main_file(&env, &format!("{OVERLAY}/cronjob.yaml"));
+    assert!(
+        cronjob.contains(&format!(
+            "          labels:\n            app: dns-audit\n          annotations:\n            secret-manager/rotated: \"{hash}\"\n"
+        )),
+        "{cronjob}"
+    );
+    // Reloader's, the shared base's: untouched.
+    assert_eq!(
+        main_file(&env, &format!("{OVERLAY}/reloaded.yaml")),
+        RELOADED
+    );
+    assert_eq!(main_file(&env, &format!("{BASE}/shared.yaml")), SHARED);
+    // The cluster's pointer has them with the new key (one stage commit).
+    let pointer = env.f.show(
+        "dev",
+        &format!("refs/heads/cluster/{DEV1}"),
+        &format!("{OVERLAY}/deployment.yaml"),
+    );
+    assert!(pointer.contains(&hash), "{pointer}");
+    let stage = git(
+        &env.f.path("dev.git"),
+        &[
+            "log",
+            "--format=%H %s",
+            "--grep=stage rotation",
+            "-1",
+            "main",
+        ],
+    );
+    let sha = stage.split(' ').next().unwrap();
+    let files = git(
+        &env.f.path("dev.git"),
+        &["show", "--name-only", "--format=", sha],
+    );
+    assert!(
+        files.contains("deployment.yaml") && files.contains("cronjob.yaml"),
+        "{files}"
+    );
+    assert!(
+        !files.contains("reloaded.yaml") && !files.contains("shared.yaml"),
+        "{files}"
+    );
+}
+
+/// Off unless the repo asks for it; and a secret can opt out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_are_left_alone_unless_asked_and_a_secret_can_opt_out() {
+    for opt_out in [false, true] {
+        let env = Env::new();
+        layout(&env, opt_out);
+        if opt_out {
+            let work = env.f.path("work");
+            let p = work.join(DNS);
+            let text = std::fs::read_to_string(&p).unwrap();
+            std::fs::write(
+                &p,
+                text.replace(
+                    "        secret-manager/source: \"aws\"\n",
+                    "        secret-manager/source: \"aws\"\n        secret-manager/restartConsumers: \"false\"\n",
+                ),
+            )
+            .unwrap();
+            env.f.commit_and_publish("opt out", &[DEV1]);
+        }
+        let r = env.run(&env.opts(t(T0))).await;
+        assert!(r.failures.is_empty(), "{}", errors(&r));
+        let plan = &r
+            .steps
+            .iter()
+            .find(|s| s.action == Action::Stage)
+            .unwrap()
+            .detail;
+        assert!(!plan.contains("restart"), "{plan}");
+        assert_eq!(
+            main_file(&env, &format!("{OVERLAY}/deployment.yaml")),
+            DEPLOYMENT
+        );
+        assert_eq!(main_file(&env, &format!("{OVERLAY}/cronjob.yaml")), CRONJOB);
+    }
+}
