@@ -249,7 +249,7 @@ impl Metrics {
         }
         self.registry.register(
             "secret_manager_last_run_waiting",
-            "Rotations of the last run waiting to revoke, by what they wait on (grace, synced, argocd, command, unused, pointers, hotfix, claim)",
+            "Rotations of the last run waiting to revoke, by what they wait on (grace, synced, argocd, consumers, command, unused, pointers, hotfix, claim)",
             waiting,
         );
     }

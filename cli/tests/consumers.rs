@@ -208,3 +208,135 @@ async fn consumers_are_left_alone_unless_asked_and_a_secret_can_opt_out() {
         assert_eq!(main_file(&env, &format!("{OVERLAY}/cronjob.yaml")), CRONJOB);
     }
 }
+
+/// `--require-consumers-restarted`, end to end with the `random` source on dev2 and a
+/// kubectl that answers `get pods` as a cluster would: a pod that read the old value at
+/// start holds the old key; the restarted pod crash-looping with the new value is an
+/// error (14) that keeps it; once the restarted pod is Ready, the old value goes.
+#[test]
+fn the_consumers_gate_revokes_only_when_every_pod_has_the_new_value() {
+    use crate::common::GitFleet;
+    use std::os::unix::fs::PermissionsExt;
+    const DEV2: &str = "gcp.europe-west1.dev2";
+    const DIR: &str = "applications/service2/state/overlays/gcp.europe-west1.dev2";
+    let f = GitFleet::new();
+    let work = f.path("work");
+    std::fs::write(
+        work.join(format!("{DIR}/webhook.yaml")),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: webhook\n  namespace: service2\nspec:\n  template:\n    metadata:\n      labels:\n        app: webhook\n    spec:\n      containers:\n        - name: webhook\n          image: webhook:1\n          env:\n            - name: WEBHOOK_HMAC_KEY\n              valueFrom:\n                secretKeyRef:\n                  name: webhook-secret\n                  key: WEBHOOK_HMAC_KEY\n",
+    )
+    .unwrap();
+    let k = work.join(format!("{DIR}/kustomization.yaml"));
+    let text = std::fs::read_to_string(&k).unwrap();
+    std::fs::write(&k, format!("{text}  - webhook.yaml\n")).unwrap();
+    let cfg = work.join(".secret-manager.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}consumers:\n  restart: true\n")).unwrap();
+    f.commit_and_publish("the webhook reads its key at start", &[DEV2]);
+
+    let bin = tempfile::tempdir().unwrap();
+    let pods = bin.path().join("pods.json");
+    let kubectl = bin.path().join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"--context=dev2 --namespace=service2 get -o json -- pods\" ] || {{ echo \"unexpected: $*\" >&2; exit 1; }}\ncat {}\n",
+            pods.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let pod = |name: &str, rotated: Option<&str>, started: &str, waiting: Option<&str>| {
+        let state = match waiting {
+            Some(r) => serde_json::json!({"waiting": {"reason": r}}),
+            None => serde_json::json!({"running": {"startedAt": started}}),
+        };
+        serde_json::json!({
+            "metadata": {"name": name, "namespace": "service2",
+                "annotations": rotated.map(|h| serde_json::json!({"secret-manager/rotated": h})).unwrap_or(serde_json::json!({}))},
+            "spec": {"containers": [{"name": "webhook", "env": [{"name": "WEBHOOK_HMAC_KEY",
+                "valueFrom": {"secretKeyRef": {"name": "webhook-secret", "key": "WEBHOOK_HMAC_KEY"}}}]}]},
+            "status": {"phase": "Running", "startTime": started,
+                "conditions": [{"type": "Ready", "status": if waiting.is_some() {"False"} else {"True"}}],
+                "containerStatuses": [{"name": "webhook", "state": state}]}
+        })
+    };
+    let serve = |items: Vec<serde_json::Value>| {
+        std::fs::write(
+            &pods,
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+        )
+        .unwrap();
+    };
+    let run = |now: &str| {
+        f.bot(now).env("PATH", &path).rotate_now(&[
+            "--source",
+            "random",
+            "--cluster",
+            DEV2,
+            "--older-than",
+            "0s",
+            "--require-consumers-restarted",
+        ])
+    };
+    // The pod from before the rotation: it read the old value at start.
+    serve(vec![pod(
+        "webhook-7d9f-old",
+        None,
+        "2027-05-01T00:00:00Z",
+        None,
+    )]);
+    let r = run("2027-06-01T00:00:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 staged, 0 deleted, 1 published, 0 revoked"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout
+            .contains("pod webhook-7d9f-old still runs with the old value"),
+        "{}",
+        r.stdout
+    );
+    // The stage restarted the Deployment through git.
+    let deployment = f.show("dev", "main", &format!("{DIR}/webhook.yaml"));
+    let hash = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret-manager/rotated: "))
+        .unwrap_or_else(|| panic!("{deployment}"))
+        .trim_matches('"')
+        .to_owned();
+    // The new pod crash-loops with the new value: an error, the old value stays.
+    serve(vec![pod(
+        "webhook-8a1c-new",
+        Some(&hash),
+        "2027-06-01T00:03:00Z",
+        Some("CrashLoopBackOff"),
+    )]);
+    let r = run("2027-06-01T00:10:00Z");
+    assert_eq!(r.code, 14, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("CrashLoopBackOff"), "{}", r.stderr);
+    assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    // It comes up: the old value goes.
+    serve(vec![pod(
+        "webhook-8a1c-new",
+        Some(&hash),
+        "2027-06-01T00:03:00Z",
+        None,
+    )]);
+    let r = run("2027-06-01T00:20:00Z");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
+        "{}",
+        r.stderr
+    );
+}

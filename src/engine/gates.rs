@@ -6,30 +6,15 @@
 //! silent "wait": a wait that can never end would keep the old key forever.
 
 use super::context::Ctx;
+use super::gate::Gate;
+#[cfg(test)]
+use super::gate::kubectl_failure;
+use super::gate::{Got, kubectl_get};
 use super::report::WaitingOn;
 use crate::annotations::key_id_annotation;
 use crate::journal::RotationRecord;
 use crate::journal::record::ts;
 use chrono::{DateTime, Utc};
-
-/// What a gate decided.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Gate {
-    /// Revoke now.
-    Open,
-    /// Revoke now, although the gate could not look: the source cannot tell (the reason
-    /// goes into the revoke step, so nobody mistakes it for a check that passed).
-    Blind(String),
-    /// Not yet: what it waits on, and why.
-    Wait(WaitingOn, String),
-    /// Cannot be evaluated.
-    Error {
-        /// Cluster (or `-` for source-side gates).
-        cluster: String,
-        /// What failed and what to do.
-        message: String,
-    },
-}
 
 /// Whether a key last used at `last_used` has been idle since `published`.
 pub fn unused_since(last_used: Option<DateTime<Utc>>, published: DateTime<Utc>) -> bool {
@@ -80,112 +65,6 @@ pub(super) fn synced(
     if ok { Ok(()) } else { Err(NotSynced::NotYet) }
 }
 
-/// Classifies a failed `kubectl get`: a SealedSecret the cluster does not have yet is a
-/// wait (Argo CD has not applied it); anything else means the gate cannot be evaluated.
-pub(super) fn kubectl_failure(stderr: &str) -> Option<String> {
-    let s = stderr.trim();
-    if s.contains("(NotFound)") || (s.contains("sealedsecret") && s.contains("not found")) {
-        return None;
-    }
-    let first: String = s.lines().take(3).collect::<Vec<_>>().join(" ");
-    let mut msg: String = first.chars().take(400).collect();
-    if first.chars().count() > 400 {
-        msg.push('…');
-    }
-    let hint = if s.contains("context") && s.contains("does not exist") {
-        "fix secretManager.kubeContext in the cluster's cluster-values file, or the kubeconfig (KUBECONFIG)"
-    } else if s.contains("Forbidden") || s.contains("forbidden") {
-        "grant `get` on sealedsecrets.bitnami.com in that namespace to the kubeconfig's identity"
-    } else if s.contains("Unauthorized") {
-        "the kubeconfig's credentials were rejected"
-    } else {
-        "check that kubectl reaches the cluster, or drop --require-synced"
-    };
-    Some(format!("kubectl failed: {msg} ({hint})"))
-}
-
-/// What `kubectl get` answered.
-enum Got {
-    /// The object, as JSON.
-    Object(serde_json::Value),
-    /// The cluster does not have it (yet).
-    Missing,
-}
-
-/// Why a gate's `kubectl get` cannot be evaluated.
-#[derive(Debug, thiserror::Error)]
-enum KubectlError {
-    /// The record names something that is not a namespace or object name.
-    #[error("not asking kubectl: {0}")]
-    BadName(String),
-    /// kubectl failed; the message says how and what to do ([`kubectl_failure`]).
-    #[error("{0}")]
-    Failed(String),
-    /// kubectl is not there or cannot start.
-    #[error(
-        "kubectl cannot run ({source}); {flag} needs kubectl on PATH and a kubeconfig for the cluster"
-    )]
-    CannotRun {
-        source: std::io::Error,
-        flag: &'static str,
-    },
-    /// No answer in time.
-    #[error("kubectl did not answer within 60s")]
-    Timeout,
-    /// The answer is not JSON.
-    #[error("kubectl output is not JSON: {0}")]
-    NotJson(#[source] serde_json::Error),
-}
-
-/// `kubectl [--context=<cluster's>] --namespace=<ns> get -o json -- <kind> <name>`, with a
-/// 60 s limit. The namespace and name are checked names and the name comes after `--`, so
-/// nothing from the repo or the cluster can be read as an option (such as a
-/// `--kubeconfig` that runs an exec credential plugin).
-async fn kubectl_get(
-    ctx: &Ctx<'_>,
-    cluster: &str,
-    ns: &str,
-    kind: &str,
-    name: &str,
-    flag: &'static str,
-) -> Result<Got, KubectlError> {
-    let (ns, name) = match (
-        crate::names::Namespace::parse(ns),
-        crate::names::KubeName::parse(name),
-    ) {
-        (Ok(ns), Ok(name)) => (ns, name),
-        (Err(e), _) | (_, Err(e)) => return Err(KubectlError::BadName(e.to_string())),
-    };
-    let mut cmd = tokio::process::Command::new("kubectl");
-    if let Some(c) = ctx
-        .repo
-        .inventory
-        .get(cluster)
-        .and_then(|c| c.kube_context.as_ref())
-    {
-        cmd.arg(format!("--context={c}"));
-    }
-    cmd.arg(format!("--namespace={ns}"))
-        .args(["get", "-o", "json", "--", kind])
-        .arg(name.as_str())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = match tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await {
-        Ok(Ok(o)) if o.status.success() => o.stdout,
-        Ok(Ok(o)) => {
-            return match kubectl_failure(&String::from_utf8_lossy(&o.stderr)) {
-                None => Ok(Got::Missing),
-                Some(message) => Err(KubectlError::Failed(message)),
-            };
-        }
-        Ok(Err(source)) => return Err(KubectlError::CannotRun { source, flag }),
-        Err(_) => return Err(KubectlError::Timeout),
-    };
-    serde_json::from_slice(&out)
-        .map(Got::Object)
-        .map_err(KubectlError::NotJson)
-}
-
 async fn synced_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
     let key_annotation = format!("{}{}", ctx.prefix(), key_id_annotation(&rec.source));
     for m in &rec.manifests {
@@ -195,7 +74,7 @@ async fn synced_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
             &m.cluster,
             ns,
             "sealedsecret",
-            name,
+            Some(name),
             "--require-synced",
         )
         .await
@@ -301,7 +180,7 @@ async fn argocd_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
             &cluster,
             ns,
             "applications.argoproj.io",
-            name,
+            Some(name),
             "--require-argocd-synced",
         )
         .await
@@ -523,6 +402,14 @@ pub(super) async fn check(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTi
     }
     if require_argocd && !rec.is_delete() {
         let g = argocd_gate(ctx, rec).await;
+        if g != Gate::Open {
+            return g;
+        }
+    }
+    let require_consumers = ctx.opts.require_consumers_restarted
+        || promised.is_some_and(|p| p.require_consumers_restarted);
+    if require_consumers && !rec.is_delete() {
+        let g = super::consumers_gate::check(ctx, rec, published).await;
         if g != Gate::Open {
             return g;
         }

@@ -21,9 +21,11 @@
 //! The on-disk contract every step relies on is [`crate::journal`]; git is driven only
 //! through [`crate::gitops`].
 
+mod consumers_gate;
 mod context;
 mod delete;
 mod edits;
+mod gate;
 mod gates;
 mod held;
 mod hotfix;
@@ -41,6 +43,7 @@ mod slots;
 mod stage;
 mod truth;
 
+pub use consumers_gate::DEFAULT_KUBELET_SYNC_SECONDS;
 pub use context::{Cancel, Signal};
 pub(crate) use edits::field;
 pub use gates::unused_since;
@@ -103,6 +106,12 @@ pub struct RotateOptions {
     /// Gate: revoke only when each cluster's Argo CD application (`argocdApp` in its
     /// cluster-values) is Synced at a revision whose files hold the new key, and Healthy.
     pub require_argocd_synced: bool,
+    /// Gate: revoke only when every pod that reads the rotated Secret has the new value
+    /// (its template carries the stage's `rotated` hash, it started after publish, or it
+    /// mounts the Secret as a whole volume and `kubelet_sync_period` has passed).
+    pub require_consumers_restarted: bool,
+    /// How long after publish a whole-volume Secret mount holds the new value.
+    pub kubelet_sync_period: chrono::Duration,
     /// Gate: revoke only when this operator program passes for each cluster (exit 0;
     /// 75 waits, anything else fails). It reads a JSON description on stdin, never a value.
     pub gate_command: Option<std::path::PathBuf>,
@@ -131,6 +140,10 @@ impl RotateOptions {
             require_synced: false,
             require_old_key_unused: false,
             require_argocd_synced: false,
+            require_consumers_restarted: false,
+            kubelet_sync_period: chrono::Duration::seconds(
+                consumers_gate::DEFAULT_KUBELET_SYNC_SECONDS,
+            ),
             gate_command: None,
             concurrency: DEFAULT_CONCURRENCY,
             observer: None,
@@ -160,6 +173,7 @@ pub(crate) fn promise(opts: &RotateOptions) -> crate::journal::record::Promise {
         require_synced: opts.require_synced,
         require_old_key_unused: opts.require_old_key_unused,
         require_argocd_synced: opts.require_argocd_synced,
+        require_consumers_restarted: opts.require_consumers_restarted,
         require_gate_command: opts.gate_command.is_some(),
     }
 }

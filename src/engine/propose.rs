@@ -72,6 +72,9 @@ pub(super) fn body(ctx: &Ctx<'_>, records: &[RotationRecord], blocks: &[TrailerB
     if ctx.opts.require_argocd_synced {
         gates.push("each cluster's Argo CD application is Synced at a revision with the new key, and Healthy".into());
     }
+    if ctx.opts.require_consumers_restarted {
+        gates.push("every pod that reads the Secret runs with the new value".into());
+    }
     if ctx.opts.gate_command.is_some() {
         gates.push("the operator's gate command passes for each cluster".into());
     }

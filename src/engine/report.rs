@@ -197,6 +197,8 @@ pub enum WaitingOn {
     Argocd,
     /// `--gate-command`: the operator's program (exit 75).
     Command,
+    /// `--require-consumers-restarted`: pods that read the Secret with the old value.
+    Consumers,
     /// `--require-old-key-unused`: the old key is still used.
     Unused,
     /// What git shows: main or a pointer does not hold the new key yet.
@@ -215,6 +217,7 @@ impl WaitingOn {
             WaitingOn::Synced => "synced",
             WaitingOn::Argocd => "argocd",
             WaitingOn::Command => "command",
+            WaitingOn::Consumers => "consumers",
             WaitingOn::Unused => "unused",
             WaitingOn::Pointers => "pointers",
             WaitingOn::Hotfix => "hotfix",

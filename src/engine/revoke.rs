@@ -4,7 +4,8 @@
 //! later run, once the grace period has passed again.
 
 use super::context::Ctx;
-use super::gates::{self, Gate};
+use super::gate::Gate;
+use super::gates;
 use super::plan::index;
 use super::publish::record_step;
 use super::report::{Action, EngineError, Phase, WaitingOn};

@@ -43,6 +43,7 @@ fn record(promised: Option<(i64, RevokeMode)>) -> RotationRecord {
             require_synced: false,
             require_old_key_unused: false,
             require_argocd_synced: false,
+            require_consumers_restarted: false,
             require_gate_command: false,
         }),
     }

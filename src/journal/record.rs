@@ -159,6 +159,10 @@ pub struct Promise {
     /// key, and Healthy (`--require-argocd-synced`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_argocd_synced: bool,
+    /// Wait until every pod that reads the Secret has the new value
+    /// (`--require-consumers-restarted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_consumers_restarted: bool,
     /// Wait until the operator's gate command passes for each cluster (`--gate-command`;
     /// the command itself is the operator's and is not recorded).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

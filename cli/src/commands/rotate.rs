@@ -64,6 +64,8 @@ pub struct RotateArgs {
         .long_help("`delete` the key, or `disable` it and delete it on a later run.\n\nDefault: policy.revokeMode in .secret-manager.yaml, else delete.")),
     mut_arg("require_synced", |a| a.hide(true)),
     mut_arg("require_argocd_synced", |a| a.hide(true)),
+    mut_arg("require_consumers_restarted", |a| a.hide(true)),
+    mut_arg("kubelet_sync_period", |a| a.hide(true)),
     mut_arg("gate_command", |a| a.hide(true)),
     mut_arg("require_old_key_unused", |a| a
         .help("Before revoking, wait until the source reports no use of the key since publish")
@@ -111,6 +113,24 @@ pub struct RunArgs {
     /// Degraded is an error (exit 14): the old key stays until someone looks.
     #[arg(long)]
     pub require_argocd_synced: bool,
+    /// Before revoking, wait until the pods reading the Secret have it.
+    ///
+    /// Checks with kubectl, in the cluster's kubeContext, the pods of the Secret's
+    /// namespace that name it (env, envFrom, a secret or projected volume): each must carry
+    /// the stage's `secret-manager/rotated` hash in its template (consumers.restart), or
+    /// have started after the cluster got the change, or mount the Secret as a whole
+    /// volume (no subPath, no env) with --kubelet-sync-period passed since; then be Ready.
+    /// A pod with the new value in CrashLoopBackOff is an error (exit 14): the old key
+    /// stays until someone looks.
+    #[arg(long)]
+    pub require_consumers_restarted: bool,
+    /// How long after publish a whole-volume Secret mount has the new value
+    /// (--require-consumers-restarted).
+    ///
+    /// The kubelet refreshes mounted Secrets on its sync (1 min by default) from a cache
+    /// (1 min TTL by default): 2m unless the kubelets are configured otherwise.
+    #[arg(long, value_name = "DUR", default_value = "2m", hide_short_help = true)]
+    pub kubelet_sync_period: String,
     /// Before revoking, run this program for each cluster and wait until it passes.
     ///
     /// `PROGRAM gate` reads JSON on stdin: version, cluster, source, identity, oldKeyId,
@@ -378,6 +398,8 @@ fn options(
         Some(RevokeModeArg::Disable) => RevokeMode::Disable,
         None => repo.config.revoke_mode,
     };
+    let kubelet_sync_period = secret_manager::duration::parse_chrono(&args.kubelet_sync_period)
+        .map_err(|e| UsageError(format!("--kubelet-sync-period: {e}")))?;
     let run = RunId::new(ctx.now);
     let providers =
         secret_manager::providers::Providers::builtin(repo.config.providers.clone(), &run.0);
@@ -392,6 +414,8 @@ fn options(
         run,
         require_synced: args.require_synced,
         require_argocd_synced: args.require_argocd_synced,
+        require_consumers_restarted: args.require_consumers_restarted,
+        kubelet_sync_period,
         gate_command: args.gate_command.clone(),
         require_old_key_unused: args.require_old_key_unused,
         concurrency: usize::from(args.concurrency),
@@ -513,6 +537,7 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::e
         && (args.reseal
             || args.require_synced
             || args.require_argocd_synced
+            || args.require_consumers_restarted
             || args.gate_command.is_some())
     {
         return Err(UsageError(format!(
@@ -523,6 +548,8 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::e
                 "--require-synced"
             } else if args.require_argocd_synced {
                 "--require-argocd-synced"
+            } else if args.require_consumers_restarted {
+                "--require-consumers-restarted"
             } else {
                 "--gate-command"
             }

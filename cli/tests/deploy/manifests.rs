@@ -297,7 +297,17 @@ fn the_gates_variant_has_kubectl_a_kubeconfig_and_target_rbac() {
         .iter()
         .flat_map(|r| r["verbs"].as_array().unwrap())
         .collect();
-    assert!(verbs.iter().all(|v| *v == "get"), "{verbs:?}");
+    // `get` only, but for listing pods (--require-consumers-restarted): pod specs and
+    // status, never a Secret's data — no rule names secrets.
+    for r in &rules {
+        let verbs = r["verbs"].as_array().unwrap();
+        let pods = r["resources"] == serde_json::json!(["pods"]);
+        assert!(
+            verbs.iter().all(|v| *v == "get" || (pods && *v == "list")),
+            "{r}"
+        );
+    }
+    assert!(!verbs.is_empty());
     let mut resources: Vec<&str> = rules
         .iter()
         .flat_map(|r| r["resources"].as_array().unwrap())
@@ -306,7 +316,7 @@ fn the_gates_variant_has_kubectl_a_kubeconfig_and_target_rbac() {
     resources.sort();
     assert_eq!(
         resources,
-        vec!["applications", "sealedsecrets", "services/proxy"]
+        vec!["applications", "pods", "sealedsecrets", "services/proxy"]
     );
     // Argo CD's Applications are read in Argo CD's namespace only, not cluster-wide.
     let argocd: Vec<&Value> = of_kind(&rbac, "Role")
