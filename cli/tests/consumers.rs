@@ -20,6 +20,11 @@ const SHARED: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: 
 /// The dev1 overlay with its workloads, a shared base, and resources that must not be
 /// followed (a URL, a path out of the repo, a symlink out of it).
 fn layout(env: &Env, restart: bool) {
+    layout_with(env, restart, true)
+}
+
+/// [`layout`], with or without the hostile resources (`kubectl kustomize` refuses those).
+fn layout_with(env: &Env, restart: bool, hostile: bool) {
     let work = env.f.path("work");
     let w = |rel: &str, text: &str| {
         let p = work.join(rel);
@@ -37,6 +42,11 @@ fn layout(env: &Env, restart: bool) {
     // Outside the repo: a build whose Deployment reads the Secret too. Neither the symlink
     // to it nor a path climbing out of the repo is followed.
     let outsider = env.f.path("outsider");
+    let hostile_resources = if hostile {
+        "  - ../../../../../../../outsider\n  - outside\n  - outside.yaml\n  - outside/d.yaml\n  - https://github.com/evil/base?ref=main\n"
+    } else {
+        ""
+    };
     std::fs::create_dir_all(&outsider).unwrap();
     std::fs::write(
         outsider.join("kustomization.yaml"),
@@ -52,7 +62,9 @@ fn layout(env: &Env, restart: bool) {
     std::os::unix::fs::symlink(&outsider, work.join(format!("{OVERLAY}/outside.yaml"))).unwrap();
     w(
         &format!("{OVERLAY}/kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: external-dns\nresources:\n  - sealedSeacret-cloud-dns.yaml\n  - deployment.yaml\n  - cronjob.yaml\n  - reloaded.yaml\n  - ../../base\n  - ../../../../../../../outsider\n  - outside\n  - outside.yaml\n  - outside/d.yaml\n  - https://github.com/evil/base?ref=main\n",
+        &format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: external-dns\nresources:\n  - sealedSeacret-cloud-dns.yaml\n  - deployment.yaml\n  - cronjob.yaml\n  - reloaded.yaml\n  - ../../base\n{hostile_resources}"
+        ),
     );
     if restart {
         let cfg = work.join(".secret-manager.yaml");
@@ -97,12 +109,14 @@ async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leav
         )),
         "{plan}"
     );
+    // The shared base is not edited: a patch in the cluster's overlay restarts it.
     assert!(
         plan.contains(&format!(
-            "consumers not restarted by the tool: Deployment/shared ({BASE}/shared.yaml) (in a shared base"
+            ", Deployment/shared ({BASE}/shared.yaml) through {OVERLAY}/secret-manager-restart-deployment-shared.yaml"
         )),
         "{plan}"
     );
+    assert!(!plan.contains("not restarted by the tool"), "{plan}");
     assert!(!plan.contains("unrelated"), "{plan}");
     assert!(
         !plan.contains("outsider"),
@@ -140,6 +154,23 @@ async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leav
         RELOADED
     );
     assert_eq!(main_file(&env, &format!("{BASE}/shared.yaml")), SHARED);
+    // The shared base's Deployment: a patch of the tool's own in the overlay, listed in
+    // its kustomization after everything that was there.
+    let patch = main_file(
+        &env,
+        &format!("{OVERLAY}/secret-manager-restart-deployment-shared.yaml"),
+    );
+    assert!(
+        patch.ends_with(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shared\nspec:\n  template:\n    metadata:\n      annotations:\n        secret-manager/rotated: \"{hash}\"\n"
+        )),
+        "{patch}"
+    );
+    let k = main_file(&env, &format!("{OVERLAY}/kustomization.yaml"));
+    assert!(
+        k.ends_with("https://github.com/evil/base?ref=main\npatches:\n  - path: secret-manager-restart-deployment-shared.yaml\n"),
+        "{k}"
+    );
     // The cluster's pointer has them with the new key (one stage commit).
     let pointer = env.f.show(
         "dev",
@@ -167,7 +198,7 @@ async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leav
         "{files}"
     );
     assert!(
-        !files.contains("reloaded.yaml") && !files.contains("shared.yaml"),
+        !files.contains("reloaded.yaml") && !files.contains("base/shared.yaml"),
         "{files}"
     );
 }
@@ -339,4 +370,69 @@ fn the_consumers_gate_revokes_only_when_every_pod_has_the_new_value() {
         "{}",
         r.stderr
     );
+}
+
+/// What Argo CD would apply: the real `kubectl kustomize` builds the cluster's overlay
+/// after each of two rotations, and every workload that reads the Secret — in the
+/// overlay's files and in the shared base — has the new key's hash in its pod template
+/// (the tool's patch is updated, not listed twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "environment: needs kubectl (scripts/test runs it)"]
+async fn the_overlay_still_builds_and_restarts_every_consumer() {
+    secret_manager_testkit::tier::environment("kubectl");
+    let env = Env::new();
+    layout_with(&env, true, false);
+    for now in [T0, "2027-06-01T00:00:00Z"] {
+        let mut o = env.opts(t(now));
+        o.filter.older_than = Some(chrono::Duration::zero());
+        let r = env.run(&o).await;
+        assert!(r.failures.is_empty(), "{}", errors(&r));
+        assert_eq!(
+            r.steps
+                .iter()
+                .filter(|s| s.action == Action::Stage && s.done)
+                .count(),
+            1,
+            "{now}"
+        );
+        let hash = secret_manager::consumers::rotated_value(&env.main_key(DNS));
+        let work = env.f.path("work");
+        git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+        let out = std::process::Command::new("kubectl")
+            .args(["kustomize", work.join(OVERLAY).to_str().unwrap()])
+            .output()
+            .unwrap();
+        let built = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&built).unwrap();
+        for (kind, name, template) in [
+            ("Deployment", "external-dns", "/spec/template"),
+            ("CronJob", "dns-audit", "/spec/jobTemplate/spec/template"),
+            ("Deployment", "shared", "/spec/template"),
+        ] {
+            let d = docs
+                .iter()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{kind}/{name} in\n{built}"));
+            assert_eq!(
+                d.pointer(&format!(
+                    "{template}/metadata/annotations/secret-manager~1rotated"
+                )),
+                Some(&serde_json::Value::String(hash.clone())),
+                "{kind}/{name}: {d}"
+            );
+            assert_eq!(d["metadata"]["namespace"], "external-dns");
+        }
+        let k = main_file(&env, &format!("{OVERLAY}/kustomization.yaml"));
+        assert_eq!(
+            k.matches("secret-manager-restart-deployment-shared.yaml")
+                .count(),
+            1,
+            "{k}"
+        );
+    }
 }

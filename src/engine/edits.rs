@@ -221,39 +221,82 @@ fn restart_consumers(
     contents: &mut BTreeMap<String, String>,
     originals: &mut BTreeMap<String, String>,
 ) -> EngineResult<()> {
+    use crate::consumers::Fate;
     let key = format!("{}{}", ctx.prefix(), crate::consumers::ROTATED);
     let value = crate::consumers::rotated_value(&minted.key_id.0);
-    for c in consumers(ctx, group) {
-        if c.fate != crate::consumers::Fate::Restart {
-            continue;
+    let dir = ctx.writer.dir().to_path_buf();
+    // The text of `rel` as this credential left it: edited already, on disk (remembered
+    // as the original), or `None` when there is no such file.
+    let mut current = |rel: &std::path::Path,
+                       contents: &BTreeMap<String, String>|
+     -> Result<Option<String>, crate::fsx::RepoFileError> {
+        let file = rel.display().to_string();
+        if let Some(s) = contents.get(&file) {
+            return Ok(Some(s.clone()));
         }
-        let file = c.file.display().to_string();
-        let edit_err = |message: String| EngineError::Edit {
-            file: file.clone(),
+        let s = crate::fsx::read_text_in_repo(&dir, rel, crate::fsx::MAX_MANIFEST_BYTES)?;
+        if let Some(s) = &s {
+            originals.insert(file, s.clone());
+        }
+        Ok(s)
+    };
+    for c in consumers(ctx, group) {
+        let edit_err = |file: &std::path::Path, message: String| EngineError::Edit {
+            file: file.display().to_string(),
             message: format!("restarting {}: {message}", c.describe()),
         };
-        let src = match contents.get(&file) {
-            Some(s) => s.clone(),
-            None => {
-                let s = crate::fsx::read_text_in_repo(
-                    ctx.writer.dir(),
-                    &c.file,
-                    crate::fsx::MAX_MANIFEST_BYTES,
-                )
-                .map_err(|e| edit_err(e.to_string()))?
-                .ok_or_else(|| edit_err("the file is gone".into()))?;
-                originals.insert(file.clone(), s.clone());
-                s
+        let annotate = |src: &str, doc: usize| {
+            apply(
+                src,
+                &Edit {
+                    doc_index: doc,
+                    job_template: c.job_template,
+                    template_annotations: [(key.clone(), value.clone())].into(),
+                    ..Edit::default()
+                },
+            )
+        };
+        match &c.fate {
+            Fate::Restart => {
+                let src = current(&c.file, contents)
+                    .map_err(|e| edit_err(&c.file, e.to_string()))?
+                    .ok_or_else(|| edit_err(&c.file, "the file is gone".into()))?;
+                let out =
+                    annotate(&src, c.document).map_err(|e| edit_err(&c.file, e.to_string()))?;
+                contents.insert(c.file.display().to_string(), out);
             }
-        };
-        let edit = Edit {
-            doc_index: c.document,
-            job_template: c.job_template,
-            template_annotations: [(key.clone(), value.clone())].into(),
-            ..Edit::default()
-        };
-        let out = apply(&src, &edit).map_err(|e| edit_err(e.to_string()))?;
-        contents.insert(file, out);
+            Fate::Patch {
+                patch,
+                kustomization,
+                ..
+            } => {
+                // The tool's own patch in the overlay: updated when a rotation wrote it
+                // before, else written; listed in the overlay's `patches:`.
+                let out = match current(patch, contents)
+                    .map_err(|e| edit_err(patch, e.to_string()))?
+                {
+                    Some(src) => annotate(&src, 0).map_err(|e| edit_err(patch, e.to_string()))?,
+                    None => crate::consumers::patch_text(&c, &key, &value)
+                        .ok_or_else(|| edit_err(patch, "not a namespace".into()))?,
+                };
+                contents.insert(patch.display().to_string(), out);
+                let entry = patch
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let k = current(kustomization, contents)
+                    .map_err(|e| edit_err(kustomization, e.to_string()))?
+                    .ok_or_else(|| edit_err(kustomization, "the file is gone".into()))?;
+                let k = crate::consumers::add_patch_entry(&k, &entry).ok_or_else(|| {
+                    edit_err(
+                        kustomization,
+                        format!("cannot add `- path: {entry}` to its patches: (a flow list or an anchor); list it by hand, or set secret-manager/restartConsumers: \"false\"")
+                    )
+                })?;
+                contents.insert(kustomization.display().to_string(), k);
+            }
+            Fate::Reloader | Fate::Manual(_) => {}
+        }
     }
     Ok(())
 }
@@ -284,8 +327,14 @@ pub(super) fn write_all(
     })();
     if result.is_err() {
         for f in written {
-            if let Some(orig) = originals.get(f) {
-                let _ = write_in_worktree(&dir.join(f), orig.as_bytes());
+            match originals.get(f) {
+                Some(orig) => {
+                    let _ = write_in_worktree(&dir.join(f), orig.as_bytes());
+                }
+                // A file this credential created (a consumer's restart patch).
+                None => {
+                    let _ = std::fs::remove_file(dir.join(f));
+                }
             }
         }
     }

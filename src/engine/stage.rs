@@ -60,7 +60,10 @@ fn consumers_said(ctx: &Ctx<'_>, cred: &Credential<'_>) -> String {
     };
     let mut out = String::new();
     for (label, list) in [
-        ("restarts", of(|f| *f == Fate::Restart)),
+        (
+            "restarts",
+            of(|f| matches!(f, Fate::Restart | Fate::Patch { .. })),
+        ),
         ("restarted by Reloader", of(|f| *f == Fate::Reloader)),
         (
             "consumers not restarted by the tool",

@@ -26,6 +26,10 @@
 //! of the repo, no FIFO, a size cap), a resource that leaves the repo or is a URL is not
 //! followed, and names are only compared, never used to build a path or a command.
 
+mod patch;
+
+pub use patch::{add_patch_entry, patch_file, patch_text};
+
 use crate::manifest::yaml::{Node, NodeKind, parse_documents};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -61,8 +65,22 @@ pub enum Fate {
     Restart,
     /// Stakater Reloader restarts it (its annotations are present): not patched twice.
     Reloader,
-    /// The tool does not restart it, and says why (a shared base, another cluster's file,
-    /// a Helm chart).
+    /// In a shared base that the rotated cluster's overlay builds: restarted through a
+    /// tool-owned strategic-merge patch in that overlay (the base, shared with other
+    /// clusters, is never edited).
+    Patch {
+        /// The patch file (repo-relative, in the overlay).
+        patch: PathBuf,
+        /// The overlay's kustomization, which lists it under `patches:`.
+        kustomization: PathBuf,
+        /// The workload's apiVersion.
+        api_version: String,
+        /// The namespace the base gives it (its own, or its kustomization's), if any:
+        /// kustomize matches a patch by it.
+        namespace: Option<String>,
+    },
+    /// The tool does not restart it, and says why (another cluster's file, a Helm chart,
+    /// a shared base no overlay of this cluster builds).
     Manual(String),
 }
 
@@ -87,8 +105,12 @@ pub struct Consumer {
 impl Consumer {
     /// `Kind/name (file)`, for plans and reports.
     pub fn describe(&self) -> String {
+        let through = match &self.fate {
+            Fate::Patch { patch, .. } => format!(" through {}", crate::text::path(patch)),
+            _ => String::new(),
+        };
         format!(
-            "{}/{} ({})",
+            "{}/{} ({}){through}",
             self.kind,
             crate::text::escape(&self.name),
             crate::text::path(&self.file)
@@ -175,18 +197,28 @@ fn is_dir(repo: &Path, rel: &Path) -> bool {
     std::fs::symlink_metadata(repo.join(rel)).is_ok_and(|m| m.is_dir())
 }
 
+/// A workload file of the build: the namespace the whole build gives it, and the one it
+/// has in what the root's `resources` produce (what a patch at the root must name).
+struct Listed {
+    file: PathBuf,
+    build_ns: Option<String>,
+    below_root_ns: Option<String>,
+}
+
 struct Build {
-    /// Workload files, with the namespace of the build that names them.
-    files: Vec<(PathBuf, Option<String>)>,
+    /// Workload files.
+    files: Vec<Listed>,
     /// Helm charts of the build: (kustomization, chart name).
     charts: Vec<(PathBuf, String)>,
 }
 
-/// Collects the files of the build rooted at `dir`.
+/// Collects the files of the build rooted at `dir`. `ns` is the namespace an enclosing
+/// build sets (the outermost wins, as kustomize applies it last); `below` the same
+/// without the root's.
 fn collect(
     repo: &Path,
     dir: &Path,
-    ns: Option<&str>,
+    (ns, below): (Option<&str>, Option<&str>),
     depth: usize,
     seen: &mut BTreeSet<PathBuf>,
     out: &mut Build,
@@ -197,10 +229,13 @@ fn collect(
     let Some((kfile, k)) = kustomization(repo, dir) else {
         return;
     };
-    // The outermost build's namespace wins, as kustomize applies it last.
-    let ns = ns
-        .map(str::to_owned)
-        .or(k.namespace.filter(|n| !n.is_empty()));
+    let own = k.namespace.filter(|n| !n.is_empty());
+    let ns = ns.map(str::to_owned).or(own.clone());
+    let below = if depth == 0 {
+        None
+    } else {
+        below.map(str::to_owned).or(own)
+    };
     for chart in k.helm_charts {
         out.charts
             .push((kfile.clone(), chart.name.unwrap_or_else(|| "?".into())));
@@ -213,12 +248,23 @@ fn collect(
             continue;
         };
         if is_dir(repo, &p) {
-            collect(repo, &p, ns.as_deref(), depth + 1, seen, out);
+            collect(
+                repo,
+                &p,
+                (ns.as_deref(), below.as_deref()),
+                depth + 1,
+                seen,
+                out,
+            );
         } else if p
             .extension()
             .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
         {
-            out.files.push((p, ns.clone()));
+            out.files.push(Listed {
+                file: p,
+                build_ns: ns.clone(),
+                below_root_ns: below.clone(),
+            });
         }
     }
 }
@@ -290,10 +336,24 @@ pub fn find(repo: &Path, wanted: Wanted<'_>, cluster_ids: &BTreeSet<String>) -> 
         files: Vec::new(),
         charts: Vec::new(),
     };
-    collect(repo, &root, None, 0, &mut BTreeSet::new(), &mut build);
+    collect(
+        repo,
+        &root,
+        (None, None),
+        0,
+        &mut BTreeSet::new(),
+        &mut build,
+    );
+    let root_kustomization = kustomization(repo, &root).map(|(k, _)| k);
+    // The root build is the cluster's own (its path names the cluster): a shared base it
+    // builds is restarted through a patch there.
+    let patchable = root_kustomization.as_ref().is_some_and(|k| {
+        matches!(crate::scan::attribute(k, cluster_ids), crate::scan::Attribution::Cluster(c) if c == wanted.cluster)
+    });
     let mut out = Vec::new();
     let mut read: BTreeSet<PathBuf> = BTreeSet::new();
-    for (file, build_ns) in &build.files {
+    for listed in &build.files {
+        let (file, build_ns) = (&listed.file, &listed.build_ns);
         if !read.insert(file.clone()) {
             continue;
         }
@@ -322,24 +382,45 @@ pub fn find(repo: &Path, wanted: Wanted<'_>, cluster_ids: &BTreeSet<String>) -> 
             if !reads(spec, wanted.name) {
                 continue;
             }
-            let ns = build_ns.clone().or_else(|| {
-                root.path(&["metadata", "namespace"])
-                    .and_then(Node::as_str)
-                    .map(str::to_owned)
-            });
+            let own_ns = root
+                .path(&["metadata", "namespace"])
+                .and_then(Node::as_str)
+                .map(str::to_owned);
+            let ns = build_ns.clone().or_else(|| own_ns.clone());
             if let (Some(a), Some(b)) = (ns.as_deref(), wanted.namespace)
                 && a != b
             {
                 continue;
             }
+            let name = root
+                .path(&["metadata", "name"])
+                .and_then(Node::as_str)
+                .unwrap_or("?")
+                .to_owned();
+            let api_version = root.get_str("apiVersion").filter(|a| {
+                a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'/' | b'-'))
+            });
             let fate = if reloaded(root, wanted.name) {
                 Fate::Reloader
             } else {
                 match crate::scan::attribute(file, cluster_ids) {
                     crate::scan::Attribution::Cluster(c) if c == wanted.cluster => Fate::Restart,
-                    crate::scan::Attribution::Shared => Fate::Manual(
-                        "in a shared base: annotate its pod template in the cluster's overlay, or move it there".into(),
-                    ),
+                    crate::scan::Attribution::Shared => match (&root_kustomization, api_version) {
+                        (Some(k), Some(api))
+                            if patchable && crate::names::KubeName::parse(&name).is_ok() =>
+                        {
+                            Fate::Patch {
+                                patch: k.with_file_name(patch_file(kind, &name)),
+                                kustomization: k.clone(),
+                                api_version: api.to_owned(),
+                                namespace: own_ns.clone().or_else(|| listed.below_root_ns.clone()),
+                            }
+                        }
+                        _ => Fate::Manual(
+                            "in a shared base that no overlay of this cluster builds: annotate its pod template by hand".into(),
+                        ),
+                    },
                     _ => Fate::Manual("in a file of another cluster".into()),
                 }
             };
@@ -347,11 +428,7 @@ pub fn find(repo: &Path, wanted: Wanted<'_>, cluster_ids: &BTreeSet<String>) -> 
                 file: file.clone(),
                 document: d.index,
                 kind: kind.to_owned(),
-                name: root
-                    .path(&["metadata", "name"])
-                    .and_then(Node::as_str)
-                    .unwrap_or("?")
-                    .to_owned(),
+                name,
                 job_template,
                 fate,
             });
