@@ -436,3 +436,73 @@ async fn the_overlay_still_builds_and_restarts_every_consumer() {
         );
     }
 }
+
+/// Hostile workloads in the build: one whose name would walk out of the overlay as a
+/// patch file name, one whose name carries terminal escapes. No file is written outside
+/// the overlay, the plan shows every name escaped, and the rotation still lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_workloads_write_nothing_outside_the_overlay() {
+    let env = Env::new();
+    let work = env.f.path("work");
+    let hostile = SHARED.replace("name: shared", "name: \"../../../../../../../escaped\"");
+    let escapes = DEPLOYMENT.replace(
+        "name: external-dns\nspec",
+        "name: \"dns\\e[2J\\e]52;c;eA==\\a\"\nspec",
+    );
+    std::fs::write(work.join(format!("{BASE}/hostile.yaml")), &hostile).unwrap();
+    std::fs::write(work.join(format!("{OVERLAY}/escapes.yaml")), &escapes).unwrap();
+    layout(&env, true);
+    let base_k = work.join(format!("{BASE}/kustomization.yaml"));
+    std::fs::write(&base_k, "resources:\n  - shared.yaml\n  - hostile.yaml\n").unwrap();
+    let k = work.join(format!("{OVERLAY}/kustomization.yaml"));
+    let text = std::fs::read_to_string(&k).unwrap();
+    std::fs::write(
+        &k,
+        text.replace(
+            "  - reloaded.yaml\n",
+            "  - reloaded.yaml\n  - escapes.yaml\n",
+        ),
+    )
+    .unwrap();
+    env.f.commit_and_publish("hostile workloads", &[DEV1]);
+    let mut o = env.opts(t(T0));
+    o.dry_run = true;
+    let r = env.run(&o).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    let plan = &r
+        .steps
+        .iter()
+        .find(|s| s.action == Action::Stage)
+        .unwrap()
+        .detail;
+    assert!(
+        !plan.contains('\u{1b}') && !plan.contains('\u{7}'),
+        "{plan:?}"
+    );
+    assert!(plan.contains("Deployment/dns\\u{1b}[2J"), "escaped: {plan}");
+    // The name that would leave the overlay is not patched: said, not written.
+    assert!(
+        plan.contains(
+            "consumers not restarted by the tool: Deployment/../../../../../../../escaped"
+        ),
+        "{plan}"
+    );
+    let r = env.run(&env.opts(t(T0))).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    let stage = git(
+        &env.f.path("dev.git"),
+        &["log", "--format=%H", "--grep=stage rotation", "-1", "main"],
+    );
+    let files = git(
+        &env.f.path("dev.git"),
+        &["show", "--name-only", "--format=", &stage],
+    );
+    assert!(
+        files
+            .lines()
+            .all(|f| f.starts_with(OVERLAY) || f.starts_with(".secret-manager/")),
+        "only the overlay and the record change: {files}"
+    );
+    assert!(!files.contains("escaped"), "{files}");
+    assert!(!env.f.path("escaped.yaml").exists());
+}
