@@ -240,6 +240,11 @@ pub fn mark_in_flight(rows: &mut [ListRow], records: &[crate::journal::RotationR
                 since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
         };
+        // A rollback's "old key" is the rotation's new key: say which rotation it takes back.
+        let how = match &rec.rollback_of {
+            Some(of) => format!("rollback of {}: {how}", of.rotation),
+            None => how,
+        };
         for m in &rec.manifests {
             for row in rows.iter_mut().filter(|r| {
                 r.file == m.file

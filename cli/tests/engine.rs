@@ -20,7 +20,7 @@ pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
 const PROD1: &str = "aws.us-east-1.prod1";
 pub(crate) const DNS: &str = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
 const DNS_PROD: &str = "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/sealedSeacret-cloud-dns.yaml";
-const DNS_KEY: &str = "AKIA2XDAMLXHPVQO3KSY";
+pub(crate) const DNS_KEY: &str = "AKIA2XDAMLXHPVQO3KSY";
 const LABEL: &str = "external-dns/cloudprovider-dns-access";
 pub(crate) const T0: &str = "2026-11-21T12:00:00Z";
 
@@ -28,7 +28,7 @@ pub(crate) fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
-fn at(base: &str, minutes: i64) -> DateTime<Utc> {
+pub(crate) fn at(base: &str, minutes: i64) -> DateTime<Utc> {
     t(base) + chrono::Duration::minutes(minutes)
 }
 
@@ -96,7 +96,7 @@ impl Env {
             .expect("the run starts")
     }
 
-    fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         self.fake
             .keys_of(&dns())
             .into_iter()
@@ -131,7 +131,7 @@ impl Env {
         )
     }
 
-    fn records_on_main(&self) -> Vec<String> {
+    pub(crate) fn records_on_main(&self) -> Vec<String> {
         git(
             &self.f.path("dev.git"),
             &["ls-tree", "-r", "--name-only", "main"],
@@ -143,7 +143,7 @@ impl Env {
     }
 
     /// The audit event log's messages, newest first.
-    fn events(&self) -> String {
+    pub(crate) fn events(&self) -> String {
         if self.refs("dev", "refs/secret-manager/audit").is_empty() {
             return String::new();
         }
@@ -155,7 +155,7 @@ impl Env {
 
     /// The manifest at `rel` on main, in cluster `cluster`, decrypts to key `key` and its
     /// secret; the pointer holds the same file.
-    fn assert_sealed(&self, rel: &str, cluster: &str, remote: &str, key: &str) {
+    pub(crate) fn assert_sealed(&self, rel: &str, cluster: &str, remote: &str, key: &str) {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("m.yaml");
         let text = self.f.show("dev", "main", rel);

@@ -23,6 +23,7 @@ mod hostile;
 mod monitoring;
 mod pull_requests;
 mod random;
+mod rollback;
 mod rotate;
 mod safety;
 mod scan;

@@ -208,6 +208,7 @@ async fn stage_one(
         staging_commit: None,
         hotfixes: Default::default(),
         promised: Some(super::promise(ctx.opts)),
+        rollback_of: None,
     };
     let kustomizations = remove_documents(ctx, &manifests)
         .and_then(|()| fix_kustomizations(ctx, &files))

@@ -145,7 +145,7 @@ pub(super) async fn credential(
     for (i, m) in minted {
         let group = &cred.groups[*i];
         let manifests = edit_group(ctx, cred, group, m, &mut contents, &mut originals).await?;
-        restart_consumers(ctx, group, m, &mut contents, &mut originals)?;
+        restart_consumers(ctx, group, &m.key_id.0, &mut contents, &mut originals)?;
         records.push(RotationRecord {
             version: 1,
             id: record_id(&cred.source, &cred.identity, m),
@@ -166,6 +166,7 @@ pub(super) async fn credential(
             staging_commit: None,
             hotfixes: Default::default(),
             promised: Some(super::promise(ctx.opts)),
+            rollback_of: None,
         });
     }
     write_all(ctx, &contents, &originals, &records)?;
@@ -213,17 +214,18 @@ pub(super) fn consumers(ctx: &Ctx<'_>, group: &KeyGroup<'_>) -> Vec<crate::consu
 }
 
 /// Annotates the pod template of every consumer of `group` the tool restarts with the
-/// new key's hash, in `contents` (verified byte-preserving edits, like the manifests').
-fn restart_consumers(
+/// hash of `key_id` (the key the Secret now holds), in `contents` (verified
+/// byte-preserving edits, like the manifests').
+pub(super) fn restart_consumers(
     ctx: &Ctx<'_>,
     group: &KeyGroup<'_>,
-    minted: &Minted,
+    key_id: &str,
     contents: &mut BTreeMap<String, String>,
     originals: &mut BTreeMap<String, String>,
 ) -> EngineResult<()> {
     use crate::consumers::Fate;
     let key = format!("{}{}", ctx.prefix(), crate::consumers::ROTATED);
-    let value = crate::consumers::rotated_value(&minted.key_id.0);
+    let value = crate::consumers::rotated_value(key_id);
     let dir = ctx.writer.dir().to_path_buf();
     // The text of `rel` as this credential left it: edited already, on disk (remembered
     // as the original), or `None` when there is no such file.

@@ -39,6 +39,7 @@ mod publish;
 mod recover;
 mod report;
 mod revoke;
+mod rollback;
 mod slots;
 mod stage;
 mod truth;
@@ -89,6 +90,9 @@ pub struct RotateOptions {
     pub dry_run: bool,
     /// Delete the selected SealedSecrets (and then their keys) instead of rotating.
     pub delete: bool,
+    /// Roll back the selected rotations in flight instead of rotating: their old
+    /// ciphertexts back on main, published, and their new keys revoked.
+    pub rollback: bool,
     /// The reference time: the run's clock starts here and advances in real time, so that
     /// what a long run records (publish times) and its leases are true.
     pub now: DateTime<Utc>,
@@ -134,6 +138,7 @@ impl RotateOptions {
             revoke_mode: RevokeMode::Delete,
             dry_run: false,
             delete: false,
+            rollback: false,
             now,
             fixed_clock: false,
             run: RunId::new(now),
@@ -242,9 +247,10 @@ pub async fn rotate(
     recover::expired_claims(&mut ctx, &records).await;
     // In-flight rotations outside this run's selection are another run's to advance: its
     // flags (a shorter --revoke-after, no gate) must not reach them.
+    // A rollback takes back what it selects before anything advances it.
     let covered: Vec<RotationRecord> = records
         .iter()
-        .filter(|r| selection_covers(&opts.filter, r))
+        .filter(|r| !opts.rollback && selection_covers(&opts.filter, r))
         .cloned()
         .collect();
     ctx.enter(During::Resume);
@@ -255,7 +261,10 @@ pub async fn rotate(
     let existing = publish::publish(&mut ctx, existing).await;
     ctx.enter(During::Revoke);
     revoke::revoke(&mut ctx, existing).await;
-    let new = if opts.delete {
+    let new = if opts.rollback {
+        ctx.enter(During::Rollback);
+        rollback::stage(&mut ctx, &records).await
+    } else if opts.delete {
         ctx.enter(During::Delete);
         delete::stage(&mut ctx, &records).await
     } else {

@@ -362,6 +362,7 @@ mod tests {
             staging_commit: None,
             hotfixes: Default::default(),
             promised: None,
+            rollback_of: None,
         }
     }
 

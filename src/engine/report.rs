@@ -66,6 +66,8 @@ pub enum During {
     Stage,
     /// Removing the selected SealedSecrets (`--delete`).
     Delete,
+    /// Rolling rotations back (`--rollback`).
+    Rollback,
     /// Releasing the run's claims.
     Release,
 }
@@ -82,6 +84,7 @@ impl During {
             During::Revoke => "revoke",
             During::Stage => "stage",
             During::Delete => "delete",
+            During::Rollback => "rollback",
             During::Release => "release",
         }
     }
@@ -124,6 +127,9 @@ pub enum Action {
     Minted,
     /// Left as it was because the run was interrupted.
     Interrupted,
+    /// A rotation was (or would be) rolled back: the old ciphertexts restored on main,
+    /// the new key revoked once every cluster has them.
+    Rollback,
 }
 
 impl Action {
@@ -143,6 +149,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Minted => "minted",
             Action::Interrupted => "interrupted",
+            Action::Rollback => "rollback",
         }
     }
 
@@ -404,6 +411,9 @@ pub enum EngineError {
     /// run; the record was left as it was).
     #[error(transparent)]
     Transition(#[from] crate::journal::record::IllegalTransition),
+    /// A rotation cannot be rolled back (said with what to do instead).
+    #[error("{0}")]
+    Rollback(String),
     /// A file could not be written or removed.
     #[error("{path}: {source}")]
     Io {
@@ -527,6 +537,7 @@ mod tests {
             Action::Delete,
             Action::Minted,
             Action::Interrupted,
+            Action::Rollback,
         ] {
             assert_eq!(
                 serde_json::to_value(a).unwrap(),

@@ -46,6 +46,7 @@ fn record(promised: Option<(i64, RevokeMode)>) -> RotationRecord {
             require_consumers_restarted: false,
             require_gate_command: false,
         }),
+        rollback_of: None,
     }
 }
 

@@ -138,6 +138,19 @@ pub struct IllegalTransition {
     pub state: &'static str,
 }
 
+/// A rotation rolled back before its old key went: this record restores the old key
+/// (its `newKeyId`) and revokes the rotation's new key (its `oldKeyId`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackOf {
+    /// The rotation rolled back (its record id).
+    pub rotation: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// What the run that staged a rotation promised: its grace period, revoke mode and gates.
 /// They travel with the record, so a later run (another shard, a hand run with other
 /// flags) never shortens the grace period or drops a gate: it applies the stricter of the
@@ -224,6 +237,9 @@ pub struct RotationRecord {
     /// earlier versions: the run's own flags apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promised: Option<Promise>,
+    /// A rollback: the rotation it takes back, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<RollbackOf>,
 }
 
 /// RFC 3339 with seconds, `Z` — the form of every time the tool writes.

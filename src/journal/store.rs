@@ -258,6 +258,9 @@ pub fn staging_commits(git: &Git) -> GitResult<BTreeMap<String, Oid>> {
     let out = git.run(&[
         "log",
         "--first-parent",
+        // A rollback ends one record and adds another like it in the same commit: that
+        // is an addition, not a rename.
+        "--no-renames",
         "--diff-filter=A",
         "--format=%x1e%H",
         "--name-only",

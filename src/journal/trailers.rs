@@ -41,6 +41,9 @@ pub enum TrailerAction {
     /// `cluster promote` moved a pointer (an audit-log event: promotions add no commit
     /// to the pointer).
     Promote,
+    /// A rotation was rolled back before its old key went: the old ciphertexts are back
+    /// on main, and the rotation's new key is revoked once every cluster has them.
+    Rollback,
     /// A value written by a version this one does not know.
     Other(String),
 }
@@ -63,6 +66,7 @@ impl TrailerAction {
             TrailerAction::Reconcile => "reconcile",
             TrailerAction::Create => "create",
             TrailerAction::Promote => "promote",
+            TrailerAction::Rollback => "rollback",
             TrailerAction::Other(s) => s,
         }
     }
@@ -84,6 +88,7 @@ impl TrailerAction {
             "reconcile" => TrailerAction::Reconcile,
             "create" => TrailerAction::Create,
             "promote" => TrailerAction::Promote,
+            "rollback" => TrailerAction::Rollback,
             other => TrailerAction::Other(other.to_owned()),
         }
     }

@@ -73,6 +73,7 @@ pub struct RotateArgs {
     mut_arg("concurrency", |a| a
         .long_help("Credentials whose provider calls run at once; lower it when a source throttles.\n\nProvider calls are preflight and revoke. Git work is batched regardless: one commit and push per phase, one pointer move per cluster.")),
     mut_arg("reseal", |a| a.hide(true)),
+    mut_arg("rollback", |a| a.hide(true)),
 )]
 pub struct DeleteArgs {
     #[command(flatten)]
@@ -163,6 +164,17 @@ pub struct RunArgs {
     /// cannot be read, so they cannot be re-sealed here).
     #[arg(long)]
     pub reseal: bool,
+    /// Roll back the selected rotations in flight instead of rotating.
+    ///
+    /// For each selected rotation that is staged or published — its old key neither
+    /// revoked nor disabled — one commit on main gives every manifest back the ciphertexts
+    /// and key annotations it had before the rotation (other changes to the file stay) and
+    /// restarts the workloads the rotation restarted; the pointers get it like a rotation,
+    /// and the rotation's new key is revoked after the grace period and the gates the
+    /// rotation was staged with. A rotation whose old key is gone cannot be rolled back:
+    /// only forward. Not in pull-request mode yet. `--dry-run` shows what it would do.
+    #[arg(long, conflicts_with = "reseal")]
+    pub rollback: bool,
     /// After the run, write Prometheus metrics to PATH (atomically).
     ///
     /// E.g. into node_exporter's textfile collector directory.
@@ -184,7 +196,8 @@ pub struct RunArgs {
         long,
         value_name = "NAME",
         env = "SECRET_MANAGER_METRICS_SHARD",
-        alias = "metrics-instance"
+        alias = "metrics-instance",
+        hide_short_help = true
     )]
     pub metrics_shard: Option<String>,
     /// POST a JSON summary to a Slack/Mattermost-compatible webhook; repeatable.
@@ -409,6 +422,7 @@ fn options(
         revoke_mode,
         dry_run: true,
         delete,
+        rollback: args.rollback,
         now: ctx.now,
         fixed_clock: std::env::var_os("SECRET_MANAGER_NOW").is_some(),
         run,
@@ -503,13 +517,24 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
         ]
         .map(n);
         let failed = report.failures.len();
+        let rolled = n(Action::Rollback);
         let line = if dry_run {
+            let rb = if rolled > 0 {
+                format!(", roll back {rolled}")
+            } else {
+                String::new()
+            };
             format!(
-                "{verb} (dry run, nothing changed): would stage {stage}, delete {delete}, publish {publish}, revoke {revoke}, clean {clean} orphan(s), undo {undo}, propose {propose}; {busy} busy, {failed} failed"
+                "{verb} (dry run, nothing changed): would stage {stage}, delete {delete}, publish {publish}, revoke {revoke}, clean {clean} orphan(s), undo {undo}, propose {propose}{rb}; {busy} busy, {failed} failed"
             )
         } else {
+            let rb = if rolled > 0 {
+                format!(", {rolled} rolled back")
+            } else {
+                String::new()
+            };
             format!(
-                "{verb}: {stage} staged, {delete} deleted, {publish} published, {revoke} revoked, {clean} orphan(s) cleaned, {undo} undone, {propose} proposed, {busy} busy, {failed} failed"
+                "{verb}: {stage} staged, {delete} deleted, {publish} published, {revoke} revoked, {clean} orphan(s) cleaned, {undo} undone, {propose} proposed{rb}, {busy} busy, {failed} failed"
             )
         };
         crate::output::say(crate::output::Level::Info, &line);
@@ -535,6 +560,7 @@ fn summarize(ctx: &Ctx, report: &RotateReport, verb: &str, dry_run: bool) {
 pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::error::Result<u8> {
     if delete
         && (args.reseal
+            || args.rollback
             || args.require_synced
             || args.require_argocd_synced
             || args.require_consumers_restarted
@@ -544,6 +570,8 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::e
             "delete: {} is a rotation flag (a removed SealedSecret has no new key to re-seal or to sync); see `secret-manager delete --help`",
             if args.reseal {
                 "--reseal"
+            } else if args.rollback {
+                "--rollback"
             } else if args.require_synced {
                 "--require-synced"
             } else if args.require_argocd_synced {

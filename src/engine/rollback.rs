@@ -1,0 +1,441 @@
+//! `rotate --rollback`: take back a rotation whose new key cannot be delivered, while the
+//! old key still works.
+//!
+//! A rollback is a rotation the other way round. For each selected rotation that is
+//! staged or published (its old key not yet revoked or disabled), one commit on main:
+//!
+//! * every manifest the rotation rewrote gets back, from the parent of its staging
+//!   commit, the ciphertexts and the key id, creation date and `sealedWith` annotations it
+//!   had — a verified, byte-preserving edit of only those values (other changes made to
+//!   the file since stay);
+//! * the workloads the rotation restarted are restarted again, with the old key's hash;
+//! * the rotation's record ends, and a rollback record starts whose new key is the old
+//!   key and whose old key is the rotation's new key (`rollbackOf` says which rotation,
+//!   and why), with the rotation's promise (grace period, revoke mode, gates).
+//!
+//! From there the ordinary publish and revoke take over: the pointers move to the
+//! rollback commit, and once the grace period and the gates have passed (the consumers'
+//! pods back on the old value, Argo CD synced at a revision that holds it) and git shows
+//! every cluster holds the old key, the rotation's new key is revoked. A run that dies
+//! part-way leaves either the rotation (nothing changed) or the rollback record: the
+//! next run goes on from it. A rotation whose old key is gone cannot be rolled back —
+//! only forward — and none is rolled back in pull-request mode yet.
+
+use super::context::Ctx;
+use super::edits;
+use super::plan::KeyGroup;
+use super::report::{Action, EngineError, Phase, Step};
+use crate::annotations::{CREATE_DATE, SEALED_WITH, key_id_annotation};
+use crate::journal::record::{RollbackOf, RotationState};
+use crate::journal::{Change, RotationRecord, TrailerAction, trailers};
+use crate::manifest::edit::{Edit, apply, write_in_worktree};
+use crate::manifest::yaml::{Node, parse_documents};
+use crate::manifest::{SealedSecretDoc, list_items};
+use std::collections::BTreeMap;
+
+/// Why a rotation is rolled back by hand.
+pub const BY_HAND: &str = "rolled back by hand (rotate --rollback)";
+
+/// One SealedSecret document as it was: where it is, and the values to restore.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Doc {
+    doc_index: usize,
+    item: Option<usize>,
+    encrypted: BTreeMap<String, String>,
+    template_annotations: BTreeMap<String, String>,
+    outer_annotations: BTreeMap<String, String>,
+}
+
+/// The SealedSecret `namespace/name` in `src`, with its `spec.encryptedData`.
+fn find(src: &str, secret: &str) -> Option<Doc> {
+    let (ns, name) = secret.split_once('/').unwrap_or(("-", secret));
+    let docs = parse_documents(src).ok()?;
+    for d in &docs {
+        for s in SealedSecretDoc::all_from_document(d) {
+            if s.name.as_deref() != Some(name) || s.namespace.as_deref().unwrap_or("-") != ns {
+                continue;
+            }
+            let root = d.root.as_ref()?;
+            let node: &Node<'_> = match s.item {
+                Some(i) => list_items(root)?.get(i)?,
+                None => root,
+            };
+            let encrypted = node
+                .path(&["spec", "encryptedData"])
+                .and_then(Node::entries)
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Some(Doc {
+                doc_index: s.doc_index,
+                item: s.item,
+                encrypted,
+                template_annotations: s.template_annotations,
+                outer_annotations: s.outer_annotations,
+            });
+        }
+    }
+    None
+}
+
+/// Each document's text in `src`, by index.
+fn doc_texts(src: &str) -> Option<Vec<&str>> {
+    let docs = parse_documents(src).ok()?;
+    let starts: Vec<usize> = docs.iter().map(|d| d.start).collect();
+    Some(
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| &src[a..starts.get(i + 1).copied().unwrap_or(src.len())])
+            .collect(),
+    )
+}
+
+/// Whether the rotation changed nothing in the file but the documents `mine`: then, if
+/// the file is still as the rotation left it, it goes back whole, byte for byte (the
+/// annotations the rotation added go too).
+fn only_mine(before: &str, staged: &str, mine: &[usize]) -> bool {
+    match (doc_texts(before), doc_texts(staged)) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(&b)
+                    .enumerate()
+                    .all(|(i, (x, y))| mine.contains(&i) || x == y)
+        }
+        _ => false,
+    }
+}
+
+/// The edit that gives the document `now` in a file back what `before` had: its
+/// ciphertexts, and our key id, creation date and `sealedWith` annotations.
+fn restore(before: &Doc, now: &Doc, prefix: &str, key_annotation: &str) -> Edit {
+    let keep = |m: &BTreeMap<String, String>, k: &str| m.get(k).map(|v| (k.to_owned(), v.clone()));
+    let date = format!("{prefix}{CREATE_DATE}");
+    let sealed = format!("{prefix}{SEALED_WITH}");
+    Edit {
+        doc_index: now.doc_index,
+        item: now.item,
+        encrypted: before.encrypted.clone(),
+        template_annotations: [key_annotation, date.as_str()]
+            .iter()
+            .filter_map(|k| keep(&before.template_annotations, k))
+            .collect(),
+        outer_annotations: keep(&before.outer_annotations, &sealed)
+            .into_iter()
+            .collect(),
+        ..Edit::default()
+    }
+}
+
+/// Which of `records` this run rolls back: the selected rotations whose old key still
+/// works. The others are said, with what to do instead.
+fn candidates(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
+    let mut out = Vec::new();
+    for r in records
+        .iter()
+        .filter(|r| super::selection_covers(&ctx.opts.filter, r))
+    {
+        let refused = if r.is_delete() {
+            Some("a deletion, not a rotation: restore the manifests from git".to_owned())
+        } else if let Some(of) = &r.rollback_of {
+            Some(format!(
+                "already the rollback of {}: only forward from here",
+                of.rotation
+            ))
+        } else if ctx.pr_mode() {
+            Some("pull-request mode: a rollback is not built for it yet; revert the rotation's change by a pull request".into())
+        } else {
+            match r.state() {
+                RotationState::Staged { .. } | RotationState::Published { .. } => None,
+                RotationState::Proposed { .. } => Some(
+                    "its change waits in a pull request: close it, and the next run deletes the new key".into(),
+                ),
+                RotationState::Disabled { .. } => Some(format!(
+                    "its old key {} is disabled already: only forward",
+                    r.old_key_id
+                )),
+            }
+        };
+        match refused {
+            None => out.push(r.clone()),
+            Some(why) => ctx.fail(
+                Phase::Preflight,
+                &r.source,
+                &r.identity,
+                None,
+                EngineError::Rollback(format!("rotation {}: cannot roll back: {why}", r.id)),
+            ),
+        }
+    }
+    out
+}
+
+fn step(rec: &RotationRecord, detail: String) -> Step {
+    let mut s = Step::new(Action::Rollback, &rec.source, &rec.identity, detail);
+    s.old_key_id = Some(rec.new_key_id.clone());
+    s.new_key_id = Some(rec.old_key_id.clone());
+    s.clusters = rec.clusters();
+    s.files = rec.files();
+    s
+}
+
+/// Rolls back the selected rotations: one commit each (see the module documentation).
+/// Returns the rollback records, for this run's publish and revoke.
+pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
+    let todo = candidates(ctx, records);
+    let grace = humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default());
+    if ctx.opts.dry_run {
+        for r in &todo {
+            let s = step(
+                r,
+                format!(
+                    "restore the old key {} in {} manifest(s), publish to {}, then revoke the new key {} after {grace}",
+                    r.old_key_id,
+                    r.manifests.len(),
+                    r.clusters().join(", "),
+                    r.new_key_id
+                ),
+            );
+            ctx.step(s);
+        }
+        return Vec::new();
+    }
+    let todo = super::held::for_records(ctx, todo);
+    let commits = match crate::journal::store::staging_commits(ctx.writer.git()) {
+        Ok(c) => c,
+        Err(e) => {
+            let who: Vec<(String, String)> = todo
+                .iter()
+                .map(|r| (r.source.clone(), r.identity.clone()))
+                .collect();
+            ctx.fail_all(
+                Phase::Publish,
+                who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
+                None,
+                e.into(),
+            );
+            return Vec::new();
+        }
+    };
+    let scan = ctx.scan();
+    let mut out = Vec::new();
+    for rec in todo {
+        if ctx.cancelled() {
+            break;
+        }
+        match one(ctx, &rec, &commits, &scan.secrets) {
+            Ok(back) => {
+                let mut s = step(
+                    &rec,
+                    format!(
+                        "restored the old key {} on main ({BY_HAND}); the new key {} is revoked once {} have it",
+                        rec.old_key_id,
+                        rec.new_key_id,
+                        rec.clusters().join(", ")
+                    ),
+                );
+                s.done = true;
+                ctx.step(s);
+                out.push(back);
+            }
+            Err(e) => ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e),
+        }
+    }
+    out
+}
+
+/// The rollback commit of `rec`.
+fn one(
+    ctx: &mut Ctx<'_>,
+    rec: &RotationRecord,
+    commits: &BTreeMap<String, crate::gitops::git::Oid>,
+    found: &[crate::scan::Found],
+) -> Result<RotationRecord, EngineError> {
+    let staging = match (&rec.staging_commit, commits.get(&rec.path())) {
+        (Some(c), _) => c.clone(),
+        (None, Some(c)) => c.to_string(),
+        (None, None) => {
+            return Err(EngineError::NoStagingCommit { record: rec.path() });
+        }
+    };
+    let prefix = ctx.prefix().to_owned();
+    let key_annotation = format!("{prefix}{}", key_id_annotation(&rec.source));
+    let specs: Vec<String> = rec
+        .manifests
+        .iter()
+        .flat_map(|m| {
+            [
+                format!("{staging}^:{}", m.file),
+                format!("{staging}:{}", m.file),
+            ]
+        })
+        .collect();
+    let blobs = ctx.writer.git().read_blobs(&specs)?;
+    let before: Vec<(Option<String>, Option<String>)> = blobs
+        .chunks(2)
+        .map(|c| (c[0].clone(), c.get(1).cloned().flatten()))
+        .collect();
+    let dir = ctx.writer.dir().to_path_buf();
+    let mut contents: BTreeMap<String, String> = BTreeMap::new();
+    let mut originals: BTreeMap<String, String> = BTreeMap::new();
+    for (m, (old, staged)) in rec.manifests.iter().zip(before) {
+        let err = |message: String| EngineError::Rollback(format!("{}: {message}", m.file));
+        let old = old.ok_or_else(|| err("the file did not exist before the rotation".into()))?;
+        let was = find(&old, &m.secret).ok_or_else(|| {
+            err(format!(
+                "{} is not in the file before the rotation",
+                m.secret
+            ))
+        })?;
+        if was.template_annotations.get(&key_annotation) != Some(&rec.old_key_id) {
+            return Err(err(format!(
+                "before the rotation, {} did not hold the old key {}; restore it by hand",
+                m.secret, rec.old_key_id
+            )));
+        }
+        let text = match contents.get(&m.file) {
+            Some(t) => t.clone(),
+            None => {
+                let t = crate::fsx::read_text_in_repo(
+                    &dir,
+                    std::path::Path::new(&m.file),
+                    crate::fsx::MAX_MANIFEST_BYTES,
+                )
+                .map_err(|e| err(e.to_string()))?
+                .ok_or_else(|| err("the file is gone from main".into()))?;
+                originals.insert(m.file.clone(), t.clone());
+                t
+            }
+        };
+        let mine: Vec<usize> = rec
+            .manifests
+            .iter()
+            .filter(|n| n.file == m.file)
+            .map(|n| n.document)
+            .collect();
+        let out = if staged.as_deref() == originals.get(&m.file).map(String::as_str)
+            && staged.as_deref() == Some(text.as_str())
+            && only_mine(&old, &text, &mine)
+        {
+            // Untouched since the rotation, and only this rotation's: back whole.
+            old.clone()
+        } else {
+            let is = find(&text, &m.secret)
+                .ok_or_else(|| err(format!("{} is gone from the file on main", m.secret)))?;
+            apply(&text, &restore(&was, &is, &prefix, &key_annotation))
+                .map_err(|e| err(e.to_string()))?
+        };
+        contents.insert(m.file.clone(), out);
+    }
+    // The workloads the rotation restarted go back to the old value too.
+    let group = KeyGroup {
+        old_key: rec.new_key_id.clone(),
+        manifests: found
+            .iter()
+            .filter(|f| {
+                rec.manifests.iter().any(|m| {
+                    f.file == std::path::Path::new(&m.file) && f.doc.doc_index == m.document
+                })
+            })
+            .collect(),
+        expanded: false,
+    };
+    edits::restart_consumers(ctx, &group, &rec.old_key_id, &mut contents, &mut originals)?;
+    let now = ctx.now();
+    let mut back = rec.clone();
+    back.id = format!("{}-rollback", rec.id);
+    std::mem::swap(&mut back.old_key_id, &mut back.new_key_id);
+    back.staged_at = now;
+    back.published_at.clear();
+    back.run = Some(ctx.run.0.clone());
+    back.claimed_at = Some(now);
+    back.disabled_at = None;
+    back.proposal = None;
+    back.staging_commit = None;
+    back.hotfixes.clear();
+    back.rollback_of = Some(RollbackOf {
+        rotation: rec.id.clone(),
+        reason: BY_HAND.into(),
+        at: now,
+    });
+    let mut written: Vec<String> = Vec::new();
+    let put_back = |written: &[String]| {
+        for f in written {
+            match originals.get(f) {
+                Some(t) => {
+                    let _ = write_in_worktree(&dir.join(f), t.as_bytes());
+                }
+                None => {
+                    let _ = std::fs::remove_file(dir.join(f));
+                }
+            }
+        }
+    };
+    for (file, text) in &contents {
+        if let Err(e) = write_in_worktree(&dir.join(file), text.as_bytes()) {
+            put_back(&written);
+            return Err(EngineError::Edit {
+                file: file.clone(),
+                message: e.to_string(),
+            });
+        }
+        written.push(file.clone());
+    }
+    let ended = rec.clone().lifecycle().end();
+    let mut block = back.trailer(TrailerAction::Rollback);
+    block.reason = Some(format!("{BY_HAND}: rotation {}", rec.id));
+    let message = trailers::message(
+        &format!(
+            "secret-manager: roll back rotation of {} ({}) for {}",
+            rec.identity,
+            rec.source,
+            rec.clusters().join(", ")
+        ),
+        &[block],
+    );
+    crate::failpoint("before-rollback-commit");
+    if let Err(e) = ctx.store().commit(
+        &[Change::End(&ended), Change::Put(&back)],
+        &written,
+        &message,
+    ) {
+        put_back(&written);
+        return Err(e.into());
+    }
+    Ok(back)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = "# comment\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: app\n  annotations:\n    secret-manager/sealedWith: \"aaa\"\nspec:\n  encryptedData:\n    password: AgOLD\n  template:\n    metadata:\n      annotations:\n        secret-manager/keyId: \"k1\"\n        secret-manager/createDate: \"2026-01-01T00:00:00Z\"\n";
+
+    #[test]
+    fn the_document_gets_back_exactly_what_it_had() {
+        let after = BEFORE
+            .replace("AgOLD", "AgNEW")
+            .replace("\"k1\"", "\"k2\"")
+            .replace("2026-01-01", "2026-06-01")
+            .replace("\"aaa\"", "\"bbb\"");
+        // Another change to the file since the rotation stays.
+        let after = after.replace("# comment\n", "# comment, edited since\n");
+        let was = find(BEFORE, "app/db").unwrap();
+        let is = find(&after, "app/db").unwrap();
+        let out = apply(
+            &after,
+            &restore(&was, &is, "secret-manager/", "secret-manager/keyId"),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            BEFORE.replace("# comment\n", "# comment, edited since\n")
+        );
+        assert!(find(BEFORE, "app/other").is_none());
+        assert!(find(BEFORE, "other/db").is_none());
+    }
+}
