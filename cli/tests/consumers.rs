@@ -242,10 +242,22 @@ async fn consumers_are_left_alone_unless_asked_and_a_secret_can_opt_out() {
 
 /// `--require-consumers-restarted`, end to end with the `random` source on dev2 and a
 /// kubectl that answers `get pods` as a cluster would: a pod that read the old value at
-/// start holds the old key; the restarted pod crash-looping with the new value is an
-/// error (14) that keeps it; once the restarted pod is Ready, the old value goes.
+/// start holds the old key; once the restarted pod is Ready, the old value goes.
 #[test]
 fn the_consumers_gate_revokes_only_when_every_pod_has_the_new_value() {
+    gate_scenario(false);
+}
+
+/// The restarted pod crash-loops with the new value: an error (14), and the rotation
+/// rolls back by itself while the old value works — main and the pointer get it back,
+/// the Deployment restarts with the old key's hash — and once the pods run the old value
+/// again, the new key goes.
+#[test]
+fn a_crash_loop_with_the_new_value_rolls_the_rotation_back() {
+    gate_scenario(true);
+}
+
+fn gate_scenario(crash: bool) {
     use crate::common::GitFleet;
     use std::os::unix::fs::PermissionsExt;
     const DEV2: &str = "gcp.europe-west1.dev2";
@@ -315,6 +327,7 @@ fn the_consumers_gate_revokes_only_when_every_pod_has_the_new_value() {
             "--require-consumers-restarted",
         ])
     };
+    let old_webhook = f.show("dev", "main", &format!("{DIR}/sealed-webhook.yaml"));
     // The pod from before the rotation: it read the old value at start.
     serve(vec![pod(
         "webhook-7d9f-old",
@@ -344,17 +357,65 @@ fn the_consumers_gate_revokes_only_when_every_pod_has_the_new_value() {
         .unwrap_or_else(|| panic!("{deployment}"))
         .trim_matches('"')
         .to_owned();
-    // The new pod crash-loops with the new value: an error, the old value stays.
-    serve(vec![pod(
-        "webhook-8a1c-new",
-        Some(&hash),
-        "2027-06-01T00:03:00Z",
-        Some("CrashLoopBackOff"),
-    )]);
-    let r = run("2027-06-01T00:10:00Z");
-    assert_eq!(r.code, 14, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("CrashLoopBackOff"), "{}", r.stderr);
-    assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    if crash {
+        let old_key = old_webhook
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("secret-manager/keyId: "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned();
+        serve(vec![pod(
+            "webhook-8a1c-new",
+            Some(&hash),
+            "2027-06-01T00:03:00Z",
+            Some("CrashLoopBackOff"),
+        )]);
+        let r = run("2027-06-01T00:10:00Z");
+        assert_eq!(r.code, 14, "{}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("CrashLoopBackOff"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("0 revoked, 0 orphan(s) cleaned, 0 undone, 0 proposed, 1 rolled back"),
+            "{}",
+            r.stderr
+        );
+        // Main and the pointer hold the old value again; the Deployment restarts with it.
+        assert_eq!(
+            f.show("dev", "main", &format!("{DIR}/sealed-webhook.yaml")),
+            old_webhook
+        );
+        let repo = secret_manager::Repo::open(&f.path("work")).unwrap();
+        let refname = secret_manager::gitops::pointer_ref(repo.inventory.get(DEV2).unwrap());
+        assert_eq!(
+            f.show("dev", &refname, &format!("{DIR}/sealed-webhook.yaml")),
+            old_webhook,
+            "published in the same run"
+        );
+        let back = secret_manager::consumers::rotated_value(&old_key);
+        let deployment = f.show("dev", "main", &format!("{DIR}/webhook.yaml"));
+        assert!(deployment.contains(&back), "{deployment}");
+        // The new pods with the old value come up: the new key goes.
+        serve(vec![pod(
+            "webhook-9b2d-back",
+            Some(&back),
+            "2027-06-01T00:12:00Z",
+            None,
+        )]);
+        let r = run("2027-06-01T00:20:00Z");
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr
+                .contains("0 staged, 0 deleted, 0 published, 1 revoked"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(
+            f.show("dev", "main", &format!("{DIR}/sealed-webhook.yaml")),
+            old_webhook,
+            "the old value stays"
+        );
+        return;
+    }
     // It comes up: the old value goes.
     serve(vec![pod(
         "webhook-8a1c-new",

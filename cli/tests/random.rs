@@ -515,6 +515,7 @@ fn create_writes_templated_keys_and_their_annotations() {
 fn the_argocd_gate_waits_for_a_healthy_sync_of_the_new_key() {
     const DEV2: &str = "gcp.europe-west1.dev2";
     let f = GitFleet::new();
+    without_automatic_rollback(&f);
     let bin = tempfile::tempdir().unwrap();
     let state = bin.path().join("application.json");
     let kubectl = bin.path().join("kubectl");
@@ -645,6 +646,7 @@ fn the_argocd_gate_waits_for_a_healthy_sync_of_the_new_key() {
 fn the_gate_command_decides_per_cluster_and_never_sees_a_value() {
     const DEV2: &str = "gcp.europe-west1.dev2";
     let f = GitFleet::new();
+    without_automatic_rollback(&f);
     let dir = tempfile::tempdir().unwrap();
     let verdict = dir.path().join("verdict");
     let seen = dir.path().join("seen.json");
@@ -718,6 +720,7 @@ fn the_gate_command_decides_per_cluster_and_never_sees_a_value() {
     );
     assert!(!r.stderr.contains('\u{1b}'), "escaped: {:?}", r.stderr);
     assert!(r.stderr.contains("0 revoked"), "{}", r.stderr);
+    assert!(!r.stderr.contains("rolled back"), "{}", r.stderr);
     // A run without the flag cannot drop the gate the rotation was staged with.
     let r = f
         .bot("2027-06-01T00:20:00Z")
@@ -802,4 +805,21 @@ fn a_hostile_argocd_app_never_reaches_kubectl() {
             std::fs::read_to_string(&ran).unwrap_or_default()
         );
     }
+}
+
+/// `policy.rollbackOnFailure: false` on main: a failing gate keeps the old key and says
+/// so, run after run, and nothing rolls back by itself.
+fn without_automatic_rollback(f: &GitFleet) {
+    let cfg = f.path("work").join(".secret-manager.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("  revokeMode: delete\n"), "{text}");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "  revokeMode: delete\n",
+            "  revokeMode: delete\n  rollbackOnFailure: false\n",
+        ),
+    )
+    .unwrap();
+    f.commit_and_publish("failing gates keep the old key, no rollback", &[]);
 }

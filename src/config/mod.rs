@@ -103,6 +103,8 @@ pub struct RawPolicy {
     pub revoke_after: Option<String>,
     /// `delete` or `disable`.
     pub revoke_mode: Option<RevokeMode>,
+    /// Roll a rotation back by itself when a gate finds the new key failing (default true).
+    pub rollback_on_failure: Option<bool>,
 }
 
 /// `pointers:` as written.
@@ -235,6 +237,10 @@ pub struct Config {
     pub git_sign: bool,
     /// Value templates by name, each checked (syntax, size, sandbox rules) when loaded.
     pub templates: std::collections::BTreeMap<String, String>,
+    /// `policy.rollbackOnFailure`: a rotation whose gate finds the new key failing (pods
+    /// crash-looping with it, Argo CD Degraded, the gate command failing) is rolled back
+    /// while the old key works.
+    pub rollback_on_failure: bool,
     /// `consumers.restart`: the stage commit annotates the pod templates of the workloads
     /// that read a rotated Secret, so they restart with the new value.
     pub restart_consumers: bool,
@@ -380,6 +386,7 @@ impl RawConfig {
         Ok(Config {
             templates: self.templates,
             restart_consumers: self.consumers.restart,
+            rollback_on_failure: self.policy.rollback_on_failure.unwrap_or(true),
             notify: self.notify,
             annotation_prefix: prefix,
             claim_lease,

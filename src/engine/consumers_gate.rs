@@ -200,9 +200,10 @@ pub(super) async fn check(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTi
                 );
             }
             Pods::Broken(why) => {
-                return err(format!(
-                    "{why} ({ns}/{name}); the old key stays until someone looks (roll back the change, or fix the workload)"
-                ));
+                return Gate::Failed {
+                    cluster: m.cluster.clone(),
+                    message: format!("{why} ({ns}/{name}); the old key stays"),
+                };
             }
         }
     }

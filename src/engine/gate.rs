@@ -14,6 +14,15 @@ pub(super) enum Gate {
     Blind(String),
     /// Not yet: what it waits on, and why.
     Wait(WaitingOn, String),
+    /// The new key does not work there: the workloads crash with it, Argo CD reports
+    /// Degraded, the operator's gate command fails. The old key stays, and the rotation
+    /// rolls back while the old key still works.
+    Failed {
+        /// Cluster.
+        cluster: String,
+        /// What failed.
+        message: String,
+    },
     /// Cannot be evaluated.
     Error {
         /// Cluster (or `-` for source-side gates).

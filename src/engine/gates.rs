@@ -202,9 +202,12 @@ async fn argocd_gate(ctx: &Ctx<'_>, rec: &RotationRecord) -> Gate {
                 );
             }
             Argo::Degraded(why) => {
-                return err(format!(
-                    "Argo CD application {ns}/{name} is {why} after the change; the old key stays until someone looks"
-                ));
+                return Gate::Failed {
+                    cluster: cluster.clone(),
+                    message: format!(
+                        "Argo CD application {ns}/{name} is {why} after the change; the old key stays"
+                    ),
+                };
             }
         };
         let files: Vec<&str> = rec
@@ -330,15 +333,18 @@ async fn command_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<U
                 );
             }
             code => {
-                return err(format!(
-                    "gate command {shown} failed ({}){}",
-                    code.map_or("killed by a signal".into(), |c| format!("exit {c}")),
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {said}")
-                    }
-                ));
+                return Gate::Failed {
+                    cluster: cluster.clone(),
+                    message: format!(
+                        "gate command {shown} failed ({}){}",
+                        code.map_or("killed by a signal".into(), |c| format!("exit {c}")),
+                        if said.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {said}")
+                        }
+                    ),
+                };
             }
         }
     }

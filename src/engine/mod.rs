@@ -260,7 +260,7 @@ pub async fn rotate(
     ctx.enter(During::Publish);
     let existing = publish::publish(&mut ctx, existing).await;
     ctx.enter(During::Revoke);
-    revoke::revoke(&mut ctx, existing).await;
+    let mut rolled_back = revoke::revoke(&mut ctx, existing).await;
     let new = if opts.rollback {
         ctx.enter(During::Rollback);
         rollback::stage(&mut ctx, &records).await
@@ -274,7 +274,13 @@ pub async fn rotate(
     ctx.enter(During::Publish);
     let new = publish::publish(&mut ctx, new).await;
     ctx.enter(During::Revoke);
-    revoke::revoke(&mut ctx, new).await;
+    rolled_back.extend(revoke::revoke(&mut ctx, new).await);
+    // Rotations a gate found failing were rolled back: their old values go out now; their
+    // new keys go after the grace period, on a later run.
+    if !rolled_back.is_empty() {
+        ctx.enter(During::Publish);
+        publish::publish(&mut ctx, rolled_back).await;
+    }
     ctx.enter(During::Release);
     held::release_all(&mut ctx);
 

@@ -116,9 +116,14 @@ fn schedule(
 }
 
 /// Decides, per record, whether its old key goes now; reports waits and gate errors.
-async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, Todo)> {
+/// What to revoke, and which records a gate found failing (to roll back).
+async fn decide(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+) -> (Vec<(usize, Todo)>, Vec<(usize, String)>) {
     let now = ctx.now();
     let mut todo = Vec::new();
+    let mut failing = Vec::new();
     let mut main_refs = None;
     let mut files = None;
     for (i, rec) in records.iter().enumerate() {
@@ -179,6 +184,15 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
                     ctx.fail(Phase::Gate, &rec.source, &rec.identity, c, e);
                     continue;
                 }
+                Gate::Failed { cluster, message } => {
+                    failing.push((i, format!("cluster {cluster}: {message}")));
+                    let e = EngineError::Gate {
+                        cluster: cluster.clone(),
+                        message,
+                    };
+                    ctx.fail(Phase::Gate, &rec.source, &rec.identity, Some(&cluster), e);
+                    continue;
+                }
             }
         }
         if ctx.opts.dry_run {
@@ -212,25 +226,32 @@ async fn decide(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<(usize, To
         }
         todo.push((i, Todo::Revoke(how, blind)));
     }
-    todo
+    (todo, failing)
 }
 
 /// Revokes the old keys of every record that is due and ends those records.
-pub(super) async fn revoke(ctx: &mut Ctx<'_>, mut records: Vec<RotationRecord>) {
+/// Revokes what is due; rolls back what a gate found failing. Returns the rollback
+/// records started, for the run to publish.
+pub(super) async fn revoke(
+    ctx: &mut Ctx<'_>,
+    mut records: Vec<RotationRecord>,
+) -> Vec<RotationRecord> {
     if records.is_empty() || ctx.cancelled() {
-        return;
+        return Vec::new();
     }
-    let todo = decide(ctx, &records).await;
+    let (todo, failing) = decide(ctx, &records).await;
+    let rollbacks = super::rollback::on_failure(ctx, &records, failing);
     if todo.is_empty() {
-        return;
+        return rollbacks;
     }
     ctx.phase(Phase::Revoke, todo.len());
     let (done, gone) = call_sources(ctx, &records, todo).await;
     if done.is_empty() {
-        return;
+        return rollbacks;
     }
     crate::failpoint("after-revoke");
     commit(ctx, &mut records, done, &gone);
+    rollbacks
 }
 
 /// The provider calls, `concurrency` at a time. Returns what succeeded, and which of

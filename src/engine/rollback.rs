@@ -36,6 +36,59 @@ use std::collections::BTreeMap;
 /// Why a rotation is rolled back by hand.
 pub const BY_HAND: &str = "rolled back by hand (rotate --rollback)";
 
+/// Rolls back the rotations a gate found failing (`failing`: index into `records`, and
+/// why), while their old keys still work: the same commit as `--rollback`. Not for a
+/// rollback itself (only forward from there), not in a dry run or in pull-request mode
+/// (there the failure stands, and someone must look). Returns the rollback records.
+pub(super) fn on_failure(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+    failing: Vec<(usize, String)>,
+) -> Vec<RotationRecord> {
+    if failing.is_empty()
+        || ctx.opts.dry_run
+        || ctx.pr_mode()
+        || !ctx.repo.config.rollback_on_failure
+    {
+        return Vec::new();
+    }
+    let commits = match crate::journal::store::staging_commits(ctx.writer.git()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find staging commits: no automatic rollback");
+            return Vec::new();
+        }
+    };
+    let scan = ctx.scan();
+    let mut out = Vec::new();
+    for (i, why) in failing {
+        let rec = &records[i];
+        if rec.rollback_of.is_some() || rec.is_delete() {
+            continue;
+        }
+        let reason = format!("a gate failed: {why}");
+        match one(ctx, rec, &commits, &scan.secrets, &reason) {
+            Ok(back) => {
+                let mut s = step(
+                    rec,
+                    format!(
+                        "rolled back ({}): the old key {} is restored on main; the new key {} is revoked once {} have it",
+                        crate::text::escape_cut(&reason, 300),
+                        rec.old_key_id,
+                        rec.new_key_id,
+                        rec.clusters().join(", ")
+                    ),
+                );
+                s.done = true;
+                ctx.step(s);
+                out.push(back);
+            }
+            Err(e) => ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e),
+        }
+    }
+    out
+}
+
 /// One SealedSecret document as it was: where it is, and the values to restore.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Doc {
@@ -227,7 +280,7 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         if ctx.cancelled() {
             break;
         }
-        match one(ctx, &rec, &commits, &scan.secrets) {
+        match one(ctx, &rec, &commits, &scan.secrets, BY_HAND) {
             Ok(back) => {
                 let mut s = step(
                     &rec,
@@ -254,6 +307,7 @@ fn one(
     rec: &RotationRecord,
     commits: &BTreeMap<String, crate::gitops::git::Oid>,
     found: &[crate::scan::Found],
+    reason: &str,
 ) -> Result<RotationRecord, EngineError> {
     let staging = match (&rec.staging_commit, commits.get(&rec.path())) {
         (Some(c), _) => c.clone(),
@@ -359,7 +413,7 @@ fn one(
     back.hotfixes.clear();
     back.rollback_of = Some(RollbackOf {
         rotation: rec.id.clone(),
-        reason: BY_HAND.into(),
+        reason: reason.to_owned(),
         at: now,
     });
     let mut written: Vec<String> = Vec::new();
@@ -387,7 +441,7 @@ fn one(
     }
     let ended = rec.clone().lifecycle().end();
     let mut block = back.trailer(TrailerAction::Rollback);
-    block.reason = Some(format!("{BY_HAND}: rotation {}", rec.id));
+    block.reason = Some(format!("{reason}: rotation {}", rec.id));
     let message = trailers::message(
         &format!(
             "secret-manager: roll back rotation of {} ({}) for {}",

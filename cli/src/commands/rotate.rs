@@ -111,7 +111,8 @@ pub struct RunArgs {
     /// Checks with kubectl, in the cluster's kubeContext, that the application named by
     /// argocdApp in its cluster-values file (`name` in namespace argocd, or
     /// `namespace/name`) is Synced and Healthy at a revision whose files hold the new key.
-    /// Degraded is an error (exit 14): the old key stays until someone looks.
+    /// Degraded is an error (exit 14): the old key stays, and the rotation rolls back
+    /// (policy.rollbackOnFailure).
     #[arg(long)]
     pub require_argocd_synced: bool,
     /// Before revoking, wait until the pods reading the Secret have it.
@@ -122,7 +123,7 @@ pub struct RunArgs {
     /// have started after the cluster got the change, or mount the Secret as a whole
     /// volume (no subPath, no env) with --kubelet-sync-period passed since; then be Ready.
     /// A pod with the new value in CrashLoopBackOff is an error (exit 14): the old key
-    /// stays until someone looks.
+    /// stays, and the rotation rolls back (policy.rollbackOnFailure).
     #[arg(long)]
     pub require_consumers_restarted: bool,
     /// How long after publish a whole-volume Secret mount has the new value
