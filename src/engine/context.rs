@@ -220,6 +220,20 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// [`Ctx::fail_all`] for the credentials of `records`.
+    pub fn fail_records(&mut self, phase: Phase, records: &[RotationRecord], error: EngineError) {
+        let who: Vec<(String, String)> = records
+            .iter()
+            .map(|r| (r.source.clone(), r.identity.clone()))
+            .collect();
+        self.fail_all(
+            phase,
+            who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
+            None,
+            error,
+        );
+    }
+
     pub fn step(&mut self, s: Step) {
         self.progress(&s);
         tracing::info!(

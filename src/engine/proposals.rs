@@ -49,19 +49,6 @@ pub(super) async fn resolve(
     out
 }
 
-fn fail(ctx: &mut Ctx<'_>, phase: Phase, recs: &[RotationRecord], e: EngineError) {
-    let who: Vec<(String, String)> = recs
-        .iter()
-        .map(|r| (r.source.clone(), r.identity.clone()))
-        .collect();
-    ctx.fail_all(
-        phase,
-        who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
-        None,
-        e,
-    );
-}
-
 fn step(r: &RotationRecord, action: Action, detail: String) -> Step {
     let mut s = Step::new(action, &r.source, &r.identity, detail);
     s.old_key_id = Some(r.old_key_id.clone());
@@ -85,7 +72,7 @@ async fn resolve_one(
     let pr = match found {
         Ok(pr) => pr,
         Err(e) => {
-            fail(ctx, Phase::Publish, &recs, EngineError::Forge(e));
+            ctx.fail_records(Phase::Publish, &recs, EngineError::Forge(e));
             return Vec::new();
         }
     };
@@ -100,7 +87,7 @@ async fn resolve_one(
                 let _ = ctx.fleet.fetch_main();
             }
             Ok(false) => {}
-            Err(e) => fail(ctx, Phase::Publish, &recs, EngineError::Forge(e)),
+            Err(e) => ctx.fail_records(Phase::Publish, &recs, EngineError::Forge(e)),
         }
     }
     match pr.state {
@@ -139,7 +126,7 @@ fn open(
             ts(since),
             humantime::format_duration(max.to_std().unwrap_or_default())
         ));
-        fail(ctx, Phase::Review, recs, e);
+        ctx.fail_records(Phase::Review, recs, e);
     }
     for r in recs {
         let s = step(r, Action::Busy, detail.clone());
@@ -215,7 +202,7 @@ fn merged(
     let main = match ctx.fleet.fetch_main() {
         Ok(m) => m,
         Err(e) => {
-            fail(ctx, Phase::Publish, &recs, e.into());
+            ctx.fail_records(Phase::Publish, &recs, e.into());
             return Vec::new();
         }
     };
@@ -309,7 +296,7 @@ async fn no_pull_request(
                 ctx.step(s);
             }
         }
-        Err(e) => fail(ctx, Phase::Publish, &recs, EngineError::Forge(e)),
+        Err(e) => ctx.fail_records(Phase::Publish, &recs, EngineError::Forge(e)),
     }
     Vec::new()
 }
@@ -361,7 +348,7 @@ async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why
         // delete is idempotent) and retries.
         let changes: Vec<Change<'_>> = ended.iter().map(Change::End).collect();
         if let Err(e) = ctx.store().commit(&changes, &[], &msg) {
-            fail(ctx, Phase::Publish, &recs, e.into());
+            ctx.fail_records(Phase::Publish, &recs, e.into());
         }
     }
     delete_branch(ctx, branch);

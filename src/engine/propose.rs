@@ -202,14 +202,9 @@ pub(super) async fn propose(
     let pr = match pr {
         Ok(pr) => pr,
         Err(e) => {
-            let who: Vec<(String, String)> = records
-                .iter()
-                .map(|r| (r.source.clone(), r.identity.clone()))
-                .collect();
-            ctx.fail_all(
+            ctx.fail_records(
                 Phase::Publish,
-                who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
-                None,
+                records,
                 EngineError::NotProposed {
                     branch: branch.to_string(),
                     source: e,

@@ -52,25 +52,38 @@ pub(super) fn on_failure(
     {
         return Vec::new();
     }
+    let todo: Vec<(RotationRecord, String)> = failing
+        .into_iter()
+        .map(|(i, why)| (records[i].clone(), format!("a gate failed: {why}")))
+        .filter(|(r, _)| r.rollback_of.is_none() && !r.is_delete())
+        .collect();
+    roll_back(ctx, todo)
+}
+
+/// One rollback commit for each of `todo` (a record this run holds, and why), each
+/// reported as a done `rollback` step. Returns the rollback records.
+fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Vec<RotationRecord> {
+    if todo.is_empty() {
+        return Vec::new();
+    }
     let commits = match crate::journal::store::staging_commits(ctx.writer.git()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot find staging commits: no automatic rollback");
+            let recs: Vec<RotationRecord> = todo.into_iter().map(|(r, _)| r).collect();
+            ctx.fail_records(Phase::Publish, &recs, e.into());
             return Vec::new();
         }
     };
     let scan = ctx.scan();
     let mut out = Vec::new();
-    for (i, why) in failing {
-        let rec = &records[i];
-        if rec.rollback_of.is_some() || rec.is_delete() {
-            continue;
+    for (rec, reason) in todo {
+        if ctx.cancelled() {
+            break;
         }
-        let reason = format!("a gate failed: {why}");
-        match one(ctx, rec, &commits, &scan.secrets, &reason) {
+        match one(ctx, &rec, &commits, &scan.secrets, &reason) {
             Ok(back) => {
                 let mut s = step(
-                    rec,
+                    &rec,
                     format!(
                         "rolled back ({}): the old key {} is restored on main; the new key {} is revoked once {} have it",
                         crate::text::escape_cut(&reason, 300),
@@ -257,48 +270,11 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         }
         return Vec::new();
     }
-    let todo = super::held::for_records(ctx, todo);
-    let commits = match crate::journal::store::staging_commits(ctx.writer.git()) {
-        Ok(c) => c,
-        Err(e) => {
-            let who: Vec<(String, String)> = todo
-                .iter()
-                .map(|r| (r.source.clone(), r.identity.clone()))
-                .collect();
-            ctx.fail_all(
-                Phase::Publish,
-                who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
-                None,
-                e.into(),
-            );
-            return Vec::new();
-        }
-    };
-    let scan = ctx.scan();
-    let mut out = Vec::new();
-    for rec in todo {
-        if ctx.cancelled() {
-            break;
-        }
-        match one(ctx, &rec, &commits, &scan.secrets, BY_HAND) {
-            Ok(back) => {
-                let mut s = step(
-                    &rec,
-                    format!(
-                        "restored the old key {} on main ({BY_HAND}); the new key {} is revoked once {} have it",
-                        rec.old_key_id,
-                        rec.new_key_id,
-                        rec.clusters().join(", ")
-                    ),
-                );
-                s.done = true;
-                ctx.step(s);
-                out.push(back);
-            }
-            Err(e) => ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e),
-        }
-    }
-    out
+    let todo = super::held::for_records(ctx, todo)
+        .into_iter()
+        .map(|r| (r, BY_HAND.to_owned()))
+        .collect();
+    roll_back(ctx, todo)
 }
 
 /// The rollback commit of `rec`.
