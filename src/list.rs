@@ -127,6 +127,11 @@ pub struct ListRow {
     /// `template.<key>` annotations; a malformed one is left out: `lint` names it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub templated: Vec<String>,
+    /// With `consumers.restart`: the workloads that read the Secret and what a rotation
+    /// does about each (`Deployment/app (file): restarted`, `…: not restarted by the tool
+    /// (why)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<String>,
 }
 
 fn parsed_date(m: &Managed) -> Option<DateTime<Utc>> {
@@ -214,6 +219,52 @@ impl Filter {
             return false;
         }
         true
+    }
+}
+
+/// With `consumers.restart` (`repo`'s config): fills each managed row's
+/// [`ListRow::consumers`] — the workloads a rotation of it would restart, and those it
+/// would not, with why — unless the secret opts out (`restartConsumers: "false"`).
+pub fn mark_consumers(rows: &mut [ListRow], found: &[Found], repo: &crate::Repo) {
+    use crate::consumers::{Fate, RESTART_CONSUMERS, Wanted, find};
+    if !repo.config.restart_consumers {
+        return;
+    }
+    let ids: std::collections::BTreeSet<String> = repo.inventory.ids().map(str::to_owned).collect();
+    for row in rows.iter_mut() {
+        let Some(f) = found.iter().find(|f| {
+            f.file.to_string_lossy() == row.file.as_str() && f.doc.doc_index == row.document
+        }) else {
+            continue;
+        };
+        let (Some(m), Some(name), Some(cluster)) =
+            (&f.managed, f.doc.name.as_deref(), f.attribution.cluster())
+        else {
+            continue;
+        };
+        if m.all
+            .get(RESTART_CONSUMERS)
+            .is_some_and(|v| v.trim() == "false")
+        {
+            continue;
+        }
+        let wanted = Wanted {
+            file: &f.file,
+            namespace: f.namespace.as_deref(),
+            name,
+            cluster,
+        };
+        row.consumers = find(&repo.root, wanted, &ids)
+            .iter()
+            .map(|c| {
+                let what = match &c.fate {
+                    Fate::Restart | Fate::Patch { .. } => "restarted".to_owned(),
+                    Fate::Reloader => "restarted by Reloader".to_owned(),
+                    Fate::Manual(why) => format!("not restarted by the tool ({why})"),
+                };
+                format!("{}: {what}", c.describe())
+            })
+            .collect();
     }
 }
 
@@ -314,6 +365,7 @@ pub fn rows_with_certs(
                 document: f.doc.doc_index,
                 state: state_of(f, now, max_age),
                 rotation: None,
+                consumers: Vec::new(),
                 templated: f
                     .managed
                     .as_ref()

@@ -85,6 +85,48 @@ fn main_file(env: &Env, rel: &str) -> String {
 async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leaves() {
     let env = Env::new();
     layout(&env, true);
+    // `list` names each consumer and what a rotation does about it.
+    let work = env.f.path("work");
+    let out = crate::common::run_cmd(crate::common::cmd().args([
+        "--repo",
+        work.to_str().unwrap(),
+        "-o",
+        "json",
+        "list",
+        "--cluster",
+        DEV1,
+        "-n",
+        "external-dns",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    let consumers = rows[0]["consumers"].as_array().unwrap();
+    for (want, what) in [
+        ("Deployment/external-dns", "restarted"),
+        ("CronJob/dns-audit", "restarted"),
+        ("Deployment/reloaded", "restarted by Reloader"),
+        ("Deployment/shared", "restarted"),
+    ] {
+        assert!(
+            consumers.iter().any(|c| {
+                let c = c.as_str().unwrap();
+                c.starts_with(want) && c.ends_with(&format!(": {what}"))
+            }),
+            "{want}: {consumers:?}"
+        );
+    }
+    let wide = crate::common::run_cmd(crate::common::cmd().args([
+        "--repo",
+        work.to_str().unwrap(),
+        "-o",
+        "wide",
+        "list",
+        "--cluster",
+        DEV1,
+        "-n",
+        "external-dns",
+    ]));
+    assert!(wide.stdout.contains("4 restarted"), "{}", wide.stdout);
     // The plan names each consumer and changes nothing.
     let before = env.all_refs();
     let mut o = env.opts(t(T0));

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) const DEV1: &str = "aws.eu-central-1.dev1";
-const PROD1: &str = "aws.us-east-1.prod1";
+pub(crate) const PROD1: &str = "aws.us-east-1.prod1";
 pub(crate) const DNS: &str = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1/sealedSeacret-cloud-dns.yaml";
-const DNS_PROD: &str = "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/sealedSeacret-cloud-dns.yaml";
+pub(crate) const DNS_PROD: &str = "applications/root/external-dns/state/overlays/aws.us-east-1.prod1/sealedSeacret-cloud-dns.yaml";
 pub(crate) const DNS_KEY: &str = "AKIA2XDAMLXHPVQO3KSY";
 const LABEL: &str = "external-dns/cloudprovider-dns-access";
 pub(crate) const T0: &str = "2026-11-21T12:00:00Z";
@@ -402,7 +402,7 @@ async fn a_key_that_does_not_verify_is_deleted_again_and_recorded() {
     );
 }
 
-fn hook(env: &Env, remote: &str, script: &str) -> std::path::PathBuf {
+pub(crate) fn hook(env: &Env, remote: &str, script: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let hook = env.f.path(&format!("{remote}.git/hooks/pre-receive"));
     std::fs::write(&hook, format!("#!/bin/sh\n{script}\n")).unwrap();

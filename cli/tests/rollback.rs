@@ -136,3 +136,74 @@ async fn no_rollback_once_the_old_key_is_disabled() {
     assert_eq!(env.all_refs(), before, "nothing changed");
     assert_eq!(env.main_key(DNS), new_key);
 }
+
+/// `policy.publishDeadline`: a rotation that cannot reach a cluster (its pointer frozen)
+/// waits, run after run, until the deadline; then it fails (14) and rolls back while the
+/// old key works. Once the cluster takes changes again, it gets the rollback — no change
+/// at all for it — and the new key goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_undelivered_past_the_deadline_rolls_back() {
+    use crate::engine::{DNS_PROD, PROD1, hook};
+    let env = Env::new();
+    let cfg = env.f.path("work").join(".secret-manager.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "  revokeMode: delete\n",
+            "  revokeMode: delete\n  publishDeadline: 1h\n",
+        ),
+    )
+    .unwrap();
+    env.f
+        .commit_and_publish("rotations must reach every cluster within an hour", &[]);
+    let original = env.f.show("dev", "main", DNS_PROD);
+    let frozen = hook(&env, "prod", "echo 'prod is frozen' >&2; exit 1");
+    let mut o = env.opts(t(T0));
+    o.filter.clusters = vec![PROD1.into()];
+    let r = env.run(&o).await;
+    assert_eq!(
+        r.failures.iter().map(|f| f.phase).collect::<Vec<_>>(),
+        vec![Phase::Publish],
+        "{}",
+        errors(&r)
+    );
+    let new_key = env.main_key(DNS_PROD);
+    // Within the deadline: still only the frozen pointer.
+    o.now = at(T0, 30);
+    let r = env.run(&o).await;
+    assert!(!errors(&r).contains("publishDeadline"), "{}", errors(&r));
+    assert_eq!(r.count(Action::Rollback), 0);
+    // Past it: a failure that says why, and the rollback.
+    o.now = at(T0, 90);
+    let r = env.run(&o).await;
+    assert!(
+        r.failures.iter().any(|f| f.phase == Phase::Gate
+            && f.error.to_string().contains(
+                "not delivered within policy.publishDeadline (1h) of staging at 2026-11-21T12:00:00Z: still not on aws.us-east-1.prod1"
+            )),
+        "{}",
+        errors(&r)
+    );
+    assert_eq!(r.count(Action::Rollback), 1, "{:#?}", r.steps);
+    assert_eq!(env.f.show("dev", "main", DNS_PROD), original);
+    // The cluster takes changes again: it gets the rollback, and the new key goes.
+    std::fs::remove_file(frozen).unwrap();
+    o.now = at(T0, 100);
+    let r = env.run(&o).await;
+    assert!(r.failures.is_empty(), "{}", errors(&r));
+    assert_eq!(r.count(Action::Revoke), 1, "{:#?}", r.steps);
+    assert!(env.records_on_main().is_empty());
+    assert_eq!(
+        env.f
+            .show("prod", &format!("refs/heads/cluster/{PROD1}"), DNS_PROD),
+        original
+    );
+    let prod = std::collections::BTreeMap::from([
+        ("account".to_string(), "222222222222".to_string()),
+        ("username".to_string(), "external-dns-prod1".to_string()),
+    ]);
+    let keys: Vec<String> = env.fake.keys_of(&prod).into_iter().map(|k| k.id).collect();
+    assert!(!keys.contains(&new_key), "{keys:?}");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}

@@ -105,6 +105,9 @@ pub struct RawPolicy {
     pub revoke_mode: Option<RevokeMode>,
     /// Roll a rotation back by itself when a gate finds the new key failing (default true).
     pub rollback_on_failure: Option<bool>,
+    /// Roll a rotation back when it is not delivered (published, and past its gates) this
+    /// long after staging (the grace period not counted). Off unless set.
+    pub publish_deadline: Option<String>,
 }
 
 /// `pointers:` as written.
@@ -241,6 +244,9 @@ pub struct Config {
     /// crash-looping with it, Argo CD Degraded, the gate command failing) is rolled back
     /// while the old key works.
     pub rollback_on_failure: bool,
+    /// `policy.publishDeadline`: a rotation still waiting to reach every pointer, or on a
+    /// gate, this long after staging is rolled back (with `rollback_on_failure`).
+    pub publish_deadline: Option<chrono::Duration>,
     /// `consumers.restart`: the stage commit annotates the pod templates of the workloads
     /// that read a rotated Secret, so they restart with the new value.
     pub restart_consumers: bool,
@@ -387,6 +393,10 @@ impl RawConfig {
             templates: self.templates,
             restart_consumers: self.consumers.restart,
             rollback_on_failure: self.policy.rollback_on_failure.unwrap_or(true),
+            publish_deadline: match &self.policy.publish_deadline {
+                Some(d) => Some(dur("policy.publishDeadline", Some(d.clone()), "")?),
+                None => None,
+            },
             notify: self.notify,
             annotation_prefix: prefix,
             claim_lease,

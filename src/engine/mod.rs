@@ -258,9 +258,16 @@ pub async fn rotate(
     ctx.enter(During::Review);
     let existing = proposals::resolve(&mut ctx, existing).await;
     ctx.enter(During::Publish);
+    let waiting = existing.clone();
     let existing = publish::publish(&mut ctx, existing).await;
     ctx.enter(During::Revoke);
-    let mut rolled_back = revoke::revoke(&mut ctx, existing).await;
+    // What publishing could not advance may have missed its deadline: rolled back.
+    let blocked = waiting
+        .into_iter()
+        .filter(|w| !existing.iter().any(|e| e.id == w.id))
+        .collect();
+    let mut rolled_back = rollback::past_deadline(&mut ctx, blocked);
+    rolled_back.extend(revoke::revoke(&mut ctx, existing).await);
     let new = if opts.rollback {
         ctx.enter(During::Rollback);
         rollback::stage(&mut ctx, &records).await

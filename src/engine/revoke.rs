@@ -129,7 +129,27 @@ async fn decide(
     for (i, rec) in records.iter().enumerate() {
         let (since, how, disabled) =
             match schedule(rec, ctx.opts.revoke_after, ctx.opts.revoke_mode, now) {
-                Schedule::NotPublished => continue,
+                Schedule::NotPublished => {
+                    if let Some(why) = super::rollback::overdue(ctx, rec, now) {
+                        let pending = match rec.state() {
+                            RotationState::Staged { pending } => pending.join(", "),
+                            other => other.name().to_owned(),
+                        };
+                        let why = format!("{why}: still not on {pending}");
+                        ctx.fail(
+                            Phase::Gate,
+                            &rec.source,
+                            &rec.identity,
+                            None,
+                            EngineError::Gate {
+                                cluster: pending,
+                                message: why.clone(),
+                            },
+                        );
+                        failing.push((i, why));
+                    }
+                    continue;
+                }
                 Schedule::Wait {
                     since,
                     until,
@@ -165,6 +185,21 @@ async fn decide(
                 Gate::Open => {}
                 Gate::Blind(why) => blind = Some(why),
                 Gate::Wait(on, reason) => {
+                    if let Some(why) = super::rollback::overdue(ctx, rec, now) {
+                        let why = format!("{why}: {reason}");
+                        ctx.fail(
+                            Phase::Gate,
+                            &rec.source,
+                            &rec.identity,
+                            None,
+                            EngineError::Gate {
+                                cluster: rec.clusters().join(", "),
+                                message: why.clone(),
+                            },
+                        );
+                        failing.push((i, why));
+                        continue;
+                    }
                     let mut s = record_step(
                         rec,
                         Action::Wait,
@@ -185,7 +220,7 @@ async fn decide(
                     continue;
                 }
                 Gate::Failed { cluster, message } => {
-                    failing.push((i, format!("cluster {cluster}: {message}")));
+                    failing.push((i, format!("a gate failed on cluster {cluster}: {message}")));
                     let e = EngineError::Gate {
                         cluster: cluster.clone(),
                         message,
@@ -240,7 +275,11 @@ pub(super) async fn revoke(
         return Vec::new();
     }
     let (todo, failing) = decide(ctx, &records).await;
-    let rollbacks = super::rollback::on_failure(ctx, &records, failing);
+    let failing = failing
+        .into_iter()
+        .map(|(i, why)| (records[i].clone(), why))
+        .collect();
+    let rollbacks = super::rollback::on_failure(ctx, failing);
     if todo.is_empty() {
         return rollbacks;
     }

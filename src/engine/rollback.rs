@@ -31,30 +31,73 @@ use crate::journal::{Change, RotationRecord, TrailerAction, trailers};
 use crate::manifest::edit::{Edit, apply, write_in_worktree};
 use crate::manifest::yaml::{Node, parse_documents};
 use crate::manifest::{SealedSecretDoc, list_items};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// Why a rotation is rolled back by hand.
 pub const BY_HAND: &str = "rolled back by hand (rotate --rollback)";
 
-/// Rolls back the rotations a gate found failing (`failing`: index into `records`, and
-/// why), while their old keys still work: the same commit as `--rollback`. Not for a
-/// rollback itself (only forward from there), not in a dry run or in pull-request mode
-/// (there the failure stands, and someone must look). Returns the rollback records.
+/// Why `rec` has missed `policy.publishDeadline` at `now`, if it has: still not on every
+/// pointer, or still waiting on a gate, that long after staging (the grace period is the
+/// tool's own wait and does not count; the caller checks only undelivered records).
+pub(super) fn overdue(ctx: &Ctx<'_>, rec: &RotationRecord, now: DateTime<Utc>) -> Option<String> {
+    let d = ctx.repo.config.publish_deadline?;
+    (!rec.is_delete() && rec.rollback_of.is_none() && now - rec.staged_at > d).then(|| {
+        format!(
+            "not delivered within policy.publishDeadline ({}) of staging at {}",
+            humantime::format_duration(d.to_std().unwrap_or_default()),
+            crate::journal::record::ts(rec.staged_at)
+        )
+    })
+}
+
+/// The records publishing could not advance (`blocked`) that have missed
+/// `policy.publishDeadline`: each a failure (exit 14), and rolled back.
+pub(super) fn past_deadline(
+    ctx: &mut Ctx<'_>,
+    blocked: Vec<RotationRecord>,
+) -> Vec<RotationRecord> {
+    let now = ctx.now();
+    let mut todo = Vec::new();
+    for rec in blocked {
+        let Some(why) = overdue(ctx, &rec, now) else {
+            continue;
+        };
+        let pending = match rec.state() {
+            RotationState::Staged { pending } => pending.join(", "),
+            other => other.name().to_owned(),
+        };
+        let why = format!("{why}: still not on {pending}");
+        ctx.fail(
+            Phase::Gate,
+            &rec.source,
+            &rec.identity,
+            None,
+            EngineError::Gate {
+                cluster: pending,
+                message: why.clone(),
+            },
+        );
+        todo.push((rec, why));
+    }
+    on_failure(ctx, todo)
+}
+
+/// Rolls back the rotations a gate found failing or that missed `policy.publishDeadline`
+/// (`todo`: the record, and why), while their old keys still work: the same commit as
+/// `--rollback`. Not for a rollback itself (only forward from there), not in a dry run or
+/// in pull-request mode, not with `policy.rollbackOnFailure: false` (there the failure
+/// stands, and someone must look). Returns the rollback records.
 pub(super) fn on_failure(
     ctx: &mut Ctx<'_>,
-    records: &[RotationRecord],
-    failing: Vec<(usize, String)>,
+    todo: Vec<(RotationRecord, String)>,
 ) -> Vec<RotationRecord> {
-    if failing.is_empty()
-        || ctx.opts.dry_run
-        || ctx.pr_mode()
-        || !ctx.repo.config.rollback_on_failure
+    if todo.is_empty() || ctx.opts.dry_run || ctx.pr_mode() || !ctx.repo.config.rollback_on_failure
     {
         return Vec::new();
     }
-    let todo: Vec<(RotationRecord, String)> = failing
+    let todo = todo
         .into_iter()
-        .map(|(i, why)| (records[i].clone(), format!("a gate failed: {why}")))
         .filter(|(r, _)| r.rollback_of.is_none() && !r.is_delete())
         .collect();
     roll_back(ctx, todo)

@@ -241,9 +241,19 @@ impl Fleet {
             to: to.clone(),
         };
         // Published already when the pointer has the change itself, or (after a hot-fix,
-        // which is a copy) when its tree holds every changed file as the change left it.
+        // which is a copy) when its tree holds every changed file as the change left it —
+        // or every changed manifest, the tool's own state aside: a rollback for a cluster
+        // that never got the rotation changes nothing there.
         let own = self.files_for(c, files);
-        if self.git.is_ancestor(change, p)? || self.holds(p, change, &own)? {
+        let manifests: BTreeSet<String> = own
+            .iter()
+            .filter(|f| !f.starts_with(super::STATE_DIR))
+            .cloned()
+            .collect();
+        if self.git.is_ancestor(change, p)?
+            || self.holds(p, change, &own)?
+            || (!manifests.is_empty() && self.holds(p, change, &manifests)?)
+        {
             return Ok(outcome(PublishMode::AlreadyPublished, p));
         }
         if self.git.is_ancestor(p, change)? && self.unrelated(c, p, change, files)?.is_empty() {

@@ -80,6 +80,7 @@ pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> crate::error::Result<u8
         Some((&certs, &prefix)),
     );
     in_flight_and_checkout(ctx, &repo, &mut rows);
+    secret_manager::list::mark_consumers(&mut rows, &report.secrets, &repo);
     if ctx.global.output == crate::args::Format::Prometheus {
         let m = crate::metrics::Metrics::new();
         m.credentials(&rows, ctx.now);
@@ -122,6 +123,7 @@ pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> crate::error::Result<u8
     ];
     if wide {
         cols.push(("TEMPLATES", Fit::Fixed));
+        cols.push(("CONSUMERS", Fit::Fixed));
         cols.push(("FILE", Fit::Fixed));
     }
     let mut t = Table::new(&cols)
@@ -161,6 +163,18 @@ pub async fn cmd_list(ctx: &mut Ctx, args: &ListArgs) -> crate::error::Result<u8
         if wide {
             // Keys rendered from a value template (`key=template`), `-` for none.
             cells.push(r.templated.join(","));
+            // With consumers.restart: how many workloads a rotation restarts, and how many
+            // it cannot (`-o json` names them).
+            let manual = r
+                .consumers
+                .iter()
+                .filter(|c| c.contains(": not restarted by the tool"))
+                .count();
+            cells.push(match (r.consumers.len() - manual, manual) {
+                (0, 0) => String::new(),
+                (n, 0) => format!("{n} restarted"),
+                (n, m) => format!("{n} restarted, {m} not"),
+            });
             cells.push(format!("{}:{}", r.file, r.line));
         }
         t.row(cells);
