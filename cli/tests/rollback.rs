@@ -106,6 +106,37 @@ async fn a_rollback_restores_the_old_key_everywhere_then_revokes_the_new_one() {
     assert_eq!(env.keys(), vec![DNS_KEY.to_string()]);
 }
 
+/// `rotate --rollback` without a selection is a usage error (2): it never takes back every
+/// rotation in flight. Nothing is read from or written to any remote.
+#[test]
+fn a_rollback_needs_a_selection() {
+    let f = crate::common::GitFleet::new();
+    let before = git(&f.path("dev.git"), &["for-each-ref"]);
+    let r = f
+        .bot("2027-06-01T00:00:00Z")
+        .args(["--yes", "rotate", "--rollback"])
+        .run();
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("rotate --rollback needs a selection"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(git(&f.path("dev.git"), &["for-each-ref"]), before);
+    let r = f
+        .bot("2027-06-01T00:00:00Z")
+        .args([
+            "--yes",
+            "rotate",
+            "--rollback",
+            "--reseal",
+            "--source",
+            "aws",
+        ])
+        .run();
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+}
+
 /// Once the old key is gone — revoked, or disabled — only forward: the rollback is an
 /// error that says so, and nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

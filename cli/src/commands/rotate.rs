@@ -173,7 +173,8 @@ pub struct RunArgs {
     /// restarts the workloads the rotation restarted; the pointers get it like a rotation,
     /// and the rotation's new key is revoked after the grace period and the gates the
     /// rotation was staged with. A rotation whose old key is gone cannot be rolled back:
-    /// only forward. Not in pull-request mode yet. `--dry-run` shows what it would do.
+    /// only forward. Not in pull-request mode yet. Needs a selection (--cluster,
+    /// --namespace, --name or --source); `--dry-run` shows what it would do.
     #[arg(long, conflicts_with = "reseal")]
     pub rollback: bool,
     /// After the run, write Prometheus metrics to PATH (atomically).
@@ -590,14 +591,16 @@ pub async fn cmd_rotate(ctx: &mut Ctx, args: &RunArgs, delete: bool) -> crate::e
     // comes from the fetched main, never from this checkout's branch or uncommitted edits.
     let repo = secret_manager::Repo::main_of(&checkout.root)?;
     let f = &args.filter;
-    if delete
-        && f.sources.is_empty()
+    let selects_nothing = f.sources.is_empty()
         && f.clusters.is_empty()
         && f.shared == crate::args::SharedArg::Include
         && f.namespace.is_none()
-        && f.names.is_empty()
-    {
+        && f.names.is_empty();
+    if delete && selects_nothing {
         return Err(UsageError("delete needs a selection (--name, --cluster, --namespace or --source); it never deletes everything".into()).into());
+    }
+    if args.rollback && selects_nothing {
+        return Err(UsageError("rotate --rollback needs a selection (--name, --cluster, --namespace or --source); it never rolls back every rotation in flight (`secret-manager list` shows them)".into()).into());
     }
     let (mut opts, providers) = options(ctx, &repo, args, delete)?;
     let verb = if delete { "delete" } else { "rotate" };
