@@ -41,14 +41,22 @@ pub const BY_HAND: &str = "rolled back by hand (rotate --rollback)";
 /// pointer, or still waiting on a gate, that long after staging (the grace period is the
 /// tool's own wait and does not count; the caller checks only undelivered records).
 pub(super) fn overdue(ctx: &Ctx<'_>, rec: &RotationRecord, now: DateTime<Utc>) -> Option<String> {
-    let d = ctx.repo.config.publish_deadline?;
-    (!rec.is_delete() && rec.rollback_of.is_none() && now - rec.staged_at > d).then(|| {
-        format!(
-            "not delivered within policy.publishDeadline ({}) of staging at {}",
-            humantime::format_duration(d.to_std().unwrap_or_default()),
-            crate::journal::record::ts(rec.staged_at)
-        )
-    })
+    missed(rec, ctx.repo.config.publish_deadline?, now)
+}
+
+/// [`overdue`], pure: `rec` is still undelivered `deadline` after staging.
+fn missed(rec: &RotationRecord, deadline: chrono::Duration, now: DateTime<Utc>) -> Option<String> {
+    // A change waiting for review is `forge.maxOpenAge`'s business, and a rollback of one
+    // is not built: no deadline failure for it, run after run.
+    let in_review = matches!(rec.state(), RotationState::Proposed { .. });
+    (!rec.is_delete() && !in_review && rec.rollback_of.is_none() && now - rec.staged_at > deadline)
+        .then(|| {
+            format!(
+                "not delivered within policy.publishDeadline ({}) of staging at {}",
+                humantime::format_duration(deadline.to_std().unwrap_or_default()),
+                crate::journal::record::ts(rec.staged_at)
+            )
+        })
 }
 
 /// The records publishing could not advance (`blocked`) that have missed
@@ -487,6 +495,49 @@ mod tests {
     use super::*;
 
     const BEFORE: &str = "# comment\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: app\n  annotations:\n    secret-manager/sealedWith: \"aaa\"\nspec:\n  encryptedData:\n    password: AgOLD\n  template:\n    metadata:\n      annotations:\n        secret-manager/keyId: \"k1\"\n        secret-manager/createDate: \"2026-01-01T00:00:00Z\"\n";
+
+    #[test]
+    fn the_deadline_counts_from_staging_and_spares_reviews_and_rollbacks() {
+        let rel = "testdata/journal/v1-published.yaml";
+        let src =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+                .unwrap();
+        let mut r: RotationRecord =
+            crate::config::from_yaml(std::path::Path::new(rel), &src).unwrap();
+        r.published_at.clear();
+        let hour = chrono::Duration::hours(1);
+        let staged = r.staged_at;
+        assert_eq!(
+            missed(&r, hour, staged + chrono::Duration::minutes(59)),
+            None
+        );
+        let why = missed(&r, hour, staged + chrono::Duration::minutes(61)).unwrap();
+        assert!(
+            why.starts_with("not delivered within policy.publishDeadline (1h) of staging at "),
+            "{why}"
+        );
+        let mut review = r.clone();
+        review.proposal = Some(crate::journal::record::Proposal {
+            branch: "b".into(),
+            number: Some(1),
+            url: None,
+            opened_at: staged,
+        });
+        assert_eq!(
+            missed(&review, hour, staged + chrono::Duration::hours(9)),
+            None
+        );
+        let mut back = r.clone();
+        back.rollback_of = Some(RollbackOf {
+            rotation: "x".into(),
+            reason: "y".into(),
+            at: staged,
+        });
+        assert_eq!(
+            missed(&back, hour, staged + chrono::Duration::hours(9)),
+            None
+        );
+    }
 
     #[test]
     fn the_document_gets_back_exactly_what_it_had() {
