@@ -130,22 +130,7 @@ async fn decide(
         let (since, how, disabled) =
             match schedule(rec, ctx.opts.revoke_after, ctx.opts.revoke_mode, now) {
                 Schedule::NotPublished => {
-                    if let Some(why) = super::rollback::overdue(ctx, rec, now) {
-                        let pending = match rec.state() {
-                            RotationState::Staged { pending } => pending.join(", "),
-                            other => other.name().to_owned(),
-                        };
-                        let why = format!("{why}: still not on {pending}");
-                        ctx.fail(
-                            Phase::Gate,
-                            &rec.source,
-                            &rec.identity,
-                            None,
-                            EngineError::Gate {
-                                cluster: pending,
-                                message: why.clone(),
-                            },
-                        );
+                    if let Some(why) = super::rollback::report_overdue(ctx, rec, now, None) {
                         failing.push((i, why));
                     }
                     continue;
@@ -185,18 +170,8 @@ async fn decide(
                 Gate::Open => {}
                 Gate::Blind(why) => blind = Some(why),
                 Gate::Wait(on, reason) => {
-                    if let Some(why) = super::rollback::overdue(ctx, rec, now) {
-                        let why = format!("{why}: {reason}");
-                        ctx.fail(
-                            Phase::Gate,
-                            &rec.source,
-                            &rec.identity,
-                            None,
-                            EngineError::Gate {
-                                cluster: rec.clusters().join(", "),
-                                message: why.clone(),
-                            },
-                        );
+                    if let Some(why) = super::rollback::report_overdue(ctx, rec, now, Some(&reason))
+                    {
                         failing.push((i, why));
                         continue;
                     }

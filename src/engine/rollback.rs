@@ -40,8 +40,42 @@ pub const BY_HAND: &str = "rolled back by hand (rotate --rollback)";
 /// Why `rec` has missed `policy.publishDeadline` at `now`, if it has: still not on every
 /// pointer, or still waiting on a gate, that long after staging (the grace period is the
 /// tool's own wait and does not count; the caller checks only undelivered records).
-pub(super) fn overdue(ctx: &Ctx<'_>, rec: &RotationRecord, now: DateTime<Utc>) -> Option<String> {
+fn overdue(ctx: &Ctx<'_>, rec: &RotationRecord, now: DateTime<Utc>) -> Option<String> {
     missed(rec, ctx.repo.config.publish_deadline?, now)
+}
+
+/// When `rec` has missed `policy.publishDeadline` at `now`: reports it (exit 14) — still
+/// waiting on a gate (`waiting`, the gate's reason) or still not on its pending clusters —
+/// and returns why, for the rollback.
+pub(super) fn report_overdue(
+    ctx: &mut Ctx<'_>,
+    rec: &RotationRecord,
+    now: DateTime<Utc>,
+    waiting: Option<&str>,
+) -> Option<String> {
+    let late = overdue(ctx, rec, now)?;
+    let (clusters, why) = match waiting {
+        Some(reason) => (rec.clusters().join(", "), format!("{late}: {reason}")),
+        None => {
+            let pending = match rec.state() {
+                RotationState::Staged { pending } => pending.join(", "),
+                other => other.name().to_owned(),
+            };
+            let why = format!("{late}: still not on {pending}");
+            (pending, why)
+        }
+    };
+    ctx.fail(
+        Phase::Gate,
+        &rec.source,
+        &rec.identity,
+        None,
+        EngineError::Gate {
+            cluster: clusters,
+            message: why.clone(),
+        },
+    );
+    Some(why)
 }
 
 /// [`overdue`], pure: `rec` is still undelivered `deadline` after staging.
@@ -68,25 +102,9 @@ pub(super) fn past_deadline(
     let now = ctx.now();
     let mut todo = Vec::new();
     for rec in blocked {
-        let Some(why) = overdue(ctx, &rec, now) else {
-            continue;
-        };
-        let pending = match rec.state() {
-            RotationState::Staged { pending } => pending.join(", "),
-            other => other.name().to_owned(),
-        };
-        let why = format!("{why}: still not on {pending}");
-        ctx.fail(
-            Phase::Gate,
-            &rec.source,
-            &rec.identity,
-            None,
-            EngineError::Gate {
-                cluster: pending,
-                message: why.clone(),
-            },
-        );
-        todo.push((rec, why));
+        if let Some(why) = report_overdue(ctx, &rec, now, None) {
+            todo.push((rec, why));
+        }
     }
     on_failure(ctx, todo)
 }
