@@ -7,13 +7,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod alternating;
 pub mod annotations;
 pub mod audit;
 pub mod blocking;
 pub mod config;
 pub mod consumers;
 pub mod create;
+pub mod db_logins;
 pub mod deploy_key_source;
 pub mod deploy_token_source;
 pub mod duration;

@@ -14,8 +14,8 @@
 //! `mysql://` URL of an account with `CREATE USER` and access to `secret_manager.*`; TLS
 //! is required off the loopback interface.
 
-use crate::alternating::{Kind, Mark, PASSWORD_LENGTH, new_password};
-pub use crate::alternating::{PASSWORD, USERNAME};
+use crate::db_logins::{Kind, Mark, RevokeWith, Strategy, nobodys_password};
+pub use crate::db_logins::{PASSWORD, USERNAME};
 use crate::provider::{
     Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Revoked,
     Target,
@@ -53,23 +53,23 @@ pub fn native_hash(password: &str) -> String {
     format!("*{}", hex::encode_upper(sha1::Sha1::digest(inner)))
 }
 
-/// A pair of accounts and the host part they share.
+/// The accounts of an identity and the host part they share.
 #[derive(Clone, Debug)]
-struct Pair {
-    base: crate::alternating::Pair,
+struct Accounts {
+    base: crate::db_logins::Logins,
     host: String,
 }
 
-impl std::ops::Deref for Pair {
-    type Target = crate::alternating::Pair;
+impl std::ops::Deref for Accounts {
+    type Target = crate::db_logins::Logins;
     fn deref(&self) -> &Self::Target {
         &self.base
     }
 }
 
-impl Pair {
-    fn of(t: &Target) -> ProviderResult<Pair> {
-        let base = crate::alternating::Pair::of(KIND, t)?;
+impl Accounts {
+    fn of(t: &Target) -> ProviderResult<Accounts> {
+        let base = crate::db_logins::Logins::of(KIND, t)?;
         let host = t.params.get("host").map_or("%", |h| h.trim());
         if host.is_empty()
             || host.len() > 60
@@ -86,7 +86,7 @@ impl Pair {
                 ),
             });
         }
-        Ok(Pair {
+        Ok(Accounts {
             base,
             host: host.to_owned(),
         })
@@ -168,7 +168,7 @@ impl MysqlProvider {
         self
     }
 
-    async fn admin(&self, pair: &Pair, op: &'static str) -> ProviderResult<mysql_async::Conn> {
+    async fn admin(&self, pair: &Accounts, op: &'static str) -> ProviderResult<mysql_async::Conn> {
         mysql_async::Conn::new(admin_opts(&self.urls, &pair.instance)?)
             .await
             .map_err(|e| err(op, &e))
@@ -178,9 +178,9 @@ impl MysqlProvider {
     /// missing account is an error.
     async fn marks(
         conn: &mut mysql_async::Conn,
-        pair: &Pair,
+        pair: &Accounts,
         op: &'static str,
-    ) -> ProviderResult<[Mark; 2]> {
+    ) -> ProviderResult<Vec<Mark>> {
         for u in &pair.users {
             let found: Option<String> = conn
                 .exec_first(
@@ -193,8 +193,13 @@ impl MysqlProvider {
                 return Err(ProviderError::NotFound {
                     provider: NAME.into(),
                     what: format!(
-                        "account '{u}'@'{}' (create both accounts of the pair, with the same grants, before the first rotation)",
-                        pair.host
+                        "account '{u}'@'{}' (create the account{} before the first rotation)",
+                        pair.host,
+                        if pair.users.len() == 2 {
+                            "s of the pair, with the same grants,"
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }
@@ -205,7 +210,7 @@ impl MysqlProvider {
             )
             .await
             .map_err(|e| err(op, &e))?;
-        let mut out = [Mark::None, Mark::None];
+        let mut out = vec![Mark::None; pair.users.len()];
         if table.is_none() {
             return Ok(out);
         }
@@ -229,27 +234,29 @@ impl MysqlProvider {
         Ok(out)
     }
 
+    /// Sets `user`'s password (and unlocks it: a login revoked with `nologin` works
+    /// again), or with `password: None` locks it (`revokeWith: nologin`).
     async fn set_password(
         conn: &mut mysql_async::Conn,
-        pair: &Pair,
+        pair: &Accounts,
         user: &str,
-        password: &str,
+        password: Option<&str>,
         op: &'static str,
     ) -> ProviderResult<()> {
         // Names are validated (letters, digits, `_`; the host also `.-%:`); the hash is
         // `*` and hex.
-        conn.query_drop(format!(
-            "ALTER USER '{user}'@'{}' IDENTIFIED BY PASSWORD '{}'",
-            pair.host,
-            native_hash(password)
-        ))
-        .await
-        .map_err(|e| err(op, &e))
+        let change = match password {
+            Some(p) => format!("IDENTIFIED BY PASSWORD '{}' ACCOUNT UNLOCK", native_hash(p)),
+            None => "ACCOUNT LOCK".to_owned(),
+        };
+        conn.query_drop(format!("ALTER USER '{user}'@'{}' {change}", pair.host))
+            .await
+            .map_err(|e| err(op, &e))
     }
 
     async fn record(
         conn: &mut mysql_async::Conn,
-        pair: &Pair,
+        pair: &Accounts,
         user: &str,
         generation: u64,
         revoked: bool,
@@ -292,7 +299,7 @@ impl Provider for MysqlProvider {
     }
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
-        let pair = Pair::of(t)?;
+        let pair = Accounts::of(t)?;
         if let Some(k) = &t.current_key {
             pair.key(KIND, k)?;
         }
@@ -301,7 +308,7 @@ impl Provider for MysqlProvider {
     }
 
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
-        let pair = Pair::of(t)?;
+        let pair = Accounts::of(t)?;
         let mut conn = self.admin(&pair, "keys").await?;
         let marks = Self::marks(&mut conn, &pair, "keys").await?;
         let _ = conn.disconnect().await;
@@ -309,7 +316,7 @@ impl Provider for MysqlProvider {
     }
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
-        let pair = Pair::of(t)?;
+        let pair = Accounts::of(t)?;
         let si = pair.standby(KIND, t)?;
         let standby = pair.users[si].clone();
         let mut conn = self.admin(&pair, "mint").await?;
@@ -321,14 +328,21 @@ impl Provider for MysqlProvider {
             )
             .await
             .map_err(|e| err("mint", &e))?;
-        pair.check_standby(KIND, si, &marks, sessions.unwrap_or(0))?;
-        let generation = crate::alternating::next_generation(&marks, t);
-        let password = new_password(PASSWORD_LENGTH);
+        pair.check_standby(KIND, si, &marks, sessions.unwrap_or(0), t)?;
+        let generation = crate::db_logins::next_generation(&marks, t);
+        let password = pair.new_password();
         // The password first: the table never names a key that does not work.
-        Self::set_password(&mut conn, &pair, &standby, &password, "mint").await?;
+        Self::set_password(&mut conn, &pair, &standby, Some(&password), "mint").await?;
+        if pair.strategy == Strategy::SingleUser {
+            tracing::warn!(
+                account = %standby,
+                generation,
+                "single-user rotation: the account's previous password stopped working now; consumers fail to log in until they run with the new value"
+            );
+        }
         Self::record(&mut conn, &pair, &standby, generation, false, "mint").await?;
         let _ = conn.disconnect().await;
-        let minted = crate::alternating::minted(standby.clone(), generation, password, Utc::now());
+        let minted = crate::db_logins::minted(standby.clone(), generation, password, Utc::now());
         self.minted
             .lock()
             .expect("mysql state")
@@ -371,16 +385,19 @@ impl Provider for MysqlProvider {
     }
 
     async fn revoke(&self, t: &Target, key: &KeyId, _how: Revoke) -> ProviderResult<Revoked> {
-        let pair = Pair::of(t)?;
+        let pair = Accounts::of(t)?;
         let (i, generation) = pair.key(KIND, key)?;
         let user = pair.users[i].as_str();
         let mut conn = self.admin(&pair, "revoke").await?;
         let marks = Self::marks(&mut conn, &pair, "revoke").await?;
-        if !crate::alternating::still_holds(&marks[i], generation) {
+        if !crate::db_logins::still_holds(&marks[i], generation) {
             return Ok(Revoked::AlreadyGone);
         }
-        let nobody = new_password(48);
-        Self::set_password(&mut conn, &pair, user, &nobody, "revoke").await?;
+        let nobody = match pair.revoke_with {
+            RevokeWith::Password => Some(nobodys_password()),
+            RevokeWith::NoLogin => None,
+        };
+        Self::set_password(&mut conn, &pair, user, nobody.as_deref(), "revoke").await?;
         Self::record(&mut conn, &pair, user, generation, true, "revoke").await?;
         let _ = conn.disconnect().await;
         Ok(Revoked::Done)

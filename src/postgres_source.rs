@@ -23,8 +23,8 @@
 //! holding a `postgres://` URL of a role with `CREATEROLE`. TLS is required unless the
 //! host is the loopback interface or a Unix socket, or the URL says `sslmode=disable`.
 
-use crate::alternating::{Kind, Mark, PASSWORD_LENGTH, Pair, new_password};
-pub use crate::alternating::{PASSWORD, USERNAME, parse_key};
+use crate::db_logins::{Kind, Logins, Mark, RevokeWith, Strategy, nobodys_password};
+pub use crate::db_logins::{PASSWORD, USERNAME, parse_key};
 use crate::provider::{
     Capabilities, KeyId, KeyInfo, Minted, Provider, ProviderError, ProviderResult, Revoke, Revoked,
     Target,
@@ -196,7 +196,7 @@ impl PostgresProvider {
 
     async fn admin(
         &self,
-        pair: &Pair,
+        pair: &Logins,
         operation: &'static str,
     ) -> ProviderResult<tokio_postgres::Client> {
         connect(&admin_config(&self.urls, &pair.instance)?, operation).await
@@ -205,13 +205,13 @@ impl PostgresProvider {
     /// Each role of the pair (in pair order) with its comment; a missing role is an error.
     async fn marks(
         client: &tokio_postgres::Client,
-        pair: &Pair,
+        pair: &Logins,
         operation: &'static str,
-    ) -> ProviderResult<[Mark; 2]> {
+    ) -> ProviderResult<Vec<Mark>> {
         let rows = client
             .query(
                 "SELECT rolname::text, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = ANY($1)",
-                &[&pair.users.to_vec()],
+                &[&pair.users],
             )
             .await
             .map_err(|e| err(operation, &e))?;
@@ -222,12 +222,17 @@ impl PostgresProvider {
                 .ok_or_else(|| ProviderError::NotFound {
                     provider: NAME.into(),
                     what: format!(
-                        "role {user} (create both roles of the pair, with the same grants, before the first rotation)"
+                        "role {user} (create the role{} before the first rotation)",
+                        if pair.users.len() == 2 {
+                            "s of the pair, with the same grants,"
+                        } else {
+                            ""
+                        }
                     ),
                 })?;
             Ok(parse_mark(row.get::<_, Option<String>>(1).as_deref()))
         };
-        Ok([mark(&pair.users[0])?, mark(&pair.users[1])?])
+        pair.users.iter().map(|u| mark(u)).collect()
     }
 }
 
@@ -247,7 +252,7 @@ impl Provider for PostgresProvider {
     }
 
     async fn preflight(&self, t: &Target) -> ProviderResult<()> {
-        let pair = Pair::of(KIND, t)?;
+        let pair = Logins::of(KIND, t)?;
         if let Some(k) = &t.current_key {
             pair.key(KIND, k)?;
         }
@@ -273,14 +278,14 @@ impl Provider for PostgresProvider {
     }
 
     async fn keys(&self, t: &Target) -> ProviderResult<Vec<KeyInfo>> {
-        let pair = Pair::of(KIND, t)?;
+        let pair = Logins::of(KIND, t)?;
         let client = self.admin(&pair, "keys").await?;
         let marks = Self::marks(&client, &pair, "keys").await?;
         Ok(pair.keys(&marks, t))
     }
 
     async fn mint(&self, t: &Target) -> ProviderResult<Minted> {
-        let pair = Pair::of(KIND, t)?;
+        let pair = Logins::of(KIND, t)?;
         let si = pair.standby(KIND, t)?;
         let standby = pair.users[si].clone();
         let client = self.admin(&pair, "mint").await?;
@@ -293,12 +298,13 @@ impl Provider for PostgresProvider {
             .await
             .map_err(|e| err("mint", &e))?
             .get(0);
-        pair.check_standby(KIND, si, &marks, sessions)?;
-        let generation = crate::alternating::next_generation(&marks, t);
-        let password = new_password(PASSWORD_LENGTH);
+        pair.check_standby(KIND, si, &marks, sessions, t)?;
+        let generation = crate::db_logins::next_generation(&marks, t);
+        let password = pair.new_password();
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         let now = Utc::now();
         // Identifiers are validated lower-case names; the verifier is base64, `$` and `:`.
+        // LOGIN: a role revoked with `nologin` logs in again.
         let sql = format!(
             "BEGIN; ALTER ROLE \"{standby}\" WITH LOGIN PASSWORD '{verifier}'; COMMENT ON ROLE \"{standby}\" IS '{MARK}generation {generation} set {}'; COMMIT;",
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -307,7 +313,14 @@ impl Provider for PostgresProvider {
             .batch_execute(&sql)
             .await
             .map_err(|e| err("mint", &e))?;
-        let minted = crate::alternating::minted(standby, generation, password, now);
+        if pair.strategy == Strategy::SingleUser {
+            tracing::warn!(
+                role = %standby,
+                generation,
+                "single-user rotation: the role's previous password stopped working now; consumers fail to log in until they run with the new value"
+            );
+        }
+        let minted = crate::db_logins::minted(standby, generation, password, now);
         self.minted
             .lock()
             .expect("postgres state")
@@ -346,18 +359,24 @@ impl Provider for PostgresProvider {
     }
 
     async fn revoke(&self, t: &Target, key: &KeyId, _how: Revoke) -> ProviderResult<Revoked> {
-        let pair = Pair::of(KIND, t)?;
+        let pair = Logins::of(KIND, t)?;
         let (i, generation) = pair.key(KIND, key)?;
         let role = &pair.users[i];
         let client = self.admin(&pair, "revoke").await?;
         let marks = Self::marks(&client, &pair, "revoke").await?;
-        if !crate::alternating::still_holds(&marks[i], generation) {
+        if !crate::db_logins::still_holds(&marks[i], generation) {
             return Ok(Revoked::AlreadyGone);
         }
-        let nobody = new_password(48);
-        let verifier = postgres_protocol::password::scram_sha_256(nobody.as_bytes());
+        let lock_out = match pair.revoke_with {
+            RevokeWith::Password => {
+                let verifier =
+                    postgres_protocol::password::scram_sha_256(nobodys_password().as_bytes());
+                format!("WITH PASSWORD '{verifier}'")
+            }
+            RevokeWith::NoLogin => "WITH NOLOGIN".to_owned(),
+        };
         let sql = format!(
-            "BEGIN; ALTER ROLE \"{role}\" WITH PASSWORD '{verifier}'; COMMENT ON ROLE \"{role}\" IS '{MARK}revoked generation {generation} at {}'; COMMIT;",
+            "BEGIN; ALTER ROLE \"{role}\" {lock_out}; COMMENT ON ROLE \"{role}\" IS '{MARK}revoked generation {generation} at {}'; COMMIT;",
             Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         client

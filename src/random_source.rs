@@ -48,25 +48,36 @@ pub const ALPHABETS: &[(&str, &str)] = &[
 
 /// The policy of `t`: its alphabet and length, or what is wrong with its annotations.
 pub fn policy(t: &Target) -> ProviderResult<(&'static str, usize)> {
+    t.param("id")?;
+    policy_of(NAME, t, LENGTHS, DEFAULT_LENGTH)
+}
+
+/// The `length` and `alphabet` annotations of `t` for `source` (also the database
+/// sources' password policy): lengths in `lengths`, `default` when absent.
+pub(crate) fn policy_of(
+    source: &str,
+    t: &Target,
+    lengths: std::ops::RangeInclusive<usize>,
+    default: usize,
+) -> ProviderResult<(&'static str, usize)> {
     let bad = |message: String| ProviderError::Permanent {
-        provider: NAME.into(),
+        provider: source.into(),
         operation: "preflight",
         message,
     };
-    t.param("id")?;
     let length = match t.params.get("length") {
-        None => DEFAULT_LENGTH,
+        None => default,
         Some(v) => v
             .trim()
             .parse::<usize>()
             .ok()
-            .filter(|n| LENGTHS.contains(n))
+            .filter(|n| lengths.contains(n))
             .ok_or_else(|| {
                 bad(format!(
                     "length `{}`: give a number from {} to {}",
                     crate::text::escape(v),
-                    LENGTHS.start(),
-                    LENGTHS.end()
+                    lengths.start(),
+                    lengths.end()
                 ))
             })?,
     };

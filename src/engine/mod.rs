@@ -116,6 +116,10 @@ pub struct RotateOptions {
     pub require_consumers_restarted: bool,
     /// How long after publish a whole-volume Secret mount holds the new value.
     pub kubelet_sync_period: chrono::Duration,
+    /// Rotate `strategy: single-user` database logins without the consumers gate: the
+    /// operator accepts that consumers fail to log in from the mint until they run with
+    /// the new value.
+    pub allow_login_gap: bool,
     /// Gate: revoke only when this operator program passes for each cluster (exit 0;
     /// 75 waits, anything else fails). It reads a JSON description on stdin, never a value.
     pub gate_command: Option<std::path::PathBuf>,
@@ -149,6 +153,7 @@ impl RotateOptions {
             kubelet_sync_period: chrono::Duration::seconds(
                 consumers_gate::DEFAULT_KUBELET_SYNC_SECONDS,
             ),
+            allow_login_gap: false,
             gate_command: None,
             concurrency: DEFAULT_CONCURRENCY,
             observer: None,

@@ -411,6 +411,15 @@ pub enum EngineError {
     /// run; the record was left as it was).
     #[error(transparent)]
     Transition(#[from] crate::journal::record::IllegalTransition),
+    /// A single-user database login would be rotated without anything that restarts its
+    /// consumers: nothing was minted.
+    #[error(
+        "{identity}: strategy single-user replaces the password in use at mint, before the cluster has the new one: consumers fail to log in until they run with the new value. Rotate it with --require-consumers-restarted (and consumers.restart: true, so the stage commit restarts them), or accept the gap with --allow-login-gap; the default strategy alternating-users has no gap"
+    )]
+    LoginGap {
+        /// The identity (instance and login).
+        identity: String,
+    },
     /// A rotation cannot be rolled back (said with what to do instead).
     #[error("{0}")]
     Rollback(String),

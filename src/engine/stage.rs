@@ -36,6 +36,11 @@ fn plan_step(ctx: &Ctx<'_>, cred: &Credential<'_>) -> Step {
         humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default())
     );
     detail.push_str(&consumers_said(ctx, cred));
+    if crate::db_logins::single_user(&cred.params) {
+        detail.push_str(
+            "; single user: the login's old password stops working at mint, consumers fail to log in until they run with the new value",
+        );
+    }
     cred.step(Action::Stage, detail)
 }
 
@@ -94,6 +99,15 @@ async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Rea
                 continue;
             }
         };
+        if crate::db_logins::single_user(&cred.params)
+            && !(ctx.opts.require_consumers_restarted || ctx.opts.allow_login_gap)
+        {
+            let e = EngineError::LoginGap {
+                identity: cred.identity.clone(),
+            };
+            ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
+            continue;
+        }
         for c in cred.clusters() {
             let remote = ctx
                 .repo

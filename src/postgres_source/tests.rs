@@ -33,7 +33,7 @@ fn key_ids_marks_and_pairs() {
         current_key: None,
         referenced: Vec::new(),
     };
-    assert!(Pair::of(KIND, &t("app_a,app_b", "main")).is_ok());
+    assert!(Logins::of(KIND, &t("app_a,app_b", "main")).is_ok());
     for (users, instance) in [
         ("app_a", "main"),
         ("app_a,app_a", "main"),
@@ -42,7 +42,7 @@ fn key_ids_marks_and_pairs() {
         ("app_a,app_b", "a/b"),
     ] {
         assert!(
-            Pair::of(KIND, &t(users, instance)).is_err(),
+            Logins::of(KIND, &t(users, instance)).is_err(),
             "{users} {instance}"
         );
     }

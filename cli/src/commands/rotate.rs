@@ -66,6 +66,7 @@ pub struct RotateArgs {
     mut_arg("require_argocd_synced", |a| a.hide(true)),
     mut_arg("require_consumers_restarted", |a| a.hide(true)),
     mut_arg("kubelet_sync_period", |a| a.hide(true)),
+    mut_arg("allow_login_gap", |a| a.hide(true)),
     mut_arg("gate_command", |a| a.hide(true)),
     mut_arg("require_old_key_unused", |a| a
         .help("Before revoking, wait until the source reports no use of the key since publish")
@@ -126,6 +127,14 @@ pub struct RunArgs {
     /// stays, and the rotation rolls back (policy.rollbackOnFailure).
     #[arg(long)]
     pub require_consumers_restarted: bool,
+    /// Rotate `strategy: single-user` database logins without --require-consumers-restarted.
+    ///
+    /// A single-user rotation replaces the password in use when it mints, before any
+    /// cluster has the new value: consumers fail to log in until they restart with it.
+    /// Without this flag (or the consumers gate) such a secret is refused before anything
+    /// is minted (exit 10). The default strategy, alternating-users, has no gap.
+    #[arg(long, hide_short_help = true)]
+    pub allow_login_gap: bool,
     /// How long after publish a whole-volume Secret mount has the new value
     /// (--require-consumers-restarted).
     ///
@@ -431,6 +440,7 @@ fn options(
         require_synced: args.require_synced,
         require_argocd_synced: args.require_argocd_synced,
         require_consumers_restarted: args.require_consumers_restarted,
+        allow_login_gap: args.allow_login_gap,
         kubelet_sync_period,
         gate_command: args.gate_command.clone(),
         require_old_key_unused: args.require_old_key_unused,
