@@ -12,7 +12,9 @@
 //! logs. A standby with live connections (`information_schema.processlist`) is not minted
 //! over. The admin connection is the operator's: `SECRET_MANAGER_MYSQL_<INSTANCE>_URL`, a
 //! `mysql://` URL of an account with `CREATE USER` and access to `secret_manager.*`; TLS
-//! is required off the loopback interface.
+//! is required off the loopback interface, and always when
+//! `SECRET_MANAGER_MYSQL_<INSTANCE>_CA_FILE` names the operator's CA (trusted besides the
+//! driver's public roots).
 
 use crate::db_logins::{Kind, Mark, RevokeWith, Strategy, nobodys_password};
 pub use crate::db_logins::{PASSWORD, USERNAME};
@@ -112,6 +114,12 @@ fn err(operation: &'static str, e: &mysql_async::Error) -> ProviderError {
                 }
             }
         }
+        // A certificate the operator's trust does not accept: retrying does not help.
+        other if other.to_string().contains("certificate") => ProviderError::Permanent {
+            provider: NAME.into(),
+            operation,
+            message: other.to_string(),
+        },
         other => ProviderError::Transient {
             provider: NAME.into(),
             operation,
@@ -120,7 +128,20 @@ fn err(operation: &'static str, e: &mysql_async::Error) -> ProviderError {
     }
 }
 
-fn admin_opts(urls: &HashMap<String, String>, instance: &str) -> ProviderResult<mysql_async::Opts> {
+/// The environment variable naming the CA certificate file (PEM) that `instance`'s server
+/// certificate must chain to.
+pub fn ca_env(instance: &str) -> String {
+    format!(
+        "SECRET_MANAGER_MYSQL_{}_CA_FILE",
+        instance.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+fn admin_opts(
+    urls: &HashMap<String, String>,
+    cas: &HashMap<String, std::path::PathBuf>,
+    instance: &str,
+) -> ProviderResult<mysql_async::Opts> {
     let var = url_env(instance);
     let url = match urls.get(instance) {
         Some(u) => u.clone(),
@@ -138,7 +159,15 @@ fn admin_opts(urls: &HashMap<String, String>, instance: &str) -> ProviderResult<
     })?;
     let local = matches!(opts.ip_or_hostname(), "localhost" | "127.0.0.1" | "::1");
     let mut b = mysql_async::OptsBuilder::from_opts(opts.clone()).prefer_socket(false);
-    if opts.ssl_opts().is_none() && !local {
+    let ca = cas
+        .get(instance)
+        .cloned()
+        .or_else(|| std::env::var_os(ca_env(instance)).map(std::path::PathBuf::from));
+    if let Some(path) = ca {
+        // Checked here, so that a bad file is named before any connection.
+        crate::postgres_source::ca_certificates(NAME, &path)?;
+        b = b.ssl_opts(mysql_async::SslOpts::default().with_root_certs(vec![path.into()]));
+    } else if opts.ssl_opts().is_none() && !local {
         b = b.ssl_opts(mysql_async::SslOpts::default());
     }
     Ok(b.into())
@@ -149,6 +178,7 @@ fn admin_opts(urls: &HashMap<String, String>, instance: &str) -> ProviderResult<
 pub struct MysqlProvider {
     minted: Mutex<HashMap<String, (String, String)>>,
     urls: HashMap<String, String>,
+    cas: HashMap<String, std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for MysqlProvider {
@@ -168,8 +198,15 @@ impl MysqlProvider {
         self
     }
 
+    /// Trusts the certificates in `file` (PEM) for `instance`'s server instead of its
+    /// environment variable.
+    pub fn with_ca_file(mut self, instance: &str, file: &std::path::Path) -> MysqlProvider {
+        self.cas.insert(instance.to_owned(), file.to_owned());
+        self
+    }
+
     async fn admin(&self, pair: &Accounts, op: &'static str) -> ProviderResult<mysql_async::Conn> {
-        mysql_async::Conn::new(admin_opts(&self.urls, &pair.instance)?)
+        mysql_async::Conn::new(admin_opts(&self.urls, &self.cas, &pair.instance)?)
             .await
             .map_err(|e| err(op, &e))
     }
@@ -370,10 +407,11 @@ impl Provider for MysqlProvider {
                 operation: "verify",
                 message: format!("no field {PASSWORD}"),
             })?;
-        let opts = mysql_async::OptsBuilder::from_opts(admin_opts(&self.urls, &instance)?)
-            .user(Some(user))
-            .pass(Some(password.expose()))
-            .db_name(None::<String>);
+        let opts =
+            mysql_async::OptsBuilder::from_opts(admin_opts(&self.urls, &self.cas, &instance)?)
+                .user(Some(user))
+                .pass(Some(password.expose()))
+                .db_name(None::<String>);
         let mut conn = mysql_async::Conn::new(opts)
             .await
             .map_err(|e| err("verify", &e))?;

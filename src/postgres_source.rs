@@ -21,7 +21,9 @@
 //! The admin connection comes from the operator, never from the repo: the annotation
 //! `instance` names an environment variable `SECRET_MANAGER_POSTGRES_<INSTANCE>_URL`
 //! holding a `postgres://` URL of a role with `CREATEROLE`. TLS is required unless the
-//! host is the loopback interface or a Unix socket, or the URL says `sslmode=disable`.
+//! host is the loopback interface or a Unix socket, or the URL says `sslmode=disable`; the
+//! server's certificate and name are verified, against the operator's CA when
+//! `SECRET_MANAGER_POSTGRES_<INSTANCE>_CA_FILE` names one (then TLS is always required).
 
 use crate::db_logins::{Kind, Logins, Mark, RevokeWith, Strategy, nobodys_password};
 pub use crate::db_logins::{PASSWORD, USERNAME, parse_key};
@@ -75,10 +77,19 @@ fn parse_mark(comment: Option<&str>) -> Mark {
 }
 
 fn err(operation: &'static str, e: &tokio_postgres::Error) -> ProviderError {
-    // The server's message (no password: the driver never puts one in an error).
+    // The server's message (no password: the driver never puts one in an error), or the
+    // whole chain of causes (a TLS handshake says why only in its source).
     let message = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            let mut m = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                m.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            m
+        }
     };
     let denied = e
         .as_db_error()
@@ -89,13 +100,15 @@ fn err(operation: &'static str, e: &tokio_postgres::Error) -> ProviderError {
             operation,
             message,
         }
-    } else if e.as_db_error().is_none() {
+    } else if e.as_db_error().is_none() && !message.contains("certificate") {
         ProviderError::Transient {
             provider: NAME.into(),
             operation,
             message,
         }
     } else {
+        // A server error, or a certificate the operator's trust does not accept: retrying
+        // does not help.
         ProviderError::Permanent {
             provider: NAME.into(),
             operation,
@@ -104,12 +117,29 @@ fn err(operation: &'static str, e: &tokio_postgres::Error) -> ProviderError {
     }
 }
 
+/// The environment variable naming the CA certificate file (PEM) that `instance`'s server
+/// certificate must chain to.
+pub fn ca_env(instance: &str) -> String {
+    format!(
+        "SECRET_MANAGER_POSTGRES_{}_CA_FILE",
+        instance.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// How to reach an instance as its admin.
+struct Admin {
+    config: tokio_postgres::Config,
+    /// The operator's CA certificates (PEM file), the only roots trusted when set.
+    ca: Option<std::path::PathBuf>,
+}
+
 /// The admin URL of `instance` (from `urls`, else its environment variable), parsed; TLS
-/// made mandatory off the loopback interface.
+/// made mandatory off the loopback interface and whenever the operator names a CA.
 fn admin_config(
     urls: &HashMap<String, String>,
+    cas: &HashMap<String, std::path::PathBuf>,
     instance: &str,
-) -> ProviderResult<tokio_postgres::Config> {
+) -> ProviderResult<Admin> {
     let var = url_env(instance);
     let url = match urls.get(instance) {
         Some(u) => u.clone(),
@@ -130,17 +160,60 @@ fn admin_config(
         Host::Tcp(name) => matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1"),
         Host::Unix(_) => true,
     });
-    if cfg.get_ssl_mode() == SslMode::Prefer && !local {
+    let ca = cas
+        .get(instance)
+        .cloned()
+        .or_else(|| std::env::var_os(ca_env(instance)).map(std::path::PathBuf::from));
+    if ca.is_some() || (cfg.get_ssl_mode() == SslMode::Prefer && !local) {
         cfg.ssl_mode(SslMode::Require);
     }
     cfg.connect_timeout(TIMEOUT);
-    Ok(cfg)
+    Ok(Admin { config: cfg, ca })
 }
 
-/// TLS with the system's root certificates, through AWS-LC (the build's crypto provider).
-fn tls() -> ProviderResult<tokio_postgres_rustls::MakeRustlsConnect> {
+/// The certificates of the operator's CA file (PEM, at most 1 MiB).
+pub(crate) fn ca_certificates(
+    source: &str,
+    path: &std::path::Path,
+) -> ProviderResult<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject as _;
+    let bad = |message: String| ProviderError::NoCredentials {
+        provider: source.into(),
+        message: format!("CA file {}: {message}", path.display()),
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let pem = crate::fsx::read_capped(file, 1 << 20).map_err(|e| match e {
+        crate::fsx::Capped::TooLarge(n) => {
+            bad(format!("{n} bytes, over the 1 MiB a CA file may have"))
+        }
+        crate::fsx::Capped::Io(e) => bad(e.to_string()),
+    })?;
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("not PEM certificates ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+/// TLS through AWS-LC (the build's crypto provider), verifying the server's certificate
+/// and name against the operator's CA when given, else the system's root certificates.
+fn tls(ca: Option<&std::path::Path>) -> ProviderResult<tokio_postgres_rustls::MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    match ca {
+        Some(path) => {
+            for c in ca_certificates(NAME, path)? {
+                roots.add(c).map_err(|e| ProviderError::NoCredentials {
+                    provider: NAME.into(),
+                    message: format!("CA file {}: {e}", path.display()),
+                })?;
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -155,11 +228,12 @@ fn tls() -> ProviderResult<tokio_postgres_rustls::MakeRustlsConnect> {
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-async fn connect(
-    cfg: &tokio_postgres::Config,
-    operation: &'static str,
-) -> ProviderResult<tokio_postgres::Client> {
-    let (client, connection) = cfg.connect(tls()?).await.map_err(|e| err(operation, &e))?;
+async fn connect(admin: &Admin, operation: &'static str) -> ProviderResult<tokio_postgres::Client> {
+    let (client, connection) = admin
+        .config
+        .connect(tls(admin.ca.as_deref())?)
+        .await
+        .map_err(|e| err(operation, &e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");
@@ -175,6 +249,8 @@ pub struct PostgresProvider {
     minted: Mutex<HashMap<String, String>>,
     /// Admin URLs given by the program instead of the environment.
     urls: HashMap<String, String>,
+    /// CA files given by the program instead of the environment.
+    cas: HashMap<String, std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresProvider {
@@ -194,12 +270,23 @@ impl PostgresProvider {
         self
     }
 
+    /// Uses the certificates in `file` (PEM) as the only CA of `instance`'s server instead
+    /// of its environment variable.
+    pub fn with_ca_file(mut self, instance: &str, file: &std::path::Path) -> PostgresProvider {
+        self.cas.insert(instance.to_owned(), file.to_owned());
+        self
+    }
+
     async fn admin(
         &self,
         pair: &Logins,
         operation: &'static str,
     ) -> ProviderResult<tokio_postgres::Client> {
-        connect(&admin_config(&self.urls, &pair.instance)?, operation).await
+        connect(
+            &admin_config(&self.urls, &self.cas, &pair.instance)?,
+            operation,
+        )
+        .await
     }
 
     /// Each role of the pair (in pair order) with its comment; a missing role is an error.
@@ -347,10 +434,12 @@ impl Provider for PostgresProvider {
                 message: format!("no field {f}"),
             })
         };
-        let mut cfg = admin_config(&self.urls, &instance)?;
-        cfg.user(field(USERNAME)?.expose())
+        let mut admin = admin_config(&self.urls, &self.cas, &instance)?;
+        admin
+            .config
+            .user(field(USERNAME)?.expose())
             .password(field(PASSWORD)?.expose());
-        let client = connect(&cfg, "verify").await?;
+        let client = connect(&admin, "verify").await?;
         client
             .simple_query("SELECT 1")
             .await

@@ -107,6 +107,68 @@ async fn alternating_accounts_keep_a_working_login_and_never_send_a_clear_passwo
     assert!(e.contains("SECRET_MANAGER_MYSQL_SHOP_URL"), "{e}");
 }
 
+/// Single user and `revokeWith: nologin` at a real MariaDB: the one account's password is
+/// replaced (the old one stops working at once, revoking the previous generation finds
+/// nothing left), and a nologin revoke locks the account (`ACCOUNT LOCK`) until the next
+/// mint unlocks it with a new password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "environment: needs MariaDB (scripts/test runs it)"]
+async fn single_user_replaces_the_password_and_nologin_locks_the_account() {
+    let m = Maria::start();
+    setup_server(&m);
+    m.sql("CREATE USER app@'%'; GRANT SELECT ON shop.* TO app@'%';");
+    let p = MysqlProvider::default().with_admin_url("shop", &m.url("rotator", ADMIN_PW));
+    let single = |current: Option<&str>| {
+        let mut t = target(current);
+        t.params.insert("users".into(), "app".into());
+        t.params.insert("strategy".into(), "single-user".into());
+        t.params.insert("alphabet".into(), "hex".into());
+        t
+    };
+    let first = p.mint(&single(None)).await.unwrap();
+    let first_pw = first.fields[PASSWORD].expose().to_owned();
+    assert_eq!(first.key_id.0, "app.1");
+    assert!(
+        first_pw.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the policy's alphabet"
+    );
+    p.verify(&first).await.unwrap();
+    let second = p.mint(&single(Some("app.1"))).await.unwrap();
+    assert_eq!(second.key_id.0, "app.2");
+    assert!(!can_log_in(&m, "app", &first_pw), "no overlap");
+    assert!(can_log_in(&m, "app", second.fields[PASSWORD].expose()));
+    let t = single(Some("app.2"));
+    assert_eq!(
+        p.revoke(&t, &first.key_id, Revoke::Delete).await.unwrap(),
+        Revoked::AlreadyGone
+    );
+    assert!(can_log_in(&m, "app", second.fields[PASSWORD].expose()));
+
+    let nologin = |current: Option<&str>| {
+        let mut t = target(current);
+        t.params.insert("revokeWith".into(), "nologin".into());
+        t
+    };
+    let a = p.mint(&nologin(None)).await.unwrap();
+    let b = p.mint(&nologin(Some(&a.key_id.0))).await.unwrap();
+    let t = nologin(Some(&b.key_id.0));
+    assert_eq!(
+        p.revoke(&t, &a.key_id, Revoke::Delete).await.unwrap(),
+        Revoked::Done
+    );
+    assert!(
+        m.sql("SHOW CREATE USER app_a@'%'").contains("ACCOUNT LOCK"),
+        "locked, not dropped"
+    );
+    assert!(!can_log_in(&m, "app_a", a.fields[PASSWORD].expose()));
+    let c = p.mint(&t).await.unwrap();
+    assert_eq!(c.fields[USERNAME].expose(), "app_a");
+    assert!(
+        can_log_in(&m, "app_a", c.fields[PASSWORD].expose()),
+        "unlocked by the mint"
+    );
+}
+
 /// `create` and two rotations through the binary: the manifest alternates between the
 /// accounts, its value logs in, the previous one stops working.
 #[test]
@@ -204,4 +266,41 @@ fn a_mariadb_password_is_created_and_rotated_through_git() {
     }
     let log = git(&f.path("dev.git"), &["log", "--format=%B", "main"]);
     assert!(log.contains("Secret-Manager-Action: revoke"), "{log}");
+}
+
+/// TLS against the operator's CA: with `..._CA_FILE` the admin connection and the
+/// standby's login are TLS even on the loopback interface, and a server whose certificate
+/// another CA signed is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "environment: needs MariaDB (scripts/test runs it)"]
+async fn tls_is_verified_against_the_operators_ca() {
+    let (m, pki) = Maria::start_tls();
+    setup_server(&m);
+    // The rotator may only connect over TLS: a plain connection would be refused.
+    m.sql("ALTER USER rotator@'%' REQUIRE SSL; ALTER USER app_a@'%' REQUIRE SSL;");
+    let url = m.url("rotator", ADMIN_PW);
+    let plain = MysqlProvider::default().with_admin_url("shop", &url);
+    assert!(
+        plain.preflight(&target(None)).await.is_err(),
+        "REQUIRE SSL holds"
+    );
+    let p = MysqlProvider::default()
+        .with_admin_url("shop", &url)
+        .with_ca_file("shop", &pki.ca);
+    p.preflight(&target(None)).await.unwrap();
+    let first = p.mint(&target(None)).await.unwrap();
+    p.verify(&first).await.unwrap();
+    let wrong = MysqlProvider::default()
+        .with_admin_url("shop", &url)
+        .with_ca_file("shop", &pki.other_ca);
+    let e = wrong
+        .preflight(&target(None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(ADMIN_PW), "{e}");
+    assert!(
+        e.to_lowercase().contains("certificate") || e.to_lowercase().contains("tls"),
+        "{e}"
+    );
 }

@@ -491,3 +491,67 @@ fn a_single_user_rotation_needs_the_consumers_gate_or_an_explicit_flag() {
         assert!(!out.contains(&after) && !out.contains(&before) && !out.contains(ADMIN_PW));
     }
 }
+
+/// TLS against the operator's CA: with `..._CA_FILE` the connection is TLS even where the
+/// URL says `sslmode=disable`, the server's certificate must chain to that CA (a server
+/// signed by another CA is refused before any statement), and a CA file that is not PEM
+/// is named in the error. The rotation itself (mint, the standby's login) runs over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "environment: needs PostgreSQL (scripts/test runs it)"]
+async fn tls_is_verified_against_the_operators_ca() {
+    let (pg, pki) = Pg::start_tls();
+    let p = setup(&pg).with_ca_file("main", &pki.ca);
+    p.preflight(&target(None)).await.unwrap();
+    let m = p.mint(&target(None)).await.unwrap();
+    p.verify(&m).await.unwrap();
+    let log = pg.log();
+    let authorized: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("connection authorized: user=rotator")
+                || l.contains("connection authorized: user=app_a")
+        })
+        .collect();
+    assert!(authorized.len() >= 3, "{log}");
+    assert!(
+        authorized.iter().all(|l| l.contains("SSL enabled")),
+        "every connection of the provider is TLS: {authorized:#?}"
+    );
+
+    let statements = pg.log().len();
+    let wrong = setup_url(&pg).with_ca_file("main", &pki.other_ca);
+    let e = wrong
+        .preflight(&target(None))
+        .await
+        .unwrap_err()
+        .to_string();
+    // Said as a permanent failure (not retried) with rustls' reason.
+    assert!(
+        e.contains("preflight failed") && e.contains("certificate"),
+        "{e}"
+    );
+    assert!(!e.contains(ADMIN_PW), "{e}");
+    assert!(
+        !pg.log()[statements..].contains("statement:"),
+        "nothing ran on a server the CA does not vouch for"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let e = setup_url(&pg)
+        .with_ca_file("main", &junk)
+        .preflight(&target(None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&junk.display().to_string()) && e.contains("no PEM certificate"),
+        "{e}"
+    );
+}
+
+/// A provider pointed at the rotator (no roles created).
+fn setup_url(pg: &Pg) -> PostgresProvider {
+    PostgresProvider::default().with_admin_url("main", &pg.url("rotator", ADMIN_PW))
+}

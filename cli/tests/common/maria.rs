@@ -26,6 +26,17 @@ fn run(c: &mut Command, what: &str) -> String {
 
 impl Maria {
     pub fn start() -> Maria {
+        Maria::start_with(false).0
+    }
+
+    /// A server that also accepts TLS, with a certificate for 127.0.0.1 from a test CA;
+    /// returns the PKI's files.
+    pub fn start_tls() -> (Maria, super::tls::Pki) {
+        let (m, pki) = Maria::start_with(true);
+        (m, pki.unwrap())
+    }
+
+    fn start_with(tls: bool) -> (Maria, Option<super::tls::Pki>) {
         secret_manager_testkit::tier::environment("MariaDB");
         let dir = tempfile::Builder::new()
             .prefix("sm-maria-")
@@ -55,8 +66,23 @@ impl Maria {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let pki = tls.then(|| {
+            let d = dir.path().join("pki");
+            std::fs::create_dir(&d).unwrap();
+            super::tls::pki(&d)
+        });
+        let ssl: Vec<String> = pki
+            .iter()
+            .flat_map(|p| {
+                [
+                    format!("--ssl-cert={}", p.cert.display()),
+                    format!("--ssl-key={}", p.key.display()),
+                ]
+            })
+            .collect();
         let server = Command::new("mariadbd")
             .arg("--no-defaults")
+            .args(&ssl)
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--port={port}"))
@@ -80,7 +106,7 @@ impl Maria {
         let m = Maria { dir, server, port };
         for _ in 0..150 {
             if m.sql_as("root", ROOT_PASSWORD, "SELECT 1").status.success() {
-                return m;
+                return (m, pki);
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

@@ -96,10 +96,11 @@ pub fn snapshot_tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>>
     out
 }
 
-/// The TEST-ONLY decryptor: what the sealed-secrets controller does with its private key.
 pub mod maria;
 pub mod pg;
+pub mod tls;
 
+/// The TEST-ONLY decryptor: what the sealed-secrets controller does with its private key.
 pub mod unseal {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     use aes_gcm::{Aes256Gcm, Nonce};

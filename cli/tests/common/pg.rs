@@ -63,12 +63,28 @@ fn run(mut c: Command, what: &str) {
 
 impl Pg {
     pub fn start() -> Pg {
+        Pg::start_with(false).0
+    }
+
+    /// A server that also accepts TLS, with a certificate for 127.0.0.1 from a test CA;
+    /// returns the PKI's files.
+    pub fn start_tls() -> (Pg, super::tls::Pki) {
+        let (pg, pki) = Pg::start_with(true);
+        (pg, pki.unwrap())
+    }
+
+    fn start_with(tls: bool) -> (Pg, Option<super::tls::Pki>) {
         secret_manager_testkit::tier::environment("PostgreSQL");
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("sm-pg-").tempdir().unwrap();
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
+        let pki = tls.then(|| {
+            let d = dir.path().join("pki");
+            std::fs::create_dir(&d).unwrap();
+            super::tls::pki(&d)
+        });
         if is_root() {
             run(
                 {
@@ -96,6 +112,25 @@ impl Pg {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        let ssl = match &pki {
+            // The key must be the server user's and private (chowned with the directory).
+            Some(p) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&p.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if is_root() {
+                    let mut c = Command::new("chown");
+                    c.args(["-R", "postgres:postgres"])
+                        .arg(dir.path().join("pki"));
+                    run(c, "chown pki");
+                }
+                format!(
+                    " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                    p.cert.display(),
+                    p.key.display()
+                )
+            }
+            None => String::new(),
+        };
         let mut c = server_cmd(&bin, "pg_ctl");
         c.arg("-D")
             .arg(&data)
@@ -103,12 +138,12 @@ impl Pg {
             .arg(data.join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all -c log_connections=on",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=all -c log_connections=on{ssl}",
                 data.display()
             ))
             .args(["-w", "start"]);
         run(c, "pg_ctl start");
-        Pg { dir, bin, port }
+        (Pg { dir, bin, port }, pki)
     }
 
     /// A `postgres://` URL for `user` with `password`.
