@@ -195,6 +195,9 @@ fn lint_managed(f: &Found, m: &Managed, o: &LintOptions<'_>, out: &mut Vec<Findi
             ),
         );
     }
+    if let Some(e) = source_parameters(&m.source, &m.all) {
+        push("malformed-annotation", format!("{p}{e}"));
+    }
     match m.create_date() {
         Some(Err(e)) => push("malformed-annotation", format!("{p}createDate: {e}")),
         Some(Ok(d)) => {
@@ -326,6 +329,32 @@ fn lint_templates(
 
 /// The `rotate` command that selects exactly `f`'s credential (never every secret of every
 /// cloud): its source, cluster, namespace and name.
+/// What the built-in sources that need no connection to check their parameters say about
+/// them (the database sources' logins, strategy and password policy; `random`'s policy):
+/// the same check their preflight makes, so lint finds it before a run does.
+fn source_parameters(
+    source: &str,
+    all: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    let t = crate::provider::Target {
+        source: source.to_owned(),
+        params: all.clone(),
+        current_key: None,
+        referenced: Vec::new(),
+    };
+    let checked = match source {
+        crate::postgres_source::NAME => crate::postgres_source::check(&t),
+        crate::mysql_source::NAME => crate::mysql_source::check(&t),
+        crate::random_source::NAME => crate::random_source::policy(&t).map(drop),
+        _ => Ok(()),
+    };
+    match checked {
+        Ok(()) | Err(crate::provider::ProviderError::MissingParameter { .. }) => None,
+        Err(crate::provider::ProviderError::Permanent { message, .. }) => Some(message),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 fn rotate_command(f: &Found, m: &Managed) -> String {
     let mut cmd = format!("secret-manager rotate --source {}", m.source);
     match &f.attribution {

@@ -95,6 +95,12 @@ impl Accounts {
     }
 }
 
+/// Checks a target's annotations without a connection (lint): instance, users, host,
+/// strategy, revokeWith, password policy.
+pub fn check(t: &Target) -> ProviderResult<()> {
+    Accounts::of(t).map(drop)
+}
+
 fn err(operation: &'static str, e: &mysql_async::Error) -> ProviderError {
     match e {
         mysql_async::Error::Server(s) => {

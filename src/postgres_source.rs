@@ -126,6 +126,12 @@ pub fn ca_env(instance: &str) -> String {
     )
 }
 
+/// Checks a target's annotations without a connection (lint): instance, users, strategy,
+/// revokeWith, password policy.
+pub fn check(t: &Target) -> ProviderResult<()> {
+    Logins::of(KIND, t).map(drop)
+}
+
 /// How to reach an instance as its admin.
 struct Admin {
     config: tokio_postgres::Config,

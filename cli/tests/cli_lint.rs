@@ -150,3 +150,64 @@ fn a_malformed_secret_lifetime_is_a_finding() {
         r.stdout
     );
 }
+
+/// The parameters a source checks without a connection are lint findings before a run:
+/// a password policy out of range, an unknown database strategy, a single-user secret
+/// naming two logins, a hostile instance name (quoted escaped, never raw).
+#[test]
+fn source_parameters_are_checked_before_a_run() {
+    let dir = temp_repo("example-repo");
+    let overlay = dir
+        .path()
+        .join("applications/service2/state/overlays/gcp.europe-west1.dev2");
+    let webhook = overlay.join("sealed-webhook.yaml");
+    let text = std::fs::read_to_string(&webhook).unwrap();
+    std::fs::write(
+        &webhook,
+        text.replace(
+            "secret-manager/length: \"64\"",
+            "secret-manager/length: \"8\"",
+        ),
+    )
+    .unwrap();
+    let db = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: {name}\n  namespace: service2\nspec:\n  encryptedData:\n    DB_PASSWORD: AgBx\n  template:\n    metadata:\n      name: {name}\n      namespace: service2\n      annotations:\n        secret-manager/source: postgres\n        secret-manager/createDate: \"2026-11-01T00:00:00Z\"\n        secret-manager/keyId: app.1\n        secret-manager/keyMappings: \"[DB_PASSWORD:Password]\"\n{extra}"
+        )
+    };
+    std::fs::write(
+        overlay.join("db-strategy.yaml"),
+        db(
+            "db-strategy",
+            "        secret-manager/instance: orders\n        secret-manager/users: app\n        secret-manager/strategy: blue-green\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        overlay.join("db-single.yaml"),
+        db(
+            "db-single",
+            "        secret-manager/instance: orders\n        secret-manager/users: app_a,app_b\n        secret-manager/strategy: single-user\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        overlay.join("db-hostile.yaml"),
+        db(
+            "db-hostile",
+            "        secret-manager/instance: \"\\e[31m--host=evil\"\n        secret-manager/users: app_a,app_b\n",
+        ),
+    )
+    .unwrap();
+    let r = run_in(&["--repo", dir.path().to_str().unwrap(), "lint"]);
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    for want in [
+        "length `8`: give a number from 16 to 4096",
+        "strategy `blue-green`: `alternating-users`",
+        "users: strategy `single-user` rotates one role: give just its name",
+        "instance `\\u{1b}[31m--host=evil`",
+    ] {
+        assert!(r.stdout.contains(want), "{want}\n{}", r.stdout);
+    }
+    assert!(!r.stdout.contains('\u{1b}'), "{}", r.stdout);
+}
