@@ -143,6 +143,7 @@ async fn single_user_replaces_the_password_and_nologin_locks_the_account() {
         Revoked::AlreadyGone
     );
     assert!(can_log_in(&m, "app", second.fields[PASSWORD].expose()));
+    secret_manager::provider::testing::conformance_replacing(&p, &t).await;
 
     let nologin = |current: Option<&str>| {
         let mut t = target(current);

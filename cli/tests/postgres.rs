@@ -375,6 +375,8 @@ async fn single_user_replaces_the_password_and_nologin_revokes_by_disabling() {
         Revoked::AlreadyGone
     );
     assert!(can_log_in(&pg, "app", second.fields[PASSWORD].expose()));
+    // The provider contract of a single-key identity: a mint replaces the key.
+    secret_manager::provider::testing::conformance_replacing(&p, &t).await;
 
     // Alternating users revoked with nologin: the role stays, its login is disabled.
     let nologin = |current: Option<&str>| {

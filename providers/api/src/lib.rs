@@ -50,7 +50,10 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// Creates a new key for the identity of `t` without touching existing keys (phase 1).
     /// It never deletes a key to make room: when the identity is full it returns
-    /// [`ProviderError::KeyLimit`], and the engine decides what may be freed.
+    /// [`ProviderError::KeyLimit`], and the engine decides what may be freed. The one
+    /// exception is an identity that holds a single key by design, chosen in its
+    /// annotations (a database login with `strategy: single-user`): its mint replaces the
+    /// key, and the engine runs it only when the operator accepts that gap.
     ///
     /// Not idempotent: every successful call creates a key, so the engine claims the
     /// credential before calling it and a later run cleans up after a run that died.

@@ -2,11 +2,26 @@
 //!
 //! preflight → keys → mint → verify → keys → revoke → revoke again (idempotent) → keys.
 //! It panics with a message naming the step that broke the contract.
+//!
+//! [`conformance`] is the contract of every source: a mint adds a key and touches no other.
+//! [`conformance_replacing`] is the weaker one of an identity that holds a single key by
+//! design (a database login rotated with `strategy: single-user`): a mint replaces the
+//! key, so the keys before it are gone afterwards.
 
 use crate::{KeyStatus, Provider, Revoke, Revoked, Target};
 
-/// Runs the suite for `target` and returns the ids seen, for extra assertions.
+/// Runs the suite for `target`: a mint adds a key and leaves every other as it was.
 pub async fn conformance(p: &dyn Provider, target: &Target) {
+    run(p, target, false).await;
+}
+
+/// Runs the suite for a `target` whose identity holds one key: a mint replaces it (the
+/// keys listed before are gone after), everything else as in [`conformance`].
+pub async fn conformance_replacing(p: &dyn Provider, target: &Target) {
+    run(p, target, true).await;
+}
+
+async fn run(p: &dyn Provider, target: &Target, replaces: bool) {
     let name = p.name();
     p.preflight(target)
         .await
@@ -55,11 +70,15 @@ pub async fn conformance(p: &dyn Provider, target: &Target) {
         KeyStatus::Active,
         "{name}: minted key is not active"
     );
-    assert_eq!(
-        during.len(),
-        before.len() + 1,
-        "{name}: mint changed other keys"
-    );
+    if replaces {
+        assert_eq!(during.len(), 1, "{name}: a replacing mint leaves one key");
+    } else {
+        assert_eq!(
+            during.len(),
+            before.len() + 1,
+            "{name}: mint changed other keys"
+        );
+    }
     let first = p
         .revoke(target, &minted.key_id, Revoke::Delete)
         .await
@@ -87,9 +106,16 @@ pub async fn conformance(p: &dyn Provider, target: &Target) {
         "{name}: revoked key {} still listed",
         minted.key_id
     );
-    assert_eq!(
-        after.iter().map(|k| &k.id).collect::<Vec<_>>(),
-        before.iter().map(|k| &k.id).collect::<Vec<_>>(),
-        "{name}: keys after revoke differ from before mint"
-    );
+    if replaces {
+        assert!(
+            after.is_empty(),
+            "{name}: keys left after revoking the only one: {after:?}"
+        );
+    } else {
+        assert_eq!(
+            after.iter().map(|k| &k.id).collect::<Vec<_>>(),
+            before.iter().map(|k| &k.id).collect::<Vec<_>>(),
+            "{name}: keys after revoke differ from before mint"
+        );
+    }
 }
