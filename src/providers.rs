@@ -267,4 +267,14 @@ impl Provider for OnWorker {
         let (p, t, key) = (self.0.clone(), t.clone(), key.clone());
         on_worker(async move { p.revoke(&t, &key, how).await }).await
     }
+    async fn usage_since(
+        &self,
+        t: &crate::provider::Target,
+        key: &crate::provider::KeyId,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ProviderResult<crate::provider::Usage> {
+        let (p, t, key) = (self.0.clone(), t.clone(), key.clone());
+        on_worker(async move { p.usage_since(&t, &key, since, now).await }).await
+    }
 }

@@ -16,11 +16,6 @@ use crate::journal::RotationRecord;
 use crate::journal::record::ts;
 use chrono::{DateTime, Utc};
 
-/// Whether a key last used at `last_used` has been idle since `published`.
-pub fn unused_since(last_used: Option<DateTime<Utc>>, published: DateTime<Utc>) -> bool {
-    last_used.is_none_or(|u| u < published)
-}
-
 /// What the controller shows instead of the new key, Synced.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(super) enum NotSynced {
@@ -371,23 +366,23 @@ async fn unused_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Ut
         Ok(p) => p,
         Err(e) => return err(e.to_string()),
     };
-    if !p.capabilities().reports_last_use {
-        return Gate::Blind(format!(
-            "the {} source cannot tell whether the old key is still used: --require-old-key-unused fell back to the grace period",
-            rec.source
-        ));
-    }
-    match p.keys(&rec.target()).await {
-        Ok(keys) => match keys.iter().find(|k| k.id.0 == rec.old_key_id) {
-            Some(k) if !unused_since(k.last_used, published) => Gate::Wait(
-                WaitingOn::Unused,
-                format!(
-                    "the old key was used at {} after publish; waiting until it is idle",
-                    k.last_used.map(ts).unwrap_or_default()
-                ),
+    let old = crate::provider::KeyId(rec.old_key_id.clone());
+    match p
+        .usage_since(&rec.target(), &old, published, ctx.now())
+        .await
+    {
+        Ok(crate::provider::Usage::Idle) => Gate::Open,
+        Ok(crate::provider::Usage::Used(at)) => Gate::Wait(
+            WaitingOn::Unused,
+            format!(
+                "the old key was used at {} after publish; waiting until it is idle",
+                ts(at)
             ),
-            _ => Gate::Open,
-        },
+        ),
+        Ok(crate::provider::Usage::Pending(why)) => Gate::Wait(WaitingOn::Unused, why),
+        Ok(crate::provider::Usage::Unknown(why)) => Gate::Blind(format!(
+            "{why}: --require-old-key-unused fell back to the grace period"
+        )),
         Err(e) => err(format!("cannot check the old key's last use: {e}")),
     }
 }

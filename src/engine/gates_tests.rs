@@ -80,20 +80,6 @@ fn the_argocd_state_needs_synced_healthy_and_a_commit() {
 }
 
 #[test]
-fn unused_gate_compares_last_use_with_publish() {
-    let t = |s: &str| crate::annotations::parse_create_date(s).unwrap();
-    assert!(unused_since(None, t("2026-11-21T12:00:00Z")));
-    assert!(unused_since(
-        Some(t("2026-11-21T11:00:00Z")),
-        t("2026-11-21T12:00:00Z")
-    ));
-    assert!(!unused_since(
-        Some(t("2026-11-21T12:30:00Z")),
-        t("2026-11-21T12:00:00Z")
-    ));
-}
-
-#[test]
 fn only_a_missing_sealedsecret_is_a_wait() {
     assert_eq!(
         kubectl_failure("Error from server (NotFound): sealedsecrets.bitnami.com \"x\" not found"),

@@ -47,7 +47,6 @@ mod truth;
 pub use consumers_gate::DEFAULT_KUBELET_SYNC_SECONDS;
 pub use context::{Cancel, Signal};
 pub(crate) use edits::field;
-pub use gates::unused_since;
 pub(crate) use mint::undo;
 pub use propose::{JOURNAL_REF, JOURNAL_TRACKING};
 pub use report::{

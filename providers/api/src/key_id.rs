@@ -137,6 +137,16 @@ impl<P: Provider> Provider for Checked<P> {
     async fn revoke(&self, t: &Target, key: &KeyId, how: Revoke) -> ProviderResult<Revoked> {
         self.inner.revoke(t, key, how).await
     }
+
+    async fn usage_since(
+        &self,
+        t: &Target,
+        key: &KeyId,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ProviderResult<crate::Usage> {
+        self.inner.usage_since(t, key, since, now).await
+    }
 }
 
 #[cfg(test)]

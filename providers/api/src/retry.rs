@@ -271,6 +271,18 @@ impl<P: Provider> Provider for Retrying<P> {
             .run("revoke", || self.inner.revoke(t, key, how))
             .await
     }
+
+    async fn usage_since(
+        &self,
+        t: &Target,
+        key: &KeyId,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ProviderResult<crate::Usage> {
+        self.policy
+            .run("usage", || self.inner.usage_since(t, key, since, now))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,23 @@ pub enum Revoke {
     Disable,
 }
 
+/// What a source can say about a key's use since a moment (the old key's use since
+/// publish, for `--require-old-key-unused`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// Used at this time, at or after the moment asked about.
+    Used(DateTime<Utc>),
+    /// Not used since the moment, as far as the source's records reach, and they reach far
+    /// enough to say so.
+    Idle,
+    /// Nothing seen, but the source's records lag and do not reach far enough yet: ask
+    /// again later. Says until when and why.
+    Pending(String),
+    /// The source keeps no record that can tell (none at all, or not for this tenant): the
+    /// gate falls back to the grace period. Says why.
+    Unknown(String),
+}
+
 /// What a revoke found: the key revoked now, or already gone (deleted by someone else or
 /// by an earlier attempt). Both are success: revoke is idempotent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
