@@ -317,3 +317,98 @@ fn gcp_create_rotate_through_adc_key_file_and_disable_mode() {
         .to_owned();
     no_secret(&r, &[&pem_line]);
 }
+
+/// `--require-old-key-unused` on Azure through the binary: the gate reads the fake Graph's
+/// sign-in logs. Right after publish it waits for the logs to catch up; a sign-in with the
+/// old secret after publish keeps it; once the logs show none, the old secret is removed.
+#[test]
+fn azure_old_secret_is_revoked_only_when_the_sign_in_logs_show_it_idle() {
+    use secret_manager_testkit::graph::SignIn;
+    let rt = runtime();
+    let g = rt.block_on(FakeGraph::start());
+    let object_id = g.state().add_app(APP_ID, "payments-api");
+    let f = GitFleet::new();
+    let work = f.path("work");
+    let ca = f.path("fake-ca.pem");
+    std::fs::write(&ca, &g.server.ca_pem).unwrap();
+    let r = run_cmd(
+        azure_env(&mut cmd(), &g, &ca)
+            .args([
+                "--repo",
+                work.to_str().unwrap(),
+                "create",
+                "--source",
+                "azure",
+            ])
+            .args([
+                "--cluster",
+                AZ_CLUSTER,
+                "--namespace",
+                "payments",
+                "--name",
+                "payments-sp",
+            ])
+            .args(["--key-mappings", "[AZURE_CLIENT_SECRET:ClientSecret]"])
+            .args(["--param", &format!("tenantId={TENANT}")])
+            .args(["--param", &format!("applicationObjectId={object_id}")])
+            .args(["--param", &format!("clientId={APP_ID}")])
+            .arg("-w")
+            .arg(work.join(AZ_REL)),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let old = g.state().key_ids(&object_id)[0].clone();
+    f.commit_and_publish("Add credentials", &[AZ_CLUSTER]);
+    let t0: chrono::DateTime<chrono::Utc> = "2027-01-10T10:00:00Z".parse().unwrap();
+    let rotate = |minutes: i64| {
+        let now = t0 + chrono::Duration::minutes(minutes);
+        run_cmd(
+            azure_env(&mut cmd(), &g, &ca)
+                .env("SECRET_MANAGER_NOW", now.to_rfc3339())
+                .args(["--repo", work.to_str().unwrap(), "--yes", "rotate"])
+                .args(["--source", "azure", "--cluster", AZ_CLUSTER])
+                .args(["--name", "payments-sp", "--older-than", "0s"])
+                .args(["--revoke-after", "0s", "--require-old-key-unused"]),
+        )
+    };
+    let r = rotate(0);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("sign-in logs lag"), "{all}");
+    assert!(
+        g.state().key_ids(&object_id).contains(&old),
+        "kept while the logs lag"
+    );
+
+    g.state().sign_ins.push(SignIn {
+        app_id: APP_ID.into(),
+        key_id: old.clone(),
+        at: t0 + chrono::Duration::minutes(5),
+    });
+    let r = rotate(30);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("the old key was used at 2027-01-10T10:05:00Z"),
+        "{all}"
+    );
+    assert!(
+        g.state().key_ids(&object_id).contains(&old),
+        "kept while used"
+    );
+
+    g.state().sign_ins.clear();
+    let r = rotate(40);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        !g.state().key_ids(&object_id).contains(&old),
+        "idle: removed"
+    );
+    let log = g.state().log.clone();
+    assert_eq!(
+        log.iter()
+            .filter(|l| *l == "GET /beta/auditLogs/signIns")
+            .count(),
+        3,
+        "one sign-in query per run: {log:?}"
+    );
+}

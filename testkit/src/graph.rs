@@ -9,6 +9,12 @@
 //! * `POST /v1.0/applications/{object-id}/addPassword` — 200 with the new
 //!   `passwordCredential` including `secretText`.
 //! * `POST /v1.0/applications/{object-id}/removePassword` — 204.
+//! * `GET /beta/auditLogs/signIns` — sign-in logs, newest first, `$filter` on
+//!   `signInEventTypes/any(t: t eq 'servicePrincipal')` (without it only interactive user
+//!   sign-ins are listed: none here), `appId`, `servicePrincipalCredentialKeyId` and
+//!   `createdDateTime ge`; `$top` pages with `@odata.nextLink` (`$skiptoken`); 403
+//!   `Authentication_RequestFromNonPremiumTenantOrB2CTenant` for a tenant without P1/P2,
+//!   403 `Authorization_RequestDenied` without `AuditLog.Read.All`.
 //! * `GET /{tenant}/v2.0/.well-known/openid-configuration` — OpenID discovery; 400
 //!   `AADSTS90002` for a tenant that does not exist.
 //! * Graph errors as `{"error": {"code", "message", "innerError"}}`: 401
@@ -73,9 +79,26 @@ pub struct App {
     pub passwords: Vec<Password>,
 }
 
+/// One service-principal sign-in in the logs.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// The application (client) id that signed in.
+    pub app_id: String,
+    /// The password credential it used.
+    pub key_id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// Everything the fake knows; tests read and tweak it.
 #[derive(Debug)]
 pub struct GraphState {
+    /// Service-principal sign-ins (the tests add them: a workload still on a key).
+    pub sign_ins: Vec<SignIn>,
+    /// The tenant has Microsoft Entra ID P1/P2 (default): sign-in logs exist.
+    pub premium: bool,
+    /// The admin holds `AuditLog.Read.All` (default).
+    pub audit_log_read: bool,
     /// Applications by object id.
     pub apps: BTreeMap<String, App>,
     /// Issued access tokens: token → client id.
@@ -173,6 +196,9 @@ fn new_secret() -> String {
 impl Default for GraphState {
     fn default() -> Self {
         GraphState {
+            sign_ins: Vec::new(),
+            premium: true,
+            audit_log_read: true,
             apps: BTreeMap::new(),
             tokens: BTreeMap::new(),
             throttle: 0,
@@ -340,6 +366,97 @@ impl GraphState {
             json!({"access_token": token, "expires_on": expires.to_string(), "resource": resource,
                    "token_type": "Bearer", "client_id": ADMIN_CLIENT_ID}),
         )
+    }
+
+    /// `GET /beta/auditLogs/signIns`.
+    fn sign_ins(&mut self, r: &Request) -> Reply {
+        let caller = r.bearer().and_then(|t| self.tokens.get(t)).cloned();
+        if caller.is_none() {
+            return graph_error(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+            );
+        }
+        if !self.premium {
+            return graph_error(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+            );
+        }
+        if !self.audit_log_read || caller.as_deref() != Some(ADMIN_CLIENT_ID) {
+            return graph_error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            );
+        }
+        let filter = r.query.get("$filter").cloned().unwrap_or_default();
+        let quoted = |field: &str| -> Option<String> {
+            let rest = filter.split(&format!("{field} eq '")).nth(1)?;
+            Some(rest.split('\'').next()?.to_owned())
+        };
+        let since = filter
+            .split("createdDateTime ge ")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .map(|v| v.parse::<DateTime<Utc>>());
+        let since = match since {
+            Some(Err(_)) => {
+                return graph_error(400, "BadRequest", "Invalid filter clause");
+            }
+            Some(Ok(t)) => Some(t),
+            None => None,
+        };
+        let service_principal = filter.contains("signInEventTypes/any(t: t eq 'servicePrincipal')");
+        let (app, key) = (quoted("appId"), quoted("servicePrincipalCredentialKeyId"));
+        let mut hits: Vec<&SignIn> = self
+            .sign_ins
+            .iter()
+            .filter(|_| service_principal)
+            .filter(|s| app.as_ref().is_none_or(|a| *a == s.app_id))
+            .filter(|s| key.as_ref().is_none_or(|k| *k == s.key_id))
+            .filter(|s| since.is_none_or(|t| s.at >= t))
+            .collect();
+        hits.sort_by(|a, b| b.at.cmp(&a.at));
+        let top: usize = r
+            .query
+            .get("$top")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000)
+            .clamp(1, 1000);
+        let skip: usize = r
+            .query
+            .get("$skiptoken")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<Value> = hits
+            .iter()
+            .skip(skip)
+            .take(top)
+            .map(|s| {
+                json!({
+                    "id": guid(),
+                    "createdDateTime": ts(s.at),
+                    "appId": s.app_id,
+                    "servicePrincipalCredentialKeyId": s.key_id,
+                    "signInEventTypes": ["servicePrincipal"],
+                    "status": {"errorCode": 0},
+                })
+            })
+            .collect();
+        let mut body = json!({
+            "@odata.context": "https://graph.microsoft.com/beta/$metadata#auditLogs/signIns",
+            "value": page,
+        });
+        if hits.len() > skip + top {
+            body["@odata.nextLink"] = json!(format!(
+                "https://graph.microsoft.com/beta/auditLogs/signIns?$top={top}&$skiptoken={}",
+                skip + top
+            ));
+        }
+        Reply::json(200, body)
     }
 
     fn graph(&mut self, r: &Request, rest: &str) -> Reply {
@@ -510,6 +627,9 @@ impl GraphState {
                     "Application with identifier '{client}' was not found in the directory '{OTHER_TENANT}'. This can happen if the application has not been installed by the administrator of the tenant."
                 ),
             );
+        }
+        if r.method == "GET" && r.path == "/beta/auditLogs/signIns" {
+            return self.sign_ins(&r);
         }
         if let Some(rest) = r.path.strip_prefix("/v1.0/") {
             let rest = rest.to_owned();

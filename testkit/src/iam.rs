@@ -7,6 +7,13 @@
 //! * `GET    /v1/projects/{p}/serviceAccounts/{email}/keys/{id}`
 //! * `POST   /v1/projects/{p}/serviceAccounts/{email}/keys/{id}:disable` (and `:enable`)
 //! * `DELETE /v1/projects/{p}/serviceAccounts/{email}/keys/{id}`
+//! * `GET /v1/projects/{p}/locations/global/activityTypes/serviceAccountKeyLastAuthentication/activities:query`
+//!   — the Policy Analyzer (same server in tests): `filter` on
+//!   `activities.full_resource_name="//iam.googleapis.com/projects/{p}/serviceAccounts/{e}/keys/{id}"`,
+//!   one activity per key with `lastAuthenticatedTime` as the start of the day of last use
+//!   (midnight US Pacific, 08:00Z) and `observationPeriod`; `{}` when the key has none; 403
+//!   `PERMISSION_DENIED` when the API is not enabled (`SERVICE_DISABLED`) or the caller lacks
+//!   the permission.
 //! * errors as `{"error": {"code", "message", "status", "details"}}`: 401
 //!   `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`, 404 `NOT_FOUND`, 429 `RESOURCE_EXHAUSTED`
 //!   with a `google.rpc.RetryInfo` delay, 400 `FAILED_PRECONDITION` with a
@@ -80,6 +87,14 @@ pub struct ServiceAccount {
 /// Everything the fake knows.
 #[derive(Debug)]
 pub struct IamState {
+    /// Authentications with keys, as `(key id, when)` (the tests add them: a workload still
+    /// on a key). The Policy Analyzer reports them by day.
+    pub key_uses: Vec<(String, DateTime<Utc>)>,
+    /// How far the Policy Analyzer's data reaches (`observationPeriod.endTime`); uses after
+    /// it are not visible yet. Default: far in the future (everything is visible).
+    pub analyzed_until: DateTime<Utc>,
+    /// The Policy Analyzer API is not enabled in the project.
+    pub analyzer_disabled: bool,
     /// Accounts by email.
     pub accounts: BTreeMap<String, ServiceAccount>,
     /// The next N calls answer 429 (with a 1 s RetryInfo).
@@ -105,6 +120,9 @@ pub struct IamState {
 impl Default for IamState {
     fn default() -> Self {
         IamState {
+            key_uses: Vec::new(),
+            analyzed_until: DateTime::<Utc>::MAX_UTC,
+            analyzer_disabled: false,
             accounts: BTreeMap::new(),
             throttle: 0,
             quota_per_minute: None,
@@ -317,6 +335,75 @@ impl IamState {
         Ok(iss.to_owned())
     }
 
+    /// The Policy Analyzer's `serviceAccountKeyLastAuthentication` activities.
+    fn key_activity(&mut self, caller: &str, project: &str, r: &Request) -> Reply {
+        let permission = "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query";
+        if self.analyzer_disabled {
+            return Reply::json(
+                403,
+                json!({"error": {"code": 403, "status": "PERMISSION_DENIED",
+                    "message": format!("Policy Analyzer API has not been used in project {project} before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/policyanalyzer.googleapis.com/overview?project={project} then retry."),
+                    "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED", "domain": "googleapis.com"}]}}),
+            );
+        }
+        if !self.accounts.get(caller).is_some_and(|a| a.admin) || self.deny {
+            return error(
+                403,
+                "PERMISSION_DENIED",
+                &format!("Permission '{permission}' denied on resource (or it may not exist)."),
+                Some(("IAM_PERMISSION_DENIED", permission)),
+            );
+        }
+        let filter = r.query.get("filter").cloned().unwrap_or_default();
+        let Some(name) = filter
+            .strip_prefix("activities.full_resource_name=\"")
+            .or_else(|| filter.strip_prefix("activities.fullResourceName=\""))
+            .and_then(|f| f.strip_suffix('"'))
+        else {
+            return error(400, "INVALID_ARGUMENT", "Invalid filter.", None);
+        };
+        let prefix = format!("//iam.googleapis.com/projects/{project}/serviceAccounts/");
+        let Some(key) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.split("/keys/").nth(1))
+        else {
+            return Reply::json(200, json!({}));
+        };
+        let until = self.analyzed_until;
+        let Some(last) = self
+            .key_uses
+            .iter()
+            .filter(|(k, at)| k == key && *at <= until)
+            .map(|(_, at)| *at)
+            .max()
+        else {
+            return Reply::json(200, json!({}));
+        };
+        // The start of its day in US Pacific standard time (UTC-8), as the analyzer reports.
+        let day = (last - Duration::hours(8)).date_naive();
+        let day_start = day.and_hms_opt(8, 0, 0).expect("08:00").and_utc();
+        let end = if until == DateTime::<Utc>::MAX_UTC {
+            Utc::now()
+        } else {
+            until
+        };
+        Reply::json(
+            200,
+            json!({"activities": [{
+                "activityType": "serviceAccountKeyLastAuthentication",
+                "fullResourceName": name,
+                "activity": {
+                    "lastAuthenticatedTime": day_start.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "serviceAccountKey": {"serviceAccountId": "100000000000000000001", "projectNumber": "123456789012", "fullResourceName": name},
+                },
+                "observationPeriod": {
+                    "startTime": (end - Duration::days(400)).to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "endTime": end.to_rfc3339_opts(SecondsFormat::Secs, true),
+                },
+            }]}),
+        )
+    }
+
     fn handle(&mut self, r: Request) -> Reply {
         self.log.push(format!("{} {}", r.method, r.path));
         let caller = match self.authenticate(&r) {
@@ -337,6 +424,14 @@ impl IamState {
             if self.minute.1 > limit {
                 return quota_error((minute + 1) * 60 - now);
             }
+        }
+        if let Some(project) = r.path.strip_prefix("/v1/projects/").and_then(|p| {
+            p.strip_suffix(
+                "/locations/global/activityTypes/serviceAccountKeyLastAuthentication/activities:query",
+            )
+        }) {
+            let project = project.to_owned();
+            return self.key_activity(&caller, &project, &r);
         }
         // /v1/projects/{p}/serviceAccounts/{email}/keys[/{id}[:verb]]
         let Some(rest) = r.path.strip_prefix("/v1/projects/") else {

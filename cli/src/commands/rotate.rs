@@ -70,7 +70,7 @@ pub struct RotateArgs {
     mut_arg("gate_command", |a| a.hide(true)),
     mut_arg("require_old_key_unused", |a| a
         .help("Before revoking, wait until the source reports no use of the key since publish")
-        .long_help("Before revoking, wait until the source reports no use of the key since publish.\n\nAWS: GetAccessKeyLastUsed.")),
+        .long_help("Before revoking, wait until the source reports no use of the key since publish.\n\nAWS: GetAccessKeyLastUsed; Azure: the sign-in logs; GCP: the Policy Analyzer's key activity.")),
     mut_arg("concurrency", |a| a
         .long_help("Credentials whose provider calls run at once; lower it when a source throttles.\n\nProvider calls are preflight and revoke. Git work is batched regardless: one commit and push per phase, one pointer move per cluster.")),
     mut_arg("reseal", |a| a.hide(true)),
@@ -154,9 +154,11 @@ pub struct RunArgs {
     pub gate_command: Option<std::path::PathBuf>,
     /// Before revoking, wait until the source reports no use of the old key since publish.
     ///
-    /// AWS: GetAccessKeyLastUsed; github-deploy-key: the deploy key's `last_used`; plugins
-    /// that declare reportsLastUse. Sources that cannot tell (Azure, GCP, random, postgres,
-    /// mysql) keep the grace period only, and the revoke step says so.
+    /// AWS: GetAccessKeyLastUsed; Azure: the sign-in logs (AuditLog.Read.All, from 10 min
+    /// after publish); GCP: the Policy Analyzer's key activity (by day: 1-2 days);
+    /// github-deploy-key: the deploy key's `last_used`; plugins that declare
+    /// reportsLastUse. Sources that cannot tell (random, postgres, mysql, an Azure tenant
+    /// without P1/P2) keep the grace period only, and the revoke step says so.
     #[arg(long)]
     pub require_old_key_unused: bool,
     /// Credentials whose provider calls run at once; lower it when a source throttles.

@@ -5,8 +5,10 @@
 mod chain;
 mod entra;
 mod graph;
+mod signins;
 
 pub use chain::{CredentialChain, IMDS_PROBE_TIMEOUT, credential_chain, credential_chain_from};
+pub use signins::LOG_DELAY as SIGN_IN_LOG_DELAY;
 // Re-exported so users of this crate see the contract it implements.
 pub use secret_manager_provider as api;
 
@@ -400,5 +402,16 @@ impl Provider for AzureProvider {
             Err(e) if graph::is_password_not_found(&e) => Ok(Revoked::AlreadyGone),
             Err(e) => Err(e),
         }
+    }
+
+    /// From the sign-in logs of the application's service principal (see `signins`).
+    async fn usage_since(
+        &self,
+        t: &Target,
+        key: &KeyId,
+        since: chrono::DateTime<Utc>,
+        now: chrono::DateTime<Utc>,
+    ) -> ProviderResult<api::Usage> {
+        self.signins_since(t, &key.0, since, now).await
     }
 }

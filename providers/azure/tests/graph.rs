@@ -377,3 +377,87 @@ async fn no_credentials_at_all_is_one_line_saying_what_to_set() {
         "{text}"
     );
 }
+
+/// The old key's use since publish comes from the sign-in logs: a sign-in with that key
+/// after publish is "used"; none is "pending" until the logs' delay has passed, then
+/// "idle"; sign-ins with another key or before publish do not count; a tenant without
+/// P1/P2 cannot tell (the gate falls back); a missing AuditLog.Read.All is an error that
+/// names it; a hostile client id never reaches the filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_key_use_comes_from_the_sign_in_logs_with_their_delay() {
+    use secret_manager_azure::api::{KeyId, Provider, Usage};
+    use secret_manager_testkit::graph::SignIn;
+    let (g, id) = setup().await;
+    let p = provider(&g);
+    let (old, _) = g.state().add_password(&id, chrono::Duration::days(90));
+    let (other, _) = g.state().add_password(&id, chrono::Duration::days(1));
+    let published: chrono::DateTime<chrono::Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
+    let at = |m: i64| published + chrono::Duration::minutes(m);
+    let t = target(&id);
+    let key = KeyId(old.clone());
+    {
+        let mut s = g.state();
+        for (k, m) in [(&old, -30), (&other, 20), (&old, -1)] {
+            s.sign_ins.push(SignIn {
+                app_id: APP_ID.into(),
+                key_id: k.clone(),
+                at: at(m),
+            });
+        }
+    }
+    let usage = p.usage_since(&t, &key, published, at(5)).await.unwrap();
+    assert!(
+        matches!(&usage, Usage::Pending(why) if why.contains("2026-12-01T10:10:00Z")),
+        "{usage:?}"
+    );
+    assert_eq!(
+        p.usage_since(&t, &key, published, at(60)).await.unwrap(),
+        Usage::Idle
+    );
+    g.state().sign_ins.push(SignIn {
+        app_id: APP_ID.into(),
+        key_id: old.clone(),
+        at: at(30),
+    });
+    assert_eq!(
+        p.usage_since(&t, &key, published, at(60)).await.unwrap(),
+        Usage::Used(at(30))
+    );
+    // The request: the beta sign-in logs, filtered on the service principal, the app, the
+    // key and the time since publish; one page of one.
+    let log = g.state().log.clone();
+    assert!(
+        log.iter().any(|l| l == "GET /beta/auditLogs/signIns"),
+        "{log:?}"
+    );
+
+    g.state().premium = false;
+    let usage = p.usage_since(&t, &key, published, at(60)).await.unwrap();
+    assert!(
+        matches!(&usage, Usage::Unknown(why) if why.contains("P1/P2")),
+        "{usage:?}"
+    );
+    g.state().premium = true;
+    g.state().audit_log_read = false;
+    let e = p
+        .usage_since(&t, &key, published, at(60))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("AuditLog.Read.All"), "{e}");
+    assert!(!e.contains("Application.ReadWrite.OwnedBy"), "{e}");
+    g.state().audit_log_read = true;
+
+    let calls = g.state().log.len();
+    let mut hostile = target(&id);
+    hostile
+        .params
+        .insert("clientId".into(), format!("{APP_ID}' or appId ne '"));
+    let e = p
+        .usage_since(&hostile, &key, published, at(60))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a GUID: nothing was asked"), "{e}");
+    assert_eq!(g.state().log.len(), calls, "nothing was sent");
+}

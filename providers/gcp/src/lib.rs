@@ -2,6 +2,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod activity;
+pub use activity::{POLICY_ANALYZER_ENV, POLICY_ANALYZER_URL};
+
 // Re-exported so users of this crate see the contract it implements.
 pub use secret_manager_provider as api;
 
@@ -42,6 +45,12 @@ pub const ENDPOINT_ENV: &str = "SECRET_MANAGER_GCP_IAM_ENDPOINT";
 pub struct GcpProvider {
     iam: Iam,
     endpoint: Option<String>,
+    /// The credentials given, for the Policy Analyzer's REST calls (else ADC, built when
+    /// first needed).
+    credentials: Option<google_cloud_auth::credentials::Credentials>,
+    /// Policy Analyzer base URL, without a trailing slash.
+    analyzer_url: String,
+    http: reqwest::Client,
     /// How long `verify` waits for a new key to propagate.
     pub propagation: Propagation,
     clock: std::sync::Arc<dyn Clock>,
@@ -276,7 +285,12 @@ impl GcpProvider {
     /// Application Default Credentials; the endpoint from `SECRET_MANAGER_GCP_IAM_ENDPOINT`.
     pub async fn from_env() -> ProviderResult<Self> {
         let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
-        Self::new(endpoint, None).await
+        let analyzer = std::env::var(POLICY_ANALYZER_ENV)
+            .ok()
+            .filter(|v| !v.is_empty());
+        Ok(Self::new(endpoint, None)
+            .await?
+            .with_policy_analyzer(analyzer))
     }
 
     /// A provider against `endpoint` (default: `https://iam.googleapis.com`) with
@@ -287,13 +301,50 @@ impl GcpProvider {
     ) -> ProviderResult<Self> {
         let given = credentials.is_some();
         Ok(GcpProvider {
-            iam: client(endpoint.as_deref(), credentials).await?,
+            iam: client(endpoint.as_deref(), credentials.clone()).await?,
             endpoint,
+            credentials,
+            analyzer_url: POLICY_ANALYZER_URL.to_owned(),
+            // Bearer tokens ride on these requests: no redirect is followed.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
             propagation: Propagation::new(PROPAGATION_WINDOW),
             clock: SystemClock::shared(),
             listed: api::Prefetched::default(),
             adc_is_metadata_server: !given && adc_is_metadata_server(),
         })
+    }
+
+    /// Asks the Policy Analyzer at `url` (default: the public endpoint) about key use.
+    pub fn with_policy_analyzer(mut self, url: Option<String>) -> Self {
+        if let Some(u) = url {
+            self.analyzer_url = u.trim_end_matches('/').to_owned();
+        }
+        self
+    }
+
+    /// Authorization headers for a REST call, from the credentials given or ADC.
+    async fn auth_headers(&self) -> ProviderResult<reqwest::header::HeaderMap> {
+        let no_credentials = |e: String| ProviderError::NoCredentials {
+            provider: NAME.into(),
+            message: format!("{NO_CREDENTIALS} ({e})"),
+        };
+        let creds = match &self.credentials {
+            Some(c) => c.clone(),
+            None => google_cloud_auth::credentials::Builder::default()
+                .build()
+                .map_err(|e| no_credentials(e.to_string()))?,
+        };
+        match creds.headers(http::Extensions::new()).await {
+            Ok(google_cloud_auth::credentials::CacheableResource::New { data, .. }) => Ok(data),
+            Ok(google_cloud_auth::credentials::CacheableResource::NotModified) => {
+                Err(no_credentials("no headers".into()))
+            }
+            Err(e) => Err(no_credentials(e.to_string())),
+        }
     }
 
     /// Waits up to `window` for new keys to work (`providers.gcp.propagationWindow`).
@@ -510,6 +561,17 @@ impl Provider for GcpProvider {
             },
             Err(e) => Err(e),
         }
+    }
+
+    /// From the Policy Analyzer's key activity (see `activity`).
+    async fn usage_since(
+        &self,
+        t: &Target,
+        key: &KeyId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> ProviderResult<api::Usage> {
+        self.activity_since(t, &key.0, since, now).await
     }
 }
 

@@ -229,3 +229,88 @@ async fn per_minute_quota_is_waited_out_as_iam_asks() {
         Some(60 - (now.as_secs() % 60))
     );
 }
+
+/// The old key's use since publish comes from the Policy Analyzer's key activity, reported
+/// by day: used on a later day is "used"; used on the day of publish is "pending" until the
+/// data covers a whole day after it, then "idle"; no activity waits two days; the request
+/// names the key's full resource name; the API not enabled says what to enable; a hostile
+/// key id never reaches the filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_key_use_comes_from_the_policy_analyzer_by_day() {
+    use secret_manager_gcp::api::{KeyId, Usage};
+    let f = setup().await;
+    let old = f.state().seed_key(EMAIL, chrono::Duration::days(40), false);
+    let p = provider(&f)
+        .await
+        .with_policy_analyzer(Some(f.server.url.clone()));
+    let t = target();
+    let key = KeyId(old.clone());
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let published = at("2026-11-20T18:00:00Z");
+    let now = at("2026-11-25T00:00:00Z");
+
+    // Never used: idle once two days of daily data have passed.
+    assert!(matches!(
+        p.usage_since(&t, &key, published, at("2026-11-21T00:00:00Z"))
+            .await
+            .unwrap(),
+        Usage::Pending(_)
+    ));
+    assert_eq!(
+        p.usage_since(&t, &key, published, now).await.unwrap(),
+        Usage::Idle
+    );
+
+    // Used on the day of publish (before it, or after: a day cannot tell).
+    f.state()
+        .key_uses
+        .push((old.clone(), at("2026-11-20T17:00:00Z")));
+    f.state().analyzed_until = at("2026-11-21T12:00:00Z");
+    let usage = p.usage_since(&t, &key, published, now).await.unwrap();
+    assert!(
+        matches!(&usage, Usage::Pending(why) if why.contains("2026-11-22T08:00:00Z")),
+        "{usage:?}"
+    );
+    f.state().analyzed_until = at("2026-11-22T09:00:00Z");
+    assert_eq!(
+        p.usage_since(&t, &key, published, now).await.unwrap(),
+        Usage::Idle
+    );
+    // ... and again on the next day: used after publish.
+    f.state()
+        .key_uses
+        .push((old.clone(), at("2026-11-21T20:00:00Z")));
+    assert_eq!(
+        p.usage_since(&t, &key, published, now).await.unwrap(),
+        Usage::Used(at("2026-11-21T08:00:00Z"))
+    );
+    let log = f.state().log.clone();
+    assert!(
+        log.iter().any(|l| l
+            == &format!(
+                "GET /v1/projects/{PROJECT}/locations/global/activityTypes/serviceAccountKeyLastAuthentication/activities:query"
+            )),
+        "{log:?}"
+    );
+
+    f.state().analyzer_disabled = true;
+    let e = p
+        .usage_since(&t, &key, published, now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Policy Analyzer API") && e.contains("activityAnalysisViewer"),
+        "{e}"
+    );
+    f.state().analyzer_disabled = false;
+
+    let calls = f.state().log.len();
+    let e = p
+        .usage_since(&t, &KeyId(format!("{old}\" OR x=\"")), published, now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nothing was asked"), "{e}");
+    assert_eq!(f.state().log.len(), calls, "nothing was sent");
+}
