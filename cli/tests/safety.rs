@@ -249,14 +249,17 @@ fn concurrent_pods_some_killed_converge_without_touching_foreign_keys() {
     let span = t0.elapsed().as_millis() as u64;
     // Rounds with kills — pods 0, 2, 5, then 1, 3, 4, and so on — each at a random moment
     // of the round's span, until at least three kills have hit a running pod (a pod that
-    // finished first was not hit; the window then shrinks). At most four such rounds.
+    // finished first was not hit; the kill moments then come earlier: a round 0 slowed by
+    // a loaded machine must not leave every later kill too late). At most eight rounds.
     let mut killed = 0;
     let mut window = span * 9 / 20;
-    for n in 0..4u32 {
+    let mut earliest = span / 10;
+    for n in 0..8u32 {
         if killed >= 3 {
             break;
         }
-        let now = format!("2026-11-21T12:0{n}:00Z");
+        // Within 12:00-12:04, so the convergence rounds below run after every lease.
+        let now = format!("2026-11-21T12:0{}:{:02}Z", n / 2, (n % 2) * 30);
         let victims = if n % 2 == 0 {
             [0usize, 2, 5]
         } else {
@@ -265,7 +268,7 @@ fn concurrent_pods_some_killed_converge_without_touching_foreign_keys() {
         let mut kills: BTreeMap<usize, u64> = BTreeMap::new();
         let results = round(&now, &mut |i| {
             victims.contains(&i).then(|| {
-                let ms = span / 10 + next(window);
+                let ms = earliest + next(window);
                 kills.insert(i, ms);
                 ms
             })
@@ -277,7 +280,8 @@ fn concurrent_pods_some_killed_converge_without_touching_foreign_keys() {
             n + 1
         );
         if hit < victims.len() {
-            window = window * 2 / 3;
+            window = (window / 2).max(20);
+            earliest /= 2;
         }
         for (i, r) in &results {
             if let Some(r) = r {
