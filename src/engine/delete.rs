@@ -209,6 +209,7 @@ async fn stage_one(
         hotfixes: Default::default(),
         promised: Some(super::promise(ctx.opts)),
         rollback_of: None,
+        rollback_declined: None,
     };
     let kustomizations = remove_documents(ctx, &manifests)
         .and_then(|()| fix_kustomizations(ctx, &files))

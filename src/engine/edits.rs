@@ -167,6 +167,7 @@ pub(super) async fn credential(
             hotfixes: Default::default(),
             promised: Some(super::promise(ctx.opts)),
             rollback_of: None,
+            rollback_declined: None,
         });
     }
     write_all(ctx, &contents, &originals, &records)?;

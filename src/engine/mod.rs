@@ -252,9 +252,19 @@ pub async fn rotate(
     // In-flight rotations outside this run's selection are another run's to advance: its
     // flags (a shorter --revoke-after, no gate) must not reach them.
     // A rollback takes back what it selects before anything advances it.
+    // A rotation whose rollback waits for review (pull-request mode) is held where it is:
+    // neither published further nor revoked, until the rollback is merged or closed.
+    let rolling_back: std::collections::BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r.rollback_of.as_ref().map(|o| o.rotation.as_str()))
+        .collect();
     let covered: Vec<RotationRecord> = records
         .iter()
-        .filter(|r| !opts.rollback && selection_covers(&opts.filter, r))
+        .filter(|r| {
+            !opts.rollback
+                && selection_covers(&opts.filter, r)
+                && !rolling_back.contains(r.id.as_str())
+        })
         .cloned()
         .collect();
     ctx.enter(During::Resume);
@@ -270,7 +280,7 @@ pub async fn rotate(
         .into_iter()
         .filter(|w| !existing.iter().any(|e| e.id == w.id))
         .collect();
-    let mut rolled_back = rollback::past_deadline(&mut ctx, blocked);
+    let mut rolled_back = rollback::past_deadline(&mut ctx, blocked).await;
     rolled_back.extend(revoke::revoke(&mut ctx, existing).await);
     let new = if opts.rollback {
         ctx.enter(During::Rollback);

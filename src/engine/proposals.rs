@@ -98,7 +98,7 @@ async fn resolve_one(
         PrState::Merged => merged(ctx, &pr, branch, recs),
         PrState::Closed => {
             let why = format!("pull request {} was closed without merging", pr.url);
-            abandon(ctx, branch, recs, &why).await;
+            abandon(ctx, branch, recs, &why, true).await;
             Vec::new()
         }
     }
@@ -212,7 +212,12 @@ fn merged(
         match staging_commit(ctx, &main, &r) {
             Ok(sha) => {
                 match r.apply(|l| Ok::<_, IllegalTransition>(l.proposed("merge")?.merged(&sha))) {
-                    Ok(()) => out.push(r),
+                    Ok(()) => {
+                        if r.rollback_of.is_some() && !end_rolled_back(ctx, &r) {
+                            continue;
+                        }
+                        out.push(r)
+                    }
                     Err(e) => ctx.fail(Phase::Publish, &r.source, &r.identity, None, e.into()),
                 }
             }
@@ -232,6 +237,35 @@ fn merged(
     out
 }
 
+/// A merged rollback `back`: the rotation it takes back ends (its change is undone on
+/// main; the rollback record carries on). False when that could not be written: the
+/// rollback waits for the next run.
+fn end_rolled_back(ctx: &mut Ctx<'_>, back: &RotationRecord) -> bool {
+    let of = back.rollback_of.as_ref().expect("a rollback");
+    let records = match ctx.records() {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.fail(Phase::Publish, &back.source, &back.identity, None, e);
+            return false;
+        }
+    };
+    let Some(rotation) = records.into_iter().find(|r| r.id == of.rotation) else {
+        return true;
+    };
+    let ended = rotation.lifecycle().end();
+    let msg = format!(
+        "secret-manager: rotation {} ends, its rollback was merged\n",
+        of.rotation
+    );
+    match ctx.store().commit(&[Change::End(&ended)], &[], &msg) {
+        Ok(_) => true,
+        Err(e) => {
+            ctx.fail(Phase::Publish, &back.source, &back.identity, None, e.into());
+            false
+        }
+    }
+}
+
 /// No pull request for the branch: the proposing run died after writing the records.
 async fn no_pull_request(
     ctx: &mut Ctx<'_>,
@@ -245,7 +279,7 @@ async fn no_pull_request(
         .is_ok_and(|refs| refs.contains_key(&format!("refs/heads/{branch}")));
     if !exists {
         let why = format!("branch {branch} was never pushed (the proposing run died)");
-        abandon(ctx, branch, recs, &why).await;
+        abandon(ctx, branch, recs, &why, false).await;
         return Vec::new();
     }
     let cfg = ctx.repo.config.forge.clone().expect("pull-request mode");
@@ -302,10 +336,45 @@ async fn no_pull_request(
 }
 
 /// Deletes the proposal's new keys (they never reached a cluster), its branch and records.
-async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why: &str) {
+/// A rollback's record ends without deleting anything; `declines` (a reviewer closed it)
+/// marks the rotation it would have taken back.
+async fn abandon(
+    ctx: &mut Ctx<'_>,
+    branch: &str,
+    recs: Vec<RotationRecord>,
+    why: &str,
+    declines: bool,
+) {
     let mut blocks = Vec::new();
     let mut ended = Vec::new();
+    let mut declined: Vec<RotationRecord> = Vec::new();
     for r in &recs {
+        if let Some(of) = &r.rollback_of {
+            // Its "new key" is the rotation's old key, which the cluster may still need:
+            // nothing is deleted. A reviewer who closed it declined the rollback: the
+            // rotation is not rolled back again by itself.
+            let detail = format!(
+                "{why}; rollback of rotation {} not done: both keys stay, and the rotation's old key {} stays until its gates pass",
+                of.rotation, r.new_key_id
+            );
+            let mut s = step(r, Action::Abandon, detail.clone());
+            s.done = true;
+            ctx.step(s);
+            let mut b = r.trailer(TrailerAction::Abandon);
+            b.reason = Some(detail);
+            blocks.push(b);
+            ended.push(r.clone().lifecycle().end());
+            if declines {
+                if let Ok(all) = ctx.records()
+                    && let Some(mut rotation) = all.into_iter().find(|x| x.id == of.rotation)
+                {
+                    rotation.rollback_declined =
+                        Some(format!("{why} (rollback declined {})", ts(ctx.now())));
+                    declined.push(rotation);
+                }
+            }
+            continue;
+        }
         if !r.is_delete() && !r.new_key_id.is_empty() {
             let provider = match ctx.providers.get(&r.source).await {
                 Ok(p) => p,
@@ -346,7 +415,8 @@ async fn abandon(ctx: &mut Ctx<'_>, branch: &str, recs: Vec<RotationRecord>, why
         );
         // A record that cannot be removed stays: the next run abandons it again (the key
         // delete is idempotent) and retries.
-        let changes: Vec<Change<'_>> = ended.iter().map(Change::End).collect();
+        let mut changes: Vec<Change<'_>> = ended.iter().map(Change::End).collect();
+        changes.extend(declined.iter().map(Change::Put));
         if let Err(e) = ctx.store().commit(&changes, &[], &msg) {
             ctx.fail_records(Phase::Publish, &recs, e.into());
         }

@@ -23,6 +23,19 @@ pub(super) fn marker(run: &str) -> String {
 /// audit trailers.
 pub(super) fn body(ctx: &Ctx<'_>, records: &[RotationRecord], blocks: &[TrailerBlock]) -> String {
     let mut b = String::new();
+    let rollbacks: Vec<&RotationRecord> =
+        records.iter().filter(|r| r.rollback_of.is_some()).collect();
+    if !rollbacks.is_empty() {
+        b.push_str("secret-manager proposes to **roll back**:\n\n");
+        for r in &rollbacks {
+            let of = r.rollback_of.as_ref().expect("a rollback");
+            b.push_str(&format!(
+                "* rotation `{}`: {}. Merging restores the old key `{}` in its manifests; once every cluster has it, the new key `{}` is revoked. Closing keeps both keys, and the old key stays until the rotation's gates pass.\n",
+                of.rotation, of.reason, r.new_key_id, r.old_key_id
+            ));
+        }
+        b.push('\n');
+    }
     let rotations = records.iter().filter(|r| !r.is_delete()).count();
     let deletions = records.len() - rotations;
     b.push_str("secret-manager proposes ");
@@ -122,6 +135,30 @@ pub(super) async fn propose(
     subject: &str,
     blocks: &[TrailerBlock],
 ) -> Result<(), EngineError> {
+    let branch = branch(ctx, &format!("rotate-{}", ctx.run));
+    propose_on(ctx, &branch, records, manifests, subject, blocks).await
+}
+
+/// The tool's branch `name` (under `forge.branchPrefix`).
+pub(super) fn branch(ctx: &Ctx<'_>, name: &str) -> String {
+    let prefix = ctx
+        .repo
+        .config
+        .forge
+        .as_ref()
+        .map_or("", |c| c.branch_prefix.as_str());
+    format!("{prefix}{name}")
+}
+
+/// [`propose`] on `branch`.
+pub(super) async fn propose_on(
+    ctx: &mut Ctx<'_>,
+    branch: &str,
+    records: &mut [RotationRecord],
+    manifests: &[String],
+    subject: &str,
+    blocks: &[TrailerBlock],
+) -> Result<(), EngineError> {
     let forge = ctx.forge.as_ref().expect("pull-request mode has a forge");
     let cfg = ctx
         .repo
@@ -129,7 +166,7 @@ pub(super) async fn propose(
         .forge
         .clone()
         .expect("pull-request mode has a forge block");
-    let branch = format!("{}rotate-{}", cfg.branch_prefix, ctx.run);
+    let branch = branch.to_owned();
     let main = ctx.writer.head()?;
     let commit = ctx
         .writer

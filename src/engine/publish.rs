@@ -363,6 +363,7 @@ mod tests {
             hotfixes: Default::default(),
             promised: None,
             rollback_of: None,
+            rollback_declined: None,
         }
     }
 

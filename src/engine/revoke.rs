@@ -254,7 +254,7 @@ pub(super) async fn revoke(
         .into_iter()
         .map(|(i, why)| (records[i].clone(), why))
         .collect();
-    let rollbacks = super::rollback::on_failure(ctx, failing);
+    let rollbacks = super::rollback::on_failure(ctx, failing).await;
     if todo.is_empty() {
         return rollbacks;
     }

@@ -47,6 +47,7 @@ fn record(promised: Option<(i64, RevokeMode)>) -> RotationRecord {
             require_gate_command: false,
         }),
         rollback_of: None,
+        rollback_declined: None,
     }
 }
 

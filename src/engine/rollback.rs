@@ -19,7 +19,11 @@
 //! every cluster holds the old key, the rotation's new key is revoked. A run that dies
 //! part-way leaves either the rotation (nothing changed) or the rollback record: the
 //! next run goes on from it. A rotation whose old key is gone cannot be rolled back —
-//! only forward — and none is rolled back in pull-request mode yet.
+//! only forward.
+//!
+//! In pull-request mode the rollback commit is proposed on a branch of its own instead;
+//! the rotation is held (not advanced) while the rollback waits for review, ends when it is
+//! merged, and carries on, marked `rollbackDeclined`, when it is closed (`proposals`).
 
 use super::context::Ctx;
 use super::edits;
@@ -80,8 +84,8 @@ pub(super) fn report_overdue(
 
 /// [`overdue`], pure: `rec` is still undelivered `deadline` after staging.
 fn missed(rec: &RotationRecord, deadline: chrono::Duration, now: DateTime<Utc>) -> Option<String> {
-    // A change waiting for review is `forge.maxOpenAge`'s business, and a rollback of one
-    // is not built: no deadline failure for it, run after run.
+    // A change waiting for review is `forge.maxOpenAge`'s business: no deadline failure
+    // for it.
     let in_review = matches!(rec.state(), RotationState::Proposed { .. });
     (!rec.is_delete() && !in_review && rec.rollback_of.is_none() && now - rec.staged_at > deadline)
         .then(|| {
@@ -95,7 +99,7 @@ fn missed(rec: &RotationRecord, deadline: chrono::Duration, now: DateTime<Utc>) 
 
 /// The records publishing could not advance (`blocked`) that have missed
 /// `policy.publishDeadline`: each a failure (exit 14), and rolled back.
-pub(super) fn past_deadline(
+pub(super) async fn past_deadline(
     ctx: &mut Ctx<'_>,
     blocked: Vec<RotationRecord>,
 ) -> Vec<RotationRecord> {
@@ -106,32 +110,46 @@ pub(super) fn past_deadline(
             todo.push((rec, why));
         }
     }
-    on_failure(ctx, todo)
+    on_failure(ctx, todo).await
 }
 
 /// Rolls back the rotations a gate found failing or that missed `policy.publishDeadline`
 /// (`todo`: the record, and why), while their old keys still work: the same commit as
-/// `--rollback`. Not for a rollback itself (only forward from there), not in a dry run or
-/// in pull-request mode, not with `policy.rollbackOnFailure: false` (there the failure
-/// stands, and someone must look). Returns the rollback records.
-pub(super) fn on_failure(
+/// `--rollback` (in pull-request mode, proposed). Not for a rollback itself (only forward
+/// from there), not in a dry run, not with `policy.rollbackOnFailure: false` (there the
+/// failure stands, and someone must look), not again once a reviewer declined it.
+/// Returns the rollback records.
+pub(super) async fn on_failure(
     ctx: &mut Ctx<'_>,
     todo: Vec<(RotationRecord, String)>,
 ) -> Vec<RotationRecord> {
-    if todo.is_empty() || ctx.opts.dry_run || ctx.pr_mode() || !ctx.repo.config.rollback_on_failure
-    {
+    if todo.is_empty() || ctx.opts.dry_run || !ctx.repo.config.rollback_on_failure {
         return Vec::new();
     }
-    let todo = todo
-        .into_iter()
-        .filter(|(r, _)| r.rollback_of.is_none() && !r.is_delete())
-        .collect();
-    roll_back(ctx, todo)
+    let mut kept = Vec::new();
+    for (r, why) in todo {
+        if r.rollback_of.is_some() || r.is_delete() {
+            continue;
+        }
+        if let Some(declined) = &r.rollback_declined {
+            let s = step(
+                &r,
+                format!(
+                    "not rolled back ({}): {declined}; the old key stays until the gates pass, or `rotate --rollback` takes it back",
+                    crate::text::escape_cut(&why, 300)
+                ),
+            );
+            ctx.step(s);
+            continue;
+        }
+        kept.push((r, why));
+    }
+    roll_back(ctx, kept).await
 }
 
 /// One rollback commit for each of `todo` (a record this run holds, and why), each
 /// reported as a done `rollback` step. Returns the rollback records.
-fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Vec<RotationRecord> {
+async fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Vec<RotationRecord> {
     if todo.is_empty() {
         return Vec::new();
     }
@@ -149,7 +167,26 @@ fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Vec<Rota
         if ctx.cancelled() {
             break;
         }
-        match one(ctx, &rec, &commits, &scan.secrets, &reason) {
+        match one(ctx, &rec, &commits, &scan.secrets, &reason).await {
+            Ok(back) if matches!(back.state(), RotationState::Proposed { .. }) => {
+                let pr = back
+                    .proposal
+                    .as_ref()
+                    .and_then(|p| p.url.clone().or_else(|| Some(p.branch.clone())))
+                    .unwrap_or_default();
+                let mut s = step(
+                    &rec,
+                    format!(
+                        "rollback proposed ({}): {pr}; once merged, the old key {} goes back to {} and the new key {} is revoked. Until then the rotation waits, its old key kept",
+                        crate::text::escape_cut(&reason, 300),
+                        rec.old_key_id,
+                        rec.clusters().join(", "),
+                        rec.new_key_id,
+                    ),
+                );
+                s.done = true;
+                ctx.step(s);
+            }
             Ok(back) => {
                 let mut s = step(
                     &rec,
@@ -281,8 +318,17 @@ fn candidates(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationReco
                 "already the rollback of {}: only forward from here",
                 of.rotation
             ))
-        } else if ctx.pr_mode() {
-            Some("pull-request mode: a rollback is not built for it yet; revert the rotation's change by a pull request".into())
+        } else if let Some(b) = records
+            .iter()
+            .find(|b| b.rollback_of.as_ref().is_some_and(|o| o.rotation == r.id))
+        {
+            Some(format!(
+                "its rollback {} is under way already",
+                b.proposal
+                    .as_ref()
+                    .and_then(|p| p.url.clone())
+                    .unwrap_or_else(|| b.id.clone())
+            ))
         } else {
             match r.state() {
                 RotationState::Staged { .. } | RotationState::Published { .. } => None,
@@ -343,11 +389,12 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         .into_iter()
         .map(|r| (r, BY_HAND.to_owned()))
         .collect();
-    roll_back(ctx, todo)
+    roll_back(ctx, todo).await
 }
 
-/// The rollback commit of `rec`.
-fn one(
+/// The rollback commit of `rec` on main; in pull-request mode proposed on its own branch
+/// instead (`rec` then stays as it is, held back by the run, until the rollback is merged).
+async fn one(
     ctx: &mut Ctx<'_>,
     rec: &RotationRecord,
     commits: &BTreeMap<String, crate::gitops::git::Oid>,
@@ -497,6 +544,22 @@ fn one(
         &[block],
     );
     crate::failpoint("before-rollback-commit");
+    if ctx.pr_mode() {
+        let branch = super::propose::branch(ctx, &format!("rollback-{}", rec.id));
+        let mut recs = [back];
+        let subject = message.lines().next().unwrap_or_default().to_owned();
+        let block = recs[0].trailer(TrailerAction::Rollback);
+        let mut block = block;
+        block.reason = Some(format!("{reason}: rotation {}", rec.id));
+        if let Err(e) =
+            super::propose::propose_on(ctx, &branch, &mut recs, &written, &subject, &[block]).await
+        {
+            put_back(&written);
+            return Err(e);
+        }
+        let [back] = recs;
+        return Ok(back);
+    }
     if let Err(e) = ctx.store().commit(
         &[Change::End(&ended), Change::Put(&back)],
         &written,

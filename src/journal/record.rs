@@ -240,6 +240,11 @@ pub struct RotationRecord {
     /// A rollback: the rotation it takes back, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<RollbackOf>,
+    /// Pull-request mode: a reviewer closed this rotation's rollback without merging it
+    /// (why, and when). A failing gate then keeps the old key and says so, but does not
+    /// propose the rollback again; `rotate --rollback` still can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_declined: Option<String>,
 }
 
 /// RFC 3339 with seconds, `Z` — the form of every time the tool writes.
