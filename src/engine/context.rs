@@ -234,6 +234,24 @@ impl<'a> Ctx<'a> {
         );
     }
 
+    /// Takes what a part of the run produced into the report (its steps, then its
+    /// failures, stamped with the part in progress) and returns what goes on.
+    pub fn absorb<T>(&mut self, o: super::outcome::Outcome<T>) -> T {
+        for s in o.steps {
+            self.step(s);
+        }
+        for f in o.failed {
+            self.fail(
+                f.phase,
+                &f.source,
+                &f.identity,
+                f.cluster.as_deref(),
+                f.error,
+            );
+        }
+        o.advanced
+    }
+
     pub fn step(&mut self, s: Step) {
         self.progress(&s);
         tracing::info!(

@@ -31,6 +31,7 @@ mod held;
 mod hotfix;
 mod kustomize;
 mod mint;
+mod outcome;
 mod pipeline;
 mod plan;
 mod proposals;

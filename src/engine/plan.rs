@@ -2,7 +2,7 @@
 //! manifests hold those keys (all of them, whatever the filter says, so that a shared
 //! credential is never rotated partially).
 
-use super::context::Ctx;
+use super::outcome::Outcome;
 use super::report::{Action, EngineError, Phase, Step};
 use crate::journal::table::Listed;
 use crate::journal::{RotationRecord, credential_id};
@@ -132,16 +132,30 @@ pub(super) fn index(found: &[Found], now: chrono::DateTime<chrono::Utc>) -> Vec<
     identities(found, &Filter::default(), now)
 }
 
+/// What [`credentials`] decides from: the run's selection and clocks, the records in
+/// flight, the claims on the remote, and the run's own id.
+pub(super) struct Planning<'p> {
+    /// The run's settings (its filter, and the reference time ages are measured at).
+    pub opts: &'p super::RotateOptions,
+    /// The run's clock now.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// Rotations in flight.
+    pub records: &'p [RotationRecord],
+    /// Claims on the remote when the run started.
+    pub claims: &'p [Listed],
+    /// This run.
+    pub run: &'p crate::journal::RunId,
+}
+
 /// The credentials to rotate: selected by the filter, valid, under one cluster each, and
-/// not busy. Everything left out gets a step or a failure saying why.
+/// not busy. Everything left out gets a step or a failure saying why. Pure: it reads only
+/// `found` and `p`.
 pub(super) fn credentials<'a>(
-    ctx: &mut Ctx<'_>,
     found: &'a [Found],
-    records: &[RotationRecord],
-) -> Vec<Credential<'a>> {
-    let opts = ctx.opts;
-    let now = ctx.now();
-    let mut out = Vec::new();
+    p: &Planning<'_>,
+) -> Outcome<Vec<Credential<'a>>> {
+    let (opts, now, records) = (p.opts, p.now, p.records);
+    let mut o = Outcome::new(Vec::new());
     for ident in index(found, now) {
         let selected: Vec<&Found> = ident
             .manifests
@@ -168,7 +182,7 @@ pub(super) fn credentials<'a>(
                 s.old_key_id = m.key_id.clone();
                 s.clusters = vec![f.attribution.label()];
                 s.files = vec![f.file.display().to_string()];
-                ctx.step(s);
+                o.step(s);
                 continue;
             }
             let key = m.key_id.clone().unwrap_or_default();
@@ -203,8 +217,8 @@ pub(super) fn credentials<'a>(
                 .collect(),
             groups,
         };
-        if let Some((l, Err(why))) = ctx
-            .listed_claims
+        if let Some((l, Err(why))) = p
+            .claims
             .iter()
             .find(|l| l.claim.is_err() && l.refname.ends_with(&format!("/{}", cred.id())))
             .map(|l| (l, &l.claim))
@@ -225,16 +239,10 @@ pub(super) fn credentials<'a>(
                 source: why.clone(),
                 remedy,
             };
-            ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
+            o.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
             continue;
         }
-        if let Some(why) = busy_reason(
-            &cred.source,
-            &cred.identity,
-            records,
-            &ctx.listed_claims,
-            &ctx.run,
-        ) {
+        if let Some(why) = busy_reason(&cred.source, &cred.identity, records, p.claims, p.run) {
             // A rotation in flight that this run advances already has its step (wait,
             // publish, revoke): a second `busy` row for the same credential says nothing.
             let advanced_here = records.iter().any(|r| {
@@ -246,7 +254,7 @@ pub(super) fn credentials<'a>(
                 continue;
             }
             let s = cred.step(Action::Busy, why);
-            ctx.step(s);
+            o.step(s);
             continue;
         }
         if let Some(f) = cred
@@ -258,10 +266,120 @@ pub(super) fn credentials<'a>(
             let e = EngineError::NotUnderCluster {
                 file: f.file.display().to_string(),
             };
-            ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
+            o.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
             continue;
         }
-        out.push(cred);
+        o.advanced.push(cred);
     }
-    out
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::RotateOptions;
+    use crate::journal::RunId;
+
+    /// The example fleet's SealedSecrets, scanned as a run scans main.
+    fn example() -> Vec<Found> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/example-repo");
+        let repo = crate::Repo::open(&root).unwrap();
+        let opts = crate::scan::ScanOptions {
+            prefix: crate::annotations::ANNOTATION_PREFIX.into(),
+            cluster_ids: repo.inventory.ids().map(str::to_owned).collect(),
+            threads: 1,
+        };
+        crate::scan::scan(&root, &opts).secrets
+    }
+
+    /// A published rotation of the example fleet's DNS credential.
+    fn record(name: &str) -> RotationRecord {
+        let rel = format!("testdata/journal/{name}");
+        let src =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel))
+                .unwrap();
+        let mut r: RotationRecord =
+            crate::config::from_yaml(std::path::Path::new(&rel), &src).unwrap();
+        r.identity = DNS.into();
+        r
+    }
+
+    const DEV1: &str = "aws.eu-central-1.dev1";
+    const DNS: &str = "111111111111/external-dns-dev1";
+
+    #[test]
+    fn a_credential_in_flight_or_claimed_unreadably_is_left_out_and_said_why() {
+        let found = example();
+        let now: chrono::DateTime<chrono::Utc> = "2027-01-01T00:00:00Z".parse().unwrap();
+        let mut opts = RotateOptions::new(now);
+        opts.filter.clusters = vec![DEV1.into()];
+        let run = RunId::new(now);
+        let plan = |records: &[RotationRecord], claims: &[Listed]| {
+            credentials(
+                &found,
+                &Planning {
+                    opts: &opts,
+                    now,
+                    records,
+                    claims,
+                    run: &run,
+                },
+            )
+        };
+        // Nothing in flight: the cluster's credentials, each under its cluster.
+        let free = plan(&[], &[]);
+        assert!(free.failed.is_empty(), "{:?}", free.failed);
+        let ids: Vec<&str> = free.advanced.iter().map(|c| c.identity.as_str()).collect();
+        assert!(ids.contains(&DNS), "{ids:?}");
+        assert!(
+            free.advanced
+                .iter()
+                .all(|c| c.clusters() == vec![DEV1.to_owned()]),
+            "the selection holds"
+        );
+
+        // A rotation of it in flight that this run does not advance: busy, said why.
+        let mut rec = record("v1-published.yaml");
+        rec.manifests[0].cluster = "another.cluster".into();
+        let busy = plan(std::slice::from_ref(&rec), &[]);
+        assert!(!busy.advanced.iter().any(|c| c.identity == DNS));
+        let said = busy
+            .steps
+            .iter()
+            .find(|s| s.identity == DNS && s.action == Action::Busy)
+            .expect("a busy step");
+        assert!(said.detail.contains(&rec.id), "{}", said.detail);
+        // One this run advances already has its own step: no second row.
+        let advanced = plan(&[record("v1-published.yaml")], &[]);
+        assert!(!advanced.advanced.iter().any(|c| c.identity == DNS));
+        assert!(!advanced.steps.iter().any(|s| s.identity == DNS));
+
+        // An unreadable claim on it: a preflight failure that says what to do.
+        let id = credential_id("aws", DNS);
+        let listed = Listed {
+            refname: format!("refs/secret-manager/claims/{id}"),
+            commit: crate::gitops::git::Oid::parse("0123456789abcdef0123456789abcdef01234567")
+                .unwrap(),
+            claim: Err(crate::journal::table::Unreadable::Missing {
+                refname: "x".into(),
+                id: id.clone(),
+            }),
+            legacy: false,
+        };
+        let claimed = plan(&[], std::slice::from_ref(&listed));
+        assert!(!claimed.advanced.iter().any(|c| c.identity == DNS));
+        let f = claimed
+            .failed
+            .iter()
+            .find(|f| f.identity == DNS)
+            .expect("a failure");
+        assert_eq!(f.phase, Phase::Preflight);
+        assert!(
+            f.error.to_string().contains("remove") && f.error.to_string().contains(&id),
+            "{}",
+            f.error
+        );
+        // The rest of the cluster is planned as before.
+        assert_eq!(claimed.advanced.len() + 1, free.advanced.len());
+    }
 }

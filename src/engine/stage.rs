@@ -198,7 +198,17 @@ type Sealed<'a> = (MintOutcome<'a>, Vec<RotationRecord>);
 /// records committed to main (empty in a dry run).
 pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
     let scan = ctx.scan();
-    let creds = plan::credentials(ctx, &scan.secrets, records);
+    let planned = plan::credentials(
+        &scan.secrets,
+        &plan::Planning {
+            opts: ctx.opts,
+            now: ctx.now(),
+            records,
+            claims: &ctx.listed_claims,
+            run: &ctx.run,
+        },
+    );
+    let creds = ctx.absorb(planned);
     ctx.phase(Phase::Preflight, creds.len());
     let ready = preflight(ctx, creds).await;
     if !ctx.opts.dry_run && !ready.is_empty() {
