@@ -27,6 +27,7 @@
 
 use super::context::Ctx;
 use super::edits;
+use super::outcome::Outcome;
 use super::plan::KeyGroup;
 use super::report::{Action, EngineError, Phase, Step};
 use crate::annotations::{CREATE_DATE, SEALED_WITH, key_id_annotation};
@@ -303,13 +304,16 @@ fn restore(before: &Doc, now: &Doc, prefix: &str, key_annotation: &str) -> Edit 
     }
 }
 
-/// Which of `records` this run rolls back: the selected rotations whose old key still
-/// works. The others are said, with what to do instead.
-fn candidates(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
-    let mut out = Vec::new();
+/// Which of `records` a run selecting `filter` rolls back: the selected rotations whose
+/// old key still works. The others are failures that say what to do instead. Pure.
+fn candidates(
+    filter: &crate::list::Filter,
+    records: &[RotationRecord],
+) -> Outcome<Vec<RotationRecord>> {
+    let mut out = Outcome::new(Vec::new());
     for r in records
         .iter()
-        .filter(|r| super::selection_covers(&ctx.opts.filter, r))
+        .filter(|r| super::selection_covers(filter, r))
     {
         let refused = if r.is_delete() {
             Some("a deletion, not a rotation: restore the manifests from git".to_owned())
@@ -342,8 +346,8 @@ fn candidates(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationReco
             }
         };
         match refused {
-            None => out.push(r.clone()),
-            Some(why) => ctx.fail(
+            None => out.advanced.push(r.clone()),
+            Some(why) => out.fail(
                 Phase::Preflight,
                 &r.source,
                 &r.identity,
@@ -367,7 +371,8 @@ fn step(rec: &RotationRecord, detail: String) -> Step {
 /// Rolls back the selected rotations: one commit each (see the module documentation).
 /// Returns the rollback records, for this run's publish and revoke.
 pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
-    let todo = candidates(ctx, records);
+    let chosen = candidates(&ctx.opts.filter, records);
+    let todo = ctx.absorb(chosen);
     let grace = humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default());
     if ctx.opts.dry_run {
         for r in &todo {
@@ -618,6 +623,64 @@ mod tests {
             missed(&back, hour, staged + chrono::Duration::hours(9)),
             None
         );
+    }
+
+    #[test]
+    fn only_a_selected_rotation_whose_old_key_works_is_a_candidate() {
+        let rel = "testdata/journal/v1-published.yaml";
+        let src =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+                .unwrap();
+        let base: RotationRecord =
+            crate::config::from_yaml(std::path::Path::new(rel), &src).unwrap();
+        let with = |id: &str, f: &dyn Fn(&mut RotationRecord)| {
+            let mut r = base.clone();
+            r.id = id.into();
+            r.identity = format!("123456789012/{id}");
+            f(&mut r);
+            r
+        };
+        let records = vec![
+            with("published", &|_| {}),
+            with("deletion", &|r| {
+                r.kind = crate::journal::record::RecordKind::Delete
+            }),
+            with("disabled", &|r| r.disabled_at = Some(r.staged_at)),
+            with("held", &|_| {}),
+            with("held-rollback", &|r| {
+                r.rollback_of = Some(RollbackOf {
+                    rotation: "held".into(),
+                    reason: "a gate failed".into(),
+                    at: r.staged_at,
+                })
+            }),
+            with("elsewhere", &|r| {
+                r.manifests[0].cluster = "gcp.europe-west1.dev2".into()
+            }),
+        ];
+        let mut filter = crate::list::Filter::default();
+        filter.clusters = vec!["aws.eu-central-1.dev1".into()];
+        let o = candidates(&filter, &records);
+        let ids: Vec<&str> = o.advanced.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["published"]);
+        let said: Vec<String> = o.failed.iter().map(|f| f.error.to_string()).collect();
+        for (id, why) in [
+            ("deletion", "a deletion, not a rotation"),
+            ("disabled", "is disabled already: only forward"),
+            ("held", "its rollback held-rollback is under way already"),
+            ("held-rollback", "already the rollback of held"),
+        ] {
+            assert!(
+                said.iter()
+                    .any(|m| m.contains(&format!("rotation {id}:")) && m.contains(why)),
+                "{id}: {said:#?}"
+            );
+        }
+        assert!(
+            !said.iter().any(|m| m.contains("elsewhere")),
+            "outside the selection"
+        );
+        assert!(o.failed.iter().all(|f| f.phase == Phase::Preflight));
     }
 
     #[test]
