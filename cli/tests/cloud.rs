@@ -106,38 +106,66 @@ fn azure_env<'a>(c: &'a mut Command, g: &FakeGraph, ca: &Path) -> &'a mut Comman
         .env("GIT_AUTHOR_EMAIL", "rotator@example.com")
 }
 
+/// A fake Graph with the app, a fleet, and the fake's CA on disk.
+struct AzureFleet {
+    _rt: tokio::runtime::Runtime,
+    g: FakeGraph,
+    object_id: String,
+    f: GitFleet,
+    ca: std::path::PathBuf,
+}
+
+impl AzureFleet {
+    fn new() -> AzureFleet {
+        let rt = runtime();
+        let g = rt.block_on(FakeGraph::start());
+        let object_id = g.state().add_app(APP_ID, "payments-api");
+        let f = GitFleet::new();
+        let ca = f.path("fake-ca.pem");
+        std::fs::write(&ca, &g.server.ca_pem).unwrap();
+        AzureFleet {
+            _rt: rt,
+            g,
+            object_id,
+            f,
+            ca,
+        }
+    }
+
+    /// `create` of `payments/payments-sp` on the Azure cluster with `mappings`.
+    fn create(&self, mappings: &str) -> Run {
+        let work = self.f.path("work");
+        run_cmd(
+            azure_env(&mut cmd(), &self.g, &self.ca)
+                .args([
+                    "--repo",
+                    work.to_str().unwrap(),
+                    "create",
+                    "--source",
+                    "azure",
+                ])
+                .args(["--cluster", AZ_CLUSTER, "--namespace", "payments"])
+                .args(["--name", "payments-sp", "--key-mappings", mappings])
+                .args(["--param", &format!("tenantId={TENANT}")])
+                .args([
+                    "--param",
+                    &format!("applicationObjectId={}", self.object_id),
+                ])
+                .args(["--param", &format!("clientId={APP_ID}")])
+                .arg("-w")
+                .arg(work.join(AZ_REL)),
+        )
+    }
+}
+
 #[test]
 fn azure_create_rotate_and_keys_through_managed_identity() {
-    let rt = runtime();
-    let g = rt.block_on(FakeGraph::start());
-    let object_id = g.state().add_app(APP_ID, "payments-api");
-    let f = GitFleet::new();
+    let az = AzureFleet::new();
+    let (g, object_id, f, ca) = (&az.g, &az.object_id, &az.f, &az.ca);
     let work = f.path("work");
-    let ca = f.path("fake-ca.pem");
-    std::fs::write(&ca, &g.server.ca_pem).unwrap();
-    let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
-        "--repo",
-        work.to_str().unwrap(),
-        "create",
-        "--source",
-        "azure",
-        "--cluster",
-        AZ_CLUSTER,
-        "--namespace",
-        "payments",
-        "--name",
-        "payments-sp",
-        "--key-mappings",
+    let r = az.create(
         "[AZURE_CLIENT_ID:ClientId,AZURE_CLIENT_SECRET:ClientSecret,AZURE_TENANT_ID:TenantId]",
-        "--param",
-        &format!("tenantId={TENANT}"),
-        "--param",
-        &format!("applicationObjectId={object_id}"),
-        "--param",
-        &format!("clientId={APP_ID}"),
-        "-w",
-        work.join(AZ_REL).to_str().unwrap(),
-    ]));
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let old = g.state().key_ids(&object_id);
     assert_eq!(old.len(), 1);
@@ -165,7 +193,7 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
     let now = g.state().key_ids(&object_id);
     assert_eq!(now.len(), 1, "old password removed, new one kept: {now:?}");
     assert_ne!(now, old);
-    let secret = g.state().apps[&object_id]
+    let secret = g.state().apps[object_id]
         .passwords
         .iter()
         .find(|p| p.removed.is_none())
@@ -324,37 +352,10 @@ fn gcp_create_rotate_through_adc_key_file_and_disable_mode() {
 #[test]
 fn azure_old_secret_is_revoked_only_when_the_sign_in_logs_show_it_idle() {
     use secret_manager_testkit::graph::SignIn;
-    let rt = runtime();
-    let g = rt.block_on(FakeGraph::start());
-    let object_id = g.state().add_app(APP_ID, "payments-api");
-    let f = GitFleet::new();
+    let az = AzureFleet::new();
+    let (g, object_id, f, ca) = (&az.g, &az.object_id, &az.f, &az.ca);
     let work = f.path("work");
-    let ca = f.path("fake-ca.pem");
-    std::fs::write(&ca, &g.server.ca_pem).unwrap();
-    let r = run_cmd(
-        azure_env(&mut cmd(), &g, &ca)
-            .args([
-                "--repo",
-                work.to_str().unwrap(),
-                "create",
-                "--source",
-                "azure",
-            ])
-            .args([
-                "--cluster",
-                AZ_CLUSTER,
-                "--namespace",
-                "payments",
-                "--name",
-                "payments-sp",
-            ])
-            .args(["--key-mappings", "[AZURE_CLIENT_SECRET:ClientSecret]"])
-            .args(["--param", &format!("tenantId={TENANT}")])
-            .args(["--param", &format!("applicationObjectId={object_id}")])
-            .args(["--param", &format!("clientId={APP_ID}")])
-            .arg("-w")
-            .arg(work.join(AZ_REL)),
-    );
+    let r = az.create("[AZURE_CLIENT_SECRET:ClientSecret]");
     assert_eq!(r.code, 0, "{}", r.stderr);
     let old = g.state().key_ids(&object_id)[0].clone();
     f.commit_and_publish("Add credentials", &[AZ_CLUSTER]);

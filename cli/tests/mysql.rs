@@ -1,6 +1,7 @@
 //! The `mysql` source against a real MariaDB server: alternating users, what the server
 //! sees, and a whole rotation through the binary.
 
+use crate::common::db;
 use crate::common::maria::Maria;
 use crate::common::{GitFleet, cmd, decrypt_value, git, run_cmd};
 use secret_manager::mysql_source::{MysqlProvider, PASSWORD, USERNAME};
@@ -118,56 +119,37 @@ async fn single_user_replaces_the_password_and_nologin_locks_the_account() {
     setup_server(&m);
     m.sql("CREATE USER app@'%'; GRANT SELECT ON shop.* TO app@'%';");
     let p = MysqlProvider::default().with_admin_url("shop", &m.url("rotator", ADMIN_PW));
-    let single = |current: Option<&str>| {
-        let mut t = target(current);
-        t.params.insert("users".into(), "app".into());
-        t.params.insert("strategy".into(), "single-user".into());
-        t.params.insert("alphabet".into(), "hex".into());
-        t
-    };
-    let first = p.mint(&single(None)).await.unwrap();
-    let first_pw = first.fields[PASSWORD].expose().to_owned();
-    assert_eq!(first.key_id.0, "app.1");
-    assert!(
-        first_pw.bytes().all(|b| b.is_ascii_hexdigit()),
-        "the policy's alphabet"
-    );
-    p.verify(&first).await.unwrap();
-    let second = p.mint(&single(Some("app.1"))).await.unwrap();
-    assert_eq!(second.key_id.0, "app.2");
-    assert!(!can_log_in(&m, "app", &first_pw), "no overlap");
-    assert!(can_log_in(&m, "app", second.fields[PASSWORD].expose()));
-    let t = single(Some("app.2"));
+    db::single_user_and_nologin(&p, &server(&m)).await;
     assert_eq!(
-        p.revoke(&t, &first.key_id, Revoke::Delete).await.unwrap(),
-        Revoked::AlreadyGone
+        m.sql("SELECT count(*) FROM mysql.user WHERE user IN ('app', 'app_a', 'app_b')"),
+        "3",
+        "never dropped"
     );
-    assert!(can_log_in(&m, "app", second.fields[PASSWORD].expose()));
-    secret_manager::provider::testing::conformance_replacing(&p, &t).await;
+}
 
-    let nologin = |current: Option<&str>| {
-        let mut t = target(current);
-        t.params.insert("revokeWith".into(), "nologin".into());
-        t
-    };
-    let a = p.mint(&nologin(None)).await.unwrap();
-    let b = p.mint(&nologin(Some(&a.key_id.0))).await.unwrap();
-    let t = nologin(Some(&b.key_id.0));
-    assert_eq!(
-        p.revoke(&t, &a.key_id, Revoke::Delete).await.unwrap(),
-        Revoked::Done
-    );
-    assert!(
-        m.sql("SHOW CREATE USER app_a@'%'").contains("ACCOUNT LOCK"),
-        "locked, not dropped"
-    );
-    assert!(!can_log_in(&m, "app_a", a.fields[PASSWORD].expose()));
-    let c = p.mint(&t).await.unwrap();
-    assert_eq!(c.fields[USERNAME].expose(), "app_a");
-    assert!(
-        can_log_in(&m, "app_a", c.fields[PASSWORD].expose()),
-        "unlocked by the mint"
-    );
+/// This server for the scenarios the database sources share.
+fn server(m: &Maria) -> db::Server<'_> {
+    db::Server {
+        source: "mysql",
+        instance: "shop",
+        url_env: "SECRET_MANAGER_MYSQL_SHOP_URL",
+        admin_url: m.url("rotator", ADMIN_PW),
+        pair: Box::new(target),
+        can_log_in: Box::new(|u, p| can_log_in(m, u, p)),
+        login_disabled: Box::new(|u| {
+            m.sql(&format!("SHOW CREATE USER {u}@'%'"))
+                .contains("ACCOUNT LOCK")
+        }),
+        generation: Box::new(|u| {
+            m.sql(&format!(
+                "SELECT generation FROM secret_manager.generations WHERE account_user = '{u}' AND revoked = 0"
+            ))
+            .parse()
+            .ok()
+        }),
+        // MariaDB's processlist check is the standby's, not single user's: no session held.
+        logged_in: Box::new(|_, _| Box::new(|| ())),
+    }
 }
 
 /// `create` and two rotations through the binary: the manifest alternates between the
@@ -317,81 +299,5 @@ fn a_crash_after_mint_converges_on_the_next_run_for_both_strategies() {
     let m = Maria::start();
     setup_server(&m);
     m.sql("CREATE USER app@'%'; GRANT SELECT ON shop.* TO app@'%';");
-    let url = m.url("rotator", ADMIN_PW);
-    const DEV1: &str = "aws.eu-central-1.dev1";
-    for (name, users, single) in [
-        ("pair-db", "users=app_a,app_b", false),
-        ("single-db", "users=app", true),
-    ] {
-        let f = GitFleet::new();
-        let work = f.path("work");
-        let rel = format!("applications/service1/state/overlays/{DEV1}/{name}.yaml");
-        let mut c = cmd();
-        c.env("SECRET_MANAGER_MYSQL_SHOP_URL", &url)
-            .args([
-                "--repo",
-                work.to_str().unwrap(),
-                "create",
-                "--source",
-                "mysql",
-            ])
-            .args(["--cluster", DEV1, "--namespace", "service1", "--name", name])
-            .args(["--key-mappings", "[DB_USER:Username,DB_PASSWORD:Password]"])
-            .args(["--param", "instance=shop", "--param", users]);
-        if single {
-            c.args(["--param", "strategy=single-user"]);
-        }
-        let r = run_cmd(c.arg("-w").arg(work.join(&rel)));
-        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-        f.commit_and_publish(&format!("Add {name}"), &[DEV1]);
-        let login = || -> (String, String) {
-            let file = f.path("check.yaml");
-            std::fs::write(&file, f.show("dev", "main", &rel)).unwrap();
-            let secret = format!("service1/{name}");
-            let get = |k: &str| {
-                String::from_utf8(decrypt_value(&file, 0, DEV1, &secret, k).unwrap()).unwrap()
-            };
-            (get("DB_USER"), get("DB_PASSWORD"))
-        };
-        let before = login();
-        let rotate = |now: &str, failpoint: Option<&str>| {
-            let mut c = cmd();
-            c.env("SECRET_MANAGER_MYSQL_SHOP_URL", &url)
-                .env("SECRET_MANAGER_NOW", now)
-                .args(["--repo", work.to_str().unwrap(), "--yes", "rotate"])
-                .args(["--source", "mysql", "--name", name, "--older-than", "0s"])
-                .args(["--revoke-after", "0s", "--allow-login-gap"]);
-            if let Some(p) = failpoint {
-                c.env("SECRET_MANAGER_FAILPOINT", p);
-            }
-            run_cmd(&mut c)
-        };
-        let r = rotate("2027-01-01T00:00:00Z", Some("after-mint"));
-        assert_eq!(r.code, 86, "{name}: {}", r.stderr);
-        assert_eq!(can_log_in(&m, &before.0, &before.1), !single, "{name}");
-        let r = rotate("2027-01-01T00:15:00Z", None);
-        assert_eq!(r.code, 0, "{name}: {}\n{}", r.stdout, r.stderr);
-        assert!(
-            r.stderr.contains("1 orphan(s) cleaned"),
-            "{name}: {}",
-            r.stderr
-        );
-        let after = login();
-        assert!(
-            can_log_in(&m, &after.0, &after.1),
-            "{name}: the new value logs in"
-        );
-        assert!(
-            !can_log_in(&m, &before.0, &before.1),
-            "{name}: the old one is revoked"
-        );
-        assert_eq!(
-            m.sql(&format!(
-                "SELECT generation FROM secret_manager.generations WHERE account_user = '{}' AND revoked = 0",
-                after.0
-            )),
-            "3",
-            "{name}: the orphan's generation was locked out, not reused"
-        );
-    }
+    db::crash_after_mint_converges(&server(&m));
 }

@@ -1,6 +1,7 @@
 //! The `postgres` source against a real PostgreSQL server: alternating users, what the
 //! server sees, and a whole rotation through the binary.
 
+use crate::common::db;
 use crate::common::pg::{Pg, SUPERUSER_PASSWORD};
 use crate::common::{GitFleet, cmd, decrypt_value, git, run_cmd};
 use secret_manager::postgres_source::{PASSWORD, PostgresProvider, USERNAME};
@@ -280,14 +281,44 @@ fn a_database_password_is_created_and_rotated_through_git() {
     assert!(!log.contains(ADMIN_PW));
 }
 
-fn single(current: Option<&str>, extra: &[(&str, &str)]) -> Target {
+fn single(current: Option<&str>) -> Target {
     let mut t = target(current);
     t.params.insert("users".into(), "app".into());
     t.params.insert("strategy".into(), "single-user".into());
-    for (k, v) in extra {
-        t.params.insert((*k).into(), (*v).into());
-    }
     t
+}
+
+/// This server for the scenarios the database sources share.
+fn server(pg: &Pg) -> db::Server<'_> {
+    db::Server {
+        source: "postgres",
+        instance: "main",
+        url_env: "SECRET_MANAGER_POSTGRES_MAIN_URL",
+        admin_url: pg.url("rotator", ADMIN_PW),
+        pair: Box::new(target),
+        can_log_in: Box::new(|u, p| can_log_in(pg, u, p)),
+        login_disabled: Box::new(|u| {
+            pg.psql(&format!(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{u}'"
+            )) == "f"
+        }),
+        generation: Box::new(|u| {
+            let comment = pg.psql(&format!(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = '{u}'"
+            ));
+            comment
+                .strip_prefix("secret-manager: generation ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        }),
+        logged_in: Box::new(move |u, p| {
+            let child = hold_session(pg, u, p);
+            let user = u.to_owned();
+            Box::new(move || end_session(pg, child, &user))
+        }),
+    }
 }
 
 /// Ends a session of [`hold_session`] and waits until the server no longer counts it.
@@ -314,6 +345,9 @@ fn hold_session(pg: &Pg, user: &str, password: &str) -> std::process::Child {
         .env("PGPASSWORD", password)
         .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", user])
         .args(["-d", "postgres", "-c", "SELECT pg_sleep(30)"])
+        // Ended by the server (pg_terminate_backend): its complaint is expected.
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}'");
@@ -336,69 +370,22 @@ async fn single_user_replaces_the_password_and_nologin_revokes_by_disabling() {
     let pg = Pg::start();
     let p = setup(&pg);
     pg.psql("CREATE ROLE app LOGIN PASSWORD 'by-hand'; GRANT SELECT ON orders TO app;");
+    // A new single-user secret does not take over a role something is logged in as.
     let session = hold_session(&pg, "app", "by-hand");
-    let e = p.mint(&single(None, &[])).await.unwrap_err().to_string();
+    let e = p.mint(&single(None)).await.unwrap_err().to_string();
     assert!(e.contains("does not take over"), "{e}");
     assert!(
         can_log_in(&pg, "app", "by-hand"),
         "the role was not touched"
     );
     end_session(&pg, session, "app");
-
-    let first = p.mint(&single(None, &[("length", "40")])).await.unwrap();
-    let first_pw = first.fields[PASSWORD].expose().to_owned();
-    assert_eq!((first.key_id.0.as_str(), first_pw.len()), ("app.1", 40));
-    p.verify(&first).await.unwrap();
+    db::single_user_and_nologin(&p, &server(&pg)).await;
     assert!(!can_log_in(&pg, "app", "by-hand"));
-    // The application is logged in with the current value: a rotation goes ahead.
-    let session = hold_session(&pg, "app", &first_pw);
-    let t = single(Some("app.1"), &[]);
-    let second = p.mint(&t).await.unwrap();
-    end_session(&pg, session, "app");
-    assert_eq!(second.key_id.0, "app.2");
-    assert!(
-        !can_log_in(&pg, "app", &first_pw),
-        "no overlap: the old one is gone"
-    );
-    assert!(can_log_in(&pg, "app", second.fields[PASSWORD].expose()));
-    let t = single(Some("app.2"), &[]);
-    let ids: Vec<String> = p
-        .keys(&t)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|k| k.id.0)
-        .collect();
-    assert_eq!(ids, ["app.2"]);
     assert_eq!(
-        p.revoke(&t, &first.key_id, Revoke::Delete).await.unwrap(),
-        Revoked::AlreadyGone
+        pg.psql("SELECT count(*) FROM pg_roles WHERE rolname IN ('app', 'app_a', 'app_b')"),
+        "3",
+        "never dropped"
     );
-    assert!(can_log_in(&pg, "app", second.fields[PASSWORD].expose()));
-    // The provider contract of a single-key identity: a mint replaces the key.
-    secret_manager::provider::testing::conformance_replacing(&p, &t).await;
-
-    // Alternating users revoked with nologin: the role stays, its login is disabled.
-    let nologin = |current: Option<&str>| {
-        let mut t = target(current);
-        t.params.insert("revokeWith".into(), "nologin".into());
-        t
-    };
-    let a = p.mint(&nologin(None)).await.unwrap();
-    let b = p.mint(&nologin(Some(&a.key_id.0))).await.unwrap();
-    let t = nologin(Some(&b.key_id.0));
-    assert_eq!(
-        p.revoke(&t, &a.key_id, Revoke::Delete).await.unwrap(),
-        Revoked::Done
-    );
-    assert_eq!(
-        pg.psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app_a'"),
-        "f"
-    );
-    assert!(!can_log_in(&pg, "app_a", a.fields[PASSWORD].expose()));
-    let c = p.mint(&t).await.unwrap();
-    assert_eq!(c.fields[USERNAME].expose(), "app_a");
-    assert!(can_log_in(&pg, "app_a", c.fields[PASSWORD].expose()));
 }
 
 /// Single user through the binary: refused before anything is minted unless the run
@@ -416,14 +403,8 @@ fn a_single_user_rotation_needs_the_consumers_gate_or_an_explicit_flag() {
     let work = f.path("work");
     const REL: &str = "applications/service1/state/overlays/aws.eu-central-1.dev1/app-db.yaml";
     let url = pg.url("rotator", ADMIN_PW);
-    create_db_secret(
-        &f,
-        &url,
-        REL,
-        "app-db",
-        &["users=app", "strategy=single-user"],
-    );
-    let password = |f: &GitFleet| published_login(f, REL, "app-db").1;
+    server(&pg).create(&f, REL, "app-db", &["users=app", "strategy=single-user"]);
+    let password = |f: &GitFleet| db::published_login(f, REL, "app-db").1;
     let before = password(&f);
     assert!(can_log_in(&pg, "app", &before));
     let rotate = |extra: &[&str]| {
@@ -534,48 +515,6 @@ fn setup_url(pg: &Pg) -> PostgresProvider {
     PostgresProvider::default().with_admin_url("main", &pg.url("rotator", ADMIN_PW))
 }
 
-/// `create` through the binary: a postgres secret on dev1 in `service1`, published.
-fn create_db_secret(f: &GitFleet, url: &str, rel: &str, name: &str, params: &[&str]) {
-    let work = f.path("work");
-    let mut c = cmd();
-    c.env("SECRET_MANAGER_POSTGRES_MAIN_URL", url)
-        .args([
-            "--repo",
-            work.to_str().unwrap(),
-            "create",
-            "--source",
-            "postgres",
-        ])
-        .args([
-            "--cluster",
-            "aws.eu-central-1.dev1",
-            "--namespace",
-            "service1",
-        ])
-        .args(["--name", name])
-        .args(["--key-mappings", "[DB_USER:Username,DB_PASSWORD:Password]"])
-        .args(["--param", "instance=main"]);
-    for p in params {
-        c.args(["--param", p]);
-    }
-    c.arg("-w").arg(work.join(rel));
-    let r = run_cmd(&mut c);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    f.commit_and_publish(&format!("Add {name}"), &["aws.eu-central-1.dev1"]);
-}
-
-/// The login (user, password) a published manifest holds.
-fn published_login(f: &GitFleet, rel: &str, name: &str) -> (String, String) {
-    let file = f.path(&format!("{name}-check.yaml"));
-    std::fs::write(&file, f.show("dev", "main", rel)).unwrap();
-    let secret = format!("service1/{name}");
-    let get = |k: &str| {
-        String::from_utf8(decrypt_value(&file, 0, "aws.eu-central-1.dev1", &secret, k).unwrap())
-            .unwrap()
-    };
-    (get("DB_USER"), get("DB_PASSWORD"))
-}
-
 /// A run killed right after it set a new password (both strategies): alternating users
 /// keep the consumers' login working throughout; the next run (after the dead run's lease)
 /// locks out the orphaned generation, rotates, and the manifest's value logs in while the
@@ -591,70 +530,5 @@ fn a_crash_after_mint_converges_on_the_next_run_for_both_strategies() {
          CREATE ROLE app_a LOGIN; CREATE ROLE app_b LOGIN; CREATE ROLE app LOGIN; \
          CREATE TABLE orders (id int); GRANT SELECT ON orders TO app_a, app_b, app;"
     ));
-    let url = pg.url("rotator", ADMIN_PW);
-    for (name, params, single) in [
-        ("pair-db", &["users=app_a,app_b"][..], false),
-        (
-            "single-db",
-            &["users=app", "strategy=single-user"][..],
-            true,
-        ),
-    ] {
-        let f = GitFleet::new();
-        let rel = format!("applications/service1/state/overlays/aws.eu-central-1.dev1/{name}.yaml");
-        create_db_secret(&f, &url, &rel, name, params);
-        let before = published_login(&f, &rel, name);
-        assert!(can_log_in(&pg, &before.0, &before.1));
-        let rotate = |now: &str, failpoint: Option<&str>| {
-            let mut c = cmd();
-            c.env("SECRET_MANAGER_POSTGRES_MAIN_URL", &url)
-                .env("SECRET_MANAGER_NOW", now)
-                .args([
-                    "--repo",
-                    f.path("work").to_str().unwrap(),
-                    "--yes",
-                    "rotate",
-                ])
-                .args(["--source", "postgres", "--name", name, "--older-than", "0s"])
-                .args(["--revoke-after", "0s", "--allow-login-gap"]);
-            if let Some(p) = failpoint {
-                c.env("SECRET_MANAGER_FAILPOINT", p);
-            }
-            run_cmd(&mut c)
-        };
-        let r = rotate("2027-01-01T00:00:00Z", Some("after-mint"));
-        assert_eq!(r.code, 86, "{name}: {}", r.stderr);
-        assert_eq!(
-            can_log_in(&pg, &before.0, &before.1),
-            !single,
-            "{name}: alternating users keep the login; single user has its gap"
-        );
-        let r = rotate("2027-01-01T00:15:00Z", None);
-        assert_eq!(r.code, 0, "{name}: {}\n{}", r.stdout, r.stderr);
-        assert!(
-            r.stderr.contains("1 orphan(s) cleaned"),
-            "{name}: {}",
-            r.stderr
-        );
-        let after = published_login(&f, &rel, name);
-        assert!(
-            can_log_in(&pg, &after.0, &after.1),
-            "{name}: the new value logs in"
-        );
-        assert!(
-            !can_log_in(&pg, &before.0, &before.1),
-            "{name}: the old one is revoked"
-        );
-        // Two generations after the crash's: the orphan was locked out, not reused.
-        let generation = |k: &str| {
-            pg.psql(&format!(
-                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = '{k}'"
-            ))
-        };
-        assert!(
-            generation(&after.0).contains("generation 3 set"),
-            "{name}: {}",
-            generation(&after.0)
-        );
-    }
+    db::crash_after_mint_converges(&server(&pg));
 }

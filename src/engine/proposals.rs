@@ -349,52 +349,42 @@ async fn abandon(
     let mut ended = Vec::new();
     let mut declined: Vec<RotationRecord> = Vec::new();
     for r in &recs {
-        if let Some(of) = &r.rollback_of {
+        let detail = if let Some(of) = &r.rollback_of {
             // Its "new key" is the rotation's old key, which the cluster may still need:
             // nothing is deleted. A reviewer who closed it declined the rollback: the
             // rotation is not rolled back again by itself.
-            let detail = format!(
+            if declines
+                && let Ok(all) = ctx.records()
+                && let Some(mut rotation) = all.into_iter().find(|x| x.id == of.rotation)
+            {
+                rotation.rollback_declined =
+                    Some(format!("{why} (rollback declined {})", ts(ctx.now())));
+                declined.push(rotation);
+            }
+            format!(
                 "{why}; rollback of rotation {} not done: both keys stay, and the rotation's old key {} stays until its gates pass",
                 of.rotation, r.new_key_id
-            );
-            let mut s = step(r, Action::Abandon, detail.clone());
-            s.done = true;
-            ctx.step(s);
-            let mut b = r.trailer(TrailerAction::Abandon);
-            b.reason = Some(detail);
-            blocks.push(b);
-            ended.push(r.clone().lifecycle().end());
-            if declines {
-                if let Ok(all) = ctx.records()
-                    && let Some(mut rotation) = all.into_iter().find(|x| x.id == of.rotation)
+            )
+        } else if r.is_delete() {
+            format!("{why}; nothing was deleted")
+        } else {
+            if !r.new_key_id.is_empty() {
+                let provider = match ctx.providers.get(&r.source).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        ctx.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
+                        continue;
+                    }
+                };
+                if let Err(e) = provider
+                    .revoke(&r.target(), &KeyId(r.new_key_id.clone()), Revoke::Delete)
+                    .await
                 {
-                    rotation.rollback_declined =
-                        Some(format!("{why} (rollback declined {})", ts(ctx.now())));
-                    declined.push(rotation);
-                }
-            }
-            continue;
-        }
-        if !r.is_delete() && !r.new_key_id.is_empty() {
-            let provider = match ctx.providers.get(&r.source).await {
-                Ok(p) => p,
-                Err(e) => {
+                    // Keep the record: the next run tries again.
                     ctx.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
                     continue;
                 }
-            };
-            if let Err(e) = provider
-                .revoke(&r.target(), &KeyId(r.new_key_id.clone()), Revoke::Delete)
-                .await
-            {
-                // Keep the record: the next run tries again.
-                ctx.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
-                continue;
             }
-        }
-        let detail = if r.is_delete() {
-            format!("{why}; nothing was deleted")
-        } else {
             format!(
                 "{why}; deleted the new key {}, the old key is untouched",
                 r.new_key_id

@@ -96,6 +96,7 @@ pub fn snapshot_tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>>
     out
 }
 
+pub mod db;
 pub mod maria;
 pub mod pg;
 pub mod tls;
