@@ -284,7 +284,8 @@ fn only_mine(before: &str, staged: &str, mine: &[usize]) -> bool {
 }
 
 /// The edit that gives the document `now` in a file back what `before` had: its
-/// ciphertexts, and our key id, creation date and `sealedWith` annotations.
+/// ciphertexts, and our key id, creation date and `sealedWith` annotations (removed when
+/// it had none).
 fn restore(before: &Doc, now: &Doc, prefix: &str, key_annotation: &str) -> Edit {
     let keep = |m: &BTreeMap<String, String>, k: &str| m.get(k).map(|v| (k.to_owned(), v.clone()));
     let date = format!("{prefix}{CREATE_DATE}");
@@ -300,6 +301,13 @@ fn restore(before: &Doc, now: &Doc, prefix: &str, key_annotation: &str) -> Edit 
         outer_annotations: keep(&before.outer_annotations, &sealed)
             .into_iter()
             .collect(),
+        // A `sealedWith` the rotation added to a document that had none says nothing true
+        // about the old ciphertext: it goes.
+        remove_outer_annotations: (!before.outer_annotations.contains_key(&sealed)
+            && now.outer_annotations.contains_key(&sealed))
+        .then_some(sealed)
+        .into_iter()
+        .collect(),
         ..Edit::default()
     }
 }
@@ -705,5 +713,40 @@ mod tests {
         );
         assert!(find(BEFORE, "app/other").is_none());
         assert!(find(BEFORE, "other/db").is_none());
+        // A document that had no `sealedWith` (sealed by hand, say) gets none back: the
+        // one the rotation added goes, with the `annotations:` it created, and a
+        // `sealedWith` next to other annotations goes alone.
+        let rotated = |s: &str| s.replace("AgOLD", "AgNEW").replace("\"k1\"", "\"k2\"");
+        let bare = BEFORE.replace(
+            "  annotations:\n    secret-manager/sealedWith: \"aaa\"\n",
+            "",
+        );
+        let other = BEFORE.replace("secret-manager/sealedWith: \"aaa\"", "team: dns");
+        for (before, after) in [
+            (
+                bare.clone(),
+                rotated(&bare).replace(
+                    "  namespace: app\n",
+                    "  namespace: app\n  annotations:\n    secret-manager/sealedWith: \"bbb\"\n",
+                ),
+            ),
+            (
+                other.clone(),
+                rotated(&other).replace(
+                    "    team: dns\n",
+                    "    team: dns\n    secret-manager/sealedWith: \"bbb\"\n",
+                ),
+            ),
+        ] {
+            assert_ne!(after, before);
+            let was = find(&before, "app/db").unwrap();
+            let is = find(&after, "app/db").unwrap();
+            let out = apply(
+                &after,
+                &restore(&was, &is, "secret-manager/", "secret-manager/keyId"),
+            )
+            .unwrap();
+            assert_eq!(out, before);
+        }
     }
 }

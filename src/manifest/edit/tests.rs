@@ -346,3 +346,43 @@ fn worktree_write_overwrites_plain_files_and_never_writes_through_links() {
         "no temp file left"
     );
 }
+
+#[test]
+fn removes_an_outer_annotation_with_its_lines_and_refuses_what_it_cannot_remove_cleanly() {
+    let remove = |key: &str| Edit {
+        remove_outer_annotations: vec![key.into()],
+        ..Edit::default()
+    };
+    let two = DOC.replace(
+        "  namespace: b\n",
+        "  namespace: b\n  annotations:\n    team: dns # owner\n    secret-manager/sealedWith: \"ab12\"\n",
+    );
+    // One of two: its line goes, the other and its comment stay.
+    let out = apply(&two, &remove("secret-manager/sealedWith")).unwrap();
+    assert_eq!(
+        out,
+        DOC.replace(
+            "  namespace: b\n",
+            "  namespace: b\n  annotations:\n    team: dns # owner\n"
+        )
+    );
+    // The only one: `annotations:` goes too, byte for byte back to the file without it.
+    let only = apply(&out, &remove("team")).unwrap();
+    assert_eq!(only, DOC);
+    // Absent: nothing changes.
+    assert_eq!(apply(DOC, &remove("team")).unwrap(), DOC);
+    // A flow mapping, and an `annotations:` that is all metadata holds: refused.
+    let flow = DOC.replace(
+        "  namespace: b\n",
+        "  namespace: b\n  annotations: {team: dns}\n",
+    );
+    assert!(matches!(
+        apply(&flow, &remove("team")),
+        Err(EditError::Unsupported { .. })
+    ));
+    let alone = "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  annotations:\n    team: dns\nspec:\n  encryptedData:\n    k: v\n";
+    assert!(matches!(
+        apply(alone, &remove("team")),
+        Err(EditError::Unsupported { .. })
+    ));
+}

@@ -96,6 +96,25 @@ pub(super) fn verify(old: &str, new: &str, splices: &[Splice], edit: &Edit) -> E
         ));
     }
     let expected = expected_paths(edit);
+    let base: Vec<String> = match edit.item {
+        Some(i) => vec!["k:items".into(), format!("i:{i}")],
+        None => Vec::new(),
+    };
+    let removed: Vec<Vec<String>> = edit
+        .remove_outer_annotations
+        .iter()
+        .map(|k| {
+            base.iter()
+                .cloned()
+                .chain([
+                    "k:metadata".into(),
+                    "k:annotations".into(),
+                    format!("k:{k}"),
+                ])
+                .collect()
+        })
+        .collect();
+    let is_removed = |p: &Vec<String>| removed.iter().any(|r| p.starts_with(r));
     for (i, (a, b)) in od.iter().zip(&nd).enumerate() {
         let (la, lb) = (doc_leaves(a), doc_leaves(b));
         if i != edit.doc_index {
@@ -111,8 +130,13 @@ pub(super) fn verify(old: &str, new: &str, splices: &[Splice], edit: &Edit) -> E
                 .iter()
                 .any(|(e, _)| e == p || (v == "{}" && e.starts_with(p)))
         };
+        if let Some((p, _)) = lb.iter().find(|(p, _)| is_removed(p)) {
+            return fail(format!("{} is still there after the edit", p.join(".")));
+        }
         let strip = |l: Vec<(Vec<String>, String)>| -> Vec<(Vec<String>, String)> {
-            l.into_iter().filter(|(p, v)| !may_differ(p, v)).collect()
+            l.into_iter()
+                .filter(|(p, v)| !may_differ(p, v) && !is_removed(p))
+                .collect()
         };
         if strip(la) != strip(lb.clone()) {
             return fail(format!("document {i} changed outside the edited keys"));
