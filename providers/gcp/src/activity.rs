@@ -11,7 +11,7 @@
 //! at all counts as idle once two days have passed since publish (the data is updated
 //! daily). Until then the gate waits, saying until when.
 
-use crate::{GcpProvider, NAME, permanent};
+use crate::{GcpProvider, NAME, NO_CREDENTIALS, permanent};
 use chrono::{DateTime, SecondsFormat, Utc};
 use secret_manager_provider::{ProviderError, ProviderResult, Target, Usage};
 
@@ -87,6 +87,27 @@ fn plain(s: &str) -> bool {
 }
 
 impl GcpProvider {
+    /// Authorization headers for a REST call, from the credentials given or ADC.
+    async fn auth_headers(&self) -> ProviderResult<reqwest::header::HeaderMap> {
+        let no_credentials = |e: String| ProviderError::NoCredentials {
+            provider: NAME.into(),
+            message: format!("{NO_CREDENTIALS} ({e})"),
+        };
+        let creds = match &self.credentials {
+            Some(c) => c.clone(),
+            None => google_cloud_auth::credentials::Builder::default()
+                .build()
+                .map_err(|e| no_credentials(e.to_string()))?,
+        };
+        match creds.headers(http::Extensions::new()).await {
+            Ok(google_cloud_auth::credentials::CacheableResource::New { data, .. }) => Ok(data),
+            Ok(google_cloud_auth::credentials::CacheableResource::NotModified) => {
+                Err(no_credentials("no headers".into()))
+            }
+            Err(e) => Err(no_credentials(e.to_string())),
+        }
+    }
+
     pub(crate) async fn activity_since(
         &self,
         t: &Target,

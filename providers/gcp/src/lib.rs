@@ -326,27 +326,6 @@ impl GcpProvider {
         self
     }
 
-    /// Authorization headers for a REST call, from the credentials given or ADC.
-    async fn auth_headers(&self) -> ProviderResult<reqwest::header::HeaderMap> {
-        let no_credentials = |e: String| ProviderError::NoCredentials {
-            provider: NAME.into(),
-            message: format!("{NO_CREDENTIALS} ({e})"),
-        };
-        let creds = match &self.credentials {
-            Some(c) => c.clone(),
-            None => google_cloud_auth::credentials::Builder::default()
-                .build()
-                .map_err(|e| no_credentials(e.to_string()))?,
-        };
-        match creds.headers(http::Extensions::new()).await {
-            Ok(google_cloud_auth::credentials::CacheableResource::New { data, .. }) => Ok(data),
-            Ok(google_cloud_auth::credentials::CacheableResource::NotModified) => {
-                Err(no_credentials("no headers".into()))
-            }
-            Err(e) => Err(no_credentials(e.to_string())),
-        }
-    }
-
     /// Waits up to `window` for new keys to work (`providers.gcp.propagationWindow`).
     pub fn with_propagation_window(mut self, window: Duration) -> Self {
         self.propagation.window = window;

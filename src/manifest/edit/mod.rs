@@ -405,95 +405,6 @@ fn plan_annotations(
     }
 }
 
-/// Where the entry whose value is `v` ends: after the line break of its last line.
-fn entry_end(src: &str, v: &Node<'_>) -> usize {
-    let e = value_end(src, v);
-    if e > 0 && src.as_bytes()[e - 1] == b'\n' {
-        e
-    } else {
-        after_line(src, e).unwrap_or(src.len())
-    }
-}
-
-/// The whole lines of the entry `(k, v)` of a block mapping, or why they cannot go.
-fn entry_lines(src: &str, k: &Node<'_>, v: &Node<'_>, path: &str) -> EditResult<Range<usize>> {
-    let start = line_start(src, k.span.start);
-    if !src[start..k.span.start].trim().is_empty() {
-        return Err(EditError::Unsupported {
-            path: path.into(),
-            line: k.line,
-            what: "an entry that shares its line; remove it by hand",
-        });
-    }
-    Ok(start..entry_end(src, v))
-}
-
-/// Plans removing `keys` from `metadata.annotations` where present; when nothing else is
-/// left in it, the `annotations:` entry goes too. A flow mapping is refused.
-fn plan_removals(
-    src: &str,
-    meta: Option<&Node<'_>>,
-    keys: &[String],
-    out: &mut Vec<Splice>,
-) -> EditResult<()> {
-    let Some(meta) = meta else { return Ok(()) };
-    let Some(NodeKind::Mapping { entries, flow }) = meta.get("annotations").map(|a| &a.kind) else {
-        return Ok(());
-    };
-    let gone: Vec<&(Node<'_>, Node<'_>)> = entries
-        .iter()
-        .filter(|(k, _)| k.as_str().is_some_and(|k| keys.iter().any(|x| x == k)))
-        .collect();
-    if gone.is_empty() {
-        return Ok(());
-    }
-    let path = "metadata.annotations";
-    if *flow {
-        return Err(EditError::Unsupported {
-            path: path.into(),
-            line: gone[0].0.line,
-            what: "a flow mapping (JSON); remove the annotation by hand",
-        });
-    }
-    if gone.len() < entries.len() {
-        for (k, v) in gone {
-            out.push(Splice {
-                range: entry_lines(src, k, v, path)?,
-                text: String::new(),
-            });
-        }
-        return Ok(());
-    }
-    // Nothing left: the `annotations:` entry goes, unless it is all `metadata` holds.
-    let NodeKind::Mapping {
-        entries: meta_entries,
-        flow: false,
-    } = &meta.kind
-    else {
-        return Err(EditError::Unsupported {
-            path: "metadata".into(),
-            line: meta.line,
-            what: "a flow mapping (JSON); remove the annotation by hand",
-        });
-    };
-    let Some((ak, av)) = meta_entries
-        .iter()
-        .find(|(k, _)| k.as_str() == Some("annotations"))
-        .filter(|_| meta_entries.len() > 1)
-    else {
-        return Err(EditError::Unsupported {
-            path: path.into(),
-            line: meta.line,
-            what: "the only entry of metadata; remove the annotation by hand",
-        });
-    };
-    out.push(Splice {
-        range: entry_lines(src, ak, av, path)?,
-        text: String::new(),
-    });
-    Ok(())
-}
-
 /// Refuses to edit `node` when it is shared: an anchored node (`&name`) is the same node
 /// as every alias of it (`*name`), so an edit would change those places too; a mapping
 /// with a merge key (`<<: *base`) takes entries from elsewhere.
@@ -604,7 +515,7 @@ pub fn apply(src: &str, edit: &Edit) -> EditResult<String> {
         root.line,
         &mut splices,
     )?;
-    plan_removals(
+    remove::plan_removals(
         src,
         root.get("metadata"),
         &edit.remove_outer_annotations,
