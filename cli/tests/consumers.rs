@@ -131,6 +131,8 @@ async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leav
     let before = env.all_refs();
     let mut o = env.opts(t(T0));
     o.dry_run = true;
+    o.require_consumers_restarted = true;
+    o.require_old_key_unused = true;
     let r = env.run(&o).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
     let plan = &r
@@ -139,6 +141,13 @@ async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leav
         .find(|s| s.action == Action::Stage)
         .unwrap()
         .detail;
+    // ... and the gates it will wait for, in the order they are asked.
+    assert!(
+        plan.contains(
+            "then revoke the old key after 0s and once every pod reading the Secret runs the new value, the source sees no use of the old key since publish"
+        ),
+        "{plan}"
+    );
     assert!(
         plan.contains(&format!(
             "restarts: Deployment/external-dns ({OVERLAY}/deployment.yaml), CronJob/dns-audit ({OVERLAY}/cronjob.yaml)"

@@ -13,7 +13,7 @@ use super::gate::{Got, kubectl_get};
 use super::report::WaitingOn;
 use crate::annotations::key_id_annotation;
 use crate::journal::RotationRecord;
-use crate::journal::record::ts;
+use crate::journal::record::{Promise, ts};
 use chrono::{DateTime, Utc};
 
 /// What the controller shows instead of the new key, Synced.
@@ -384,6 +384,43 @@ async fn unused_gate(ctx: &Ctx<'_>, rec: &RotationRecord, published: DateTime<Ut
             "{why}: --require-old-key-unused fell back to the grace period"
         )),
         Err(e) => err(format!("cannot check the old key's last use: {e}")),
+    }
+}
+
+/// The gates a run with `opts` waits for before a revoke (with those `promised` by a
+/// rotation in flight), in the order it asks them, as the plan says them:
+/// `" and once …"`, or nothing without gates.
+pub(super) fn planned(opts: &super::RotateOptions, promised: Option<&Promise>) -> String {
+    let p = |f: fn(&Promise) -> bool| promised.is_some_and(f);
+    let said: Vec<&str> = [
+        (
+            opts.require_synced || p(|p| p.require_synced),
+            "each cluster's SealedSecret shows the new key Synced",
+        ),
+        (
+            opts.require_argocd_synced || p(|p| p.require_argocd_synced),
+            "each cluster's Argo CD application is Synced and Healthy with it",
+        ),
+        (
+            opts.require_consumers_restarted || p(|p| p.require_consumers_restarted),
+            "every pod reading the Secret runs the new value",
+        ),
+        (
+            opts.gate_command.is_some() || p(|p| p.require_gate_command),
+            "the gate command passes",
+        ),
+        (
+            opts.require_old_key_unused || p(|p| p.require_old_key_unused),
+            "the source sees no use of the old key since publish",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on, what)| on.then_some(what))
+    .collect();
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" and once {}", said.join(", "))
     }
 }
 

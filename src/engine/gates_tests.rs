@@ -91,3 +91,23 @@ fn only_a_missing_sealedsecret_is_a_wait() {
     assert!(e.contains("grant `get`"), "{e}");
     assert!(kubectl_failure("Unable to connect to the server: dial tcp: i/o timeout").is_some());
 }
+
+#[test]
+fn the_plan_names_the_gates_of_the_run_and_of_the_rotations_promise() {
+    let mut opts = crate::engine::RotateOptions::new("2026-12-01T00:00:00Z".parse().unwrap());
+    assert_eq!(planned(&opts, None), "");
+    opts.require_synced = true;
+    let promise = crate::journal::record::Promise {
+        revoke_after_seconds: 3600,
+        revoke_mode: crate::engine::RevokeMode::Delete,
+        require_synced: false,
+        require_old_key_unused: false,
+        require_argocd_synced: false,
+        require_consumers_restarted: false,
+        require_gate_command: true,
+    };
+    assert_eq!(
+        planned(&opts, Some(&promise)),
+        " and once each cluster's SealedSecret shows the new key Synced, the gate command passes"
+    );
+}

@@ -387,11 +387,12 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
             let s = step(
                 r,
                 format!(
-                    "restore the old key {} in {} manifest(s), publish to {}, then revoke the new key {} after {grace}",
+                    "restore the old key {} in {} manifest(s), publish to {}, then revoke the new key {} after {grace}{}",
                     r.old_key_id,
                     r.manifests.len(),
                     r.clusters().join(", "),
-                    r.new_key_id
+                    r.new_key_id,
+                    super::gates::planned(ctx.opts, r.promised.as_ref())
                 ),
             );
             ctx.step(s);

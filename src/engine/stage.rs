@@ -35,6 +35,7 @@ fn plan_step(ctx: &Ctx<'_>, cred: &Credential<'_>) -> Step {
         cred.clusters().join(", "),
         humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default())
     );
+    detail.push_str(&super::gates::planned(ctx.opts, None));
     detail.push_str(&consumers_said(ctx, cred));
     if crate::db_logins::single_user(&cred.params) {
         detail.push_str(
