@@ -1,8 +1,10 @@
-//! The state one run carries from phase to phase: the remote view, the writer, the
-//! providers, the clock and the report being built.
+//! What one run works with from part to part: the remote view, the writer, the journal
+//! store, the claims it holds, the providers and the clock. What a part reports is not
+//! here: each part returns an [`Outcome`](super::outcome::Outcome).
 
 use super::RotateOptions;
-use super::report::{During, EngineError, Failure, Phase, RotateReport, Step};
+use super::outcome::{Outcome, Said};
+use super::report::{EngineError, Phase, Step};
 use crate::gitops::batch::MainWriter;
 use crate::gitops::events::EventLog;
 use crate::gitops::{Fleet, Unavailable};
@@ -113,9 +115,6 @@ pub(super) struct Ctx<'a> {
     /// Main's SealedSecrets as the run found them, for the certificates' continuity
     /// (scanned once, when the first certificate is needed).
     cert_scan: Option<Vec<crate::scan::Found>>,
-    /// The part of the run in progress: set by `rotate()` only, stamped on failures.
-    during: During,
-    pub report: RotateReport,
 }
 
 impl<'a> Ctx<'a> {
@@ -151,11 +150,6 @@ impl<'a> Ctx<'a> {
             held: Vec::new(),
             certs: BTreeMap::new(),
             cert_scan: None,
-            during: During::Open,
-            report: RotateReport {
-                run: opts.run.to_string(),
-                ..RotateReport::default()
-            },
         }
     }
 
@@ -174,99 +168,10 @@ impl<'a> Ctx<'a> {
         self.opts.cancel.as_ref().and_then(Cancel::get).is_some()
     }
 
-    /// `rotate()` hands the run to `part`: failures from here on say they happened
-    /// during it.
-    pub fn enter(&mut self, part: During) {
-        self.during = part;
-    }
-
-    pub fn fail(
-        &mut self,
-        phase: Phase,
-        source: &str,
-        identity: &str,
-        cluster: Option<&str>,
-        error: EngineError,
-    ) {
-        // Said once, by the command that renders the report (a line per failure, in text
-        // or as a JSON event): here only for `-vv`, as it happens.
-        tracing::debug!(?phase, during = %self.during, source, identity, cluster, error = %error, "rotation failed");
-        self.report.failures.push(Failure {
-            phase,
-            during: self.during,
-            source: source.to_owned(),
-            identity: identity.to_owned(),
-            cluster: cluster.map(str::to_owned),
-            error,
-        });
-    }
-
-    /// One error that fails several credentials (a batch commit, a shared pointer): the
-    /// first carries `error`, the others say the batch failed with the same message.
-    pub fn fail_all<'r>(
-        &mut self,
-        phase: Phase,
-        who: impl IntoIterator<Item = (&'r str, &'r str)>,
-        cluster: Option<&str>,
-        error: EngineError,
-    ) {
-        let msg = error.to_string();
-        let mut first = Some(error);
-        for (source, identity) in who {
-            let e = first
-                .take()
-                .unwrap_or_else(|| EngineError::Batch(msg.clone()));
-            self.fail(phase, source, identity, cluster, e);
-        }
-    }
-
-    /// [`Ctx::fail_all`] for the credentials of `records`.
-    pub fn fail_records(&mut self, phase: Phase, records: &[RotationRecord], error: EngineError) {
-        let who: Vec<(String, String)> = records
-            .iter()
-            .map(|r| (r.source.clone(), r.identity.clone()))
-            .collect();
-        self.fail_all(
-            phase,
-            who.iter().map(|(s, i)| (s.as_str(), i.as_str())),
-            None,
-            error,
-        );
-    }
-
-    /// Takes what a part of the run produced into the report (its steps, then its
-    /// failures, stamped with the part in progress) and returns what goes on.
-    pub fn absorb<T>(&mut self, o: super::outcome::Outcome<T>) -> T {
-        for s in o.steps {
-            self.step(s);
-        }
-        for f in o.failed {
-            self.fail(
-                f.phase,
-                &f.source,
-                &f.identity,
-                f.cluster.as_deref(),
-                f.error,
-            );
-        }
-        o.advanced
-    }
-
-    pub fn step(&mut self, s: Step) {
-        self.progress(&s);
-        tracing::info!(
-            action = %s.action,
-            source = %s.source,
-            identity = %s.identity,
-            old_key = s.old_key_id.as_deref(),
-            new_key = s.new_key_id.as_deref(),
-            clusters = %s.clusters.join(","),
-            files = %s.files.join(","),
-            done = s.done,
-            detail = %s.detail,
-            "step"
-        );
-        self.report.steps.push(s);
+    /// An empty outcome for a part of the run to report into: its steps reach the
+    /// progress observer as they are said.
+    pub fn said(&self) -> Said {
+        Outcome::observed((), self.opts.observer.clone())
     }
 
     /// Tells the phase observer that `phase` starts with `items` credentials.
@@ -334,7 +239,7 @@ impl<'a> Ctx<'a> {
     /// Appends audit events that leave nothing on main (cleanups, undos, abandoned
     /// claims) to the event log. A failure is logged and reported: the key operations
     /// themselves already happened and are in this run's report.
-    pub fn record_events(&mut self, subject: &str, blocks: Vec<TrailerBlock>) {
+    pub fn record_events(&self, said: &mut Said, subject: &str, blocks: Vec<TrailerBlock>) {
         if blocks.is_empty() || self.opts.dry_run {
             return;
         }
@@ -346,7 +251,7 @@ impl<'a> Ctx<'a> {
                 b.identity.clone().unwrap_or_default(),
             );
             tracing::warn!(error = %e, "could not append to the audit log {}", crate::gitops::events::EVENTS_REF);
-            self.fail(
+            said.fail(
                 Phase::Publish,
                 &source,
                 &identity,

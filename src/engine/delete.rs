@@ -4,6 +4,7 @@
 
 use super::context::Ctx;
 use super::edits::record_manifest;
+use super::outcome::{Outcome, Said};
 use super::plan::{busy_reason, index};
 use super::report::{Action, EngineError, Phase, Step};
 use crate::journal::{Change, RecordKind, RotationRecord, TrailerAction, trailers};
@@ -113,23 +114,28 @@ fn select<'f>(ctx: &Ctx<'_>, found: &'f [Found]) -> Vec<Selected<'f>> {
 }
 
 /// Stages the deletion of every selected credential's manifests. Returns the records.
-pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
+pub(super) async fn stage(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     let scan = ctx.scan();
     let mut out = Vec::new();
     for sel in select(ctx, &scan.secrets) {
         if ctx.cancelled() {
             break;
         }
-        if let Some(rec) = stage_one(ctx, records, sel).await {
+        if let Some(rec) = stage_one(ctx, &mut said, records, sel).await {
             out.push(rec);
         }
     }
-    out
+    said.with(out)
 }
 
 /// Removes one credential key's documents, writes its deletion record and commits.
 async fn stage_one(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     records: &[RotationRecord],
     sel: Selected<'_>,
 ) -> Option<RotationRecord> {
@@ -167,18 +173,18 @@ async fn stage_one(
     if let Some(why) = busy_reason(&source, &identity, records, &ctx.listed_claims, &ctx.run) {
         step.action = Action::Busy;
         step.detail = format!("{why}; delete after it finishes");
-        ctx.step(step);
+        said.step(step);
         return None;
     }
     if let Some(f) = manifests.iter().find(|f| f.attribution.cluster().is_none()) {
         let e = EngineError::NotUnderCluster {
             file: f.file.display().to_string(),
         };
-        ctx.fail(Phase::Preflight, &source, &identity, None, e);
+        said.fail(Phase::Preflight, &source, &identity, None, e);
         return None;
     }
     if ctx.opts.dry_run {
-        ctx.step(step);
+        said.step(step);
         return None;
     }
     let now = ctx.now();
@@ -221,7 +227,7 @@ async fn stage_one(
         Ok(k) => k,
         Err(e) => {
             let _ = ctx.writer.discard();
-            ctx.fail(Phase::Mint, &source, &identity, None, e);
+            said.fail(Phase::Mint, &source, &identity, None, e);
             return None;
         }
     };
@@ -238,10 +244,11 @@ async fn stage_one(
     if ctx.pr_mode() {
         let manifests = files_of(&paths, &rec);
         let mut recs = [rec];
-        if let Err(e) = super::propose::propose(ctx, &mut recs, &manifests, &subject, &blocks).await
+        if let Err(e) =
+            super::propose::propose(ctx, said, &mut recs, &manifests, &subject, &blocks).await
         {
             let _ = ctx.writer.discard();
-            ctx.fail(Phase::Publish, &source, &identity, None, e);
+            said.fail(Phase::Publish, &source, &identity, None, e);
             return None;
         }
         let [r] = recs;
@@ -259,11 +266,11 @@ async fn stage_one(
         .writer
         .commit_and_push(&paths, &trailers::message(&subject, &blocks))
     {
-        ctx.fail(Phase::Publish, &source, &identity, None, e.into());
+        said.fail(Phase::Publish, &source, &identity, None, e.into());
         return None;
     }
     step.done = true;
-    ctx.step(step);
+    said.step(step);
     Some(rec)
 }
 

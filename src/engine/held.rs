@@ -3,6 +3,7 @@
 //! the run is done with it. A credential another run holds is `busy`.
 
 use super::context::Ctx;
+use super::outcome::Outcome;
 use super::report::{Action, EngineError, EngineResult, Phase, Step};
 use crate::journal::table::{Held, Taken};
 use crate::journal::{Claim, RotationRecord, credential_id};
@@ -111,9 +112,13 @@ pub(super) fn release_all(ctx: &mut Ctx<'_>) {
 /// Claims the credentials of `records` (one claim each, in one push) so that no two runs
 /// publish or revoke the same rotation at once. Returns the records this run may advance;
 /// the others are reported `busy`. A dry run claims nothing.
-pub(super) fn for_records(ctx: &mut Ctx<'_>, records: Vec<RotationRecord>) -> Vec<RotationRecord> {
+pub(super) fn for_records(
+    ctx: &mut Ctx<'_>,
+    records: Vec<RotationRecord>,
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     if records.is_empty() || ctx.opts.dry_run {
-        return records;
+        return said.with(records);
     }
     // Per credential: None = ours to advance; Some(why) = not this run's.
     let mut status: BTreeMap<String, Option<String>> = BTreeMap::new();
@@ -159,8 +164,7 @@ pub(super) fn for_records(ctx: &mut Ctx<'_>, records: Vec<RotationRecord>) -> Ve
                     .iter()
                     .find(|r| credential_id(&r.source, &r.identity) == id)
                     .expect("wanted comes from records");
-                let (source, identity) = (r.source.clone(), r.identity.clone());
-                ctx.fail(Phase::Publish, &source, &identity, None, e);
+                said.fail(Phase::Publish, &r.source, &r.identity, None, e);
                 Some(String::new())
             }
         };
@@ -175,10 +179,10 @@ pub(super) fn for_records(ctx: &mut Ctx<'_>, records: Vec<RotationRecord>) -> Ve
                 s.old_key_id = Some(r.old_key_id.clone());
                 s.clusters = r.clusters();
                 s.files = r.files();
-                ctx.step(s);
+                said.step(s);
             }
             _ => {}
         }
     }
-    out
+    said.with(out)
 }

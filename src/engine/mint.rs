@@ -3,6 +3,7 @@
 
 use super::context::Ctx;
 use super::held::{self, keep_fresh};
+use super::outcome::Said;
 use super::pipeline::{Claimed, MintFailure, MintOutcome};
 use super::report::{Action, EngineError, Phase, Step};
 use crate::journal::{TrailerAction, TrailerBlock};
@@ -103,7 +104,12 @@ pub(super) async fn mint_one<'a>(
 
 /// Undoes every minted key of `outcomes` and releases their claims. Failures to say why
 /// are the caller's to report.
-pub(super) async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why: &str) {
+pub(super) async fn abort(
+    ctx: &mut Ctx<'_>,
+    said: &mut Said,
+    outcomes: Vec<MintOutcome<'_>>,
+    why: &str,
+) {
     let run = ctx.run.0.clone();
     let undone: Vec<Vec<Undone>> = super::bounded(ctx.opts.concurrency, &outcomes, |o| {
         let run = run.clone();
@@ -132,12 +138,12 @@ pub(super) async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why
     for (results, o) in undone.into_iter().zip(&outcomes) {
         let mut all_gone = true;
         for (step, block, err) in results {
-            ctx.step(step);
+            said.step(step);
             events.extend(block);
             if let Some(e) = err {
                 all_gone = false;
                 let c = &o.claimed.cred;
-                ctx.fail(Phase::Mint, &c.source, &c.identity, None, e);
+                said.fail(Phase::Mint, &c.source, &c.identity, None, e);
             }
         }
         // A key that could not be deleted keeps its claim: the next run cleans it up.
@@ -146,6 +152,7 @@ pub(super) async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why
         }
     }
     ctx.record_events(
+        said,
         "secret-manager: deleted new keys that could not be staged",
         events,
     );
@@ -155,12 +162,13 @@ pub(super) async fn abort(ctx: &mut Ctx<'_>, outcomes: Vec<MintOutcome<'_>>, why
 /// Reports `error` for the credential of `o`, then undoes it.
 pub(super) async fn fail_and_abort(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     o: MintOutcome<'_>,
     phase: Phase,
     error: EngineError,
 ) {
     let why = error.to_string();
     let c = &o.claimed.cred;
-    ctx.fail(phase, &c.source, &c.identity, None, error);
-    abort(ctx, vec![o], &why).await;
+    said.fail(phase, &c.source, &c.identity, None, error);
+    abort(ctx, said, vec![o], &why).await;
 }

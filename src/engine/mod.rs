@@ -1,7 +1,8 @@
 //! The rotation engine: `due → staged → published → revoked`, run as a closed loop.
 //!
 //! [`rotate`] is the whole order of a run; each phase lives in its own module and returns
-//! what it produced instead of calling the next phase:
+//! what it produced — an [`outcome::Outcome`]: what goes on, its steps, its failures —
+//! instead of calling the next phase or writing into the report:
 //!
 //! 1. **open** — fetch main (it must be reachable) and every cluster pointer (a remote
 //!    that is not only fails the clusters on it), list the claims, and make a private
@@ -245,11 +246,12 @@ pub async fn rotate(
         claims,
     );
     let records = ctx.records()?;
+    let mut run = outcome::RunReport::new(opts.run.to_string());
 
     // Each part is entered here, and only here: a failure says which part it happened
     // in (`During`) besides what failed (`Phase`, set where the error is understood).
-    ctx.enter(During::Recover);
-    recover::expired_claims(&mut ctx, &records).await;
+    run.enter(During::Recover);
+    run.absorb(recover::expired_claims(&mut ctx, &records).await);
     // In-flight rotations outside this run's selection are another run's to advance: its
     // flags (a shorter --revoke-after, no gate) must not reach them.
     // A rollback takes back what it selects before anything advances it.
@@ -268,50 +270,51 @@ pub async fn rotate(
         })
         .cloned()
         .collect();
-    ctx.enter(During::Resume);
-    let existing = held::for_records(&mut ctx, covered);
-    ctx.enter(During::Review);
-    let existing = proposals::resolve(&mut ctx, existing).await;
-    ctx.enter(During::Publish);
+    run.enter(During::Resume);
+    let existing = run.absorb(held::for_records(&mut ctx, covered));
+    run.enter(During::Review);
+    let existing = run.absorb(proposals::resolve(&mut ctx, existing).await);
+    run.enter(During::Publish);
     let waiting = existing.clone();
-    let existing = publish::publish(&mut ctx, existing).await;
-    ctx.enter(During::Revoke);
+    let existing = run.absorb(publish::publish(&mut ctx, existing).await);
+    run.enter(During::Revoke);
     // What publishing could not advance may have missed its deadline: rolled back.
     let blocked = waiting
         .into_iter()
         .filter(|w| !existing.iter().any(|e| e.id == w.id))
         .collect();
-    let mut rolled_back = rollback::past_deadline(&mut ctx, blocked).await;
-    rolled_back.extend(revoke::revoke(&mut ctx, existing).await);
+    let mut rolled_back = run.absorb(rollback::past_deadline(&mut ctx, blocked).await);
+    rolled_back.extend(run.absorb(revoke::revoke(&mut ctx, existing).await));
     let new = if opts.rollback {
-        ctx.enter(During::Rollback);
-        rollback::stage(&mut ctx, &records).await
+        run.enter(During::Rollback);
+        run.absorb(rollback::stage(&mut ctx, &records).await)
     } else if opts.delete {
-        ctx.enter(During::Delete);
-        delete::stage(&mut ctx, &records).await
+        run.enter(During::Delete);
+        run.absorb(delete::stage(&mut ctx, &records).await)
     } else {
-        ctx.enter(During::Stage);
-        stage::stage(&mut ctx, &records).await
+        run.enter(During::Stage);
+        run.absorb(stage::stage(&mut ctx, &records).await)
     };
-    ctx.enter(During::Publish);
-    let new = publish::publish(&mut ctx, new).await;
-    ctx.enter(During::Revoke);
-    rolled_back.extend(revoke::revoke(&mut ctx, new).await);
+    run.enter(During::Publish);
+    let new = run.absorb(publish::publish(&mut ctx, new).await);
+    run.enter(During::Revoke);
+    rolled_back.extend(run.absorb(revoke::revoke(&mut ctx, new).await));
     // Rotations a gate found failing were rolled back: their old values go out now; their
     // new keys go after the grace period, on a later run.
     if !rolled_back.is_empty() {
-        ctx.enter(During::Publish);
-        publish::publish(&mut ctx, rolled_back).await;
+        run.enter(During::Publish);
+        run.absorb(publish::publish(&mut ctx, rolled_back).await);
     }
-    ctx.enter(During::Release);
+    run.enter(During::Release);
     held::release_all(&mut ctx);
 
-    ctx.report.interrupted = opts
+    let mut report = run.report;
+    report.interrupted = opts
         .cancel
         .as_ref()
         .and_then(Cancel::get)
         .map(|s| s.name().to_owned());
-    Ok(ctx.report)
+    Ok(report)
 }
 
 /// Runs `f` over `items` with at most `limit` (at least one) in flight; the results in the

@@ -12,6 +12,7 @@
 //!   request is opened now; without, the proposal is dropped as if closed.
 
 use super::context::Ctx;
+use super::outcome::{Outcome, Said};
 use super::propose::{body, write_records};
 use super::report::{Action, EngineError, Phase, Step};
 use crate::forge::{NewPullRequest, PrState, PullRequest};
@@ -28,9 +29,10 @@ use std::collections::BTreeMap;
 pub(super) async fn resolve(
     ctx: &mut Ctx<'_>,
     records: Vec<RotationRecord>,
-) -> Vec<RotationRecord> {
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     if !ctx.pr_mode() {
-        return records;
+        return said.with(records);
     }
     let (proposed, mut out): (Vec<RotationRecord>, Vec<RotationRecord>) = records
         .into_iter()
@@ -44,9 +46,9 @@ pub(super) async fn resolve(
         if ctx.cancelled() {
             break;
         }
-        out.extend(resolve_one(ctx, &branch, recs).await);
+        out.extend(resolve_one(ctx, &mut said, &branch, recs).await);
     }
-    out
+    said.with(out)
 }
 
 fn step(r: &RotationRecord, action: Action, detail: String) -> Step {
@@ -60,6 +62,7 @@ fn step(r: &RotationRecord, action: Action, detail: String) -> Step {
 
 async fn resolve_one(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     branch: &str,
     recs: Vec<RotationRecord>,
 ) -> Vec<RotationRecord> {
@@ -72,12 +75,12 @@ async fn resolve_one(
     let pr = match found {
         Ok(pr) => pr,
         Err(e) => {
-            ctx.fail_records(Phase::Publish, &recs, EngineError::Forge(e));
+            said.fail_records(Phase::Publish, &recs, EngineError::Forge(e));
             return Vec::new();
         }
     };
     let Some(mut pr) = pr else {
-        return no_pull_request(ctx, branch, recs).await;
+        return no_pull_request(ctx, said, branch, recs).await;
     };
     let cfg = ctx.repo.config.forge.clone().expect("pull-request mode");
     if pr.state == PrState::Open && cfg.auto_merge {
@@ -87,18 +90,18 @@ async fn resolve_one(
                 let _ = ctx.fleet.fetch_main();
             }
             Ok(false) => {}
-            Err(e) => ctx.fail_records(Phase::Publish, &recs, EngineError::Forge(e)),
+            Err(e) => said.fail_records(Phase::Publish, &recs, EngineError::Forge(e)),
         }
     }
     match pr.state {
         PrState::Open => {
-            open(ctx, &pr, &recs, cfg.max_open_age);
+            open(ctx, said, &pr, &recs, cfg.max_open_age);
             Vec::new()
         }
-        PrState::Merged => merged(ctx, &pr, branch, recs),
+        PrState::Merged => merged(ctx, said, &pr, branch, recs),
         PrState::Closed => {
             let why = format!("pull request {} was closed without merging", pr.url);
-            abandon(ctx, branch, recs, &why, true).await;
+            abandon(ctx, said, branch, recs, &why, true).await;
             Vec::new()
         }
     }
@@ -107,6 +110,7 @@ async fn resolve_one(
 /// Waiting for review: busy, or stale past `maxOpenAge`.
 fn open(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     pr: &PullRequest,
     recs: &[RotationRecord],
     max: Option<chrono::Duration>,
@@ -126,11 +130,11 @@ fn open(
             ts(since),
             humantime::format_duration(max.to_std().unwrap_or_default())
         ));
-        ctx.fail_records(Phase::Review, recs, e);
+        said.fail_records(Phase::Review, recs, e);
     }
     for r in recs {
         let s = step(r, Action::Busy, detail.clone());
-        ctx.step(s);
+        said.step(s);
     }
 }
 
@@ -195,6 +199,7 @@ enum NotAsMerged {
 /// Merged: the records continue as staged, from the commit the merge made.
 fn merged(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     pr: &PullRequest,
     branch: &str,
     recs: Vec<RotationRecord>,
@@ -202,7 +207,7 @@ fn merged(
     let main = match ctx.fleet.fetch_main() {
         Ok(m) => m,
         Err(e) => {
-            ctx.fail_records(Phase::Publish, &recs, e.into());
+            said.fail_records(Phase::Publish, &recs, e.into());
             return Vec::new();
         }
     };
@@ -213,12 +218,12 @@ fn merged(
             Ok(sha) => {
                 match r.apply(|l| Ok::<_, IllegalTransition>(l.proposed("merge")?.merged(&sha))) {
                     Ok(()) => {
-                        if r.rollback_of.is_some() && !end_rolled_back(ctx, &r) {
+                        if r.rollback_of.is_some() && !end_rolled_back(ctx, said, &r) {
                             continue;
                         }
                         out.push(r)
                     }
-                    Err(e) => ctx.fail(Phase::Publish, &r.source, &r.identity, None, e.into()),
+                    Err(e) => said.fail(Phase::Publish, &r.source, &r.identity, None, e.into()),
                 }
             }
             Err(why) => {
@@ -229,7 +234,7 @@ fn merged(
                     super::propose::JOURNAL_REF,
                     r.new_key_id
                 ));
-                ctx.fail(Phase::Publish, &r.source, &r.identity, None, e);
+                said.fail(Phase::Publish, &r.source, &r.identity, None, e);
             }
         }
     }
@@ -240,12 +245,12 @@ fn merged(
 /// A merged rollback `back`: the rotation it takes back ends (its change is undone on
 /// main; the rollback record carries on). False when that could not be written: the
 /// rollback waits for the next run.
-fn end_rolled_back(ctx: &mut Ctx<'_>, back: &RotationRecord) -> bool {
+fn end_rolled_back(ctx: &mut Ctx<'_>, said: &mut Said, back: &RotationRecord) -> bool {
     let of = back.rollback_of.as_ref().expect("a rollback");
     let records = match ctx.records() {
         Ok(r) => r,
         Err(e) => {
-            ctx.fail(Phase::Publish, &back.source, &back.identity, None, e);
+            said.fail(Phase::Publish, &back.source, &back.identity, None, e);
             return false;
         }
     };
@@ -260,7 +265,7 @@ fn end_rolled_back(ctx: &mut Ctx<'_>, back: &RotationRecord) -> bool {
     match ctx.store().commit(&[Change::End(&ended)], &[], &msg) {
         Ok(_) => true,
         Err(e) => {
-            ctx.fail(Phase::Publish, &back.source, &back.identity, None, e.into());
+            said.fail(Phase::Publish, &back.source, &back.identity, None, e.into());
             false
         }
     }
@@ -269,6 +274,7 @@ fn end_rolled_back(ctx: &mut Ctx<'_>, back: &RotationRecord) -> bool {
 /// No pull request for the branch: the proposing run died after writing the records.
 async fn no_pull_request(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     branch: &str,
     mut recs: Vec<RotationRecord>,
 ) -> Vec<RotationRecord> {
@@ -279,7 +285,7 @@ async fn no_pull_request(
         .is_ok_and(|refs| refs.contains_key(&format!("refs/heads/{branch}")));
     if !exists {
         let why = format!("branch {branch} was never pushed (the proposing run died)");
-        abandon(ctx, branch, recs, &why, false).await;
+        abandon(ctx, said, branch, recs, &why, false).await;
         return Vec::new();
     }
     let cfg = ctx.repo.config.forge.clone().expect("pull-request mode");
@@ -327,10 +333,10 @@ async fn no_pull_request(
                         pr.url
                     ),
                 );
-                ctx.step(s);
+                said.step(s);
             }
         }
-        Err(e) => ctx.fail_records(Phase::Publish, &recs, EngineError::Forge(e)),
+        Err(e) => said.fail_records(Phase::Publish, &recs, EngineError::Forge(e)),
     }
     Vec::new()
 }
@@ -340,6 +346,7 @@ async fn no_pull_request(
 /// marks the rotation it would have taken back.
 async fn abandon(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     branch: &str,
     recs: Vec<RotationRecord>,
     why: &str,
@@ -372,7 +379,7 @@ async fn abandon(
                 let provider = match ctx.providers.get(&r.source).await {
                     Ok(p) => p,
                     Err(e) => {
-                        ctx.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
+                        said.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
                         continue;
                     }
                 };
@@ -381,7 +388,7 @@ async fn abandon(
                     .await
                 {
                     // Keep the record: the next run tries again.
-                    ctx.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
+                    said.fail(Phase::Revoke, &r.source, &r.identity, None, e.into());
                     continue;
                 }
             }
@@ -392,7 +399,7 @@ async fn abandon(
         };
         let mut s = step(r, Action::Abandon, detail.clone());
         s.done = true;
-        ctx.step(s);
+        said.step(s);
         let mut b = r.trailer(TrailerAction::Abandon);
         b.reason = Some(detail);
         blocks.push(b);
@@ -408,7 +415,7 @@ async fn abandon(
         let mut changes: Vec<Change<'_>> = ended.iter().map(Change::End).collect();
         changes.extend(declined.iter().map(Change::Put));
         if let Err(e) = ctx.store().commit(&changes, &[], &msg) {
-            ctx.fail_records(Phase::Publish, &recs, e.into());
+            said.fail_records(Phase::Publish, &recs, e.into());
         }
     }
     delete_branch(ctx, branch);

@@ -5,6 +5,7 @@
 //! the new keys and drops the records.
 
 use super::context::Ctx;
+use super::outcome::Said;
 use super::report::{EngineError, Phase};
 use crate::forge::NewPullRequest;
 use crate::gitops::git::{GitError, Lease, RefOutcome, RefUpdate};
@@ -130,13 +131,14 @@ pub(super) fn write_records(
 /// On `Err` nothing was proposed (the caller undoes the new keys).
 pub(super) async fn propose(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     records: &mut [RotationRecord],
     manifests: &[String],
     subject: &str,
     blocks: &[TrailerBlock],
 ) -> Result<(), EngineError> {
     let branch = branch(ctx, &format!("rotate-{}", ctx.run));
-    propose_on(ctx, &branch, records, manifests, subject, blocks).await
+    propose_on(ctx, said, &branch, records, manifests, subject, blocks).await
 }
 
 /// The tool's branch `name` (under `forge.branchPrefix`).
@@ -153,6 +155,7 @@ pub(super) fn branch(ctx: &Ctx<'_>, name: &str) -> String {
 /// [`propose`] on `branch`.
 pub(super) async fn propose_on(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     branch: &str,
     records: &mut [RotationRecord],
     manifests: &[String],
@@ -239,7 +242,7 @@ pub(super) async fn propose_on(
     let pr = match pr {
         Ok(pr) => pr,
         Err(e) => {
-            ctx.fail_records(
+            said.fail_records(
                 Phase::Publish,
                 records,
                 EngineError::NotProposed {

@@ -4,6 +4,7 @@
 
 use super::context::Ctx;
 use super::hotfix;
+use super::outcome::{Outcome, Said};
 use super::report::{Action, EngineError, Phase, Step};
 use crate::gitops::PublishError;
 use crate::journal::store::staging_commits;
@@ -37,31 +38,34 @@ type Moved = BTreeMap<usize, Vec<(String, String)>>;
 pub(super) async fn publish(
     ctx: &mut Ctx<'_>,
     mut records: Vec<RotationRecord>,
-) -> Vec<RotationRecord> {
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     let staged: Vec<usize> = (0..records.len())
         .filter(|&i| matches!(records[i].state(), RotationState::Staged { .. }))
         .collect();
     if staged.is_empty() {
-        return records;
+        return said.with(records);
     }
     ctx.phase(Phase::Publish, staged.len());
-    let (moves, mut blocked) = plan_moves(ctx, &records, &staged);
-    let (mut moved, touched) = move_pointers(ctx, &mut records, moves, &mut blocked).await;
+    let (moves, mut blocked) = plan_moves(ctx, &mut said, &records, &staged);
+    let (mut moved, touched) =
+        move_pointers(ctx, &mut said, &mut records, moves, &mut blocked).await;
     crate::failpoint("after-publish");
     // Records whose hot-fix changed are written too (no pointer moved for them).
     for i in touched {
         moved.entry(i).or_default();
     }
-    if !moved.is_empty() && !record(ctx, &records, &moved) {
+    if !moved.is_empty() && !record(ctx, &mut said, &records, &moved) {
         blocked.extend(moved.keys());
     }
-    drop_indices(records, &blocked)
+    said.with(drop_indices(records, &blocked))
 }
 
 /// The pointer moves the staged records need, and the records that cannot move (no
 /// staging commit, or a dry run, which only reports).
 fn plan_moves(
-    ctx: &mut Ctx<'_>,
+    ctx: &Ctx<'_>,
+    said: &mut Said,
     records: &[RotationRecord],
     staged: &[usize],
 ) -> (Moves, BTreeSet<usize>) {
@@ -73,7 +77,7 @@ fn plan_moves(
             let who = staged
                 .iter()
                 .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()));
-            ctx.fail_all(Phase::Publish, who, None, EngineError::Git(e));
+            said.fail_all(Phase::Publish, who, None, EngineError::Git(e));
             return (moves, staged.iter().copied().collect());
         }
     };
@@ -81,14 +85,14 @@ fn plan_moves(
         let rec = &records[i];
         let Some((sha, pending)) = planned else {
             let e = EngineError::NoStagingCommit { record: rec.path() };
-            ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e);
+            said.fail(Phase::Publish, &rec.source, &rec.identity, None, e);
             blocked.insert(i);
             continue;
         };
         if ctx.opts.dry_run {
             let detail = format!("move the pointers to include {}", &sha[..12.min(sha.len())]);
             let s = record_step(rec, Action::Publish, pending, detail);
-            ctx.step(s);
+            said.step(s);
             blocked.insert(i);
             continue;
         }
@@ -128,6 +132,7 @@ fn pending_moves<C: std::fmt::Display>(
 /// Returns what moved, and the records whose hot-fix state changed (pull-request mode).
 async fn move_pointers(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     records: &mut [RotationRecord],
     moves: Moves,
     blocked: &mut BTreeSet<usize>,
@@ -171,7 +176,7 @@ async fn move_pointers(
                                 detail.clone(),
                             );
                             s.waiting_on = Some(super::report::WaitingOn::Hotfix);
-                            ctx.step(s);
+                            said.step(s);
                         }
                         continue;
                     }
@@ -180,7 +185,7 @@ async fn move_pointers(
                         let who = members
                             .iter()
                             .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()));
-                        ctx.fail_all(Phase::Publish, who, Some(&cluster), e);
+                        said.fail_all(Phase::Publish, who, Some(&cluster), e);
                         continue;
                     }
                 }
@@ -198,7 +203,7 @@ async fn move_pointers(
                     if let Err(e) = records[i].apply(|l| l.publish(&cluster, now)) {
                         let (source, identity) =
                             (records[i].source.clone(), records[i].identity.clone());
-                        ctx.fail(Phase::Publish, &source, &identity, Some(&cluster), e.into());
+                        said.fail(Phase::Publish, &source, &identity, Some(&cluster), e.into());
                         continue;
                     }
                     moved
@@ -212,7 +217,7 @@ async fn move_pointers(
                 let who = members
                     .iter()
                     .map(|&i| (records[i].source.as_str(), records[i].identity.as_str()));
-                ctx.fail_all(Phase::Publish, who, Some(&cluster), EngineError::Publish(e));
+                said.fail_all(Phase::Publish, who, Some(&cluster), EngineError::Publish(e));
             }
         }
     }
@@ -257,7 +262,7 @@ fn batch_fast_forwards(
 }
 
 /// Commits the new publish times in one commit; false when that failed (reported).
-fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool {
+fn record(ctx: &Ctx<'_>, said: &mut Said, records: &[RotationRecord], moved: &Moved) -> bool {
     let who = || {
         moved
             .keys()
@@ -300,7 +305,7 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
         .store()
         .commit(&changes, &[], &trailers::message(&subject, &blocks))
     {
-        ctx.fail_all(Phase::Publish, who(), None, e.into());
+        said.fail_all(Phase::Publish, who(), None, e.into());
         return false;
     }
     for (&i, m) in moved {
@@ -312,7 +317,7 @@ fn record(ctx: &mut Ctx<'_>, records: &[RotationRecord], moved: &Moved) -> bool 
                 detail.clone(),
             );
             s.done = true;
-            ctx.step(s);
+            said.step(s);
         }
     }
     true

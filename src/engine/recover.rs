@@ -5,6 +5,7 @@
 
 use super::context::Ctx;
 use super::held;
+use super::outcome::{Outcome, Said};
 use super::plan::index;
 use super::report::{Action, EngineError, Phase, Step};
 use crate::journal::table::{Held, Taken};
@@ -71,9 +72,10 @@ enum Unbelieved {
     NotOnMain,
 }
 
-/// Cleans up after every expired claim. Returns nothing: the credentials are free again
+/// Cleans up after every expired claim. Advances nothing: the credentials are free again
 /// afterwards, and staging picks them up like any other.
-pub(super) async fn expired_claims(ctx: &mut Ctx<'_>, records: &[RotationRecord]) {
+pub(super) async fn expired_claims(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Outcome<()> {
+    let mut said = ctx.said();
     let now = ctx.now();
     let expired: Vec<(String, crate::gitops::git::Oid, Claim)> = ctx
         .listed_claims
@@ -92,15 +94,21 @@ pub(super) async fn expired_claims(ctx: &mut Ctx<'_>, records: &[RotationRecord]
         if ctx.cancelled() {
             break;
         }
-        if let Some(blocks) = recover_one(ctx, records, &refname, &commit, dead).await {
+        if let Some(blocks) = recover_one(ctx, &mut said, records, &refname, &commit, dead).await {
             events.extend(blocks);
         }
     }
-    ctx.record_events("secret-manager: cleaned up after interrupted runs", events);
+    ctx.record_events(
+        &mut said,
+        "secret-manager: cleaned up after interrupted runs",
+        events,
+    );
+    said
 }
 
 async fn recover_one(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     records: &[RotationRecord],
     refname: &str,
     commit: &crate::gitops::git::Oid,
@@ -125,12 +133,12 @@ async fn recover_one(
         );
         let mut s = Step::new(Action::Wait, &source, &identity, detail);
         s.waiting_on = Some(super::report::WaitingOn::Claim);
-        ctx.step(s);
+        said.step(s);
     }
     let provider = match ctx.providers.get(&source).await {
         Ok(p) => p,
         Err(e) => {
-            ctx.fail(Phase::Preflight, &source, &identity, None, e.into());
+            said.fail(Phase::Preflight, &source, &identity, None, e.into());
             return None;
         }
     };
@@ -143,12 +151,12 @@ async fn recover_one(
                 let detail = format!("delete a key run {} minted and never committed", dead.run);
                 let mut s = Step::new(Action::Cleanup, &source, &identity, detail);
                 s.old_key_id = Some(k.id.0.clone());
-                ctx.step(s);
+                said.step(s);
             }
         }
         return None;
     }
-    let held = take_over(ctx, refname, commit, &dead)?;
+    let held = take_over(ctx, said, refname, commit, &dead)?;
     let mut blocks = Vec::new();
     if !landed {
         // A claim that mints nothing (a run advancing a record) leaves nothing to clean.
@@ -157,7 +165,7 @@ async fn recover_one(
                 Ok(k) => k,
                 Err(e) => {
                     // Keep the claim (with the dead run's window): the next run tries again.
-                    ctx.fail(Phase::Preflight, &source, &identity, None, e.into());
+                    said.fail(Phase::Preflight, &source, &identity, None, e.into());
                     return None;
                 }
             }
@@ -167,6 +175,7 @@ async fn recover_one(
         let orphans: Vec<KeyInfo> = keys.into_iter().filter(|k| dead.owns(k, &refs)).collect();
         let all_gone = clean(
             ctx,
+            said,
             provider.as_ref(),
             &target,
             &dead,
@@ -182,7 +191,7 @@ async fn recover_one(
         let detail = format!("released the claim of run {}, which died", dead.run);
         let mut s = Step::new(Action::Abandon, &source, &identity, detail);
         s.done = true;
-        ctx.step(s);
+        said.step(s);
     }
     held::release(ctx, &[held]);
     // The credential is free again: staging may claim it in this same run.
@@ -193,7 +202,8 @@ async fn recover_one(
 /// Takes the dead run's claim over (by lease), keeping its window: from here on no other
 /// run acts on the credential. `None` when another run was first or the remote refused.
 fn take_over(
-    ctx: &mut Ctx<'_>,
+    ctx: &Ctx<'_>,
+    said: &mut Said,
     refname: &str,
     commit: &crate::gitops::git::Oid,
     dead: &Claim,
@@ -209,7 +219,7 @@ fn take_over(
         Ok(Taken::Lost) => {
             let detail = format!("another run is cleaning up after run {}", dead.run);
             let s = Step::new(Action::Busy, source, identity, detail);
-            ctx.step(s);
+            said.step(s);
             None
         }
         Ok(Taken::Refused(reason)) => {
@@ -218,11 +228,11 @@ fn take_over(
                 prefix: ctx.claims.prefix().to_owned(),
                 reason,
             };
-            ctx.fail(Phase::Publish, source, identity, None, e);
+            said.fail(Phase::Publish, source, identity, None, e);
             None
         }
         Err(e) => {
-            ctx.fail(Phase::Publish, source, identity, None, e.into());
+            said.fail(Phase::Publish, source, identity, None, e.into());
             None
         }
     }
@@ -230,7 +240,8 @@ fn take_over(
 
 /// Deletes `orphans` (the dead run's keys); true when every one is gone.
 async fn clean(
-    ctx: &mut Ctx<'_>,
+    ctx: &Ctx<'_>,
+    said: &mut Said,
     provider: &dyn Provider,
     target: &Target,
     dead: &Claim,
@@ -263,10 +274,10 @@ async fn clean(
             }
             Err(e) => {
                 all_gone = false;
-                ctx.fail(Phase::Revoke, source, identity, None, e.into());
+                said.fail(Phase::Revoke, source, identity, None, e.into());
             }
         }
-        ctx.step(s);
+        said.step(s);
     }
     all_gone
 }

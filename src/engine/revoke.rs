@@ -6,6 +6,7 @@
 use super::context::Ctx;
 use super::gate::Gate;
 use super::gates;
+use super::outcome::{Outcome, Said};
 use super::plan::index;
 use super::publish::record_step;
 use super::report::{Action, EngineError, Phase, WaitingOn};
@@ -118,7 +119,8 @@ fn schedule(
 /// Decides, per record, whether its old key goes now; reports waits and gate errors.
 /// What to revoke, and which records a gate found failing (to roll back).
 async fn decide(
-    ctx: &mut Ctx<'_>,
+    ctx: &Ctx<'_>,
+    said: &mut Said,
     records: &[RotationRecord],
 ) -> (Vec<(usize, Todo)>, Vec<(usize, String)>) {
     let now = ctx.now();
@@ -130,7 +132,7 @@ async fn decide(
         let (since, how, disabled) =
             match schedule(rec, ctx.opts.revoke_after, ctx.opts.revoke_mode, now) {
                 Schedule::NotPublished => {
-                    if let Some(why) = super::rollback::report_overdue(ctx, rec, now, None) {
+                    if let Some(why) = super::rollback::report_overdue(ctx, said, rec, now, None) {
                         failing.push((i, why));
                     }
                     continue;
@@ -155,7 +157,7 @@ async fn decide(
                     };
                     let mut s = record_step(rec, Action::Wait, rec.clusters(), detail);
                     s.waiting_on = Some(WaitingOn::Grace);
-                    ctx.step(s);
+                    said.step(s);
                     continue;
                 }
                 Schedule::Due {
@@ -170,7 +172,8 @@ async fn decide(
                 Gate::Open => {}
                 Gate::Blind(why) => blind = Some(why),
                 Gate::Wait(on, reason) => {
-                    if let Some(why) = super::rollback::report_overdue(ctx, rec, now, Some(&reason))
+                    if let Some(why) =
+                        super::rollback::report_overdue(ctx, said, rec, now, Some(&reason))
                     {
                         failing.push((i, why));
                         continue;
@@ -182,7 +185,7 @@ async fn decide(
                         format!("{reason} (published since {})", ts(since)),
                     );
                     s.waiting_on = Some(on);
-                    ctx.step(s);
+                    said.step(s);
                     continue;
                 }
                 Gate::Error { cluster, message } => {
@@ -191,7 +194,7 @@ async fn decide(
                         message,
                     };
                     let c = (cluster != "-").then_some(cluster.as_str());
-                    ctx.fail(Phase::Gate, &rec.source, &rec.identity, c, e);
+                    said.fail(Phase::Gate, &rec.source, &rec.identity, c, e);
                     continue;
                 }
                 Gate::Failed { cluster, message } => {
@@ -200,7 +203,7 @@ async fn decide(
                         cluster: cluster.clone(),
                         message,
                     };
-                    ctx.fail(Phase::Gate, &rec.source, &rec.identity, Some(&cluster), e);
+                    said.fail(Phase::Gate, &rec.source, &rec.identity, Some(&cluster), e);
                     continue;
                 }
             }
@@ -216,7 +219,7 @@ async fn decide(
                 rec.clusters(),
                 format!("{verb} the old key{}", note(blind.as_deref())),
             );
-            ctx.step(s);
+            said.step(s);
             continue;
         }
         if rec.is_delete() {
@@ -231,7 +234,7 @@ async fn decide(
         if let Err(why) = truth_allows(ctx, rec, refs, files) {
             let mut s = record_step(rec, Action::Wait, rec.clusters(), why.to_string());
             s.waiting_on = Some(WaitingOn::Pointers);
-            ctx.step(s);
+            said.step(s);
             continue;
         }
         todo.push((i, Todo::Revoke(how, blind)));
@@ -245,33 +248,35 @@ async fn decide(
 pub(super) async fn revoke(
     ctx: &mut Ctx<'_>,
     mut records: Vec<RotationRecord>,
-) -> Vec<RotationRecord> {
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     if records.is_empty() || ctx.cancelled() {
-        return Vec::new();
+        return said.with(Vec::new());
     }
-    let (todo, failing) = decide(ctx, &records).await;
+    let (todo, failing) = decide(ctx, &mut said, &records).await;
     let failing = failing
         .into_iter()
         .map(|(i, why)| (records[i].clone(), why))
         .collect();
-    let rollbacks = super::rollback::on_failure(ctx, failing).await;
+    let rollbacks = said.merge(super::rollback::on_failure(ctx, failing).await);
     if todo.is_empty() {
-        return rollbacks;
+        return said.with(rollbacks);
     }
     ctx.phase(Phase::Revoke, todo.len());
-    let (done, gone) = call_sources(ctx, &records, todo).await;
+    let (done, gone) = call_sources(ctx, &mut said, &records, todo).await;
     if done.is_empty() {
-        return rollbacks;
+        return said.with(rollbacks);
     }
     crate::failpoint("after-revoke");
-    commit(ctx, &mut records, done, &gone);
-    rollbacks
+    commit(ctx, &mut said, &mut records, done, &gone);
+    said.with(rollbacks)
 }
 
 /// The provider calls, `concurrency` at a time. Returns what succeeded, and which of
 /// those found the key already gone at the source.
 async fn call_sources(
-    ctx: &mut Ctx<'_>,
+    ctx: &Ctx<'_>,
+    said: &mut Said,
     records: &[RotationRecord],
     todo: Vec<(usize, Todo)>,
 ) -> (Vec<(usize, Todo)>, std::collections::BTreeSet<usize>) {
@@ -306,7 +311,7 @@ async fn call_sources(
             }
             Err(e) => {
                 let rec = &records[i];
-                ctx.fail(Phase::Revoke, &rec.source, &rec.identity, None, e);
+                said.fail(Phase::Revoke, &rec.source, &rec.identity, None, e);
             }
         }
     }
@@ -356,7 +361,8 @@ fn subject(records: &[RotationRecord], done: &[(usize, Todo)]) -> String {
 
 /// Ends (or, when disabling, updates) the records in one commit and reports each step.
 fn commit(
-    ctx: &mut Ctx<'_>,
+    ctx: &Ctx<'_>,
+    said: &mut Said,
     records: &mut [RotationRecord],
     done: Vec<(usize, Todo)>,
     gone: &std::collections::BTreeSet<usize>,
@@ -428,7 +434,7 @@ fn commit(
         .collect();
     for (i, why) in unwritten {
         let rec = &records[i];
-        ctx.fail(
+        said.fail(
             Phase::Revoke,
             &rec.source,
             &rec.identity,
@@ -450,7 +456,7 @@ fn commit(
         );
         for (i, _) in &done {
             let rec = &records[*i];
-            ctx.fail(
+            said.fail(
                 Phase::Revoke,
                 &rec.source,
                 &rec.identity,
@@ -494,7 +500,7 @@ fn commit(
         };
         let mut s = record_step(rec, action, rec.clusters(), detail);
         s.done = true;
-        ctx.step(s);
+        said.step(s);
     }
 }
 

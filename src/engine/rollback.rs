@@ -27,7 +27,7 @@
 
 use super::context::Ctx;
 use super::edits;
-use super::outcome::Outcome;
+use super::outcome::{Outcome, Said};
 use super::plan::KeyGroup;
 use super::report::{Action, EngineError, Phase, Step};
 use crate::annotations::{CREATE_DATE, SEALED_WITH, key_id_annotation};
@@ -53,7 +53,8 @@ fn overdue(ctx: &Ctx<'_>, rec: &RotationRecord, now: DateTime<Utc>) -> Option<St
 /// waiting on a gate (`waiting`, the gate's reason) or still not on its pending clusters —
 /// and returns why, for the rollback.
 pub(super) fn report_overdue(
-    ctx: &mut Ctx<'_>,
+    ctx: &Ctx<'_>,
+    said: &mut Said,
     rec: &RotationRecord,
     now: DateTime<Utc>,
     waiting: Option<&str>,
@@ -70,7 +71,7 @@ pub(super) fn report_overdue(
             (pending, why)
         }
     };
-    ctx.fail(
+    said.fail(
         Phase::Gate,
         &rec.source,
         &rec.identity,
@@ -103,15 +104,17 @@ fn missed(rec: &RotationRecord, deadline: chrono::Duration, now: DateTime<Utc>) 
 pub(super) async fn past_deadline(
     ctx: &mut Ctx<'_>,
     blocked: Vec<RotationRecord>,
-) -> Vec<RotationRecord> {
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     let now = ctx.now();
     let mut todo = Vec::new();
     for rec in blocked {
-        if let Some(why) = report_overdue(ctx, &rec, now, None) {
+        if let Some(why) = report_overdue(ctx, &mut said, &rec, now, None) {
             todo.push((rec, why));
         }
     }
-    on_failure(ctx, todo).await
+    let back = said.merge(on_failure(ctx, todo).await);
+    said.with(back)
 }
 
 /// Rolls back the rotations a gate found failing or that missed `policy.publishDeadline`
@@ -123,9 +126,10 @@ pub(super) async fn past_deadline(
 pub(super) async fn on_failure(
     ctx: &mut Ctx<'_>,
     todo: Vec<(RotationRecord, String)>,
-) -> Vec<RotationRecord> {
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     if todo.is_empty() || ctx.opts.dry_run || !ctx.repo.config.rollback_on_failure {
-        return Vec::new();
+        return said.with(Vec::new());
     }
     let mut kept = Vec::new();
     for (r, why) in todo {
@@ -140,17 +144,22 @@ pub(super) async fn on_failure(
                     crate::text::escape_cut(&why, 300)
                 ),
             );
-            ctx.step(s);
+            said.step(s);
             continue;
         }
         kept.push((r, why));
     }
-    roll_back(ctx, kept).await
+    let back = roll_back(ctx, &mut said, kept).await;
+    said.with(back)
 }
 
 /// One rollback commit for each of `todo` (a record this run holds, and why), each
 /// reported as a done `rollback` step. Returns the rollback records.
-async fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Vec<RotationRecord> {
+async fn roll_back(
+    ctx: &mut Ctx<'_>,
+    said: &mut Said,
+    todo: Vec<(RotationRecord, String)>,
+) -> Vec<RotationRecord> {
     if todo.is_empty() {
         return Vec::new();
     }
@@ -158,7 +167,7 @@ async fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Ve
         Ok(c) => c,
         Err(e) => {
             let recs: Vec<RotationRecord> = todo.into_iter().map(|(r, _)| r).collect();
-            ctx.fail_records(Phase::Publish, &recs, e.into());
+            said.fail_records(Phase::Publish, &recs, e.into());
             return Vec::new();
         }
     };
@@ -168,7 +177,7 @@ async fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Ve
         if ctx.cancelled() {
             break;
         }
-        match one(ctx, &rec, &commits, &scan.secrets, &reason).await {
+        match one(ctx, said, &rec, &commits, &scan.secrets, &reason).await {
             Ok(back) if matches!(back.state(), RotationState::Proposed { .. }) => {
                 let pr = back
                     .proposal
@@ -186,7 +195,7 @@ async fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Ve
                     ),
                 );
                 s.done = true;
-                ctx.step(s);
+                said.step(s);
             }
             Ok(back) => {
                 let mut s = step(
@@ -200,10 +209,10 @@ async fn roll_back(ctx: &mut Ctx<'_>, todo: Vec<(RotationRecord, String)>) -> Ve
                     ),
                 );
                 s.done = true;
-                ctx.step(s);
+                said.step(s);
                 out.push(back);
             }
-            Err(e) => ctx.fail(Phase::Publish, &rec.source, &rec.identity, None, e),
+            Err(e) => said.fail(Phase::Publish, &rec.source, &rec.identity, None, e),
         }
     }
     out
@@ -378,9 +387,12 @@ fn step(rec: &RotationRecord, detail: String) -> Step {
 
 /// Rolls back the selected rotations: one commit each (see the module documentation).
 /// Returns the rollback records, for this run's publish and revoke.
-pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
-    let chosen = candidates(&ctx.opts.filter, records);
-    let todo = ctx.absorb(chosen);
+pub(super) async fn stage(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
+    let todo = said.merge(candidates(&ctx.opts.filter, records));
     let grace = humantime::format_duration(ctx.opts.revoke_after.to_std().unwrap_or_default());
     if ctx.opts.dry_run {
         for r in &todo {
@@ -395,21 +407,24 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
                     super::gates::planned(ctx.opts, r.promised.as_ref())
                 ),
             );
-            ctx.step(s);
+            said.step(s);
         }
-        return Vec::new();
+        return said.with(Vec::new());
     }
-    let todo = super::held::for_records(ctx, todo)
+    let todo = said
+        .merge(super::held::for_records(ctx, todo))
         .into_iter()
         .map(|r| (r, BY_HAND.to_owned()))
         .collect();
-    roll_back(ctx, todo).await
+    let back = roll_back(ctx, &mut said, todo).await;
+    said.with(back)
 }
 
 /// The rollback commit of `rec` on main; in pull-request mode proposed on its own branch
 /// instead (`rec` then stays as it is, held back by the run, until the rollback is merged).
 async fn one(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     rec: &RotationRecord,
     commits: &BTreeMap<String, crate::gitops::git::Oid>,
     found: &[crate::scan::Found],
@@ -566,7 +581,8 @@ async fn one(
         let mut block = block;
         block.reason = Some(format!("{reason}: rotation {}", rec.id));
         if let Err(e) =
-            super::propose::propose_on(ctx, &branch, &mut recs, &written, &subject, &[block]).await
+            super::propose::propose_on(ctx, said, &branch, &mut recs, &written, &subject, &[block])
+                .await
         {
             put_back(&written);
             return Err(e);

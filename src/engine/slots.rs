@@ -4,6 +4,7 @@
 
 use super::context::Ctx;
 use super::held;
+use super::outcome::Said;
 use super::pipeline::{Claimed, Ready};
 use super::plan::Credential;
 use super::report::{EngineError, Phase};
@@ -73,6 +74,7 @@ pub(crate) fn key_limit_error(
 /// limit; returns the rest with their keys (the claim's `keysBefore`).
 pub(super) async fn slots<'a>(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     ready: Vec<Ready<'a>>,
 ) -> Vec<(Ready<'a>, Vec<KeyInfo>)> {
     let listed: Vec<(Ready<'a>, Result<Vec<KeyInfo>, EngineError>)> =
@@ -89,7 +91,7 @@ pub(super) async fn slots<'a>(
     for (r, keys) in listed {
         match keys {
             Ok(k) => out.push((r, k)),
-            Err(e) => ctx.fail(Phase::Preflight, &r.cred.source, &r.cred.identity, None, e),
+            Err(e) => said.fail(Phase::Preflight, &r.cred.source, &r.cred.identity, None, e),
         }
     }
     out
@@ -108,6 +110,7 @@ pub(super) fn over_limit(r: &Ready<'_>, keys: &[KeyInfo]) -> Option<u32> {
 /// full identity whose claim this run won is listed again before it is reported.
 pub(super) async fn check_slots<'a>(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     claimed: Vec<Claimed<'a>>,
     listed: &[(String, Vec<KeyInfo>)],
 ) -> Vec<Claimed<'a>> {
@@ -131,7 +134,7 @@ pub(super) async fn check_slots<'a>(
         let fresh = match c.provider.keys(&c.cred.target()).await {
             Ok(k) => k,
             Err(e) => {
-                ctx.fail(
+                said.fail(
                     Phase::Preflight,
                     &c.cred.source,
                     &c.cred.identity,
@@ -146,7 +149,7 @@ pub(super) async fn check_slots<'a>(
             None => out.push(c),
             Some(limit) => {
                 let e = key_limit(&c.cred, &fresh, limit);
-                ctx.fail(Phase::Mint, &c.cred.source, &c.cred.identity, None, e);
+                said.fail(Phase::Mint, &c.cred.source, &c.cred.identity, None, e);
                 release.push(c.held);
             }
         }

@@ -11,6 +11,7 @@ use super::context::Ctx;
 use super::edits;
 use super::held::{self, Got, keep_fresh};
 use super::mint::{abort, fail_and_abort, mint_one};
+use super::outcome::{Outcome, Said};
 use super::pipeline::{Claimed, MintFailure, MintOutcome, Ready};
 use super::plan::{self, Credential};
 use super::propose::propose;
@@ -84,13 +85,17 @@ fn consumers_said(ctx: &Ctx<'_>, cred: &Credential<'_>) -> String {
 }
 
 /// Checks without side effects: provider, remotes, certificates, preflight.
-async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Ready<'a>> {
+async fn preflight<'a>(
+    ctx: &mut Ctx<'_>,
+    said: &mut Said,
+    creds: Vec<Credential<'a>>,
+) -> Vec<Ready<'a>> {
     let mut checked = Vec::new();
     'creds: for cred in creds {
         let provider = match ctx.providers.get(&cred.source).await {
             Ok(p) => p,
             Err(e) => {
-                ctx.fail(
+                said.fail(
                     Phase::Preflight,
                     &cred.source,
                     &cred.identity,
@@ -106,7 +111,7 @@ async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Rea
             let e = EngineError::LoginGap {
                 identity: cred.identity.clone(),
             };
-            ctx.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
+            said.fail(Phase::Preflight, &cred.source, &cred.identity, None, e);
             continue;
         }
         for c in cred.clusters() {
@@ -122,11 +127,11 @@ async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Rea
                     remote,
                     reason,
                 });
-                ctx.fail(Phase::Publish, &cred.source, &cred.identity, Some(&c), e);
+                said.fail(Phase::Publish, &cred.source, &cred.identity, Some(&c), e);
                 continue 'creds;
             }
             if let Err(e) = ctx.cert(&c).await {
-                ctx.fail(Phase::Preflight, &cred.source, &cred.identity, Some(&c), e);
+                said.fail(Phase::Preflight, &cred.source, &cred.identity, Some(&c), e);
                 continue 'creds;
             }
         }
@@ -146,14 +151,18 @@ async fn preflight<'a>(ctx: &mut Ctx<'_>, creds: Vec<Credential<'a>>) -> Vec<Rea
     for (r, res) in results {
         match res {
             Ok(()) => ready.push(r),
-            Err(e) => ctx.fail(Phase::Preflight, &r.cred.source, &r.cred.identity, None, e),
+            Err(e) => said.fail(Phase::Preflight, &r.cred.source, &r.cred.identity, None, e),
         }
     }
     ready
 }
 
 /// Claims every credential in one push. Lost races are `busy`.
-fn claim_all<'a>(ctx: &mut Ctx<'_>, ready: Vec<(Ready<'a>, Vec<KeyInfo>)>) -> Vec<Claimed<'a>> {
+fn claim_all<'a>(
+    ctx: &mut Ctx<'_>,
+    said: &mut Said,
+    ready: Vec<(Ready<'a>, Vec<KeyInfo>)>,
+) -> Vec<Claimed<'a>> {
     let now = ctx.now();
     let claims: Vec<Claim> = ready
         .iter()
@@ -184,9 +193,9 @@ fn claim_all<'a>(ctx: &mut Ctx<'_>, ready: Vec<(Ready<'a>, Vec<KeyInfo>)>) -> Ve
                     Action::Busy,
                     "another run claimed this credential at the same moment",
                 );
-                ctx.step(s);
+                said.step(s);
             }
-            Got::Failed(e) => ctx.fail(Phase::Publish, &r.cred.source, &r.cred.identity, None, e),
+            Got::Failed(e) => said.fail(Phase::Publish, &r.cred.source, &r.cred.identity, None, e),
         }
     }
     out
@@ -197,7 +206,11 @@ type Sealed<'a> = (MintOutcome<'a>, Vec<RotationRecord>);
 
 /// Stage for every selected credential without a rotation in flight. Returns the
 /// records committed to main (empty in a dry run).
-pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<RotationRecord> {
+pub(super) async fn stage(
+    ctx: &mut Ctx<'_>,
+    records: &[RotationRecord],
+) -> Outcome<Vec<RotationRecord>> {
+    let mut said = ctx.said();
     let scan = ctx.scan();
     let planned = plan::credentials(
         &scan.secrets,
@@ -209,9 +222,9 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
             run: &ctx.run,
         },
     );
-    let creds = ctx.absorb(planned);
+    let creds = said.merge(planned);
     ctx.phase(Phase::Preflight, creds.len());
-    let ready = preflight(ctx, creds).await;
+    let ready = preflight(ctx, &mut said, creds).await;
     if !ctx.opts.dry_run && !ready.is_empty() {
         ctx.phase(Phase::Mint, ready.len());
     }
@@ -223,17 +236,17 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
                 r.cred
                     .step(Action::Interrupted, "not started: the run was interrupted")
             };
-            ctx.step(s);
+            said.step(s);
         }
-        return Vec::new();
+        return said.with(Vec::new());
     }
-    let ready = slots(ctx, ready).await;
+    let ready = slots(ctx, &mut said, ready).await;
     let listed: Vec<(String, Vec<KeyInfo>)> = ready
         .iter()
         .map(|(r, k)| (r.cred.id(), k.clone()))
         .collect();
-    let claimed = claim_all(ctx, ready);
-    let claimed = check_slots(ctx, claimed, &listed).await;
+    let claimed = claim_all(ctx, &mut said, ready);
+    let claimed = check_slots(ctx, &mut said, claimed, &listed).await;
     let outcomes: Vec<Result<MintOutcome<'_>, MintFailure<'_>>> = {
         let c: &Ctx<'_> = ctx;
         super::bounded(c.opts.concurrency, claimed, |cl| mint_one(c, cl)).await
@@ -243,7 +256,7 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
     for o in outcomes {
         match o {
             Ok(o) => good.push(o),
-            Err(f) => fail_and_abort(ctx, f.done, f.phase, f.error).await,
+            Err(f) => fail_and_abort(ctx, &mut said, f.done, f.phase, f.error).await,
         }
     }
     if let Some(signal) = ctx.opts.cancel.as_ref().and_then(|c| c.get()) {
@@ -253,21 +266,27 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
         );
         for o in &good {
             let s = o.claimed.cred.step(Action::Interrupted, why.clone());
-            ctx.step(s);
+            said.step(s);
         }
-        abort(ctx, good, &why).await;
-        return Vec::new();
+        abort(ctx, &mut said, good, &why).await;
+        return said.with(Vec::new());
     }
-    let (staged, paths) = seal_each(ctx, good).await;
+    let (staged, paths) = seal_each(ctx, &mut said, good).await;
     if staged.is_empty() {
-        return Vec::new();
+        return said.with(Vec::new());
     }
     let mut staged = staged;
-    if let Err(e) = commit(ctx, &mut staged, &paths).await {
-        let why = report_not_staged(ctx, &staged, e);
+    if let Err(e) = commit(ctx, &mut said, &mut staged, &paths).await {
+        let why = report_not_staged(&mut said, &staged, e);
         // Not on main: nothing references the new keys. Delete them now.
-        abort(ctx, staged.into_iter().map(|(o, _)| o).collect(), &why).await;
-        return Vec::new();
+        abort(
+            ctx,
+            &mut said,
+            staged.into_iter().map(|(o, _)| o).collect(),
+            &why,
+        )
+        .await;
+        return said.with(Vec::new());
     }
     let mut out = Vec::new();
     for (o, recs) in staged {
@@ -286,19 +305,20 @@ pub(super) async fn stage(ctx: &mut Ctx<'_>, records: &[RotationRecord]) -> Vec<
                 s.detail.trim_start_matches("mint a new key, seal it into ")
             );
         }
-        ctx.step(s);
+        said.step(s);
         // Kept until the run ends: this run publishes and revokes what it staged.
         ctx.held.push(o.claimed.held);
         out.extend(recs);
     }
     crate::failpoint("after-stage");
-    out
+    said.with(out)
 }
 
 /// Seals and edits, credential by credential (several may share a file). Returns the
 /// sealed credentials and every path to commit.
 async fn seal_each<'a>(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     good: Vec<MintOutcome<'a>>,
 ) -> (Vec<Sealed<'a>>, Vec<String>) {
     let mut staged: Vec<Sealed<'a>> = Vec::new();
@@ -306,7 +326,7 @@ async fn seal_each<'a>(
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for mut o in good {
         if let Err(e) = keep_fresh(ctx, &mut o.claimed.held) {
-            fail_and_abort(ctx, o, Phase::Mint, e).await;
+            fail_and_abort(ctx, said, o, Phase::Mint, e).await;
             continue;
         }
         let claimed_at = o.claimed.held.claim.claimed_at;
@@ -322,7 +342,7 @@ async fn seal_each<'a>(
                 }
                 staged.push((o, recs));
             }
-            Err(e) => fail_and_abort(ctx, o, Phase::Mint, e).await,
+            Err(e) => fail_and_abort(ctx, said, o, Phase::Mint, e).await,
         }
     }
     (staged, paths)
@@ -333,6 +353,7 @@ async fn seal_each<'a>(
 /// land; the caller reports every credential of the batch and undoes their keys.
 async fn commit(
     ctx: &mut Ctx<'_>,
+    said: &mut Said,
     staged: &mut [Sealed<'_>],
     paths: &[String],
 ) -> Result<(), NotStaged> {
@@ -349,7 +370,7 @@ async fn commit(
             .cloned()
             .collect();
         let mut recs: Vec<RotationRecord> = staged.iter().flat_map(|(_, r)| r.clone()).collect();
-        propose(ctx, &mut recs, &manifests, &subject, &blocks)
+        propose(ctx, said, &mut recs, &manifests, &subject, &blocks)
             .await
             .map_err(NotStaged::Proposal)?;
         for (_, rs) in staged.iter_mut() {
@@ -399,7 +420,7 @@ fn main_hint(e: &crate::gitops::PublishError) -> &'static str {
 
 /// Reports every credential of a batch whose stage commit did not land; returns why, for
 /// the undo of their keys.
-fn report_not_staged(ctx: &mut Ctx<'_>, staged: &[Sealed<'_>], e: NotStaged) -> String {
+fn report_not_staged(said: &mut Said, staged: &[Sealed<'_>], e: NotStaged) -> String {
     let why = e.to_string();
     let who: Vec<(String, String)> = staged
         .iter()
@@ -413,10 +434,10 @@ fn report_not_staged(ctx: &mut Ctx<'_>, staged: &[Sealed<'_>], e: NotStaged) -> 
     let who = || who.iter().map(|(s, i)| (s.as_str(), i.as_str()));
     match e {
         // The forge's or the journal's own error, said once for the batch.
-        NotStaged::Proposal(e) => ctx.fail_all(Phase::Publish, who(), None, e),
+        NotStaged::Proposal(e) => said.fail_all(Phase::Publish, who(), None, e),
         NotStaged::Main(_) => {
             for (source, identity) in who() {
-                ctx.fail(
+                said.fail(
                     Phase::Publish,
                     source,
                     identity,
