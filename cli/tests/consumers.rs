@@ -2,8 +2,8 @@
 //! annotates the pod templates of the workloads that read a rotated Secret in the
 //! cluster's own files, and says which ones it leaves (Reloader, a shared base, Helm).
 
+use crate::common::engine::{DEV1, DNS, Env, T0, errors, t};
 use crate::common::git;
-use crate::engine::{DEV1, DNS, Env, T0, errors, t};
 use secret_manager::engine::Action;
 
 const OVERLAY: &str = "applications/root/external-dns/state/overlays/aws.eu-central-1.dev1";

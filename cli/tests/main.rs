@@ -1,8 +1,9 @@
 //! The CLI's binary tests: the real binary against local git remotes and the in-process
-//! fakes, the engine in-process (`engine.rs`), and — marked `#[ignore = "environment:
-//! ..."]` — the end-to-end runs against moto. The tests that need the environment
-//! `scripts/test` installs (the deploy/ manifests and image, real PostgreSQL and MariaDB)
-//! are their own target, `environment.rs`.
+//! fakes, and — marked `#[ignore = "environment: ..."]` — the end-to-end runs against
+//! moto. The library's in-process tests (the engine with a fake provider, the scanner,
+//! sealing, the editor) are the root package's `tests/library.rs`. The tests that need
+//! the environment `scripts/test` installs (the deploy/ manifests and image, real
+//! PostgreSQL and MariaDB) are their own target, `environment.rs`.
 
 mod common;
 
@@ -15,8 +16,6 @@ mod cli_seal;
 mod cloud;
 mod consumers;
 mod demo;
-mod edit;
-mod engine;
 mod git_credentials;
 mod gitops;
 mod hostile;
@@ -27,7 +26,6 @@ mod rollback;
 mod rotate;
 mod safety;
 mod scan;
-mod seal;
 mod signing;
 
 /// Every `tests/*.rs` file must be a module here or in `environment.rs`, or it silently

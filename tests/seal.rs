@@ -1,14 +1,14 @@
 //! kubeseal compatibility: everything sealed decrypts with the TEST-ONLY private keys,
 //! the label binds the scope, and bad certificates are refused.
 
-use crate::common::{encrypted_data, testdata, unseal};
+use crate::support::{encrypted_data, testdata, unseal};
 use rand::SeedableRng;
 use secret_manager::Repo;
 use secret_manager::manifest::Scope;
 use secret_manager::seal::{SealError, SealingCert, label, seal_value};
 
 fn now() -> chrono::DateTime<chrono::Utc> {
-    secret_manager::annotations::parse_create_date(crate::common::NOW).unwrap()
+    secret_manager::annotations::parse_create_date(crate::support::NOW).unwrap()
 }
 
 fn cert(cluster: &str) -> SealingCert {

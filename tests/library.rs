@@ -1,0 +1,32 @@
+//! The library's integration tests: the engine, the scanner, sealing and the manifest
+//! editor, in-process — against real git remotes (`support::GitFleet`) and the in-process
+//! fake provider, with no binary and no installed tool. `cargo test -p secret-manager`
+//! runs them; the binary's tests are in `cli/tests`, and the tests that need the tools
+//! `scripts/test` installs are marked `#[ignore = "environment: ..."]` there.
+
+mod support;
+
+mod architecture;
+mod edit;
+mod engine;
+mod rollback;
+mod scan;
+mod seal;
+
+/// Every `tests/*.rs` file must be a module here, or it silently never runs.
+#[test]
+fn every_test_file_is_wired_in() {
+    let here = include_str!("library.rs");
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let stem = path.file_stem().unwrap().to_str().unwrap();
+            if stem != "library" {
+                assert!(
+                    here.contains(&format!("mod {stem};")),
+                    "tests/{stem}.rs is not declared in tests/library.rs"
+                );
+            }
+        }
+    }
+}
