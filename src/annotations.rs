@@ -127,7 +127,7 @@ pub enum AnnotationError {
         TEMPLATE_ANNOTATION
     )]
     TemplateKey {
-        /// The key.
+        /// The Secret key the annotation names (as written).
         key: String,
     },
     /// A `template.<secretKey>` annotation whose value is not a template name.

@@ -91,14 +91,14 @@ pub enum Mark {
     None,
     /// Holds `generation`, set at `at`.
     Active {
-        /// The generation.
+        /// Which password of the credential's history the login holds (1, 2, ...).
         generation: u64,
         /// When its password was set.
         at: DateTime<Utc>,
     },
     /// Held `generation` until it was revoked.
     Revoked {
-        /// The generation.
+        /// The password the login held before it was revoked.
         generation: u64,
     },
 }

@@ -7,6 +7,7 @@
 mod support;
 
 mod architecture;
+mod consumers;
 mod edit;
 mod engine;
 mod rollback;

@@ -167,12 +167,12 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
         "[AZURE_CLIENT_ID:ClientId,AZURE_CLIENT_SECRET:ClientSecret,AZURE_TENANT_ID:TenantId]",
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let old = g.state().key_ids(&object_id);
+    let old = g.state().key_ids(object_id);
     assert_eq!(old.len(), 1);
     f.commit_and_publish("Add credentials", &[AZ_CLUSTER]);
 
     g.state().log.clear();
-    let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
+    let r = run_cmd(azure_env(&mut cmd(), g, ca).args([
         "--repo",
         work.to_str().unwrap(),
         "rotate",
@@ -190,7 +190,7 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
     // The call budget of one rotation (docs/providers/azure.md).
     let log = g.state().log.clone();
     assert_eq!(calls(&log), AZURE_ROTATION_CALLS, "{log:?}");
-    let now = g.state().key_ids(&object_id);
+    let now = g.state().key_ids(object_id);
     assert_eq!(now.len(), 1, "old password removed, new one kept: {now:?}");
     assert_ne!(now, old);
     let secret = g.state().apps[object_id]
@@ -202,7 +202,7 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
         .clone();
     no_secret(&r, &[&secret]);
     // main and the cluster's pointer hold the new secret, sealed for that cluster.
-    let (remote, refname) = pointer(&f, AZ_CLUSTER);
+    let (remote, refname) = pointer(f, AZ_CLUSTER);
     let on_pointer = f.show(&remote, &refname, AZ_REL);
     assert_eq!(on_pointer, f.show("dev", "main", AZ_REL));
     let file = f.path("m.yaml");
@@ -225,7 +225,7 @@ fn azure_create_rotate_and_keys_through_managed_identity() {
 
     // `keys` reads the checkout: bring it up to what the rotation pushed.
     git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
-    let r = run_cmd(azure_env(&mut cmd(), &g, &ca).args([
+    let r = run_cmd(azure_env(&mut cmd(), g, ca).args([
         "--repo",
         work.to_str().unwrap(),
         "keys",
@@ -357,13 +357,13 @@ fn azure_old_secret_is_revoked_only_when_the_sign_in_logs_show_it_idle() {
     let work = f.path("work");
     let r = az.create("[AZURE_CLIENT_SECRET:ClientSecret]");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let old = g.state().key_ids(&object_id)[0].clone();
+    let old = g.state().key_ids(object_id)[0].clone();
     f.commit_and_publish("Add credentials", &[AZ_CLUSTER]);
     let t0: chrono::DateTime<chrono::Utc> = "2027-01-10T10:00:00Z".parse().unwrap();
     let rotate = |minutes: i64| {
         let now = t0 + chrono::Duration::minutes(minutes);
         run_cmd(
-            azure_env(&mut cmd(), &g, &ca)
+            azure_env(&mut cmd(), g, ca)
                 .env("SECRET_MANAGER_NOW", now.to_rfc3339())
                 .args(["--repo", work.to_str().unwrap(), "--yes", "rotate"])
                 .args(["--source", "azure", "--cluster", AZ_CLUSTER])
@@ -376,7 +376,7 @@ fn azure_old_secret_is_revoked_only_when_the_sign_in_logs_show_it_idle() {
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(all.contains("sign-in logs lag"), "{all}");
     assert!(
-        g.state().key_ids(&object_id).contains(&old),
+        g.state().key_ids(object_id).contains(&old),
         "kept while the logs lag"
     );
 
@@ -393,7 +393,7 @@ fn azure_old_secret_is_revoked_only_when_the_sign_in_logs_show_it_idle() {
         "{all}"
     );
     assert!(
-        g.state().key_ids(&object_id).contains(&old),
+        g.state().key_ids(object_id).contains(&old),
         "kept while used"
     );
 
@@ -401,7 +401,7 @@ fn azure_old_secret_is_revoked_only_when_the_sign_in_logs_show_it_idle() {
     let r = rotate(40);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        !g.state().key_ids(&object_id).contains(&old),
+        !g.state().key_ids(object_id).contains(&old),
         "idle: removed"
     );
     let log = g.state().log.clone();

@@ -18,7 +18,7 @@ pub(super) enum Gate {
     /// Degraded, the operator's gate command fails. The old key stays, and the rotation
     /// rolls back while the old key still works.
     Failed {
-        /// Cluster.
+        /// Where the new key does not work.
         cluster: String,
         /// What failed.
         message: String,

@@ -31,6 +31,10 @@ type Moves = BTreeMap<(String, String), Vec<usize>>;
 /// What a run moved: record index → (cluster, how).
 type Moved = BTreeMap<usize, Vec<(String, String)>>;
 
+/// One staged record's move: its index, and its staging commit with the clusters that
+/// lack it (`None`: the commit is not found).
+type PendingMove = (usize, Option<(String, Vec<String>)>);
+
 /// Publishes every `Staged` record. Records in other states pass through unchanged;
 /// a record whose publish could not be recorded is left out (the next run finds its
 /// pointers already moved and records it then), so that nothing is revoked on a state
@@ -111,7 +115,7 @@ fn pending_moves<C: std::fmt::Display>(
     records: &[RotationRecord],
     staged: &[usize],
     commits: &BTreeMap<String, C>,
-) -> Vec<(usize, Option<(String, Vec<String>)>)> {
+) -> Vec<PendingMove> {
     staged
         .iter()
         .filter_map(|&i| {

@@ -75,8 +75,10 @@ fn only_a_selected_rotation_whose_old_key_works_is_a_candidate() {
             r.manifests[0].cluster = "gcp.europe-west1.dev2".into()
         }),
     ];
-    let mut filter = crate::list::Filter::default();
-    filter.clusters = vec!["aws.eu-central-1.dev1".into()];
+    let filter = crate::list::Filter {
+        clusters: vec!["aws.eu-central-1.dev1".into()],
+        ..crate::list::Filter::default()
+    };
     let o = candidates(&filter, &records);
     let ids: Vec<&str> = o.advanced.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["published"]);

@@ -498,7 +498,7 @@ impl Objects {
             let parts: Vec<&str> = path.split('/').collect();
             let mut blob = None;
             for (i, part) in parts.iter().enumerate() {
-                if !trees.contains_key(&tree) {
+                if let std::collections::hash_map::Entry::Vacant(e) = trees.entry(tree) {
                     let t = repo
                         .find_object(tree)
                         .map_err(|e| err("read tree", e))?
@@ -509,7 +509,7 @@ impl Objects {
                         .iter()
                         .map(|e| (e.filename.to_vec(), (e.mode, e.oid.to_owned())))
                         .collect();
-                    trees.insert(tree, entries);
+                    e.insert(entries);
                 }
                 match trees[&tree].get(part.as_bytes()) {
                     Some((mode, oid)) if i + 1 == parts.len() => {

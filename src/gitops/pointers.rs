@@ -15,6 +15,11 @@ pub enum HotfixVia<'a> {
     Branch(&'a str),
 }
 
+/// One move, as the batch sees it: `None` when it is not the batch's (the one-cluster
+/// path decides it); `Ok((mode, pointer))` when nothing is to push; `Err((from, to))`
+/// for a fast-forward to push.
+type Batchable = Option<Result<(PublishMode, Oid), (Oid, Oid)>>;
+
 impl Fleet {
     /// Merges `other` into main with a merge commit and pushes it, rebuilding the merge on
     /// top of whatever a concurrent writer pushed. Returns the merge that landed.
@@ -102,7 +107,7 @@ impl Fleet {
             for i in idx {
                 let (id, change) = &moves[i];
                 let c = self.cluster(id);
-                let decided = (|| -> GitResult<Option<Result<(PublishMode, Oid), (Oid, Oid)>>> {
+                let decided = (|| -> GitResult<Batchable> {
                     let Some(change) = self.git.resolve(change)? else {
                         return Ok(None);
                     };

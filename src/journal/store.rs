@@ -36,7 +36,7 @@ pub fn journal_target(fleet: &Fleet) -> RefTarget {
 /// The rotations in flight, for commands that show them (`list`, `keys`).
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// The records.
+    /// Every record that could be read, in path order.
     pub records: Vec<RotationRecord>,
     /// What could not be read (the records shown may be incomplete), for a warning.
     pub unread: Option<String>,

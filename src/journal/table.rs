@@ -115,7 +115,7 @@ pub struct Held {
     pub refname: String,
     /// The claim's blob in the table.
     pub commit: Oid,
-    /// The claim.
+    /// What the claim says, as this run wrote it (lease, window, keys before).
     pub claim: Claim,
 }
 
@@ -282,7 +282,7 @@ impl ClaimTable {
                 }
                 (None, None) => Err(Unreadable::Missing {
                     refname: crate::text::escape(refname).into_owned(),
-                    id: crate::text::escape(&id).into_owned(),
+                    id: crate::text::escape(id).into_owned(),
                 }),
             };
             listed.push(Listed {

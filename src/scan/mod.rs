@@ -7,7 +7,7 @@
 //! `grep` of the tree. A file that cannot be read or parsed becomes a [`Diagnostic`] and the
 //! scan goes on; Helm-templated files are reported as skipped and never edited.
 
-mod kustomize;
+mod namespace;
 
 use crate::annotations::Managed;
 use crate::manifest::SealedSecretDoc;
@@ -332,7 +332,7 @@ pub fn kustomization_namespace(
     repo: &Path,
     rel: &Path,
 ) -> Result<Option<(String, PathBuf)>, Diagnostic> {
-    kustomize::Resolver::new(repo).namespace_for(rel)
+    namespace::Resolver::new(repo).namespace_for(rel)
 }
 
 /// Scans `repo` for SealedSecrets.
@@ -378,7 +378,7 @@ pub fn scan(repo: &Path, opts: &ScanOptions) -> ScanReport {
         files_seen: seen.into_inner(),
         ..ScanReport::default()
     };
-    let mut kustomizations = kustomize::Resolver::new(repo);
+    let mut kustomizations = namespace::Resolver::new(repo);
     for out in rx {
         match out {
             FileOutcome::Diag(d) => report.diagnostics.push(d),

@@ -76,7 +76,7 @@ pub enum PinError {
     /// No `=`.
     #[error("{TRUSTED_CERTS_ENV}: `{entry}` is not CLUSTER=SHA256")]
     NotAPair {
-        /// The entry.
+        /// The pin as given, escaped.
         entry: String,
     },
     /// Not 64 hex digits.
@@ -100,7 +100,7 @@ pub enum Untrusted {
         accept(cluster, fingerprint)
     )]
     NotPinned {
-        /// The cluster.
+        /// Whose certificate is not trusted.
         cluster: String,
         /// The repo's certificate.
         fingerprint: String,
@@ -120,7 +120,7 @@ pub enum Untrusted {
         accept(cluster, fingerprint)
     )]
     Changed {
-        /// The cluster.
+        /// Whose certificate is not trusted.
         cluster: String,
         /// The repo's certificate.
         fingerprint: String,

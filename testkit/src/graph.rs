@@ -419,7 +419,7 @@ impl GraphState {
             .filter(|s| key.as_ref().is_none_or(|k| *k == s.key_id))
             .filter(|s| since.is_none_or(|t| s.at >= t))
             .collect();
-        hits.sort_by(|a, b| b.at.cmp(&a.at));
+        hits.sort_by_key(|s| std::cmp::Reverse(s.at));
         let top: usize = r
             .query
             .get("$top")

@@ -3,6 +3,7 @@
 //! the binary; the binary tier adds that in `cli/tests/common`.
 #![allow(dead_code)]
 
+pub mod consumers;
 pub mod engine;
 
 use std::path::{Path, PathBuf};

@@ -24,6 +24,8 @@ use std::io::Write as _;
 ///         command: secret-manager
 ///         args: [eks-token, --cluster-name, prod1, --region, eu-central-1]
 ///         interactiveMode: Never
+// The kubeconfig example is printed verbatim in --help: its YAML indentation is meant.
+#[allow(clippy::doc_overindented_list_items)]
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EksTokenArgs {
