@@ -1,17 +1,19 @@
-//! `create`: mint a new credential and seal it into a new annotated SealedSecret — on the
-//! same path as a rotation's stage: checks without side effects first, a claim on the main
-//! remote before the mint, verify, seal, and the same undo when anything after the mint
-//! fails.
+//! `create`: mint a new credential and seal it into a new annotated SealedSecret — from a
+//! rotation's stage steps: checks without side effects first (the same key-limit error),
+//! the same busy rule (another run's claim, or a rotation of the credential in flight),
+//! the claim taken the same way (`engine::take_claims`), the same mint-and-verify step
+//! (`engine::mint_verified`), and the same undo when anything after the mint fails. What
+//! differs is the end: a new file in the checkout instead of a commit.
 //!
 //! The file is written into the checkout (not committed); the claim is released once it
 //! is written, so the key is then the user's to commit. When the repo has no reachable
 //! main remote (a plain directory), the run goes on without a claim and says so.
 
 use crate::annotations::{self, CREATE_DATE, KEY_MAPPINGS, SOURCE};
-use crate::engine::{EngineError, Phase, undo};
+use crate::engine::{EngineError, Got, Minting, Phase, undo};
 use crate::gitops::Fleet;
 use crate::gitops::events::EventLog;
-use crate::journal::table::{ClaimTable, Held, Taken};
+use crate::journal::table::{ClaimTable, Held};
 use crate::journal::{Claim, RunId, TrailerAction, TrailerBlock, credential_id, trailers};
 use crate::keys::identity_label;
 use crate::manifest::Scope;
@@ -221,9 +223,19 @@ fn claim(
     let refs = ClaimTable::new(&fleet, &repo.config.claim_ref_prefix);
     let id = credential_id(&req.source, identity);
     let listed = refs.list().map_err(|e| failed(Phase::Publish, e))?;
+    // The same rule as a rotation's: nothing is minted for a credential another run holds
+    // or whose rotation is still in flight (its revoke would race the new key).
     if let Some(who) = crate::journal::table::claimed_by(&listed, &id) {
         return Err(CreateError::Invalid(format!(
             "{identity} is claimed ({who}); wait for that run, or run `secret-manager rotate` to clean up after it if it died"
+        )));
+    }
+    let records = crate::journal::store::in_flight(&fleet, &repo.root, true)
+        .map_err(|e| CreateError::Invalid(e.to_string()))?
+        .records;
+    if let Some(why) = crate::engine::busy_reason(&req.source, identity, &records, &listed, run) {
+        return Err(CreateError::Invalid(format!(
+            "{identity}: {why}; create another secret for it once that rotation has ended"
         )));
     }
     let c = Claim::new(
@@ -236,27 +248,16 @@ fn claim(
         now,
         repo.config.claim_lease,
     );
-    match refs
-        .create(vec![c])
-        .map_err(|e| failed(Phase::Publish, e))?
-        .pop()
-    {
-        Some(Taken::Won(held)) => Ok(Some(Claiming {
+    match crate::engine::take_claims(&refs, vec![c]).pop() {
+        Some(Got::Held(held)) => Ok(Some(Claiming {
             events: EventLog::new(&fleet),
             refs,
-            held: *held,
+            held,
         })),
-        Some(Taken::Lost) => Err(CreateError::Invalid(format!(
+        Some(Got::Busy) => Err(CreateError::Invalid(format!(
             "{identity} was claimed by another run at the same moment; try again"
         ))),
-        Some(Taken::Refused(reason)) => Err(failed(
-            Phase::Publish,
-            EngineError::ClaimRefused {
-                refname: format!("{}{id}", refs.prefix()),
-                prefix: refs.prefix().to_owned(),
-                reason,
-            },
-        )),
+        Some(Got::Failed(e)) => Err(failed(Phase::Publish, e)),
         None => unreachable!("one outcome per claim"),
     }
 }
@@ -510,21 +511,29 @@ pub async fn create(
             let _ = c.refs.release(std::slice::from_ref(&c.held));
         }
     };
-    let minted = match provider.mint(&target).await {
+    let undo = |minted, error| {
+        undo_create(
+            provider.as_ref(),
+            &target,
+            &identity,
+            run,
+            req,
+            minted,
+            &claiming,
+            error,
+        )
+    };
+    // The rotation's mint step: mint, then verify; from here on a key exists, and if
+    // anything fails it is deleted again.
+    let minted = match crate::engine::mint_verified(provider.as_ref(), &target).await {
         Ok(m) => m,
-        Err(e) => {
+        Err(Minting::Failed(e)) => {
             release(&claiming);
             return Err(failed(Phase::Mint, e));
         }
+        Err(Minting::Unverified(m, e)) => return Err(undo(&m, e).await),
     };
-    // From here on a key exists: if anything fails, it is deleted again.
-    let result = match provider.verify(&minted).await {
-        Ok(()) => seal_and_write(req, repo, &cert, &minted),
-        Err(source) => Err(EngineError::Verify {
-            key: minted.key_id.0.clone(),
-            source,
-        }),
-    };
+    let result = seal_and_write(req, repo, &cert, &minted);
     match result {
         Ok(()) => {
             if let Some(c) = &claiming {
@@ -537,16 +546,6 @@ pub async fn create(
                 claimed: claiming.is_some(),
             })
         }
-        Err(error) => Err(undo_create(
-            provider.as_ref(),
-            &target,
-            &identity,
-            run,
-            req,
-            &minted,
-            &claiming,
-            error,
-        )
-        .await),
+        Err(error) => Err(undo(&minted, error).await),
     }
 }

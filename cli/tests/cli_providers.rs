@@ -520,3 +520,91 @@ fn eks_token_is_a_presigned_caller_identity_bound_to_the_cluster() {
     assert_ne!(r.code, 0);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 }
+
+/// `create` follows a rotation's busy rule: while a rotation of the credential is in
+/// flight (published, its old key waiting out the grace period), no key is minted for it
+/// and no file is written; the error says which rotation and what to do. Once the
+/// rotation has ended, the same `create` works.
+#[test]
+fn create_mints_nothing_for_a_credential_whose_rotation_is_in_flight() {
+    let state = tempfile::tempdir().unwrap();
+    let f = crate::safety::demo_fleet(state.path());
+    let keys = || -> Vec<String> {
+        let st: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state.path().join("keys.json")).unwrap())
+                .unwrap();
+        st["acme"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["keyId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let rotate = |now: &str, older_than: &str| {
+        let mut c = f.bot(now).command();
+        with_demo_plugin(&mut c, state.path()).args([
+            "--yes",
+            "rotate",
+            "--source",
+            "demo",
+            "--older-than",
+            older_than,
+            "--revoke-after",
+            "1h",
+        ]);
+        run_cmd(&mut c)
+    };
+    let r = rotate("2027-06-01T00:00:00Z", "0s");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let in_flight = keys();
+    assert_eq!(
+        in_flight.len(),
+        2,
+        "old and new key while the grace period runs"
+    );
+    let work = f.path("work");
+    crate::common::git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+    let out = work.join(format!(
+        "applications/demo/state/overlays/{DEV1}/second.yaml"
+    ));
+    let create = || {
+        run_cmd(with_demo_plugin(&mut cmd(), state.path()).args([
+            "--repo",
+            work.to_str().unwrap(),
+            "create",
+            "--source",
+            "demo",
+            "--cluster",
+            DEV1,
+            "--namespace",
+            "demo",
+            "--name",
+            "second",
+            "--key-mappings",
+            "[token:Token]",
+            "--param",
+            "account=acme",
+            "-w",
+            out.to_str().unwrap(),
+        ]))
+    };
+    let r = create();
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("is in flight (published, waiting to revoke the old key)")
+            && r.stderr.contains("once that rotation has ended"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(keys(), in_flight, "nothing minted");
+    assert!(!out.exists(), "nothing written");
+    // The grace period over, the next run revokes and ends the rotation (and stages no
+    // new one: the key is hours old); then it works.
+    let r = rotate("2027-06-01T02:00:00Z", "100d");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    crate::common::git(&work, &["pull", "--quiet", "--ff-only", "origin", "main"]);
+    let r = create();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(out.exists());
+}

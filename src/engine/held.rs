@@ -5,13 +5,13 @@
 use super::context::Ctx;
 use super::outcome::Outcome;
 use super::report::{Action, EngineError, EngineResult, Phase, Step};
-use crate::journal::table::{Held, Taken};
+use crate::journal::table::{ClaimTable, Held, Taken};
 use crate::journal::{Claim, RotationRecord, credential_id};
 use chrono::Utc;
 use std::collections::BTreeMap;
 
 /// What taking one claim gave.
-pub(super) enum Got {
+pub(crate) enum Got {
     /// The claim is ours.
     Held(Held),
     /// Another run has it.
@@ -20,14 +20,13 @@ pub(super) enum Got {
     Failed(EngineError),
 }
 
-/// Pushes every claim in one push, each only if its ref does not exist yet.
-pub(super) fn take(ctx: &Ctx<'_>, claims: Vec<Claim>) -> Vec<Got> {
+/// Pushes every claim to `table` in one push, each only if its credential has none yet:
+/// the one way a run — a rotation's stage, a run advancing records, `create` — takes
+/// claims.
+pub(crate) fn take(table: &ClaimTable, claims: Vec<Claim>) -> Vec<Got> {
     let n = claims.len();
-    let refnames: Vec<String> = claims
-        .iter()
-        .map(|c| c.refname(ctx.claims.prefix()))
-        .collect();
-    match ctx.claims.create(claims) {
+    let refnames: Vec<String> = claims.iter().map(|c| c.refname(table.prefix())).collect();
+    match table.create(claims) {
         Ok(outcomes) => outcomes
             .into_iter()
             .zip(refnames)
@@ -36,7 +35,7 @@ pub(super) fn take(ctx: &Ctx<'_>, claims: Vec<Claim>) -> Vec<Got> {
                 Taken::Lost => Got::Busy,
                 Taken::Refused(reason) => Got::Failed(EngineError::ClaimRefused {
                     refname,
-                    prefix: ctx.claims.prefix().to_owned(),
+                    prefix: table.prefix().to_owned(),
                     reason,
                 }),
             })
@@ -151,7 +150,7 @@ pub(super) fn for_records(
         wanted.push((id, c));
     }
     let ids: Vec<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
-    let got = take(ctx, wanted.into_iter().map(|(_, c)| c).collect());
+    let got = take(&ctx.claims, wanted.into_iter().map(|(_, c)| c).collect());
     for (id, g) in ids.into_iter().zip(got) {
         let s = match g {
             Got::Held(h) => {

@@ -7,7 +7,7 @@ use super::outcome::Said;
 use super::pipeline::{Claimed, MintFailure, MintOutcome};
 use super::report::{Action, EngineError, Phase, Step};
 use crate::journal::{TrailerAction, TrailerBlock};
-use crate::provider::{Provider, Revoke, Target};
+use crate::provider::{Minted, Provider, Revoke, Target};
 
 /// What [`undo`] did: its step, the audit block when the key is gone, the error if not.
 pub(crate) type Undone = (Step, Option<TrailerBlock>, Option<EngineError>);
@@ -57,6 +57,35 @@ pub(crate) async fn undo(
     }
 }
 
+/// Why [`mint_verified`] has no key to give.
+pub(crate) enum Minting {
+    /// Nothing was minted.
+    Failed(EngineError),
+    /// A key was minted and does not work: it exists, and must be undone.
+    Unverified(Minted, EngineError),
+}
+
+/// Mints one key and verifies it works: the one mint step of a rotation's stage and of
+/// `create`. A key that does not verify comes back with the error, for the undo.
+pub(crate) async fn mint_verified(
+    provider: &dyn Provider,
+    target: &Target,
+) -> Result<Minted, Minting> {
+    crate::failpoint("before-mint");
+    let m = provider
+        .mint(target)
+        .await
+        .map_err(|e| Minting::Failed(e.into()))?;
+    crate::failpoint("after-mint");
+    match provider.verify(&m).await {
+        Ok(()) => Ok(m),
+        Err(source) => {
+            let key = m.key_id.0.clone();
+            Err(Minting::Unverified(m, EngineError::Verify { key, source }))
+        }
+    }
+}
+
 /// Mints and verifies one key per group of a claimed credential.
 pub(super) async fn mint_one<'a>(
     ctx: &Ctx<'_>,
@@ -76,21 +105,14 @@ pub(super) async fn mint_one<'a>(
         if let Err(e) = keep_fresh(ctx, &mut claimed.held) {
             return Err(stop(claimed, minted, e));
         }
-        crate::failpoint("before-mint");
-        let m = match claimed.provider.mint(&target).await {
+        let m = match mint_verified(claimed.provider.as_ref(), &target).await {
             Ok(m) => m,
-            Err(e) => return Err(stop(claimed, minted, e.into())),
+            Err(Minting::Failed(e)) => return Err(stop(claimed, minted, e)),
+            Err(Minting::Unverified(m, e)) => {
+                minted.push((i, m));
+                return Err(stop(claimed, minted, e));
+            }
         };
-        crate::failpoint("after-mint");
-        if let Err(e) = claimed.provider.verify(&m).await {
-            let key = m.key_id.0.clone();
-            minted.push((i, m));
-            return Err(stop(
-                claimed,
-                minted,
-                EngineError::Verify { key, source: e },
-            ));
-        }
         let mut s = claimed
             .cred
             .step(Action::Minted, "new key minted and verified");

@@ -49,7 +49,9 @@ mod truth;
 pub use consumers_gate::DEFAULT_KUBELET_SYNC_SECONDS;
 pub use context::{Cancel, Signal};
 pub(crate) use edits::field;
-pub(crate) use mint::undo;
+pub(crate) use held::{Got, take as take_claims};
+pub(crate) use mint::{Minting, mint_verified, undo};
+pub(crate) use plan::busy_reason;
 pub use propose::{JOURNAL_REF, JOURNAL_TRACKING};
 pub use report::{
     Action, During, EngineError, EngineResult, Failure, Phase, RotateReport, Step, WaitingOn,

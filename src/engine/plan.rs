@@ -88,7 +88,7 @@ impl Credential<'_> {
 }
 
 /// Why a credential cannot start now: another run has it.
-pub(super) fn busy_reason(
+pub(crate) fn busy_reason(
     source: &str,
     identity: &str,
     records: &[RotationRecord],

@@ -179,7 +179,7 @@ fn claim_all<'a>(
             )
         })
         .collect();
-    let got = held::take(ctx, claims);
+    let got = held::take(&ctx.claims, claims);
     let mut out = Vec::new();
     for ((r, _), g) in ready.into_iter().zip(got) {
         match g {

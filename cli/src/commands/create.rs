@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 /// Mint a new credential and write it, sealed, as a new annotated SealedSecret.
 ///
 /// For bootstrapping a cluster's secrets. Checks certificate, provider, permissions and
-/// key slots first; the mint runs under a claim on the main remote, like a rotation's; if
-/// anything fails after the key was minted, the new key is deleted again so nothing is
-/// left orphaned. The file is written, not committed: commit and publish it as you would
-/// any change. -w refuses to overwrite an existing file.
+/// key slots first; the mint runs under a claim on the main remote, like a rotation's, and
+/// not while a rotation of the credential is in flight; if anything fails after the key
+/// was minted, the new key is deleted again so nothing is left orphaned. The file is
+/// written, not committed: commit and publish it as you would any change. -w refuses to
+/// overwrite an existing file.
 ///
 /// Example:
 ///   secret-manager create --source aws --cluster aws.eu-central-1.dev1 \
