@@ -810,21 +810,17 @@ fn shared_credential_is_minted_once_and_revoked_only_after_both_pointers_moved()
     }
 }
 
-/// Kill the process at every phase boundary; the next run must converge: exactly one key
-/// at the source (the one the manifest holds, and it works), no orphan, no record left,
-/// the change published once.
+/// What the binary adds to a crash: the process exits (86) at the failpoint; after a
+/// crash under a claim the next run inside the dead run's lease says `1 busy` and touches
+/// nothing; the run after the lease says what it cleaned up and converges against real IAM (moto): exactly one key, the
+/// manifest's, working; no record; published once. Two points stand for the two kinds —
+/// one with a minted, uncommitted key under a claim, one after the commit. Every crash
+/// point is the library's test (`every_crash_point_converges` in `tests/engine.rs`).
 #[cfg(feature = "failpoints")]
 #[test]
 #[ignore = "environment: needs moto_server (scripts/test runs it)"]
-fn every_crash_point_converges_on_the_next_run() {
-    for point in [
-        "before-mint",
-        "after-mint",
-        "before-commit",
-        "after-stage",
-        "after-publish",
-        "after-revoke",
-    ] {
+fn a_crash_exits_86_and_the_next_runs_converge() {
+    for point in ["after-mint", "after-publish"] {
         let (f, moto, old) = setup();
         let before = main_file(&f, REL);
         let r = f
@@ -833,13 +829,11 @@ fn every_crash_point_converges_on_the_next_run() {
             .env("SECRET_MANAGER_FAILPOINT", point)
             .rotate_now(&["--source", "aws", "--cluster", DEV1, "--name", "route53"]);
         assert_eq!(r.code, 86, "{point}: {}", r.stderr);
-        assert_eq!(
+        assert!(
             moto.key_ids(USER).contains(&old),
-            point != "after-revoke",
-            "{point}: the old key survives every crash before its revocation"
+            "{point}: the old key survives a crash before its revocation"
         );
-        let claimed = ["before-mint", "after-mint", "before-commit"].contains(&point);
-        if claimed {
+        if point == "after-mint" {
             // Inside the dead run's lease (10 min): busy, nothing touched, exit 0.
             let keys = moto.key_ids(USER);
             let r = rotate(
@@ -864,7 +858,7 @@ fn every_crash_point_converges_on_the_next_run() {
             &["--yes", "--revoke-after", "0s"],
         );
         assert_eq!(r.code, 0, "{point}: {}\n{}", r.stdout, r.stderr);
-        if point == "after-mint" || point == "before-commit" {
+        if point == "after-mint" {
             assert!(
                 r.stderr.contains("1 orphan(s) cleaned"),
                 "{point}: {}",
