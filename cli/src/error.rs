@@ -228,6 +228,23 @@ impl From<secret_manager::gitops::PublishError> for CommandError {
     }
 }
 
+impl From<secret_manager::gitops::checkout::CloneError> for CommandError {
+    /// What the operator gave (a URL with credentials, a directory that holds something
+    /// else, a malformed remote) is theirs to fix; a clone that fails is a git failure; a
+    /// directory that cannot be read, the environment's.
+    fn from(e: secret_manager::gitops::checkout::CloneError) -> CommandError {
+        use secret_manager::gitops::checkout::CloneError;
+        let kind = match &e {
+            CloneError::Credentials | CloneError::NotThisClone { .. } | CloneError::Remote(_) => {
+                Kind::Usage
+            }
+            CloneError::Io(_) => Kind::Internal,
+            _ => Kind::Failed(Phase::Publish),
+        };
+        CommandError::new(kind, e)
+    }
+}
+
 impl From<secret_manager::gitops::git::GitError> for CommandError {
     fn from(e: secret_manager::gitops::git::GitError) -> CommandError {
         CommandError::new(Kind::Failed(Phase::Publish), e)

@@ -108,3 +108,155 @@ pub fn fast_forward(fleet: &Fleet) -> GitResult<usize> {
         .run(&["merge", "--ff-only", "--quiet", &fleet.main_tracking()])?;
     Ok(s.behind)
 }
+
+/// Why `--clone` could not give a checkout.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloneError {
+    /// The URL carries a password or token: it would end up in argv and logs.
+    #[error(
+        "--clone URL must not contain credentials; use an SSH key (GIT_SSH_COMMAND) or an HTTPS credential helper (docs/cronjob.md)"
+    )]
+    Credentials,
+    /// The directory holds something that is not a clone of the URL.
+    #[error(
+        "--clone: {dir} is not empty and is not a clone of {url}; give --repo an empty (or new) directory, or the clone an earlier --clone run made"
+    )]
+    NotThisClone {
+        /// The directory asked for.
+        dir: String,
+        /// The URL asked for.
+        url: String,
+    },
+    /// A `--clone-remote` that is not `NAME=URL`.
+    #[error("--clone-remote: expected NAME=URL, got `{0}`")]
+    Remote(String),
+    /// Reading or making the directory failed.
+    #[error("--clone: {0}")]
+    Io(#[from] std::io::Error),
+    /// `git clone` or `git remote` failed.
+    #[error("--clone: {0}")]
+    Git(#[from] super::git::GitError),
+}
+
+/// Refuses a URL that carries a password or token (`https://user:token@host/...`, or any
+/// user in an HTTP URL).
+pub fn check_clone_url(url: &str) -> Result<(), CloneError> {
+    let authority = url
+        .split_once("://")
+        .map(|(_, r)| r.split('/').next().unwrap_or_default());
+    let userinfo = authority.and_then(|a| a.rsplit_once('@')).map(|(u, _)| u);
+    if userinfo.is_some_and(|u| u.contains(':') || url.starts_with("http")) {
+        return Err(CloneError::Credentials);
+    }
+    Ok(())
+}
+
+/// What [`clone_into`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cloned {
+    /// A new clone of `branch`.
+    Fresh,
+    /// The clone an earlier run made into the same directory, of the same URL (a CronJob
+    /// with a persistent volume): reused, since every run fetches what it needs.
+    Reused,
+}
+
+/// `--clone`: clones `url` (its `branch`) into `dir`, or reuses the clone of the same URL
+/// an earlier run left there — never another directory's content — and adds (or, reused,
+/// sets) the `remotes` (`NAME=URL` each, checked like `url`).
+pub fn clone_into(
+    url: &str,
+    branch: &str,
+    dir: &std::path::Path,
+    remotes: &[String],
+) -> Result<Cloned, CloneError> {
+    check_clone_url(url)?;
+    let remotes: Vec<(&str, &str)> = remotes
+        .iter()
+        .map(|r| {
+            r.split_once('=')
+                .ok_or_else(|| CloneError::Remote(r.clone()))
+        })
+        .collect::<Result<_, _>>()?;
+    for (_, u) in &remotes {
+        check_clone_url(u)?;
+    }
+    let repo_git = super::git::Git::new(dir);
+    let cloned = if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        let origin = repo_git
+            .run(&["remote", "get-url", "origin"])
+            .map(|u| u.trim().to_owned());
+        if !(dir.join(".git").exists() && origin.as_deref().is_ok_and(|o| o == url)) {
+            return Err(CloneError::NotThisClone {
+                dir: dir.display().to_string(),
+                url: url.to_owned(),
+            });
+        }
+        tracing::info!(dir = %dir.display(), "reusing the clone from an earlier run");
+        Cloned::Reused
+    } else {
+        let parent = dir.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        tracing::info!(%branch, "cloning the config repo");
+        super::git::Git::new(parent).run(&[
+            std::ffi::OsStr::new("clone"),
+            std::ffi::OsStr::new("--quiet"),
+            std::ffi::OsStr::new("--branch"),
+            std::ffi::OsStr::new(branch),
+            std::ffi::OsStr::new(url),
+            dir.as_os_str(),
+        ])?;
+        Cloned::Fresh
+    };
+    for (name, u) in remotes {
+        let exists = cloned == Cloned::Reused && repo_git.run(&["remote", "get-url", name]).is_ok();
+        let verb = if exists { "set-url" } else { "add" };
+        repo_git.run(&["remote", verb, name, u])?;
+    }
+    Ok(cloned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CloneError, check_clone_url, clone_into};
+
+    /// A password or token in a URL is refused (it would reach argv and logs); an SSH user
+    /// is not a secret.
+    #[test]
+    fn a_url_with_credentials_is_refused() {
+        for bad in [
+            "https://bot:ghp_token@github.com/org/config.git",
+            "https://x-access-token@github.com/org/config.git",
+            "http://user@git.example/config.git",
+            "ssh://git:secret@git.example/config.git",
+        ] {
+            assert!(
+                matches!(check_clone_url(bad), Err(CloneError::Credentials)),
+                "{bad}"
+            );
+        }
+        for good in [
+            "https://github.com/org/config.git",
+            "ssh://git@github.com/org/config.git",
+            "git@github.com:org/config.git",
+            "/srv/git/config.git",
+        ] {
+            assert!(check_clone_url(good).is_ok(), "{good}");
+        }
+    }
+
+    /// A malformed `--clone-remote`, or one with credentials, stops before anything is
+    /// cloned or created.
+    #[test]
+    fn bad_remotes_are_refused_before_the_clone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("config");
+        let url = "/nonexistent/config.git";
+        let e = clone_into(url, "main", &dir, &["prod".into()]).unwrap_err();
+        assert!(matches!(e, CloneError::Remote(ref r) if r == "prod"), "{e}");
+        let e = clone_into(url, "main", &dir, &["prod=https://u:t@h/x".into()]).unwrap_err();
+        assert!(matches!(e, CloneError::Credentials), "{e}");
+        assert!(!dir.exists());
+    }
+}

@@ -68,27 +68,13 @@ pub struct Ctx {
     _clone_dir: Option<tempfile::TempDir>,
 }
 
-/// Refuses URLs that carry a password or token: it would end up in argv and logs.
-fn check_clone_url(url: &str) -> crate::error::Result<()> {
-    let authority = url
-        .split_once("://")
-        .map(|(_, r)| r.split('/').next().unwrap_or_default());
-    let userinfo = authority.and_then(|a| a.rsplit_once('@')).map(|(u, _)| u);
-    if userinfo.is_some_and(|u| u.contains(':') || url.starts_with("http")) {
-        return Err(UsageError(
-            "--clone URL must not contain credentials; use an SSH key (GIT_SSH_COMMAND) or an HTTPS credential helper (docs/cronjob.md)".into(),
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// `--clone`: clone the config repo (and add remotes) before the command runs.
+/// `--clone`: clone the config repo (and add remotes) before the command runs; into a
+/// temporary directory (kept alive for the run) when `--repo` is not given.
 fn clone_repo(global: &mut GlobalArgs) -> crate::error::Result<Option<tempfile::TempDir>> {
     let Some(url) = global.clone.clone() else {
         return Ok(None);
     };
-    check_clone_url(&url)?;
+    secret_manager::gitops::checkout::check_clone_url(&url)?;
     let (dir, keep) = if global.repo == std::path::Path::new(".") {
         let t = tempfile::Builder::new()
             .prefix("secret-manager-clone-")
@@ -97,61 +83,14 @@ fn clone_repo(global: &mut GlobalArgs) -> crate::error::Result<Option<tempfile::
     } else {
         (global.repo.clone(), None)
     };
-    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        // A CronJob with a persistent volume runs again into its last clone: reuse it when
-        // it is a clone of the same URL (every run fetches what it needs), never another.
-        let repo_git = secret_manager::gitops::git::Git::new(&dir);
-        let origin = repo_git
-            .run(&["remote", "get-url", "origin"])
-            .map(|u| u.trim().to_owned());
-        if dir.join(".git").exists() && origin.as_deref().is_ok_and(|o| o == url) {
-            tracing::info!(dir = %dir.display(), "reusing the clone from an earlier run");
-            add_clone_remotes(&repo_git, &global.clone_remotes, true)?;
-            return Ok(keep);
-        }
-        return Err(UsageError(format!(
-            "--clone: {} is not empty and is not a clone of {url}; give --repo an empty (or new) directory, or the clone an earlier --clone run made",
-            dir.display()
-        ))
-        .into());
-    }
-    let parent = dir.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let git = secret_manager::gitops::git::Git::new(parent);
-    tracing::info!(branch = %global.clone_branch, "cloning the config repo");
-    git.run(&[
-        std::ffi::OsStr::new("clone"),
-        std::ffi::OsStr::new("--quiet"),
-        std::ffi::OsStr::new("--branch"),
-        std::ffi::OsStr::new(&global.clone_branch),
-        std::ffi::OsStr::new(&url),
-        dir.as_os_str(),
-    ])
-    .context("--clone")?;
-    let repo_git = secret_manager::gitops::git::Git::new(&dir);
-    add_clone_remotes(&repo_git, &global.clone_remotes, false)?;
+    secret_manager::gitops::checkout::clone_into(
+        &url,
+        &global.clone_branch,
+        &dir,
+        &global.clone_remotes,
+    )?;
     global.repo = dir;
     Ok(keep)
-}
-
-/// `--clone-remote NAME=URL`s: added to a new clone, or set on a reused one.
-fn add_clone_remotes(
-    repo_git: &secret_manager::gitops::git::Git,
-    remotes: &[String],
-    reused: bool,
-) -> crate::error::Result<()> {
-    for r in remotes {
-        let (name, url) = r
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--clone-remote: expected NAME=URL, got `{r}`")))?;
-        check_clone_url(url)?;
-        let exists = reused && repo_git.run(&["remote", "get-url", name]).is_ok();
-        let verb = if exists { "set-url" } else { "add" };
-        repo_git
-            .run(&["remote", verb, name, url])
-            .context("--clone-remote")?;
-    }
-    Ok(())
 }
 
 /// The reference time: `SECRET_MANAGER_NOW` (RFC 3339, for reproducible runs) or the clock.
