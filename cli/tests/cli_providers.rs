@@ -567,27 +567,7 @@ fn create_mints_nothing_for_a_credential_whose_rotation_is_in_flight() {
     let out = work.join(format!(
         "applications/demo/state/overlays/{DEV1}/second.yaml"
     ));
-    let create = || {
-        run_cmd(with_demo_plugin(&mut cmd(), state.path()).args([
-            "--repo",
-            work.to_str().unwrap(),
-            "create",
-            "--source",
-            "demo",
-            "--cluster",
-            DEV1,
-            "--namespace",
-            "demo",
-            "--name",
-            "second",
-            "--key-mappings",
-            "[token:Token]",
-            "--param",
-            "account=acme",
-            "-w",
-            out.to_str().unwrap(),
-        ]))
-    };
+    let create = || crate::safety::try_create_demo(&f, state.path(), "second", "acme");
     let r = create();
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert!(

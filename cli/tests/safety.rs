@@ -616,9 +616,20 @@ pub(crate) fn demo_fleet(state: &Path) -> GitFleet {
 /// `create`s demo credential `name` (namespace `demo`, account `account`) on dev1 in
 /// `work`, at `applications/demo/state/overlays/<dev1>/<name>.yaml`; not committed.
 pub(crate) fn create_demo(f: &GitFleet, state: &Path, name: &str, account: &str) {
+    let r = try_create_demo(f, state, name, account);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// [`create_demo`] without the assertion, for a test that expects a refusal: the run.
+pub(crate) fn try_create_demo(
+    f: &GitFleet,
+    state: &Path,
+    name: &str,
+    account: &str,
+) -> crate::common::Run {
     let work = f.path("work");
     let rel = format!("applications/demo/state/overlays/{DEV1}/{name}.yaml");
-    let r = run_cmd(with_demo_plugin(&mut cmd(), state).args([
+    run_cmd(with_demo_plugin(&mut cmd(), state).args([
         "--repo",
         work.to_str().unwrap(),
         "create",
@@ -636,8 +647,7 @@ pub(crate) fn create_demo(f: &GitFleet, state: &Path, name: &str, account: &str)
         &format!("account={account}"),
         "-w",
         work.join(&rel).to_str().unwrap(),
-    ]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    ]))
 }
 
 /// Each documented exit code, from the real binary.
