@@ -215,7 +215,7 @@ fn claim(
     fleet
         .git()
         .check_signing()
-        .map_err(|e| CreateError::Invalid(EngineError::Signing(e.to_string()).to_string()))?;
+        .map_err(|e| CreateError::Invalid(EngineError::Signing(e).to_string()))?;
     if let Err(e) = fleet.fetch_main() {
         tracing::warn!(error = %e, "no reachable main remote: minting without a claim (a crash now leaves the key for you to delete)");
         return Ok(None);

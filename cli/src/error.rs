@@ -346,7 +346,13 @@ mod tests {
         use secret_manager::create::CreateError;
         let e = CreateError::Failed {
             phase: Phase::Mint,
-            error: Box::new(EngineError::Signing("no key".into())),
+            error: Box::new(EngineError::Signing(
+                secret_manager::gitops::git::GitError::Failed {
+                    args: "commit-tree -S".into(),
+                    stderr: "no key".into(),
+                    code: Some(128),
+                },
+            )),
             undo: Some("rolled back".into()),
         };
         let lines = CommandError::from(e).context("create").render();

@@ -76,10 +76,9 @@ pub(super) fn keep_fresh(ctx: &Ctx<'_>, held: &mut Held) -> EngineResult<()> {
             *held = *h;
             Ok(())
         }
-        Taken::Lost => Err(EngineError::ClaimLost(format!(
-            "{} was taken over by another run",
-            held.refname
-        ))),
+        Taken::Lost => Err(EngineError::ClaimLost {
+            refname: held.refname.clone(),
+        }),
         Taken::Refused(reason) => Err(EngineError::ClaimRefused {
             refname: held.refname.clone(),
             prefix: ctx.claims.prefix().to_owned(),

@@ -219,10 +219,7 @@ pub async fn rotate(
     // inventory, pointers, claims, signing) comes from the fetched main.
     let repo = crate::Repo::main_of(clone)?;
     let fleet = Fleet::new(&repo);
-    fleet
-        .git()
-        .check_signing()
-        .map_err(|e| EngineError::Signing(e.to_string()))?;
+    fleet.git().check_signing().map_err(EngineError::Signing)?;
     let unavailable = fleet.fetch()?;
     let claims = ClaimTable::new(&fleet, &repo.config.claim_ref_prefix).list()?;
     let writer = MainWriter::open(&fleet)?;

@@ -360,8 +360,13 @@ pub enum EngineError {
         reason: String,
     },
     /// Another run took over this run's claim (its lease ran out): the run stops for it.
-    #[error("the claim on this credential was lost ({0}); nothing more is done for it")]
-    ClaimLost(String),
+    #[error(
+        "the claim on this credential was lost ({refname} was taken over by another run); nothing more is done for it"
+    )]
+    ClaimLost {
+        /// The claim's ref (`<prefix><credential-id>`).
+        refname: String,
+    },
     /// A revocation gate cannot be evaluated.
     #[error("cluster {cluster}: {message}")]
     Gate {
@@ -381,7 +386,7 @@ pub enum EngineError {
     #[error(
         "commits must be signed, but git cannot sign ({0}); check gpg.format, user.signingKey and the key's availability (docs/pull-requests.md, \"Signed commits\")"
     )]
-    Signing(String),
+    Signing(#[source] GitError),
     /// A forge call failed (the cause says whether it is configuration or the forge).
     #[error(transparent)]
     Forge(#[from] crate::forge::ForgeError),
