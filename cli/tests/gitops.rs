@@ -542,3 +542,84 @@ fn clone_runs_again_into_its_own_clone_and_refuses_another_directory() {
         "mine"
     );
 }
+
+/// `cluster reconcile` through the binary: a pointer on main's line is nothing to do (and
+/// nothing moves); a cluster whose pointer ref is gone is the operator's to set up (2),
+/// said with the remote; `--dry-run` on a diverged pointer says the plan and moves nothing.
+#[test]
+fn reconcile_says_what_it_would_do_and_refuses_a_missing_pointer() {
+    let f = GitFleet::new();
+    let work = f.path("work");
+    let reconcile = |cluster: &str, extra: &[&str]| {
+        run_cmd(
+            cmd()
+                .args([
+                    "--repo",
+                    work.to_str().unwrap(),
+                    "--yes",
+                    "cluster",
+                    "reconcile",
+                ])
+                .arg(cluster)
+                .args(extra),
+        )
+    };
+    let refs = || {
+        format!(
+            "{}{}",
+            git(&f.path("dev.git"), &["for-each-ref"]),
+            git(&f.path("prod.git"), &["for-each-ref"])
+        )
+    };
+    let before = refs();
+    let r = reconcile(DEV1, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is on main; nothing to reconcile"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(refs(), before);
+    // A hot-fix straight onto prod1's branch: the dry run names it, nothing moves.
+    let hf = f.clone_as("hotfixer");
+    git(
+        &hf,
+        &["fetch", "--quiet", "prod", &format!("cluster/{PROD1}")],
+    );
+    git(&hf, &["checkout", "--quiet", "-b", "hf", "FETCH_HEAD"]);
+    std::fs::write(hf.join(SHARED), "hot-fixed\n").unwrap();
+    git(&hf, &["commit", "--quiet", "-am", "Hot-fix"]);
+    git(
+        &hf,
+        &[
+            "push",
+            "--quiet",
+            "prod",
+            &format!("HEAD:refs/heads/cluster/{PROD1}"),
+        ],
+    );
+    let before = refs();
+    let r = reconcile(PROD1, &["--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "dry run: reconcile {PROD1}: merge refs/heads/cluster/{PROD1}"
+        )) && r.stdout.contains("1 commit(s) not on main"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(refs(), before);
+    // The pointer ref deleted on its remote.
+    git(
+        &f.path("prod.git"),
+        &["update-ref", "-d", &format!("refs/heads/cluster/{PROD1}")],
+    );
+    let r = reconcile(PROD1, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{PROD1}: pointer ref is missing on prod")),
+        "{}",
+        r.stderr
+    );
+}

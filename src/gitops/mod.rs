@@ -25,6 +25,7 @@ mod pointers;
 mod promote;
 mod push;
 pub use pointers::HotfixVia;
+pub use promote::ReconcilePlan;
 mod status;
 mod types;
 

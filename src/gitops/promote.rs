@@ -5,7 +5,53 @@ use super::git::Oid;
 use super::{Fleet, PublishError, PublishMode, PublishOutcome, PublishResult, pointer_ref};
 use crate::inventory::Cluster;
 
+/// What `cluster reconcile` would do for one cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReconcilePlan {
+    /// The pointer is on main's line: nothing to reconcile.
+    OnMain {
+        /// Where the pointer is.
+        pointer: Oid,
+    },
+    /// The pointer has commits main lacks (a hot-fix): merge them into main, then move the
+    /// pointer to the merge.
+    Merge {
+        /// Where the pointer is.
+        pointer: Oid,
+        /// How many of its commits main lacks.
+        ahead: usize,
+    },
+}
+
 impl Fleet {
+    /// What [`Fleet::reconcile`] would do for cluster `id`, from a fresh fetch: an error
+    /// when its remote cannot be reached or its pointer does not exist.
+    pub fn plan_reconcile(&self, id: &str) -> PublishResult<ReconcilePlan> {
+        let c = self.cluster(id);
+        if let Some(reason) = self.fetch()?.get(&c.remote) {
+            return Err(PublishError::RemoteUnavailable {
+                cluster: c.id.clone(),
+                remote: c.remote.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let pointer = self
+            .pointer(c)?
+            .ok_or_else(|| PublishError::MissingPointer {
+                cluster: c.id.clone(),
+                refname: pointer_ref(c),
+                remote: c.remote.clone(),
+            })?;
+        let main = self.main_tracking();
+        if self.git.is_ancestor(&pointer, &main)? {
+            return Ok(ReconcilePlan::OnMain { pointer });
+        }
+        Ok(ReconcilePlan::Merge {
+            ahead: self.git.count(&main, &pointer)?,
+            pointer,
+        })
+    }
+
     /// Fetches main and the pointer of `c`; fails when its remote is unavailable.
     fn fetch_for(&self, c: &Cluster) -> PublishResult<(Oid, Oid)> {
         let main = self.fetch_main()?;

@@ -5,7 +5,7 @@ use crate::error::UsageError;
 use crate::exit;
 use crate::output::{Fit, Paint, Table, write_structured};
 use clap::{Args, Subcommand};
-use secret_manager::gitops::{Fleet, PublishMode};
+use secret_manager::gitops::{Fleet, PublishError, PublishMode, ReconcilePlan};
 
 /// Cluster pointers: status, promote (fast-forward), reconcile (after a hot-fix).
 ///
@@ -272,35 +272,34 @@ fn cmd_reconcile(
     a: &ReconcileArgs,
 ) -> crate::error::Result<u8> {
     let c = cluster(repo, &a.cluster)?;
-    if let Some(e) = fleet.fetch()?.get(&c.remote) {
-        return Err(secret_manager::gitops::PublishError::RemoteUnavailable {
-            cluster: c.id.clone(),
-            remote: c.remote.clone(),
-            reason: e.clone(),
+    let plan = match fleet.plan_reconcile(&a.cluster) {
+        // A cluster without its pointer is the operator's to set up.
+        Err(PublishError::MissingPointer { .. }) => {
+            return Err(
+                UsageError(format!("{}: pointer ref is missing on {}", c.id, c.remote)).into(),
+            );
         }
-        .into());
-    }
-    let p = fleet
-        .pointer(c)?
-        .ok_or_else(|| UsageError(format!("{}: pointer ref is missing on {}", c.id, c.remote)))?;
-    let main = fleet.main_tracking();
-    if fleet.git().is_ancestor(&p, &main)? {
-        crate::output::say(
-            crate::output::Level::Info,
-            &format!(
-                "{}: {} is on main; nothing to reconcile (use `cluster promote` to move it forward)",
-                c.id,
-                short(&p)
-            ),
-        );
-        return Ok(exit::OK);
-    }
+        plan => plan?,
+    };
+    let (p, ahead) = match plan {
+        ReconcilePlan::OnMain { pointer } => {
+            crate::output::say(
+                crate::output::Level::Info,
+                &format!(
+                    "{}: {} is on main; nothing to reconcile (use `cluster promote` to move it forward)",
+                    c.id,
+                    short(&pointer)
+                ),
+            );
+            return Ok(exit::OK);
+        }
+        ReconcilePlan::Merge { pointer, ahead } => (pointer, ahead),
+    };
     let plan = format!(
-        "reconcile {}: merge {} ({}, {} commit(s) not on main) into main, push main, then fast-forward the pointer to the merge",
+        "reconcile {}: merge {} ({}, {ahead} commit(s) not on main) into main, push main, then fast-forward the pointer to the merge",
         c.id,
         secret_manager::gitops::pointer_ref(c),
         short(&p),
-        fleet.git().count(&main, &p)?
     );
     if a.dry_run {
         writeln!(ctx.out, "dry run: {plan}")?;
