@@ -7,7 +7,7 @@
 use crate::support::consumers::{
     BASE, CRONJOB, DEPLOYMENT, OVERLAY, SHARED, layout, layout_with, main_file,
 };
-use crate::support::engine::{DEV1, DNS, Env, T0, errors, t};
+use crate::support::engine::{DEV1, DNS, Env, T0, errors, stage_detail, t};
 use crate::support::git;
 use secret_manager::engine::Action;
 
@@ -33,12 +33,7 @@ async fn consumers_are_left_alone_unless_asked_and_a_secret_can_opt_out() {
         }
         let r = env.run(&env.opts(t(T0))).await;
         assert!(r.failures.is_empty(), "{}", errors(&r));
-        let plan = &r
-            .steps
-            .iter()
-            .find(|s| s.action == Action::Stage)
-            .unwrap()
-            .detail;
+        let plan = stage_detail(&r);
         assert!(!plan.contains("restart"), "{plan}");
         assert_eq!(
             main_file(&env, &format!("{OVERLAY}/deployment.yaml")),
@@ -145,12 +140,7 @@ async fn hostile_workloads_write_nothing_outside_the_overlay() {
     o.dry_run = true;
     let r = env.run(&o).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
-    let plan = &r
-        .steps
-        .iter()
-        .find(|s| s.action == Action::Stage)
-        .unwrap()
-        .detail;
+    let plan = stage_detail(&r);
     assert!(
         !plan.contains('\u{1b}') && !plan.contains('\u{7}'),
         "{plan:?}"

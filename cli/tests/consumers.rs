@@ -5,9 +5,8 @@
 //! library's (`tests/consumers.rs` at the root).
 
 use crate::common::consumers::*;
-use crate::common::engine::{DEV1, DNS, Env, T0, errors, t};
+use crate::common::engine::{DEV1, DNS, Env, T0, errors, stage_detail, t};
 use crate::common::git;
-use secret_manager::engine::Action;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leaves() {
@@ -63,12 +62,7 @@ async fn the_stage_commit_restarts_the_clusters_consumers_and_says_which_it_leav
     o.require_old_key_unused = true;
     let r = env.run(&o).await;
     assert!(r.failures.is_empty(), "{}", errors(&r));
-    let plan = &r
-        .steps
-        .iter()
-        .find(|s| s.action == Action::Stage)
-        .unwrap()
-        .detail;
+    let plan = stage_detail(&r);
     // ... and the gates it will wait for, in the order they are asked.
     assert!(
         plan.contains(

@@ -201,3 +201,12 @@ pub fn hook(env: &Env, remote: &str, script: &str) -> std::path::PathBuf {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     hook
 }
+
+/// What the run's `stage` step says (its plan): the step every staging test reads.
+pub fn stage_detail(r: &RotateReport) -> &str {
+    &r.steps
+        .iter()
+        .find(|s| s.action == secret_manager::engine::Action::Stage)
+        .expect("a stage step")
+        .detail
+}
