@@ -8,6 +8,7 @@ use crate::support::engine::{
 };
 use crate::support::{git, git_input};
 use chrono::{DateTime, Utc};
+#[cfg(feature = "failpoints")]
 use futures::FutureExt as _;
 use secret_manager::engine::{Action, Cancel, During, Phase, RotateReport, Signal};
 use secret_manager_testkit::{Fail, FakeProvider, Op};
