@@ -2,11 +2,13 @@
 //! at random moments, SIGTERM mid-phase, keys made by hand, users in two AWS accounts,
 //! a protected main — and every documented exit code.
 
-pub(crate) use crate::common::aws::{pod, wait_for};
+pub(crate) use crate::common::aws::pod;
+#[cfg(feature = "failpoints")]
+pub(crate) use crate::common::aws::wait_for;
 use crate::common::{GitFleet, Moto, Run, cmd, decrypt_value, git, run_cmd, with_demo_plugin};
 use crate::rotate::create_aws;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -520,6 +522,7 @@ fn moto_key_ids_in(moto: &Moto, account: &str, user: &str) -> Vec<String> {
     .collect()
 }
 
+#[cfg(feature = "failpoints")]
 fn signal(child: &std::process::Child, sig: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &child.id().to_string()])
@@ -559,7 +562,7 @@ fn sigterm_mid_mint_and_mid_publish_leaves_nothing_behind() {
         assert_eq!(status.code(), Some(143), "{point}: {stderr}");
         assert!(stderr.contains("received SIGTERM"), "{stderr}");
         // No worktree left in TMPDIR (the clone lives there too: only it may remain).
-        let leftovers: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+        let leftovers: Vec<std::path::PathBuf> = std::fs::read_dir(tmp.path())
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| {

@@ -3,8 +3,10 @@
 
 use super::venv_tool;
 use crate::common::root;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
+#[cfg(feature = "failpoints")]
+use std::process::Stdio;
 
 fn dockerfile() -> String {
     std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap()
@@ -245,6 +247,7 @@ fn the_binary_needs_no_newer_glibc_than_the_runtime_image() {
 }
 
 /// PIDs of `pid`'s children.
+#[cfg(feature = "failpoints")]
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
@@ -324,7 +327,8 @@ fn sigterm_to_pid_1_stops_the_run_cleanly() {
     }
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+#[cfg(feature = "failpoints")]
+fn which(name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(name))
         .find(|p| p.exists())
