@@ -1,5 +1,5 @@
-//! The library's integration tests: the engine, the scanner, sealing and the manifest
-//! editor, in-process — against real git remotes (`support::GitFleet`) and the in-process
+//! The library's integration tests: the engine, the rollback, the consumers restart,
+//! cluster pointer moves, the scanner, sealing and the manifest editor, in-process — against real git remotes (`support::GitFleet`) and the in-process
 //! fake provider, with no binary and no installed tool. `cargo test -p secret-manager`
 //! runs them; the binary's tests are in `cli/tests`, and the tests that need the tools
 //! `scripts/test` installs are marked `#[ignore = "environment: ..."]` there.
@@ -10,6 +10,7 @@ mod architecture;
 mod consumers;
 mod edit;
 mod engine;
+mod gitops;
 mod rollback;
 mod scan;
 mod seal;
