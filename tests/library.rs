@@ -1,8 +1,9 @@
 //! The library's integration tests: the engine, the rollback, the consumers restart,
-//! cluster pointer moves, the scanner, sealing and the manifest editor, in-process — against real git remotes (`support::GitFleet`) and the in-process
-//! fake provider, with no binary and no installed tool. `cargo test -p secret-manager`
-//! runs them; the binary's tests are in `cli/tests`, and the tests that need the tools
-//! `scripts/test` installs are marked `#[ignore = "environment: ..."]` there.
+//! cluster pointer moves, the scanner, sealing and the manifest editor, in-process —
+//! against real git remotes (`support::GitFleet`) and the in-process fake provider, with
+//! no binary. `cargo test -p secret-manager` runs them; the one that needs a tool
+//! `scripts/test` installs (kubectl) is marked `#[ignore = "environment: ..."]`. The
+//! binary's tests are in `cli/tests`.
 
 mod support;
 
