@@ -235,9 +235,10 @@ impl From<secret_manager::gitops::checkout::CloneError> for CommandError {
     fn from(e: secret_manager::gitops::checkout::CloneError) -> CommandError {
         use secret_manager::gitops::checkout::CloneError;
         let kind = match &e {
-            CloneError::Credentials | CloneError::NotThisClone { .. } | CloneError::Remote(_) => {
-                Kind::Usage
-            }
+            CloneError::Credentials
+            | CloneError::NotThisClone { .. }
+            | CloneError::Remote(_)
+            | CloneError::NotAUrl(_) => Kind::Usage,
             CloneError::Io(_) => Kind::Internal,
             _ => Kind::Failed(Phase::Publish),
         };

@@ -40,6 +40,7 @@ mod propose;
 mod publish;
 mod recover;
 mod report;
+mod restore;
 mod revoke;
 mod rollback;
 mod slots;

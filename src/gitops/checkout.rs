@@ -128,9 +128,13 @@ pub enum CloneError {
         /// The URL asked for.
         url: String,
     },
-    /// A `--clone-remote` that is not `NAME=URL`.
-    #[error("--clone-remote: expected NAME=URL, got `{0}`")]
+    /// A `--clone-remote` that is not `NAME=URL` with a remote name (letters, digits,
+    /// `.`, `_`, `-`, `/`).
+    #[error("--clone-remote: expected NAME=URL with NAME a git remote name, got `{0}`")]
     Remote(String),
+    /// Something that is not a repository URL or path (empty, or an option).
+    #[error("--clone: `{0}` is not a repository URL or path")]
+    NotAUrl(String),
     /// Reading or making the directory failed.
     #[error("--clone: {0}")]
     Io(#[from] std::io::Error),
@@ -140,8 +144,11 @@ pub enum CloneError {
 }
 
 /// Refuses a URL that carries a password or token (`https://user:token@host/...`, or any
-/// user in an HTTP URL).
+/// user in an HTTP URL), and anything git would read as an option.
 pub fn check_clone_url(url: &str) -> Result<(), CloneError> {
+    if url.is_empty() || url.starts_with('-') {
+        return Err(CloneError::NotAUrl(crate::text::escape(url).into_owned()));
+    }
     let authority = url
         .split_once("://")
         .map(|(_, r)| r.split('/').next().unwrap_or_default());
@@ -176,7 +183,8 @@ pub fn clone_into(
         .iter()
         .map(|r| {
             r.split_once('=')
-                .ok_or_else(|| CloneError::Remote(r.clone()))
+                .filter(|(name, _)| crate::names::RemoteName::parse(name).is_ok())
+                .ok_or_else(|| CloneError::Remote(crate::text::escape(r).into_owned()))
         })
         .collect::<Result<_, _>>()?;
     for (_, u) in &remotes {
@@ -204,6 +212,7 @@ pub fn clone_into(
             std::ffi::OsStr::new("--quiet"),
             std::ffi::OsStr::new("--branch"),
             std::ffi::OsStr::new(branch),
+            std::ffi::OsStr::new("--"),
             std::ffi::OsStr::new(url),
             dir.as_os_str(),
         ])?;
@@ -246,8 +255,9 @@ mod tests {
         }
     }
 
-    /// A malformed `--clone-remote`, or one with credentials, stops before anything is
-    /// cloned or created.
+    /// A malformed `--clone-remote` (one whose name is an option or a path), one with
+    /// credentials, or a URL git would read as an option stops before anything is cloned
+    /// or created.
     #[test]
     fn bad_remotes_are_refused_before_the_clone() {
         let tmp = tempfile::tempdir().unwrap();
@@ -257,6 +267,18 @@ mod tests {
         assert!(matches!(e, CloneError::Remote(ref r) if r == "prod"), "{e}");
         let e = clone_into(url, "main", &dir, &["prod=https://u:t@h/x".into()]).unwrap_err();
         assert!(matches!(e, CloneError::Credentials), "{e}");
+        for hostile in [
+            "--upload-pack=touch x=/srv/git/c.git",
+            "=/srv/git/c.git",
+            "../x=/srv",
+        ] {
+            let e = clone_into(url, "main", &dir, &[hostile.into()]).unwrap_err();
+            assert!(matches!(e, CloneError::Remote(_)), "{hostile}: {e}");
+        }
+        for hostile in ["--upload-pack=touch /tmp/x", "-oProxyCommand=x", ""] {
+            let e = clone_into(hostile, "main", &dir, &[]).unwrap_err();
+            assert!(matches!(e, CloneError::NotAUrl(_)), "{hostile}: {e}");
+        }
         assert!(!dir.exists());
     }
 }
