@@ -89,24 +89,7 @@ fn diverged_branch_promote_refuses_and_reconcile_merges_it_back() {
     let work = f.path("work");
     f.commit_main(&work, SHARED, "main moved\n", "Main moves on");
     // A hot-fix committed straight onto the prod cluster branch.
-    let hf = f.clone_as("hotfixer");
-    git(
-        &hf,
-        &["fetch", "--quiet", "prod", &format!("cluster/{PROD1}")],
-    );
-    git(&hf, &["checkout", "--quiet", "-b", "hf", "FETCH_HEAD"]);
-    std::fs::write(hf.join(PROD1_DNS), "hot-fixed\n").unwrap();
-    git(&hf, &["commit", "--quiet", "-am", "Hot-fix prod1 DNS"]);
-    let hotfix = git(&hf, &["rev-parse", "HEAD"]);
-    git(
-        &hf,
-        &[
-            "push",
-            "--quiet",
-            "prod",
-            &format!("HEAD:refs/heads/cluster/{PROD1}"),
-        ],
-    );
+    let hotfix = f.hotfix_pointer("prod", PROD1, PROD1_DNS, "hot-fixed\n");
 
     let repo = open(&work);
     let fleet = Fleet::new(&repo);

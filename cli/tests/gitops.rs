@@ -199,23 +199,7 @@ fn reconcile_says_what_it_would_do_and_refuses_a_missing_pointer() {
     );
     assert_eq!(refs(), before);
     // A hot-fix straight onto prod1's branch: the dry run names it, nothing moves.
-    let hf = f.clone_as("hotfixer");
-    git(
-        &hf,
-        &["fetch", "--quiet", "prod", &format!("cluster/{PROD1}")],
-    );
-    git(&hf, &["checkout", "--quiet", "-b", "hf", "FETCH_HEAD"]);
-    std::fs::write(hf.join(SHARED), "hot-fixed\n").unwrap();
-    git(&hf, &["commit", "--quiet", "-am", "Hot-fix"]);
-    git(
-        &hf,
-        &[
-            "push",
-            "--quiet",
-            "prod",
-            &format!("HEAD:refs/heads/cluster/{PROD1}"),
-        ],
-    );
+    f.hotfix_pointer("prod", PROD1, SHARED, "hot-fixed\n");
     let before = refs();
     let r = reconcile(PROD1, &["--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -342,6 +342,30 @@ impl GitFleet {
             .then(|| String::from_utf8(out.stdout).unwrap().trim().to_owned())
     }
 
+    /// A hot-fix committed straight onto the pointer branch `cluster/<cluster>` on bare
+    /// remote `remote`, changing `rel` to `content`, as someone bypassing main would;
+    /// returns the commit.
+    pub fn hotfix_pointer(&self, remote: &str, cluster: &str, rel: &str, content: &str) -> String {
+        let hf = self.clone_as(&format!("hotfix-{cluster}"));
+        git(
+            &hf,
+            &["fetch", "--quiet", remote, &format!("cluster/{cluster}")],
+        );
+        git(&hf, &["checkout", "--quiet", "-b", "hf", "FETCH_HEAD"]);
+        std::fs::write(hf.join(rel), content).unwrap();
+        git(&hf, &["commit", "--quiet", "-am", "Hot-fix"]);
+        git(
+            &hf,
+            &[
+                "push",
+                "--quiet",
+                remote,
+                &format!("HEAD:refs/heads/cluster/{cluster}"),
+            ],
+        );
+        git(&hf, &["rev-parse", "HEAD"])
+    }
+
     /// File content at `rev` in bare remote `remote`.
     pub fn show(&self, remote: &str, rev: &str, path: &str) -> String {
         git(
